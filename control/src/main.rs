@@ -1,0 +1,368 @@
+//! `modsynth`: the command line of modsynth.
+
+use clap::{Parser, Subcommand};
+use modsynth_control::client::Client;
+use modsynth_control::osc::{message, text};
+use modsynth_control::status::StatusReport;
+use modsynth_control::{catalog, record, reference, setfile};
+use rosc::OscType;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "modsynth",
+    version,
+    about = "Control a modsynth modular synthesizer"
+)]
+struct Cli {
+    /// Where modsynthd listens (host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "MODSYNTH_OSC",
+        default_value = "127.0.0.1:57300"
+    )]
+    osc: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a module: `modsynth new vco vco1 freq=220 wave=saw`.
+    New {
+        #[arg(value_name = "TYPE")]
+        module_type: String,
+        id: String,
+        /// Initial values; `standby=none` creates it without a hot standby.
+        #[arg(value_name = "PARAM=VALUE")]
+        params: Vec<String>,
+    },
+    /// Remove a module.
+    Free { id: String },
+    /// `set ID PARAM VALUE` sets a parameter (returns once applied);
+    /// `set load FILE [--replace]` and `set save FILE` load and save set files;
+    /// `set check FILE` checks one without a running modsynthd.
+    #[command(
+        override_usage = "modsynth set <ID> <PARAM> <VALUE>\n       modsynth set load <FILE> [--replace]\n       modsynth set save <FILE>\n       modsynth set check <FILE>"
+    )]
+    Set {
+        #[arg(required = true, num_args = 2..=3, value_name = "ARGS")]
+        args: Vec<String>,
+        /// With `load`: free running modules that are not in the file.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print a parameter's value.
+    Get { id: String, param: String },
+    /// Connect two ports: `modsynth connect vco1:out system:playback_1`.
+    Connect { src: String, dst: String },
+    /// Disconnect two ports.
+    Disconnect { src: String, dst: String },
+    /// List the running modules.
+    Ls,
+    /// Show the pool, every module and its numbers.
+    Status {
+        /// Refresh every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Print the raw JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until everything sent before is applied.
+    Sync,
+    /// List module types with their ports and parameters.
+    Modules {
+        /// Only this module type.
+        module: Option<String>,
+        /// Print the README's Markdown reference instead.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Record JACK ports into a 32-bit float WAV file, one channel per port.
+    ///
+    /// A port that is an input (like system:playback_1) records whatever is
+    /// connected to it, following connections as they change.
+    Record {
+        /// The WAV file to write.
+        out: PathBuf,
+        /// Ports to record.
+        #[arg(required = true, value_name = "PORT")]
+        ports: Vec<String>,
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+    },
+}
+
+fn main() -> ExitCode {
+    modsynth_control::logging::init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("modsynth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(osc: &str) -> Result<Client, String> {
+    let addr: SocketAddr = osc
+        .to_socket_addrs()
+        .map_err(|e| format!("--osc '{osc}' is not host:port ({e})"))?
+        .next()
+        .ok_or_else(|| format!("--osc '{osc}' names no address"))?;
+    Client::new(addr)
+}
+
+/// A command-line value as OSC: a number when it reads as one, else text.
+fn value_arg(value: &str) -> OscType {
+    match value.trim().parse::<f32>() {
+        Ok(v) => OscType::Float(v),
+        Err(_) => text(value),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::New { module_type, id, params } => {
+            let mut args = vec![text(&module_type), text(&id)];
+            for p in &params {
+                let (name, value) =
+                    p.split_once('=').ok_or_else(|| format!("'{p}' is not PARAM=VALUE"))?;
+                args.push(text(name.trim()));
+                args.push(value_arg(value));
+            }
+            client(&cli.osc)?.call(message("/module/new", args))?;
+            println!("{id}: created");
+        }
+        Command::Free { id } => {
+            client(&cli.osc)?.call(message("/module/free", vec![text(&id)]))?;
+            println!("{id}: freed");
+        }
+        Command::Set { args, replace } => match (args.as_slice(), replace) {
+            ([id, param, value], false) => {
+                let msg = message("/module/set", vec![text(id), text(param), value_arg(value)]);
+                client(&cli.osc)?.call_then_sync(msg)?;
+            }
+            ([op, file], _) if op == "load" => {
+                let path = absolute(file)?;
+                let args = vec![text(&path), OscType::Int(replace as i32)];
+                // Loading creates modules: give it the time a big set needs.
+                let client = client(&cli.osc)?.with_timeout(Duration::from_secs(30));
+                client.call(message("/set/load", args))?;
+                println!("{file}: loaded");
+            }
+            ([op, file], false) if op == "save" => {
+                client(&cli.osc)?.call(message("/set/save", vec![text(&absolute(file)?)]))?;
+                println!("{file}: saved");
+            }
+            ([op, file], false) if op == "check" => {
+                let set = setfile::load(std::path::Path::new(file)).map_err(|e| e.to_string())?;
+                println!(
+                    "{file}: {} module(s), {} connection(s); jack driver={} rate={} period={}",
+                    set.modules.len(),
+                    set.connections.len(),
+                    set.jack.driver.as_deref().unwrap_or("auto"),
+                    set.jack.rate.map_or("auto".into(), |r| r.to_string()),
+                    set.jack.period.map_or("auto".into(), |p| p.to_string()),
+                );
+            }
+            _ => return Err("use `set ID PARAM VALUE`, `set load FILE [--replace]`, `set save FILE` or `set check FILE`".into()),
+        },
+        Command::Get { id, param } => {
+            let reply = client(&cli.osc)?.query(message("/module/get", vec![text(&id), text(&param)]), "/module/value")?;
+            match reply.args.get(2) {
+                Some(OscType::Float(v)) => println!("{v}"),
+                Some(OscType::String(s)) => println!("{s}"),
+                other => return Err(format!("unexpected reply {other:?}")),
+            }
+        }
+        Command::Connect { src, dst } => {
+            client(&cli.osc)?.call(message("/patch/connect", vec![text(&src), text(&dst)]))?;
+        }
+        Command::Disconnect { src, dst } => {
+            client(&cli.osc)?.call(message("/patch/disconnect", vec![text(&src), text(&dst)]))?;
+        }
+        Command::Ls => {
+            let report = status(&client(&cli.osc)?)?;
+            for m in &report.modules {
+                println!("{:<16} {:<6} {}", m.id, m.module_type, m.jack_client);
+            }
+        }
+        Command::Status { watch, json } => {
+            let client = client(&cli.osc)?;
+            let stop = stop_flag();
+            loop {
+                let report = status(&client)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    if watch && std::io::stdout().is_terminal() {
+                        print!("\x1b[2J\x1b[H");
+                    }
+                    print!("{}", status_table(&report));
+                }
+                if !watch || wait_or_stop(&stop, Duration::from_secs(1)) {
+                    break;
+                }
+            }
+        }
+        Command::Sync => client(&cli.osc)?.sync()?,
+        Command::Modules { module, markdown } => {
+            let only = match module.as_deref() {
+                None => None,
+                Some(name) => Some(catalog::module(name).ok_or_else(|| {
+                    let known: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
+                    format!("no module type '{name}' (types: {})", known.join(", "))
+                })?),
+            };
+            if markdown {
+                print!("{}", reference::markdown());
+            } else {
+                print!("{}", reference::plain(only));
+            }
+        }
+        Command::Record { out, ports, duration } => record_command(out, ports, duration)?,
+    }
+    Ok(())
+}
+
+/// `file` as an absolute path: the supervisor resolves paths from its own directory.
+fn absolute(file: &str) -> Result<String, String> {
+    let path = std::path::Path::new(file);
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| e.to_string())?
+            .join(path)
+    };
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("{file}: not a UTF-8 path"))
+}
+
+fn status(client: &Client) -> Result<StatusReport, String> {
+    let reply = client.query(message("/status", vec![]), "/status.reply")?;
+    match reply.args.first() {
+        Some(OscType::String(json)) => {
+            serde_json::from_str(json).map_err(|e| format!("unreadable /status.reply: {e}"))
+        }
+        _ => Err("empty /status.reply".into()),
+    }
+}
+
+/// The status as a table a person reads at a glance.
+fn status_table(r: &StatusReport) -> String {
+    use std::fmt::Write;
+    let c = &r.counters;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pool {}/{} spare, {} workers | creates {} (cold {}), create ms p50 {:.1} p99 {:.1} | worker deaths {}",
+        r.spare_ready, r.pool_size, r.workers, c.creates, c.cold_creates, c.create_time_ms.p50, c.create_time_ms.p99, c.worker_deaths
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:<6} {:<8} {:>7} {:<14} {:>9} {:>17} {:>5} {:>5} {:>6} {:>7}",
+        "module",
+        "type",
+        "role",
+        "pid",
+        "jack client",
+        "set/done",
+        "lat p50/95/99 smp",
+        "xrun",
+        "dsp%",
+        "cpu%",
+        "rss KiB"
+    );
+    for m in &r.modules {
+        let [p50, p95, p99] = m.latency_samples;
+        let _ = writeln!(
+            out,
+            "{:<14} {:<6} {:<8} {:>7} {:<14} {:>9} {:>17} {:>5} {:>5.1} {:>6.1} {:>7}",
+            m.id,
+            m.module_type,
+            m.role,
+            m.pid,
+            m.jack_client,
+            format!("{}/{}", m.params_received, m.params_applied),
+            format!("{p50}/{p95}/{p99}"),
+            m.xruns,
+            m.dsp_load,
+            m.cpu_percent,
+            m.rss_kib
+        );
+    }
+    out
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    stop
+}
+
+/// Sleeps up to `d`; true if a stop signal came.
+fn wait_or_stop(stop: &AtomicBool, d: Duration) -> bool {
+    let step = Duration::from_millis(50);
+    let mut waited = Duration::ZERO;
+    while waited < d {
+        if stop.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(step);
+        waited += step;
+    }
+    stop.load(Ordering::SeqCst)
+}
+
+fn record_command(out: PathBuf, ports: Vec<String>, duration: Option<f64>) -> Result<(), String> {
+    let duration = match duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(format!(
+                "--duration must be a positive number of seconds, got {s}"
+            ))
+        }
+        None => None,
+    };
+    let stop = stop_flag();
+    // A live counter on a terminal; nothing in a log file.
+    let tty = std::io::stderr().is_terminal();
+    let progress = |s: f64| {
+        if tty {
+            eprint!("\rrecording {}: {s:.0} s", out.display())
+        }
+    };
+    let sum = record::record(&out, &ports, duration, &stop, progress)?;
+    eprintln!(
+        "{}recorded {:.1} s, {} channel(s), peak {:.2} to {}{}",
+        if tty { "\r" } else { "" },
+        sum.frames as f64 / sum.sample_rate as f64,
+        sum.channels,
+        sum.peak,
+        out.display(),
+        if sum.dropped_frames > 0 {
+            format!(
+                " ({} frames DROPPED: the disk was too slow)",
+                sum.dropped_frames
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! The OSC address space as types: decoding requests, encoding replies.
+//!
+//! Decoding checks everything that can be checked without knowing which modules are
+//! running: the address, argument count and types, module types, ids and the
+//! parameters given to `/module/new`. What depends on running modules (unknown id,
+//! a parameter of an existing module) is checked by the supervisor, with the same
+//! error types.
+//!
+//! Every refusal becomes a [`Fail`], sent back as `/fail <address> <reason>`.
+//!
+//! ```
+//! use modsynth_control::osc::{decode, Request};
+//! use rosc::{OscMessage, OscType};
+//!
+//! let msg = OscMessage {
+//!     addr: "/module/new".into(),
+//!     args: vec![OscType::String("vco".into()), OscType::String("vco1".into()),
+//!                OscType::String("freq".into()), OscType::Float(220.0)],
+//! };
+//! let Request::New { spec, id, params, .. } = decode(&msg).unwrap() else { panic!() };
+//! assert_eq!((spec.name, id.as_str(), params), ("vco", "vco1", vec![(0, 220.0)]));
+//! ```
+
+use crate::catalog::{self, ModuleSpec};
+use crate::names::check_module_id;
+use crate::param::{self, Value};
+use rosc::{OscMessage, OscPacket, OscType};
+
+/// An argument that is either a number or text, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Float(f32),
+    Text(String),
+}
+
+impl Arg {
+    /// Borrowed as a [`param::Value`] for validation.
+    pub fn as_value(&self) -> Value<'_> {
+        match self {
+            Arg::Float(v) => Value::Float(*v),
+            Arg::Text(t) => Value::Text(t),
+        }
+    }
+}
+
+/// Whether a module gets a hot standby worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Standby {
+    /// One standby per module (the default).
+    #[default]
+    Hot,
+    /// No standby: a crash is recovered from a pool spare, more slowly.
+    None,
+}
+
+/// One request, checked as far as it can be without the supervisor's state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// `/module/new type id [param value]...`
+    New {
+        spec: &'static ModuleSpec,
+        id: String,
+        params: Vec<(usize, f32)>,
+        standby: Standby,
+    },
+    /// `/module/free id`
+    Free { id: String },
+    /// `/module/set id param value`, or `/<id>/<param> value`.
+    Set {
+        id: String,
+        param: String,
+        value: Arg,
+    },
+    /// `/module/get id param`
+    Get { id: String, param: String },
+    /// `/patch/connect src dst`
+    Connect { src: String, dst: String },
+    /// `/patch/disconnect src dst`
+    Disconnect { src: String, dst: String },
+    /// `/set/load path [replace]`: with replace 1, modules not in the file are freed.
+    LoadSet { path: String, replace: bool },
+    /// `/set/save path`
+    SaveSet { path: String },
+    /// `/status`
+    Status,
+    /// `/notify 1|0`
+    Notify { on: bool },
+    /// `/sync id`
+    Sync { id: i32 },
+}
+
+/// A refused request: becomes `/fail <address> <reason>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fail {
+    pub address: String,
+    pub reason: String,
+}
+
+impl Fail {
+    pub fn new(address: &str, reason: impl Into<String>) -> Fail {
+        Fail {
+            address: address.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The `/fail` message.
+    pub fn to_message(&self) -> OscMessage {
+        message("/fail", vec![text(&self.address), text(&self.reason)])
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.address, self.reason)
+    }
+}
+
+/// Builds an OSC message.
+pub fn message(addr: &str, args: Vec<OscType>) -> OscMessage {
+    OscMessage {
+        addr: addr.to_string(),
+        args,
+    }
+}
+
+/// An OSC string argument.
+pub fn text(s: &str) -> OscType {
+    OscType::String(s.to_string())
+}
+
+/// `/done <address> [args]`
+pub fn done(address: &str, mut args: Vec<OscType>) -> OscMessage {
+    args.insert(0, text(address));
+    message("/done", args)
+}
+
+/// Encodes a message as one UDP datagram.
+pub fn encode(msg: OscMessage) -> Vec<u8> {
+    // Encoding a message we built ourselves cannot fail (no unencodable types).
+    rosc::encoder::encode(&OscPacket::Message(msg)).unwrap_or_default()
+}
+
+fn describe(arg: &OscType) -> &'static str {
+    match arg {
+        OscType::Int(_) => "int",
+        OscType::Float(_) => "float",
+        OscType::Double(_) => "double",
+        OscType::Long(_) => "long",
+        OscType::String(_) => "string",
+        OscType::Blob(_) => "blob",
+        OscType::Bool(_) => "bool",
+        _ => "other",
+    }
+}
+
+struct Args<'a> {
+    address: &'a str,
+    args: &'a [OscType],
+}
+
+impl<'a> Args<'a> {
+    fn count(&self, n: usize, usage: &str) -> Result<(), Fail> {
+        if self.args.len() == n {
+            Ok(())
+        } else {
+            Err(Fail::new(
+                self.address,
+                format!("takes {usage}, got {} argument(s)", self.args.len()),
+            ))
+        }
+    }
+
+    fn string(&self, i: usize, what: &str) -> Result<&'a str, Fail> {
+        match self.args.get(i) {
+            Some(OscType::String(s)) => Ok(s),
+            Some(other) => Err(Fail::new(
+                self.address,
+                format!(
+                    "argument {} ({what}) must be a string, got {}",
+                    i + 1,
+                    describe(other)
+                ),
+            )),
+            None => Err(Fail::new(
+                self.address,
+                format!("missing argument {} ({what})", i + 1),
+            )),
+        }
+    }
+
+    fn value(&self, i: usize) -> Result<Arg, Fail> {
+        match self.args.get(i) {
+            Some(OscType::Float(v)) => Ok(Arg::Float(*v)),
+            Some(OscType::Double(v)) => Ok(Arg::Float(*v as f32)),
+            Some(OscType::Int(v)) => Ok(Arg::Float(*v as f32)),
+            Some(OscType::Long(v)) => Ok(Arg::Float(*v as f32)),
+            Some(OscType::String(s)) => Ok(Arg::Text(s.clone())),
+            Some(other) => Err(Fail::new(
+                self.address,
+                format!(
+                    "argument {} (value) must be a number or string, got {}",
+                    i + 1,
+                    describe(other)
+                ),
+            )),
+            None => Err(Fail::new(
+                self.address,
+                format!("missing argument {} (value)", i + 1),
+            )),
+        }
+    }
+
+    fn int(&self, i: usize, what: &str) -> Result<i32, Fail> {
+        match self.args.get(i) {
+            Some(OscType::Int(v)) => Ok(*v),
+            Some(OscType::Float(v)) if v.fract() == 0.0 && v.abs() < 1e9 => Ok(*v as i32),
+            Some(other) => Err(Fail::new(
+                self.address,
+                format!(
+                    "argument {} ({what}) must be an int, got {}",
+                    i + 1,
+                    describe(other)
+                ),
+            )),
+            None => Err(Fail::new(
+                self.address,
+                format!("missing argument {} ({what})", i + 1),
+            )),
+        }
+    }
+
+    fn id(&self, i: usize) -> Result<String, Fail> {
+        let id = self.string(i, "module id")?;
+        check_module_id(id).map_err(|e| Fail::new(self.address, e))?;
+        Ok(id.to_string())
+    }
+}
+
+/// Decodes and checks one message.
+pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
+    let a = Args {
+        address: &msg.addr,
+        args: &msg.args,
+    };
+    match msg.addr.as_str() {
+        "/module/new" => decode_new(&a),
+        "/module/free" => {
+            a.count(1, "id")?;
+            Ok(Request::Free { id: a.id(0)? })
+        }
+        "/module/set" => {
+            a.count(3, "id, param, value")?;
+            Ok(Request::Set {
+                id: a.id(0)?,
+                param: a.string(1, "param")?.into(),
+                value: a.value(2)?,
+            })
+        }
+        "/module/get" => {
+            a.count(2, "id, param")?;
+            Ok(Request::Get {
+                id: a.id(0)?,
+                param: a.string(1, "param")?.into(),
+            })
+        }
+        "/patch/connect" | "/patch/disconnect" => {
+            a.count(2, "source port, destination port")?;
+            let src = a.string(0, "source port")?.to_string();
+            let dst = a.string(1, "destination port")?.to_string();
+            for p in [&src, &dst] {
+                check_port_name(p).map_err(|e| Fail::new(&msg.addr, e))?;
+            }
+            if msg.addr == "/patch/connect" {
+                Ok(Request::Connect { src, dst })
+            } else {
+                Ok(Request::Disconnect { src, dst })
+            }
+        }
+        "/set/load" => {
+            if a.args.len() != 1 && a.args.len() != 2 {
+                a.count(1, "path, then optionally replace (1 or 0)")?;
+            }
+            let path = a.string(0, "path")?.to_string();
+            let replace = if a.args.len() == 2 {
+                a.int(1, "replace (1 or 0)")? != 0
+            } else {
+                false
+            };
+            Ok(Request::LoadSet { path, replace })
+        }
+        "/set/save" => {
+            a.count(1, "path")?;
+            Ok(Request::SaveSet {
+                path: a.string(0, "path")?.to_string(),
+            })
+        }
+        "/status" => {
+            a.count(0, "no arguments")?;
+            Ok(Request::Status)
+        }
+        "/notify" => {
+            a.count(1, "1 or 0")?;
+            match a.int(0, "1 or 0")? {
+                0 => Ok(Request::Notify { on: false }),
+                1 => Ok(Request::Notify { on: true }),
+                n => Err(Fail::new(&msg.addr, format!("takes 1 or 0, got {n}"))),
+            }
+        }
+        "/sync" => {
+            a.count(1, "an int id")?;
+            Ok(Request::Sync {
+                id: a.int(0, "sync id")?,
+            })
+        }
+        addr => decode_shortcut(addr, &a),
+    }
+}
+
+fn decode_new(a: &Args) -> Result<Request, Fail> {
+    if a.args.len() < 2 || a.args.len() % 2 != 0 {
+        return Err(Fail::new(
+            a.address,
+            format!(
+                "takes type, id, then param/value pairs; got {} argument(s)",
+                a.args.len()
+            ),
+        ));
+    }
+    let type_name = a.string(0, "module type")?;
+    let spec = catalog::module(type_name).ok_or_else(|| {
+        let types: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
+        Fail::new(
+            a.address,
+            format!("no module type '{type_name}' (types: {})", types.join(", ")),
+        )
+    })?;
+    let id = a.id(1)?;
+    let mut params = Vec::new();
+    let mut standby = Standby::Hot;
+    for i in (2..a.args.len()).step_by(2) {
+        let name = a.string(i, "param name")?;
+        let value = a.value(i + 1)?;
+        if name == "standby" {
+            standby = match &value {
+                Arg::Text(t) if t == "none" => Standby::None,
+                Arg::Text(t) if t == "hot" => Standby::Hot,
+                _ => return Err(Fail::new(a.address, "standby is 'hot' or 'none'")),
+            };
+            continue;
+        }
+        let checked = param::validate(spec, name, value.as_value())
+            .map_err(|e| Fail::new(a.address, e.to_string()))?;
+        params.push(checked);
+    }
+    Ok(Request::New {
+        spec,
+        id,
+        params,
+        standby,
+    })
+}
+
+/// `/<id>/<param> value`, the form controllers like TouchOSC send.
+fn decode_shortcut(addr: &str, a: &Args) -> Result<Request, Fail> {
+    let mut parts = addr.strip_prefix('/').unwrap_or("").split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(id), Some(param), None) if check_module_id(id).is_ok() && !param.is_empty() => {
+            a.count(1, "one value")?;
+            Ok(Request::Set {
+                id: id.to_string(),
+                param: param.to_string(),
+                value: a.value(0)?,
+            })
+        }
+        _ => Err(Fail::new(
+            addr,
+            "unknown address (see the README's OSC reference)",
+        )),
+    }
+}
+
+/// A JACK port name as `client:port`, checked for shape only.
+pub fn check_port_name(name: &str) -> Result<(), String> {
+    match name.split_once(':') {
+        Some((client, port)) if !client.is_empty() && !port.is_empty() && name.len() <= 320 => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "'{name}' is not a port name like vco1:out or system:playback_1"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(addr: &str, args: Vec<OscType>) -> OscMessage {
+        message(addr, args)
+    }
+
+    fn s(v: &str) -> OscType {
+        text(v)
+    }
+
+    fn fail_reason(m: OscMessage) -> String {
+        decode(&m).unwrap_err().reason
+    }
+
+    #[test]
+    fn new_checks_type_id_and_every_param() {
+        let ok = msg(
+            "/module/new",
+            vec![
+                s("vcf"),
+                s("f1"),
+                s("mode"),
+                s("highpass"),
+                s("cutoff"),
+                OscType::Int(500),
+            ],
+        );
+        assert_eq!(
+            decode(&ok).unwrap(),
+            Request::New {
+                spec: catalog::module("vcf").unwrap(),
+                id: "f1".into(),
+                params: vec![(0, 2.0), (1, 500.0)],
+                standby: Standby::Hot
+            }
+        );
+        assert!(fail_reason(msg("/module/new", vec![s("vcx"), s("a")])).contains("types: vco"));
+        assert!(fail_reason(msg("/module/new", vec![s("vco"), s("1a")]))
+            .contains("start with a letter"));
+        assert!(
+            fail_reason(msg("/module/new", vec![s("vco"), s("a"), s("freq")])).contains("pairs")
+        );
+        assert!(fail_reason(msg(
+            "/module/new",
+            vec![s("vco"), s("a"), s("freq"), OscType::Float(f32::NAN)]
+        ))
+        .contains("finite"));
+        assert!(fail_reason(msg(
+            "/module/new",
+            vec![s("vco"), s("a"), s("freq"), OscType::Float(1e6)]
+        ))
+        .contains("0.1..20000"));
+        assert!(
+            fail_reason(msg("/module/new", vec![OscType::Int(3), s("a")]))
+                .contains("must be a string")
+        );
+    }
+
+    #[test]
+    fn standby_none_is_a_creation_option_not_a_param() {
+        let m = msg(
+            "/module/new",
+            vec![s("vco"), s("a"), s("standby"), s("none")],
+        );
+        let Request::New {
+            standby, params, ..
+        } = decode(&m).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((standby, params.len()), (Standby::None, 0));
+        assert!(decode(&msg(
+            "/module/new",
+            vec![s("vco"), s("a"), s("standby"), s("cold")]
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn controller_shortcut_addresses_are_sets() {
+        let m = msg("/vco1/freq", vec![OscType::Double(330.0)]);
+        assert_eq!(
+            decode(&m).unwrap(),
+            Request::Set {
+                id: "vco1".into(),
+                param: "freq".into(),
+                value: Arg::Float(330.0)
+            }
+        );
+        assert!(fail_reason(msg("/vco1/freq", vec![])).contains("one value"));
+        assert!(fail_reason(msg("/nope", vec![])).contains("unknown address"));
+        assert!(fail_reason(msg("/a/b/c", vec![OscType::Float(1.0)])).contains("unknown address"));
+    }
+
+    #[test]
+    fn wrong_argument_types_and_counts_are_refused_with_the_usage() {
+        assert!(fail_reason(msg("/module/set", vec![s("a"), s("b")])).contains("id, param, value"));
+        assert!(fail_reason(msg(
+            "/module/set",
+            vec![s("a"), s("b"), OscType::Blob(vec![1])]
+        ))
+        .contains("blob"));
+        assert!(fail_reason(msg("/sync", vec![s("x")])).contains("must be an int"));
+        assert!(fail_reason(msg("/notify", vec![OscType::Int(2)])).contains("1 or 0"));
+        assert!(fail_reason(msg("/status", vec![OscType::Int(2)])).contains("no arguments"));
+        assert!(
+            fail_reason(msg("/patch/connect", vec![s("vco1"), s("x:y")]))
+                .contains("not a port name")
+        );
+    }
+
+    #[test]
+    fn fail_replies_carry_the_address_and_reason() {
+        let f = Fail::new("/module/free", "no module 'x'");
+        let m = f.to_message();
+        assert_eq!(m.addr, "/fail");
+        assert_eq!(m.args, vec![s("/module/free"), s("no module 'x'")]);
+    }
+}

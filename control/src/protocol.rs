@@ -1,0 +1,92 @@
+//! Messages between `modsynthd` and its pooled workers, sent over `ipc-channel`.
+//!
+//! Bootstrap: the supervisor makes an `IpcOneShotServer<FromWorker>` and starts
+//! `modsynth-worker --pool --client <name> --connect <server name>`. The worker opens
+//! and activates its JACK client, makes its own `ToWorker` channel, connects to the
+//! server and sends [`FromWorker::Hello`] carrying the sending end of that channel.
+//! From then on the supervisor sends [`ToWorker`] and receives [`FromWorker`]. A
+//! worker that dies closes its channel: the supervisor sees the receive fail.
+//!
+//! Requests that expect an answer carry a `token` the answer repeats.
+
+use serde::{Deserialize, Serialize};
+
+/// Supervisor -> worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum ToWorker {
+    /// Play module `module_type` as `id`: register its ports, alias each port
+    /// `<id>:<port>`, set the JACK pretty-names of client and ports to the id, apply
+    /// `params` (index, value; already validated) and swap it into the callback.
+    /// Answered by [`FromWorker::Assigned`].
+    Assign {
+        token: u64,
+        id: String,
+        module_type: String,
+        params: Vec<(u16, f32)>,
+    },
+    /// Set parameter `index` (already validated) at JACK frame `at`, or as soon as
+    /// possible. `received` is the JACK frame time at which the supervisor received the
+    /// request; the worker counts the latency from it to the frame the change lands on.
+    SetParam {
+        index: u16,
+        value: f32,
+        at: Option<u32>,
+        received: u32,
+    },
+    /// Answer [`FromWorker::Synced`] once every `SetParam` sent before this one has
+    /// been applied by the real-time thread.
+    Sync { token: u64 },
+    /// Stop playing the module: remove it from the callback, unregister its ports,
+    /// aliases and metadata. Answered by [`FromWorker::Freed`].
+    Free { token: u64 },
+    /// Answer [`FromWorker::Report`] with the current counters.
+    Report { token: u64 },
+    /// Close the JACK client and exit.
+    Shutdown,
+}
+
+/// Worker -> supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// First message: the worker's JACK client is open and active, playing silence.
+    Hello {
+        pid: u32,
+        client: String,
+        commands: ipc_channel::ipc::IpcSender<ToWorker>,
+    },
+    /// The module is playing; `ports` are its full JACK port names, catalog order.
+    Assigned {
+        token: u64,
+        result: Result<Vec<String>, String>,
+    },
+    /// Every `SetParam` before the matching `Sync` has been applied.
+    Synced { token: u64 },
+    /// The module is gone; the worker is blank again and may be reused.
+    Freed { token: u64 },
+    /// Counters, as asked for by `Report`.
+    Report { token: u64, report: WorkerReport },
+}
+
+/// What a worker counts about itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerReport {
+    pub pid: u32,
+    pub client: String,
+    /// Periods processed.
+    pub cycles: u64,
+    pub xruns: u64,
+    /// Parameter changes received from the supervisor / applied by the callback.
+    pub params_received: u64,
+    pub params_applied: u64,
+    /// Latency from the supervisor's receipt to the sample a change landed on, in
+    /// samples (50th, 95th, 99th percentile; 0 when nothing was measured).
+    pub latency_p50: u32,
+    pub latency_p95: u32,
+    pub latency_p99: u32,
+    /// Share of the period the callback spent, as JACK reports it for the server, %.
+    pub dsp_load: f32,
+    /// CPU time of the whole process since the last report, % of one core.
+    pub cpu_percent: f32,
+    /// Resident memory, KiB.
+    pub rss_kib: u64,
+}

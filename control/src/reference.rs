@@ -1,0 +1,122 @@
+//! The module reference, written from the catalog so it can never disagree with it.
+//!
+//! `modsynth modules` prints [`plain`]; the README's reference section is
+//! [`markdown`] (a test checks that the README holds exactly this text).
+//!
+//! ```
+//! let text = modsynth_control::reference::markdown();
+//! assert!(text.contains("### `vco`"));
+//! ```
+
+use crate::catalog::{self, Direction, ModuleSpec, ParamSpec};
+use std::fmt::Write;
+
+fn range(p: &ParamSpec) -> String {
+    if p.is_enum() {
+        p.values.join(" \\| ")
+    } else {
+        format!("{}..{}", p.min, p.max)
+    }
+}
+
+fn default(p: &ParamSpec) -> String {
+    if p.is_enum() {
+        p.values[p.default as usize].to_string()
+    } else {
+        p.default.to_string()
+    }
+}
+
+fn port_list(m: &ModuleSpec, dir: Direction) -> String {
+    let names: Vec<String> = m
+        .ports
+        .iter()
+        .filter(|p| p.direction == dir)
+        .map(|p| format!("`{}` ({}): {}", p.name, p.signal.name(), p.doc))
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join("; ")
+    }
+}
+
+/// The whole reference as Markdown: one section per module with its ports and a
+/// table of its parameters.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    for m in catalog::modules() {
+        let _ = writeln!(out, "### `{}`\n\n{}\n", m.name, m.doc);
+        let _ = writeln!(out, "- inputs: {}", port_list(m, Direction::In));
+        let _ = writeln!(out, "- outputs: {}\n", port_list(m, Direction::Out));
+        let _ = writeln!(out, "| param | range | default | unit | meaning |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for p in m.params {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} |",
+                p.name,
+                range(p),
+                default(p),
+                p.unit,
+                p.doc
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The reference for a terminal: one block per module, one line per port and param.
+pub fn plain(only: Option<&ModuleSpec>) -> String {
+    let mut out = String::new();
+    for m in catalog::modules()
+        .iter()
+        .filter(|m| only.is_none_or(|o| o.name == m.name))
+    {
+        let _ = writeln!(out, "{:<6} {}", m.name, m.doc);
+        for p in m.ports {
+            let dir = match p.direction {
+                Direction::In => "in ",
+                Direction::Out => "out",
+            };
+            let _ = writeln!(
+                out,
+                "  {dir} {:<10} {:<5} {}",
+                p.name,
+                p.signal.name(),
+                p.doc
+            );
+        }
+        for p in m.params {
+            let _ = writeln!(
+                out,
+                "  par {:<10} {:<28} default {:<8} {}",
+                p.name,
+                format!("{} {}", range(p).replace(" \\| ", "|"), p.unit).trim_end(),
+                default(p),
+                p.doc
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's module reference is the generated one, so docs and code agree.
+    /// To update it: `cargo run -p modsynth-control -- modules --markdown` and paste it
+    /// between the markers.
+    #[test]
+    fn readme_module_reference_matches_the_catalog() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- modules:begin -->\n";
+        let end = "<!-- modules:end -->";
+        let start = readme.find(begin).expect("README has the begin marker") + begin.len();
+        let stop = readme.find(end).expect("README has the end marker");
+        assert!(
+            readme[start..stop] == super::markdown(),
+            "README's module reference is stale: run `cargo run -p modsynth-control -- modules --markdown` and paste it between the markers"
+        );
+    }
+}

@@ -1,0 +1,460 @@
+//! Set files: a whole patch (modules, parameters, connections) in TOML.
+//!
+//! [`parse`] checks the entire file before anything is done with it, and every error
+//! names the file, the line and what is wrong. [`SetFile::to_toml`] writes one back;
+//! [`save_atomically`] replaces a file so that a crash never leaves half of one.
+//!
+//! ```
+//! use modsynth_control::setfile;
+//!
+//! let text = r#"
+//! [[module]]
+//! id = "osc1"
+//! type = "vco"
+//! params = { freq = 110, wave = "saw" }
+//!
+//! [[connect]]
+//! from = "osc1:out"
+//! to = "system:playback_1"
+//! "#;
+//! let set = setfile::parse("demo.toml", text).unwrap();
+//! assert_eq!(set.modules[0].id, "osc1");
+//! assert_eq!(set.connections[0].to, "system:playback_1");
+//! ```
+
+use crate::catalog::{self, Direction, ModuleSpec};
+use crate::names::check_module_id;
+use crate::osc::{check_port_name, Standby};
+use crate::param::{self, Value};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use toml::Spanned;
+
+/// A checked set file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetFile {
+    /// Settings for a JACK server the launcher starts (ignored when one runs).
+    pub jack: JackSettings,
+    pub modules: Vec<SetModule>,
+    pub connections: Vec<Connection>,
+}
+
+/// `[jack]`: how `scripts/live` starts a server when none runs.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JackSettings {
+    /// `dummy` or `alsa`; unset: ALSA when a sound card exists, else dummy.
+    pub driver: Option<String>,
+    pub rate: Option<u32>,
+    pub period: Option<u32>,
+}
+
+/// One module of a set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetModule {
+    pub id: String,
+    pub spec: &'static ModuleSpec,
+    /// (index, value), checked against the catalog, in file order.
+    pub params: Vec<(usize, f32)>,
+    pub standby: Standby,
+}
+
+/// One connection: `module:port` or any JACK port name on either side.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Connection {
+    pub from: String,
+    pub to: String,
+}
+
+/// What is wrong with a set file, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetError {
+    pub file: String,
+    /// 1-based; 0 when the problem is not at one place (a missing file).
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for SetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+impl std::error::Error for SetError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSet {
+    jack: Option<JackSettings>,
+    #[serde(default)]
+    module: Vec<Spanned<RawModule>>,
+    #[serde(default)]
+    connect: Vec<Spanned<RawConnect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    id: Spanned<String>,
+    #[serde(rename = "type")]
+    module_type: Spanned<String>,
+    standby: Option<Spanned<String>>,
+    #[serde(default)]
+    params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    from: Spanned<String>,
+    to: Spanned<String>,
+}
+
+/// Reads and checks a set file.
+pub fn load(path: &Path) -> Result<SetFile, SetError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SetError {
+        file: name.clone(),
+        line: 0,
+        message: format!("cannot read it: {e}"),
+    })?;
+    parse(&name, &text)
+}
+
+/// Checks the text of a set file; `file` is used in error messages.
+pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let err = |offset: usize, message: String| SetError {
+        file: file.to_string(),
+        line: line_of(offset),
+        message,
+    };
+    let raw: RawSet = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(s.start));
+        SetError {
+            file: file.to_string(),
+            line,
+            message: e.message().to_string(),
+        }
+    })?;
+
+    let mut modules = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in &raw.module {
+        let at = m.span().start;
+        let m = m.get_ref();
+        let id = m.id.get_ref();
+        check_module_id(id).map_err(|e| err(m.id.span().start, e))?;
+        if let Some(first) = seen.insert(id.clone(), line_of(at)) {
+            return Err(err(
+                m.id.span().start,
+                format!("module id '{id}' is used twice (first on line {first})"),
+            ));
+        }
+        let type_name = m.module_type.get_ref();
+        let spec = catalog::module(type_name).ok_or_else(|| {
+            let types: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
+            err(
+                m.module_type.span().start,
+                format!("no module type '{type_name}' (types: {})", types.join(", ")),
+            )
+        })?;
+        let standby = match m
+            .standby
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span().start))
+        {
+            None | Some(("hot", _)) => Standby::Hot,
+            Some(("none", _)) => Standby::None,
+            Some((other, at)) => {
+                return Err(err(
+                    at,
+                    format!("standby is \"hot\" or \"none\", not \"{other}\""),
+                ))
+            }
+        };
+        let mut params = Vec::new();
+        for (name, value) in &m.params {
+            let checked = match value.get_ref() {
+                toml::Value::Float(v) => {
+                    param::validate(spec, name.get_ref(), Value::Float(*v as f32))
+                }
+                toml::Value::Integer(v) => {
+                    param::validate(spec, name.get_ref(), Value::Float(*v as f32))
+                }
+                toml::Value::String(s) => param::validate(spec, name.get_ref(), Value::Text(s)),
+                other => {
+                    return Err(err(
+                        value.span().start,
+                        format!(
+                            "{id}.{} must be a number or a string, not a {}",
+                            name.get_ref(),
+                            other.type_str()
+                        ),
+                    ))
+                }
+            };
+            params.push(checked.map_err(|e| err(name.span().start, e.to_string()))?);
+        }
+        modules.push(SetModule {
+            id: id.clone(),
+            spec,
+            params,
+            standby,
+        });
+    }
+
+    let mut connections = Vec::new();
+    for c in &raw.connect {
+        let c = c.get_ref();
+        for (end, want) in [(&c.from, Direction::Out), (&c.to, Direction::In)] {
+            let name = end.get_ref();
+            check_port_name(name).map_err(|e| err(end.span().start, e))?;
+            check_module_port(&modules, name, want).map_err(|e| err(end.span().start, e))?;
+        }
+        connections.push(Connection {
+            from: c.from.get_ref().clone(),
+            to: c.to.get_ref().clone(),
+        });
+    }
+    Ok(SetFile {
+        jack: raw.jack.unwrap_or_default(),
+        modules,
+        connections,
+    })
+}
+
+/// If `name` is `<module of this set>:<port>`, the port must exist and face the right
+/// way; other names are JACK ports, checked when connecting.
+fn check_module_port(modules: &[SetModule], name: &str, want: Direction) -> Result<(), String> {
+    let Some((client, port)) = name.split_once(':') else {
+        return Ok(());
+    };
+    let Some(m) = modules.iter().find(|m| m.id == client) else {
+        return Ok(());
+    };
+    let p = m.spec.port(port).ok_or_else(|| {
+        let names: Vec<&str> = m.spec.ports.iter().map(|p| p.name).collect();
+        format!(
+            "{client} ({}) has no port '{port}' (it has: {})",
+            m.spec.name,
+            names.join(", ")
+        )
+    })?;
+    match (want, p.direction) {
+        (Direction::Out, Direction::In) => {
+            Err(format!("'{name}' is an input; `from` must be an output"))
+        }
+        (Direction::In, Direction::Out) => {
+            Err(format!("'{name}' is an output; `to` must be an input"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl SetFile {
+    /// The set as TOML, in the format [`parse`] reads.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from("# modsynth set\n");
+        if self.jack != JackSettings::default() {
+            out.push_str("\n[jack]\n");
+            if let Some(d) = &self.jack.driver {
+                out.push_str(&format!("driver = {}\n", quote(d)));
+            }
+            if let Some(r) = self.jack.rate {
+                out.push_str(&format!("rate = {r}\n"));
+            }
+            if let Some(p) = self.jack.period {
+                out.push_str(&format!("period = {p}\n"));
+            }
+        }
+        for m in &self.modules {
+            out.push_str(&format!(
+                "\n[[module]]\nid = {}\ntype = {}\n",
+                quote(&m.id),
+                quote(m.spec.name)
+            ));
+            if m.standby == Standby::None {
+                out.push_str("standby = \"none\"\n");
+            }
+            let params: Vec<String> = m
+                .params
+                .iter()
+                .map(|&(i, v)| {
+                    let spec = &m.spec.params[i];
+                    let value = if spec.is_enum() {
+                        quote(spec.values[v as usize])
+                    } else {
+                        format!("{v}")
+                    };
+                    format!("{} = {value}", spec.name)
+                })
+                .collect();
+            if !params.is_empty() {
+                out.push_str(&format!("params = {{ {} }}\n", params.join(", ")));
+            }
+        }
+        for c in &self.connections {
+            out.push_str(&format!(
+                "\n[[connect]]\nfrom = {}\nto = {}\n",
+                quote(&c.from),
+                quote(&c.to)
+            ));
+        }
+        out
+    }
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Replaces `path` with `contents` atomically: a temporary file in the same directory,
+/// flushed to disk, then renamed over the old one. On any failure the old file is
+/// untouched and the temporary file is removed.
+pub fn save_atomically(path: &Path, contents: &str) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced.
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot save {}: {e}", path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[jack]
+driver = "dummy"
+period = 128
+
+[[module]]
+id = "osc1"
+type = "vco"
+params = { freq = 110, wave = "saw", gain = 0.5 }
+
+[[module]]
+id = "filt1"
+type = "vcf"
+standby = "none"
+params = { cutoff = 800 }
+
+[[connect]]
+from = "osc1:out"
+to = "filt1:in"
+
+[[connect]]
+from = "filt1:out"
+to = "system:playback_1"
+"#;
+
+    fn error(text: &str) -> String {
+        parse("set.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_set_parses_with_checked_values() {
+        let set = parse("set.toml", GOOD).unwrap();
+        assert_eq!(
+            set.jack,
+            JackSettings {
+                driver: Some("dummy".into()),
+                rate: None,
+                period: Some(128)
+            }
+        );
+        assert_eq!(set.modules.len(), 2);
+        let mut params = set.modules[0].params.clone();
+        params.sort_by_key(|p| p.0);
+        assert_eq!(params, vec![(0, 110.0), (1, 1.0), (3, 0.5)]);
+        assert_eq!(set.modules[1].standby, Standby::None);
+        assert_eq!(set.connections.len(), 2);
+    }
+
+    #[test]
+    fn saving_and_parsing_again_gives_the_same_set() {
+        let set = parse("set.toml", GOOD).unwrap();
+        let again = parse("again.toml", &set.to_toml()).unwrap();
+        assert_eq!(again, set);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let cases = [
+            ("[[module]]\nid = \"a\"\ntype = \"vcx\"\n", "set.toml:3: no module type 'vcx'"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\nparams = { frq = 1 }\n", "set.toml:4: vco has no parameter 'frq'"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\nparams = { freq = 1e9 }\n", "set.toml:4: vco.freq = 1000000000 is out of range"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n\n[[module]]\nid = \"a\"\ntype = \"lfo\"\n", "set.toml:6: module id 'a' is used twice (first on line 1)"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[connect]]\nfrom = \"a:outt\"\nto = \"x:y\"\n", "set.toml:5: a (vco) has no port 'outt'"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[connect]]\nfrom = \"a:pitch\"\nto = \"x:y\"\n", "set.toml:5: 'a:pitch' is an input"),
+            ("[[connect]]\nfrom = \"nocolon\"\nto = \"x:y\"\n", "set.toml:2: 'nocolon' is not a port name"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\nvolume = 3\n", "set.toml:"),
+            ("[[module]\nid = 1\n", "set.toml:1:"),
+        ];
+        for (text, want) in cases {
+            let got = error(text);
+            assert!(
+                got.starts_with(want),
+                "for {text:?}\n got: {got}\nwant: {want}..."
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error() {
+        let e = load(Path::new("/nonexistent/set.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/set.toml: cannot read it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_old_file_intact() {
+        let dir = std::env::temp_dir().join(format!("modsynth-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("set.toml");
+        save_atomically(&path, "old").unwrap();
+        save_atomically(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let e =
+            save_atomically(Path::new("/proc/modsynth-cannot-write-here.toml"), "x").unwrap_err();
+        assert!(e.contains("cannot save"), "{e}");
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

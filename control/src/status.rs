@@ -1,0 +1,78 @@
+//! What `/status` reports: the supervisor's counters and every module's numbers.
+//!
+//! `/status.reply` carries one JSON string of a [`StatusReport`]; `modsynth status`
+//! prints it as a table.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Pool and timing counters reported by `/status`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Counters {
+    pub creates: u64,
+    pub cold_creates: u64,
+    pub spawn_failures: u64,
+    pub worker_deaths: u64,
+    pub create_time_ms: Percentiles,
+    pub spawn_time_ms: Percentiles,
+}
+
+/// A rolling window of samples with percentiles.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub last: f64,
+    pub p50: f64,
+    pub p99: f64,
+    #[serde(skip)]
+    window: VecDeque<f64>,
+}
+
+impl Percentiles {
+    /// How many recent samples the percentiles cover.
+    const WINDOW: usize = 1000;
+
+    /// Adds a sample and recomputes `last`, `p50` and `p99`.
+    pub fn record(&mut self, value: f64) {
+        if self.window.len() == Self::WINDOW {
+            self.window.pop_front();
+        }
+        self.window.push_back(value);
+        let mut sorted: Vec<f64> = self.window.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)]
+        };
+        self.last = value;
+        self.p50 = at(0.5);
+        self.p99 = at(0.99);
+    }
+}
+
+/// `/status.reply`'s content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub pool_size: usize,
+    pub spare_ready: usize,
+    pub workers: usize,
+    pub modules: Vec<ModuleStatus>,
+    pub counters: Counters,
+}
+
+/// One module in `/status.reply`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleStatus {
+    pub id: String,
+    pub module_type: String,
+    pub role: String,
+    pub pid: u32,
+    pub jack_client: String,
+    pub standby: bool,
+    pub params_received: u64,
+    pub params_applied: u64,
+    /// p50, p95, p99 in samples.
+    pub latency_samples: [u32; 3],
+    pub xruns: u64,
+    pub dsp_load: f32,
+    pub cpu_percent: f32,
+    pub rss_kib: u64,
+}

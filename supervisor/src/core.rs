@@ -1,0 +1,1735 @@
+//! The supervisor's core: one struct that owns all state and decides.
+//!
+//! Every other thread (OSC, worker links, spawners, signals) only turns what it sees
+//! into an [`Event`]; [`Core::handle`] takes one event at a time and acts through the
+//! [`Effects`] trait. Tests drive the core with a fake `Effects` and check what it did,
+//! without JACK, sockets or processes.
+
+use modsynth_control::catalog::{self, ModuleSpec, MAX_PARAMS};
+use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
+use modsynth_control::param;
+use modsynth_control::protocol::{FromWorker, ToWorker, WorkerReport};
+use modsynth_control::setfile::{self, Connection};
+use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
+use rosc::{OscMessage, OscType};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A worker's identity inside the supervisor (its pool slot number).
+pub type WorkerId = u32;
+
+/// Who asked, for replies: an OSC sender.
+pub type ReplyTo = SocketAddr;
+
+/// A spawned, connected, ready worker.
+#[derive(Debug)]
+pub struct NewWorker {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub client: String,
+    pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
+    /// Time from spawn to hello.
+    pub spawn_time: Duration,
+}
+
+/// Something that happened, for the core to decide on.
+#[derive(Debug)]
+pub enum Event {
+    /// A decoded (or refused) OSC message from `from`. `received` is the JACK frame at
+    /// receipt; `at` the JACK frame its bundle's timetag names, if in the future.
+    Osc {
+        from: ReplyTo,
+        request: Result<Request, Fail>,
+        received: u32,
+        at: Option<u32>,
+    },
+    /// A worker finished starting.
+    Spawned(NewWorker),
+    /// A worker could not be started.
+    SpawnFailed { id: WorkerId, reason: String },
+    /// A message from a worker.
+    FromWorker(WorkerId, FromWorker),
+    /// A worker's channel closed: it exited or was killed.
+    WorkerGone(WorkerId),
+    /// New JACK ports exist: pending connections may now be made.
+    PortsAppeared,
+    /// Stop everything.
+    Shutdown,
+}
+
+/// What the core can do to the world.
+pub trait Effects {
+    /// Sends an OSC message to a client.
+    fn reply(&mut self, to: ReplyTo, msg: OscMessage);
+    /// Sends a message to a worker; `false` if its channel is gone.
+    fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool;
+    /// Starts worker `id` in the background; it arrives as `Spawned` or `SpawnFailed`.
+    fn spawn(&mut self, id: WorkerId);
+    /// Kills a worker's process (it then arrives as `WorkerGone`).
+    fn kill(&mut self, worker: &WorkerLink);
+    /// Connects or disconnects two JACK ports by full name.
+    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String>;
+    /// Whether a JACK port of that full name exists.
+    fn port_exists(&mut self, name: &str) -> bool;
+    /// Full names of the ports connected to `port`.
+    fn connections(&mut self, port: &str) -> Vec<String>;
+    /// Reads a set file.
+    fn read_file(&mut self, path: &str) -> Result<String, String>;
+    /// Writes a set file atomically.
+    fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String>;
+    /// Time, for measuring (tests may fake it).
+    fn now(&self) -> Instant;
+}
+
+/// How the core reaches one worker.
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub client: String,
+    pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Role {
+    /// Warm, no module: in the ready queue.
+    Spare,
+    /// Playing a module (or being assigned one).
+    Primary(String),
+    /// Being freed; becomes a spare when the worker says so.
+    Freeing,
+    /// Told to exit (surplus, or failed an assignment): its exit is expected.
+    Retiring,
+    /// Told to exit because the supervisor is stopping.
+    Stopping,
+}
+
+struct Worker {
+    link: WorkerLink,
+    role: Role,
+    last_report: Option<WorkerReport>,
+}
+
+/// A module as the supervisor knows it.
+struct Module {
+    spec: &'static ModuleSpec,
+    worker: WorkerId,
+    params: [f32; MAX_PARAMS],
+    /// Full JACK port names, catalog order; empty until the worker confirms.
+    ports: Vec<String>,
+    standby: Standby,
+}
+
+/// Who is waiting for a create.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// An OSC client, answered with `/done` or `/fail`.
+    Client(ReplyTo),
+    /// A set being loaded (the token of its `Pending::Load`).
+    Load(u64),
+}
+
+enum Pending {
+    Create {
+        from: Origin,
+        id: String,
+        started: Instant,
+        cold: bool,
+    },
+    Load {
+        from: ReplyTo,
+        path: String,
+        creating: HashSet<String>,
+        failures: Vec<String>,
+    },
+    Free {
+        from: ReplyTo,
+        id: String,
+    },
+    Sync {
+        from: ReplyTo,
+        sync_id: i32,
+        waiting: HashSet<u64>,
+    },
+    Status {
+        from: ReplyTo,
+        waiting: HashSet<u64>,
+    },
+}
+
+/// Workers started at once. jackd serializes client opens anyway, and a burst of
+/// simultaneous opens makes jackd2 refuse some of them (seen: 6 of 8 failed with
+/// SERVER_FAILED when eight release-built workers opened together).
+pub const MAX_CONCURRENT_SPAWNS: usize = 2;
+
+/// Spawn failures in a row after which the pool stops refilling by itself (a broken
+/// installation must not spin); any successful spawn resets the count.
+pub const MAX_SPAWN_FAILURES_IN_A_ROW: u32 = 3;
+
+/// Start-up settings the core needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Spares to keep ready.
+    pub pool: usize,
+}
+
+/// The supervisor's state.
+pub struct Core {
+    config: Config,
+    workers: HashMap<WorkerId, Worker>,
+    /// Spares in the order they became ready (oldest first).
+    ready: VecDeque<WorkerId>,
+    /// Workers being started.
+    starting: HashSet<WorkerId>,
+    next_worker: WorkerId,
+    modules: BTreeMap<String, Module>,
+    /// Creates waiting for a spare (the pool was empty).
+    waiting: VecDeque<(Origin, Request, Instant)>,
+    /// Connections to keep: made now if both ports exist, else as soon as they do,
+    /// and again whenever a port comes back (a program restarted). Module ports are
+    /// kept as `module:port`.
+    wanted: std::collections::BTreeSet<Connection>,
+    pending: HashMap<u64, Pending>,
+    /// token sent to a worker -> (the pending request it belongs to, that worker), for
+    /// Sync and Status, which wait for an answer from several workers.
+    fan_out: HashMap<u64, (u64, WorkerId)>,
+    next_token: u64,
+    subscribers: HashSet<ReplyTo>,
+    counters: Counters,
+    spawn_failures_in_a_row: u32,
+    shutting_down: bool,
+}
+
+impl Core {
+    pub fn new(config: Config) -> Core {
+        Core {
+            config,
+            workers: HashMap::new(),
+            ready: VecDeque::new(),
+            starting: HashSet::new(),
+            next_worker: 0,
+            modules: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            wanted: Default::default(),
+            pending: HashMap::new(),
+            fan_out: HashMap::new(),
+            next_token: 1,
+            subscribers: HashSet::new(),
+            counters: Counters::default(),
+            spawn_failures_in_a_row: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// Starts filling the pool.
+    pub fn start(&mut self, fx: &mut impl Effects) {
+        self.refill(fx);
+    }
+
+    /// Spares ready now.
+    pub fn spares_ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether every worker has been told to stop.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Workers still alive or starting.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len() + self.starting.len()
+    }
+
+    /// After a shutdown: every worker is gone.
+    pub fn is_stopped(&self) -> bool {
+        self.shutting_down && self.workers.is_empty() && self.starting.is_empty()
+    }
+
+    /// Kills every worker still there (shutdown took too long).
+    pub fn kill_all(&mut self, fx: &mut impl Effects) {
+        for w in self.workers.values() {
+            fx.kill(&w.link);
+        }
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, event: Event, fx: &mut impl Effects) {
+        match event {
+            Event::Osc {
+                from,
+                request,
+                received,
+                at,
+            } => match request {
+                Ok(request) => self.request(from, request, received, at, fx),
+                Err(fail) => fx.reply(from, fail.to_message()),
+            },
+            Event::Spawned(new) => self.spawned(new, fx),
+            Event::SpawnFailed { id, reason } => {
+                tracing::error!("worker w{id:02} did not start: {reason}");
+                self.starting.remove(&id);
+                self.counters.spawn_failures += 1;
+                self.spawn_failures_in_a_row += 1;
+                self.refill(fx);
+                if self.ready.is_empty() && self.starting.is_empty() {
+                    let waiting: Vec<_> = self.waiting.drain(..).collect();
+                    for (from, request, _) in waiting {
+                        if let Request::New { id, .. } = request {
+                            self.create_failed(
+                                from,
+                                &id,
+                                &format!("no worker could be started: {reason}"),
+                                fx,
+                            );
+                        }
+                    }
+                }
+            }
+            Event::FromWorker(id, msg) => self.from_worker(id, msg, fx),
+            Event::WorkerGone(id) => self.worker_gone(id, fx),
+            Event::PortsAppeared => self.make_wanted_connections(fx),
+            Event::Shutdown => {
+                self.shutting_down = true;
+                self.stop_next_workers(fx);
+            }
+        }
+    }
+
+    fn request(
+        &mut self,
+        from: ReplyTo,
+        request: Request,
+        received: u32,
+        at: Option<u32>,
+        fx: &mut impl Effects,
+    ) {
+        if self.shutting_down {
+            fx.reply(
+                from,
+                Fail::new("/", "modsynthd is shutting down").to_message(),
+            );
+            return;
+        }
+        match request {
+            Request::New { .. } => self.create(Origin::Client(from), request, fx.now(), fx),
+            Request::Free { id } => self.free(from, id, fx),
+            Request::Set { id, param, value } => {
+                self.set(from, &id, &param, &value, received, at, fx)
+            }
+            Request::Get { id, param } => self.get(from, &id, &param, fx),
+            Request::Connect { src, dst } => self.patch(from, true, &src, &dst, fx),
+            Request::Disconnect { src, dst } => self.patch(from, false, &src, &dst, fx),
+            Request::LoadSet { path, replace } => self.load_set(from, &path, replace, fx),
+            Request::SaveSet { path } => self.save_set(from, &path, fx),
+            Request::Status => self.status(from, fx),
+            Request::Notify { on } => {
+                if on {
+                    self.subscribers.insert(from);
+                } else {
+                    self.subscribers.remove(&from);
+                }
+                fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)]));
+            }
+            Request::Sync { id } => self.sync(from, id, fx),
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    fn create(&mut self, from: Origin, request: Request, started: Instant, fx: &mut impl Effects) {
+        let Request::New {
+            spec,
+            id,
+            params,
+            standby,
+        } = request
+        else {
+            return;
+        };
+        if self.modules.contains_key(&id) || self.is_waiting(&id) {
+            self.create_failed(from, &id, &format!("a module '{id}' exists already"), fx);
+            return;
+        }
+        let Some(wid) = self.ready.pop_front() else {
+            // An empty pool makes the create wait for the next spare, never fail.
+            tracing::info!("pool empty: /module/new {id} waits for a spare");
+            self.waiting.push_back((
+                from,
+                Request::New {
+                    spec,
+                    id,
+                    params,
+                    standby,
+                },
+                started,
+            ));
+            // After repeated failures the pool stopped refilling; a user's request is
+            // worth one more try (and fails with the reason if that fails too).
+            self.spawn_failures_in_a_row = self
+                .spawn_failures_in_a_row
+                .min(MAX_SPAWN_FAILURES_IN_A_ROW - 1);
+            self.refill(fx);
+            return;
+        };
+        let cold = fx.now().duration_since(started) > Duration::from_millis(1);
+        let token = self.token();
+        let mut values = spec.defaults();
+        for &(i, v) in &params {
+            values[i] = v;
+        }
+        let assign = ToWorker::Assign {
+            token,
+            id: id.clone(),
+            module_type: spec.name.to_string(),
+            params: params.iter().map(|&(i, v)| (i as u16, v)).collect(),
+        };
+        let worker = self.workers.get_mut(&wid).expect("ready workers are known");
+        worker.role = Role::Primary(id.clone());
+        self.modules.insert(
+            id.clone(),
+            Module {
+                spec,
+                worker: wid,
+                params: values,
+                ports: Vec::new(),
+                standby,
+            },
+        );
+        self.pending.insert(
+            token,
+            Pending::Create {
+                from,
+                id,
+                started,
+                cold,
+            },
+        );
+        let link = &self.workers[&wid].link;
+        if !fx.send(link, assign) {
+            // Its death arrives as WorkerGone, which fails the create.
+            tracing::warn!("worker {} is gone before its assignment", link.client);
+        }
+        self.refill(fx);
+    }
+
+    fn is_waiting(&self, id: &str) -> bool {
+        self.waiting
+            .iter()
+            .any(|(_, r, _)| matches!(r, Request::New { id: w, .. } if w == id))
+    }
+
+    fn free(&mut self, from: ReplyTo, id: String, fx: &mut impl Effects) {
+        let Some(module) = self.modules.remove(&id) else {
+            fx.reply(
+                from,
+                fail("/module/free", &id, &format!("no module '{id}'")),
+            );
+            return;
+        };
+        let prefix = format!("{id}:");
+        self.wanted
+            .retain(|c| !c.from.starts_with(&prefix) && !c.to.starts_with(&prefix));
+        let token = self.token();
+        if let Some(worker) = self.workers.get_mut(&module.worker) {
+            worker.role = Role::Freeing;
+            self.pending.insert(token, Pending::Free { from, id });
+            fx.send(&worker.link, ToWorker::Free { token });
+        } else {
+            fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
+        }
+    }
+
+    fn module(&self, address: &str, id: &str) -> Result<&Module, OscMessage> {
+        self.modules
+            .get(id)
+            .ok_or_else(|| Fail::new(address, format!("no module '{id}'")).to_message())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &mut self,
+        from: ReplyTo,
+        id: &str,
+        name: &str,
+        value: &Arg,
+        received: u32,
+        at: Option<u32>,
+        fx: &mut impl Effects,
+    ) {
+        let module = match self.module("/module/set", id) {
+            Ok(m) => m,
+            Err(reply) => return fx.reply(from, reply),
+        };
+        let (index, value) = match param::validate(module.spec, name, value.as_value()) {
+            Ok(v) => v,
+            Err(e) => return fx.reply(from, Fail::new("/module/set", e.to_string()).to_message()),
+        };
+        let wid = module.worker;
+        if let Some(m) = self.modules.get_mut(id) {
+            m.params[index] = value;
+        }
+        if let Some(worker) = self.workers.get(&wid) {
+            fx.send(
+                &worker.link,
+                ToWorker::SetParam {
+                    index: index as u16,
+                    value,
+                    at,
+                    received,
+                },
+            );
+        }
+    }
+
+    fn get(&mut self, from: ReplyTo, id: &str, name: &str, fx: &mut impl Effects) {
+        let module = match self.module("/module/get", id) {
+            Ok(m) => m,
+            Err(reply) => return fx.reply(from, reply),
+        };
+        let Some(index) = module.spec.param_index(name) else {
+            let e = param::ParamError::UnknownParam {
+                module: module.spec.name,
+                param: name.to_string(),
+            };
+            return fx.reply(from, Fail::new("/module/get", e.to_string()).to_message());
+        };
+        let spec = &module.spec.params[index];
+        let value = module.params[index];
+        let value = if spec.is_enum() {
+            osc::text(spec.values[value as usize])
+        } else {
+            OscType::Float(value)
+        };
+        fx.reply(
+            from,
+            osc::message("/module/value", vec![osc::text(id), osc::text(name), value]),
+        );
+    }
+
+    /// `vco1:out` -> the worker's real port name; any other name passes through.
+    fn resolve_port(&self, name: &str) -> Result<String, String> {
+        let (client, port) = name
+            .split_once(':')
+            .ok_or_else(|| format!("'{name}' is not a port name"))?;
+        match self.modules.get(client) {
+            Some(m) => {
+                let i = m
+                    .spec
+                    .ports
+                    .iter()
+                    .position(|p| p.name == port)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = m.spec.ports.iter().map(|p| p.name).collect();
+                        format!(
+                            "{client} ({}) has no port '{port}' (it has: {})",
+                            m.spec.name,
+                            names.join(", ")
+                        )
+                    })?;
+                m.ports
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("{client} is still being created"))
+            }
+            None => Ok(name.to_string()),
+        }
+    }
+
+    fn patch(&mut self, from: ReplyTo, connect: bool, src: &str, dst: &str, fx: &mut impl Effects) {
+        let address = if connect {
+            "/patch/connect"
+        } else {
+            "/patch/disconnect"
+        };
+        let resolved = self
+            .resolve_port(src)
+            .and_then(|s| self.resolve_port(dst).map(|d| (s, d)));
+        let result = resolved.and_then(|(s, d)| {
+            for (given, real) in [(src, &s), (dst, &d)] {
+                if !fx.port_exists(real) {
+                    return Err(format!(
+                        "no port '{given}' (modules: `modsynth ls`, JACK ports: `jack_lsp`)"
+                    ));
+                }
+            }
+            fx.patch(connect, &s, &d)
+        });
+        match result {
+            Ok(()) => {
+                let c = Connection {
+                    from: src.to_string(),
+                    to: dst.to_string(),
+                };
+                if connect {
+                    self.wanted.insert(c);
+                } else {
+                    self.wanted.remove(&c);
+                }
+                fx.reply(
+                    from,
+                    osc::done(address, vec![osc::text(src), osc::text(dst)]),
+                )
+            }
+            Err(e) => fx.reply(from, Fail::new(address, e).to_message()),
+        }
+    }
+
+    /// Makes every wanted connection whose two ports exist now. Already-connected
+    /// pairs are skipped, so this is cheap to call on every graph change.
+    fn make_wanted_connections(&mut self, fx: &mut impl Effects) {
+        for c in self.wanted.clone() {
+            let (Ok(src), Ok(dst)) = (self.resolve_port(&c.from), self.resolve_port(&c.to)) else {
+                continue;
+            };
+            if fx.port_exists(&src) && fx.port_exists(&dst) && !fx.connections(&src).contains(&dst)
+            {
+                match fx.patch(true, &src, &dst) {
+                    Ok(()) => tracing::info!("connected {} -> {}", c.from, c.to),
+                    Err(e) => tracing::warn!("pending connection {} -> {}: {e}", c.from, c.to),
+                }
+            }
+        }
+    }
+
+    /// Answers a failed create, to a client or to the set load it belongs to.
+    fn create_failed(&mut self, from: Origin, id: &str, reason: &str, fx: &mut impl Effects) {
+        match from {
+            Origin::Client(to) => fx.reply(to, fail("/module/new", id, reason)),
+            Origin::Load(token) => self.load_progress(token, id, Some(reason), fx),
+        }
+    }
+
+    /// `/set/load`: checks the whole file, then applies it as a diff against what
+    /// runs: new modules are created, existing ones get the file's parameter values,
+    /// connections are made (or kept pending until their ports exist).
+    fn load_set(&mut self, from: ReplyTo, path: &str, replace: bool, fx: &mut impl Effects) {
+        let set = match fx
+            .read_file(path)
+            .and_then(|text| setfile::parse(path, &text).map_err(|e| e.to_string()))
+        {
+            Ok(set) => set,
+            Err(e) => return fx.reply(from, Fail::new("/set/load", e).to_message()),
+        };
+        // A module of the same id but another type cannot be changed into it: refuse
+        // before doing anything, so a bad file changes nothing.
+        for m in &set.modules {
+            if let Some(running) = self.modules.get(&m.id) {
+                if running.spec.name != m.spec.name && !replace {
+                    let reason = format!("{path}: module '{}' runs as a {} but the set has a {} (load with replace to swap it)", m.id, running.spec.name, m.spec.name);
+                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                }
+            }
+        }
+        let in_set: HashSet<&str> = set.modules.iter().map(|m| m.id.as_str()).collect();
+        let stale: Vec<String> = self
+            .modules
+            .iter()
+            .filter(|(id, m)| {
+                let other_type = set
+                    .modules
+                    .iter()
+                    .any(|s| &s.id == *id && s.spec.name != m.spec.name);
+                (replace && !in_set.contains(id.as_str())) || other_type
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.free_quietly(&id, fx);
+        }
+        let token = self.token();
+        let mut creating = HashSet::new();
+        for m in &set.modules {
+            if self.modules.contains_key(&m.id) {
+                for &(index, value) in &m.params {
+                    let spec = &m.spec.params[index];
+                    let arg = if spec.is_enum() {
+                        Arg::Text(spec.values[value as usize].to_string())
+                    } else {
+                        Arg::Float(value)
+                    };
+                    self.set(from, &m.id, spec.name, &arg, 0, None, fx);
+                }
+            } else {
+                creating.insert(m.id.clone());
+            }
+        }
+        for c in &set.connections {
+            self.wanted.insert(Connection {
+                from: c.from.clone(),
+                to: c.to.clone(),
+            });
+        }
+        self.pending.insert(
+            token,
+            Pending::Load {
+                from,
+                path: path.to_string(),
+                creating: creating.clone(),
+                failures: Vec::new(),
+            },
+        );
+        for m in set.modules.into_iter().filter(|m| creating.contains(&m.id)) {
+            let request = Request::New {
+                spec: m.spec,
+                id: m.id,
+                params: m.params,
+                standby: m.standby,
+            };
+            self.create(Origin::Load(token), request, fx.now(), fx);
+        }
+        self.make_wanted_connections(fx);
+        self.load_progress(token, "", None, fx);
+    }
+
+    /// One create of a set load finished (`id` empty: just check for completion).
+    fn load_progress(
+        &mut self,
+        token: u64,
+        id: &str,
+        failure: Option<&str>,
+        fx: &mut impl Effects,
+    ) {
+        let Some(Pending::Load {
+            creating, failures, ..
+        }) = self.pending.get_mut(&token)
+        else {
+            return;
+        };
+        creating.remove(id);
+        if let Some(reason) = failure {
+            failures.push(format!("{id}: {reason}"));
+        }
+        if !creating.is_empty() {
+            return;
+        }
+        if let Some(Pending::Load {
+            from,
+            path,
+            failures,
+            ..
+        }) = self.pending.remove(&token)
+        {
+            self.make_wanted_connections(fx);
+            if failures.is_empty() {
+                fx.reply(from, osc::done("/set/load", vec![osc::text(&path)]));
+            } else {
+                fx.reply(
+                    from,
+                    Fail::new("/set/load", format!("{path}: {}", failures.join("; "))).to_message(),
+                );
+            }
+        }
+    }
+
+    /// Frees a module with no one to answer (a set load replacing it).
+    fn free_quietly(&mut self, id: &str, fx: &mut impl Effects) {
+        let Some(module) = self.modules.remove(id) else {
+            return;
+        };
+        let prefix = format!("{id}:");
+        self.wanted
+            .retain(|c| !c.from.starts_with(&prefix) && !c.to.starts_with(&prefix));
+        let token = self.token();
+        if let Some(worker) = self.workers.get_mut(&module.worker) {
+            worker.role = Role::Freeing;
+            fx.send(&worker.link, ToWorker::Free { token });
+        }
+    }
+
+    /// `/set/save`: every module with its current parameters, and every connection
+    /// that touches a module, whoever made it (qjackctl, jack_connect, modsynth), plus
+    /// connections still waiting for their ports.
+    fn save_set(&mut self, from: ReplyTo, path: &str, fx: &mut impl Effects) {
+        let set = self.current_set(fx);
+        match fx.write_file(path, &set.to_toml()) {
+            Ok(()) => fx.reply(from, osc::done("/set/save", vec![osc::text(path)])),
+            Err(e) => fx.reply(from, Fail::new("/set/save", e).to_message()),
+        }
+    }
+
+    /// The running patch as a set.
+    pub fn current_set(&self, fx: &mut impl Effects) -> setfile::SetFile {
+        // Real port name -> module:port, to write module names, not worker names.
+        let mut by_real: HashMap<String, String> = HashMap::new();
+        for (id, m) in &self.modules {
+            for (real, spec) in m.ports.iter().zip(m.spec.ports) {
+                by_real.insert(real.clone(), format!("{id}:{}", spec.name));
+            }
+        }
+        let mut connections: std::collections::BTreeSet<Connection> = self.wanted.clone();
+        for (id, m) in &self.modules {
+            for (real, spec) in m.ports.iter().zip(m.spec.ports) {
+                let here = format!("{id}:{}", spec.name);
+                for other in fx.connections(real) {
+                    let other = by_real.get(&other).cloned().unwrap_or(other);
+                    let c = match spec.direction {
+                        catalog::Direction::Out => Connection {
+                            from: here.clone(),
+                            to: other,
+                        },
+                        catalog::Direction::In => Connection {
+                            from: other,
+                            to: here.clone(),
+                        },
+                    };
+                    connections.insert(c);
+                }
+            }
+        }
+        let modules = self
+            .modules
+            .iter()
+            .map(|(id, m)| setfile::SetModule {
+                id: id.clone(),
+                spec: m.spec,
+                params: (0..m.spec.params.len()).map(|i| (i, m.params[i])).collect(),
+                standby: m.standby,
+            })
+            .collect();
+        setfile::SetFile {
+            jack: Default::default(),
+            modules,
+            connections: connections.into_iter().collect(),
+        }
+    }
+
+    fn playing_workers(&self) -> Vec<WorkerId> {
+        let mut ids: Vec<WorkerId> = self.modules.values().map(|m| m.worker).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn sync(&mut self, from: ReplyTo, sync_id: i32, fx: &mut impl Effects) {
+        let request_token = self.token();
+        let mut waiting = HashSet::new();
+        for wid in self.playing_workers() {
+            let token = self.token();
+            if let Some(w) = self.workers.get(&wid) {
+                if fx.send(&w.link, ToWorker::Sync { token }) {
+                    waiting.insert(token);
+                    self.fan_out.insert(token, (request_token, wid));
+                }
+            }
+        }
+        self.pending.insert(
+            request_token,
+            Pending::Sync {
+                from,
+                sync_id,
+                waiting,
+            },
+        );
+        self.settle(request_token, fx);
+    }
+
+    fn status(&mut self, from: ReplyTo, fx: &mut impl Effects) {
+        let request_token = self.token();
+        let mut waiting = HashSet::new();
+        let mut ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        ids.sort_unstable();
+        for wid in ids {
+            let token = self.token();
+            if fx.send(&self.workers[&wid].link, ToWorker::Report { token }) {
+                waiting.insert(token);
+                self.fan_out.insert(token, (request_token, wid));
+            }
+        }
+        self.pending
+            .insert(request_token, Pending::Status { from, waiting });
+        self.settle(request_token, fx);
+    }
+
+    /// Answers a fanned-out request once nothing is outstanding.
+    fn settle(&mut self, request_token: u64, fx: &mut impl Effects) {
+        let done = match self.pending.get(&request_token) {
+            Some(Pending::Sync { waiting, .. }) | Some(Pending::Status { waiting, .. }) => {
+                waiting.is_empty()
+            }
+            _ => false,
+        };
+        if !done {
+            return;
+        }
+        match self.pending.remove(&request_token) {
+            Some(Pending::Sync { from, sync_id, .. }) => {
+                fx.reply(from, osc::message("/synced", vec![OscType::Int(sync_id)]));
+            }
+            Some(Pending::Status { from, .. }) => {
+                let json = serde_json::to_string(&self.status_report()).unwrap_or_default();
+                fx.reply(from, osc::message("/status.reply", vec![osc::text(&json)]));
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything `/status` reports.
+    pub fn status_report(&self) -> StatusReport {
+        let modules = self
+            .modules
+            .iter()
+            .map(|(id, m)| {
+                let w = self.workers.get(&m.worker);
+                let r = w.and_then(|w| w.last_report.clone()).unwrap_or_default();
+                ModuleStatus {
+                    id: id.clone(),
+                    module_type: m.spec.name.to_string(),
+                    role: "primary".into(),
+                    pid: w.map_or(0, |w| w.link.pid),
+                    jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
+                    standby: matches!(m.standby, Standby::Hot),
+                    params_received: r.params_received,
+                    params_applied: r.params_applied,
+                    latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
+                    xruns: r.xruns,
+                    dsp_load: r.dsp_load,
+                    cpu_percent: r.cpu_percent,
+                    rss_kib: r.rss_kib,
+                }
+            })
+            .collect();
+        StatusReport {
+            pool_size: self.config.pool,
+            spare_ready: self.ready.len(),
+            workers: self.workers.len(),
+            modules,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn spawned(&mut self, new: NewWorker, fx: &mut impl Effects) {
+        self.starting.remove(&new.id);
+        self.spawn_failures_in_a_row = 0;
+        self.counters
+            .spawn_time_ms
+            .record(new.spawn_time.as_secs_f64() * 1e3);
+        let link = WorkerLink {
+            id: new.id,
+            pid: new.pid,
+            client: new.client,
+            commands: new.commands,
+        };
+        if self.shutting_down {
+            self.workers.insert(
+                new.id,
+                Worker {
+                    link,
+                    role: Role::Spare,
+                    last_report: None,
+                },
+            );
+            self.stop_next_workers(fx);
+            return;
+        }
+        self.workers.insert(
+            new.id,
+            Worker {
+                link,
+                role: Role::Spare,
+                last_report: None,
+            },
+        );
+        self.ready.push_back(new.id);
+        self.notify(
+            fx,
+            osc::message("/pool/spare", vec![OscType::Int(self.ready.len() as i32)]),
+        );
+        // A create that waited for this spare goes first.
+        if let Some((from, request, started)) = self.waiting.pop_front() {
+            self.counters.cold_creates += 1;
+            self.create(from, request, started, fx);
+        }
+        self.refill(fx);
+    }
+
+    fn from_worker(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
+        match msg {
+            FromWorker::Hello { .. } => {}
+            FromWorker::Assigned { token, result } => {
+                let Some(Pending::Create {
+                    from,
+                    id,
+                    started,
+                    cold,
+                }) = self.pending.remove(&token)
+                else {
+                    return;
+                };
+                match result {
+                    Ok(ports) => {
+                        if let Some(m) = self.modules.get_mut(&id) {
+                            m.ports = ports;
+                        }
+                        let ms = fx.now().duration_since(started).as_secs_f64() * 1e3;
+                        self.counters.creates += 1;
+                        if !cold {
+                            self.counters.create_time_ms.record(ms);
+                        }
+                        self.notify(fx, osc::message("/module/ready", vec![osc::text(&id)]));
+                        self.make_wanted_connections(fx);
+                        match from {
+                            Origin::Client(to) => {
+                                fx.reply(to, osc::done("/module/new", vec![osc::text(&id)]))
+                            }
+                            Origin::Load(token) => self.load_progress(token, &id, None, fx),
+                        }
+                    }
+                    Err(reason) => {
+                        self.modules.remove(&id);
+                        self.create_failed(from, &id, &reason, fx);
+                        // A worker that failed an assignment is not trusted again.
+                        self.retire(wid, fx);
+                        self.refill(fx);
+                    }
+                }
+            }
+            FromWorker::Freed { token } => {
+                if let Some(Pending::Free { from, id }) = self.pending.remove(&token) {
+                    fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
+                }
+                if self.ready.len() < self.config.pool && !self.shutting_down {
+                    if let Some(w) = self.workers.get_mut(&wid) {
+                        w.role = Role::Spare;
+                        self.ready.push_back(wid);
+                    }
+                } else {
+                    self.retire(wid, fx);
+                }
+            }
+            FromWorker::Synced { token } | FromWorker::Report { token, .. }
+                if !self.fan_out.contains_key(&token) => {}
+            FromWorker::Synced { token } => self.answered(token, fx),
+            FromWorker::Report { token, report } => {
+                if let Some(w) = self.workers.get_mut(&wid) {
+                    w.last_report = Some(report);
+                }
+                self.answered(token, fx);
+            }
+        }
+    }
+
+    fn answered(&mut self, token: u64, fx: &mut impl Effects) {
+        let Some((request_token, _)) = self.fan_out.remove(&token) else {
+            return;
+        };
+        match self.pending.get_mut(&request_token) {
+            Some(Pending::Sync { waiting, .. }) | Some(Pending::Status { waiting, .. }) => {
+                waiting.remove(&token);
+            }
+            _ => {}
+        }
+        self.settle(request_token, fx);
+    }
+
+    fn worker_gone(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        let Some(worker) = self.workers.remove(&wid) else {
+            return;
+        };
+        self.ready.retain(|&w| w != wid);
+        if self.shutting_down {
+            self.stop_next_workers(fx);
+            return;
+        }
+        if worker.role == Role::Retiring {
+            return;
+        }
+        self.counters.worker_deaths += 1;
+        tracing::warn!(
+            "worker {} (pid {}) is gone",
+            worker.link.client,
+            worker.link.pid
+        );
+        if let Role::Primary(id) = &worker.role {
+            if self.modules.remove(id).is_some() {
+                tracing::error!("module {id} died with its worker");
+                self.notify(fx, osc::message("/module/died", vec![osc::text(id)]));
+            }
+            let creates: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| matches!(p, Pending::Create { id: c, .. } if c == id))
+                .map(|(&t, _)| t)
+                .collect();
+            for t in creates {
+                if let Some(Pending::Create { from, id, .. }) = self.pending.remove(&t) {
+                    self.create_failed(from, &id, "its worker died while starting it", fx);
+                }
+            }
+        }
+        // Sync and status requests stop waiting for answers this worker owed.
+        let owed: Vec<u64> = self
+            .fan_out
+            .iter()
+            .filter(|(_, &(_, w))| w == wid)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in owed {
+            self.answered(token, fx);
+        }
+        self.refill(fx);
+    }
+
+    /// During shutdown: keeps [`MAX_CONCURRENT_SPAWNS`] workers closing at a time.
+    /// Many JACK clients closing at once stall jackd2 (seen: 13 of 15 hung in
+    /// `jack_client_close` for over 3 s), one or two at a time close in ~20 ms each.
+    fn stop_next_workers(&mut self, fx: &mut impl Effects) {
+        let closing = self
+            .workers
+            .values()
+            .filter(|w| w.role == Role::Stopping)
+            .count();
+        let mut ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.role != Role::Stopping)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids
+            .into_iter()
+            .take(MAX_CONCURRENT_SPAWNS.saturating_sub(closing))
+        {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.role = Role::Stopping;
+                if !fx.send(&w.link, ToWorker::Shutdown) {
+                    tracing::debug!("worker {} is already gone", w.link.client);
+                }
+            }
+        }
+    }
+
+    /// Tells a worker to exit; its exit is then expected, not a death.
+    fn retire(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        self.ready.retain(|&w| w != wid);
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.role = Role::Retiring;
+            fx.send(&w.link, ToWorker::Shutdown);
+        }
+    }
+
+    fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
+        for &s in &self.subscribers {
+            fx.reply(s, msg.clone());
+        }
+    }
+
+    /// Starts workers until spares plus starting ones reach the pool size, a few at
+    /// a time; each arrival calls this again.
+    fn refill(&mut self, fx: &mut impl Effects) {
+        if self.shutting_down || self.spawn_failures_in_a_row >= MAX_SPAWN_FAILURES_IN_A_ROW {
+            return;
+        }
+        let want = self.config.pool + self.waiting.len();
+        while self.ready.len() + self.starting.len() < want
+            && self.starting.len() < MAX_CONCURRENT_SPAWNS
+        {
+            let id = self.next_worker;
+            self.next_worker += 1;
+            self.starting.insert(id);
+            fx.spawn(id);
+        }
+    }
+}
+
+fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
+    osc::message(
+        "/fail",
+        vec![osc::text(address), osc::text(id), osc::text(reason)],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modsynth_control::osc::decode;
+    use rosc::OscType as T;
+
+    /// Records what the core did; ports listed in `ports` exist.
+    #[derive(Default)]
+    struct Fake {
+        replies: Vec<(ReplyTo, OscMessage)>,
+        sent: Vec<(WorkerId, ToWorker)>,
+        spawned: Vec<WorkerId>,
+        killed: Vec<WorkerId>,
+        patched: Vec<(bool, String, String)>,
+        ports: HashSet<String>,
+        /// Workers whose channel is gone.
+        dead: HashSet<WorkerId>,
+        files: HashMap<String, String>,
+    }
+
+    impl Effects for Fake {
+        fn reply(&mut self, to: ReplyTo, msg: OscMessage) {
+            self.replies.push((to, msg));
+        }
+        fn send(&mut self, w: &WorkerLink, msg: ToWorker) -> bool {
+            self.sent.push((w.id, msg));
+            !self.dead.contains(&w.id)
+        }
+        fn spawn(&mut self, id: WorkerId) {
+            self.spawned.push(id);
+        }
+        fn kill(&mut self, w: &WorkerLink) {
+            self.killed.push(w.id);
+        }
+        fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String> {
+            self.patched.push((connect, src.into(), dst.into()));
+            Ok(())
+        }
+        fn port_exists(&mut self, name: &str) -> bool {
+            self.ports.contains(name)
+        }
+        fn connections(&mut self, port: &str) -> Vec<String> {
+            self.patched
+                .iter()
+                .filter(|(c, s, _)| *c && s == port)
+                .map(|(_, _, d)| d.clone())
+                .chain(
+                    self.patched
+                        .iter()
+                        .filter(|(c, _, d)| *c && d == port)
+                        .map(|(_, s, _)| s.clone()),
+                )
+                .collect()
+        }
+        fn read_file(&mut self, path: &str) -> Result<String, String> {
+            self.files
+                .get(path)
+                .cloned()
+                .ok_or_else(|| format!("{path}: cannot read it: no such file"))
+        }
+        fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String> {
+            self.files.insert(path.to_string(), contents.to_string());
+            Ok(())
+        }
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+    }
+
+    fn client() -> ReplyTo {
+        "127.0.0.1:9000".parse().unwrap()
+    }
+
+    fn osc(core: &mut Core, fx: &mut Fake, addr: &str, args: Vec<T>) {
+        let request = decode(&osc::message(addr, args));
+        core.handle(
+            Event::Osc {
+                from: client(),
+                request,
+                received: 1000,
+                at: None,
+            },
+            fx,
+        );
+    }
+
+    fn ready(core: &mut Core, fx: &mut Fake, id: WorkerId) {
+        let (commands, _rx) = ipc_channel::ipc::channel().unwrap();
+        std::mem::forget(_rx);
+        let new = NewWorker {
+            id,
+            pid: 100 + id,
+            client: format!("ms-w{id:02}"),
+            commands,
+            spawn_time: Duration::from_millis(20),
+        };
+        core.handle(Event::Spawned(new), fx);
+    }
+
+    /// A core whose pool of `n` is ready.
+    fn started(n: usize) -> (Core, Fake) {
+        let mut core = Core::new(Config { pool: n });
+        let mut fx = Fake::default();
+        core.start(&mut fx);
+        let mut next = 0;
+        while next < fx.spawned.len() {
+            let id = fx.spawned[next];
+            ready(&mut core, &mut fx, id);
+            next += 1;
+        }
+        (core, fx)
+    }
+
+    fn last_reply(fx: &Fake) -> (String, Vec<T>) {
+        let (_, m) = fx.replies.last().expect("a reply");
+        (m.addr.clone(), m.args.clone())
+    }
+
+    fn s(v: &str) -> T {
+        T::String(v.into())
+    }
+
+    /// Creates `id` of `ty` and acknowledges the assignment.
+    fn create(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> WorkerId {
+        osc(core, fx, "/module/new", vec![s(ty), s(id)]);
+        let (wid, token) = fx
+            .sent
+            .iter()
+            .rev()
+            .find_map(|(w, m)| match m {
+                ToWorker::Assign { token, id: i, .. } if i == id => Some((*w, *token)),
+                _ => None,
+            })
+            .expect("an Assign");
+        let spec = catalog::module(ty).unwrap();
+        let ports: Vec<String> = spec
+            .ports
+            .iter()
+            .map(|p| format!("ms-w{wid:02}:{}", p.name))
+            .collect();
+        fx.ports.extend(ports.iter().cloned());
+        core.handle(
+            Event::FromWorker(
+                wid,
+                FromWorker::Assigned {
+                    token,
+                    result: Ok(ports),
+                },
+            ),
+            fx,
+        );
+        wid
+    }
+
+    #[test]
+    fn the_pool_fills_to_its_size_at_start_a_few_workers_at_a_time() {
+        let mut core = Core::new(Config { pool: 4 });
+        let mut fx = Fake::default();
+        core.start(&mut fx);
+        assert_eq!(fx.spawned.len(), MAX_CONCURRENT_SPAWNS);
+        let (core, fx) = started(4);
+        assert_eq!(fx.spawned, vec![0, 1, 2, 3]);
+        assert_eq!(core.spares_ready(), 4);
+    }
+
+    #[test]
+    fn repeated_spawn_failures_stop_the_refill_instead_of_spinning() {
+        let mut core = Core::new(Config { pool: 4 });
+        let mut fx = Fake::default();
+        core.start(&mut fx);
+        let mut i = 0;
+        while i < fx.spawned.len() {
+            let id = fx.spawned[i];
+            core.handle(
+                Event::SpawnFailed {
+                    id,
+                    reason: "broken".into(),
+                },
+                &mut fx,
+            );
+            i += 1;
+        }
+        assert!(fx.spawned.len() <= MAX_SPAWN_FAILURES_IN_A_ROW as usize + MAX_CONCURRENT_SPAWNS);
+        let before = fx.spawned.len();
+        osc(&mut core, &mut fx, "/module/new", vec![s("vco"), s("v")]);
+        assert!(fx.spawned.len() > before, "a create tries once more");
+        assert!(fx.replies.is_empty());
+        for id in fx.spawned[before..].to_vec() {
+            core.handle(
+                Event::SpawnFailed {
+                    id,
+                    reason: "broken".into(),
+                },
+                &mut fx,
+            );
+        }
+        assert!(matches!(&last_reply(&fx).1[2], T::String(r) if r.contains("broken")));
+    }
+
+    #[test]
+    fn creating_takes_a_spare_replies_done_and_refills_the_pool() {
+        let (mut core, mut fx) = started(2);
+        let wid = create(&mut core, &mut fx, "vco", "vco1");
+        assert_eq!(wid, 0);
+        assert_eq!(
+            last_reply(&fx),
+            ("/done".into(), vec![s("/module/new"), s("vco1")])
+        );
+        assert_eq!(fx.spawned, vec![0, 1, 2], "a replacement spare was started");
+        assert_eq!(core.status_report().modules[0].jack_client, "ms-w00");
+    }
+
+    #[test]
+    fn an_empty_pool_makes_a_create_wait_for_the_next_spare_not_fail() {
+        let mut core = Core::new(Config { pool: 1 });
+        let mut fx = Fake::default();
+        core.start(&mut fx);
+        osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("l1")]);
+        assert!(fx.replies.is_empty(), "no reply before a worker exists");
+        assert!(
+            fx.spawned.len() >= 2,
+            "the waiting create asks for a worker of its own"
+        );
+        ready(&mut core, &mut fx, 0);
+        assert!(matches!(&fx.sent[0], (0, ToWorker::Assign { id, .. }) if id == "l1"));
+        assert_eq!(core.counters.cold_creates, 1);
+    }
+
+    #[test]
+    fn a_duplicate_id_fails_and_changes_nothing() {
+        let (mut core, mut fx) = started(2);
+        create(&mut core, &mut fx, "vco", "a");
+        let sent = fx.sent.len();
+        osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("a")]);
+        let (addr, args) = last_reply(&fx);
+        assert_eq!(
+            (addr.as_str(), &args[..2]),
+            ("/fail", &[s("/module/new"), s("a")][..])
+        );
+        assert_eq!(fx.sent.len(), sent);
+        assert_eq!(core.status_report().modules.len(), 1);
+    }
+
+    #[test]
+    fn set_checks_the_param_against_the_module_type_before_sending() {
+        let (mut core, mut fx) = started(2);
+        let wid = create(&mut core, &mut fx, "vcf", "f");
+        let sent = fx.sent.len();
+        for (param, value) in [
+            ("freq", T::Float(1.0)),
+            ("cutoff", T::Float(1e9)),
+            ("mode", s("notch")),
+        ] {
+            osc(
+                &mut core,
+                &mut fx,
+                "/module/set",
+                vec![s("f"), s(param), value],
+            );
+            assert_eq!(last_reply(&fx).0, "/fail", "{param} was accepted");
+        }
+        osc(
+            &mut core,
+            &mut fx,
+            "/module/set",
+            vec![s("nobody"), s("cutoff"), T::Float(100.0)],
+        );
+        assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("no module 'nobody'")));
+        assert_eq!(fx.sent.len(), sent, "nothing reached the worker");
+        osc(&mut core, &mut fx, "/f/cutoff", vec![T::Int(300)]);
+        assert_eq!(
+            fx.sent.last().unwrap(),
+            &(
+                wid,
+                ToWorker::SetParam {
+                    index: 1,
+                    value: 300.0,
+                    at: None,
+                    received: 1000
+                }
+            )
+        );
+        osc(&mut core, &mut fx, "/module/get", vec![s("f"), s("cutoff")]);
+        assert_eq!(
+            last_reply(&fx),
+            (
+                "/module/value".into(),
+                vec![s("f"), s("cutoff"), T::Float(300.0)]
+            )
+        );
+    }
+
+    #[test]
+    fn a_timetagged_set_carries_its_frame_to_the_worker() {
+        let (mut core, mut fx) = started(1);
+        create(&mut core, &mut fx, "const", "c");
+        let request = decode(&osc::message(
+            "/module/set",
+            vec![s("c"), s("value"), T::Float(1.0)],
+        ));
+        core.handle(
+            Event::Osc {
+                from: client(),
+                request,
+                received: 5,
+                at: Some(48_000),
+            },
+            &mut fx,
+        );
+        assert!(matches!(
+            fx.sent.last().unwrap().1,
+            ToWorker::SetParam {
+                at: Some(48_000),
+                received: 5,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn connect_resolves_module_ports_and_passes_jack_names_through() {
+        let (mut core, mut fx) = started(2);
+        let a = create(&mut core, &mut fx, "vco", "osc");
+        fx.ports.insert("system:playback_1".into());
+        osc(
+            &mut core,
+            &mut fx,
+            "/patch/connect",
+            vec![s("osc:out"), s("system:playback_1")],
+        );
+        assert_eq!(
+            fx.patched,
+            vec![(true, format!("ms-w{a:02}:out"), "system:playback_1".into())]
+        );
+        assert_eq!(last_reply(&fx).0, "/done");
+        osc(
+            &mut core,
+            &mut fx,
+            "/patch/connect",
+            vec![s("osc:nope"), s("system:playback_1")],
+        );
+        assert!(
+            matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("it has: pitch, fm, out"))
+        );
+        osc(
+            &mut core,
+            &mut fx,
+            "/patch/connect",
+            vec![s("osc:out"), s("ghost:in")],
+        );
+        assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("no port 'ghost:in'")));
+        assert_eq!(fx.patched.len(), 1);
+    }
+
+    #[test]
+    fn sync_answers_once_every_playing_worker_has_synced() {
+        let (mut core, mut fx) = started(3);
+        let a = create(&mut core, &mut fx, "vco", "a");
+        let b = create(&mut core, &mut fx, "vco", "b");
+        osc(&mut core, &mut fx, "/sync", vec![T::Int(42)]);
+        let tokens: Vec<(WorkerId, u64)> = fx
+            .sent
+            .iter()
+            .filter_map(|(w, m)| match m {
+                ToWorker::Sync { token } => Some((*w, *token)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tokens.iter().map(|t| t.0).collect::<Vec<_>>(), vec![a, b]);
+        core.handle(
+            Event::FromWorker(a, FromWorker::Synced { token: tokens[0].1 }),
+            &mut fx,
+        );
+        assert_ne!(last_reply(&fx).0, "/synced");
+        // b dies instead of answering: the sync still completes.
+        core.handle(Event::WorkerGone(b), &mut fx);
+        assert!(fx
+            .replies
+            .iter()
+            .any(|(_, m)| m.addr == "/synced" && m.args == vec![T::Int(42)]));
+    }
+
+    #[test]
+    fn a_dead_primary_is_reported_to_subscribers_and_the_pool_refills() {
+        let (mut core, mut fx) = started(1);
+        osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+        let wid = create(&mut core, &mut fx, "noise", "n");
+        let spawned = fx.spawned.len();
+        core.handle(Event::WorkerGone(wid), &mut fx);
+        assert!(fx
+            .replies
+            .iter()
+            .any(|(_, m)| m.addr == "/module/died" && m.args == vec![s("n")]));
+        assert!(core.status_report().modules.is_empty());
+        assert_eq!(core.counters.worker_deaths, 1);
+        assert!(fx.spawned.len() >= spawned, "pool kept at size");
+    }
+
+    #[test]
+    fn a_freed_worker_returns_to_the_pool_or_retires_when_the_pool_is_full() {
+        let (mut core, mut fx) = started(1);
+        let wid = create(&mut core, &mut fx, "vca", "v");
+        ready(&mut core, &mut fx, 1); // the refill arrived: pool full again
+        osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+        let token = match fx.sent.last().unwrap() {
+            (w, ToWorker::Free { token }) if *w == wid => *token,
+            other => panic!("expected Free, got {other:?}"),
+        };
+        core.handle(Event::FromWorker(wid, FromWorker::Freed { token }), &mut fx);
+        assert_eq!(
+            last_reply(&fx),
+            ("/done".into(), vec![s("/module/free"), s("v")])
+        );
+        assert_eq!(fx.sent.last().unwrap(), &(wid, ToWorker::Shutdown));
+        core.handle(Event::WorkerGone(wid), &mut fx);
+        assert_eq!(
+            core.counters.worker_deaths, 0,
+            "a retired worker's exit is not a death"
+        );
+        osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+        assert_eq!(last_reply(&fx).0, "/fail");
+    }
+
+    /// Acknowledges every outstanding Assign the way a worker would.
+    fn ack_assigns(core: &mut Core, fx: &mut Fake) {
+        let assigns: Vec<(WorkerId, u64, String, String)> = fx
+            .sent
+            .iter()
+            .filter_map(|(w, m)| match m {
+                ToWorker::Assign {
+                    token,
+                    id,
+                    module_type,
+                    ..
+                } => Some((*w, *token, id.clone(), module_type.clone())),
+                _ => None,
+            })
+            .collect();
+        for (wid, token, _, ty) in assigns {
+            let spec = catalog::module(&ty).unwrap();
+            let ports: Vec<String> = spec
+                .ports
+                .iter()
+                .map(|p| format!("ms-w{wid:02}:{}", p.name))
+                .collect();
+            fx.ports.extend(ports.iter().cloned());
+            core.handle(
+                Event::FromWorker(
+                    wid,
+                    FromWorker::Assigned {
+                        token,
+                        result: Ok(ports),
+                    },
+                ),
+                fx,
+            );
+        }
+    }
+
+    const SET: &str = "[[module]]\nid = \"o\"\ntype = \"vco\"\nparams = { freq = 110 }\n\n[[module]]\nid = \"f\"\ntype = \"vcf\"\n\n[[connect]]\nfrom = \"o:out\"\nto = \"f:in\"\n\n[[connect]]\nfrom = \"f:out\"\nto = \"later:in\"\n";
+
+    #[test]
+    fn loading_a_set_creates_its_modules_connects_them_and_answers_once() {
+        let (mut core, mut fx) = started(3);
+        fx.files.insert("s.toml".into(), SET.into());
+        osc(&mut core, &mut fx, "/set/load", vec![s("s.toml")]);
+        assert!(fx.replies.is_empty(), "no answer before the modules exist");
+        ack_assigns(&mut core, &mut fx);
+        assert_eq!(
+            last_reply(&fx),
+            ("/done".into(), vec![s("/set/load"), s("s.toml")])
+        );
+        let o = core.modules["o"].worker;
+        let f = core.modules["f"].worker;
+        assert_eq!(core.modules["o"].params[0], 110.0);
+        assert!(fx
+            .patched
+            .contains(&(true, format!("ms-w{o:02}:out"), format!("ms-w{f:02}:in"))));
+    }
+
+    #[test]
+    fn a_connection_to_a_missing_port_is_made_when_it_appears_and_again_after_a_restart() {
+        let (mut core, mut fx) = started(3);
+        fx.files.insert("s.toml".into(), SET.into());
+        osc(&mut core, &mut fx, "/set/load", vec![s("s.toml")]);
+        ack_assigns(&mut core, &mut fx);
+        let f = core.modules["f"].worker;
+        let wanted = (true, format!("ms-w{f:02}:out"), "later:in".to_string());
+        assert!(!fx.patched.contains(&wanted));
+        fx.ports.insert("later:in".into());
+        core.handle(Event::PortsAppeared, &mut fx);
+        assert_eq!(fx.patched.iter().filter(|p| **p == wanted).count(), 1);
+        // The program restarts: its port goes, JACK drops the connection, it comes back.
+        fx.patched.retain(|p| *p != wanted);
+        core.handle(Event::PortsAppeared, &mut fx);
+        assert_eq!(fx.patched.iter().filter(|p| **p == wanted).count(), 1);
+    }
+
+    #[test]
+    fn a_bad_set_file_fails_with_file_and_line_and_changes_nothing() {
+        let (mut core, mut fx) = started(2);
+        create(&mut core, &mut fx, "lfo", "keep");
+        fx.files.insert(
+            "bad.toml".into(),
+            "[[module]]\nid = \"x\"\ntype = \"vco\"\nparams = { freq = -5 }\n".into(),
+        );
+        let sent = fx.sent.len();
+        osc(
+            &mut core,
+            &mut fx,
+            "/set/load",
+            vec![s("bad.toml"), T::Int(1)],
+        );
+        let (addr, args) = last_reply(&fx);
+        assert_eq!(addr, "/fail");
+        assert!(
+            matches!(&args[1], T::String(r) if r.starts_with("bad.toml:4: vco.freq = -5 is out of range")),
+            "{args:?}"
+        );
+        assert_eq!(fx.sent.len(), sent, "nothing was sent to any worker");
+        assert!(core.modules.contains_key("keep"));
+        osc(&mut core, &mut fx, "/set/load", vec![s("missing.toml")]);
+        assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("missing.toml")));
+    }
+
+    #[test]
+    fn saving_records_parameters_and_every_connection_including_hand_made_ones() {
+        let (mut core, mut fx) = started(3);
+        let o = create(&mut core, &mut fx, "vco", "o");
+        osc(&mut core, &mut fx, "/o/wave", vec![s("square")]);
+        // Made in qjackctl: modsynth never saw it.
+        fx.patched
+            .push((true, format!("ms-w{o:02}:out"), "system:playback_2".into()));
+        osc(&mut core, &mut fx, "/set/save", vec![s("out.toml")]);
+        assert_eq!(last_reply(&fx).0, "/done");
+        let saved = setfile::parse("out.toml", &fx.files["out.toml"]).unwrap();
+        assert_eq!(saved.modules.len(), 1);
+        assert!(
+            saved.modules[0].params.contains(&(1, 2.0)),
+            "wave = square is saved"
+        );
+        assert_eq!(
+            saved.connections,
+            vec![Connection {
+                from: "o:out".into(),
+                to: "system:playback_2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn loading_with_replace_frees_modules_that_are_not_in_the_set() {
+        let (mut core, mut fx) = started(4);
+        create(&mut core, &mut fx, "noise", "old");
+        fx.files.insert("s.toml".into(), SET.into());
+        osc(
+            &mut core,
+            &mut fx,
+            "/set/load",
+            vec![s("s.toml"), T::Int(1)],
+        );
+        ack_assigns(&mut core, &mut fx);
+        assert!(!core.modules.contains_key("old"));
+        assert!(fx
+            .sent
+            .iter()
+            .any(|(_, m)| matches!(m, ToWorker::Free { .. })));
+        assert_eq!(last_reply(&fx).0, "/done");
+    }
+
+    #[test]
+    fn shutdown_stops_every_worker_a_few_at_a_time_and_refuses_new_requests() {
+        let (mut core, mut fx) = started(5);
+        core.handle(Event::Shutdown, &mut fx);
+        let stops = |fx: &Fake| {
+            fx.sent
+                .iter()
+                .filter(|(_, m)| *m == ToWorker::Shutdown)
+                .count()
+        };
+        assert_eq!(stops(&fx), MAX_CONCURRENT_SPAWNS);
+        osc(&mut core, &mut fx, "/module/new", vec![s("vco"), s("late")]);
+        assert_eq!(last_reply(&fx).0, "/fail");
+        for id in 0..5 {
+            assert!(!core.is_stopped());
+            core.handle(Event::WorkerGone(id), &mut fx);
+        }
+        assert_eq!(stops(&fx), 5);
+        assert!(core.is_stopped());
+    }
+}

@@ -1,0 +1,70 @@
+//! The supervisor's own JACK client: no ports, watches the graph.
+//!
+//! Its notification callbacks only forward what happened to the core as events;
+//! libjack is never called from inside them (that deadlocks jackd2). The core then
+//! connects, disconnects and looks ports up through this client from its own thread.
+
+use crate::core::Event;
+use crate::osc_server::Clock;
+use std::sync::mpsc::Sender;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Forwards graph changes to the core.
+pub struct GraphWatcher {
+    // A Mutex only to make the handler Sync (rust-jack requires it); the callbacks
+    // run on JACK's one notification thread, so it is never contended.
+    events: Mutex<Sender<Event>>,
+}
+
+impl jack::NotificationHandler for GraphWatcher {
+    fn port_registration(&mut self, _: &jack::Client, _port: jack::PortId, registered: bool) {
+        if registered {
+            if let Ok(tx) = self.events.lock() {
+                let _ = tx.send(Event::PortsAppeared);
+            }
+        }
+    }
+}
+
+/// The supervisor's active JACK client.
+pub struct Jack {
+    client: jack::AsyncClient<GraphWatcher, ()>,
+}
+
+impl Jack {
+    /// Opens client `name` (exactly; never starting a server) and activates it.
+    pub fn open(name: &str, events: Sender<Event>) -> Result<Jack, String> {
+        let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
+        let (client, _) = jack::Client::new(name, options).map_err(|e| {
+            let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());
+            format!(
+                "cannot open JACK client '{name}' on server '{server}' ({e}). Start a JACK server \
+                 first (`jackd -d dummy &`, or use scripts/live), or if instance '{name}' is \
+                 already running, pick another --name."
+            )
+        })?;
+        let watcher = GraphWatcher {
+            events: Mutex::new(events),
+        };
+        let client = client
+            .activate_async(watcher, ())
+            .map_err(|e| format!("cannot activate JACK client '{name}': {e}"))?;
+        Ok(Jack { client })
+    }
+
+    /// The client, for connecting and looking ports up.
+    pub fn client(&self) -> &jack::Client {
+        self.client.as_client()
+    }
+}
+
+impl Clock for Jack {
+    fn frame_now(&self) -> u32 {
+        self.client().frame_now()
+    }
+
+    fn frame_at(&self, when: SystemTime) -> Option<u32> {
+        self.client().frame_at(when)
+    }
+}

@@ -1,0 +1,13 @@
+//! `modsynthd`, the modsynth supervisor.
+//!
+//! - [`core`]: one struct owns all state and decides; everything else sends it events.
+//! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
+//! - [`spawn`]: starts pool workers and forwards what they say.
+//! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
+//! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
+
+pub mod core;
+pub mod jack_client;
+pub mod osc_server;
+pub mod runtime;
+pub mod spawn;

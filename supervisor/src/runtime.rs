@@ -1,0 +1,87 @@
+//! The real [`Effects`]: UDP replies, ipc messages, processes and JACK.
+
+use crate::core::{Effects, Event, WorkerId, WorkerLink};
+use crate::jack_client::Jack;
+use crate::spawn::Spawner;
+use modsynth_control::osc;
+use modsynth_control::protocol::ToWorker;
+use rosc::OscMessage;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct Runtime {
+    /// A clone of the OSC socket, so replies come from the port clients sent to.
+    pub socket: UdpSocket,
+    pub jack: Arc<Jack>,
+    pub spawner: Spawner,
+    pub events: Sender<Event>,
+}
+
+impl Effects for Runtime {
+    fn reply(&mut self, to: SocketAddr, msg: OscMessage) {
+        if let Err(e) = self.socket.send_to(&osc::encode(msg), to) {
+            tracing::debug!("reply to {to}: {e}");
+        }
+    }
+
+    fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool {
+        worker.commands.send(msg).is_ok()
+    }
+
+    fn spawn(&mut self, id: WorkerId) {
+        self.spawner.spawn(id, self.events.clone());
+    }
+
+    fn kill(&mut self, worker: &WorkerLink) {
+        // The pid is still ours: its reader thread reaps it only after it is gone.
+        let pid = nix::unistd::Pid::from_raw(worker.pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String> {
+        let result = if connect {
+            self.jack.client().connect_ports_by_name(src, dst)
+        } else {
+            self.jack.client().disconnect_ports_by_name(src, dst)
+        };
+        match result {
+            Ok(()) => Ok(()),
+            // Connecting what is connected already is what the user wanted anyway.
+            Err(jack::Error::PortAlreadyConnected(..)) => Ok(()),
+            Err(e) => Err(format!(
+                "{} {src} -> {dst} failed: {e}",
+                if connect {
+                    "connecting"
+                } else {
+                    "disconnecting"
+                }
+            )),
+        }
+    }
+
+    fn port_exists(&mut self, name: &str) -> bool {
+        self.jack.client().port_by_name(name).is_some()
+    }
+
+    fn connections(&mut self, port: &str) -> Vec<String> {
+        self.jack
+            .client()
+            .port_by_name(port)
+            .map(|p| p.get_connections())
+            .unwrap_or_default()
+    }
+
+    fn read_file(&mut self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read it: {e}"))
+    }
+
+    fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String> {
+        modsynth_control::setfile::save_atomically(std::path::Path::new(path), contents)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}

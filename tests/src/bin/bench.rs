@@ -1,0 +1,263 @@
+//! `modsynth-bench`: measures modsynth's performance targets on a private JACK server
+//! and prints a markdown table (median, p99, and where relevant the ratio to a cold
+//! JACK client open measured in the same run), and writes the rows as JSON.
+//!
+//! Rows so far:
+//! - `jack_cold_open_ms`: open + activate a fresh JACK client (exact name, no ports),
+//!   then close it. The baseline the other latency rows are compared against.
+//! - `dsp_ns_per_period.<type>`: one `Module::process` call over a period, for every
+//!   module type of the catalog, with low-level input signals; also given as a
+//!   percentage of the period's time budget.
+//!
+//! Run it through `scripts/bench` (release build).
+
+use clap::Parser;
+use modsynth_control::catalog::{self, Signal, MAX_OUTPUTS};
+use modsynth_tests::jack_server::JackServer;
+use modsynth_worker::dsp::{Io, Module};
+use serde::Serialize;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Command line of `modsynth-bench`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "modsynth-bench",
+    about = "Measure modsynth's performance targets"
+)]
+struct Args {
+    /// Fewer iterations (a smoke run, about a second of measuring).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+    /// Period (frames per JACK cycle) of the private server and of the DSP rows.
+    #[arg(long, default_value_t = 256)]
+    period: u32,
+    /// Sample rate of the private server and of the DSP rows.
+    #[arg(long, default_value_t = 48_000)]
+    sample_rate: u32,
+}
+
+/// One measured quantity.
+#[derive(Serialize, Debug, Clone)]
+struct Row {
+    name: String,
+    unit: &'static str,
+    n: usize,
+    median: f64,
+    p99: f64,
+    /// `median / baseline median`, when the row is compared against one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio: Option<f64>,
+    /// The row `ratio` refers to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<String>,
+    /// Median as a percentage of the period's time budget (DSP rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_pct: Option<f64>,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, unit: &'static str, mut samples: Vec<f64>) -> Row {
+        samples.sort_by(f64::total_cmp);
+        Row {
+            name: name.into(),
+            unit,
+            n: samples.len(),
+            median: median(&samples),
+            p99: percentile(&samples, 0.99),
+            ratio: None,
+            baseline: None,
+            budget_pct: None,
+        }
+    }
+}
+
+/// The whole JSON document.
+#[derive(Serialize)]
+struct Report {
+    quick: bool,
+    sample_rate: u32,
+    period: u32,
+    jack_server: String,
+    rows: Vec<Row>,
+}
+
+/// Median of sorted samples (mean of the two middle ones for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
+    }
+}
+
+/// Nearest-rank percentile of sorted samples (`q` in 0..=1).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Opens + activates a fresh client `n` times, closing each; milliseconds.
+fn bench_cold_open(server: &JackServer, n: usize) -> Result<Row, String> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + 2 {
+        let name = format!("bench-open-{i}");
+        let t0 = Instant::now();
+        let (client, lease) = server.open_client(&name)?.into_parts();
+        let active = client
+            .activate_async((), ())
+            .map_err(|e| format!("activating {name}: {e}"))?;
+        let dt = t0.elapsed();
+        drop(active); // deactivate + close, not timed
+        drop(lease);
+        if i >= 2 {
+            // The first two warm up libjack's shared memory mappings.
+            samples.push(dt.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(Row::new("jack_cold_open_ms", "ms", samples))
+}
+
+/// The test input for an input port: gates get a 0/1 square at 4 Hz (so envelopes
+/// and sequencers trigger), everything else a 0.05-amplitude sine at 110 Hz.
+fn input_signal(signal: Signal, len: usize, sample_rate: f32) -> Vec<f32> {
+    (0..len)
+        .map(|n| {
+            let t = n as f32 / sample_rate;
+            match signal {
+                Signal::Gate => {
+                    if (t * 4.0).fract() < 0.5 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 0.05 * (2.0 * std::f32::consts::PI * 110.0 * t).sin(),
+            }
+        })
+        .collect()
+}
+
+/// Times `Module::process` over one period for every catalog module type.
+fn bench_dsp(period: usize, sample_rate: f32, iterations: usize) -> Vec<Row> {
+    let budget_ns = period as f64 / sample_rate as f64 * 1e9;
+    // One second of input, read a period at a time, wrapping around.
+    let blocks = (sample_rate as usize / period).max(1);
+    let len = blocks * period;
+    let mut rows = Vec::new();
+    for spec in catalog::modules() {
+        let mut module = Module::new(spec, sample_rate);
+        let inputs: Vec<Vec<f32>> = spec
+            .input_ports()
+            .map(|p| input_signal(p.signal, len, sample_rate))
+            .collect();
+        let mut outputs = vec![vec![0.0f32; period]; MAX_OUTPUTS];
+        let warmup = iterations / 10 + 10;
+        let mut samples = Vec::with_capacity(iterations);
+        for i in 0..warmup + iterations {
+            let off = (i % blocks) * period;
+            let mut io = Io::empty();
+            for (slot, buf) in io.inputs.iter_mut().zip(&inputs) {
+                *slot = &buf[off..off + period];
+            }
+            for (slot, buf) in io.outputs.iter_mut().zip(outputs.iter_mut()) {
+                *slot = &mut buf[..];
+            }
+            let t0 = Instant::now();
+            module.process(black_box(&mut io), 0..period);
+            let dt = t0.elapsed();
+            black_box(&outputs);
+            if i >= warmup {
+                samples.push(dt.as_nanos() as f64);
+            }
+        }
+        let mut row = Row::new(format!("dsp_ns_per_period.{}", spec.name), "ns", samples);
+        row.budget_pct = Some(row.median / budget_ns * 100.0);
+        rows.push(row);
+    }
+    rows
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| measure | unit | n | median | p99 | ratio | % of period |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let ratio = match (&r.ratio, &r.baseline) {
+            (Some(x), Some(b)) => format!("{} x {b}", fmt_num(*x)),
+            _ => String::new(),
+        };
+        let pct = r
+            .budget_pct
+            .map(|p| format!("{p:.3} %"))
+            .unwrap_or_default();
+        println!(
+            "| {} | {} | {} | {} | {} | {ratio} | {pct} |",
+            r.name,
+            r.unit,
+            r.n,
+            fmt_num(r.median),
+            fmt_num(r.p99)
+        );
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let server = JackServer::start_with(args.sample_rate, args.period)?;
+    eprintln!(
+        "bench: private JACK server '{}' ({} Hz, {} frames), {} run",
+        server.name(),
+        args.sample_rate,
+        args.period,
+        if args.quick { "quick" } else { "full" }
+    );
+    let mut rows = Vec::new();
+    let baseline = bench_cold_open(&server, if args.quick { 20 } else { 100 })?;
+    rows.push(baseline.clone());
+    let iterations = if args.quick { 2_000 } else { 20_000 };
+    rows.extend(bench_dsp(
+        args.period as usize,
+        args.sample_rate as f32,
+        iterations,
+    ));
+    drop(server);
+
+    print_table(&rows);
+    let report = Report {
+        quick: args.quick,
+        sample_rate: args.sample_rate,
+        period: args.period,
+        jack_server: "jackd (dummy backend, private)".into(),
+        rows,
+    };
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&args.json, json + "\n")
+        .map_err(|e| format!("writing {}: {e}", args.json.display()))?;
+    eprintln!("bench: wrote {}", args.json.display());
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("modsynth-bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,442 @@
+//! A private JACK server per test: `jackd` with the dummy backend under a unique
+//! server name, killed (only that child, by its pid) when the handle is dropped.
+//!
+//! One server per process at a time: jackd2's libjack keeps the server's engine and
+//! graph in process-wide globals that every `jack_client_open` re-points at the
+//! server it opens on, so in-process clients of two servers at once corrupt each
+//! other (wrong ports, segfaults). Servers themselves can run side by side, and child
+//! processes ([`JackServer::command`]) can use any of them; but in-process clients
+//! hold a [`ClientLease`] that pins this process to their server, and opening a
+//! client on another server waits (up to [`CLIENT_WAIT`]) until every client of the
+//! pinned one is closed. Parallel tests therefore take turns for their in-process
+//! clients, and a test that wants two servers drives the second through child
+//! processes.
+//!
+//! Picking the server: rust-jack's `ClientOptions::SERVER_NAME` does not reach
+//! libjack (the varargs are not passed), so the server is chosen by the
+//! `JACK_DEFAULT_SERVER` environment variable, read by `jack_client_open`. Tests run
+//! in parallel threads of one process, so every harness client is opened through
+//! [`JackServer::open_client`], which serialises the set-env / open / restore
+//! sequence behind one process-wide lock. Child processes get the variable through
+//! [`JackServer::command`] instead.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Default sample rate of [`JackServer::start`].
+pub const DEFAULT_SAMPLE_RATE: u32 = 48_000;
+/// Default period (frames per cycle) of [`JackServer::start`].
+pub const DEFAULT_PERIOD: u32 = 256;
+/// How long [`JackServer::start`] waits for the server to accept clients.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`JackServer::open_client`] waits for in-process clients of another
+/// server to close (see the module docs).
+pub const CLIENT_WAIT: Duration = Duration::from_secs(300);
+
+/// Which server this process's in-process clients are pinned to, and how many
+/// leases are out.
+struct Pin {
+    server: Option<String>,
+    leases: usize,
+}
+
+static PIN: Mutex<Pin> = Mutex::new(Pin {
+    server: None,
+    leases: 0,
+});
+static PIN_RELEASED: Condvar = Condvar::new();
+
+fn lock_pin() -> MutexGuard<'static, Pin> {
+    PIN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pins this process's in-process JACK clients to one server while alive (see the
+/// module docs). Drop it only after the client it came with is closed; [`Capture`]
+/// and [`Player`] keep theirs for you.
+///
+/// [`Capture`]: crate::capture::Capture
+/// [`Player`]: crate::player::Player
+#[derive(Debug)]
+pub struct ClientLease {
+    _private: (),
+}
+
+impl Drop for ClientLease {
+    fn drop(&mut self) {
+        let mut pin = lock_pin();
+        pin.leases -= 1;
+        if pin.leases == 0 {
+            pin.server = None;
+            PIN_RELEASED.notify_all();
+        }
+    }
+}
+
+/// A JACK client opened by [`JackServer::open_client`], with the lease that keeps
+/// the process pinned to its server. Derefs to [`jack::Client`]; use
+/// [`LeasedClient::into_parts`] to activate it, and keep the lease until the
+/// activated client is dropped.
+pub struct LeasedClient {
+    client: jack::Client,
+    lease: ClientLease,
+}
+
+impl LeasedClient {
+    /// The client and its lease. Drop the client first.
+    pub fn into_parts(self) -> (jack::Client, ClientLease) {
+        (self.client, self.lease)
+    }
+}
+
+impl std::fmt::Debug for LeasedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeasedClient")
+            .field("name", &self.client.name())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for LeasedClient {
+    type Target = jack::Client;
+    fn deref(&self) -> &jack::Client {
+        &self.client
+    }
+}
+
+/// Serialises every `JACK_DEFAULT_SERVER` set / `jack_client_open` / restore.
+static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
+/// Makes server names unique within the process.
+static SERVER_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A running private `jackd` (dummy backend, no realtime scheduling).
+///
+/// Dropping it sends SIGTERM to that child only, waits up to 2 s, then SIGKILLs it
+/// and reaps it.
+#[derive(Debug)]
+pub struct JackServer {
+    name: String,
+    sample_rate: u32,
+    period: u32,
+    child: Child,
+    dir: PathBuf,
+    log_path: PathBuf,
+}
+
+impl JackServer {
+    /// Starts a server at 48 kHz with 256-frame periods and waits until it accepts
+    /// clients.
+    pub fn start() -> Result<JackServer, String> {
+        Self::start_with(DEFAULT_SAMPLE_RATE, DEFAULT_PERIOD)
+    }
+
+    /// Starts a server at `sample_rate` with `period`-frame cycles:
+    /// `jackd -n <unique> -r -d dummy -r <sample_rate> -p <period>`, and waits (up to
+    /// [`START_TIMEOUT`]) until it accepts clients. Errors carry the tail of the
+    /// server's log.
+    pub fn start_with(sample_rate: u32, period: u32) -> Result<JackServer, String> {
+        let name = unique_name();
+        let dir = std::env::temp_dir().join(format!("modsynth-{name}"));
+        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let log_path = dir.join("jackd.log");
+        let log = fs::File::create(&log_path)
+            .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cloning log file: {e}"))?;
+        let mut cmd = Command::new("jackd");
+        cmd.args(["-n", &name, "-r", "-d", "dummy"])
+            .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let spawned = spawn_tied_to_process(cmd);
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                    "jackd is not installed (not found on PATH): run scripts/setup".to_string()
+                } else {
+                    format!("spawning jackd: {e}")
+                });
+            }
+        };
+        let mut server = JackServer {
+            name,
+            sample_rate,
+            period,
+            child,
+            dir,
+            log_path,
+        };
+        server.wait_ready(Instant::now() + START_TIMEOUT)?;
+        Ok(server)
+    }
+
+    /// Polls by opening a client until the server answers, the child exits, or the
+    /// deadline passes.
+    fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "jackd '{}' exited during start-up ({status}); log tail:\n{}",
+                        self.name,
+                        self.log_tail()
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("waiting for jackd: {e}")),
+            }
+            if self.answers()? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "jackd '{}' did not accept clients within {:?}; log tail:\n{}",
+                    self.name,
+                    START_TIMEOUT,
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the server accepts clients: `jack_lsp` in a child process (so the
+    /// probe takes no [`ClientLease`]), or an in-process client if `jack_lsp` is not
+    /// installed.
+    fn answers(&self) -> Result<bool, String> {
+        let status = self
+            .command("jack_lsp")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match status {
+            Ok(status) => Ok(status.success()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let probe = format!("probe-{}", SERVER_COUNTER.fetch_add(1, Ordering::Relaxed));
+                Ok(self.open_client(&probe).is_ok())
+            }
+            Err(e) => Err(format!("running jack_lsp: {e}")),
+        }
+    }
+
+    /// The server name (what `JACK_DEFAULT_SERVER` must be set to).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The sample rate the server was started with.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// The period (frames per cycle) the server was started with.
+    pub fn period(&self) -> u32 {
+        self.period
+    }
+
+    /// The pid of the `jackd` child.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Path of the server's log (stdout and stderr of `jackd`).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last ~4 KiB of the server's log.
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.log_path, 4096)
+    }
+
+    /// Whether the `jackd` child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A [`Command`] for `program` whose process talks to this server:
+    /// `JACK_DEFAULT_SERVER`, `JACK_NO_AUDIO_RESERVATION=1` and
+    /// `JACK_NO_START_SERVER=1` (so a child never starts a default server behind the
+    /// test's back) are set in its environment, not in this process's.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("JACK_DEFAULT_SERVER", &self.name)
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .env("JACK_NO_START_SERVER", "1");
+        cmd
+    }
+
+    /// Opens a (not yet activated) client named exactly `name` on this server, with
+    /// `NO_START_SERVER | USE_EXACT_NAME`.
+    ///
+    /// First takes a [`ClientLease`] on this server, waiting up to [`CLIENT_WAIT`]
+    /// while in-process clients of another server are open (libjack serves one
+    /// server per process; see the module docs). Then the server is picked by
+    /// setting `JACK_DEFAULT_SERVER` for the duration of `jack_client_open` under a
+    /// process-wide lock, and restoring it. Every in-process harness client must be
+    /// opened through here.
+    pub fn open_client(&self, name: &str) -> Result<LeasedClient, String> {
+        self.open_client_timeout(name, CLIENT_WAIT)
+    }
+
+    /// [`JackServer::open_client`] waiting at most `wait` for the lease.
+    pub fn open_client_timeout(&self, name: &str, wait: Duration) -> Result<LeasedClient, String> {
+        let lease = self.lease(wait)?;
+        let client = self.open_unleased(name)?;
+        Ok(LeasedClient { client, lease })
+    }
+
+    /// Takes a lease pinning this process's in-process clients to this server.
+    fn lease(&self, wait: Duration) -> Result<ClientLease, String> {
+        let deadline = Instant::now() + wait;
+        let mut pin = lock_pin();
+        loop {
+            match &pin.server {
+                None => pin.server = Some(self.name.clone()),
+                Some(s) if *s == self.name => {}
+                Some(other) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(format!(
+                            "cannot open a client on JACK server '{}': this process still has \
+                             clients of server '{other}' open, and libjack talks to one server \
+                             per process (close them first, or use a child process via \
+                             JackServer::command)",
+                            self.name
+                        ));
+                    }
+                    pin = PIN_RELEASED
+                        .wait_timeout(pin, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    continue;
+                }
+            }
+            pin.leases += 1;
+            return Ok(ClientLease { _private: () });
+        }
+    }
+
+    /// `jack_client_open` on this server, without a lease.
+    fn open_unleased(&self, name: &str) -> Result<jack::Client, String> {
+        let _guard = CLIENT_OPEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = std::env::var_os("JACK_DEFAULT_SERVER");
+        std::env::set_var("JACK_DEFAULT_SERVER", &self.name);
+        let opened = jack::Client::new(
+            name,
+            jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME,
+        );
+        match previous {
+            Some(v) => std::env::set_var("JACK_DEFAULT_SERVER", v),
+            None => std::env::remove_var("JACK_DEFAULT_SERVER"),
+        }
+        opened.map(|(client, _status)| client).map_err(|e| {
+            format!(
+                "opening JACK client '{name}' on server '{}': {e}",
+                self.name
+            )
+        })
+    }
+}
+
+impl Drop for JackServer {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if let Ok(None) = self.child.try_wait() {
+            // Only our own child, by its pid; it has not been reaped, so the pid is ours.
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                match self.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = self.child.kill(); // SIGKILL
+                        let _ = self.child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        if std::env::var_os("MODSYNTH_KEEP_JACK_LOGS").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A request to the spawner thread: the command, and where to send the child.
+type SpawnRequest = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` so that the child gets SIGKILL when this process dies, even by a
+/// crash that skips every `Drop` (no orphaned `jackd` holding one of JACK's 8 server
+/// slots). `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, so the fork
+/// happens on one helper thread that lives as long as the process.
+fn spawn_tied_to_process(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<std::sync::mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("jackd-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: the closure only makes a prctl system call, which is
+                    // async-signal-safe, between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                                .map_err(std::io::Error::from)
+                        });
+                    }
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawning the jackd-spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((cmd, reply_tx))
+        .map_err(|_| std::io::Error::other("jackd-spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("jackd-spawner thread is gone"))?
+}
+
+/// A short unique server name: `ms-<pid>-<counter>-<time>`. Short because libjack
+/// builds socket and semaphore paths from it.
+fn unique_name() -> String {
+    let n = SERVER_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("ms-{}-{n}-{}", std::process::id(), t % 1_000_000_000)
+}
+
+/// The last `max` bytes of a file, lossily decoded; a note if it cannot be read.
+fn file_tail(path: &Path, max: u64) -> String {
+    let read = || -> std::io::Result<String> {
+        let mut f = fs::File::open(path)?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    read().unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()))
+}

@@ -1,0 +1,27 @@
+//! Test harness for modsynth.
+//!
+//! One concept per module:
+//!
+//! - [`jack_server`]: a private JACK server (dummy backend, unique name) per test, and
+//!   the one safe way to open harness clients on it.
+//! - [`capture`]: a JACK client that records what arrives on its inputs, with the JACK
+//!   frame time of the first sample.
+//! - [`player`]: a JACK client that plays given buffers (gates, impulses) and reports
+//!   the frame time of their first sample.
+//! - [`analysis`]: pure signal analysis (pitch by FFT, levels, spectra, gaps,
+//!   discontinuities); no JACK.
+//! - [`supervisor`]: runs `modsynthd` on a private server and talks OSC to it.
+//! - [`workers`]: finding the project's binaries and waiting for JACK ports.
+//!
+//! The bench binary (`modsynth-bench`, `scripts/bench`) lives in `src/bin/bench.rs`.
+
+pub mod analysis;
+pub mod capture;
+pub mod jack_server;
+pub mod player;
+pub mod supervisor;
+pub mod workers;
+
+pub use capture::{Capture, Recording};
+pub use jack_server::JackServer;
+pub use player::Player;

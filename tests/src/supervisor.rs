@@ -1,0 +1,148 @@
+//! Runs `modsynthd` on a private JACK server for a test, and talks OSC to it.
+
+use crate::jack_server::JackServer;
+use crate::workers::bin_path;
+use modsynth_control::client::Client;
+use modsynth_control::osc::{message, text};
+use rosc::OscType;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running `modsynthd`, stopped with SIGTERM (and reaped) when dropped.
+pub struct Supervisor {
+    child: Option<Child>,
+    /// Where it listens for OSC.
+    pub osc: SocketAddr,
+    /// Its instance name (workers are `<name>-wNN`).
+    pub name: String,
+}
+
+impl Supervisor {
+    /// Starts `modsynthd --pool <pool>` on `server` with a unique instance name and a
+    /// free OSC port, and waits until its pool is ready.
+    pub fn start(server: &JackServer, pool: usize) -> Result<Supervisor, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut child = server
+            .command(bin_path("modsynthd")?)
+            .args([
+                "--name",
+                &name,
+                "--pool",
+                &pool.to_string(),
+                "--osc-port",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start modsynthd: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut osc = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Read its start-up lines: the OSC address, then "pool ready".
+        loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("modsynthd did not report a ready pool within 20 s".into());
+            }
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait();
+                return Err(format!("modsynthd exited during start-up: {status:?}"));
+            };
+            if let Some(rest) = line.split(" OSC on ").nth(1) {
+                let addr = rest.split(',').next().unwrap_or_default();
+                osc = Some(
+                    addr.parse::<SocketAddr>()
+                        .map_err(|e| format!("bad address in '{line}': {e}"))?,
+                );
+            }
+            if line.contains("pool ready") {
+                break;
+            }
+        }
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let osc = osc.ok_or("modsynthd did not say where it listens")?;
+        Ok(Supervisor {
+            child: Some(child),
+            osc,
+            name,
+        })
+    }
+
+    /// A new OSC client for it.
+    pub fn client(&self) -> Client {
+        Client::new(self.osc).expect("a local UDP socket")
+    }
+
+    /// `/module/new type id params...`, waiting for `/done`.
+    pub fn new_module(
+        &self,
+        module_type: &str,
+        id: &str,
+        params: &[(&str, f32)],
+    ) -> Result<(), String> {
+        let mut args = vec![text(module_type), text(id)];
+        for (name, value) in params {
+            args.push(text(name));
+            args.push(OscType::Float(*value));
+        }
+        self.client().call(message("/module/new", args)).map(|_| ())
+    }
+
+    /// `/patch/connect src dst`, waiting for `/done`.
+    pub fn connect(&self, src: &str, dst: &str) -> Result<(), String> {
+        self.client()
+            .call(message("/patch/connect", vec![text(src), text(dst)]))
+            .map(|_| ())
+    }
+
+    /// `/module/set id param value` followed by `/sync`: returns once applied.
+    pub fn set(&self, id: &str, param: &str, value: f32) -> Result<(), String> {
+        self.client().call_then_sync(message(
+            "/module/set",
+            vec![text(id), text(param), OscType::Float(value)],
+        ))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Stops it with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
+        let mut child = self.child.take().ok_or("already stopped")?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("modsynthd did not stop within 15 s of SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}

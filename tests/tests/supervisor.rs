@@ -1,0 +1,392 @@
+//! modsynthd end to end: a private JACK server, the supervisor, real OSC, recorded audio.
+
+use modsynth_control::osc::{message, text};
+use modsynth_tests::analysis::{cents, pitch_hz};
+use modsynth_tests::capture::Capture;
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::Supervisor;
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+const RATE: f64 = 48_000.0;
+
+fn server() -> JackServer {
+    JackServer::start().expect("a private JACK server")
+}
+
+/// The real JACK port name a module port resolves to (`/status` knows the client).
+fn real_port(sup: &Supervisor, id: &str, port: &str) -> String {
+    let reply = sup
+        .client()
+        .query(message("/status", vec![]), "/status.reply")
+        .unwrap();
+    let OscType::String(json) = &reply.args[0] else {
+        panic!("no json")
+    };
+    let report: modsynth_control::status::StatusReport = serde_json::from_str(json).unwrap();
+    let m = report
+        .modules
+        .iter()
+        .find(|m| m.id == id)
+        .expect("module in /status");
+    format!("{}:{port}", m.jack_client)
+}
+
+#[test]
+fn an_osc_patch_of_vco_vcf_vca_plays_its_pitch_and_follows_a_set() {
+    let server = server();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module("vco", "osc1", &[("freq", 440.0)]).unwrap();
+    sup.new_module("vcf", "filt1", &[("cutoff", 8000.0)])
+        .unwrap();
+    sup.new_module("vca", "amp1", &[("gain", 1.0)]).unwrap();
+    sup.connect("osc1:out", "filt1:in").unwrap();
+    sup.connect("filt1:out", "amp1:in").unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("amp1:out", &capture.port(0)).unwrap();
+
+    let rec = capture.record(24_000).unwrap();
+    let f = pitch_hz(&rec.channels[0], RATE);
+    assert!(cents(f, 440.0).abs() < 1.0, "measured {f} Hz");
+
+    sup.set("osc1", "freq", 660.0).unwrap();
+    let rec = capture.record(24_000).unwrap();
+    let f = pitch_hz(&rec.channels[0], RATE);
+    assert!(
+        cents(f, 660.0).abs() < 1.0,
+        "after /module/set measured {f} Hz"
+    );
+}
+
+/// The wall-clock time `ahead` from now as an OSC timetag.
+fn timetag_in(ahead: Duration) -> (OscTime, SystemTime) {
+    let when = SystemTime::now() + ahead;
+    (OscTime::try_from(when).unwrap(), when)
+}
+
+#[test]
+fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
+    let server = server();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    sup.new_module("const", "c", &[("value", 0.0)]).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("c:out", &capture.port(0)).unwrap();
+
+    let (tag, when) = timetag_in(Duration::from_millis(300));
+    // The frame the timetag names, by the same JACK clock the supervisor uses.
+    let client = capture.client();
+    let ahead = when.duration_since(SystemTime::now()).unwrap();
+    let expected = client.time_to_frames(client.time() + ahead.as_micros() as u64) as u64;
+    let set = OscMessage {
+        addr: "/module/set".into(),
+        args: vec![text("c"), text("value"), OscType::Float(1.0)],
+    };
+    let bundle = OscPacket::Bundle(OscBundle {
+        timetag: tag,
+        content: vec![OscPacket::Message(set)],
+    });
+    sup.client().send_packet(&bundle).unwrap();
+
+    let rec = capture.record(48_000).unwrap();
+    assert!(rec.is_continuous());
+    let samples = &rec.channels[0];
+    let step = samples
+        .iter()
+        .position(|&v| v == 1.0)
+        .expect("the value changed within 1 s");
+    assert!(samples[..step].iter().all(|&v| v == 0.0));
+    assert!(samples[step..].iter().all(|&v| v == 1.0), "one clean step");
+    let landed = rec.start_frame + step as u64;
+    let error = landed as i64 - expected as i64;
+    // Reading the wall clock and JACK's clock at slightly different moments costs a
+    // few microseconds: one frame is 21 us.
+    assert!(
+        error.abs() <= 1,
+        "landed on frame {landed}, timetag names {expected} ({error:+} frames)"
+    );
+    let period = server.period() as u64;
+    assert!(
+        landed % period != 0 || expected % period == 0,
+        "the change was applied inside the period"
+    );
+}
+
+#[test]
+fn module_names_are_jack_aliases_and_pretty_names() {
+    let server = server();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    sup.new_module("vco", "lead", &[]).unwrap();
+    let real = real_port(&sup, "lead", "out");
+    let lsp = server.command("jack_lsp").arg("-A").output().unwrap();
+    let lsp = String::from_utf8_lossy(&lsp.stdout);
+    let after = lsp
+        .split_once(&real)
+        .map(|(_, rest)| rest)
+        .expect("the worker port is listed");
+    assert!(
+        after.lines().nth(1).unwrap_or("").trim() == "lead:out",
+        "jack_lsp -A:\n{lsp}"
+    );
+
+    let ok = server
+        .command("jack_connect")
+        .args(["lead:out", "system:playback_1"])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "jack_connect by alias works on jackd2");
+    let client_name = real.split(':').next().unwrap();
+    let props = server
+        .command("jack_property")
+        .args(["-c", "-l", client_name])
+        .output()
+        .unwrap();
+    let props = String::from_utf8_lossy(&props.stdout);
+    assert!(
+        props.contains("pretty-name") && props.contains("lead"),
+        "client properties:\n{props}"
+    );
+
+    sup.client()
+        .call(message("/module/free", vec![text("lead")]))
+        .unwrap();
+    let props = server
+        .command("jack_property")
+        .args(["-c", "-l", client_name])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&props.stdout).contains("lead"),
+        "metadata removed on free"
+    );
+}
+
+/// Every kind of bad input gets a `/fail` and changes nothing; the supervisor keeps
+/// serving afterwards.
+#[test]
+fn bad_input_gets_a_fail_and_changes_nothing() {
+    let server = server();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    sup.new_module("vco", "v", &[]).unwrap();
+    let client = sup.client();
+    let f = OscType::Float;
+    let s = text;
+    let cases: Vec<(OscMessage, &str)> = vec![
+        (message("/nonsense", vec![]), "unknown address"),
+        (
+            message("/module/new", vec![s("vcx"), s("a")]),
+            "no module type",
+        ),
+        (
+            message("/module/new", vec![s("vco"), s("v")]),
+            "exists already",
+        ),
+        (
+            message("/module/new", vec![OscType::Int(1), s("a")]),
+            "must be a string",
+        ),
+        (
+            message(
+                "/module/new",
+                vec![s("vco"), s("a"), s("freq"), f(f32::NAN)],
+            ),
+            "finite",
+        ),
+        (
+            message("/module/set", vec![s("v"), s("freq"), f(f32::INFINITY)]),
+            "finite",
+        ),
+        (
+            message("/module/set", vec![s("v"), s("freq"), f(1e7)]),
+            "out of range",
+        ),
+        (
+            message("/module/set", vec![s("v"), s("nope"), f(1.0)]),
+            "no parameter",
+        ),
+        (
+            message("/module/set", vec![s("ghost"), s("freq"), f(1.0)]),
+            "no module",
+        ),
+        (message("/module/set", vec![s("v")]), "takes"),
+        (message("/module/free", vec![s("ghost")]), "no module"),
+        (
+            message("/module/get", vec![s("v"), s("nope")]),
+            "no parameter",
+        ),
+        (
+            message("/patch/connect", vec![s("v:out"), s("nobody:in")]),
+            "no port",
+        ),
+        (
+            message("/patch/connect", vec![s("v:nope"), s("system:playback_1")]),
+            "has no port",
+        ),
+        (message("/sync", vec![s("x")]), "must be an int"),
+    ];
+    for (msg, want) in cases {
+        let addr = msg.addr.clone();
+        client.send(msg).unwrap();
+        let reply = client.wait_for(|m| m.addr == "/fail").unwrap();
+        let reason = modsynth_control::client::fail_reason(&reply);
+        assert!(
+            reason.contains(want),
+            "{addr}: '{reason}' does not say '{want}'"
+        );
+    }
+    // Garbage that is not OSC at all.
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    raw.send_to(b"\x00\x01garbage", sup.osc).unwrap();
+    let mut buf = [0u8; 1024];
+    let (n, _) = raw.recv_from(&mut buf).expect("a reply to garbage");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("malformed"));
+    // Still serving, and nothing changed.
+    let value = client
+        .query(
+            message("/module/get", vec![s("v"), s("freq")]),
+            "/module/value",
+        )
+        .unwrap();
+    assert_eq!(value.args[2], f(440.0));
+    sup.new_module("lfo", "still-works", &[]).unwrap();
+}
+
+#[test]
+fn liblo_oscsend_and_oscdump_talk_to_modsynthd() {
+    let server = server();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    // Subscribe a port to notifications, then hand that port to oscdump.
+    let port = {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let bytes = rosc::encoder::encode(&OscPacket::Message(message(
+            "/notify",
+            vec![OscType::Int(1)],
+        )))
+        .unwrap();
+        sock.send_to(&bytes, sup.osc).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 256];
+        sock.recv_from(&mut buf).expect("/notify is answered");
+        port
+    };
+    let mut dump = Command::new("oscdump")
+        .args(["-L", &port.to_string()]) // -L: line-buffered, so each line arrives at once
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("oscdump (liblo-tools, installed by scripts/setup)");
+    // oscdump owns the port once we can no longer bind it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "oscdump did not bind port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = dump.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let osc_port = sup.osc.port().to_string();
+    let sent = Command::new("oscsend")
+        .args([
+            "127.0.0.1",
+            &osc_port,
+            "/module/new",
+            "sssf",
+            "vco",
+            "fromliblo",
+            "freq",
+            "110",
+        ])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut seen = Vec::new();
+    let ready = loop {
+        match lines.recv_timeout(Duration::from_secs(5)) {
+            Ok(line) if line.contains("/module/ready") && line.contains("fromliblo") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = dump.kill();
+    let _ = dump.wait();
+    assert!(
+        ready,
+        "oscdump did not see /module/ready for the module oscsend created; it saw: {seen:?}"
+    );
+    let value = sup
+        .client()
+        .query(
+            message("/module/get", vec![text("fromliblo"), text("freq")]),
+            "/module/value",
+        )
+        .unwrap();
+    assert_eq!(value.args[2], OscType::Float(110.0));
+}
+
+#[test]
+fn without_a_jack_server_modsynthd_says_how_to_start_one() {
+    let out = Command::new(modsynth_tests::workers::bin_path("modsynthd").unwrap())
+        .env(
+            "JACK_DEFAULT_SERVER",
+            format!("no-such-server-{}", std::process::id()),
+        )
+        .args(["--osc-port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Start a JACK server"), "stderr: {err}");
+}
+
+#[test]
+fn sigterm_stops_every_worker_and_leaves_no_client() {
+    let server = server();
+    let mut sup = Supervisor::start(&server, 3).unwrap();
+    sup.new_module("noise", "n", &[]).unwrap();
+    let prefix = format!("{}-w", sup.name);
+    let clients = || {
+        let out = server.command("jack_lsp").output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
+    };
+    assert!(clients() > 0);
+    let status = sup.stop().unwrap();
+    assert!(status.success(), "modsynthd exit: {status}");
+    assert_eq!(clients(), 0, "no worker client left on the server");
+}
+
+#[test]
+fn module_create_is_answered_while_the_pool_refills() {
+    let server = server();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    // More creates than spares: the ones beyond the pool wait for new workers
+    // instead of failing.
+    for i in 0..5 {
+        sup.new_module("lfo", &format!("l{i}"), &[]).unwrap();
+    }
+    let reply = sup
+        .client()
+        .query(message("/status", vec![]), "/status.reply")
+        .unwrap();
+    let OscType::String(json) = &reply.args[0] else {
+        panic!()
+    };
+    let report: modsynth_control::status::StatusReport = serde_json::from_str(json).unwrap();
+    assert_eq!(report.modules.len(), 5);
+    assert!(report.counters.cold_creates >= 1);
+}

@@ -1,0 +1,21 @@
+//! `const`: outputs its `value` every sample.
+
+use super::{Context, Io};
+use std::ops::Range;
+
+const VALUE: usize = 0;
+
+/// No state beyond the parameter: the output is the value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Const {
+    /// Unused; keeps the struct non-empty so every kernel has a stable C layout.
+    pub reserved: u32,
+}
+
+impl Const {
+    pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
+        let value = ctx.params[VALUE];
+        io.outputs[0][range].fill(value);
+    }
+}

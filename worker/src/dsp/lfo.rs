@@ -1,0 +1,33 @@
+//! `lfo`: low-frequency oscillator, `out = offset + depth * wave`.
+
+use super::wave;
+use super::{Context, Io};
+use std::ops::Range;
+
+const RATE: usize = 0;
+const WAVE: usize = 1;
+const DEPTH: usize = 2;
+const OFFSET: usize = 3;
+
+/// The phase, in f64 so a slow LFO running for hours keeps its rate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lfo {
+    pub phase: f64,
+}
+
+impl Lfo {
+    pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
+        let p = ctx.params;
+        let dt = (p[RATE] / ctx.sample_rate).clamp(0.0, 0.5) as f64;
+        let shape = p[WAVE] as u32;
+        let out = &mut *io.outputs[0];
+        for i in range {
+            out[i] = p[OFFSET] + p[DEPTH] * wave::naive(shape, self.phase as f32);
+            self.phase += dt;
+            if self.phase >= 1.0 {
+                self.phase -= 1.0;
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The DSP modules.
+//!
+//! A module's whole state is plain `#[repr(C)]` data ([`ModuleState`]) plus one
+//! optional large buffer (a delay line). Nothing in the state points anywhere, so the
+//! state can be copied byte for byte into shared memory and continued by another
+//! process. Parameter values are part of the state.
+//!
+//! Every kernel is deterministic: the same state and the same inputs give
+//! bit-identical output.
+//!
+//! ```
+//! use modsynth_worker::dsp::Module;
+//! use modsynth_control::catalog;
+//!
+//! let mut vco = Module::new(catalog::module("vco").unwrap(), 48_000.0);
+//! let out = vco.render(&[], 256);
+//! assert_eq!(out[0].len(), 256);
+//! ```
+
+use modsynth_control::catalog::{self, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
+use std::ops::Range;
+
+pub mod adsr;
+pub mod constant;
+pub mod delay;
+pub mod lfo;
+pub mod mixer;
+pub mod noise;
+pub mod seq;
+#[cfg(test)]
+mod tests;
+pub mod vca;
+pub mod vcf;
+pub mod vco;
+mod wave;
+
+/// The ports of one period as a kernel sees them. Inputs and outputs are in catalog
+/// order; entries past the module's own port count are empty slices.
+pub struct Io<'a> {
+    pub inputs: [&'a [f32]; MAX_INPUTS],
+    pub outputs: [&'a mut [f32]; MAX_OUTPUTS],
+}
+
+impl<'a> Io<'a> {
+    /// An `Io` with every input and output empty; fill in the module's own ports.
+    pub fn empty() -> Io<'a> {
+        Io {
+            inputs: [&[]; MAX_INPUTS],
+            outputs: [&mut [], &mut []],
+        }
+    }
+}
+
+/// What every kernel reads besides its own state.
+pub struct Context<'a> {
+    pub sample_rate: f32,
+    /// The module's parameters in catalog order (already validated).
+    pub params: &'a [f32; MAX_PARAMS],
+}
+
+/// The per-type DSP state, one variant per catalog entry, in catalog order.
+#[repr(C, u32)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kernel {
+    Vco(vco::Vco),
+    Lfo(lfo::Lfo),
+    Vcf(vcf::Vcf),
+    Vca(vca::Vca),
+    Adsr(adsr::Adsr),
+    Mixer(mixer::Mixer),
+    Noise(noise::Noise),
+    Delay(delay::Delay),
+    Seq(seq::Seq),
+    Const(constant::Const),
+}
+
+impl Kernel {
+    /// The initial state for the module type at `type_index` in the catalog.
+    fn new(type_index: usize) -> Kernel {
+        match catalog::modules()[type_index].name {
+            "vco" => Kernel::Vco(vco::Vco::default()),
+            "lfo" => Kernel::Lfo(lfo::Lfo::default()),
+            "vcf" => Kernel::Vcf(vcf::Vcf::default()),
+            "vca" => Kernel::Vca(vca::Vca::default()),
+            "adsr" => Kernel::Adsr(adsr::Adsr::default()),
+            "mixer" => Kernel::Mixer(mixer::Mixer::default()),
+            "noise" => Kernel::Noise(noise::Noise::default()),
+            "delay" => Kernel::Delay(delay::Delay::default()),
+            "seq" => Kernel::Seq(seq::Seq::default()),
+            "const" => Kernel::Const(constant::Const::default()),
+            other => unreachable!("catalog module '{other}' has no kernel"),
+        }
+    }
+
+    fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
+        match self {
+            Kernel::Vco(k) => k.process(ctx, io, range),
+            Kernel::Lfo(k) => k.process(ctx, io, range),
+            Kernel::Vcf(k) => k.process(ctx, io, range),
+            Kernel::Vca(k) => k.process(ctx, io, range),
+            Kernel::Adsr(k) => k.process(ctx, io, range),
+            Kernel::Mixer(k) => k.process(ctx, io, range),
+            Kernel::Noise(k) => k.process(ctx, io, range),
+            Kernel::Delay(k) => k.process(ctx, io, range, buffer),
+            Kernel::Seq(k) => k.process(ctx, io, range),
+            Kernel::Const(k) => k.process(ctx, io, range),
+        }
+    }
+}
+
+/// Length of the large buffer a module type needs at `sample_rate` (0 for most).
+pub fn buffer_len(spec: &ModuleSpec, sample_rate: f32) -> usize {
+    match spec.name {
+        "delay" => delay::buffer_len(sample_rate),
+        _ => 0,
+    }
+}
+
+/// Everything a module is, as plain data: the type, the sample rate, the parameter
+/// values and the kernel state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModuleState {
+    /// Index of the module type in [`catalog::modules`].
+    pub type_index: u32,
+    pub sample_rate: f32,
+    pub params: [f32; MAX_PARAMS],
+    pub kernel: Kernel,
+}
+
+/// One running module: its state and its large buffer.
+///
+/// Building one allocates (the delay line); do it off the real-time thread and hand
+/// it over. [`Module::set_param`] and [`Module::process`] never allocate.
+#[derive(Clone, Debug)]
+pub struct Module {
+    spec: &'static ModuleSpec,
+    state: ModuleState,
+    buffer: Box<[f32]>,
+}
+
+impl Module {
+    /// A module of type `spec` with every parameter at its default.
+    pub fn new(spec: &'static ModuleSpec, sample_rate: f32) -> Module {
+        let type_index = catalog::module_index(spec.name).expect("spec comes from the catalog");
+        Module {
+            spec,
+            state: ModuleState {
+                type_index: type_index as u32,
+                sample_rate,
+                params: spec.defaults(),
+                kernel: Kernel::new(type_index),
+            },
+            buffer: vec![0.0; buffer_len(spec, sample_rate)].into_boxed_slice(),
+        }
+    }
+
+    /// The module type.
+    pub fn spec(&self) -> &'static ModuleSpec {
+        self.spec
+    }
+
+    /// The whole state as plain data.
+    pub fn state(&self) -> &ModuleState {
+        &self.state
+    }
+
+    /// The large buffer (the delay line; empty for most types).
+    pub fn buffer(&self) -> &[f32] {
+        &self.buffer
+    }
+
+    /// The current value of parameter `index`.
+    pub fn param(&self, index: usize) -> f32 {
+        self.state.params[index]
+    }
+
+    /// Sets parameter `index` (catalog order) to a value checked by
+    /// [`modsynth_control::param::validate`]. An index past the module's parameters
+    /// or a non-finite value is ignored, so nothing unchecked reaches the DSP.
+    pub fn set_param(&mut self, index: usize, value: f32) {
+        if index < self.spec.params.len() && value.is_finite() {
+            self.state.params[index] = value;
+        }
+    }
+
+    /// Runs the module over `range` of the period's buffers.
+    pub fn process(&mut self, io: &mut Io, range: Range<usize>) {
+        let ctx = Context {
+            sample_rate: self.state.sample_rate,
+            params: &self.state.params,
+        };
+        self.state.kernel.process(&ctx, io, range, &mut self.buffer);
+    }
+
+    /// Renders `frames` samples offline. `inputs` are in catalog order; missing ones
+    /// read silence. Returns one buffer per output port. Allocates: for tests and the
+    /// bench, not for the real-time thread.
+    pub fn render(&mut self, inputs: &[&[f32]], frames: usize) -> Vec<Vec<f32>> {
+        let silence = vec![0.0; frames];
+        let n_out = self.spec.output_ports().count();
+        let mut outs = vec![vec![0.0; frames]; MAX_OUTPUTS];
+        {
+            let mut io = Io::empty();
+            for (k, slot) in io.inputs.iter_mut().enumerate() {
+                *slot = inputs.get(k).copied().unwrap_or(&silence[..]);
+            }
+            for (slot, buf) in io.outputs.iter_mut().zip(outs.iter_mut()) {
+                *slot = &mut buf[..];
+            }
+            self.process(&mut io, 0..frames);
+        }
+        outs.truncate(n_out);
+        outs
+    }
+}

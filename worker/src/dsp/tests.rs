@@ -1,0 +1,168 @@
+//! Offline tests of the kernels (the JACK-level tests in `tests/` record real ports).
+
+use super::{Io, Module};
+use modsynth_control::catalog;
+
+const SR: f32 = 48_000.0;
+
+fn module(name: &str, params: &[(&str, f32)]) -> Module {
+    let spec = catalog::module(name).unwrap();
+    let mut m = Module::new(spec, SR);
+    for (p, v) in params {
+        m.set_param(spec.param_index(p).unwrap(), *v);
+    }
+    m
+}
+
+fn noise_input(n: usize) -> Vec<f32> {
+    module("noise", &[("gain", 1.0)]).render(&[], n).remove(0)
+}
+
+#[test]
+fn splitting_a_period_does_not_change_the_output() {
+    let input = noise_input(1024);
+    for spec in catalog::modules() {
+        let inputs: Vec<&[f32]> = spec.input_ports().map(|_| &input[..]).collect();
+        let whole = Module::new(spec, SR).render(&inputs, 1024);
+        let mut split = Module::new(spec, SR);
+        let mut outs = vec![vec![0.0f32; 1024]; 2];
+        let bounds = [0, 1, 7, 256, 300, 1023, 1024];
+        for w in bounds.windows(2) {
+            let mut io = Io::empty();
+            for (slot, buf) in io.inputs.iter_mut().zip(&inputs) {
+                *slot = buf;
+            }
+            let [a, b] = &mut outs[..] else {
+                unreachable!()
+            };
+            io.outputs = [&mut a[..], &mut b[..]];
+            split.process(&mut io, w[0]..w[1]);
+        }
+        for (k, o) in whole.iter().enumerate() {
+            assert!(
+                o.iter()
+                    .zip(&outs[k])
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{} output {k} differs when the period is split",
+                spec.name
+            );
+        }
+    }
+}
+
+#[test]
+fn vcf_at_maximum_resonance_stays_finite_and_bounded_for_ten_seconds() {
+    let noise = noise_input(10 * SR as usize);
+    let square: Vec<f32> = (0..10 * SR as usize)
+        .map(|i| if (i / 55) % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    for mode in ["lowpass", "bandpass", "highpass"] {
+        let mode_index = catalog::FILTER_MODES
+            .iter()
+            .position(|m| *m == mode)
+            .unwrap() as f32;
+        for input in [&noise, &square] {
+            let mut f = module(
+                "vcf",
+                &[("mode", mode_index), ("cutoff", 440.0), ("resonance", 1.0)],
+            );
+            let out = f.render(&[input], input.len()).remove(0);
+            let peak = out.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(peak.is_finite() && peak < 200.0, "{mode}: peak {peak}");
+            let tail = &out[out.len() - 48_000..];
+            assert!(tail.iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn noise_with_the_same_seed_repeats_and_a_new_seed_changes_it() {
+    let a = module("noise", &[("seed", 7.0)]).render(&[], 512).remove(0);
+    let b = module("noise", &[("seed", 7.0)]).render(&[], 512).remove(0);
+    let c = module("noise", &[("seed", 8.0)]).render(&[], 512).remove(0);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(a.iter().all(|v| v.abs() <= 0.5), "amplitude is the gain");
+    let mean = a.iter().sum::<f32>() / a.len() as f32;
+    assert!(mean.abs() < 0.05, "white noise has no DC ({mean})");
+}
+
+#[test]
+fn lfo_output_spans_offset_plus_minus_depth() {
+    let out = module(
+        "lfo",
+        &[
+            ("rate", 10.0),
+            ("depth", 2.0),
+            ("offset", 1.0),
+            ("wave", 3.0),
+        ],
+    )
+    .render(&[], 4800)
+    .remove(0);
+    let (lo, hi) = out
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(
+        (lo + 1.0).abs() < 0.01 && (hi - 3.0).abs() < 0.01,
+        "{lo}..{hi}"
+    );
+}
+
+#[test]
+fn adsr_retriggered_during_release_attacks_from_where_it_was() {
+    let mut gate = vec![1.0f32; 2400];
+    gate.extend(vec![0.0; 480]);
+    gate.extend(vec![1.0; 480]);
+    let out = module(
+        "adsr",
+        &[
+            ("attack", 0.01),
+            ("decay", 0.01),
+            ("release", 0.1),
+            ("sustain", 0.5),
+        ],
+    )
+    .render(&[&gate], gate.len())
+    .remove(0);
+    let at_retrigger = out[2400 + 479];
+    assert!(
+        at_retrigger > 0.2 && at_retrigger < 0.5,
+        "mid-release level {at_retrigger}"
+    );
+    assert!(
+        out[2400 + 480] > at_retrigger,
+        "attack restarts from the current level, no click to 0"
+    );
+}
+
+#[test]
+fn seq_continues_from_its_position_when_the_tempo_changes() {
+    let mut seq = module("seq", &[("bpm", 120.0), ("div", 4.0), ("steps", 16.0)]);
+    for k in 0..16 {
+        seq.set_param(4 + k, k as f32 / 4.0);
+    }
+    // 120 bpm * 4 = a step every 6000 samples; render into step 3.
+    let first = seq.render(&[], 20_000);
+    assert_eq!(first[0][19_999], 0.75);
+    seq.set_param(0, 240.0);
+    let after = seq.render(&[], 1);
+    assert_eq!(
+        after[0][0], 0.75,
+        "still on step 4 right after the change, not back at 1"
+    );
+}
+
+#[test]
+fn delay_time_zero_is_a_wire_and_feedback_repeats_decaying() {
+    let mut impulse = vec![0.0f32; 2000];
+    impulse[0] = 1.0;
+    let wire = module("delay", &[("time", 0.0), ("mix", 1.0)])
+        .render(&[&impulse], 2000)
+        .remove(0);
+    assert_eq!(wire, impulse);
+    let echo = module("delay", &[("time", 0.01), ("feedback", 0.5), ("mix", 1.0)])
+        .render(&[&impulse], 2000)
+        .remove(0);
+    assert_eq!((echo[480], echo[960], echo[1440]), (1.0, 0.5, 0.25));
+}

@@ -1,0 +1,33 @@
+//! `vca`: `out = in * max(0, gain + cv)`.
+
+use super::{Context, Io};
+use std::ops::Range;
+
+const GAIN: usize = 0;
+const IN: usize = 0;
+const CV: usize = 1;
+/// The level is clamped here: a runaway CV must not turn a VCA into a +40 dB amp.
+const MAX_LEVEL: f32 = 4.0;
+
+/// Stateless: the level follows `gain + cv` sample by sample.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Vca {
+    /// Unused; keeps the struct non-empty so every kernel has a stable C layout.
+    pub reserved: u32,
+}
+
+impl Vca {
+    pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
+        let gain = ctx.params[GAIN];
+        let (input, cv) = (io.inputs[IN], io.inputs[CV]);
+        let out = &mut *io.outputs[0];
+        for i in range {
+            let x = input.get(i).copied().unwrap_or(0.0);
+            let level = (gain + cv.get(i).copied().unwrap_or(0.0)).clamp(0.0, MAX_LEVEL);
+            // NaN from an upstream bug becomes silence here rather than spreading.
+            let y = x * level;
+            out[i] = if y.is_finite() { y } else { 0.0 };
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The real-time engine: what runs inside the JACK process callback, without JACK.
+//!
+//! The control thread talks to the engine only through a [`Controller`]: commands go
+//! in through one `rtrb` ring, and everything the engine lets go of (a replaced
+//! module) comes back through a second ring, so that it is freed off the real-time
+//! thread. [`Engine::process`] never allocates, locks, logs or blocks.
+//!
+//! Parameter changes carry an optional target frame (JACK frame time) and are applied
+//! at exactly that sample inside the period; a change without one, or for a frame that
+//! has already passed, is applied at the start of the next period.
+//!
+//! ```
+//! use modsynth_control::catalog;
+//! use modsynth_worker::dsp::Module;
+//! use modsynth_worker::engine::{self, Buffers};
+//!
+//! let (mut controller, mut engine) = engine::new::<Buffers>(64);
+//! let vco = catalog::module("const").unwrap();
+//! controller.install(Module::new(vco, 48_000.0), Buffers::new(vco, 256)).unwrap();
+//! controller.set_param(0, 0.25, Some(100)).unwrap(); // `value` = 0.25 from frame 100
+//! engine.process(0, 256, &());
+//! let out = &engine.ports().unwrap().outputs[0];
+//! assert_eq!((out[99], out[100]), (0.0, 0.25));
+//! ```
+
+use crate::dsp::{Io, Module};
+use modsynth_control::catalog::ModuleSpec;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The ports a module reads and writes, as seen from the real-time thread. The JACK
+/// host implements it over JACK ports; [`Buffers`] implements it over memory for tests.
+pub trait Ports: Send + 'static {
+    /// What the host hands the callback (JACK's `ProcessScope`; `()` for [`Buffers`]).
+    type Scope;
+    /// The buffers of this period. Must not allocate.
+    fn bind<'a>(&'a mut self, n_frames: usize, scope: &'a Self::Scope) -> Io<'a>;
+}
+
+/// A module together with its ports: what the engine plays.
+pub struct Slot<P> {
+    pub module: Module,
+    pub ports: P,
+}
+
+/// A message from the control thread to the real-time thread.
+pub enum Command<P> {
+    /// Set a parameter (see [`ParamChange`]).
+    SetParam(ParamChange),
+    /// Play this slot from the next period on; the previous one is handed back.
+    Install(Box<Slot<P>>),
+    /// Stop playing; the slot is handed back.
+    Remove,
+}
+
+/// One parameter change on its way to the real-time thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ParamChange {
+    /// Parameter index in catalog order.
+    pub index: u16,
+    /// The value, already validated.
+    pub value: f32,
+    /// JACK frame to apply it at; `None` means as soon as possible.
+    pub at: Option<u32>,
+    /// JACK frame at which the request was received, if known: the engine counts the
+    /// latency from there to the sample the change lands on (for immediate changes).
+    pub received: Option<u32>,
+}
+
+/// Latency histogram bucket width, in samples.
+pub const LATENCY_BUCKET: u32 = 16;
+/// Number of latency buckets; the last one holds everything beyond.
+pub const LATENCY_BUCKETS: usize = 512;
+
+/// Counters the engine keeps and any thread may read.
+#[derive(Debug)]
+pub struct Stats {
+    /// Periods processed.
+    pub cycles: AtomicU64,
+    /// Parameter changes taken from the ring.
+    pub params_received: AtomicU64,
+    /// Parameter changes applied to the module.
+    pub params_applied: AtomicU64,
+    /// Changes applied on arrival instead of at their frame because the schedule was full.
+    pub params_late: AtomicU64,
+    /// Changes discarded because their module was replaced or removed first.
+    pub params_dropped: AtomicU64,
+    /// Receipt-to-application latency of immediate changes: bucket `i` counts
+    /// latencies in `i*LATENCY_BUCKET .. (i+1)*LATENCY_BUCKET` samples.
+    pub latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            cycles: AtomicU64::new(0),
+            params_received: AtomicU64::new(0),
+            params_applied: AtomicU64::new(0),
+            params_late: AtomicU64::new(0),
+            params_dropped: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Stats {
+    /// Changes that have been dealt with: applied, or dropped with their module.
+    pub fn params_settled(&self) -> u64 {
+        self.params_applied.load(Ordering::Acquire) + self.params_dropped.load(Ordering::Acquire)
+    }
+
+    /// The latency (samples) below which `percent` % of measured changes landed: the
+    /// upper edge of that histogram bucket. `None` before anything was measured.
+    pub fn latency_percentile(&self, percent: f64) -> Option<u32> {
+        let counts: Vec<u64> = self
+            .latency
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((percent / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some((i as u32 + 1) * LATENCY_BUCKET);
+            }
+        }
+        Some(LATENCY_BUCKETS as u32 * LATENCY_BUCKET)
+    }
+}
+
+/// How many future-scheduled parameter changes the engine holds at once.
+const SCHEDULE_CAPACITY: usize = 256;
+
+#[derive(Clone, Copy, Default)]
+struct Scheduled {
+    at: u32,
+    change: ParamChange,
+}
+
+/// The control thread's end: sends commands, frees what the engine retired.
+pub struct Controller<P> {
+    commands: rtrb::Producer<Command<P>>,
+    retired: rtrb::Consumer<Box<Slot<P>>>,
+    stats: Arc<Stats>,
+}
+
+/// Why a command could not be sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The ring is full: the real-time thread is not running or far behind.
+    Full,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the real-time thread is not taking commands (ring full)")
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl<P> Controller<P> {
+    /// Schedules a parameter change; `at` is a JACK frame time, `None` means now.
+    pub fn set_param(
+        &mut self,
+        index: usize,
+        value: f32,
+        at: Option<u32>,
+    ) -> Result<(), SendError> {
+        self.send_change(ParamChange {
+            index: index as u16,
+            value,
+            at,
+            received: None,
+        })
+    }
+
+    /// Schedules a parameter change with all its details.
+    pub fn send_change(&mut self, change: ParamChange) -> Result<(), SendError> {
+        self.send(Command::SetParam(change))
+    }
+
+    /// Hands a module and its ports to the engine.
+    pub fn install(&mut self, module: Module, ports: P) -> Result<(), SendError> {
+        self.send(Command::Install(Box::new(Slot { module, ports })))
+    }
+
+    /// Asks the engine to stop playing its module.
+    pub fn remove(&mut self) -> Result<(), SendError> {
+        self.send(Command::Remove)
+    }
+
+    /// Takes back everything the engine has let go of, so the caller can free it or
+    /// unregister its ports.
+    pub fn collect_retired(&mut self) -> Vec<Box<Slot<P>>> {
+        let mut out = Vec::new();
+        while let Ok(slot) = self.retired.pop() {
+            out.push(slot);
+        }
+        out
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    fn send(&mut self, command: Command<P>) -> Result<(), SendError> {
+        self.commands.push(command).map_err(|_| SendError::Full)
+    }
+}
+
+/// The real-time thread's end.
+pub struct Engine<P> {
+    commands: rtrb::Consumer<Command<P>>,
+    retired: rtrb::Producer<Box<Slot<P>>>,
+    slot: Option<Box<Slot<P>>>,
+    schedule: [Scheduled; SCHEDULE_CAPACITY],
+    scheduled: usize,
+    stats: Arc<Stats>,
+}
+
+/// A connected controller and engine; `capacity` is the command ring's size.
+pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
+    let (commands_tx, commands_rx) = rtrb::RingBuffer::new(capacity);
+    // Room for every slot the controller could send before collecting: the engine
+    // must never be unable to hand one back (it would have to free it itself).
+    let (retired_tx, retired_rx) = rtrb::RingBuffer::new(capacity + 1);
+    let stats = Arc::new(Stats::default());
+    (
+        Controller {
+            commands: commands_tx,
+            retired: retired_rx,
+            stats: stats.clone(),
+        },
+        Engine {
+            commands: commands_rx,
+            retired: retired_tx,
+            slot: None,
+            schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
+            scheduled: 0,
+            stats,
+        },
+    )
+}
+
+impl<P: Ports> Engine<P> {
+    /// Runs one period of `n_frames` starting at JACK frame `frame_time`.
+    pub fn process(&mut self, frame_time: u32, n_frames: usize, scope: &P::Scope) {
+        self.take_commands(frame_time);
+        let Some(slot) = self.slot.as_deref_mut() else {
+            self.drop_schedule();
+            return;
+        };
+        let Slot { module, ports } = slot;
+        let mut io = ports.bind(n_frames, scope);
+        // A kernel indexes its outputs up to the end of its range; never past them.
+        let n_frames = n_frames.min(io.outputs[0].len());
+        let mut start = 0;
+        loop {
+            // The next scheduled change inside this period splits the period there.
+            let next = due_offset(&self.schedule[..self.scheduled], frame_time, n_frames);
+            let end = next.map_or(n_frames, |(_, offset)| offset);
+            if end > start {
+                module.process(&mut io, start..end);
+                start = end;
+            }
+            let Some((i, _)) = next else { break };
+            let Scheduled { change, .. } = self.schedule[i];
+            // Keep arrival order among changes for the same frame: shift, don't swap.
+            self.schedule.copy_within(i + 1..self.scheduled, i);
+            self.scheduled -= 1;
+            module.set_param(change.index as usize, change.value);
+            if let (None, Some(received)) = (change.at, change.received) {
+                let landed = frame_time.wrapping_add(start as u32);
+                let latency = frame_offset(landed, received).max(0) as u32;
+                let bucket = ((latency / LATENCY_BUCKET) as usize).min(LATENCY_BUCKETS - 1);
+                self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
+            }
+            self.stats.params_applied.fetch_add(1, Ordering::Release);
+        }
+        self.stats.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The playing module, if any (for tests and the host's bookkeeping).
+    pub fn module(&self) -> Option<&Module> {
+        self.slot.as_deref().map(|s| &s.module)
+    }
+
+    /// The playing module's ports, if any.
+    pub fn ports(&self) -> Option<&P> {
+        self.slot.as_deref().map(|s| &s.ports)
+    }
+
+    fn take_commands(&mut self, frame_time: u32) {
+        while let Ok(command) = self.commands.pop() {
+            match command {
+                Command::SetParam(change) => {
+                    self.stats.params_received.fetch_add(1, Ordering::Relaxed);
+                    // "As soon as possible" and "already past" both mean this period's
+                    // first sample.
+                    let at = match change.at {
+                        Some(at) if frame_offset(at, frame_time) > 0 => at,
+                        _ => frame_time,
+                    };
+                    if self.scheduled == SCHEDULE_CAPACITY {
+                        // Full: apply it now rather than drop it (counted, so the
+                        // supervisor can report it).
+                        self.stats.params_late.fetch_add(1, Ordering::Relaxed);
+                        if let Some(slot) = self.slot.as_deref_mut() {
+                            slot.module.set_param(change.index as usize, change.value);
+                            self.stats.params_applied.fetch_add(1, Ordering::Release);
+                        } else {
+                            self.stats.params_dropped.fetch_add(1, Ordering::Release);
+                        }
+                        continue;
+                    }
+                    self.schedule[self.scheduled] = Scheduled { at, change };
+                    self.scheduled += 1;
+                }
+                Command::Install(slot) => {
+                    self.drop_schedule();
+                    if let Some(old) = self.slot.replace(slot) {
+                        self.retire(old);
+                    }
+                }
+                Command::Remove => {
+                    self.drop_schedule();
+                    if let Some(old) = self.slot.take() {
+                        self.retire(old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets pending changes (their module is gone), counting them as dropped.
+    fn drop_schedule(&mut self) {
+        if self.scheduled > 0 {
+            self.stats
+                .params_dropped
+                .fetch_add(self.scheduled as u64, Ordering::Release);
+            self.scheduled = 0;
+        }
+    }
+
+    fn retire(&mut self, slot: Box<Slot<P>>) {
+        if let Err(rtrb::PushError::Full(slot)) = self.retired.push(slot) {
+            // Cannot happen while the ring is larger than the command ring, but if it
+            // did, leaking beats freeing on the real-time thread.
+            std::mem::forget(slot);
+        }
+    }
+}
+
+/// Signed distance from `now` to `at` in frames, correct across the u32 wrap of JACK's
+/// frame counter (about 24 hours at 48 kHz).
+fn frame_offset(at: u32, now: u32) -> i64 {
+    at.wrapping_sub(now) as i32 as i64
+}
+
+/// The scheduled change that comes first inside this period, with its offset.
+fn due_offset(schedule: &[Scheduled], frame_time: u32, n_frames: usize) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, s) in schedule.iter().enumerate() {
+        let offset = frame_offset(s.at, frame_time).max(0) as usize;
+        if offset < n_frames && best.is_none_or(|(_, b)| offset < b) {
+            best = Some((i, offset));
+        }
+    }
+    best
+}
+
+/// In-memory ports: input and output buffers of a fixed size, for tests and benches.
+pub struct Buffers {
+    pub inputs: Vec<Vec<f32>>,
+    pub outputs: Vec<Vec<f32>>,
+}
+
+impl Buffers {
+    /// Silent inputs and zeroed outputs for `spec`'s ports, `n_frames` long.
+    pub fn new(spec: &ModuleSpec, n_frames: usize) -> Buffers {
+        Buffers {
+            inputs: vec![vec![0.0; n_frames]; spec.input_ports().count()],
+            outputs: vec![vec![0.0; n_frames]; spec.output_ports().count()],
+        }
+    }
+}
+
+impl Ports for Buffers {
+    type Scope = ();
+
+    fn bind<'a>(&'a mut self, n_frames: usize, _: &'a ()) -> Io<'a> {
+        let mut io = Io::empty();
+        for (slot, buf) in io.inputs.iter_mut().zip(&self.inputs) {
+            *slot = &buf[..n_frames.min(buf.len())];
+        }
+        for (slot, buf) in io.outputs.iter_mut().zip(&mut self.outputs) {
+            let n = n_frames.min(buf.len());
+            *slot = &mut buf[..n];
+        }
+        io
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modsynth_control::catalog;
+
+    const N: usize = 256;
+
+    fn const_engine() -> (Controller<Buffers>, Engine<Buffers>) {
+        let (mut c, e) = new::<Buffers>(64);
+        let spec = catalog::module("const").unwrap();
+        c.install(Module::new(spec, 48_000.0), Buffers::new(spec, N))
+            .unwrap();
+        (c, e)
+    }
+
+    fn out(e: &Engine<Buffers>) -> Vec<f32> {
+        e.ports().unwrap().outputs[0].clone()
+    }
+
+    #[test]
+    fn a_scheduled_change_lands_on_its_frame_in_a_later_period() {
+        let (mut c, mut e) = const_engine();
+        c.set_param(0, 1.0, Some(1000 + 3 * N as u32 + 17)).unwrap();
+        for p in 0..3 {
+            e.process(1000 + (p * N) as u32, N, &());
+            assert!(
+                out(&e).iter().all(|&v| v == 0.0),
+                "period {p} changed early"
+            );
+        }
+        e.process(1000 + 3 * N as u32, N, &());
+        let o = out(&e);
+        assert_eq!((o[16], o[17]), (0.0, 1.0));
+        assert_eq!(c.stats().params_applied.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn an_immediate_or_past_change_lands_on_the_first_sample() {
+        let (mut c, mut e) = const_engine();
+        c.set_param(0, 0.5, None).unwrap();
+        e.process(5000, N, &());
+        assert!(out(&e).iter().all(|&v| v == 0.5));
+        c.set_param(0, 0.25, Some(10)).unwrap();
+        e.process(5000 + N as u32, N, &());
+        assert!(out(&e).iter().all(|&v| v == 0.25));
+    }
+
+    #[test]
+    fn changes_for_the_same_frame_apply_in_arrival_order() {
+        let (mut c, mut e) = const_engine();
+        for v in [0.1, 0.2, 0.3] {
+            c.set_param(0, v, Some(100)).unwrap();
+        }
+        e.process(0, N, &());
+        assert_eq!(out(&e)[100], 0.3);
+        assert_eq!(out(&e)[99], 0.0);
+    }
+
+    #[test]
+    fn schedules_survive_the_wrap_of_the_frame_counter() {
+        let (mut c, mut e) = const_engine();
+        let start = u32::MAX - 100;
+        c.set_param(0, 1.0, Some(start.wrapping_add(200))).unwrap();
+        e.process(start, N, &());
+        let o = out(&e);
+        assert_eq!((o[199], o[200]), (0.0, 1.0));
+    }
+
+    #[test]
+    fn an_installed_module_replaces_the_old_one_which_comes_back_to_be_freed() {
+        let (mut c, mut e) = const_engine();
+        e.process(0, N, &());
+        let vco = catalog::module("vco").unwrap();
+        c.install(Module::new(vco, 48_000.0), Buffers::new(vco, N))
+            .unwrap();
+        e.process(N as u32, N, &());
+        assert_eq!(e.module().unwrap().spec().name, "vco");
+        let retired = c.collect_retired();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].module.spec().name, "const");
+        c.remove().unwrap();
+        e.process(2 * N as u32, N, &());
+        assert!(e.module().is_none());
+        assert_eq!(c.collect_retired().len(), 1);
+    }
+
+    #[test]
+    fn out_of_range_indices_and_non_finite_values_never_reach_the_dsp() {
+        let (mut c, mut e) = const_engine();
+        c.set_param(7, 1.0, None).unwrap();
+        c.set_param(0, f32::NAN, None).unwrap();
+        e.process(0, N, &());
+        assert!(out(&e).iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn a_full_schedule_applies_changes_on_arrival_instead_of_dropping_them() {
+        let (mut c, mut e) = new::<Buffers>(SCHEDULE_CAPACITY + 8);
+        let spec = catalog::module("const").unwrap();
+        c.install(Module::new(spec, 48_000.0), Buffers::new(spec, N))
+            .unwrap();
+        e.process(0, N, &());
+        for i in 0..SCHEDULE_CAPACITY {
+            c.set_param(0, 0.5, Some(1_000_000 + i as u32)).unwrap();
+        }
+        c.set_param(0, 0.75, Some(2_000_000)).unwrap();
+        e.process(N as u32, N, &());
+        assert_eq!(c.stats().params_late.load(Ordering::Relaxed), 1);
+        assert!(out(&e).iter().all(|&v| v == 0.75));
+    }
+
+    /// Every module, every parameter at its min, max and default, scheduled inside
+    /// and across periods, plus module swaps: all under `assert_no_alloc`, which
+    /// aborts the test process on any allocation or free.
+    #[test]
+    fn the_real_time_path_never_allocates() {
+        let (mut c, mut e) = new::<Buffers>(4096);
+        let mut frame = 0u32;
+        for spec in catalog::modules() {
+            let mut buffers = Buffers::new(spec, N);
+            for (k, input) in buffers.inputs.iter_mut().enumerate() {
+                for (i, s) in input.iter_mut().enumerate() {
+                    *s = ((i * (k + 3)) % 17) as f32 / 17.0 - 0.4;
+                }
+            }
+            c.install(Module::new(spec, 48_000.0), buffers).unwrap();
+            for (index, p) in spec.params.iter().enumerate() {
+                for (j, v) in [p.min, p.max, p.default].into_iter().enumerate() {
+                    let at = frame.wrapping_add((j * 97 + index * 13) as u32);
+                    c.set_param(index, v, Some(at)).unwrap();
+                }
+                c.set_param(index, p.max, None).unwrap();
+            }
+            for _ in 0..8 {
+                assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
+                frame = frame.wrapping_add(N as u32);
+            }
+            let applied = c.stats().params_applied.load(Ordering::Relaxed);
+            assert_eq!(
+                applied,
+                c.stats().params_received.load(Ordering::Relaxed),
+                "{}",
+                spec.name
+            );
+            let module = e.module().unwrap();
+            for (index, p) in spec.params.iter().enumerate() {
+                // The last change in arrival order at the latest frame is the default.
+                assert_eq!(module.param(index), p.default, "{}.{}", spec.name, p.name);
+            }
+            for o in &e.ports().unwrap().outputs {
+                assert!(
+                    o.iter().all(|v| v.is_finite()),
+                    "{} produced non-finite output",
+                    spec.name
+                );
+            }
+            drop(c.collect_retired());
+        }
+        c.remove().unwrap();
+        assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
+        assert_eq!(c.collect_retired().len(), 1);
+    }
+}

@@ -1,0 +1,18 @@
+//! A modsynth worker: one process, one JACK client, at most one module at a time.
+//!
+//! - [`dsp`]: the modules themselves, as plain-data state and kernels.
+//! - [`engine`]: the real-time engine that plays a module and applies parameter
+//!   changes at their sample, fed through `rtrb` rings.
+//! - [`jack_host`]: runs the engine inside a JACK client.
+//! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
+
+pub mod dsp;
+pub mod engine;
+pub mod jack_host;
+pub mod pooled;
+
+// In the unit tests, allocations inside `assert_no_alloc` abort: that is how the
+// engine's tests prove the real-time path does not allocate.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
