@@ -122,11 +122,18 @@ fn run(args: Args) -> Result<(), String> {
     let mut shutdown_started: Option<Instant> = None;
     let mut killed = false;
     loop {
-        match events.recv_timeout(Duration::from_millis(50)) {
+        let wait = core
+            .next_deadline()
+            .map_or(Duration::from_millis(50), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(50));
+        match events.recv_timeout(wait) {
             Ok(event) => core.handle(event, &mut runtime),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        core.tick(&mut runtime);
         if !pool_reported && core.spares_ready() >= args.pool {
             pool_reported = true;
             say!(

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Default sample rate of [`JackServer::start`].
 pub const DEFAULT_SAMPLE_RATE: u32 = 48_000;
@@ -116,7 +116,8 @@ static SERVER_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A running private `jackd` (dummy backend, no realtime scheduling).
 ///
-/// Dropping it sends SIGTERM to that child only, waits up to 2 s, then SIGKILLs it
+/// Dropping it sends SIGTERM to that child only, waits up to 10 s (a SIGKILLed jackd
+/// leaves its shared memory behind), then SIGKILLs it
 /// and reaps it.
 #[derive(Debug)]
 pub struct JackServer {
@@ -126,6 +127,8 @@ pub struct JackServer {
     child: Child,
     dir: PathBuf,
     log_path: PathBuf,
+    /// The claim on this server's name; released (last) when the server is gone.
+    _slot: nix::fcntl::Flock<fs::File>,
 }
 
 impl JackServer {
@@ -140,7 +143,7 @@ impl JackServer {
     /// [`START_TIMEOUT`]) until it accepts clients. Errors carry the tail of the
     /// server's log.
     pub fn start_with(sample_rate: u32, period: u32) -> Result<JackServer, String> {
-        let name = unique_name();
+        let (name, slot) = claim_server_name(CLIENT_WAIT)?;
         let dir = std::env::temp_dir().join(format!("modsynth-{name}"));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let log_path = dir.join("jackd.log");
@@ -175,6 +178,7 @@ impl JackServer {
             child,
             dir,
             log_path,
+            _slot: slot,
         };
         server.wait_ready(Instant::now() + START_TIMEOUT)?;
         Ok(server)
@@ -357,7 +361,7 @@ impl Drop for JackServer {
         if let Ok(None) = self.child.try_wait() {
             // Only our own child, by its pid; it has not been reaped, so the pid is ours.
             let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(2);
+            let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 match self.child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
@@ -417,15 +421,44 @@ fn spawn_tied_to_process(cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("jackd-spawner thread is gone"))?
 }
 
-/// A short unique server name: `ms-<pid>-<counter>-<time>`. Short because libjack
-/// builds socket and semaphore paths from it.
-fn unique_name() -> String {
-    let n = SERVER_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    format!("ms-{}-{n}-{}", std::process::id(), t % 1_000_000_000)
+/// How many private servers the harness runs at once, machine-wide. JACK's
+/// registry holds 8 servers; two stay free for servers that are not ours.
+pub const SERVER_SLOTS: usize = 6;
+
+/// Claims one of [`SERVER_SLOTS`] server names (`msjack-<n>`), held by an exclusive
+/// `flock` until the returned lock is dropped; waits while all are in use.
+///
+/// Why not a fresh name per server: jackd's registry (`/dev/shm/jack-shm-registry`)
+/// frees the entry of a server that died without unregistering (SIGKILL, a killed
+/// test process) only when a server of the *same name* starts again. Unique names
+/// leaked one of the 8 entries per unclean death until no server could start
+/// ("Too many servers already active"); reused names reclaim their own entries.
+fn claim_server_name(wait: Duration) -> Result<(String, nix::fcntl::Flock<fs::File>), String> {
+    let dir = std::env::temp_dir().join(format!("modsynth-jack-slots-{}", nix::unistd::getuid()));
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        for slot in 0..SERVER_SLOTS {
+            let path = dir.join(format!("slot-{slot}.lock"));
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            if let Ok(lock) =
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            {
+                return Ok((format!("msjack-{slot}"), lock));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "all {SERVER_SLOTS} private JACK server slots stayed busy for {wait:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The last `max` bytes of a file, lossily decoded; a note if it cannot be read.

@@ -74,23 +74,39 @@ fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("c:out", &capture.port(0)).unwrap();
 
-    let (tag, when) = timetag_in(Duration::from_millis(300));
-    // The frame the timetag names, by the same JACK clock the supervisor uses.
-    let client = capture.client();
-    let ahead = when.duration_since(SystemTime::now()).unwrap();
-    let expected = client.time_to_frames(client.time() + ahead.as_micros() as u64) as u64;
-    let set = OscMessage {
-        addr: "/module/set".into(),
-        args: vec![text("c"), text("value"), OscType::Float(1.0)],
+    // The dummy server skips cycles when the machine is starved; a recording that
+    // says so cannot map samples to frames and is taken again (at most 3 tries).
+    let mut attempt = 0;
+    let (rec, expected) = loop {
+        attempt += 1;
+        sup.set("c", "value", 0.0).unwrap();
+        let (tag, when) = timetag_in(Duration::from_millis(300));
+        // The frame the timetag names, by the same JACK clock the supervisor uses.
+        let client = capture.client();
+        let ahead = when.duration_since(SystemTime::now()).unwrap();
+        let expected = client.time_to_frames(client.time() + ahead.as_micros() as u64) as u64;
+        let set = OscMessage {
+            addr: "/module/set".into(),
+            args: vec![text("c"), text("value"), OscType::Float(1.0)],
+        };
+        let bundle = OscPacket::Bundle(OscBundle {
+            timetag: tag,
+            content: vec![OscPacket::Message(set)],
+        });
+        sup.client().send_packet(&bundle).unwrap();
+        let rec = capture.record(48_000).unwrap();
+        if rec.is_continuous() {
+            break (rec, expected);
+        }
+        assert!(
+            attempt < 3,
+            "three recordings in a row were disturbed: the machine is too loaded to measure"
+        );
+        eprintln!(
+            "recording disturbed ({} frames dropped): measuring again",
+            rec.dropped_frames
+        );
     };
-    let bundle = OscPacket::Bundle(OscBundle {
-        timetag: tag,
-        content: vec![OscPacket::Message(set)],
-    });
-    sup.client().send_packet(&bundle).unwrap();
-
-    let rec = capture.record(48_000).unwrap();
-    assert!(rec.is_continuous());
     let samples = &rec.channels[0];
     let step = samples
         .iter()

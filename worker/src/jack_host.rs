@@ -7,7 +7,8 @@
 
 use crate::dsp::{Io, Module};
 use crate::engine::{self, Controller, Engine, Ports};
-use modsynth_control::catalog::ModuleSpec;
+use modsynth_control::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
+use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +59,80 @@ impl JackPorts {
         }
         Ok(ports)
     }
+
+    /// Registers the generic ports a warm spare holds: `in_1..in_4`, `out_1..out_2`
+    /// (as many as the largest module needs). See [`Host::keep_spare_ports`].
+    fn register_generic(client: &jack::Client) -> Result<JackPorts, jack::Error> {
+        let mut ports = JackPorts {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        ports.top_up(client)?;
+        Ok(ports)
+    }
+
+    /// Registers generic ports until there are `MAX_INPUTS` inputs and
+    /// `MAX_OUTPUTS` outputs.
+    fn top_up(&mut self, client: &jack::Client) -> Result<(), jack::Error> {
+        while self.inputs.len() < MAX_INPUTS {
+            let name = generic_name("in", self.inputs.len());
+            self.inputs
+                .push(client.register_port(&name, jack::AudioIn::default())?);
+        }
+        while self.outputs.len() < MAX_OUTPUTS {
+            let name = generic_name("out", self.outputs.len());
+            self.outputs
+                .push(client.register_port(&name, jack::AudioOut::default())?);
+        }
+        Ok(())
+    }
+}
+
+/// `in_1`, `out_2`, ...: the neutral name of a spare's `index`th port.
+fn generic_name(direction: &str, index: usize) -> String {
+    format!("{direction}_{}", index + 1)
+}
+
+type RenameFn = unsafe extern "C" fn(
+    *mut jack::jack_sys::jack_client_t,
+    *mut jack::jack_sys::jack_port_t,
+    *const c_char,
+) -> c_int;
+
+/// `jack_port_rename`, looked up once in the libjack that rust-jack loaded (jack-sys
+/// has no binding for it, and the deprecated `jack_port_set_name` logs an error on
+/// every call).
+fn jack_port_rename() -> Option<RenameFn> {
+    static RENAME: std::sync::OnceLock<Option<RenameFn>> = std::sync::OnceLock::new();
+    *RENAME.get_or_init(|| {
+        let library = jack::jack_sys::library().ok()?;
+        // SAFETY: `jack_port_rename` has this C signature in every libjack that exports
+        // it (jack/jack.h since JACK 1.9.9 / 0.124); the library stays loaded for the
+        // life of the process (jack-sys keeps it in a static).
+        let symbol = unsafe { library.get::<RenameFn>(b"jack_port_rename\0") }.ok()?;
+        Some(*symbol)
+    })
+}
+
+/// Renames a port of `client`. A no-op on PipeWire, which is why callers read the
+/// name back.
+fn rename_port<PS>(
+    client: &jack::Client,
+    port: &mut jack::Port<PS>,
+    short_name: &str,
+) -> Result<(), String> {
+    let rename = jack_port_rename().ok_or("this libjack has no jack_port_rename")?;
+    let name = std::ffi::CString::new(short_name).map_err(|e| e.to_string())?;
+    // SAFETY: both pointers are valid for the duration of the call: the client is open
+    // and owns the registered port, and `name` is a NUL-terminated string we own.
+    let result = unsafe { rename(client.raw(), port.raw(), name.as_ptr()) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "jack_port_rename to {short_name} failed ({result})"
+        ))
+    }
 }
 
 impl Ports for JackPorts {
@@ -84,44 +159,79 @@ pub struct HostEvents {
     pub shut_down: AtomicBool,
 }
 
-struct Callback {
+/// What the JACK callbacks reach through their `arg` pointer.
+struct CallbackState {
     engine: Engine<JackPorts>,
-}
-
-impl jack::ProcessHandler for Callback {
-    fn process(&mut self, _: &jack::Client, scope: &jack::ProcessScope) -> jack::Control {
-        let (frame, n) = (scope.last_frame_time(), scope.n_frames() as usize);
-        #[cfg(all(feature = "rt-alloc-check", debug_assertions))]
-        assert_no_alloc::assert_no_alloc(|| self.engine.process(frame, n, scope));
-        #[cfg(not(all(feature = "rt-alloc-check", debug_assertions)))]
-        self.engine.process(frame, n, scope);
-        jack::Control::Continue
-    }
-}
-
-struct Notifications {
+    client: *mut jack::jack_sys::jack_client_t,
     events: Arc<HostEvents>,
     on_shutdown: Box<dyn Fn() + Send + Sync>,
 }
 
-impl jack::NotificationHandler for Notifications {
-    fn xrun(&mut self, _: &jack::Client) -> jack::Control {
-        self.events.xruns.fetch_add(1, Ordering::Relaxed);
-        jack::Control::Continue
-    }
+/// The process callback: hands JACK's buffers to the engine, nothing else.
+unsafe extern "C" fn process(n_frames: jack::Frames, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the CallbackState boxed in `Host::open`; it lives until
+    // `Host::close` has deactivated the client, and only JACK's process thread
+    // touches `engine` (the other callbacks only read `events` and `on_shutdown`).
+    let state = unsafe { &mut *(arg as *mut CallbackState) };
+    // SAFETY: called by JACK inside a process cycle of this very client.
+    let scope = unsafe { jack::ProcessScope::from_raw(n_frames, state.client) };
+    let (frame, n) = (scope.last_frame_time(), n_frames as usize);
+    let engine = &mut state.engine;
+    #[cfg(all(feature = "rt-alloc-check", debug_assertions))]
+    assert_no_alloc::assert_no_alloc(|| engine.process(frame, n, &scope));
+    #[cfg(not(all(feature = "rt-alloc-check", debug_assertions)))]
+    engine.process(frame, n, &scope);
+    0
+}
 
-    unsafe fn shutdown(&mut self, _status: jack::ClientStatus, _reason: &str) {
-        self.events.shut_down.store(true, Ordering::SeqCst);
-        (self.on_shutdown)();
-    }
+unsafe extern "C" fn xrun(arg: *mut c_void) -> c_int {
+    // SAFETY: as in `process`; `events` is only read through a shared reference.
+    let state = unsafe { &*(arg as *const CallbackState) };
+    state.events.xruns.fetch_add(1, Ordering::Relaxed);
+    0
+}
+
+unsafe extern "C" fn shutdown(
+    _code: jack::jack_sys::jack_status_t,
+    _reason: *const c_char,
+    arg: *mut c_void,
+) {
+    // SAFETY: as in `process`; the server is gone, so the process callback no
+    // longer runs concurrently.
+    let state = unsafe { &*(arg as *const CallbackState) };
+    state.events.shut_down.store(true, Ordering::SeqCst);
+    (state.on_shutdown)();
 }
 
 /// An active JACK client running one engine.
+///
+/// It registers only the process, xrun and shutdown callbacks, not the client, port,
+/// connection and graph notifications rust-jack's `activate_async` asks for: jackd2
+/// delivers each notification synchronously to every client that asked, so with 40
+/// workers each asking, registering one port took 9-14 ms instead of ~1 ms (measured).
 pub struct Host {
-    client: jack::AsyncClient<Notifications, Callback>,
+    client: jack::Client,
+    state: *mut CallbackState,
     controller: Controller<JackPorts>,
     events: Arc<HostEvents>,
+    /// Generic ports registered ahead of an assignment (pooled workers).
+    spare_ports: Option<JackPorts>,
+    /// Ports the last assignment did not need, unregistered by `tidy` after the reply.
+    unused_ports: Option<JackPorts>,
+    /// Set by `keep_spare_ports`: freeing returns the ports to generic names.
+    keep_spares: bool,
 }
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.deactivate();
+    }
+}
+
+// SAFETY: `state` is only dereferenced by JACK's threads (through `arg`) and freed in
+// `close` after deactivation; Host itself never touches it otherwise, so moving the
+// Host to another thread is sound.
+unsafe impl Send for Host {}
 
 /// Why the worker could not reach JACK.
 #[derive(Debug)]
@@ -151,23 +261,44 @@ impl Host {
         })?;
         let (controller, engine) = engine::new(256);
         let events = Arc::new(HostEvents::default());
-        let notifications = Notifications {
+        let state = Box::into_raw(Box::new(CallbackState {
+            engine,
+            client: client.raw(),
             events: events.clone(),
             on_shutdown,
+        }));
+        let arg = state as *mut c_void;
+        // SAFETY: `client.raw()` is an open client that is not active yet; `arg`
+        // points to a CallbackState that outlives the activation (freed in `close`
+        // after jack_deactivate, or just below if activation fails).
+        let activated = unsafe {
+            let raw = client.raw();
+            jack::jack_sys::jack_set_process_callback(raw, Some(process), arg) == 0
+                && jack::jack_sys::jack_set_xrun_callback(raw, Some(xrun), arg) == 0
+                && {
+                    jack::jack_sys::jack_on_info_shutdown(raw, Some(shutdown), arg);
+                    jack::jack_sys::jack_activate(raw) == 0
+                }
         };
-        let client = client
-            .activate_async(notifications, Callback { engine })
-            .map_err(|e| OpenError(format!("cannot activate JACK client '{name}': {e}")))?;
+        if !activated {
+            // SAFETY: never activated, so no JACK thread holds `arg`.
+            drop(unsafe { Box::from_raw(state) });
+            return Err(OpenError(format!("cannot activate JACK client '{name}'")));
+        }
         Ok(Host {
             client,
+            state,
             controller,
             events,
+            spare_ports: None,
+            unused_ports: None,
+            keep_spares: false,
         })
     }
 
     /// The JACK client (to register ports, read the sample rate, connect).
     pub fn client(&self) -> &jack::Client {
-        self.client.as_client()
+        &self.client
     }
 
     /// Builds `spec` with `params` (index, validated value), registers its ports and
@@ -180,24 +311,92 @@ impl Host {
         params: &[(usize, f32)],
         name: Option<&str>,
     ) -> Result<Vec<String>, String> {
+        let t0 = Instant::now();
         let mut module = Module::new(spec, self.client().sample_rate() as f32);
         for &(index, value) in params {
             module.set_param(index, value);
         }
-        let mut ports = JackPorts::register(self.client(), spec)
-            .map_err(|e| format!("cannot register the ports of {}: {e}", spec.name))?;
-        let full_names: Vec<String> = spec
-            .ports
+        let mut ports = match self.spare_ports.take() {
+            Some(spare) => self.rename_spare(spare, spec)?,
+            None => JackPorts::register(self.client(), spec)
+                .map_err(|e| format!("cannot register the ports of {}: {e}", spec.name))?,
+        };
+        let t1 = Instant::now();
+        // Read the names back: a rename is a no-op on PipeWire.
+        let mut full_names: Vec<String> = ports
+            .inputs
             .iter()
-            .map(|p| format!("{}:{}", self.client().name(), p.name))
+            .map(|p| p.name().unwrap_or_default())
             .collect();
+        full_names.extend(ports.outputs.iter().map(|p| p.name().unwrap_or_default()));
         if let Some(name) = name {
             self.name_ports(&mut ports, spec, name);
         }
+        let t2 = Instant::now();
         self.controller
             .install(module, ports)
             .map_err(|e| e.to_string())?;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(
+            register_ms = ms(t1 - t0),
+            naming_ms = ms(t2 - t1),
+            "assigned {}",
+            spec.name
+        );
         Ok(full_names)
+    }
+
+    /// Keeps generic ports registered while idle, so that an assignment renames
+    /// ports instead of registering them. On jackd2 every port registration makes the
+    /// server run a latency pass with two synchronous round trips to every client
+    /// (`fCallback[kLatencyCallback]` is always on), so registering one port took
+    /// 9-14 ms with 40 clients; a rename changes no graph and costs one request.
+    pub fn keep_spare_ports(&mut self) -> Result<(), String> {
+        let ports = JackPorts::register_generic(self.client())
+            .map_err(|e| format!("cannot register spare ports: {e}"))?;
+        self.spare_ports = Some(ports);
+        self.keep_spares = true;
+        Ok(())
+    }
+
+    /// Renames the spare's first ports to `spec`'s and sets the rest aside.
+    fn rename_spare(
+        &mut self,
+        mut spare: JackPorts,
+        spec: &ModuleSpec,
+    ) -> Result<JackPorts, String> {
+        let n_in = spec.input_ports().count();
+        let n_out = spec.output_ports().count();
+        let unused = JackPorts {
+            inputs: spare.inputs.split_off(n_in),
+            outputs: spare.outputs.split_off(n_out),
+        };
+        for (port, p) in spare.inputs.iter_mut().zip(spec.input_ports()) {
+            rename_port(&self.client, port, p.name)?;
+        }
+        for (port, p) in spare.outputs.iter_mut().zip(spec.output_ports()) {
+            rename_port(&self.client, port, p.name)?;
+        }
+        self.unused_ports = Some(unused);
+        Ok(spare)
+    }
+
+    /// Whether this host keeps generic spare ports between modules.
+    fn keeps_spares(&self) -> bool {
+        self.keep_spares
+    }
+
+    /// Unregisters the ports the last assignment did not need. Call it after the
+    /// assignment has been answered: each unregistration costs a latency pass.
+    pub fn tidy(&mut self) {
+        if let Some(JackPorts { inputs, outputs }) = self.unused_ports.take() {
+            for port in inputs {
+                let _ = self.client.unregister_port(port);
+            }
+            for port in outputs {
+                let _ = self.client.unregister_port(port);
+            }
+        }
     }
 
     /// Gives the ports their aliases and pretty-names. Failures are logged, not fatal:
@@ -234,19 +433,50 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        let client = self.client();
+        self.tidy();
+        let pooled = self.spare_ports.is_none() && self.keeps_spares();
+        let client = &self.client;
         // PipeWire keeps metadata after its subject is gone: remove it explicitly.
         let _ = client.property_remove(client.uuid(), PRETTY_NAME);
+        let mut kept = JackPorts {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
         for slot in slots {
             let JackPorts { inputs, outputs } = slot.ports;
-            for port in inputs {
+            for mut port in inputs {
                 let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
-                let _ = client.unregister_port(port);
+                if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
+                    let _ = port.unset_alias(&alias);
+                }
+                if pooled
+                    && rename_port(client, &mut port, &generic_name("in", kept.inputs.len()))
+                        .is_ok()
+                {
+                    kept.inputs.push(port);
+                } else {
+                    let _ = client.unregister_port(port);
+                }
             }
-            for port in outputs {
+            for mut port in outputs {
                 let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
-                let _ = client.unregister_port(port);
+                if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
+                    let _ = port.unset_alias(&alias);
+                }
+                if pooled
+                    && rename_port(client, &mut port, &generic_name("out", kept.outputs.len()))
+                        .is_ok()
+                {
+                    kept.outputs.push(port);
+                } else {
+                    let _ = client.unregister_port(port);
+                }
             }
+        }
+        if pooled {
+            kept.top_up(client)
+                .map_err(|e| format!("cannot register spare ports again: {e}"))?;
+            self.spare_ports = Some(kept);
         }
         Ok(())
     }
@@ -262,10 +492,24 @@ impl Host {
     }
 
     /// Deactivates and closes the client.
-    pub fn close(self) -> Result<(), String> {
-        self.client
-            .deactivate()
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    pub fn close(mut self) -> Result<(), String> {
+        match self.deactivate() {
+            0 => Ok(()),
+            code => Err(format!("jack_deactivate failed ({code})")),
+        }
+        // Dropping `self` closes the client.
+    }
+
+    /// Stops the callbacks and frees their state (once).
+    fn deactivate(&mut self) -> c_int {
+        if self.state.is_null() {
+            return 0;
+        }
+        // SAFETY: the client is open and active; once jack_deactivate returns, no
+        // JACK thread runs our callbacks any more, so their state can be freed.
+        let result = unsafe { jack::jack_sys::jack_deactivate(self.client.raw()) };
+        drop(unsafe { Box::from_raw(self.state) });
+        self.state = std::ptr::null_mut();
+        result
     }
 }

@@ -27,6 +27,7 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         let _ = shutdown_tx.send(());
     });
     let mut host = Host::open(client_name, on_shutdown).map_err(|e| e.to_string())?;
+    host.keep_spare_ports()?;
     let (commands_tx, commands) = ipc::channel::<ToWorker>().map_err(|e| e.to_string())?;
     to_supervisor
         .send(FromWorker::Hello {
@@ -59,6 +60,8 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
                 break;
             }
         }
+        // Off the critical path: the assignment has been answered.
+        worker.host.tidy();
     }
     host = worker.host;
     host.close()

@@ -9,7 +9,12 @@
 //!   module type of the catalog, with low-level input signals; also given as a
 //!   percentage of the period's time budget.
 //!
+//! - the system rows of [`supervisor`]: pool start, module create with 0/8/32
+//!   modules playing, set + sync, control latency in samples, idle worker memory.
+//!
 //! Run it through `scripts/bench` (release build).
+
+mod supervisor;
 
 use clap::Parser;
 use modsynth_control::catalog::{self, Signal, MAX_OUTPUTS};
@@ -237,6 +242,15 @@ fn run(args: &Args) -> Result<(), String> {
         args.sample_rate as f32,
         iterations,
     ));
+    let mut system = supervisor::rows(&server, args.quick)?;
+    for row in system
+        .iter_mut()
+        .filter(|r| r.name.starts_with("create_ms"))
+    {
+        row.ratio = Some(row.median / baseline.median);
+        row.baseline = Some(baseline.name.clone());
+    }
+    rows.extend(system);
     drop(server);
 
     print_table(&rows);
