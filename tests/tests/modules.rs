@@ -85,6 +85,10 @@ fn vco_sine_plays_440_hz_within_a_cent_and_follows_its_pitch_input() {
     let _vco = Worker::start(&server, "vco", "osc", &["freq=440"]);
     let rec = record(&server, &["osc:out"], 24_000);
     let f = pitch_hz(&rec.channels[0], RATE);
+    eprintln!(
+        "measured: vco 440 Hz -> {f:.4} Hz ({:+.4} cents)",
+        cents(f, 440.0)
+    );
     assert!(
         cents(f, 440.0).abs() < 1.0,
         "440 Hz measured as {f} ({:+.3} cents)",
@@ -101,6 +105,10 @@ fn vco_sine_plays_440_hz_within_a_cent_and_follows_its_pitch_input() {
         assert!(ok.success());
         let rec = record(&server, &["osc:out"], 24_000);
         let f = pitch_hz(&rec.channels[0], RATE);
+        eprintln!(
+            "measured: vco pitch {cv} -> {f:.4} Hz ({:+.4} cents)",
+            cents(f, want)
+        );
         assert!(
             cents(f, want).abs() < 1.0,
             "pitch {cv}: {f} Hz, want {want} ({:+.3} cents)",
@@ -119,6 +127,7 @@ fn a_3_khz_saw_keeps_aliases_40_db_below_the_fundamental() {
         let _vco = Worker::start(&server, "vco", "saw", &["wave=saw", &format!("freq={f0}")]);
         let rec = record(&server, &["saw:out"], 48_000);
         let (alias_hz, db) = strongest_non_harmonic_db(&rec.channels[0], RATE, f0 as f64);
+        eprintln!("measured: {f0} Hz saw, strongest alias {alias_hz:.0} Hz at {db:.1} dB");
         assert!(
             db <= -40.0,
             "{f0} Hz saw: strongest alias at {alias_hz:.0} Hz is {db:.1} dB"
@@ -151,6 +160,7 @@ fn vcf_lowpass_at_1_khz_attenuates_4_khz_by_18_db_more_than_250_hz() {
     let in_low = band_energy_db(input, RATE, 200.0, 300.0);
     let in_high = band_energy_db(input, RATE, 3800.0, 4200.0);
     let attenuation = (low - in_low) - (high - in_high);
+    eprintln!("measured: vcf lowpass 1 kHz, 4 kHz is {attenuation:.1} dB below 250 Hz");
     assert!(
         attenuation >= 18.0,
         "4 kHz is only {attenuation:.1} dB below 250 Hz"
@@ -222,6 +232,12 @@ fn adsr_stages_take_their_times_within_a_millisecond() {
             want * 1000.0
         );
     };
+    eprintln!(
+        "measured: adsr attack {:.3} ms, decay {:.3} ms, release {:.3} ms",
+        ms(peak_at - on),
+        ms(sustain_at - peak_at),
+        ms(zero_at - off)
+    );
     check("attack", ms(peak_at - on), attack);
     check("decay", ms(sustain_at - peak_at), decay);
     check("release", ms(zero_at - off), release);

@@ -406,3 +406,87 @@ fn module_create_is_answered_while_the_pool_refills() {
     assert_eq!(report.modules.len(), 5);
     assert!(report.counters.cold_creates >= 1);
 }
+
+#[test]
+fn several_controllers_at_once_each_get_only_their_own_replies() {
+    let server = server();
+    let sup = Supervisor::start(&server, 3).unwrap();
+    sup.new_module("vco", "shared", &[("freq", 220.0)]).unwrap();
+    let (a, b) = (sup.client(), sup.client());
+    a.send(message("/module/get", vec![text("shared"), text("freq")]))
+        .unwrap();
+    b.send(message("/module/new", vec![text("lfo"), text("mine")]))
+        .unwrap();
+    b.send(message("/mine/rate", vec![OscType::Float(9.0)]))
+        .unwrap();
+    let got_a = a.wait_for(|m| m.addr == "/module/value").unwrap();
+    assert_eq!(got_a.args[2], OscType::Float(220.0));
+    let got_b = b
+        .wait_for(|m| m.addr == "/done" || m.addr == "/fail")
+        .unwrap();
+    assert_eq!(got_b.addr, "/done");
+    b.sync().unwrap();
+    let rate = b
+        .query(
+            message("/module/get", vec![text("mine"), text("rate")]),
+            "/module/value",
+        )
+        .unwrap();
+    assert_eq!(rate.args[2], OscType::Float(9.0));
+    // Nothing of b's conversation reached a.
+    let a = a.with_timeout(Duration::from_millis(300));
+    assert!(
+        a.wait_for(|_| true).is_err(),
+        "a received a reply meant for b"
+    );
+}
+
+#[test]
+fn workers_that_die_before_connecting_do_not_hang_the_supervisor() {
+    use std::io::BufRead;
+    let server = server();
+    // /bin/true exits at once, before it could ever connect back.
+    let mut child = server
+        .command(modsynth_tests::workers::bin_path("modsynthd").unwrap())
+        .args([
+            "--name",
+            &format!("dies{}", std::process::id()),
+            "--pool",
+            "2",
+            "--osc-port",
+            "0",
+            "--worker",
+            "/bin/true",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split(" OSC on ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = modsynth_control::client::Client::new(addr)
+        .unwrap()
+        .with_timeout(Duration::from_secs(15));
+    let err = client
+        .call(message("/module/new", vec![text("vco"), text("v")]))
+        .unwrap_err();
+    assert!(
+        err.contains("no worker could be started") && err.contains("exited before connecting"),
+        "{err}"
+    );
+    // Still serving.
+    let status = client.query(message("/status", vec![]), "/status.reply");
+    assert!(status.is_ok());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}
