@@ -114,6 +114,23 @@ impl ModuleSpec {
         self.ports.iter().find(|p| p.name == name)
     }
 
+    /// The port called `port` of module `id` (of this type), with its index in
+    /// [`ModuleSpec::ports`]; the error names the ports it does have.
+    pub fn port_of(&self, id: &str, port: &str) -> Result<(usize, &'static PortSpec), String> {
+        self.ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name == port)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.ports.iter().map(|p| p.name).collect();
+                format!(
+                    "{id} ({}) has no port '{port}' (it has: {})",
+                    self.name,
+                    names.join(", ")
+                )
+            })
+    }
+
     /// Input ports in catalog order (the order the DSP sees them in).
     pub fn input_ports(&self) -> impl Iterator<Item = &'static PortSpec> {
         self.ports.iter().filter(|p| p.direction == Direction::In)

@@ -241,14 +241,7 @@ fn check_module_port(modules: &[SetModule], name: &str, want: Direction) -> Resu
     let Some(m) = modules.iter().find(|m| m.id == client) else {
         return Ok(());
     };
-    let p = m.spec.port(port).ok_or_else(|| {
-        let names: Vec<&str> = m.spec.ports.iter().map(|p| p.name).collect();
-        format!(
-            "{client} ({}) has no port '{port}' (it has: {})",
-            m.spec.name,
-            names.join(", ")
-        )
-    })?;
+    let (_, p) = m.spec.port_of(client, port)?;
     match (want, p.direction) {
         (Direction::Out, Direction::In) => {
             Err(format!("'{name}' is an input; `from` must be an output"))

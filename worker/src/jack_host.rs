@@ -16,6 +16,26 @@ use std::time::{Duration, Instant};
 /// The JACK metadata key qjackctl and Carla show as a client's or port's name.
 pub const PRETTY_NAME: &str = "http://jackaudio.org/metadata/pretty-name";
 
+/// Strips a freed module's name from `port`; a pooled worker keeps it under its
+/// generic name in `kept` for the next module, any other unregisters it.
+fn release_port<PS>(
+    client: &jack::Client,
+    mut port: jack::Port<PS>,
+    direction: &str,
+    kept: &mut Vec<jack::Port<PS>>,
+    pooled: bool,
+) {
+    let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
+    if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
+        let _ = port.unset_alias(&alias);
+    }
+    if pooled && rename_port(client, &mut port, &generic_name(direction, kept.len())).is_ok() {
+        kept.push(port);
+    } else {
+        let _ = client.unregister_port(port);
+    }
+}
+
 /// Gives `port` the alias and the pretty-name `alias` (`<module>:<port>`).
 fn name_port<PS>(client: &jack::Client, port: &mut jack::Port<PS>, alias: &str) {
     if let Err(e) = port.set_alias(alias) {
@@ -444,33 +464,11 @@ impl Host {
         };
         for slot in slots {
             let JackPorts { inputs, outputs } = slot.ports;
-            for mut port in inputs {
-                let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
-                if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
-                    let _ = port.unset_alias(&alias);
-                }
-                if pooled
-                    && rename_port(client, &mut port, &generic_name("in", kept.inputs.len()))
-                        .is_ok()
-                {
-                    kept.inputs.push(port);
-                } else {
-                    let _ = client.unregister_port(port);
-                }
+            for port in inputs {
+                release_port(client, port, "in", &mut kept.inputs, pooled);
             }
-            for mut port in outputs {
-                let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
-                if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
-                    let _ = port.unset_alias(&alias);
-                }
-                if pooled
-                    && rename_port(client, &mut port, &generic_name("out", kept.outputs.len()))
-                        .is_ok()
-                {
-                    kept.outputs.push(port);
-                } else {
-                    let _ = client.unregister_port(port);
-                }
+            for port in outputs {
+                release_port(client, port, "out", &mut kept.outputs, pooled);
             }
         }
         if pooled {

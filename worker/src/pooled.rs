@@ -83,6 +83,7 @@ impl Worker {
                 module_type,
                 params,
             } => {
+                tracing::debug!("assign received");
                 let result = match catalog::module(&module_type) {
                     Some(spec) => {
                         let params: Vec<(usize, f32)> =

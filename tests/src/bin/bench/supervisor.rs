@@ -2,8 +2,9 @@
 //!
 //! - `pool8_ready_ms`: from starting `modsynthd --pool 8` to its "pool ready" line.
 //! - `create_ms.running_<n>`: `/module/new` -> `/done` with `n` modules already
-//!   playing, each create waiting for a full pool first (a warm create), each module
-//!   freed again; compared with the cold JACK client open of the same run.
+//!   playing, in steady state: before each create the pool is full and the system
+//!   has been left alone for 300 ms (as between a performer's commands); each probe
+//!   module is freed again. Compared with the cold JACK client open of the same run.
 //! - `set_sync_ms`: `/module/set` + `/sync` round trip.
 //! - `control_latency_samples`: OSC receipt -> the sample the change landed on, from
 //!   the worker's histogram (16-sample buckets, upper edges).
@@ -46,6 +47,9 @@ fn wait_for_full_pool(client: &Client) -> Result<(), String> {
     }
 }
 
+/// Quiet time before each measured create (see the module docs).
+const SETTLE: Duration = Duration::from_millis(300);
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -79,6 +83,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         let mut samples = Vec::new();
         for i in 0..creates {
             wait_for_full_pool(&client)?;
+            std::thread::sleep(SETTLE);
             let id = format!("probe{target}x{i}");
             let t0 = Instant::now();
             client.call(message("/module/new", vec![text("lfo"), text(&id)]))?;
