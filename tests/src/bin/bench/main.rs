@@ -12,8 +12,12 @@
 //! - the system rows of [`supervisor`]: pool start, module create with 0/8/32
 //!   modules playing, set + sync, control latency in samples, idle worker memory.
 //!
+//! - with `--peers`, the rows of [`peers`]: scsynth and plain JACK clients on the
+//!   same server, with modsynth's matching rows given as a ratio to them.
+//!
 //! Run it through `scripts/bench` (release build).
 
+mod peers;
 mod supervisor;
 
 use clap::Parser;
@@ -35,6 +39,10 @@ struct Args {
     /// Fewer iterations (a smoke run, about a second of measuring).
     #[arg(long)]
     quick: bool,
+    /// Also measure the peers on the same server: SuperCollider's scsynth and plain
+    /// JACK sine clients (`scripts/bench --peers` installs scsynth if missing).
+    #[arg(long)]
+    peers: bool,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -251,6 +259,10 @@ fn run(args: &Args) -> Result<(), String> {
         row.baseline = Some(baseline.name.clone());
     }
     rows.extend(system);
+    if args.peers {
+        rows.extend(peers::rows(&server, args.quick)?);
+        peers::compare(&mut rows);
+    }
     drop(server);
 
     print_table(&rows);
