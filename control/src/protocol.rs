@@ -23,7 +23,15 @@ pub enum ToWorker {
         id: String,
         module_type: String,
         params: Vec<(u16, f32)>,
+        /// Primary (plays; names its ports) or standby (silent until it takes over).
+        role: Role,
+        /// The module's state segment (`/<instance>-<id>-state`): a primary creates
+        /// it, a standby opens it. Empty: no shared state (no failover).
+        state: String,
     },
+    /// The standby became the primary: give its ports the module's aliases and
+    /// pretty-names.
+    TakeNames { id: String },
     /// Set parameter `index` (already validated) at JACK frame `at`, or as soon as
     /// possible. `received` is the JACK frame time at which the supervisor received the
     /// request; the worker counts the latency from it to the frame the change lands on.
@@ -43,6 +51,16 @@ pub enum ToWorker {
     Report { token: u64 },
     /// Close the JACK client and exit.
     Shutdown,
+}
+
+/// What an assignment makes of a worker.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    /// Watches `primary_pid` and takes the module over when it dies.
+    Standby {
+        primary_pid: u32,
+    },
 }
 
 /// Worker -> supervisor.
@@ -65,6 +83,9 @@ pub enum FromWorker {
     Freed { token: u64 },
     /// Counters, as asked for by `Report`.
     Report { token: u64, report: WorkerReport },
+    /// This standby saw its primary die and took the module over (the state's owner
+    /// word is now this worker's pid).
+    Promoted,
 }
 
 /// What a worker counts about itself.

@@ -13,6 +13,9 @@ pub struct Counters {
     pub cold_creates: u64,
     pub spawn_failures: u64,
     pub worker_deaths: u64,
+    /// Modules whose standby took over after their primary died.
+    #[serde(default)]
+    pub failovers: u64,
     pub create_time_ms: Percentiles,
     pub spawn_time_ms: Percentiles,
 }
@@ -66,6 +69,9 @@ pub struct ModuleStatus {
     pub role: String,
     pub pid: u32,
     pub jack_client: String,
+    /// The hot standby's JACK client, once it is ready (empty otherwise).
+    #[serde(default)]
+    pub standby_client: String,
     pub standby: bool,
     pub params_received: u64,
     pub params_applied: u64,

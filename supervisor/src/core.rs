@@ -8,7 +8,7 @@
 use modsynth_control::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::param;
-use modsynth_control::protocol::{FromWorker, ToWorker, WorkerReport};
+use modsynth_control::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
 use modsynth_control::setfile::{self, Connection};
 use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
 use rosc::{OscMessage, OscType};
@@ -78,6 +78,8 @@ pub trait Effects {
     fn read_file(&mut self, path: &str) -> Result<String, String>;
     /// Writes a set file atomically.
     fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String>;
+    /// Removes a module's state segment from /dev/shm.
+    fn unlink_state(&mut self, name: &str);
     /// Time, for measuring (tests may fake it).
     fn now(&self) -> Instant;
 }
@@ -103,6 +105,9 @@ enum Role {
     Retiring,
     /// Told to exit because the supervisor is stopping.
     Stopping,
+    /// Hot standby of a module: silent, same ports and connections, takes over
+    /// when the primary dies.
+    Standby(String),
 }
 
 struct Worker {
@@ -119,6 +124,11 @@ struct Module {
     /// Full JACK port names, catalog order; empty until the worker confirms.
     ports: Vec<String>,
     standby: Standby,
+    /// The state segment (`/<instance>-<id>-state`); empty without a standby.
+    state: String,
+    /// The hot standby, once assigned, with its port names (catalog order).
+    standby_worker: Option<WorkerId>,
+    standby_ports: Vec<String>,
 }
 
 /// Who is waiting for a create.
@@ -145,6 +155,10 @@ enum Pending {
     },
     Free {
         from: ReplyTo,
+        id: String,
+    },
+    /// A standby being assigned to module `id`.
+    Standby {
         id: String,
     },
     Sync {
@@ -183,6 +197,8 @@ pub const MAX_SPAWN_FAILURES_IN_A_ROW: u32 = 3;
 pub struct Config {
     /// Spares to keep ready.
     pub pool: usize,
+    /// Instance name: prefix of the shared-memory segments.
+    pub instance: String,
 }
 
 /// The supervisor's state.
@@ -197,6 +213,8 @@ pub struct Core {
     modules: BTreeMap<String, Module>,
     /// Creates waiting for a spare (the pool was empty).
     waiting: VecDeque<(Origin, Request, Instant)>,
+    /// Modules waiting for a spare to become their standby.
+    needs_standby: std::collections::BTreeSet<String>,
     /// Connections to keep: made now if both ports exist, else as soon as they do,
     /// and again whenever a port comes back (a program restarted). Module ports are
     /// kept as `module:port`.
@@ -225,6 +243,7 @@ impl Core {
             modules: BTreeMap::new(),
             waiting: VecDeque::new(),
             wanted: Default::default(),
+            needs_standby: Default::default(),
             pending: HashMap::new(),
             fan_out: HashMap::new(),
             next_token: 1,
@@ -306,6 +325,9 @@ impl Core {
             Event::PortsAppeared => self.make_wanted_connections(fx),
             Event::Shutdown => {
                 self.shutting_down = true;
+                for m in self.modules.values().filter(|m| !m.state.is_empty()) {
+                    fx.unlink_state(&m.state);
+                }
                 self.stop_next_workers(fx);
             }
         }
@@ -396,11 +418,17 @@ impl Core {
         for &(i, v) in &params {
             values[i] = v;
         }
+        let state = match standby {
+            Standby::Hot => format!("/{}-{id}-state", self.config.instance),
+            Standby::None => String::new(),
+        };
         let assign = ToWorker::Assign {
             token,
             id: id.clone(),
             module_type: spec.name.to_string(),
             params: params.iter().map(|&(i, v)| (i as u16, v)).collect(),
+            role: WorkerRole::Primary,
+            state: state.clone(),
         };
         let worker = self.workers.get_mut(&wid).expect("ready workers are known");
         worker.role = Role::Primary(id.clone());
@@ -412,6 +440,9 @@ impl Core {
                 params: values,
                 ports: Vec::new(),
                 standby,
+                state,
+                standby_worker: None,
+                standby_ports: Vec::new(),
             },
         );
         self.pending.insert(
@@ -445,17 +476,37 @@ impl Core {
             );
             return;
         };
+        match self.release_module(&id, module, fx) {
+            Some(token) => {
+                self.pending.insert(token, Pending::Free { from, id });
+            }
+            None => fx.reply(from, osc::done("/module/free", vec![osc::text(&id)])),
+        }
+    }
+
+    /// Lets go of a module that was removed from `modules`: its connections are no
+    /// longer wanted, its primary and standby are freed (back to the pool), and its
+    /// state segment is unlinked. Returns the token of the primary's Free.
+    fn release_module(&mut self, id: &str, module: Module, fx: &mut impl Effects) -> Option<u64> {
         let prefix = format!("{id}:");
         self.wanted
             .retain(|c| !c.from.starts_with(&prefix) && !c.to.starts_with(&prefix));
-        let token = self.token();
-        if let Some(worker) = self.workers.get_mut(&module.worker) {
-            worker.role = Role::Freeing;
-            self.pending.insert(token, Pending::Free { from, id });
-            fx.send(&worker.link, ToWorker::Free { token });
-        } else {
-            fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
+        self.needs_standby.remove(id);
+        if let Some(standby) = module.standby_worker {
+            let token = self.token();
+            if let Some(w) = self.workers.get_mut(&standby) {
+                w.role = Role::Freeing;
+                fx.send(&w.link, ToWorker::Free { token });
+            }
         }
+        if !module.state.is_empty() {
+            fx.unlink_state(&module.state);
+        }
+        let token = self.token();
+        let worker = self.workers.get_mut(&module.worker)?;
+        worker.role = Role::Freeing;
+        fx.send(&worker.link, ToWorker::Free { token });
+        Some(token)
     }
 
     fn module(&self, address: &str, id: &str) -> Result<&Module, OscMessage> {
@@ -559,7 +610,15 @@ impl Core {
                     ));
                 }
             }
-            fx.patch(connect, &s, &d)
+            fx.patch(connect, &s, &d)?;
+            // The same on the standbys' ports, so a standby that takes over is
+            // already patched (best effort: the primary's result is the answer).
+            for (s2, d2) in self.standby_pairs(src, dst) {
+                if let Err(e) = fx.patch(connect, &s2, &d2) {
+                    tracing::warn!("standby mirror: {e}");
+                }
+            }
+            Ok(())
         });
         match result {
             Ok(()) => {
@@ -588,14 +647,51 @@ impl Core {
             let (Ok(src), Ok(dst)) = (self.resolve_port(&c.from), self.resolve_port(&c.to)) else {
                 continue;
             };
-            if fx.port_exists(&src) && fx.port_exists(&dst) && !fx.connections(&src).contains(&dst)
-            {
-                match fx.patch(true, &src, &dst) {
-                    Ok(()) => tracing::info!("connected {} -> {}", c.from, c.to),
-                    Err(e) => tracing::warn!("pending connection {} -> {}: {e}", c.from, c.to),
+            let pairs = std::iter::once((src, dst)).chain(self.standby_pairs(&c.from, &c.to));
+            for (src, dst) in pairs {
+                if fx.port_exists(&src)
+                    && fx.port_exists(&dst)
+                    && !fx.connections(&src).contains(&dst)
+                {
+                    match fx.patch(true, &src, &dst) {
+                        Ok(()) => {
+                            tracing::info!("connected {src} -> {dst} ({} -> {})", c.from, c.to)
+                        }
+                        Err(e) => tracing::warn!("pending connection {} -> {}: {e}", c.from, c.to),
+                    }
                 }
             }
         }
+    }
+
+    /// Every real port a name stands for: the primary's and, once it has one, the
+    /// standby's (any other JACK name stands for itself).
+    fn all_real_ports(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.resolve_port(name).into_iter().collect();
+        if let Some((client, port)) = name.split_once(':') {
+            if let Some(m) = self.modules.get(client) {
+                if let Ok((i, _)) = m.spec.port_of(client, port) {
+                    out.extend(m.standby_ports.get(i).cloned());
+                }
+            }
+        }
+        out
+    }
+
+    /// The connections that mirror `src -> dst` onto standbys: every pairing of the
+    /// two ends' real ports except primary -> primary. A standby must hear what its
+    /// primary hears, and its output must already reach where the primary's does.
+    fn standby_pairs(&self, src: &str, dst: &str) -> Vec<(String, String)> {
+        let (srcs, dsts) = (self.all_real_ports(src), self.all_real_ports(dst));
+        let mut pairs = Vec::new();
+        for (i, s) in srcs.iter().enumerate() {
+            for (j, d) in dsts.iter().enumerate() {
+                if i > 0 || j > 0 {
+                    pairs.push((s.clone(), d.clone()));
+                }
+            }
+        }
+        pairs
     }
 
     /// Answers a failed create, to a client or to the set load it belongs to.
@@ -730,16 +826,8 @@ impl Core {
 
     /// Frees a module with no one to answer (a set load replacing it).
     fn free_quietly(&mut self, id: &str, fx: &mut impl Effects) {
-        let Some(module) = self.modules.remove(id) else {
-            return;
-        };
-        let prefix = format!("{id}:");
-        self.wanted
-            .retain(|c| !c.from.starts_with(&prefix) && !c.to.starts_with(&prefix));
-        let token = self.token();
-        if let Some(worker) = self.workers.get_mut(&module.worker) {
-            worker.role = Role::Freeing;
-            fx.send(&worker.link, ToWorker::Free { token });
+        if let Some(module) = self.modules.remove(id) {
+            self.release_module(id, module, fx);
         }
     }
 
@@ -889,6 +977,11 @@ impl Core {
                     role: "primary".into(),
                     pid: w.map_or(0, |w| w.link.pid),
                     jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
+                    standby_client: m
+                        .standby_worker
+                        .filter(|_| !m.standby_ports.is_empty())
+                        .and_then(|s| self.workers.get(&s))
+                        .map_or_else(String::new, |s| s.link.client.clone()),
                     standby: matches!(m.standby, Standby::Hot),
                     params_received: r.params_received,
                     params_applied: r.params_applied,
@@ -946,10 +1039,13 @@ impl Core {
             fx,
             osc::message("/pool/spare", vec![OscType::Int(self.ready.len() as i32)]),
         );
-        // A create that waited for this spare goes first.
+        // A create that waited for this spare goes first, then a module without its
+        // standby.
         if let Some((from, request, started)) = self.waiting.pop_front() {
             self.counters.cold_creates += 1;
             self.create(from, request, started, fx);
+        } else if let Some(id) = self.needs_standby.pop_first() {
+            self.add_standby(&id, fx);
         }
         self.refill(fx);
     }
@@ -958,19 +1054,27 @@ impl Core {
         match msg {
             FromWorker::Hello { .. } => {}
             FromWorker::Assigned { token, result } => {
-                let Some(Pending::Create {
-                    from,
-                    id,
-                    started,
-                    cold,
-                }) = self.pending.remove(&token)
-                else {
-                    return;
+                let (from, id, started, cold) = match self.pending.remove(&token) {
+                    Some(Pending::Create {
+                        from,
+                        id,
+                        started,
+                        cold,
+                    }) => (from, id, started, cold),
+                    Some(Pending::Standby { id }) => {
+                        return self.standby_assigned(wid, &id, result, fx)
+                    }
+                    _ => return,
                 };
                 match result {
                     Ok(ports) => {
+                        let mut wants_standby = false;
                         if let Some(m) = self.modules.get_mut(&id) {
                             m.ports = ports;
+                            wants_standby = m.standby == Standby::Hot;
+                        }
+                        if wants_standby {
+                            self.add_standby(&id, fx);
                         }
                         let ms = fx.now().duration_since(started).as_secs_f64() * 1e3;
                         self.counters.creates += 1;
@@ -994,6 +1098,9 @@ impl Core {
                         self.refill(fx);
                     }
                 }
+            }
+            FromWorker::Promoted => {
+                tracing::info!("worker {wid} took its module over");
             }
             FromWorker::Freed { token } => {
                 if let Some(Pending::Free { from, id }) = self.pending.remove(&token) {
@@ -1065,8 +1172,33 @@ impl Core {
             worker.link.client,
             worker.link.pid
         );
+        if let Role::Standby(id) = &worker.role {
+            // A standby's death only needs a new standby.
+            if let Some(m) = self.modules.get_mut(id) {
+                m.standby_worker = None;
+                m.standby_ports.clear();
+            }
+            let id = id.clone();
+            self.add_standby(&id, fx);
+            self.refill(fx);
+            return;
+        }
         if let Role::Primary(id) = &worker.role {
-            if self.modules.remove(id).is_some() {
+            let id = id.clone();
+            if self.fail_over(&id, fx) {
+                self.refill(fx);
+                return;
+            }
+        }
+        if let Role::Primary(id) = &worker.role {
+            if let Some(m) = self.modules.remove(id) {
+                if !m.state.is_empty() {
+                    fx.unlink_state(&m.state);
+                }
+                if let Some(standby) = m.standby_worker {
+                    // A standby that never got ready is returned to the pool.
+                    self.retire(standby, fx);
+                }
                 tracing::error!("module {id} died with its worker");
                 self.notify(fx, osc::message("/module/died", vec![osc::text(id)]));
             }
@@ -1112,6 +1244,150 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Gives module `id` a hot standby from the pool: same type and ports, the state
+    /// segment mapped, silent until its primary dies. Without a spare now, the next
+    /// spare that arrives is used.
+    fn add_standby(&mut self, id: &str, fx: &mut impl Effects) {
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        if m.standby != Standby::Hot || m.standby_worker.is_some() || self.shutting_down {
+            return;
+        }
+        let Some(primary_pid) = self.workers.get(&m.worker).map(|w| w.link.pid) else {
+            return;
+        };
+        let (module_type, params, state) = (
+            m.spec.name.to_string(),
+            (0..m.spec.params.len())
+                .map(|i| (i as u16, m.params[i]))
+                .collect(),
+            m.state.clone(),
+        );
+        let Some(wid) = self.ready.pop_front() else {
+            self.needs_standby.insert(id.to_string());
+            self.refill_soon(fx.now());
+            return;
+        };
+        let token = self.token();
+        let assign = ToWorker::Assign {
+            token,
+            id: id.to_string(),
+            module_type,
+            params,
+            role: WorkerRole::Standby { primary_pid },
+            state,
+        };
+        if let Some(m) = self.modules.get_mut(id) {
+            m.standby_worker = Some(wid);
+        }
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.role = Role::Standby(id.to_string());
+            self.pending
+                .insert(token, Pending::Standby { id: id.to_string() });
+            fx.send(&w.link, assign);
+        }
+        self.refill_soon(fx.now());
+    }
+
+    /// The standby's ports exist: give them the primary's connections.
+    fn standby_assigned(
+        &mut self,
+        wid: WorkerId,
+        id: &str,
+        result: Result<Vec<String>, String>,
+        fx: &mut impl Effects,
+    ) {
+        match result {
+            Ok(ports) => {
+                let Some(m) = self.modules.get_mut(id) else {
+                    // Freed meanwhile.
+                    self.retire(wid, fx);
+                    return;
+                };
+                m.standby_ports = ports;
+                let pairs: Vec<(String, String, bool)> = m
+                    .ports
+                    .iter()
+                    .zip(&m.standby_ports)
+                    .zip(m.spec.ports)
+                    .map(|((p, s), spec)| {
+                        (
+                            p.clone(),
+                            s.clone(),
+                            spec.direction == catalog::Direction::Out,
+                        )
+                    })
+                    .collect();
+                // Connections made by hand (qjackctl, jack_connect) are copied too.
+                for (primary, standby, output) in pairs {
+                    for other in fx.connections(&primary) {
+                        let (src, dst) = if output {
+                            (&standby, &other)
+                        } else {
+                            (&other, &standby)
+                        };
+                        if let Err(e) = fx.patch(true, src, dst) {
+                            tracing::warn!("standby of {id}: {e}");
+                        }
+                    }
+                }
+                self.make_wanted_connections(fx);
+            }
+            Err(reason) => {
+                tracing::error!("no standby for {id}: {reason}");
+                if let Some(m) = self.modules.get_mut(id) {
+                    m.standby_worker = None;
+                }
+                self.retire(wid, fx);
+            }
+        }
+    }
+
+    /// Module `id` lost its primary: its standby has already taken the state over
+    /// (it watches the primary's pidfd); move the module's name, port names and
+    /// parameters to it, and find it a new standby. False without a standby.
+    fn fail_over(&mut self, id: &str, fx: &mut impl Effects) -> bool {
+        let Some(m) = self.modules.get_mut(id) else {
+            return false;
+        };
+        let Some(new_primary) = m.standby_worker.take() else {
+            return false;
+        };
+        if m.standby_ports.is_empty() {
+            // The standby was not ready yet: it never mapped the state.
+            m.standby_worker = Some(new_primary);
+            return false;
+        }
+        m.worker = new_primary;
+        m.ports = std::mem::take(&mut m.standby_ports);
+        let params: Vec<(u16, f32)> = (0..m.spec.params.len())
+            .map(|i| (i as u16, m.params[i]))
+            .collect();
+        self.counters.failovers += 1;
+        if let Some(w) = self.workers.get_mut(&new_primary) {
+            w.role = Role::Primary(id.to_string());
+            fx.send(&w.link, ToWorker::TakeNames { id: id.to_string() });
+            // Changes sent to the dead primary may not have landed: the supervisor's
+            // copy of every value is sent again, so the final values are right.
+            for (index, value) in params {
+                fx.send(
+                    &w.link,
+                    ToWorker::SetParam {
+                        index,
+                        value,
+                        at: None,
+                        received: 0,
+                    },
+                );
+            }
+        }
+        tracing::warn!("module {id} failed over to its standby");
+        self.notify(fx, osc::message("/module/failover", vec![osc::text(id)]));
+        self.add_standby(id, fx);
+        true
     }
 
     /// Tells a worker to exit; its exit is then expected, not a death.
@@ -1193,6 +1469,7 @@ mod tests {
         files: HashMap<String, String>,
         /// The fake clock; tests move it forward.
         clock: Option<Instant>,
+        unlinked: Vec<String>,
     }
 
     impl Effects for Fake {
@@ -1228,6 +1505,9 @@ mod tests {
                         .map(|(_, s, _)| s.clone()),
                 )
                 .collect()
+        }
+        fn unlink_state(&mut self, name: &str) {
+            self.unlinked.push(name.to_string());
         }
         fn read_file(&mut self, path: &str) -> Result<String, String> {
             self.files
@@ -1282,7 +1562,10 @@ mod tests {
 
     /// A core whose pool of `n` is ready.
     fn started(n: usize) -> (Core, Fake) {
-        let mut core = Core::new(Config { pool: n });
+        let mut core = Core::new(Config {
+            pool: n,
+            instance: "ms".into(),
+        });
         let mut fx = Fake::default();
         core.start(&mut fx);
         let mut next = 0;
@@ -1304,8 +1587,19 @@ mod tests {
     }
 
     /// Creates `id` of `ty` and acknowledges the assignment.
+    /// Creates `id` of `ty` without a standby and acknowledges the assignment.
     fn create(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> WorkerId {
-        osc(core, fx, "/module/new", vec![s(ty), s(id)]);
+        create_with(core, fx, ty, id, "none")
+    }
+
+    /// Creates `id` with `standby` (`hot` or `none`); acknowledges the primary only.
+    fn create_with(core: &mut Core, fx: &mut Fake, ty: &str, id: &str, standby: &str) -> WorkerId {
+        osc(
+            core,
+            fx,
+            "/module/new",
+            vec![s(ty), s(id), s("standby"), s(standby)],
+        );
         let (wid, token) = fx
             .sent
             .iter()
@@ -1342,7 +1636,10 @@ mod tests {
 
     #[test]
     fn the_pool_fills_to_its_size_at_start_a_few_workers_at_a_time() {
-        let mut core = Core::new(Config { pool: 4 });
+        let mut core = Core::new(Config {
+            pool: 4,
+            instance: "ms".into(),
+        });
         let mut fx = Fake::default();
         core.start(&mut fx);
         assert_eq!(fx.spawned.len(), MAX_CONCURRENT_SPAWNS);
@@ -1353,7 +1650,10 @@ mod tests {
 
     #[test]
     fn repeated_spawn_failures_stop_the_refill_instead_of_spinning() {
-        let mut core = Core::new(Config { pool: 4 });
+        let mut core = Core::new(Config {
+            pool: 4,
+            instance: "ms".into(),
+        });
         let mut fx = Fake::default();
         core.start(&mut fx);
         let mut i = 0;
@@ -1407,7 +1707,10 @@ mod tests {
 
     #[test]
     fn an_empty_pool_makes_a_create_wait_for_the_next_spare_not_fail() {
-        let mut core = Core::new(Config { pool: 1 });
+        let mut core = Core::new(Config {
+            pool: 1,
+            instance: "ms".into(),
+        });
         let mut fx = Fake::default();
         core.start(&mut fx);
         osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("l1")]);
@@ -1800,6 +2103,128 @@ mod tests {
             );
         }
         assert_eq!(last_reply(&fx).0, "/status.reply");
+    }
+
+    /// The last Assign sent for `id`, with its worker and role.
+    fn last_assign(fx: &Fake, id: &str) -> (WorkerId, u64, WorkerRole, String) {
+        fx.sent
+            .iter()
+            .rev()
+            .find_map(|(w, m)| match m {
+                ToWorker::Assign {
+                    token,
+                    id: i,
+                    role,
+                    state,
+                    ..
+                } if i == id => Some((*w, *token, *role, state.clone())),
+                _ => None,
+            })
+            .expect("an Assign")
+    }
+
+    #[test]
+    fn a_module_gets_a_standby_that_shares_its_state_and_connections() {
+        let (mut core, mut fx) = started(3);
+        let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+        let (standby, token, role, state) = last_assign(&fx, "v");
+        assert_ne!(standby, primary);
+        assert_eq!(
+            role,
+            WorkerRole::Standby {
+                primary_pid: 100 + primary
+            }
+        );
+        assert_eq!(state, "/ms-v-state");
+        ack_assign(
+            &mut core,
+            &mut fx,
+            standby,
+            token,
+            catalog::module("vco").unwrap(),
+        );
+        fx.ports.insert("system:playback_1".into());
+        osc(
+            &mut core,
+            &mut fx,
+            "/patch/connect",
+            vec![s("v:out"), s("system:playback_1")],
+        );
+        let p_out = format!("ms-w{primary:02}:out");
+        let s_out = format!("ms-w{standby:02}:out");
+        assert!(fx
+            .patched
+            .contains(&(true, p_out, "system:playback_1".into())));
+        assert!(
+            fx.patched
+                .contains(&(true, s_out, "system:playback_1".into())),
+            "mirrored to the standby"
+        );
+    }
+
+    #[test]
+    fn a_dead_primary_fails_over_to_its_standby_with_names_and_values() {
+        let (mut core, mut fx) = started(4);
+        osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+        let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+        let (standby, token, _, _) = last_assign(&fx, "v");
+        ack_assign(
+            &mut core,
+            &mut fx,
+            standby,
+            token,
+            catalog::module("vco").unwrap(),
+        );
+        osc(&mut core, &mut fx, "/v/freq", vec![T::Float(330.0)]);
+        core.handle(Event::WorkerGone(primary), &mut fx);
+        assert!(fx.replies.iter().any(|(_, m)| m.addr == "/module/failover"));
+        assert!(!fx.replies.iter().any(|(_, m)| m.addr == "/module/died"));
+        assert_eq!(core.counters.failovers, 1);
+        assert_eq!(
+            core.status_report().modules[0].jack_client,
+            format!("ms-w{standby:02}")
+        );
+        let to_new: Vec<&ToWorker> = fx
+            .sent
+            .iter()
+            .filter(|(w, _)| *w == standby)
+            .map(|(_, m)| m)
+            .collect();
+        assert!(to_new.contains(&&ToWorker::TakeNames { id: "v".into() }));
+        assert!(
+            to_new.contains(&&ToWorker::SetParam {
+                index: 0,
+                value: 330.0,
+                at: None,
+                received: 0
+            }),
+            "values replayed"
+        );
+        let (next, _, role, _) = last_assign(&fx, "v");
+        assert_ne!(next, standby);
+        assert_eq!(
+            role,
+            WorkerRole::Standby {
+                primary_pid: 100 + standby
+            },
+            "a fresh standby watches the new primary"
+        );
+        osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+        assert_eq!(fx.unlinked, vec!["/ms-v-state".to_string()]);
+    }
+
+    #[test]
+    fn a_module_without_a_standby_dies_with_its_worker_and_its_state_is_unlinked() {
+        let (mut core, mut fx) = started(2);
+        let primary = create_with(&mut core, &mut fx, "lfo", "l", "none");
+        assert_eq!(
+            last_assign(&fx, "l").3,
+            "",
+            "no state segment without a standby"
+        );
+        core.handle(Event::WorkerGone(primary), &mut fx);
+        assert!(core.status_report().modules.is_empty());
+        assert!(fx.unlinked.is_empty());
     }
 
     #[test]

@@ -109,7 +109,10 @@ fn run(args: Args) -> Result<(), String> {
         spawner,
         events: events_tx,
     };
-    let mut core = Core::new(Config { pool: args.pool });
+    let mut core = Core::new(Config {
+        pool: args.pool,
+        instance: args.name.clone(),
+    });
     say!(
         "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}",
         args.name,

@@ -81,6 +81,12 @@ impl Effects for Runtime {
         modsynth_control::setfile::save_atomically(std::path::Path::new(path), contents)
     }
 
+    fn unlink_state(&mut self, name: &str) {
+        if let Err(e) = nix::sys::mman::shm_unlink(name) {
+            tracing::warn!("cannot unlink {name}: {e}");
+        }
+    }
+
     fn now(&self) -> Instant {
         Instant::now()
     }

@@ -490,3 +490,103 @@ fn workers_that_die_before_connecting_do_not_hang_the_supervisor() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+fn module_status(sup: &Supervisor, id: &str) -> Option<modsynth_control::status::ModuleStatus> {
+    let reply = sup
+        .client()
+        .query(message("/status", vec![]), "/status.reply")
+        .ok()?;
+    let OscType::String(json) = &reply.args[0] else {
+        return None;
+    };
+    let report: modsynth_control::status::StatusReport = serde_json::from_str(json).ok()?;
+    report.modules.into_iter().find(|m| m.id == id)
+}
+
+/// Polls `/status` until `ready` holds for module `id`.
+fn wait_for_module(
+    sup: &Supervisor,
+    id: &str,
+    ready: impl Fn(&modsynth_control::status::ModuleStatus) -> bool,
+) -> modsynth_control::status::ModuleStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(m) = module_status(sup, id).filter(|m| ready(m)) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "module {id} never reached the expected state"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
+    use modsynth_tests::analysis::{longest_silent_run, max_step_beyond_slope};
+    let server = server();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module("vco", "lead", &[("freq", 440.0), ("gain", 0.5)])
+        .unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("lead:out", &capture.port(0)).unwrap();
+    let before = wait_for_module(&sup, "lead", |m| !m.standby_client.is_empty());
+    let primary = nix::unistd::Pid::from_raw(before.pid as i32);
+
+    let rec = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(48_000).unwrap());
+        std::thread::sleep(Duration::from_millis(400));
+        nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGKILL).unwrap();
+        rec.join().unwrap()
+    });
+    let out = &rec.channels[0];
+    let _ = rec.write_wav(std::env::temp_dir().join("modsynth-failover-test.wav"));
+    let gap = longest_silent_run(out, 1e-6);
+    let step = max_step_beyond_slope(out);
+    let f = pitch_hz(out, RATE);
+    eprintln!(
+        "measured: failover gap {gap} samples, {} frames dropped by the server ({} jumps, {} xruns), largest step beyond slope {step:.4}, pitch {f:.3} Hz",
+        rec.dropped_frames, rec.frame_jumps, rec.xruns
+    );
+    // What a listener misses: silence in the module's output, plus cycles the
+    // server itself skipped when the killed client dropped out of its graph (jackd2
+    // skips one, sometimes two, with the dummy backend; see the issue notes).
+    let missing = gap + rec.dropped_frames as usize;
+    assert!(
+        missing <= 2 * server.period() as usize,
+        "{missing} frames missing"
+    );
+    assert!(cents(f, 440.0).abs() < 5.0, "pitch after failover {f}");
+    // A 440 Hz sine at 0.5 moves at most 2*pi*440/48000*0.5 = 0.029 per sample; a
+    // phase jump would show as a step far beyond that. When the server reports an
+    // xrun, it ran some clients in a cycle and not others, so the recording cannot
+    // show the module's own continuity; the step is then reported, not judged.
+    if rec.xruns == 0 {
+        assert!(step < 0.1, "discontinuity of {step}");
+    }
+
+    let after = wait_for_module(&sup, "lead", |m| {
+        m.pid != before.pid && !m.standby_client.is_empty()
+    });
+    assert_eq!(
+        after.jack_client, before.standby_client,
+        "the standby became the primary"
+    );
+    assert_ne!(
+        after.standby_client, before.standby_client,
+        "and a new standby was made"
+    );
+    let lsp = server.command("jack_lsp").arg("-A").output().unwrap();
+    let lsp = String::from_utf8_lossy(&lsp.stdout);
+    assert!(
+        lsp.contains("lead:out"),
+        "the alias moved with the module:\n{lsp}"
+    );
+    assert!(capture
+        .client()
+        .port_by_name(&format!("{}:out", after.jack_client))
+        .unwrap()
+        .is_connected_to(&capture.port(0))
+        .unwrap());
+}

@@ -24,6 +24,7 @@
 //! ```
 
 use crate::dsp::{Io, Module};
+use crate::shared_state::SharedState;
 use modsynth_control::catalog::ModuleSpec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub trait Ports: Send + 'static {
 pub struct Slot<P> {
     pub module: Module,
     pub ports: P,
+    /// The module's state in shared memory, when it has one (see
+    /// [`crate::shared_state`]): then the engine plays only while this worker owns it.
+    pub shared: Option<SharedState>,
 }
 
 /// A message from the control thread to the real-time thread.
@@ -187,7 +191,21 @@ impl<P> Controller<P> {
 
     /// Hands a module and its ports to the engine.
     pub fn install(&mut self, module: Module, ports: P) -> Result<(), SendError> {
-        self.send(Command::Install(Box::new(Slot { module, ports })))
+        self.install_shared(module, ports, None)
+    }
+
+    /// Hands a module whose state lives in shared memory to the engine.
+    pub fn install_shared(
+        &mut self,
+        module: Module,
+        ports: P,
+        shared: Option<SharedState>,
+    ) -> Result<(), SendError> {
+        self.send(Command::Install(Box::new(Slot {
+            module,
+            ports,
+            shared,
+        })))
     }
 
     /// Asks the engine to stop playing its module.
@@ -223,6 +241,11 @@ pub struct Engine<P> {
     schedule: [Scheduled; SCHEDULE_CAPACITY],
     scheduled: usize,
     stats: Arc<Stats>,
+    /// This worker's id in a shared state's `owner` word (its pid).
+    owner_id: u64,
+    /// Whether the last period played a shared module as its owner; when it starts
+    /// owning one, the state is first loaded from the published slot.
+    owning: bool,
 }
 
 /// A connected controller and engine; `capacity` is the command ring's size.
@@ -245,6 +268,8 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
             scheduled: 0,
             stats,
+            owner_id: std::process::id() as u64,
+            owning: false,
         },
     )
 }
@@ -257,17 +282,44 @@ impl<P: Ports> Engine<P> {
             self.drop_schedule();
             return;
         };
-        let Slot { module, ports } = slot;
+        let Slot {
+            module,
+            ports,
+            shared,
+        } = slot;
         let mut io = ports.bind(n_frames, scope);
         // A kernel indexes its outputs up to the end of its range; never past them.
         let n_frames = n_frames.min(io.outputs[0].len());
+        let mut large = None;
+        if let Some(shared) = shared.as_ref() {
+            if shared.owner() != self.owner_id {
+                // A standby, or a primary that lost its module: silent, state untouched.
+                for out in io.outputs.iter_mut() {
+                    out.fill(0.0);
+                }
+                self.owning = false;
+                self.stats.cycles.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            if !self.owning {
+                // Just took over: continue from the last completed period.
+                module.restore(&shared.load(shared.published().1));
+                self.owning = true;
+            }
+            // SAFETY: we own the module (checked above), so we are its only writer,
+            // and this is the only reference to the buffer this period.
+            large = Some(unsafe { shared.large() });
+        }
         let mut start = 0;
         loop {
             // The next scheduled change inside this period splits the period there.
             let next = due_offset(&self.schedule[..self.scheduled], frame_time, n_frames);
             let end = next.map_or(n_frames, |(_, offset)| offset);
             if end > start {
-                module.process(&mut io, start..end);
+                match large.as_deref_mut() {
+                    Some(buffer) => module.process_with_buffer(&mut io, start..end, buffer),
+                    None => module.process(&mut io, start..end),
+                }
                 start = end;
             }
             let Some((i, _)) = next else { break };
@@ -283,6 +335,14 @@ impl<P: Ports> Engine<P> {
                 self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
             }
             self.stats.params_applied.fetch_add(1, Ordering::Release);
+        }
+        if let Some(shared) = shared.as_ref() {
+            let (_, slot) = shared.published();
+            shared.publish(
+                1 - slot,
+                module.state(),
+                frame_time.wrapping_add(n_frames as u32),
+            );
         }
         self.stats.cycles.fetch_add(1, Ordering::Relaxed);
     }
@@ -325,6 +385,7 @@ impl<P: Ports> Engine<P> {
                 }
                 Command::Install(slot) => {
                     self.drop_schedule();
+                    self.owning = false;
                     if let Some(old) = self.slot.replace(slot) {
                         self.retire(old);
                     }

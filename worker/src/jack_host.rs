@@ -7,11 +7,22 @@
 
 use crate::dsp::{Io, Module};
 use crate::engine::{self, Controller, Engine, Ports};
+use crate::shared_state::SharedState;
 use modsynth_control::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where a module's state lives.
+pub enum StatePlan<'a> {
+    /// In the worker only: no failover.
+    None,
+    /// In a new shared-memory segment of this name, owned by this worker.
+    Create(&'a str),
+    /// In the existing segment of this name (a standby).
+    Open(&'a str),
+}
 
 /// The JACK metadata key qjackctl and Carla show as a client's or port's name.
 pub const PRETTY_NAME: &str = "http://jackaudio.org/metadata/pretty-name";
@@ -240,6 +251,9 @@ pub struct Host {
     unused_ports: Option<JackPorts>,
     /// Set by `keep_spare_ports`: freeing returns the ports to generic names.
     keep_spares: bool,
+    /// Handles to the playing module's ports with their catalog names, kept so a
+    /// standby that takes over can name them.
+    assigned: Vec<(jack::Port<jack::Unowned>, &'static str)>,
 }
 
 impl Drop for Host {
@@ -313,6 +327,7 @@ impl Host {
             spare_ports: None,
             unused_ports: None,
             keep_spares: false,
+            assigned: Vec::new(),
         })
     }
 
@@ -330,13 +345,14 @@ impl Host {
         spec: &'static ModuleSpec,
         params: &[(usize, f32)],
         name: Option<&str>,
+        state: StatePlan,
     ) -> Result<Vec<String>, String> {
         let t0 = Instant::now();
         let mut module = Module::new(spec, self.client().sample_rate() as f32);
         for &(index, value) in params {
             module.set_param(index, value);
         }
-        let mut ports = match self.spare_ports.take() {
+        let ports = match self.spare_ports.take() {
             Some(spare) => self.rename_spare(spare, spec)?,
             None => JackPorts::register(self.client(), spec)
                 .map_err(|e| format!("cannot register the ports of {}: {e}", spec.name))?,
@@ -349,12 +365,39 @@ impl Host {
             .map(|p| p.name().unwrap_or_default())
             .collect();
         full_names.extend(ports.outputs.iter().map(|p| p.name().unwrap_or_default()));
+        let port_names = spec
+            .input_ports()
+            .chain(spec.output_ports())
+            .map(|p| p.name);
+        let handles = ports
+            .inputs
+            .iter()
+            .map(|p| p.clone_unowned())
+            .chain(ports.outputs.iter().map(|p| p.clone_unowned()));
+        self.assigned = handles.zip(port_names).collect();
+        let shared = match state {
+            StatePlan::None => None,
+            StatePlan::Create(segment) => {
+                let owner = std::process::id() as u64;
+                let create =
+                    || SharedState::create(segment, module.state(), module.buffer(), owner);
+                // A segment left by a module of the same name that died with its
+                // supervisor is stale: the supervisor never runs two modules of one id.
+                Some(create().or_else(|_| {
+                    let _ = SharedState::unlink(segment);
+                    create()
+                })?)
+            }
+            StatePlan::Open(segment) => {
+                Some(SharedState::open(segment, module.state().type_index)?)
+            }
+        };
         if let Some(name) = name {
-            self.name_ports(&mut ports, spec, name);
+            self.name_ports(name);
         }
         let t2 = Instant::now();
         self.controller
-            .install(module, ports)
+            .install_shared(module, ports, shared)
             .map_err(|e| e.to_string())?;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
@@ -421,8 +464,8 @@ impl Host {
 
     /// Gives the ports their aliases and pretty-names. Failures are logged, not fatal:
     /// PipeWire refuses some of this, and modsynth resolves module names itself.
-    fn name_ports(&self, ports: &mut JackPorts, spec: &ModuleSpec, name: &str) {
-        let client = self.client();
+    pub fn name_ports(&mut self, name: &str) {
+        let client = &self.client;
         let pretty = jack::Property::new(name, None);
         if let Err(e) = client.property_set(client.uuid(), PRETTY_NAME, &pretty) {
             tracing::warn!(
@@ -430,11 +473,8 @@ impl Host {
                 client.name()
             );
         }
-        for (port, spec) in ports.inputs.iter_mut().zip(spec.input_ports()) {
-            name_port(client, port, &format!("{name}:{}", spec.name));
-        }
-        for (port, spec) in ports.outputs.iter_mut().zip(spec.output_ports()) {
-            name_port(client, port, &format!("{name}:{}", spec.name));
+        for (port, port_name) in self.assigned.iter_mut() {
+            name_port(client, port, &format!("{name}:{port_name}"));
         }
     }
 
@@ -454,6 +494,7 @@ impl Host {
             std::thread::sleep(Duration::from_millis(1));
         };
         self.tidy();
+        self.assigned.clear();
         let pooled = self.spare_ports.is_none() && self.keeps_spares();
         let client = &self.client;
         // PipeWire keeps metadata after its subject is gone: remove it explicitly.

@@ -4,12 +4,14 @@
 //! - [`engine`]: the real-time engine that plays a module and applies parameter
 //!   changes at their sample, fed through `rtrb` rings.
 //! - [`jack_host`]: runs the engine inside a JACK client.
+//! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 
 pub mod dsp;
 pub mod engine;
 pub mod jack_host;
 pub mod pooled;
+pub mod shared_state;
 
 // In the unit tests, allocations inside `assert_no_alloc` abort: that is how the
 // engine's tests prove the real-time path does not allocate.

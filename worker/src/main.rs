@@ -97,7 +97,14 @@ fn run_standalone(args: &Args) -> Result<(), (u8, String)> {
         })
     };
     let mut host = Host::open(id, on_shutdown).map_err(|e| (1, e.to_string()))?;
-    let ports = host.assign(spec, &params, None).map_err(|e| (1, e))?;
+    let ports = host
+        .assign(
+            spec,
+            &params,
+            None,
+            modsynth_worker::jack_host::StatePlan::None,
+        )
+        .map_err(|e| (1, e))?;
     println!(
         "{id}: playing {} (ports {}); Ctrl-C stops",
         spec.name,

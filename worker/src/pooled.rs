@@ -7,10 +7,15 @@
 
 use crate::engine::ParamChange;
 use crate::jack_host::Host;
+use crate::jack_host::StatePlan;
+use crate::shared_state::SharedState;
 use ipc_channel::ipc::{self, IpcSender};
 use modsynth_control::catalog;
-use modsynth_control::protocol::{FromWorker, ToWorker, WorkerReport};
+use modsynth_control::protocol::{FromWorker, Role, ToWorker, WorkerReport};
+use std::os::fd::AsFd;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the worker waits for its real-time thread before answering anyway.
@@ -38,6 +43,8 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
 
     let mut worker = Worker {
+        to_supervisor: to_supervisor.clone(),
+        watching: None,
         host,
         sent: 0,
         cpu: CpuClock::now(),
@@ -69,6 +76,9 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
 
 struct Worker {
     host: Host,
+    to_supervisor: IpcSender<FromWorker>,
+    /// Set to stop the thread that watches this standby's primary.
+    watching: Option<Arc<AtomicBool>>,
     /// Parameter changes handed to the real-time thread so far.
     sent: u64,
     cpu: CpuClock,
@@ -82,17 +92,40 @@ impl Worker {
                 id,
                 module_type,
                 params,
+                role,
+                state,
             } => {
                 tracing::debug!("assign received");
-                let result = match catalog::module(&module_type) {
-                    Some(spec) => {
-                        let params: Vec<(usize, f32)> =
-                            params.iter().map(|&(i, v)| (i as usize, v)).collect();
-                        self.host.assign(spec, &params, Some(&id))
+                self.stop_watching();
+                let Some(spec) = catalog::module(&module_type) else {
+                    let result = Err(format!("no module type '{module_type}'"));
+                    return Some(FromWorker::Assigned { token, result });
+                };
+                let params: Vec<(usize, f32)> =
+                    params.iter().map(|&(i, v)| (i as usize, v)).collect();
+                let result = match (role, state.is_empty()) {
+                    (_, true) => self.host.assign(spec, &params, Some(&id), StatePlan::None),
+                    (Role::Primary, false) => {
+                        self.host
+                            .assign(spec, &params, Some(&id), StatePlan::Create(&state))
                     }
-                    None => Err(format!("no module type '{module_type}'")),
+                    (Role::Standby { primary_pid }, false) => {
+                        let result = self
+                            .host
+                            .assign(spec, &params, None, StatePlan::Open(&state));
+                        if result.is_ok() {
+                            let type_index =
+                                catalog::module_index(&module_type).unwrap_or(0) as u32;
+                            self.watch(primary_pid, state, type_index);
+                        }
+                        result
+                    }
                 };
                 Some(FromWorker::Assigned { token, result })
+            }
+            ToWorker::TakeNames { id } => {
+                self.host.name_ports(&id);
+                None
             }
             ToWorker::SetParam {
                 index,
@@ -121,6 +154,7 @@ impl Worker {
                 Some(FromWorker::Synced { token })
             }
             ToWorker::Free { token } => {
+                self.stop_watching();
                 if let Err(e) = self.host.free(RT_TIMEOUT) {
                     tracing::error!("free: {e}");
                 }
@@ -131,6 +165,65 @@ impl Worker {
                 report: self.report(),
             }),
             ToWorker::Shutdown => None,
+        }
+    }
+
+    /// As a standby: watch the primary's pidfd and take the module over the moment
+    /// it dies (the fast path of failover: ~0.5 ms, well inside a period). The owner
+    /// word is the fence: the compare-and-swap succeeds only if the primary still
+    /// owns the module.
+    fn watch(&mut self, primary_pid: u32, segment: String, type_index: u32) {
+        let stop = Arc::new(AtomicBool::new(false));
+        self.watching = Some(stop.clone());
+        let to_supervisor = self.to_supervisor.clone();
+        std::thread::spawn(move || {
+            let Some(pid) = rustix::process::Pid::from_raw(primary_pid as i32) else {
+                return;
+            };
+            let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::error!("cannot watch primary {primary_pid}: {e}");
+                    return;
+                }
+            };
+            // Our own mapping of the state: the engine's is on the real-time thread.
+            let shared = match SharedState::open(&segment, type_index) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("standby cannot map {segment}: {e}");
+                    return;
+                }
+            };
+            let me = std::process::id() as u64;
+            while !stop.load(Ordering::Acquire) {
+                let mut fds = [nix::poll::PollFd::new(
+                    pidfd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                // A bounded wait, so a freed standby's watcher ends promptly.
+                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+                    Ok(n) if n > 0 => {
+                        if shared.take_over(primary_pid as u64, me) {
+                            let _ = to_supervisor.send(FromWorker::Promoted);
+                        }
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!("watching primary {primary_pid}: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn stop_watching(&mut self) {
+        if let Some(stop) = self.watching.take() {
+            stop.store(true, Ordering::Release);
         }
     }
 

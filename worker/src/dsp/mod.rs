@@ -184,6 +184,24 @@ impl Module {
         }
     }
 
+    /// Replaces the whole state with `state` (a standby taking over); ignored unless
+    /// it is a state of this module type.
+    pub fn restore(&mut self, state: &ModuleState) {
+        if state.type_index == self.state.type_index {
+            self.state = *state;
+        }
+    }
+
+    /// Runs the module over `range`, with `buffer` as its large buffer (the one in
+    /// shared memory) instead of its own.
+    pub fn process_with_buffer(&mut self, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
+        let ctx = Context {
+            sample_rate: self.state.sample_rate,
+            params: &self.state.params,
+        };
+        self.state.kernel.process(&ctx, io, range, buffer);
+    }
+
     /// Runs the module over `range` of the period's buffers.
     pub fn process(&mut self, io: &mut Io, range: Range<usize>) {
         let ctx = Context {

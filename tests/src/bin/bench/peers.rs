@@ -180,11 +180,37 @@ impl Scsynth {
     }
 }
 
-impl Drop for Scsynth {
-    fn drop(&mut self) {
+impl Scsynth {
+    /// SIGKILLs it: a crash.
+    fn crash(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Drop for Scsynth {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+        // scsynth leaves its shared memory (named after its port) behind when it is
+        // killed, and even on SIGTERM; it is ours to remove once it is gone.
+        let _ = nix::sys::mman::shm_unlink(format!("/SuperColliderServer_{}", self.osc.port()).as_str());
+    }
+}
+
+/// SIGTERM, then up to 5 s for a clean exit (so it frees its shared memory), then
+/// SIGKILL.
+fn stop(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn free_udp_port() -> Result<u16, String> {
@@ -322,7 +348,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
 
     // What a crash costs with scsynth: everything stops; time to sound again.
     let t0 = Instant::now();
-    drop(sc); // SIGKILL
+    sc.crash();
     let sc = Scsynth::start(server)?;
     sc.s_new(3000, 220.0)?;
     rows.push(single(
@@ -381,8 +407,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             xruns as f64,
         ));
         for mut c in children {
-            let _ = c.kill();
-            let _ = c.wait();
+            stop(&mut c);
         }
     }
     Ok(rows)
