@@ -54,6 +54,8 @@ pub enum Event {
     WorkerGone(WorkerId),
     /// New JACK ports exist: pending connections may now be made.
     PortsAppeared,
+    /// Two JACK ports (by JACK port id) were connected or disconnected, by anyone.
+    PortsConnected { a: u32, b: u32, connected: bool },
     /// Stop everything.
     Shutdown,
 }
@@ -78,6 +80,8 @@ pub trait Effects {
     fn read_file(&mut self, path: &str) -> Result<String, String>;
     /// Writes a set file atomically.
     fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String>;
+    /// The full name of the JACK port with this id.
+    fn port_name(&mut self, id: u32) -> Option<String>;
     /// Removes a module's state segment from /dev/shm.
     fn unlink_state(&mut self, name: &str);
     /// Time, for measuring (tests may fake it).
@@ -323,6 +327,9 @@ impl Core {
             Event::FromWorker(id, msg) => self.from_worker(id, msg, fx),
             Event::WorkerGone(id) => self.worker_gone(id, fx),
             Event::PortsAppeared => self.make_wanted_connections(fx),
+            Event::PortsConnected { a, b, connected } => {
+                self.mirror_connection(a, b, connected, fx)
+            }
             Event::Shutdown => {
                 self.shutting_down = true;
                 for m in self.modules.values().filter(|m| !m.state.is_empty()) {
@@ -659,6 +666,51 @@ impl Core {
                         }
                         Err(e) => tracing::warn!("pending connection {} -> {}: {e}", c.from, c.to),
                     }
+                }
+            }
+        }
+    }
+
+    /// A connection changed in the JACK graph (qjackctl, jack_connect, anyone): if
+    /// one end is a primary's port, the same change is made on its standby's port,
+    /// so hand-made patches survive a failover.
+    fn mirror_connection(&mut self, a: u32, b: u32, connected: bool, fx: &mut impl Effects) {
+        if self.shutting_down {
+            return; // workers closing disconnect everything: nothing to keep
+        }
+        let (Some(na), Some(nb)) = (fx.port_name(a), fx.port_name(b)) else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for m in self.modules.values() {
+            for (here, other) in [(&na, &nb), (&nb, &na)] {
+                let Some(i) = m.ports.iter().position(|p| p == here) else {
+                    continue;
+                };
+                let (Some(standby), Some(spec)) = (m.standby_ports.get(i), m.spec.ports.get(i))
+                else {
+                    continue;
+                };
+                if m.standby_ports.contains(other) {
+                    continue; // primary <-> its own standby: never mirrored
+                }
+                // A dying primary's ports are disconnected by JACK when it removes the
+                // client; only a disconnection of a port that still exists was made
+                // by someone, and is mirrored.
+                if !connected && !fx.port_exists(here) {
+                    continue;
+                }
+                changes.push(match spec.direction {
+                    catalog::Direction::Out => (standby.clone(), other.clone()),
+                    catalog::Direction::In => (other.clone(), standby.clone()),
+                });
+            }
+        }
+        for (src, dst) in changes {
+            let already = fx.connections(&src).contains(&dst);
+            if already != connected {
+                if let Err(e) = fx.patch(connected, &src, &dst) {
+                    tracing::warn!("mirroring onto a standby: {e}");
                 }
             }
         }
@@ -1470,6 +1522,7 @@ mod tests {
         /// The fake clock; tests move it forward.
         clock: Option<Instant>,
         unlinked: Vec<String>,
+        port_ids: HashMap<u32, String>,
     }
 
     impl Effects for Fake {
@@ -1508,6 +1561,9 @@ mod tests {
         }
         fn unlink_state(&mut self, name: &str) {
             self.unlinked.push(name.to_string());
+        }
+        fn port_name(&mut self, id: u32) -> Option<String> {
+            self.port_ids.get(&id).cloned()
         }
         fn read_file(&mut self, path: &str) -> Result<String, String> {
             self.files
@@ -2159,6 +2215,50 @@ mod tests {
             fx.patched
                 .contains(&(true, s_out, "system:playback_1".into())),
             "mirrored to the standby"
+        );
+    }
+
+    #[test]
+    fn connections_made_by_hand_are_mirrored_onto_the_standby() {
+        let (mut core, mut fx) = started(3);
+        let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+        let (standby, token, _, _) = last_assign(&fx, "v");
+        ack_assign(
+            &mut core,
+            &mut fx,
+            standby,
+            token,
+            catalog::module("vco").unwrap(),
+        );
+        // Someone ran `jack_connect v:out system:playback_2`.
+        fx.port_ids.insert(1, format!("ms-w{primary:02}:out"));
+        fx.port_ids.insert(2, "system:playback_2".into());
+        core.handle(
+            Event::PortsConnected {
+                a: 1,
+                b: 2,
+                connected: true,
+            },
+            &mut fx,
+        );
+        let mirrored = (
+            true,
+            format!("ms-w{standby:02}:out"),
+            "system:playback_2".to_string(),
+        );
+        assert!(fx.patched.contains(&mirrored));
+        core.handle(
+            Event::PortsConnected {
+                a: 1,
+                b: 2,
+                connected: false,
+            },
+            &mut fx,
+        );
+        assert!(
+            fx.patched
+                .contains(&(false, mirrored.1.clone(), mirrored.2.clone())),
+            "and disconnections too"
         );
     }
 

@@ -17,12 +17,28 @@ pub struct GraphWatcher {
     events: Mutex<Sender<Event>>,
 }
 
+impl GraphWatcher {
+    fn send(&self, event: Event) {
+        if let Ok(tx) = self.events.lock() {
+            let _ = tx.send(event);
+        }
+    }
+}
+
 impl jack::NotificationHandler for GraphWatcher {
+    fn ports_connected(
+        &mut self,
+        _: &jack::Client,
+        a: jack::PortId,
+        b: jack::PortId,
+        connected: bool,
+    ) {
+        self.send(Event::PortsConnected { a, b, connected });
+    }
+
     fn port_registration(&mut self, _: &jack::Client, _port: jack::PortId, registered: bool) {
         if registered {
-            if let Ok(tx) = self.events.lock() {
-                let _ = tx.send(Event::PortsAppeared);
-            }
+            self.send(Event::PortsAppeared);
         }
     }
 }
@@ -51,6 +67,11 @@ impl Jack {
             .activate_async(watcher, ())
             .map_err(|e| format!("cannot activate JACK client '{name}': {e}"))?;
         Ok(Jack { client })
+    }
+
+    /// The full name of the port with JACK id `id`.
+    pub fn port_name(&self, id: jack::PortId) -> Option<String> {
+        self.client().port_by_id(id)?.name().ok()
     }
 
     /// The client, for connecting and looking ports up.

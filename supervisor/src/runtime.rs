@@ -81,6 +81,10 @@ impl Effects for Runtime {
         modsynth_control::setfile::save_atomically(std::path::Path::new(path), contents)
     }
 
+    fn port_name(&mut self, id: u32) -> Option<String> {
+        self.jack.port_name(id)
+    }
+
     fn unlink_state(&mut self, name: &str) {
         if let Err(e) = nix::sys::mman::shm_unlink(name) {
             tracing::warn!("cannot unlink {name}: {e}");

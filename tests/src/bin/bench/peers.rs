@@ -193,7 +193,9 @@ impl Drop for Scsynth {
         stop(&mut self.child);
         // scsynth leaves its shared memory (named after its port) behind when it is
         // killed, and even on SIGTERM; it is ours to remove once it is gone.
-        let _ = nix::sys::mman::shm_unlink(format!("/SuperColliderServer_{}", self.osc.port()).as_str());
+        let _ = nix::sys::mman::shm_unlink(
+            format!("/SuperColliderServer_{}", self.osc.port()).as_str(),
+        );
     }
 }
 
