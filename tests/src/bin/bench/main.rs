@@ -12,11 +12,13 @@
 //! - the system rows of [`supervisor`]: pool start, module create with 0/8/32
 //!   modules playing, set + sync, control latency in samples, idle worker memory.
 //!
+//! - the rows of [`failover`]: SIGKILL of a playing module's primary, over and over.
 //! - with `--peers`, the rows of [`peers`]: scsynth and plain JACK clients on the
 //!   same server, with modsynth's matching rows given as a ratio to them.
 //!
 //! Run it through `scripts/bench` (release build).
 
+mod failover;
 mod peers;
 mod supervisor;
 
@@ -259,6 +261,7 @@ fn run(args: &Args) -> Result<(), String> {
         row.baseline = Some(baseline.name.clone());
     }
     rows.extend(system);
+    rows.extend(failover::rows(&server, args.quick)?);
     if args.peers {
         rows.extend(peers::rows(&server, args.quick)?);
         peers::compare(&mut rows);
