@@ -1152,7 +1152,17 @@ impl Core {
                 }
             }
             FromWorker::Promoted => {
-                tracing::info!("worker {wid} took its module over");
+                // The standby took over. If its primary is still there it hung (a dead
+                // one arrives as WorkerGone): kill it, and its death fails over.
+                let hung = self
+                    .modules
+                    .values()
+                    .find(|m| m.standby_worker == Some(wid))
+                    .map(|m| m.worker);
+                if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
+                    tracing::warn!("worker {} hung: killing it", primary.link.client);
+                    fx.kill(&primary.link);
+                }
             }
             FromWorker::Freed { token } => {
                 if let Some(Pending::Free { from, id }) = self.pending.remove(&token) {
@@ -1196,12 +1206,10 @@ impl Core {
     }
 
     fn worker_gone(&mut self, wid: WorkerId, fx: &mut impl Effects) {
-        let Some(worker) = self.workers.remove(&wid) else {
-            return;
-        };
-        self.ready.retain(|&w| w != wid);
+        self.handle_departure(wid, fx);
         // Sync and status requests stop waiting for answers this worker owed, however
-        // it left.
+        // it left; only now, so that a status answered here sees the state after the
+        // departure was dealt with (a failover done, not half done).
         let owed: Vec<u64> = self
             .fan_out
             .iter()
@@ -1211,6 +1219,13 @@ impl Core {
         for token in owed {
             self.answered(token, fx);
         }
+    }
+
+    fn handle_departure(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        let Some(worker) = self.workers.remove(&wid) else {
+            return;
+        };
+        self.ready.retain(|&w| w != wid);
         if self.shutting_down {
             self.stop_next_workers(fx);
             return;
@@ -2260,6 +2275,22 @@ mod tests {
                 .contains(&(false, mirrored.1.clone(), mirrored.2.clone())),
             "and disconnections too"
         );
+    }
+
+    #[test]
+    fn a_standby_that_took_over_from_a_hung_primary_gets_it_killed() {
+        let (mut core, mut fx) = started(3);
+        let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+        let (standby, token, _, _) = last_assign(&fx, "v");
+        ack_assign(
+            &mut core,
+            &mut fx,
+            standby,
+            token,
+            catalog::module("vco").unwrap(),
+        );
+        core.handle(Event::FromWorker(standby, FromWorker::Promoted), &mut fx);
+        assert_eq!(fx.killed, vec![primary]);
     }
 
     #[test]

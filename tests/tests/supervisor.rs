@@ -618,3 +618,33 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         "the jack_connect connection survived"
     );
 }
+
+#[test]
+fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
+    use modsynth_tests::analysis::longest_silent_run;
+    let server = server();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module("vco", "frozen", &[("freq", 440.0)]).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("frozen:out", &capture.port(0)).unwrap();
+    let before = wait_for_module(&sup, "frozen", |m| !m.standby_client.is_empty());
+    let primary = nix::unistd::Pid::from_raw(before.pid as i32);
+    let started = Instant::now();
+    nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let after = wait_for_module(&sup, "frozen", |m| m.pid != before.pid);
+    let took = started.elapsed();
+    assert_eq!(after.jack_client, before.standby_client);
+    // The hung process was killed by the supervisor, not left stopped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{}", before.pid)).exists() {
+        assert!(Instant::now() < deadline, "the hung primary was not killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rec = capture.record(24_000).unwrap();
+    let f = pitch_hz(&rec.channels[0], RATE);
+    eprintln!("measured: hang detected and failed over in {took:?}; then {f:.3} Hz, longest silence {} samples", longest_silent_run(&rec.channels[0], 1e-6));
+    assert!(
+        cents(f, 440.0).abs() < 1.0,
+        "plays on after the hang: {f} Hz"
+    );
+}

@@ -18,6 +18,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Periods a primary may go without publishing its state before its standby treats
+/// it as hung and takes the module over (16 x 256 frames = 85 ms at 48 kHz). Not
+/// fewer: when a client dies, jackd2 stalls parts of its graph for 2-3 cycles
+/// (measured), and a standby counting 4 took a healthy new primary for hung.
+const HANG_PERIODS: u64 = 16;
+
 /// How long the worker waits for its real-time thread before answering anyway.
 const RT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -116,7 +122,8 @@ impl Worker {
                         if result.is_ok() {
                             let type_index =
                                 catalog::module_index(&module_type).unwrap_or(0) as u32;
-                            self.watch(primary_pid, state, type_index);
+                            let stats = self.host.controller().stats().clone();
+                            self.watch(primary_pid, state, type_index, stats);
                         }
                         result
                     }
@@ -172,7 +179,13 @@ impl Worker {
     /// it dies (the fast path of failover: ~0.5 ms, well inside a period). The owner
     /// word is the fence: the compare-and-swap succeeds only if the primary still
     /// owns the module.
-    fn watch(&mut self, primary_pid: u32, segment: String, type_index: u32) {
+    fn watch(
+        &mut self,
+        primary_pid: u32,
+        segment: String,
+        type_index: u32,
+        stats: Arc<crate::engine::Stats>,
+    ) {
         let stop = Arc::new(AtomicBool::new(false));
         self.watching = Some(stop.clone());
         let to_supervisor = self.to_supervisor.clone();
@@ -197,20 +210,40 @@ impl Worker {
                 }
             };
             let me = std::process::id() as u64;
+            // Hang detection: this standby's own periods keep counting while a hung
+            // (SIGSTOPped, looping) primary stops publishing.
+            let mut last_published = shared.published();
+            let mut cycles_at_publish = stats.cycles.load(Ordering::Relaxed);
             while !stop.load(Ordering::Acquire) {
                 let mut fds = [nix::poll::PollFd::new(
                     pidfd.as_fd(),
                     nix::poll::PollFlags::POLLIN,
                 )];
-                // A bounded wait, so a freed standby's watcher ends promptly.
-                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+                // A short bounded wait: death wakes it at once; the hang check and a
+                // freed standby's stop flag are looked at every few milliseconds.
+                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5u16)) {
                     Ok(n) if n > 0 => {
                         if shared.take_over(primary_pid as u64, me) {
                             let _ = to_supervisor.send(FromWorker::Promoted);
                         }
                         return;
                     }
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        let published = shared.published();
+                        let cycles = stats.cycles.load(Ordering::Relaxed);
+                        if published != last_published {
+                            last_published = published;
+                            cycles_at_publish = cycles;
+                        } else if cycles.saturating_sub(cycles_at_publish) >= HANG_PERIODS
+                            && shared.owner() == primary_pid as u64
+                        {
+                            tracing::warn!("primary {primary_pid} published nothing for {HANG_PERIODS} periods: taking over");
+                            if shared.take_over(primary_pid as u64, me) {
+                                let _ = to_supervisor.send(FromWorker::Promoted);
+                            }
+                            return;
+                        }
+                    }
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => {
                         tracing::error!("watching primary {primary_pid}: {e}");
