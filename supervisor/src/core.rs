@@ -1151,6 +1151,7 @@ impl Core {
                     }
                 }
             }
+            FromWorker::Promoted if self.shutting_down => {}
             FromWorker::Promoted => {
                 // The standby took over. If its primary is still there it hung (a dead
                 // one arrives as WorkerGone): kill it, and its death fails over.
