@@ -1,0 +1,449 @@
+//! Live sets end to end: set files loaded and saved through modsynthd, pending
+//! connections, the demo's music, and `scripts/live` cleaning up after itself.
+
+use modsynth_control::osc::{message, text};
+use modsynth_control::setfile::{self, Connection};
+use modsynth_control::status::StatusReport;
+use modsynth_tests::analysis::{has_non_finite, magnitude_spectrum_db, peak};
+use modsynth_tests::capture::Capture;
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::workers::{bin_path, wait_for_port};
+use rosc::OscType;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RATE: f64 = 48_000.0;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file in a fresh temporary directory, removed with it.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("modsynth-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn status(sup: &Supervisor) -> StatusReport {
+    let reply = sup
+        .client()
+        .query(message("/status", vec![]), "/status.reply")
+        .unwrap();
+    let OscType::String(json) = &reply.args[0] else {
+        panic!("no json")
+    };
+    serde_json::from_str(json).unwrap()
+}
+
+/// The real JACK port behind `id:port`.
+fn real(sup: &Supervisor, id: &str, port: &str) -> String {
+    let s = status(sup);
+    let m = s
+        .modules
+        .iter()
+        .find(|m| m.id == id)
+        .unwrap_or_else(|| panic!("no module {id}"));
+    format!("{}:{port}", m.jack_client)
+}
+
+fn load(sup: &Supervisor, path: &str) -> Result<(), String> {
+    let client = sup.client().with_timeout(Duration::from_secs(30));
+    client
+        .call(message("/set/load", vec![text(path)]))
+        .map(|_| ())
+}
+
+fn get(sup: &Supervisor, id: &str, param: &str) -> OscType {
+    sup.client()
+        .query(
+            message("/module/get", vec![text(id), text(param)]),
+            "/module/value",
+        )
+        .unwrap()
+        .args[2]
+        .clone()
+}
+
+/// Waits until `src` is connected to `dst` (names as JACK shows them).
+fn wait_connected(server: &JackServer, src: &str, dst: &str, deadline: Duration) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        let out = server
+            .command("jack_lsp")
+            .args(["-c", src])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == dst)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn the_demo_set_plays_its_sequence_in_order_at_a_sensible_level() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 8).unwrap();
+    let demo = repo().join("scripts/sets/demo.toml");
+    load(&sup, demo.to_str().unwrap()).unwrap();
+    let capture = Capture::start(&server, 2).unwrap();
+    capture
+        .connect_from(&real(&sup, "echo1", "out"), 0)
+        .unwrap();
+    capture
+        .connect_from(&real(&sup, "seq1", "pitch"), 1)
+        .unwrap();
+    capture.record(256).unwrap();
+    let rec = capture.record(3 * 48_000).unwrap();
+    let dir = TempDir::new("demo");
+    let wav = dir.0.join("demo.wav");
+    rec.write_wav(&wav).unwrap();
+
+    // Analyse the file, as a listener would get it.
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
+    let audio: Vec<f32> = samples.iter().step_by(2).copied().collect();
+    let pitch_cv: Vec<f32> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert!(!has_non_finite(&audio));
+    let level = peak(&audio);
+    assert!(
+        level > 0.05 && level < 1.0,
+        "peak {level}: silent or clipping"
+    );
+
+    // Steps start where the seq's pitch output changes; its value is the step's pitch.
+    let starts: Vec<usize> = (1..pitch_cv.len())
+        .filter(|&i| pitch_cv[i] != pitch_cv[i - 1])
+        .collect();
+    assert!(
+        starts.len() >= 8,
+        "only {} step changes in 3 s",
+        starts.len()
+    );
+    let notes: Vec<f64> = [0.0, 1.0, 0.5833, 0.25, 0.8333, 0.4167]
+        .iter()
+        .map(|p: &f64| 110.0 * p.exp2())
+        .collect();
+    let window = 2880; // 60 ms after each step start
+    let mut checked = 0;
+    for &s in starts.iter().filter(|&&s| s + window <= audio.len()) {
+        let want = 110.0 * (pitch_cv[s] as f64).exp2();
+        let spectrum = magnitude_spectrum_db(&audio[s..s + window], RATE);
+        let energy = |f: f64| {
+            let at = |hz: f64| spectrum.db[spectrum.bin(hz).min(spectrum.db.len() - 1)];
+            10f64.powf(at(f) / 20.0) + 10f64.powf(at(2.0 * f) / 20.0)
+        };
+        let loudest =
+            notes.iter().copied().fold(
+                0.0,
+                |best: f64, f| if energy(f) > energy(best) { f } else { best },
+            );
+        assert!(
+            (loudest - want).abs() < 1.0,
+            "step at {s}: the loudest note is {loudest:.1} Hz, the sequence says {want:.1} Hz"
+        );
+        checked += 1;
+    }
+    eprintln!("measured: demo peak {level:.2}, {checked} steps each dominated by its own note");
+}
+
+const PATCH: &str = r#"
+[[module]]
+id = "tone"
+type = "vco"
+params = { freq = 220, wave = "saw" }
+
+[[module]]
+id = "filter"
+type = "vcf"
+params = { cutoff = 900, resonance = 0.3 }
+
+[[connect]]
+from = "tone:out"
+to = "filter:in"
+"#;
+
+#[test]
+fn save_then_load_gives_the_same_patch_including_a_jack_connect_connection() {
+    let server = JackServer::start().unwrap();
+    let dir = TempDir::new("roundtrip");
+    let first = dir.file("first.toml", PATCH);
+    let saved = dir.0.join("saved.toml").to_str().unwrap().to_string();
+    {
+        let mut sup = Supervisor::start(&server, 4).unwrap();
+        load(&sup, &first).unwrap();
+        sup.set("filter", "cutoff", 1234.0).unwrap();
+        // Patched by hand, by alias: modsynth never heard of it.
+        let by_hand = server
+            .command("jack_connect")
+            .args(["filter:out", "system:playback_2"])
+            .status()
+            .unwrap();
+        assert!(by_hand.success());
+        sup.client()
+            .call(message("/set/save", vec![text(&saved)]))
+            .unwrap();
+        sup.stop().unwrap();
+    }
+    let set = setfile::load(Path::new(&saved)).unwrap();
+    let ids: Vec<&str> = set.modules.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, vec!["filter", "tone"]);
+    let filter = &set.modules[0];
+    assert!(filter.params.contains(&(1, 1234.0)), "{:?}", filter.params);
+    for c in [
+        ("tone:out", "filter:in"),
+        ("filter:out", "system:playback_2"),
+    ] {
+        assert!(
+            set.connections.contains(&Connection {
+                from: c.0.into(),
+                to: c.1.into()
+            }),
+            "{c:?} not saved: {:?}",
+            set.connections
+        );
+    }
+
+    let sup = Supervisor::start(&server, 4).unwrap();
+    load(&sup, &saved).unwrap();
+    assert_eq!(get(&sup, "filter", "cutoff"), OscType::Float(1234.0));
+    assert_eq!(get(&sup, "tone", "wave"), OscType::String("saw".into()));
+    let filter_out = real(&sup, "filter", "out");
+    assert!(wait_connected(
+        &server,
+        &filter_out,
+        "system:playback_2",
+        Duration::from_secs(5)
+    ));
+    assert!(wait_connected(
+        &server,
+        &real(&sup, "tone", "out"),
+        &real(&sup, "filter", "in"),
+        Duration::from_secs(5)
+    ));
+}
+
+#[test]
+fn a_connection_to_a_program_started_later_is_made_when_it_appears_and_after_it_restarts() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    let dir = TempDir::new("pending");
+    let set = dir.file(
+        "late.toml",
+        "[[module]]\nid = \"src\"\ntype = \"vco\"\n\n[[connect]]\nfrom = \"src:out\"\nto = \"latecomer:in\"\n",
+    );
+    load(&sup, &set).unwrap();
+    let src = real(&sup, "src", "out");
+    let start_latecomer = || {
+        let child = server
+            .command(bin_path("modsynth-worker").unwrap())
+            .args(["--standalone", "vca", "latecomer"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(
+            &server,
+            "latecomer:in",
+            Instant::now() + Duration::from_secs(10),
+        )
+        .unwrap();
+        child
+    };
+    let stop = |mut child: std::process::Child| {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait().unwrap();
+    };
+    let first = start_latecomer();
+    assert!(
+        wait_connected(&server, &src, "latecomer:in", Duration::from_secs(5)),
+        "not connected when it appeared"
+    );
+    stop(first);
+    let again = start_latecomer();
+    assert!(
+        wait_connected(&server, &src, "latecomer:in", Duration::from_secs(5)),
+        "not connected after the restart"
+    );
+    stop(again);
+}
+
+#[test]
+fn bad_set_files_fail_with_file_and_line_and_change_nothing() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    let dir = TempDir::new("bad");
+    let good = dir.file("good.toml", PATCH);
+    load(&sup, &good).unwrap();
+    let before = status(&sup)
+        .modules
+        .iter()
+        .map(|m| m.id.clone())
+        .collect::<Vec<_>>();
+    let cases = [
+        ("syntax.toml", "[[module]\nid = 1\n", ":1:"),
+        (
+            "type.toml",
+            "[[module]]\nid = \"x\"\ntype = \"vcx\"\n",
+            ":3: no module type 'vcx'",
+        ),
+        (
+            "param.toml",
+            "[[module]]\nid = \"x\"\ntype = \"vco\"\nparams = { frq = 1 }\n",
+            ":4: vco has no parameter 'frq'",
+        ),
+        (
+            "range.toml",
+            "[[module]]\nid = \"tone\"\ntype = \"vco\"\nparams = { freq = 99999 }\n",
+            ":4: vco.freq = 99999 is out of range",
+        ),
+        (
+            "dup.toml",
+            "[[module]]\nid = \"a\"\ntype = \"vco\"\n[[module]]\nid = \"a\"\ntype = \"lfo\"\n",
+            ":5: module id 'a' is used twice",
+        ),
+        (
+            "port.toml",
+            "[[connect]]\nfrom = \"noport\"\nto = \"x:y\"\n",
+            ":2: 'noport' is not a port name",
+        ),
+    ];
+    for (name, text_, want) in cases {
+        let path = dir.file(name, text_);
+        let err = load(&sup, &path).unwrap_err();
+        assert!(
+            err.starts_with(&path) && err.contains(want),
+            "{name}: '{err}' does not say '{want}'"
+        );
+    }
+    let missing = dir.0.join("missing.toml").to_str().unwrap().to_string();
+    let err = load(&sup, &missing).unwrap_err();
+    assert!(err.contains("missing.toml: cannot read it"), "{err}");
+    // Nothing changed: same modules, same values.
+    assert_eq!(
+        status(&sup)
+            .modules
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        before
+    );
+    assert_eq!(get(&sup, "tone", "freq"), OscType::Float(220.0));
+    // The CLI says the same and exits non-zero.
+    let bad = dir.0.join("type.toml");
+    let out = Command::new(bin_path("modsynth").unwrap())
+        .args([
+            "--osc",
+            &sup.osc.to_string(),
+            "set",
+            "load",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no module type 'vcx'"));
+    // A save that cannot be written fails, and an earlier save stays whole.
+    let kept = dir.0.join("kept.toml").to_str().unwrap().to_string();
+    sup.client()
+        .call(message("/set/save", vec![text(&kept)]))
+        .unwrap();
+    let before_save = std::fs::read_to_string(&kept).unwrap();
+    let err = sup
+        .client()
+        .call(message(
+            "/set/save",
+            vec![text("/proc/modsynth-cannot-write.toml")],
+        ))
+        .unwrap_err();
+    assert!(err.contains("cannot save"), "{err}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), before_save);
+}
+
+/// Runs the README's first command (shortened) on a machine with no JACK server
+/// running under the name it will use, and checks nothing is left behind.
+#[test]
+fn scripts_live_without_a_server_records_and_leaves_nothing_behind() {
+    let dir = TempDir::new("live");
+    let wav = dir.0.join("x.wav");
+    let server_name = format!("modsynth-live-test-{}", std::process::id());
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let shm_before: Vec<String> = shm_entries();
+    let status = Command::new(repo().join("scripts/live"))
+        .args([
+            repo().join("scripts/sets/minimal.toml").to_str().unwrap(),
+            "--duration",
+            "5",
+            "--record",
+            wav.to_str().unwrap(),
+        ])
+        .env("JACK_DEFAULT_SERVER", &server_name)
+        .env("MODSYNTH_OSC_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/live exited with {status}");
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let spec = reader.spec();
+    let frames = reader.duration() as f64 / spec.sample_rate as f64;
+    assert_eq!(spec.channels, 2);
+    assert!((frames - 5.0).abs() < 0.1, "{frames} s recorded");
+    let samples: Vec<f32> = reader.into_samples::<f32>().map(Result::unwrap).collect();
+    assert!(peak(&samples) > 0.1, "the recording is silent");
+    // Nothing of that run is left: no process naming its server, no new /dev/shm
+    // entries (JACK's or ours).
+    let ours = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmd| String::from_utf8_lossy(cmd).contains(&server_name))
+        .count();
+    assert_eq!(ours, 0, "processes of the run are still there");
+    // Only this run's entries: JACK's name the server, modsynth's start with the
+    // instance scripts/live uses (`live<pid>-`); other tests run meanwhile.
+    let of_this_run =
+        |e: &String| e.contains(&server_name) || (e.starts_with("live") && e.contains('-'));
+    let new: Vec<String> = shm_entries()
+        .into_iter()
+        .filter(|e| !shm_before.contains(e) && of_this_run(e))
+        .collect();
+    assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}
+
+fn shm_entries() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
