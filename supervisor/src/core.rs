@@ -1173,10 +1173,7 @@ impl Core {
                 // JACK client, which on jackd2 is a synchronous notification to every
                 // client and slowed creates running at the same time (measured).
                 if self.ready.len() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down {
-                    if let Some(w) = self.workers.get_mut(&wid) {
-                        w.role = Role::Spare;
-                        self.ready.push_back(wid);
-                    }
+                    self.make_spare(wid);
                 } else {
                     self.retire(wid, fx);
                 }
@@ -1404,13 +1401,16 @@ impl Core {
                 }
                 self.make_wanted_connections(fx);
             }
-            Err(reason) => {
-                tracing::error!("no standby for {id}: {reason}");
-                if let Some(m) = self.modules.get_mut(id) {
+            Err(reason) => match self.modules.get_mut(id) {
+                // Freed while its standby was being set up: the worker is unharmed
+                // (it tries the state before its ports), back to the pool with it.
+                None => self.make_spare(wid),
+                Some(m) => {
+                    tracing::error!("no standby for {id}: {reason}");
                     m.standby_worker = None;
+                    self.retire(wid, fx);
                 }
-                self.retire(wid, fx);
-            }
+            },
         }
     }
 
@@ -1456,6 +1456,16 @@ impl Core {
         self.notify(fx, osc::message("/module/failover", vec![osc::text(id)]));
         self.add_standby(id, fx);
         true
+    }
+
+    /// Puts a worker without a module back in the ready queue (once).
+    fn make_spare(&mut self, wid: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.role = Role::Spare;
+            if !self.ready.contains(&wid) {
+                self.ready.push_back(wid);
+            }
+        }
     }
 
     /// Tells a worker to exit; its exit is then expected, not a death.
@@ -2292,6 +2302,44 @@ mod tests {
         );
         core.handle(Event::FromWorker(standby, FromWorker::Promoted), &mut fx);
         assert_eq!(fx.killed, vec![primary]);
+    }
+
+    #[test]
+    fn a_module_freed_while_its_standby_is_set_up_returns_that_worker_once() {
+        let (mut core, mut fx) = started(3);
+        create_with(&mut core, &mut fx, "vco", "v", "hot");
+        let (standby, token, _, _) = last_assign(&fx, "v");
+        osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+        let free_token = fx.sent.iter().rev().find_map(|(w, m)| match m {
+            ToWorker::Free { token } if *w == standby => Some(*token),
+            _ => None,
+        });
+        core.handle(
+            Event::FromWorker(
+                standby,
+                FromWorker::Assigned {
+                    token,
+                    result: Err("gone".into()),
+                },
+            ),
+            &mut fx,
+        );
+        core.handle(
+            Event::FromWorker(
+                standby,
+                FromWorker::Freed {
+                    token: free_token.unwrap(),
+                },
+            ),
+            &mut fx,
+        );
+        assert_eq!(core.ready.iter().filter(|&&w| w == standby).count(), 1);
+        assert!(
+            !fx.sent
+                .iter()
+                .any(|(w, m)| *w == standby && *m == ToWorker::Shutdown),
+            "not retired"
+        );
     }
 
     #[test]

@@ -352,6 +352,25 @@ impl Host {
         for &(index, value) in params {
             module.set_param(index, value);
         }
+        // The state first: if it cannot be had, no port has been touched and this
+        // worker is still a clean spare.
+        let shared = match state {
+            StatePlan::None => None,
+            StatePlan::Create(segment) => {
+                let owner = std::process::id() as u64;
+                let create =
+                    || SharedState::create(segment, module.state(), module.buffer(), owner);
+                // A segment left by a module of the same name that died with its
+                // supervisor is stale: the supervisor never runs two modules of one id.
+                Some(create().or_else(|_| {
+                    let _ = SharedState::unlink(segment);
+                    create()
+                })?)
+            }
+            StatePlan::Open(segment) => {
+                Some(SharedState::open(segment, module.state().type_index)?)
+            }
+        };
         let ports = match self.spare_ports.take() {
             Some(spare) => self.rename_spare(spare, spec)?,
             None => JackPorts::register(self.client(), spec)
@@ -375,23 +394,6 @@ impl Host {
             .map(|p| p.clone_unowned())
             .chain(ports.outputs.iter().map(|p| p.clone_unowned()));
         self.assigned = handles.zip(port_names).collect();
-        let shared = match state {
-            StatePlan::None => None,
-            StatePlan::Create(segment) => {
-                let owner = std::process::id() as u64;
-                let create =
-                    || SharedState::create(segment, module.state(), module.buffer(), owner);
-                // A segment left by a module of the same name that died with its
-                // supervisor is stale: the supervisor never runs two modules of one id.
-                Some(create().or_else(|_| {
-                    let _ = SharedState::unlink(segment);
-                    create()
-                })?)
-            }
-            StatePlan::Open(segment) => {
-                Some(SharedState::open(segment, module.state().type_index)?)
-            }
-        };
         if let Some(name) = name {
             self.name_ports(name);
         }
@@ -481,6 +483,9 @@ impl Host {
     /// Stops playing the module and removes its ports, aliases and metadata. Waits up
     /// to `timeout` for the real-time thread to hand the module back.
     pub fn free(&mut self, timeout: Duration) -> Result<(), String> {
+        if self.assigned.is_empty() {
+            return Ok(()); // nothing is playing (an assignment that failed, say)
+        }
         self.controller.remove().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + timeout;
         let slots = loop {
