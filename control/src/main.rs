@@ -268,8 +268,27 @@ fn status_table(r: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "pool {}/{} spare, {} workers | creates {} (cold {}), create ms p50 {:.1} p99 {:.1} | worker deaths {}",
-        r.spare_ready, r.pool_size, r.workers, c.creates, c.cold_creates, c.create_time_ms.p50, c.create_time_ms.p99, c.worker_deaths
+        "pool {}/{} spare, {} workers | creates {} (cold {}), create ms p50 {:.1} p99 {:.1}",
+        r.spare_ready,
+        r.pool_size,
+        r.workers,
+        c.creates,
+        c.cold_creates,
+        c.create_time_ms.p50,
+        c.create_time_ms.p99
+    );
+    let _ = writeln!(
+        out,
+        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, gap frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0}",
+        c.crash_count,
+        c.failovers,
+        c.failover_time_ms.p50,
+        c.failover_time_ms.p99,
+        c.failover_gap_frames.p99,
+        c.replacements,
+        c.fresh_restarts,
+        c.quarantined,
+        c.rebuild_time_ms.p99
     );
     let _ = writeln!(
         out,

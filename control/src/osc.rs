@@ -318,7 +318,7 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
 }
 
 fn decode_new(a: &Args) -> Result<Request, Fail> {
-    if a.args.len() < 2 || a.args.len() % 2 != 0 {
+    if a.args.len() < 2 || !a.args.len().is_multiple_of(2) {
         return Err(Fail::new(
             a.address,
             format!(

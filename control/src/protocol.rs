@@ -29,8 +29,9 @@ pub enum ToWorker {
         /// it, a standby opens it. Empty: no shared state (no failover).
         state: String,
     },
-    /// The standby became the primary: give its ports the module's aliases and
-    /// pretty-names.
+    /// The worker now plays module `id` (a standby that took over, or a replacement):
+    /// give its ports the module's aliases and pretty-names. Answered by
+    /// [`FromWorker::TookOver`] once its first period as the owner has run.
     TakeNames { id: String },
     /// Set parameter `index` (already validated) at JACK frame `at`, or as soon as
     /// possible. `received` is the JACK frame time at which the supervisor received the
@@ -61,6 +62,11 @@ pub enum Role {
     Standby {
         primary_pid: u32,
     },
+    /// Replaces a primary that died without a ready standby: opens the existing
+    /// state segment, takes the module over at once (its old owner is dead) and
+    /// continues from the last published state. Ports are named by a later
+    /// [`ToWorker::TakeNames`].
+    Replacement,
 }
 
 /// Worker -> supervisor.
@@ -86,6 +92,12 @@ pub enum FromWorker {
     /// This standby saw its primary die and took the module over (the state's owner
     /// word is now this worker's pid).
     Promoted,
+    /// Answer to [`ToWorker::TakeNames`]: the ports carry the module's names and the
+    /// worker has played its first period as the owner. `gap_frames` is how many
+    /// frames lay between the end of the last period its predecessor published and
+    /// the start of its own first one (0: no sample missing); `None` if the first
+    /// owned period did not come within a second.
+    TookOver { gap_frames: Option<u32> },
 }
 
 /// What a worker counts about itself.

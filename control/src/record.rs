@@ -91,7 +91,7 @@ pub fn record(
     for s in sources {
         resolve_sources(&client, s)?;
     }
-    let rate = client.sample_rate() as u32;
+    let rate = client.sample_rate();
     let channels = sources.len();
     let mut inputs = Vec::new();
     for c in 0..channels {

@@ -12,12 +12,35 @@ pub struct Counters {
     pub creates: u64,
     pub cold_creates: u64,
     pub spawn_failures: u64,
-    pub worker_deaths: u64,
+    /// Workers that died without being told to (killed, crashed, hung).
+    #[serde(alias = "worker_deaths")]
+    pub crash_count: u64,
     /// Modules whose standby took over after their primary died.
     #[serde(default)]
     pub failovers: u64,
+    /// Modules whose primary died without a ready standby and that a pool spare
+    /// took over (from their shared state, or fresh after a crash loop).
+    #[serde(default)]
+    pub replacements: u64,
+    /// Modules restarted from a fresh state because they kept crashing.
+    #[serde(default)]
+    pub fresh_restarts: u64,
+    /// Modules quarantined: left silent because they kept crashing after a fresh restart.
+    #[serde(default)]
+    pub quarantined: u64,
     pub create_time_ms: Percentiles,
     pub spawn_time_ms: Percentiles,
+    /// From the supervisor learning of a primary's death to the replacement having
+    /// its names and its first period as the owner played.
+    #[serde(default)]
+    pub failover_time_ms: Percentiles,
+    /// Frames missing at a module's output at a takeover, as the new owner measured
+    /// them (the end of the last published period to the start of its first).
+    #[serde(default)]
+    pub failover_gap_frames: Percentiles,
+    /// From a module losing a worker to it having a ready standby again.
+    #[serde(default)]
+    pub rebuild_time_ms: Percentiles,
 }
 
 /// A rolling window of samples with percentiles.
@@ -72,6 +95,9 @@ pub struct ModuleStatus {
     /// The hot standby's JACK client, once it is ready (empty otherwise).
     #[serde(default)]
     pub standby_client: String,
+    /// The standby's process id (0 without a ready standby).
+    #[serde(default)]
+    pub standby_pid: u32,
     pub standby: bool,
     pub params_received: u64,
     pub params_applied: u64,

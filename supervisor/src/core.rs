@@ -5,6 +5,7 @@
 //! [`Effects`] trait. Tests drive the core with a fake `Effects` and check what it did,
 //! without JACK, sockets or processes.
 
+use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::param;
@@ -86,6 +87,46 @@ pub trait Effects {
     fn unlink_state(&mut self, name: &str);
     /// Time, for measuring (tests may fake it).
     fn now(&self) -> Instant;
+    /// The first frame of the last cycle the JACK server ran, and its period.
+    fn last_cycle(&mut self) -> Option<(u32, u32)>;
+    /// The frame each state segment was last published at (`None`: cannot map it).
+    fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>>;
+}
+
+/// What the registry should hold, from [`Core::registry_view`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryView {
+    /// Module state segments, by module id.
+    pub segments: Vec<RegisteredSegment>,
+    /// Live workers (spares, primaries, standbys), by pid.
+    pub workers: Vec<RegisteredWorker>,
+}
+
+/// One module's state segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredSegment {
+    pub module: String,
+    /// `/<instance>-<module>-state`.
+    pub segment: String,
+    /// The worker that plays the module (and owns the segment's contents).
+    pub owner_pid: u32,
+}
+
+/// One worker as the registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredWorker {
+    pub pid: u32,
+    pub jack_client: String,
+    pub role: RegisteredRole,
+    pub module: Option<String>,
+}
+
+/// A worker's role in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisteredRole {
+    Spare,
+    Primary,
+    Standby,
 }
 
 /// How the core reaches one worker.
@@ -133,7 +174,24 @@ struct Module {
     /// The hot standby, once assigned, with its port names (catalog order).
     standby_worker: Option<WorkerId>,
     standby_ports: Vec<String>,
+    /// Every connection of the primary's ports, by port index, the other end as a
+    /// module port (`vcf1:in`) or a JACK name: restored on a replacement, whose
+    /// ports start unconnected (JACK dropped the dead primary's connections).
+    links: std::collections::BTreeSet<(usize, String)>,
+    history: CrashHistory,
+    /// Left silent after a crash loop: no worker, reported as quarantined.
+    quarantined: bool,
+    /// Since when the module has been without its primary, until the replacement
+    /// has its names and has played its first period.
+    recovering_since: Option<Instant>,
+    /// Since when the module has been without a ready standby after losing a worker.
+    degraded_since: Option<Instant>,
+    /// Since when its current primary has played it (for the heartbeat check).
+    playing_since: Option<Instant>,
 }
+
+/// The `worker` of a module that has none (being replaced, or quarantined).
+const NO_WORKER: WorkerId = WorkerId::MAX;
 
 /// Who is waiting for a create.
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +222,12 @@ enum Pending {
     /// A standby being assigned to module `id`.
     Standby {
         id: String,
+    },
+    /// A spare taking over module `id`, whose primary died without a ready standby;
+    /// `fresh`: from a new state, after a crash loop.
+    Replace {
+        id: String,
+        fresh: bool,
     },
     Sync {
         from: ReplyTo,
@@ -196,6 +260,19 @@ pub const MAX_SPARES_FACTOR: usize = 2;
 /// installation must not spin); any successful spawn resets the count.
 pub const MAX_SPAWN_FAILURES_IN_A_ROW: u32 = 3;
 
+/// Periods a primary may fall behind the server's cycles without publishing its
+/// state before the supervisor kills it as hung (SIGSTOPped, looping, zombified by
+/// jackd). Twice the standby's own limit: a standby normally notices first and takes
+/// over; this catches modules without a standby, and standbys that missed it.
+pub const HANG_PERIODS: u32 = 32;
+
+/// How often the heartbeats are checked.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A primary's first moments are not judged: its first period as the owner may take
+/// as long as an assignment.
+const HEARTBEAT_GRACE: Duration = Duration::from_millis(500);
+
 /// Start-up settings the core needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -203,6 +280,8 @@ pub struct Config {
     pub pool: usize,
     /// Instance name: prefix of the shared-memory segments.
     pub instance: String,
+    /// When a module's deaths are a crash loop.
+    pub restart: RestartPolicy,
 }
 
 /// The supervisor's state.
@@ -219,6 +298,9 @@ pub struct Core {
     waiting: VecDeque<(Origin, Request, Instant)>,
     /// Modules waiting for a spare to become their standby.
     needs_standby: std::collections::BTreeSet<String>,
+    /// Modules without a primary waiting for a spare to take them over (`true`:
+    /// from a fresh state).
+    needs_replacement: BTreeMap<String, bool>,
     /// Connections to keep: made now if both ports exist, else as soon as they do,
     /// and again whenever a port comes back (a program restarted). Module ports are
     /// kept as `module:port`.
@@ -233,6 +315,10 @@ pub struct Core {
     spawn_failures_in_a_row: u32,
     /// A refill is due at this time (see [`REFILL_DELAY`]).
     refill_after: Option<Instant>,
+    /// When the heartbeats are checked next.
+    next_heartbeat: Option<Instant>,
+    /// Workers killed as hung whose death has not arrived yet.
+    killed_as_hung: HashSet<WorkerId>,
     shutting_down: bool,
 }
 
@@ -248,6 +334,7 @@ impl Core {
             waiting: VecDeque::new(),
             wanted: Default::default(),
             needs_standby: Default::default(),
+            needs_replacement: Default::default(),
             pending: HashMap::new(),
             fan_out: HashMap::new(),
             next_token: 1,
@@ -255,6 +342,8 @@ impl Core {
             counters: Counters::default(),
             spawn_failures_in_a_row: 0,
             refill_after: None,
+            next_heartbeat: None,
+            killed_as_hung: HashSet::new(),
             shutting_down: false,
         }
     }
@@ -324,7 +413,7 @@ impl Core {
                     }
                 }
             }
-            Event::FromWorker(id, msg) => self.from_worker(id, msg, fx),
+            Event::FromWorker(id, msg) => self.worker_said(id, msg, fx),
             Event::WorkerGone(id) => self.worker_gone(id, fx),
             Event::PortsAppeared => self.make_wanted_connections(fx),
             Event::PortsConnected { a, b, connected } => {
@@ -332,7 +421,7 @@ impl Core {
             }
             Event::Shutdown => {
                 self.shutting_down = true;
-                for m in self.modules.values().filter(|m| !m.state.is_empty()) {
+                for m in self.modules.values().filter(|m| !m.quarantined) {
                     fx.unlink_state(&m.state);
                 }
                 self.stop_next_workers(fx);
@@ -425,10 +514,9 @@ impl Core {
         for &(i, v) in &params {
             values[i] = v;
         }
-        let state = match standby {
-            Standby::Hot => format!("/{}-{id}-state", self.config.instance),
-            Standby::None => String::new(),
-        };
+        // Every module's state lives in shared memory, with or without a standby: a
+        // replacement (a standby, or a spare after a crash) continues from it.
+        let state = format!("/{}-{id}-state", self.config.instance);
         let assign = ToWorker::Assign {
             token,
             id: id.clone(),
@@ -450,6 +538,12 @@ impl Core {
                 state,
                 standby_worker: None,
                 standby_ports: Vec::new(),
+                links: Default::default(),
+                history: CrashHistory::default(),
+                quarantined: false,
+                recovering_since: None,
+                degraded_since: None,
+                playing_since: None,
             },
         );
         self.pending.insert(
@@ -500,17 +594,20 @@ impl Core {
             .retain(|c| !c.from.starts_with(&prefix) && !c.to.starts_with(&prefix));
         self.needs_standby.remove(id);
         if let Some(standby) = module.standby_worker {
-            let token = self.token();
-            if let Some(w) = self.workers.get_mut(&standby) {
-                w.role = Role::Freeing;
-                fx.send(&w.link, ToWorker::Free { token });
-            }
+            self.free_worker(standby, fx);
         }
-        if !module.state.is_empty() {
+        self.needs_replacement.remove(id);
+        if !module.quarantined {
             fx.unlink_state(&module.state);
         }
+        self.free_worker(module.worker, fx)
+    }
+
+    /// Tells a worker to stop playing its module; it becomes a spare (or retires)
+    /// when it answers. Returns the token of that answer.
+    fn free_worker(&mut self, wid: WorkerId, fx: &mut impl Effects) -> Option<u64> {
         let token = self.token();
-        let worker = self.workers.get_mut(&module.worker)?;
+        let worker = self.workers.get_mut(&wid)?;
         worker.role = Role::Freeing;
         fx.send(&worker.link, ToWorker::Free { token });
         Some(token)
@@ -591,10 +688,15 @@ impl Core {
         match self.modules.get(client) {
             Some(m) => {
                 let (i, _) = m.spec.port_of(client, port)?;
-                m.ports
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| format!("{client} is still being created"))
+                m.ports.get(i).cloned().ok_or_else(|| {
+                    if m.quarantined {
+                        format!("{client} is quarantined (it kept crashing): free it or create it again")
+                    } else if m.recovering_since.is_some() {
+                        format!("{client} is being taken over by a new worker: try again in a moment")
+                    } else {
+                        format!("{client} is still being created")
+                    }
+                })
             }
             None => Ok(name.to_string()),
         }
@@ -681,6 +783,7 @@ impl Core {
         let (Some(na), Some(nb)) = (fx.port_name(a), fx.port_name(b)) else {
             return;
         };
+        self.record_link(&na, &nb, connected, fx);
         let mut changes = Vec::new();
         for m in self.modules.values() {
             for (here, other) in [(&na, &nb), (&nb, &na)] {
@@ -714,6 +817,52 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Keeps each module's record of its primary's connections (see `Module::links`)
+    /// up to date with a change in the JACK graph. When a worker dies JACK drops its
+    /// connections: such disconnections (one end gone) are not forgotten.
+    fn record_link(&mut self, na: &str, nb: &str, connected: bool, fx: &mut impl Effects) {
+        if !(connected || fx.port_exists(na) && fx.port_exists(nb)) {
+            return;
+        }
+        let is_standby_port = |name: &str| {
+            self.modules
+                .values()
+                .any(|m| m.standby_ports.iter().any(|p| p == name))
+        };
+        if is_standby_port(na) || is_standby_port(nb) {
+            return; // mirrors, not the patch
+        }
+        let mut changes = Vec::new();
+        for (id, m) in &self.modules {
+            for (here, other) in [(na, nb), (nb, na)] {
+                if let Some(i) = m.ports.iter().position(|p| p == here) {
+                    changes.push((id.clone(), i, self.module_port_name(other)));
+                }
+            }
+        }
+        for (id, i, other) in changes {
+            if let Some(m) = self.modules.get_mut(&id) {
+                if connected {
+                    m.links.insert((i, other));
+                } else {
+                    m.links.remove(&(i, other));
+                }
+            }
+        }
+    }
+
+    /// `vcf1:in` for a module primary's real port name; any other name as it is.
+    fn module_port_name(&self, real: &str) -> String {
+        for (id, m) in &self.modules {
+            if let Some(i) = m.ports.iter().position(|p| p == real) {
+                if let Some(spec) = m.spec.ports.get(i) {
+                    return format!("{id}:{}", spec.name);
+                }
+            }
+        }
+        real.to_string()
     }
 
     /// Every real port a name stands for: the primary's and, once it has one, the
@@ -1015,6 +1164,42 @@ impl Core {
         }
     }
 
+    /// What the shared-memory registry should say now: the state segment of every
+    /// module, owned by the worker playing it, and every worker with its role. The
+    /// runtime writes it to `registry.json` whenever it changes.
+    pub fn registry_view(&self) -> RegistryView {
+        let segments = self
+            .modules
+            .iter()
+            .filter(|(_, m)| !m.state.is_empty() && !m.quarantined)
+            .map(|(id, m)| RegisteredSegment {
+                module: id.clone(),
+                segment: m.state.clone(),
+                owner_pid: self.workers.get(&m.worker).map_or(0, |w| w.link.pid),
+            })
+            .collect();
+        let mut workers: Vec<RegisteredWorker> = self
+            .workers
+            .values()
+            .filter_map(|w| {
+                let (role, module) = match &w.role {
+                    Role::Spare => (RegisteredRole::Spare, None),
+                    Role::Primary(id) => (RegisteredRole::Primary, Some(id.clone())),
+                    Role::Standby(id) => (RegisteredRole::Standby, Some(id.clone())),
+                    Role::Freeing | Role::Retiring | Role::Stopping => return None,
+                };
+                Some(RegisteredWorker {
+                    pid: w.link.pid,
+                    jack_client: w.link.client.clone(),
+                    role,
+                    module,
+                })
+            })
+            .collect();
+        workers.sort_by_key(|w| w.pid);
+        RegistryView { segments, workers }
+    }
+
     /// Everything `/status` reports.
     pub fn status_report(&self) -> StatusReport {
         let modules = self
@@ -1023,17 +1208,25 @@ impl Core {
             .map(|(id, m)| {
                 let w = self.workers.get(&m.worker);
                 let r = w.and_then(|w| w.last_report.clone()).unwrap_or_default();
+                let standby = m
+                    .standby_worker
+                    .filter(|_| !m.standby_ports.is_empty())
+                    .and_then(|s| self.workers.get(&s));
                 ModuleStatus {
                     id: id.clone(),
                     module_type: m.spec.name.to_string(),
-                    role: "primary".into(),
+                    role: if m.quarantined {
+                        "quarantined"
+                    } else if m.recovering_since.is_some() && w.is_none() {
+                        "recovering"
+                    } else {
+                        "primary"
+                    }
+                    .into(),
                     pid: w.map_or(0, |w| w.link.pid),
                     jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
-                    standby_client: m
-                        .standby_worker
-                        .filter(|_| !m.standby_ports.is_empty())
-                        .and_then(|s| self.workers.get(&s))
-                        .map_or_else(String::new, |s| s.link.client.clone()),
+                    standby_client: standby.map_or_else(String::new, |s| s.link.client.clone()),
+                    standby_pid: standby.map_or(0, |s| s.link.pid),
                     standby: matches!(m.standby, Standby::Hot),
                     params_received: r.params_received,
                     params_applied: r.params_applied,
@@ -1091,9 +1284,11 @@ impl Core {
             fx,
             osc::message("/pool/spare", vec![OscType::Int(self.ready.len() as i32)]),
         );
-        // A create that waited for this spare goes first, then a module without its
-        // standby.
-        if let Some((from, request, started)) = self.waiting.pop_front() {
+        // A module that lost its primary goes first, then a create that waited for
+        // this spare, then a module without its standby.
+        if let Some((id, fresh)) = self.needs_replacement.pop_first() {
+            self.replace(&id, fresh, fx);
+        } else if let Some((from, request, started)) = self.waiting.pop_front() {
             self.counters.cold_creates += 1;
             self.create(from, request, started, fx);
         } else if let Some(id) = self.needs_standby.pop_first() {
@@ -1102,7 +1297,7 @@ impl Core {
         self.refill(fx);
     }
 
-    fn from_worker(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
+    fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
             FromWorker::Hello { .. } => {}
             FromWorker::Assigned { token, result } => {
@@ -1116,13 +1311,18 @@ impl Core {
                     Some(Pending::Standby { id }) => {
                         return self.standby_assigned(wid, &id, result, fx)
                     }
+                    Some(Pending::Replace { id, fresh }) => {
+                        return self.replaced(wid, &id, fresh, result, fx)
+                    }
                     _ => return,
                 };
                 match result {
                     Ok(ports) => {
                         let mut wants_standby = false;
+                        let now = fx.now();
                         if let Some(m) = self.modules.get_mut(&id) {
                             m.ports = ports;
+                            m.playing_since = Some(now);
                             wants_standby = m.standby == Standby::Hot;
                         }
                         if wants_standby {
@@ -1151,17 +1351,31 @@ impl Core {
                     }
                 }
             }
+            FromWorker::TookOver { gap_frames } => {
+                let id = self
+                    .modules
+                    .iter()
+                    .find(|(_, m)| m.worker == wid)
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = id {
+                    self.finish_recovery(&id, gap_frames, fx);
+                }
+            }
             FromWorker::Promoted if self.shutting_down => {}
             FromWorker::Promoted => {
-                // The standby took over. If its primary is still there it hung (a dead
-                // one arrives as WorkerGone): kill it, and its death fails over.
+                // The standby took over: its primary died (its WorkerGone may still be
+                // on the way) or hung. Killing it is harmless in the first case and
+                // needed in the second; its death then fails the module over.
                 let hung = self
                     .modules
                     .values()
                     .find(|m| m.standby_worker == Some(wid))
                     .map(|m| m.worker);
                 if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
-                    tracing::warn!("worker {} hung: killing it", primary.link.client);
+                    tracing::info!(
+                        "standby took over from {}: making sure it is gone (dead or hung)",
+                        primary.link.client
+                    );
                     fx.kill(&primary.link);
                 }
             }
@@ -1223,6 +1437,7 @@ impl Core {
         let Some(worker) = self.workers.remove(&wid) else {
             return;
         };
+        self.killed_as_hung.remove(&wid);
         self.ready.retain(|&w| w != wid);
         if self.shutting_down {
             self.stop_next_workers(fx);
@@ -1231,55 +1446,284 @@ impl Core {
         if worker.role == Role::Retiring {
             return;
         }
-        self.counters.worker_deaths += 1;
+        self.counters.crash_count += 1;
         tracing::warn!(
             "worker {} (pid {}) is gone",
             worker.link.client,
             worker.link.pid
         );
-        if let Role::Standby(id) = &worker.role {
-            // A standby's death only needs a new standby.
-            if let Some(m) = self.modules.get_mut(id) {
-                m.standby_worker = None;
-                m.standby_ports.clear();
-            }
-            let id = id.clone();
-            self.add_standby(&id, fx);
-            self.refill(fx);
-            return;
-        }
-        if let Role::Primary(id) = &worker.role {
-            let id = id.clone();
-            if self.fail_over(&id, fx) {
-                self.refill(fx);
-                return;
-            }
-        }
-        if let Role::Primary(id) = &worker.role {
-            if let Some(m) = self.modules.remove(id) {
-                if !m.state.is_empty() {
-                    fx.unlink_state(&m.state);
+        match worker.role {
+            Role::Standby(id) => {
+                // A standby's death only needs a new standby.
+                if let Some(m) = self.modules.get_mut(&id) {
+                    m.standby_worker = None;
+                    m.standby_ports.clear();
+                    m.degraded_since.get_or_insert(fx.now());
                 }
-                if let Some(standby) = m.standby_worker {
-                    // A standby that never got ready is returned to the pool.
-                    self.retire(standby, fx);
-                }
-                tracing::error!("module {id} died with its worker");
-                self.notify(fx, osc::message("/module/died", vec![osc::text(id)]));
+                self.add_standby(&id, fx);
             }
-            let creates: Vec<u64> = self
-                .pending
-                .iter()
-                .filter(|(_, p)| matches!(p, Pending::Create { id: c, .. } if c == id))
-                .map(|(&t, _)| t)
-                .collect();
-            for t in creates {
-                if let Some(Pending::Create { from, id, .. }) = self.pending.remove(&t) {
-                    self.create_failed(from, &id, "its worker died while starting it", fx);
-                }
-            }
+            Role::Primary(id) => self.primary_died(&id, fx),
+            _ => {}
         }
         self.refill(fx);
+    }
+
+    /// Module `id` lost its primary: the restart policy says how it goes on.
+    fn primary_died(&mut self, id: &str, fx: &mut impl Effects) {
+        let now = fx.now();
+        let policy = self.config.restart;
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        if m.quarantined {
+            return;
+        }
+        if m.ports.is_empty() && m.recovering_since.is_none() {
+            // It died while being created: nothing played yet, the create fails.
+            return self.died_while_created(id, fx);
+        }
+        // A replacement that died before it was ready is just another death.
+        self.pending
+            .retain(|_, p| !matches!(p, Pending::Replace { id: r, .. } if r == id));
+        self.notify(fx, osc::message("/module/died", vec![osc::text(id)]));
+        let Some(m) = self.modules.get_mut(id) else {
+            return;
+        };
+        let standby_ready = m.standby_worker.is_some() && !m.standby_ports.is_empty();
+        let recovery = policy.decide(&mut m.history, now, standby_ready);
+        m.worker = NO_WORKER;
+        m.ports.clear();
+        m.playing_since = None;
+        m.recovering_since = Some(now);
+        m.degraded_since.get_or_insert(now);
+        tracing::warn!("module {id} lost its worker: {recovery:?}");
+        match recovery {
+            Recovery::Standby => {
+                self.fail_over(id, fx);
+            }
+            Recovery::Spare => {
+                // A standby still being set up watches the dead primary: it is of
+                // no use; the replacement gets a new one.
+                self.drop_standby(id, fx);
+                self.replace(id, false, fx);
+            }
+            Recovery::Fresh => {
+                self.drop_standby(id, fx);
+                self.counters.fresh_restarts += 1;
+                self.replace(id, true, fx);
+            }
+            Recovery::Quarantine => self.quarantine(id, fx),
+        }
+    }
+
+    /// The primary died before its module was confirmed: the create fails and the
+    /// module is gone.
+    fn died_while_created(&mut self, id: &str, fx: &mut impl Effects) {
+        if let Some(m) = self.modules.remove(id) {
+            fx.unlink_state(&m.state);
+            if let Some(standby) = m.standby_worker {
+                self.retire(standby, fx);
+            }
+        }
+        let creates: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::Create { id: c, .. } if c == id))
+            .map(|(&t, _)| t)
+            .collect();
+        for t in creates {
+            if let Some(Pending::Create { from, id, .. }) = self.pending.remove(&t) {
+                self.create_failed(from, &id, "its worker died while starting it", fx);
+            }
+        }
+    }
+
+    /// Lets go of module `id`'s standby (it watches a dead primary, or maps a state
+    /// that makes workers crash); the worker itself is fine and returns to the pool.
+    fn drop_standby(&mut self, id: &str, fx: &mut impl Effects) {
+        self.needs_standby.remove(id);
+        let Some(m) = self.modules.get_mut(id) else {
+            return;
+        };
+        m.standby_ports.clear();
+        if let Some(standby) = m.standby_worker.take() {
+            self.free_worker(standby, fx);
+        }
+    }
+
+    /// A spare takes module `id` over: from its shared state (the old owner is
+    /// dead), or from a fresh one. Without a spare now, the next one is used.
+    fn replace(&mut self, id: &str, fresh: bool, fx: &mut impl Effects) {
+        let token = self.token();
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        let Some(wid) = self.ready.pop_front() else {
+            self.needs_replacement.insert(id.to_string(), fresh);
+            self.refill(fx);
+            return;
+        };
+        if fresh {
+            // The old state made workers crash: start over from a new segment.
+            fx.unlink_state(&m.state);
+        }
+        let assign = ToWorker::Assign {
+            token,
+            id: id.to_string(),
+            module_type: m.spec.name.to_string(),
+            params: (0..m.spec.params.len())
+                .map(|i| (i as u16, m.params[i]))
+                .collect(),
+            role: if fresh {
+                WorkerRole::Primary
+            } else {
+                WorkerRole::Replacement
+            },
+            state: m.state.clone(),
+        };
+        self.pending.insert(
+            token,
+            Pending::Replace {
+                id: id.to_string(),
+                fresh,
+            },
+        );
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.role = Role::Primary(id.to_string());
+            fx.send(&w.link, assign);
+        }
+        self.refill_soon(fx.now());
+    }
+
+    /// The replacement's ports exist: it is the module's primary now.
+    fn replaced(
+        &mut self,
+        wid: WorkerId,
+        id: &str,
+        fresh: bool,
+        result: Result<Vec<String>, String>,
+        fx: &mut impl Effects,
+    ) {
+        let ports = match result {
+            Ok(ports) => ports,
+            Err(reason) => {
+                tracing::error!("replacing the worker of {id} failed: {reason}");
+                self.retire(wid, fx);
+                return self.quarantine(id, fx);
+            }
+        };
+        let now = fx.now();
+        let Some(m) = self.modules.get_mut(id) else {
+            // Freed meanwhile.
+            return self.retire(wid, fx);
+        };
+        m.worker = wid;
+        m.ports = ports;
+        m.history.took_over(now);
+        m.playing_since = Some(now);
+        self.counters.replacements += 1;
+        let links: Vec<(usize, String)> = m.links.iter().cloned().collect();
+        let params: Vec<(u16, f32)> = (0..m.spec.params.len())
+            .map(|i| (i as u16, m.params[i]))
+            .collect();
+        if let Some(w) = self.workers.get(&wid) {
+            if fresh {
+                // A fresh primary named its ports when it was assigned.
+                self.finish_recovery(id, None, fx);
+            } else {
+                fx.send(&w.link, ToWorker::TakeNames { id: id.to_string() });
+                for (index, value) in params {
+                    let change = ToWorker::SetParam {
+                        index,
+                        value,
+                        at: None,
+                        received: 0,
+                    };
+                    fx.send(&w.link, change);
+                }
+            }
+        }
+        self.restore_links(id, &links, fx);
+        self.make_wanted_connections(fx);
+        tracing::warn!(
+            "module {id} was taken over by a pool spare{}",
+            if fresh { " from a fresh state" } else { "" }
+        );
+        self.add_standby(id, fx);
+    }
+
+    /// Connects a replacement's ports as the dead primary's were.
+    fn restore_links(&mut self, id: &str, links: &[(usize, String)], fx: &mut impl Effects) {
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        let mut patches = Vec::new();
+        for (i, other) in links {
+            let (Some(own), Some(spec)) = (m.ports.get(*i), m.spec.ports.get(*i)) else {
+                continue;
+            };
+            let Ok(other) = self.resolve_port(other) else {
+                continue;
+            };
+            patches.push(match spec.direction {
+                catalog::Direction::Out => (own.clone(), other),
+                catalog::Direction::In => (other, own.clone()),
+            });
+        }
+        for (src, dst) in patches {
+            if let Err(e) = fx.patch(true, &src, &dst) {
+                tracing::warn!("restoring a connection of {id}: {e}");
+            }
+        }
+    }
+
+    /// The module's new primary has its names and has played its first period.
+    fn finish_recovery(&mut self, id: &str, gap_frames: Option<u32>, fx: &mut impl Effects) {
+        let now = fx.now();
+        let Some(m) = self.modules.get_mut(id) else {
+            return;
+        };
+        if let Some(since) = m.recovering_since.take() {
+            self.counters
+                .failover_time_ms
+                .record(now.duration_since(since).as_secs_f64() * 1e3);
+        }
+        if let Some(gap) = gap_frames {
+            self.counters.failover_gap_frames.record(gap as f64);
+        }
+        let gap = gap_frames.map_or(-1, |g| g.min(i32::MAX as u32) as i32);
+        self.notify(
+            fx,
+            osc::message("/module/failover", vec![osc::text(id), OscType::Int(gap)]),
+        );
+    }
+
+    /// Leaves module `id` silent after a crash loop: no worker plays it, its state
+    /// is dropped, it stays listed (and its connections remembered) until freed or
+    /// created anew.
+    fn quarantine(&mut self, id: &str, fx: &mut impl Effects) {
+        self.drop_standby(id, fx);
+        self.needs_replacement.remove(id);
+        let Some(m) = self.modules.get_mut(id) else {
+            return;
+        };
+        m.quarantined = true;
+        m.worker = NO_WORKER;
+        m.ports.clear();
+        m.recovering_since = None;
+        m.degraded_since = None;
+        fx.unlink_state(&m.state);
+        self.counters.quarantined += 1;
+        tracing::error!(
+            "module {id} keeps crashing: quarantined (silent); free it or create it again"
+        );
+        self.notify(
+            fx,
+            osc::message(
+                "/module/quarantined",
+                vec![osc::text(id), osc::text("its workers kept crashing")],
+            ),
+        );
     }
 
     /// During shutdown: keeps [`MAX_CONCURRENT_SPAWNS`] workers closing at a time.
@@ -1367,12 +1811,22 @@ impl Core {
     ) {
         match result {
             Ok(ports) => {
-                let Some(m) = self.modules.get_mut(id) else {
-                    // Freed meanwhile.
-                    self.retire(wid, fx);
+                let now = fx.now();
+                let Some(m) = self
+                    .modules
+                    .get_mut(id)
+                    .filter(|m| m.standby_worker == Some(wid))
+                else {
+                    // Let go of meanwhile (module freed, crash loop): the Free sent
+                    // then is queued behind the assignment and returns it to the pool.
                     return;
                 };
                 m.standby_ports = ports;
+                if let Some(since) = m.degraded_since.take() {
+                    self.counters
+                        .rebuild_time_ms
+                        .record(now.duration_since(since).as_secs_f64() * 1e3);
+                }
                 let pairs: Vec<(String, String, bool)> = m
                     .ports
                     .iter()
@@ -1414,23 +1868,21 @@ impl Core {
         }
     }
 
-    /// Module `id` lost its primary: its standby has already taken the state over
-    /// (it watches the primary's pidfd); move the module's name, port names and
-    /// parameters to it, and find it a new standby. False without a standby.
-    fn fail_over(&mut self, id: &str, fx: &mut impl Effects) -> bool {
+    /// Module `id` lost its primary and its standby has already taken the state over
+    /// (it watches the primary's pidfd): move the module's name, port names and
+    /// parameters to it, and find it a new standby.
+    fn fail_over(&mut self, id: &str, fx: &mut impl Effects) {
+        let now = fx.now();
         let Some(m) = self.modules.get_mut(id) else {
-            return false;
+            return;
         };
         let Some(new_primary) = m.standby_worker.take() else {
-            return false;
+            return;
         };
-        if m.standby_ports.is_empty() {
-            // The standby was not ready yet: it never mapped the state.
-            m.standby_worker = Some(new_primary);
-            return false;
-        }
         m.worker = new_primary;
         m.ports = std::mem::take(&mut m.standby_ports);
+        m.history.took_over(now);
+        m.playing_since = Some(now);
         let params: Vec<(u16, f32)> = (0..m.spec.params.len())
             .map(|i| (i as u16, m.params[i]))
             .collect();
@@ -1453,9 +1905,7 @@ impl Core {
             }
         }
         tracing::warn!("module {id} failed over to its standby");
-        self.notify(fx, osc::message("/module/failover", vec![osc::text(id)]));
         self.add_standby(id, fx);
-        true
     }
 
     /// Puts a worker without a module back in the ready queue (once).
@@ -1491,15 +1941,69 @@ impl Core {
     /// Does what has come due (a delayed refill). The main loop calls it on every
     /// wake-up; [`Core::next_deadline`] says when it must wake at the latest.
     pub fn tick(&mut self, fx: &mut impl Effects) {
-        if self.refill_after.is_some_and(|t| fx.now() >= t) {
+        let now = fx.now();
+        if self.refill_after.is_some_and(|t| now >= t) {
             self.refill_after = None;
             self.refill(fx);
+        }
+        if self.next_heartbeat.is_none_or(|t| now >= t) {
+            self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+            self.check_heartbeats(fx);
         }
     }
 
     /// When [`Core::tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.refill_after
+        match (self.refill_after, self.next_heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Kills every primary whose state was last published more than
+    /// [`HANG_PERIODS`] behind the server's last cycle: it is hung, and its death
+    /// fails the module over. Held against the server's cycles, not the wall clock,
+    /// so a stalled server does not make every module look hung.
+    fn check_heartbeats(&mut self, fx: &mut impl Effects) {
+        if self.shutting_down {
+            return;
+        }
+        let Some((cycle, period)) = fx.last_cycle() else {
+            return;
+        };
+        let now = fx.now();
+        let playing: Vec<(&str, WorkerId, &str)> = self
+            .modules
+            .iter()
+            .filter(|(_, m)| {
+                m.playing_since
+                    .is_some_and(|t| now.duration_since(t) >= HEARTBEAT_GRACE)
+                    && !self.killed_as_hung.contains(&m.worker)
+            })
+            .map(|(id, m)| (id.as_str(), m.worker, m.state.as_str()))
+            .collect();
+        let segments: Vec<&str> = playing.iter().map(|&(_, _, s)| s).collect();
+        let published = fx.published_frames(&segments);
+        let limit = (HANG_PERIODS * period.max(1)) as i32;
+        let mut hung = Vec::new();
+        for (&(id, wid, _), frame) in playing.iter().zip(published) {
+            let Some(frame) = frame else { continue };
+            let behind = cycle.wrapping_sub(frame) as i32;
+            if behind > limit {
+                hung.push((id.to_string(), wid, behind));
+            }
+        }
+        for (id, wid, behind) in hung {
+            if let Some(w) = self.workers.get(&wid) {
+                tracing::warn!(
+                    "module {id}: worker {} published nothing for {} periods: hung, killing it",
+                    w.link.client,
+                    behind / period.max(1) as i32
+                );
+                fx.kill(&w.link);
+                self.killed_as_hung.insert(wid);
+            }
+        }
     }
 
     /// Starts workers until spares plus starting ones reach the pool size, a few at
@@ -1508,7 +2012,7 @@ impl Core {
         if self.shutting_down || self.spawn_failures_in_a_row >= MAX_SPAWN_FAILURES_IN_A_ROW {
             return;
         }
-        let want = self.config.pool + self.waiting.len();
+        let want = self.config.pool + self.waiting.len() + self.needs_replacement.len();
         while self.ready.len() + self.starting.len() < want
             && self.starting.len() < MAX_CONCURRENT_SPAWNS
         {
@@ -1549,6 +2053,9 @@ mod tests {
         clock: Option<Instant>,
         unlinked: Vec<String>,
         port_ids: HashMap<u32, String>,
+        /// The server's last cycle, and each state segment's published frame.
+        cycle: Option<u32>,
+        published: HashMap<String, u32>,
     }
 
     impl Effects for Fake {
@@ -1604,6 +2111,15 @@ mod tests {
         fn now(&self) -> Instant {
             self.clock.unwrap_or_else(Instant::now)
         }
+        fn last_cycle(&mut self) -> Option<(u32, u32)> {
+            self.cycle.map(|c| (c, 256))
+        }
+        fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>> {
+            segments
+                .iter()
+                .map(|s| self.published.get(*s).copied())
+                .collect()
+        }
     }
 
     /// Moves the fake clock past the refill delay and lets the core act on it.
@@ -1647,6 +2163,7 @@ mod tests {
         let mut core = Core::new(Config {
             pool: n,
             instance: "ms".into(),
+            restart: RestartPolicy::default(),
         });
         let mut fx = Fake::default();
         core.start(&mut fx);
@@ -1721,6 +2238,7 @@ mod tests {
         let mut core = Core::new(Config {
             pool: 4,
             instance: "ms".into(),
+            restart: RestartPolicy::default(),
         });
         let mut fx = Fake::default();
         core.start(&mut fx);
@@ -1735,6 +2253,7 @@ mod tests {
         let mut core = Core::new(Config {
             pool: 4,
             instance: "ms".into(),
+            restart: RestartPolicy::default(),
         });
         let mut fx = Fake::default();
         core.start(&mut fx);
@@ -1755,7 +2274,8 @@ mod tests {
         osc(&mut core, &mut fx, "/module/new", vec![s("vco"), s("v")]);
         assert!(fx.spawned.len() > before, "a create tries once more");
         assert!(fx.replies.is_empty());
-        for id in fx.spawned[before..].to_vec() {
+        let retried: Vec<WorkerId> = fx.spawned[before..].to_vec();
+        for id in retried {
             core.handle(
                 Event::SpawnFailed {
                     id,
@@ -1792,6 +2312,7 @@ mod tests {
         let mut core = Core::new(Config {
             pool: 1,
             instance: "ms".into(),
+            restart: RestartPolicy::default(),
         });
         let mut fx = Fake::default();
         core.start(&mut fx);
@@ -1961,19 +2482,163 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_primary_is_reported_to_subscribers_and_the_pool_refills() {
-        let (mut core, mut fx) = started(1);
+    fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
+        let (mut core, mut fx) = started(2);
         osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
         let wid = create(&mut core, &mut fx, "noise", "n");
-        let spawned = fx.spawned.len();
+        // Someone ran `jack_connect n:out system:playback_1`.
+        fx.port_ids.insert(1, format!("ms-w{wid:02}:out"));
+        fx.port_ids.insert(2, "system:playback_1".into());
+        fx.ports.insert("system:playback_1".into());
+        let connected = Event::PortsConnected {
+            a: 1,
+            b: 2,
+            connected: true,
+        };
+        core.handle(connected, &mut fx);
+        osc(&mut core, &mut fx, "/n/gain", vec![T::Float(0.25)]);
+        fx.ports.remove(&format!("ms-w{wid:02}:out"));
         core.handle(Event::WorkerGone(wid), &mut fx);
         assert!(fx
             .replies
             .iter()
             .any(|(_, m)| m.addr == "/module/died" && m.args == vec![s("n")]));
+        assert_eq!(core.status_report().modules[0].role, "recovering");
+        let (spare, token, role, state) = last_assign(&fx, "n");
+        assert_ne!(spare, wid);
+        assert_eq!(
+            (role, state.as_str()),
+            (WorkerRole::Replacement, "/ms-n-state")
+        );
+        ack_assign(
+            &mut core,
+            &mut fx,
+            spare,
+            token,
+            catalog::module("noise").unwrap(),
+        );
+        let to_spare: Vec<&ToWorker> = fx
+            .sent
+            .iter()
+            .filter(|(w, _)| *w == spare)
+            .map(|(_, m)| m)
+            .collect();
+        assert!(to_spare.contains(&&ToWorker::TakeNames { id: "n".into() }));
+        assert!(
+            to_spare
+                .iter()
+                .any(|m| matches!(m, ToWorker::SetParam { value, .. } if *value == 0.25)),
+            "values replayed"
+        );
+        assert!(
+            fx.patched.contains(&(
+                true,
+                format!("ms-w{spare:02}:out"),
+                "system:playback_1".into()
+            )),
+            "the hand-made connection is restored: {:?}",
+            fx.patched
+        );
+        core.handle(
+            Event::FromWorker(
+                spare,
+                FromWorker::TookOver {
+                    gap_frames: Some(256),
+                },
+            ),
+            &mut fx,
+        );
+        assert!(fx
+            .replies
+            .iter()
+            .any(|(_, m)| m.addr == "/module/failover" && m.args == vec![s("n"), T::Int(256)]));
+        let report = core.status_report();
+        assert_eq!(report.modules[0].role, "primary");
+        assert_eq!(report.modules[0].jack_client, format!("ms-w{spare:02}"));
+        assert_eq!(
+            (report.counters.crash_count, report.counters.replacements),
+            (1, 1)
+        );
+        assert_eq!(report.counters.failover_gap_frames.last, 256.0);
+        assert!(fx.unlinked.is_empty(), "the state lives on");
+    }
+
+    #[test]
+    fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
+        let (mut core, mut fx) = started(3);
+        osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+        let mut wid = create(&mut core, &mut fx, "vco", "v");
+        let t0 = fx.now();
+        let limit = core.config.restart.max_deaths;
+        let mut fresh_assigns = 0;
+        for death in 0..=limit + 1 {
+            fx.clock = Some(t0 + Duration::from_secs(death as u64));
+            core.handle(Event::WorkerGone(wid), &mut fx);
+            if core.status_report().modules[0].role == "quarantined" {
+                break;
+            }
+            while core.ready.len() < 2 {
+                let id = core.next_worker;
+                core.next_worker += 1;
+                ready(&mut core, &mut fx, id);
+            }
+            let (next, token, role, _) = last_assign(&fx, "v");
+            assert_ne!(next, wid, "death {death}: a new worker");
+            if role == WorkerRole::Primary {
+                fresh_assigns += 1;
+            }
+            ack_assign(
+                &mut core,
+                &mut fx,
+                next,
+                token,
+                catalog::module("vco").unwrap(),
+            );
+            wid = next;
+        }
+        assert_eq!(fresh_assigns, 1, "one fresh restart");
+        assert_eq!(
+            fx.unlinked.iter().filter(|u| *u == "/ms-v-state").count(),
+            2,
+            "fresh, then quarantined"
+        );
+        let report = core.status_report();
+        assert_eq!(report.modules[0].role, "quarantined");
+        assert_eq!(
+            (report.counters.fresh_restarts, report.counters.quarantined),
+            (1, 1)
+        );
+        assert!(fx
+            .replies
+            .iter()
+            .any(|(_, m)| m.addr == "/module/quarantined"));
+        // A quarantined module keeps its place in the set and can be freed.
+        osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+        assert_eq!(last_reply(&fx).0, "/done");
         assert!(core.status_report().modules.is_empty());
-        assert_eq!(core.counters.worker_deaths, 1);
-        assert!(fx.spawned.len() >= spawned, "pool kept at size");
+        assert!(core.registry_view().segments.is_empty());
+    }
+
+    #[test]
+    fn a_standby_dying_right_after_taking_over_is_a_crash_loop() {
+        let (mut core, mut fx) = started(4);
+        let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+        let (standby, token, _, _) = last_assign(&fx, "v");
+        ack_assign(
+            &mut core,
+            &mut fx,
+            standby,
+            token,
+            catalog::module("vco").unwrap(),
+        );
+        fx.clock = Some(fx.now());
+        core.handle(Event::WorkerGone(primary), &mut fx);
+        fx.clock = Some(fx.now() + Duration::from_millis(10));
+        core.handle(Event::WorkerGone(standby), &mut fx);
+        let (_, _, role, _) = last_assign(&fx, "v");
+        assert_eq!(role, WorkerRole::Primary, "restarted from a fresh state");
+        assert_eq!(core.counters.fresh_restarts, 1);
+        assert_eq!(fx.unlinked, vec!["/ms-v-state".to_string()]);
     }
 
     #[test]
@@ -1995,7 +2660,7 @@ mod tests {
         assert_eq!(fx.sent.last().unwrap(), &(wid, ToWorker::Shutdown));
         core.handle(Event::WorkerGone(wid), &mut fx);
         assert_eq!(
-            core.counters.worker_deaths, 0,
+            core.counters.crash_count, 0,
             "a retired worker's exit is not a death"
         );
         osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
@@ -2357,8 +3022,19 @@ mod tests {
         );
         osc(&mut core, &mut fx, "/v/freq", vec![T::Float(330.0)]);
         core.handle(Event::WorkerGone(primary), &mut fx);
-        assert!(fx.replies.iter().any(|(_, m)| m.addr == "/module/failover"));
-        assert!(!fx.replies.iter().any(|(_, m)| m.addr == "/module/died"));
+        core.handle(
+            Event::FromWorker(
+                standby,
+                FromWorker::TookOver {
+                    gap_frames: Some(0),
+                },
+            ),
+            &mut fx,
+        );
+        assert!(fx
+            .replies
+            .iter()
+            .any(|(_, m)| m.addr == "/module/failover" && m.args == vec![s("v"), T::Int(0)]));
         assert_eq!(core.counters.failovers, 1);
         assert_eq!(
             core.status_report().modules[0].jack_client,
@@ -2394,17 +3070,48 @@ mod tests {
     }
 
     #[test]
-    fn a_module_without_a_standby_dies_with_its_worker_and_its_state_is_unlinked() {
+    fn a_primary_that_stops_publishing_while_the_server_runs_is_killed_as_hung() {
         let (mut core, mut fx) = started(2);
-        let primary = create_with(&mut core, &mut fx, "lfo", "l", "none");
-        assert_eq!(
-            last_assign(&fx, "l").3,
-            "",
-            "no state segment without a standby"
-        );
-        core.handle(Event::WorkerGone(primary), &mut fx);
+        let wid = create(&mut core, &mut fx, "vco", "v");
+        let t0 = fx.now();
+        fx.clock = Some(t0 + HEARTBEAT_GRACE + HEARTBEAT_INTERVAL);
+        // Keeping up: published at the end of the last cycle.
+        fx.cycle = Some(100_000);
+        fx.published.insert("/ms-v-state".into(), 100_256);
+        core.tick(&mut fx);
+        assert!(fx.killed.is_empty());
+        // The server ran 40 more periods; the module published nothing.
+        fx.cycle = Some(100_000 + 40 * 256);
+        fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+        core.tick(&mut fx);
+        assert_eq!(fx.killed, vec![wid]);
+        // Killed once, not again on every check while its death is on the way.
+        fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+        core.tick(&mut fx);
+        assert_eq!(fx.killed, vec![wid]);
+    }
+
+    #[test]
+    fn a_new_primary_is_not_judged_before_its_grace_time() {
+        let (mut core, mut fx) = started(2);
+        create(&mut core, &mut fx, "vco", "v");
+        fx.cycle = Some(1_000_000);
+        fx.published.insert("/ms-v-state".into(), 0);
+        fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+        core.tick(&mut fx);
+        assert!(fx.killed.is_empty());
+    }
+
+    #[test]
+    fn a_primary_dying_before_its_module_was_confirmed_fails_the_create() {
+        let (mut core, mut fx) = started(2);
+        osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("l")]);
+        let (wid, _, _, state) = last_assign(&fx, "l");
+        assert_eq!(state, "/ms-l-state", "every module has a state segment");
+        core.handle(Event::WorkerGone(wid), &mut fx);
+        assert_eq!(last_reply(&fx).0, "/fail");
         assert!(core.status_report().modules.is_empty());
-        assert!(fx.unlinked.is_empty());
+        assert_eq!(fx.unlinked, vec!["/ms-l-state".to_string()]);
     }
 
     #[test]

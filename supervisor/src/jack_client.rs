@@ -3,11 +3,14 @@
 //! Its notification callbacks only forward what happened to the core as events;
 //! libjack is never called from inside them (that deadlocks jackd2). The core then
 //! connects, disconnects and looks ports up through this client from its own thread.
+//! Its process callback only notes the frame each cycle starts at: the reference
+//! the heartbeat check holds every module's published frame against.
 
 use crate::core::Event;
 use crate::osc_server::Clock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Forwards graph changes to the core.
@@ -43,9 +46,22 @@ impl jack::NotificationHandler for GraphWatcher {
     }
 }
 
+/// Notes the first frame of every cycle the server runs.
+pub struct CycleClock {
+    frame: Arc<AtomicU32>,
+}
+
+impl jack::ProcessHandler for CycleClock {
+    fn process(&mut self, _: &jack::Client, scope: &jack::ProcessScope) -> jack::Control {
+        self.frame.store(scope.last_frame_time(), Ordering::Relaxed);
+        jack::Control::Continue
+    }
+}
+
 /// The supervisor's active JACK client.
 pub struct Jack {
-    client: jack::AsyncClient<GraphWatcher, ()>,
+    client: jack::AsyncClient<GraphWatcher, CycleClock>,
+    cycle: Arc<AtomicU32>,
 }
 
 impl Jack {
@@ -63,10 +79,23 @@ impl Jack {
         let watcher = GraphWatcher {
             events: Mutex::new(events),
         };
+        let cycle = Arc::new(AtomicU32::new(0));
+        let clock = CycleClock {
+            frame: cycle.clone(),
+        };
         let client = client
-            .activate_async(watcher, ())
+            .activate_async(watcher, clock)
             .map_err(|e| format!("cannot activate JACK client '{name}': {e}"))?;
-        Ok(Jack { client })
+        Ok(Jack { client, cycle })
+    }
+
+    /// The first frame of the last cycle the server ran, and the period in frames.
+    /// Unlike the frame clock, it stands still when the server does.
+    pub fn last_cycle(&self) -> (u32, u32) {
+        (
+            self.cycle.load(Ordering::Relaxed),
+            self.client().buffer_size(),
+        )
     }
 
     /// The full name of the port with JACK id `id`.

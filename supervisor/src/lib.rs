@@ -2,6 +2,7 @@
 //!
 //! - [`core`]: one struct owns all state and decides; everything else sends it events.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
+//! - [`restart`]: what happens to a module whose worker died (restart policy as data).
 //! - [`spawn`]: starts pool workers and forwards what they say.
 //! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
 //! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
@@ -9,5 +10,6 @@
 pub mod core;
 pub mod jack_client;
 pub mod osc_server;
+pub mod restart;
 pub mod runtime;
 pub mod spawn;

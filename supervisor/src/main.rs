@@ -38,6 +38,11 @@ struct Args {
     /// The worker binary [default: modsynth-worker next to modsynthd].
     #[arg(long)]
     worker: Option<PathBuf>,
+    /// Crash-loop limit N/SECONDS: a module whose workers die more than N times in
+    /// SECONDS (or right after taking it over) restarts fresh once, then is
+    /// quarantined.
+    #[arg(long, default_value = "5/10")]
+    crash_loop: modsynth_supervisor::restart::RestartPolicy,
 }
 
 /// Prints a status line; a closed stdout (a pipe whose reader left) must not take
@@ -108,10 +113,12 @@ fn run(args: Args) -> Result<(), String> {
         jack,
         spawner,
         events: events_tx,
+        states: Default::default(),
     };
     let mut core = Core::new(Config {
         pool: args.pool,
         instance: args.name.clone(),
+        restart: args.crash_loop,
     });
     say!(
         "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}",

@@ -5,7 +5,9 @@ use crate::jack_client::Jack;
 use crate::spawn::Spawner;
 use modsynth_control::osc;
 use modsynth_control::protocol::ToWorker;
+use modsynth_shm::StateSegment;
 use rosc::OscMessage;
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ pub struct Runtime {
     pub jack: Arc<Jack>,
     pub spawner: Spawner,
     pub events: Sender<Event>,
+    /// State segments mapped for the heartbeat check, by name.
+    pub states: HashMap<String, StateSegment>,
 }
 
 impl Effects for Runtime {
@@ -86,6 +90,8 @@ impl Effects for Runtime {
     }
 
     fn unlink_state(&mut self, name: &str) {
+        // A segment of the same name made later is another one: map it anew.
+        self.states.remove(name);
         if let Err(e) = nix::sys::mman::shm_unlink(name) {
             tracing::warn!("cannot unlink {name}: {e}");
         }
@@ -93,5 +99,25 @@ impl Effects for Runtime {
 
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn last_cycle(&mut self) -> Option<(u32, u32)> {
+        Some(self.jack.last_cycle())
+    }
+
+    fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>> {
+        // Mappings of modules that are gone are dropped; new ones are opened once.
+        self.states
+            .retain(|name, _| segments.contains(&name.as_str()));
+        segments
+            .iter()
+            .map(|&name| {
+                if !self.states.contains_key(name) {
+                    let segment = StateSegment::open(name).ok()?;
+                    self.states.insert(name.to_string(), segment);
+                }
+                self.states.get(name).map(|s| s.published().0)
+            })
+            .collect()
     }
 }

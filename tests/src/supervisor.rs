@@ -4,6 +4,7 @@ use crate::jack_server::JackServer;
 use crate::workers::bin_path;
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
+use modsynth_control::status::{ModuleStatus, StatusReport};
 use rosc::OscType;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -24,6 +25,15 @@ impl Supervisor {
     /// Starts `modsynthd --pool <pool>` on `server` with a unique instance name and a
     /// free OSC port, and waits until its pool is ready.
     pub fn start(server: &JackServer, pool: usize) -> Result<Supervisor, String> {
+        Supervisor::start_with(server, pool, &[])
+    }
+
+    /// Like [`Supervisor::start`], with more `modsynthd` arguments.
+    pub fn start_with(
+        server: &JackServer,
+        pool: usize,
+        extra: &[&str],
+    ) -> Result<Supervisor, String> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "t{}x{}",
@@ -40,6 +50,7 @@ impl Supervisor {
                 "--osc-port",
                 "0",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -112,6 +123,43 @@ impl Supervisor {
             "/module/set",
             vec![text(id), text(param), OscType::Float(value)],
         ))
+    }
+
+    /// Its `/status`.
+    pub fn status(&self) -> Result<StatusReport, String> {
+        let reply = self
+            .client()
+            .query(message("/status", vec![]), "/status.reply")?;
+        let Some(OscType::String(json)) = reply.args.first() else {
+            return Err("an empty /status.reply".into());
+        };
+        serde_json::from_str(json).map_err(|e| format!("unreadable /status.reply: {e}"))
+    }
+
+    /// Module `id` as `/status` reports it.
+    pub fn module_status(&self, id: &str) -> Option<ModuleStatus> {
+        self.status().ok()?.modules.into_iter().find(|m| m.id == id)
+    }
+
+    /// Polls `/status` until `ready` holds for module `id` (panics after `within`).
+    pub fn wait_for_module(
+        &self,
+        id: &str,
+        within: Duration,
+        ready: impl Fn(&ModuleStatus) -> bool,
+    ) -> ModuleStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(m) = self.module_status(id).filter(|m| ready(m)) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "module {id} did not reach the expected state within {within:?}: {:?}",
+                self.module_status(id)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The process id.

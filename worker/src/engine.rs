@@ -92,6 +92,12 @@ pub struct Stats {
     /// Receipt-to-application latency of immediate changes: bucket `i` counts
     /// latencies in `i*LATENCY_BUCKET .. (i+1)*LATENCY_BUCKET` samples.
     pub latency: [AtomicU64; LATENCY_BUCKETS],
+    /// Times this engine started owning a shared module (took it over or created it).
+    pub takeovers: AtomicU64,
+    /// Frames between the end of the predecessor's last published period and the
+    /// start of this engine's first owned one, at the last takeover (written before
+    /// `takeovers` is incremented).
+    pub last_takeover_gap: AtomicU64,
 }
 
 impl Default for Stats {
@@ -103,6 +109,8 @@ impl Default for Stats {
             params_late: AtomicU64::new(0),
             params_dropped: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            takeovers: AtomicU64::new(0),
+            last_takeover_gap: AtomicU64::new(0),
         }
     }
 }
@@ -303,8 +311,14 @@ impl<P: Ports> Engine<P> {
             }
             if !self.owning {
                 // Just took over: continue from the last completed period.
-                module.restore(&shared.load(shared.published().1));
+                let (published_frame, published_slot) = shared.published();
+                module.restore(&shared.load(published_slot));
                 self.owning = true;
+                let gap = frame_time.wrapping_sub(published_frame) as i32;
+                self.stats
+                    .last_takeover_gap
+                    .store(gap.max(0) as u64, Ordering::Relaxed);
+                self.stats.takeovers.fetch_add(1, Ordering::Release);
             }
             // SAFETY: we own the module (checked above), so we are its only writer,
             // and this is the only reference to the buffer this period.

@@ -53,6 +53,8 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         watching: None,
         host,
         sent: 0,
+        takeovers_at_assign: 0,
+        assigned_state: None,
         cpu: CpuClock::now(),
     };
     loop {
@@ -87,6 +89,10 @@ struct Worker {
     watching: Option<Arc<AtomicBool>>,
     /// Parameter changes handed to the real-time thread so far.
     sent: u64,
+    /// The engine's takeover count when the current module was assigned.
+    takeovers_at_assign: u64,
+    /// The current module's state segment and type, if it has one.
+    assigned_state: Option<(String, String)>,
     cpu: CpuClock,
 }
 
@@ -103,6 +109,9 @@ impl Worker {
             } => {
                 tracing::debug!("assign received");
                 self.stop_watching();
+                self.takeovers_at_assign = self.takeovers();
+                self.assigned_state =
+                    (!state.is_empty()).then(|| (state.clone(), module_type.clone()));
                 let Some(spec) = catalog::module(&module_type) else {
                     let result = Err(format!("no module type '{module_type}'"));
                     return Some(FromWorker::Assigned { token, result });
@@ -114,6 +123,15 @@ impl Worker {
                     (Role::Primary, false) => {
                         self.host
                             .assign(spec, &params, Some(&id), StatePlan::Create(&state))
+                    }
+                    (Role::Replacement, false) => {
+                        let result = self
+                            .host
+                            .assign(spec, &params, None, StatePlan::Open(&state));
+                        if result.is_ok() {
+                            self.take_over_from_the_dead(&state, &module_type);
+                        }
+                        result
                     }
                     (Role::Standby { primary_pid }, false) => {
                         let result = self
@@ -131,8 +149,16 @@ impl Worker {
                 Some(FromWorker::Assigned { token, result })
             }
             ToWorker::TakeNames { id } => {
+                // The supervisor sends this once the old owner is dead. A standby
+                // normally took over already (its watcher saw the death first); if
+                // its watcher missed it, it takes over now rather than stay silent.
+                if let Some((segment, module_type)) = self.assigned_state.clone() {
+                    self.take_over_from_the_dead(&segment, &module_type);
+                }
                 self.host.name_ports(&id);
-                None
+                Some(FromWorker::TookOver {
+                    gap_frames: self.first_owned_period(),
+                })
             }
             ToWorker::SetParam {
                 index,
@@ -162,6 +188,7 @@ impl Worker {
             }
             ToWorker::Free { token } => {
                 self.stop_watching();
+                self.assigned_state = None;
                 if let Err(e) = self.host.free(RT_TIMEOUT) {
                     tracing::error!("free: {e}");
                 }
@@ -255,6 +282,57 @@ impl Worker {
         });
     }
 
+    fn takeovers(&mut self) -> u64 {
+        self.host
+            .controller()
+            .stats()
+            .takeovers
+            .load(Ordering::Acquire)
+    }
+
+    /// Waits (up to a second) for the first period this worker plays as the owner of
+    /// its module since the last assignment, and returns the gap before it.
+    fn first_owned_period(&mut self) -> Option<u32> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.takeovers() <= self.takeovers_at_assign {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let gap = self
+            .host
+            .controller()
+            .stats()
+            .last_takeover_gap
+            .load(Ordering::Relaxed);
+        Some(gap.min(u32::MAX as u64) as u32)
+    }
+
+    /// As a replacement: the module's previous owner is dead (the supervisor saw it
+    /// go), so whoever the owner word names is taken over; the real-time thread then
+    /// continues from the last published state.
+    fn take_over_from_the_dead(&self, segment: &str, module_type: &str) {
+        let type_index = catalog::module_index(module_type).unwrap_or(0) as u32;
+        let shared = match SharedState::open(segment, type_index) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("replacement cannot map {segment}: {e}");
+                return;
+            }
+        };
+        let me = std::process::id() as u64;
+        // The owner word only changes by compare-and-swap; retry if it moved between
+        // the read and the swap (it cannot keep moving: its owners are dead).
+        for _ in 0..100 {
+            let owner = shared.owner();
+            if owner == me || shared.take_over(owner, me) {
+                return;
+            }
+        }
+        tracing::error!("could not take {segment} over");
+    }
+
     fn stop_watching(&mut self) {
         if let Some(stop) = self.watching.take() {
             stop.store(true, Ordering::Release);
@@ -290,7 +368,8 @@ fn raise_priority() {
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: pthread_self() is the calling thread, and `param` is a valid
     // sched_param that outlives the call; the call only changes its scheduling.
-    let result = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    let result =
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
     if result != 0 {
         tracing::debug!("standby watcher stays SCHED_OTHER (error {result})");
     }

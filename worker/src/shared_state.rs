@@ -24,9 +24,19 @@ pub struct SharedState {
 impl SharedState {
     /// Creates segment `name` (mode 0600, must not exist) holding `state` in both
     /// slots and `large` as the large buffer, owned by `owner`.
-    pub fn create(name: &str, state: &ModuleState, large: &[f32], owner: u64) -> Result<SharedState, String> {
-        let segment = StateSegment::create(name, state.type_index, size_of::<ModuleState>(), large.len())
-            .map_err(|e| e.to_string())?;
+    pub fn create(
+        name: &str,
+        state: &ModuleState,
+        large: &[f32],
+        owner: u64,
+    ) -> Result<SharedState, String> {
+        let segment = StateSegment::create(
+            name,
+            state.type_index,
+            size_of::<ModuleState>(),
+            large.len(),
+        )
+        .map_err(|e| e.to_string())?;
         let shared = SharedState { segment };
         // SAFETY: the fresh segment's slots are 64-aligned and sized for a
         // ModuleState, and its buffer holds `large.len()` f32s; nobody else maps it
@@ -58,7 +68,9 @@ impl SharedState {
                 (p.add(offset_of!(ModuleState, kernel)) as *const u32).read_unaligned()
             };
             if tag != type_index {
-                return Err(format!("{name}: slot {slot} does not hold this module type"));
+                return Err(format!(
+                    "{name}: slot {slot} does not hold this module type"
+                ));
             }
         }
         Ok(shared)

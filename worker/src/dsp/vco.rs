@@ -25,6 +25,8 @@ const HISTORY: usize = 64;
 /// Decimation low-pass at 96 kHz: `scipy.signal.firwin(63, 21000, fs=96000,
 /// window=('kaiser', 8))`, unity gain at DC. Symmetric, so the delay is a constant
 /// 31 samples at 96 kHz.
+// The coefficients as the design tool printed them; f32 rounds the last digits.
+#[allow(clippy::excessive_precision)]
 static DECIMATOR: [f32; 63] = [
     -2.355377534e-05,
     -2.188481470e-05,
