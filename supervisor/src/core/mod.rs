@@ -1,0 +1,661 @@
+//! The supervisor's core: one struct that owns all state and decides.
+//!
+//! Every other thread (OSC, worker links, spawners, signals) only turns what it sees
+//! into an [`Event`]; [`Core::handle`] takes one event at a time and acts through the
+//! [`Effects`] trait. Tests drive the core with a fake `Effects` and check what it did,
+//! without JACK, sockets or processes.
+//!
+//! The decisions are split by what they are about: `modules` (create, free, set),
+//! `patching` (connections), `sets` (set files), `pool` (spares), `failover`
+//! (deaths, hangs, standbys, replacements, quarantine) and `reports` (status, sync,
+//! registry). They are all methods of [`Core`], which stays the one owner of state.
+
+use crate::restart::{CrashHistory, Recovery, RestartPolicy};
+use modsynth_control::catalog::{self, ModuleSpec, MAX_PARAMS};
+use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
+use modsynth_control::param;
+use modsynth_control::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
+use modsynth_control::setfile::{self, Connection};
+use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
+use rosc::{OscMessage, OscType};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A worker's identity inside the supervisor (its pool slot number).
+pub type WorkerId = u32;
+
+/// Who asked, for replies: an OSC sender.
+pub type ReplyTo = SocketAddr;
+
+/// A spawned, connected, ready worker.
+#[derive(Debug)]
+pub struct NewWorker {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub client: String,
+    pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
+    /// Time from spawn to hello.
+    pub spawn_time: Duration,
+}
+
+/// Something that happened, for the core to decide on.
+#[derive(Debug)]
+pub enum Event {
+    /// A decoded (or refused) OSC message from `from`. `received` is the JACK frame at
+    /// receipt; `at` the JACK frame its bundle's timetag names, if in the future.
+    Osc {
+        from: ReplyTo,
+        request: Result<Request, Fail>,
+        received: u32,
+        at: Option<u32>,
+    },
+    /// A worker finished starting.
+    Spawned(NewWorker),
+    /// A worker could not be started.
+    SpawnFailed { id: WorkerId, reason: String },
+    /// A message from a worker.
+    FromWorker(WorkerId, FromWorker),
+    /// A worker's channel closed: it exited or was killed.
+    WorkerGone(WorkerId),
+    /// New JACK ports exist: pending connections may now be made.
+    PortsAppeared,
+    /// Two JACK ports (by JACK port id) were connected or disconnected, by anyone.
+    PortsConnected { a: u32, b: u32, connected: bool },
+    /// Stop everything.
+    Shutdown,
+}
+
+/// What the core can do to the world.
+pub trait Effects {
+    /// Sends an OSC message to a client.
+    fn reply(&mut self, to: ReplyTo, msg: OscMessage);
+    /// Sends a message to a worker; `false` if its channel is gone.
+    fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool;
+    /// Starts worker `id` in the background; it arrives as `Spawned` or `SpawnFailed`.
+    fn spawn(&mut self, id: WorkerId);
+    /// Kills a worker's process (it then arrives as `WorkerGone`).
+    fn kill(&mut self, worker: &WorkerLink);
+    /// Connects or disconnects two JACK ports by full name.
+    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String>;
+    /// Whether a JACK port of that full name exists.
+    fn port_exists(&mut self, name: &str) -> bool;
+    /// Full names of the ports connected to `port`.
+    fn connections(&mut self, port: &str) -> Vec<String>;
+    /// Reads a set file.
+    fn read_file(&mut self, path: &str) -> Result<String, String>;
+    /// Writes a set file atomically.
+    fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String>;
+    /// The full name of the JACK port with this id.
+    fn port_name(&mut self, id: u32) -> Option<String>;
+    /// Removes a module's state segment from /dev/shm.
+    fn unlink_state(&mut self, name: &str);
+    /// Time, for measuring (tests may fake it).
+    fn now(&self) -> Instant;
+    /// The first frame of the last cycle the JACK server ran, and its period.
+    fn last_cycle(&mut self) -> Option<(u32, u32)>;
+    /// The frame each state segment was last published at (`None`: cannot map it).
+    fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>>;
+}
+
+/// What the registry should hold, from [`Core::registry_view`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryView {
+    /// Module state segments, by module id.
+    pub segments: Vec<RegisteredSegment>,
+    /// Live workers (spares, primaries, standbys), by pid.
+    pub workers: Vec<RegisteredWorker>,
+}
+
+/// One module's state segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredSegment {
+    pub module: String,
+    /// `/<instance>-<module>-state`.
+    pub segment: String,
+    /// The worker that plays the module (and owns the segment's contents).
+    pub owner_pid: u32,
+}
+
+/// One worker as the registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredWorker {
+    pub pid: u32,
+    pub jack_client: String,
+    pub role: RegisteredRole,
+    pub module: Option<String>,
+}
+
+/// A worker's role in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisteredRole {
+    Spare,
+    Primary,
+    Standby,
+}
+
+/// How the core reaches one worker.
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub client: String,
+    pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Role {
+    /// Warm, no module: in the ready queue.
+    Spare,
+    /// Playing a module (or being assigned one).
+    Primary(String),
+    /// Being freed; becomes a spare when the worker says so.
+    Freeing,
+    /// Told to exit (surplus, or failed an assignment): its exit is expected.
+    Retiring,
+    /// Told to exit because the supervisor is stopping.
+    Stopping,
+    /// Hot standby of a module: silent, same ports and connections, takes over
+    /// when the primary dies.
+    Standby(String),
+}
+
+struct Worker {
+    link: WorkerLink,
+    role: Role,
+    last_report: Option<WorkerReport>,
+}
+
+/// A module as the supervisor knows it.
+struct Module {
+    spec: &'static ModuleSpec,
+    worker: WorkerId,
+    params: [f32; MAX_PARAMS],
+    /// Full JACK port names, catalog order; empty until the worker confirms.
+    ports: Vec<String>,
+    standby: Standby,
+    /// The state segment (`/<instance>-<id>-state`); empty without a standby.
+    state: String,
+    /// The hot standby, once assigned, with its port names (catalog order).
+    standby_worker: Option<WorkerId>,
+    standby_ports: Vec<String>,
+    /// Every connection of the primary's ports, by port index, the other end as a
+    /// module port (`vcf1:in`) or a JACK name: restored on a replacement, whose
+    /// ports start unconnected (JACK dropped the dead primary's connections).
+    links: std::collections::BTreeSet<(usize, String)>,
+    history: CrashHistory,
+    /// Left silent after a crash loop: no worker, reported as quarantined.
+    quarantined: bool,
+    /// Since when the module has been without its primary, until the replacement
+    /// has its names and has played its first period.
+    recovering_since: Option<Instant>,
+    /// Since when the module has been without a ready standby after losing a worker.
+    degraded_since: Option<Instant>,
+    /// Since when its current primary has played it (for the heartbeat check).
+    playing_since: Option<Instant>,
+}
+
+/// The `worker` of a module that has none (being replaced, or quarantined).
+const NO_WORKER: WorkerId = WorkerId::MAX;
+
+/// Who is waiting for a create.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// An OSC client, answered with `/done` or `/fail`.
+    Client(ReplyTo),
+    /// A set being loaded (the token of its `Pending::Load`).
+    Load(u64),
+}
+
+enum Pending {
+    Create {
+        from: Origin,
+        id: String,
+        started: Instant,
+        cold: bool,
+    },
+    Load {
+        from: ReplyTo,
+        path: String,
+        creating: HashSet<String>,
+        failures: Vec<String>,
+    },
+    Free {
+        from: ReplyTo,
+        id: String,
+    },
+    /// A standby being assigned to module `id`.
+    Standby {
+        id: String,
+    },
+    /// A spare taking over module `id`, whose primary died without a ready standby;
+    /// `fresh`: from a new state, after a crash loop.
+    Replace {
+        id: String,
+        fresh: bool,
+    },
+    Sync {
+        from: ReplyTo,
+        sync_id: i32,
+        waiting: HashSet<u64>,
+    },
+    Status {
+        from: ReplyTo,
+        waiting: HashSet<u64>,
+    },
+}
+
+/// Workers started at once. jackd serializes client opens anyway, and a burst of
+/// simultaneous opens makes jackd2 refuse some of them (seen: 6 of 8 failed with
+/// SERVER_FAILED when eight release-built workers opened together).
+pub const MAX_CONCURRENT_SPAWNS: usize = 2;
+
+/// How long a refill waits after a create took a spare. A new worker's start
+/// (client open, port registrations: each a latency pass over every client on
+/// jackd2) competes with creates for jackd; waiting lets a burst of creates (a set
+/// being loaded, a performer patching) finish first, and a module freed meanwhile
+/// refills the pool for free. A create that finds the pool empty does not wait.
+pub const REFILL_DELAY: Duration = Duration::from_millis(250);
+
+/// Freed workers are kept as spares while fewer than this many times the pool size
+/// are ready; only beyond that are they retired.
+pub const MAX_SPARES_FACTOR: usize = 2;
+
+/// Spawn failures in a row after which the pool stops refilling by itself (a broken
+/// installation must not spin); any successful spawn resets the count.
+pub const MAX_SPAWN_FAILURES_IN_A_ROW: u32 = 3;
+
+/// Periods a primary may fall behind the server's cycles without publishing its
+/// state before the supervisor kills it as hung (SIGSTOPped, looping, zombified by
+/// jackd). Twice the standby's own limit: a standby normally notices first and takes
+/// over; this catches modules without a standby, and standbys that missed it.
+pub const HANG_PERIODS: u32 = 32;
+
+/// How often the heartbeats are checked.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A primary's first moments are not judged: its first period as the owner may take
+/// as long as an assignment.
+const HEARTBEAT_GRACE: Duration = Duration::from_millis(500);
+
+/// Start-up settings the core needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Spares to keep ready.
+    pub pool: usize,
+    /// Instance name: prefix of the shared-memory segments.
+    pub instance: String,
+    /// When a module's deaths are a crash loop.
+    pub restart: RestartPolicy,
+}
+
+/// The supervisor's state.
+pub struct Core {
+    config: Config,
+    workers: HashMap<WorkerId, Worker>,
+    /// Spares in the order they became ready (oldest first).
+    ready: VecDeque<WorkerId>,
+    /// Workers being started.
+    starting: HashSet<WorkerId>,
+    next_worker: WorkerId,
+    modules: BTreeMap<String, Module>,
+    /// Creates waiting for a spare (the pool was empty).
+    waiting: VecDeque<(Origin, Request, Instant)>,
+    /// Modules waiting for a spare to become their standby.
+    needs_standby: std::collections::BTreeSet<String>,
+    /// Modules without a primary waiting for a spare to take them over (`true`:
+    /// from a fresh state).
+    needs_replacement: BTreeMap<String, bool>,
+    /// Connections to keep: made now if both ports exist, else as soon as they do,
+    /// and again whenever a port comes back (a program restarted). Module ports are
+    /// kept as `module:port`.
+    wanted: std::collections::BTreeSet<Connection>,
+    pending: HashMap<u64, Pending>,
+    /// token sent to a worker -> (the pending request it belongs to, that worker), for
+    /// Sync and Status, which wait for an answer from several workers.
+    fan_out: HashMap<u64, (u64, WorkerId)>,
+    next_token: u64,
+    subscribers: HashSet<ReplyTo>,
+    counters: Counters,
+    spawn_failures_in_a_row: u32,
+    /// A refill is due at this time (see [`REFILL_DELAY`]).
+    refill_after: Option<Instant>,
+    /// When the heartbeats are checked next.
+    next_heartbeat: Option<Instant>,
+    /// Workers killed as hung whose death has not arrived yet.
+    killed_as_hung: HashSet<WorkerId>,
+    shutting_down: bool,
+}
+
+impl Core {
+    pub fn new(config: Config) -> Core {
+        Core {
+            config,
+            workers: HashMap::new(),
+            ready: VecDeque::new(),
+            starting: HashSet::new(),
+            next_worker: 0,
+            modules: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            wanted: Default::default(),
+            needs_standby: Default::default(),
+            needs_replacement: Default::default(),
+            pending: HashMap::new(),
+            fan_out: HashMap::new(),
+            next_token: 1,
+            subscribers: HashSet::new(),
+            counters: Counters::default(),
+            spawn_failures_in_a_row: 0,
+            refill_after: None,
+            next_heartbeat: None,
+            killed_as_hung: HashSet::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Starts filling the pool.
+    pub fn start(&mut self, fx: &mut impl Effects) {
+        self.refill(fx);
+    }
+
+    /// Spares ready now.
+    pub fn spares_ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether every worker has been told to stop.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Workers still alive or starting.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len() + self.starting.len()
+    }
+
+    /// After a shutdown: every worker is gone.
+    pub fn is_stopped(&self) -> bool {
+        self.shutting_down && self.workers.is_empty() && self.starting.is_empty()
+    }
+
+    /// Kills every worker still there (shutdown took too long).
+    pub fn kill_all(&mut self, fx: &mut impl Effects) {
+        for w in self.workers.values() {
+            fx.kill(&w.link);
+        }
+    }
+
+    /// Handles one event.
+    pub fn handle(&mut self, event: Event, fx: &mut impl Effects) {
+        match event {
+            Event::Osc {
+                from,
+                request,
+                received,
+                at,
+            } => match request {
+                Ok(request) => self.request(from, request, received, at, fx),
+                Err(fail) => fx.reply(from, fail.to_message()),
+            },
+            Event::Spawned(new) => self.spawned(new, fx),
+            Event::SpawnFailed { id, reason } => {
+                tracing::error!("worker w{id:02} did not start: {reason}");
+                self.starting.remove(&id);
+                self.counters.spawn_failures += 1;
+                self.spawn_failures_in_a_row += 1;
+                self.refill(fx);
+                if self.ready.is_empty() && self.starting.is_empty() {
+                    let waiting: Vec<_> = self.waiting.drain(..).collect();
+                    for (from, request, _) in waiting {
+                        if let Request::New { id, .. } = request {
+                            self.create_failed(
+                                from,
+                                &id,
+                                &format!("no worker could be started: {reason}"),
+                                fx,
+                            );
+                        }
+                    }
+                }
+            }
+            Event::FromWorker(id, msg) => self.worker_said(id, msg, fx),
+            Event::WorkerGone(id) => self.worker_gone(id, fx),
+            Event::PortsAppeared => self.make_wanted_connections(fx),
+            Event::PortsConnected { a, b, connected } => {
+                self.mirror_connection(a, b, connected, fx)
+            }
+            Event::Shutdown => {
+                self.shutting_down = true;
+                for m in self.modules.values().filter(|m| !m.quarantined) {
+                    fx.unlink_state(&m.state);
+                }
+                self.stop_next_workers(fx);
+            }
+        }
+    }
+
+    fn request(
+        &mut self,
+        from: ReplyTo,
+        request: Request,
+        received: u32,
+        at: Option<u32>,
+        fx: &mut impl Effects,
+    ) {
+        if self.shutting_down {
+            fx.reply(
+                from,
+                Fail::new("/", "modsynthd is shutting down").to_message(),
+            );
+            return;
+        }
+        match request {
+            Request::New { .. } => self.create(Origin::Client(from), request, fx.now(), fx),
+            Request::Free { id } => self.free(from, id, fx),
+            Request::Set { id, param, value } => {
+                self.set(from, &id, &param, &value, received, at, fx)
+            }
+            Request::Get { id, param } => self.get(from, &id, &param, fx),
+            Request::Connect { src, dst } => self.patch(from, true, &src, &dst, fx),
+            Request::Disconnect { src, dst } => self.patch(from, false, &src, &dst, fx),
+            Request::LoadSet { path, replace } => self.load_set(from, &path, replace, fx),
+            Request::SaveSet { path } => self.save_set(from, &path, fx),
+            Request::Status => self.status(from, fx),
+            Request::Notify { on } => {
+                if on {
+                    self.subscribers.insert(from);
+                } else {
+                    self.subscribers.remove(&from);
+                }
+                fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)]));
+            }
+            Request::Sync { id } => self.sync(from, id, fx),
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
+        match msg {
+            FromWorker::Hello { .. } => {}
+            FromWorker::Assigned { token, result } => {
+                let (from, id, started, cold) = match self.pending.remove(&token) {
+                    Some(Pending::Create {
+                        from,
+                        id,
+                        started,
+                        cold,
+                    }) => (from, id, started, cold),
+                    Some(Pending::Standby { id }) => {
+                        return self.standby_assigned(wid, &id, result, fx)
+                    }
+                    Some(Pending::Replace { id, fresh }) => {
+                        return self.replaced(wid, &id, fresh, result, fx)
+                    }
+                    _ => return,
+                };
+                match result {
+                    Ok(ports) => {
+                        let mut wants_standby = false;
+                        let now = fx.now();
+                        if let Some(m) = self.modules.get_mut(&id) {
+                            m.ports = ports;
+                            m.playing_since = Some(now);
+                            wants_standby = m.standby == Standby::Hot;
+                        }
+                        if wants_standby {
+                            self.add_standby(&id, fx);
+                        }
+                        let ms = fx.now().duration_since(started).as_secs_f64() * 1e3;
+                        self.counters.creates += 1;
+                        if !cold {
+                            self.counters.create_time_ms.record(ms);
+                        }
+                        self.notify(fx, osc::message("/module/ready", vec![osc::text(&id)]));
+                        self.make_wanted_connections(fx);
+                        match from {
+                            Origin::Client(to) => {
+                                fx.reply(to, osc::done("/module/new", vec![osc::text(&id)]))
+                            }
+                            Origin::Load(token) => self.load_progress(token, &id, None, fx),
+                        }
+                    }
+                    Err(reason) => {
+                        self.modules.remove(&id);
+                        self.create_failed(from, &id, &reason, fx);
+                        // A worker that failed an assignment is not trusted again.
+                        self.retire(wid, fx);
+                        self.refill(fx);
+                    }
+                }
+            }
+            FromWorker::TookOver { gap_frames } => {
+                let id = self
+                    .modules
+                    .iter()
+                    .find(|(_, m)| m.worker == wid)
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = id {
+                    self.finish_recovery(&id, gap_frames, fx);
+                }
+            }
+            FromWorker::Promoted if self.shutting_down => {}
+            FromWorker::Promoted => {
+                // The standby took over: its primary died (its WorkerGone may still be
+                // on the way) or hung. Killing it is harmless in the first case and
+                // needed in the second; its death then fails the module over.
+                let hung = self
+                    .modules
+                    .values()
+                    .find(|m| m.standby_worker == Some(wid))
+                    .map(|m| m.worker);
+                if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
+                    tracing::info!(
+                        "standby took over from {}: making sure it is gone (dead or hung)",
+                        primary.link.client
+                    );
+                    fx.kill(&primary.link);
+                }
+            }
+            FromWorker::Freed { token } => {
+                if let Some(Pending::Free { from, id }) = self.pending.remove(&token) {
+                    fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
+                }
+                // Surplus spares are kept up to twice the pool: retiring one closes a
+                // JACK client, which on jackd2 is a synchronous notification to every
+                // client and slowed creates running at the same time (measured).
+                if self.ready.len() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down {
+                    self.make_spare(wid);
+                } else {
+                    self.retire(wid, fx);
+                }
+            }
+            FromWorker::Synced { token } | FromWorker::Report { token, .. }
+                if !self.fan_out.contains_key(&token) => {}
+            FromWorker::Synced { token } => self.answered(token, fx),
+            FromWorker::Report { token, report } => {
+                if let Some(w) = self.workers.get_mut(&wid) {
+                    w.last_report = Some(report);
+                }
+                self.answered(token, fx);
+            }
+        }
+    }
+
+    fn answered(&mut self, token: u64, fx: &mut impl Effects) {
+        let Some((request_token, _)) = self.fan_out.remove(&token) else {
+            return;
+        };
+        match self.pending.get_mut(&request_token) {
+            Some(Pending::Sync { waiting, .. }) | Some(Pending::Status { waiting, .. }) => {
+                waiting.remove(&token);
+            }
+            _ => {}
+        }
+        self.settle(request_token, fx);
+    }
+
+    fn worker_gone(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        self.handle_departure(wid, fx);
+        // Sync and status requests stop waiting for answers this worker owed, however
+        // it left; only now, so that a status answered here sees the state after the
+        // departure was dealt with (a failover done, not half done).
+        let owed: Vec<u64> = self
+            .fan_out
+            .iter()
+            .filter(|(_, &(_, w))| w == wid)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in owed {
+            self.answered(token, fx);
+        }
+    }
+
+    fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
+        for &s in &self.subscribers {
+            fx.reply(s, msg.clone());
+        }
+    }
+
+    /// Does what has come due (a delayed refill). The main loop calls it on every
+    /// wake-up; [`Core::next_deadline`] says when it must wake at the latest.
+    pub fn tick(&mut self, fx: &mut impl Effects) {
+        let now = fx.now();
+        if self.refill_after.is_some_and(|t| now >= t) {
+            self.refill_after = None;
+            self.refill(fx);
+        }
+        if self.next_heartbeat.is_none_or(|t| now >= t) {
+            self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+            self.check_heartbeats(fx);
+        }
+    }
+
+    /// When [`Core::tick`] has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.refill_after, self.next_heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// `/fail address id reason`.
+fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
+    osc::message(
+        "/fail",
+        vec![osc::text(address), osc::text(id), osc::text(reason)],
+    )
+}
+
+mod failover;
+mod modules;
+mod patching;
+mod pool;
+mod reports;
+mod sets;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! Connections: module port names resolved to JACK ports, connections wanted
+//! until both ends exist, every graph change mirrored onto standbys and recorded so
+//! a replacement gets its primary's connections back.
+
+use super::*;
+
+impl Core {
+    /// `vco1:out` -> the worker's real port name; any other name passes through.
+    pub(super) fn resolve_port(&self, name: &str) -> Result<String, String> {
+        let (client, port) = name
+            .split_once(':')
+            .ok_or_else(|| format!("'{name}' is not a port name"))?;
+        match self.modules.get(client) {
+            Some(m) => {
+                let (i, _) = m.spec.port_of(client, port)?;
+                m.ports.get(i).cloned().ok_or_else(|| {
+                    if m.quarantined {
+                        format!("{client} is quarantined (it kept crashing): free it or create it again")
+                    } else if m.recovering_since.is_some() {
+                        format!("{client} is being taken over by a new worker: try again in a moment")
+                    } else {
+                        format!("{client} is still being created")
+                    }
+                })
+            }
+            None => Ok(name.to_string()),
+        }
+    }
+
+    pub(super) fn patch(
+        &mut self,
+        from: ReplyTo,
+        connect: bool,
+        src: &str,
+        dst: &str,
+        fx: &mut impl Effects,
+    ) {
+        let address = if connect {
+            "/patch/connect"
+        } else {
+            "/patch/disconnect"
+        };
+        let resolved = self
+            .resolve_port(src)
+            .and_then(|s| self.resolve_port(dst).map(|d| (s, d)));
+        let result = resolved.and_then(|(s, d)| {
+            for (given, real) in [(src, &s), (dst, &d)] {
+                if !fx.port_exists(real) {
+                    return Err(format!(
+                        "no port '{given}' (modules: `modsynth ls`, JACK ports: `jack_lsp`)"
+                    ));
+                }
+            }
+            fx.patch(connect, &s, &d)?;
+            // The same on the standbys' ports, so a standby that takes over is
+            // already patched (best effort: the primary's result is the answer).
+            for (s2, d2) in self.standby_pairs(src, dst) {
+                if let Err(e) = fx.patch(connect, &s2, &d2) {
+                    tracing::warn!("standby mirror: {e}");
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                let c = Connection {
+                    from: src.to_string(),
+                    to: dst.to_string(),
+                };
+                if connect {
+                    self.wanted.insert(c);
+                } else {
+                    self.wanted.remove(&c);
+                }
+                fx.reply(
+                    from,
+                    osc::done(address, vec![osc::text(src), osc::text(dst)]),
+                )
+            }
+            Err(e) => fx.reply(from, Fail::new(address, e).to_message()),
+        }
+    }
+
+    /// Makes every wanted connection whose two ports exist now. Already-connected
+    /// pairs are skipped, so this is cheap to call on every graph change.
+    pub(super) fn make_wanted_connections(&mut self, fx: &mut impl Effects) {
+        for c in self.wanted.clone() {
+            let (Ok(src), Ok(dst)) = (self.resolve_port(&c.from), self.resolve_port(&c.to)) else {
+                continue;
+            };
+            let pairs = std::iter::once((src, dst)).chain(self.standby_pairs(&c.from, &c.to));
+            for (src, dst) in pairs {
+                if fx.port_exists(&src)
+                    && fx.port_exists(&dst)
+                    && !fx.connections(&src).contains(&dst)
+                {
+                    match fx.patch(true, &src, &dst) {
+                        Ok(()) => {
+                            tracing::info!("connected {src} -> {dst} ({} -> {})", c.from, c.to)
+                        }
+                        Err(e) => tracing::warn!("pending connection {} -> {}: {e}", c.from, c.to),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection changed in the JACK graph (qjackctl, jack_connect, anyone): if
+    /// one end is a primary's port, the same change is made on its standby's port,
+    /// so hand-made patches survive a failover.
+    pub(super) fn mirror_connection(
+        &mut self,
+        a: u32,
+        b: u32,
+        connected: bool,
+        fx: &mut impl Effects,
+    ) {
+        if self.shutting_down {
+            return; // workers closing disconnect everything: nothing to keep
+        }
+        let (Some(na), Some(nb)) = (fx.port_name(a), fx.port_name(b)) else {
+            return;
+        };
+        self.record_link(&na, &nb, connected, fx);
+        let mut changes = Vec::new();
+        for m in self.modules.values() {
+            for (here, other) in [(&na, &nb), (&nb, &na)] {
+                let Some(i) = m.ports.iter().position(|p| p == here) else {
+                    continue;
+                };
+                let (Some(standby), Some(spec)) = (m.standby_ports.get(i), m.spec.ports.get(i))
+                else {
+                    continue;
+                };
+                if m.standby_ports.contains(other) {
+                    continue; // primary <-> its own standby: never mirrored
+                }
+                // A dying primary's ports are disconnected by JACK when it removes the
+                // client; only a disconnection of a port that still exists was made
+                // by someone, and is mirrored.
+                if !connected && !fx.port_exists(here) {
+                    continue;
+                }
+                changes.push(match spec.direction {
+                    catalog::Direction::Out => (standby.clone(), other.clone()),
+                    catalog::Direction::In => (other.clone(), standby.clone()),
+                });
+            }
+        }
+        for (src, dst) in changes {
+            let already = fx.connections(&src).contains(&dst);
+            if already != connected {
+                if let Err(e) = fx.patch(connected, &src, &dst) {
+                    tracing::warn!("mirroring onto a standby: {e}");
+                }
+            }
+        }
+    }
+
+    /// Keeps each module's record of its primary's connections (see `Module::links`)
+    /// up to date with a change in the JACK graph. When a worker dies JACK drops its
+    /// connections: such disconnections (one end gone) are not forgotten.
+    pub(super) fn record_link(
+        &mut self,
+        na: &str,
+        nb: &str,
+        connected: bool,
+        fx: &mut impl Effects,
+    ) {
+        if !(connected || fx.port_exists(na) && fx.port_exists(nb)) {
+            return;
+        }
+        let is_standby_port = |name: &str| {
+            self.modules
+                .values()
+                .any(|m| m.standby_ports.iter().any(|p| p == name))
+        };
+        if is_standby_port(na) || is_standby_port(nb) {
+            return; // mirrors, not the patch
+        }
+        let mut changes = Vec::new();
+        for (id, m) in &self.modules {
+            for (here, other) in [(na, nb), (nb, na)] {
+                if let Some(i) = m.ports.iter().position(|p| p == here) {
+                    changes.push((id.clone(), i, self.module_port_name(other)));
+                }
+            }
+        }
+        for (id, i, other) in changes {
+            if let Some(m) = self.modules.get_mut(&id) {
+                if connected {
+                    m.links.insert((i, other));
+                } else {
+                    m.links.remove(&(i, other));
+                }
+            }
+        }
+    }
+
+    /// `vcf1:in` for a module primary's real port name; any other name as it is.
+    pub(super) fn module_port_name(&self, real: &str) -> String {
+        for (id, m) in &self.modules {
+            if let Some(i) = m.ports.iter().position(|p| p == real) {
+                if let Some(spec) = m.spec.ports.get(i) {
+                    return format!("{id}:{}", spec.name);
+                }
+            }
+        }
+        real.to_string()
+    }
+
+    /// Every real port a name stands for: the primary's and, once it has one, the
+    /// standby's (any other JACK name stands for itself).
+    pub(super) fn all_real_ports(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.resolve_port(name).into_iter().collect();
+        if let Some((client, port)) = name.split_once(':') {
+            if let Some(m) = self.modules.get(client) {
+                if let Ok((i, _)) = m.spec.port_of(client, port) {
+                    out.extend(m.standby_ports.get(i).cloned());
+                }
+            }
+        }
+        out
+    }
+
+    /// The connections that mirror `src -> dst` onto standbys: every pairing of the
+    /// two ends' real ports except primary -> primary. A standby must hear what its
+    /// primary hears, and its output must already reach where the primary's does.
+    pub(super) fn standby_pairs(&self, src: &str, dst: &str) -> Vec<(String, String)> {
+        let (srcs, dsts) = (self.all_real_ports(src), self.all_real_ports(dst));
+        let mut pairs = Vec::new();
+        for (i, s) in srcs.iter().enumerate() {
+            for (j, d) in dsts.iter().enumerate() {
+                if i > 0 || j > 0 {
+                    pairs.push((s.clone(), d.clone()));
+                }
+            }
+        }
+        pairs
+    }
+
+    /// Connects a replacement's ports as the dead primary's were.
+    pub(super) fn restore_links(
+        &mut self,
+        id: &str,
+        links: &[(usize, String)],
+        fx: &mut impl Effects,
+    ) {
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        let mut patches = Vec::new();
+        for (i, other) in links {
+            let (Some(own), Some(spec)) = (m.ports.get(*i), m.spec.ports.get(*i)) else {
+                continue;
+            };
+            let Ok(other) = self.resolve_port(other) else {
+                continue;
+            };
+            patches.push(match spec.direction {
+                catalog::Direction::Out => (own.clone(), other),
+                catalog::Direction::In => (other, own.clone()),
+            });
+        }
+        for (src, dst) in patches {
+            if let Err(e) = fx.patch(true, &src, &dst) {
+                tracing::warn!("restoring a connection of {id}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1099 @@
+use super::*;
+use modsynth_control::osc::decode;
+use rosc::OscType as T;
+
+/// Records what the core did; ports listed in `ports` exist.
+#[derive(Default)]
+struct Fake {
+    replies: Vec<(ReplyTo, OscMessage)>,
+    sent: Vec<(WorkerId, ToWorker)>,
+    spawned: Vec<WorkerId>,
+    killed: Vec<WorkerId>,
+    patched: Vec<(bool, String, String)>,
+    ports: HashSet<String>,
+    /// Workers whose channel is gone.
+    dead: HashSet<WorkerId>,
+    files: HashMap<String, String>,
+    /// The fake clock; tests move it forward.
+    clock: Option<Instant>,
+    unlinked: Vec<String>,
+    port_ids: HashMap<u32, String>,
+    /// The server's last cycle, and each state segment's published frame.
+    cycle: Option<u32>,
+    published: HashMap<String, u32>,
+}
+
+impl Effects for Fake {
+    fn reply(&mut self, to: ReplyTo, msg: OscMessage) {
+        self.replies.push((to, msg));
+    }
+    fn send(&mut self, w: &WorkerLink, msg: ToWorker) -> bool {
+        self.sent.push((w.id, msg));
+        !self.dead.contains(&w.id)
+    }
+    fn spawn(&mut self, id: WorkerId) {
+        self.spawned.push(id);
+    }
+    fn kill(&mut self, w: &WorkerLink) {
+        self.killed.push(w.id);
+    }
+    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String> {
+        self.patched.push((connect, src.into(), dst.into()));
+        Ok(())
+    }
+    fn port_exists(&mut self, name: &str) -> bool {
+        self.ports.contains(name)
+    }
+    fn connections(&mut self, port: &str) -> Vec<String> {
+        self.patched
+            .iter()
+            .filter(|(c, s, _)| *c && s == port)
+            .map(|(_, _, d)| d.clone())
+            .chain(
+                self.patched
+                    .iter()
+                    .filter(|(c, _, d)| *c && d == port)
+                    .map(|(_, s, _)| s.clone()),
+            )
+            .collect()
+    }
+    fn unlink_state(&mut self, name: &str) {
+        self.unlinked.push(name.to_string());
+    }
+    fn port_name(&mut self, id: u32) -> Option<String> {
+        self.port_ids.get(&id).cloned()
+    }
+    fn read_file(&mut self, path: &str) -> Result<String, String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| format!("{path}: cannot read it: no such file"))
+    }
+    fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String> {
+        self.files.insert(path.to_string(), contents.to_string());
+        Ok(())
+    }
+    fn now(&self) -> Instant {
+        self.clock.unwrap_or_else(Instant::now)
+    }
+    fn last_cycle(&mut self) -> Option<(u32, u32)> {
+        self.cycle.map(|c| (c, 256))
+    }
+    fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>> {
+        segments
+            .iter()
+            .map(|s| self.published.get(*s).copied())
+            .collect()
+    }
+}
+
+/// Moves the fake clock past the refill delay and lets the core act on it.
+fn after_refill_delay(core: &mut Core, fx: &mut Fake) {
+    fx.clock = Some(fx.now() + REFILL_DELAY);
+    core.tick(fx);
+}
+
+fn client() -> ReplyTo {
+    "127.0.0.1:9000".parse().unwrap()
+}
+
+fn osc(core: &mut Core, fx: &mut Fake, addr: &str, args: Vec<T>) {
+    let request = decode(&osc::message(addr, args));
+    core.handle(
+        Event::Osc {
+            from: client(),
+            request,
+            received: 1000,
+            at: None,
+        },
+        fx,
+    );
+}
+
+fn ready(core: &mut Core, fx: &mut Fake, id: WorkerId) {
+    let (commands, _rx) = ipc_channel::ipc::channel().unwrap();
+    std::mem::forget(_rx);
+    let new = NewWorker {
+        id,
+        pid: 100 + id,
+        client: format!("ms-w{id:02}"),
+        commands,
+        spawn_time: Duration::from_millis(20),
+    };
+    core.handle(Event::Spawned(new), fx);
+}
+
+/// A core whose pool of `n` is ready.
+fn started(n: usize) -> (Core, Fake) {
+    let mut core = Core::new(Config {
+        pool: n,
+        instance: "ms".into(),
+        restart: RestartPolicy::default(),
+    });
+    let mut fx = Fake::default();
+    core.start(&mut fx);
+    let mut next = 0;
+    while next < fx.spawned.len() {
+        let id = fx.spawned[next];
+        ready(&mut core, &mut fx, id);
+        next += 1;
+    }
+    (core, fx)
+}
+
+fn last_reply(fx: &Fake) -> (String, Vec<T>) {
+    let (_, m) = fx.replies.last().expect("a reply");
+    (m.addr.clone(), m.args.clone())
+}
+
+fn s(v: &str) -> T {
+    T::String(v.into())
+}
+
+/// Creates `id` of `ty` and acknowledges the assignment.
+/// Creates `id` of `ty` without a standby and acknowledges the assignment.
+fn create(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> WorkerId {
+    create_with(core, fx, ty, id, "none")
+}
+
+/// Creates `id` with `standby` (`hot` or `none`); acknowledges the primary only.
+fn create_with(core: &mut Core, fx: &mut Fake, ty: &str, id: &str, standby: &str) -> WorkerId {
+    osc(
+        core,
+        fx,
+        "/module/new",
+        vec![s(ty), s(id), s("standby"), s(standby)],
+    );
+    let (wid, token) = fx
+        .sent
+        .iter()
+        .rev()
+        .find_map(|(w, m)| match m {
+            ToWorker::Assign { token, id: i, .. } if i == id => Some((*w, *token)),
+            _ => None,
+        })
+        .expect("an Assign");
+    let spec = catalog::module(ty).unwrap();
+    ack_assign(core, fx, wid, token, spec);
+    wid
+}
+
+/// Answers an Assign as a worker would: its ports now exist.
+fn ack_assign(core: &mut Core, fx: &mut Fake, wid: WorkerId, token: u64, spec: &ModuleSpec) {
+    let ports: Vec<String> = spec
+        .ports
+        .iter()
+        .map(|p| format!("ms-w{wid:02}:{}", p.name))
+        .collect();
+    fx.ports.extend(ports.iter().cloned());
+    core.handle(
+        Event::FromWorker(
+            wid,
+            FromWorker::Assigned {
+                token,
+                result: Ok(ports),
+            },
+        ),
+        fx,
+    );
+}
+
+#[test]
+fn the_pool_fills_to_its_size_at_start_a_few_workers_at_a_time() {
+    let mut core = Core::new(Config {
+        pool: 4,
+        instance: "ms".into(),
+        restart: RestartPolicy::default(),
+    });
+    let mut fx = Fake::default();
+    core.start(&mut fx);
+    assert_eq!(fx.spawned.len(), MAX_CONCURRENT_SPAWNS);
+    let (core, fx) = started(4);
+    assert_eq!(fx.spawned, vec![0, 1, 2, 3]);
+    assert_eq!(core.spares_ready(), 4);
+}
+
+#[test]
+fn repeated_spawn_failures_stop_the_refill_instead_of_spinning() {
+    let mut core = Core::new(Config {
+        pool: 4,
+        instance: "ms".into(),
+        restart: RestartPolicy::default(),
+    });
+    let mut fx = Fake::default();
+    core.start(&mut fx);
+    let mut i = 0;
+    while i < fx.spawned.len() {
+        let id = fx.spawned[i];
+        core.handle(
+            Event::SpawnFailed {
+                id,
+                reason: "broken".into(),
+            },
+            &mut fx,
+        );
+        i += 1;
+    }
+    assert!(fx.spawned.len() <= MAX_SPAWN_FAILURES_IN_A_ROW as usize + MAX_CONCURRENT_SPAWNS);
+    let before = fx.spawned.len();
+    osc(&mut core, &mut fx, "/module/new", vec![s("vco"), s("v")]);
+    assert!(fx.spawned.len() > before, "a create tries once more");
+    assert!(fx.replies.is_empty());
+    let retried: Vec<WorkerId> = fx.spawned[before..].to_vec();
+    for id in retried {
+        core.handle(
+            Event::SpawnFailed {
+                id,
+                reason: "broken".into(),
+            },
+            &mut fx,
+        );
+    }
+    assert!(matches!(&last_reply(&fx).1[2], T::String(r) if r.contains("broken")));
+}
+
+#[test]
+fn creating_takes_a_spare_replies_done_and_refills_the_pool() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "vco", "vco1");
+    assert_eq!(wid, 0);
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/module/new"), s("vco1")])
+    );
+    assert_eq!(
+        fx.spawned,
+        vec![0, 1],
+        "the refill waits until the create is done"
+    );
+    assert!(core.next_deadline().is_some());
+    after_refill_delay(&mut core, &mut fx);
+    assert_eq!(fx.spawned, vec![0, 1, 2], "a replacement spare was started");
+    assert_eq!(core.status_report().modules[0].jack_client, "ms-w00");
+}
+
+#[test]
+fn an_empty_pool_makes_a_create_wait_for_the_next_spare_not_fail() {
+    let mut core = Core::new(Config {
+        pool: 1,
+        instance: "ms".into(),
+        restart: RestartPolicy::default(),
+    });
+    let mut fx = Fake::default();
+    core.start(&mut fx);
+    osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("l1")]);
+    assert!(fx.replies.is_empty(), "no reply before a worker exists");
+    assert!(
+        fx.spawned.len() >= 2,
+        "the waiting create asks for a worker of its own"
+    );
+    ready(&mut core, &mut fx, 0);
+    assert!(matches!(&fx.sent[0], (0, ToWorker::Assign { id, .. }) if id == "l1"));
+    assert_eq!(core.counters.cold_creates, 1);
+}
+
+#[test]
+fn a_duplicate_id_fails_and_changes_nothing() {
+    let (mut core, mut fx) = started(2);
+    create(&mut core, &mut fx, "vco", "a");
+    let sent = fx.sent.len();
+    osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("a")]);
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(
+        (addr.as_str(), &args[..2]),
+        ("/fail", &[s("/module/new"), s("a")][..])
+    );
+    assert_eq!(fx.sent.len(), sent);
+    assert_eq!(core.status_report().modules.len(), 1);
+}
+
+#[test]
+fn set_checks_the_param_against_the_module_type_before_sending() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "vcf", "f");
+    let sent = fx.sent.len();
+    for (param, value) in [
+        ("freq", T::Float(1.0)),
+        ("cutoff", T::Float(1e9)),
+        ("mode", s("notch")),
+    ] {
+        osc(
+            &mut core,
+            &mut fx,
+            "/module/set",
+            vec![s("f"), s(param), value],
+        );
+        assert_eq!(last_reply(&fx).0, "/fail", "{param} was accepted");
+    }
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/set",
+        vec![s("nobody"), s("cutoff"), T::Float(100.0)],
+    );
+    assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("no module 'nobody'")));
+    assert_eq!(fx.sent.len(), sent, "nothing reached the worker");
+    osc(&mut core, &mut fx, "/f/cutoff", vec![T::Int(300)]);
+    assert_eq!(
+        fx.sent.last().unwrap(),
+        &(
+            wid,
+            ToWorker::SetParam {
+                index: 1,
+                value: 300.0,
+                at: None,
+                received: 1000
+            }
+        )
+    );
+    osc(&mut core, &mut fx, "/module/get", vec![s("f"), s("cutoff")]);
+    assert_eq!(
+        last_reply(&fx),
+        (
+            "/module/value".into(),
+            vec![s("f"), s("cutoff"), T::Float(300.0)]
+        )
+    );
+}
+
+#[test]
+fn a_timetagged_set_carries_its_frame_to_the_worker() {
+    let (mut core, mut fx) = started(1);
+    create(&mut core, &mut fx, "const", "c");
+    let request = decode(&osc::message(
+        "/module/set",
+        vec![s("c"), s("value"), T::Float(1.0)],
+    ));
+    core.handle(
+        Event::Osc {
+            from: client(),
+            request,
+            received: 5,
+            at: Some(48_000),
+        },
+        &mut fx,
+    );
+    assert!(matches!(
+        fx.sent.last().unwrap().1,
+        ToWorker::SetParam {
+            at: Some(48_000),
+            received: 5,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn connect_resolves_module_ports_and_passes_jack_names_through() {
+    let (mut core, mut fx) = started(2);
+    let a = create(&mut core, &mut fx, "vco", "osc");
+    fx.ports.insert("system:playback_1".into());
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:out"), s("system:playback_1")],
+    );
+    assert_eq!(
+        fx.patched,
+        vec![(true, format!("ms-w{a:02}:out"), "system:playback_1".into())]
+    );
+    assert_eq!(last_reply(&fx).0, "/done");
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:nope"), s("system:playback_1")],
+    );
+    assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("it has: pitch, fm, out")));
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:out"), s("ghost:in")],
+    );
+    assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("no port 'ghost:in'")));
+    assert_eq!(fx.patched.len(), 1);
+}
+
+#[test]
+fn sync_answers_once_every_playing_worker_has_synced() {
+    let (mut core, mut fx) = started(3);
+    let a = create(&mut core, &mut fx, "vco", "a");
+    let b = create(&mut core, &mut fx, "vco", "b");
+    osc(&mut core, &mut fx, "/sync", vec![T::Int(42)]);
+    let tokens: Vec<(WorkerId, u64)> = fx
+        .sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Sync { token } => Some((*w, *token)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.iter().map(|t| t.0).collect::<Vec<_>>(), vec![a, b]);
+    core.handle(
+        Event::FromWorker(a, FromWorker::Synced { token: tokens[0].1 }),
+        &mut fx,
+    );
+    assert_ne!(last_reply(&fx).0, "/synced");
+    // b dies instead of answering: the sync still completes.
+    core.handle(Event::WorkerGone(b), &mut fx);
+    assert!(fx
+        .replies
+        .iter()
+        .any(|(_, m)| m.addr == "/synced" && m.args == vec![T::Int(42)]));
+}
+
+#[test]
+fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
+    let (mut core, mut fx) = started(2);
+    osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+    let wid = create(&mut core, &mut fx, "noise", "n");
+    // Someone ran `jack_connect n:out system:playback_1`.
+    fx.port_ids.insert(1, format!("ms-w{wid:02}:out"));
+    fx.port_ids.insert(2, "system:playback_1".into());
+    fx.ports.insert("system:playback_1".into());
+    let connected = Event::PortsConnected {
+        a: 1,
+        b: 2,
+        connected: true,
+    };
+    core.handle(connected, &mut fx);
+    osc(&mut core, &mut fx, "/n/gain", vec![T::Float(0.25)]);
+    fx.ports.remove(&format!("ms-w{wid:02}:out"));
+    core.handle(Event::WorkerGone(wid), &mut fx);
+    assert!(fx
+        .replies
+        .iter()
+        .any(|(_, m)| m.addr == "/module/died" && m.args == vec![s("n")]));
+    assert_eq!(core.status_report().modules[0].role, "recovering");
+    let (spare, token, role, state) = last_assign(&fx, "n");
+    assert_ne!(spare, wid);
+    assert_eq!(
+        (role, state.as_str()),
+        (WorkerRole::Replacement, "/ms-n-state")
+    );
+    ack_assign(
+        &mut core,
+        &mut fx,
+        spare,
+        token,
+        catalog::module("noise").unwrap(),
+    );
+    let to_spare: Vec<&ToWorker> = fx
+        .sent
+        .iter()
+        .filter(|(w, _)| *w == spare)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(to_spare.contains(&&ToWorker::TakeNames { id: "n".into() }));
+    assert!(
+        to_spare
+            .iter()
+            .any(|m| matches!(m, ToWorker::SetParam { value, .. } if *value == 0.25)),
+        "values replayed"
+    );
+    assert!(
+        fx.patched.contains(&(
+            true,
+            format!("ms-w{spare:02}:out"),
+            "system:playback_1".into()
+        )),
+        "the hand-made connection is restored: {:?}",
+        fx.patched
+    );
+    core.handle(
+        Event::FromWorker(
+            spare,
+            FromWorker::TookOver {
+                gap_frames: Some(256),
+            },
+        ),
+        &mut fx,
+    );
+    assert!(fx
+        .replies
+        .iter()
+        .any(|(_, m)| m.addr == "/module/failover" && m.args == vec![s("n"), T::Int(256)]));
+    let report = core.status_report();
+    assert_eq!(report.modules[0].role, "primary");
+    assert_eq!(report.modules[0].jack_client, format!("ms-w{spare:02}"));
+    assert_eq!(
+        (report.counters.crash_count, report.counters.replacements),
+        (1, 1)
+    );
+    assert_eq!(report.counters.failover_gap_frames.last, 256.0);
+    assert!(fx.unlinked.is_empty(), "the state lives on");
+}
+
+#[test]
+fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
+    let (mut core, mut fx) = started(3);
+    osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+    let mut wid = create(&mut core, &mut fx, "vco", "v");
+    let t0 = fx.now();
+    let limit = core.config.restart.max_deaths;
+    let mut fresh_assigns = 0;
+    for death in 0..=limit + 1 {
+        fx.clock = Some(t0 + Duration::from_secs(death as u64));
+        core.handle(Event::WorkerGone(wid), &mut fx);
+        if core.status_report().modules[0].role == "quarantined" {
+            break;
+        }
+        while core.ready.len() < 2 {
+            let id = core.next_worker;
+            core.next_worker += 1;
+            ready(&mut core, &mut fx, id);
+        }
+        let (next, token, role, _) = last_assign(&fx, "v");
+        assert_ne!(next, wid, "death {death}: a new worker");
+        if role == WorkerRole::Primary {
+            fresh_assigns += 1;
+        }
+        ack_assign(
+            &mut core,
+            &mut fx,
+            next,
+            token,
+            catalog::module("vco").unwrap(),
+        );
+        wid = next;
+    }
+    assert_eq!(fresh_assigns, 1, "one fresh restart");
+    assert_eq!(
+        fx.unlinked.iter().filter(|u| *u == "/ms-v-state").count(),
+        2,
+        "fresh, then quarantined"
+    );
+    let report = core.status_report();
+    assert_eq!(report.modules[0].role, "quarantined");
+    assert_eq!(
+        (report.counters.fresh_restarts, report.counters.quarantined),
+        (1, 1)
+    );
+    assert!(fx
+        .replies
+        .iter()
+        .any(|(_, m)| m.addr == "/module/quarantined"));
+    // A quarantined module keeps its place in the set and can be freed.
+    osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+    assert_eq!(last_reply(&fx).0, "/done");
+    assert!(core.status_report().modules.is_empty());
+    assert!(core.registry_view().segments.is_empty());
+}
+
+#[test]
+fn a_standby_dying_right_after_taking_over_is_a_crash_loop() {
+    let (mut core, mut fx) = started(4);
+    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+    let (standby, token, _, _) = last_assign(&fx, "v");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        standby,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    fx.clock = Some(fx.now());
+    core.handle(Event::WorkerGone(primary), &mut fx);
+    fx.clock = Some(fx.now() + Duration::from_millis(10));
+    core.handle(Event::WorkerGone(standby), &mut fx);
+    let (_, _, role, _) = last_assign(&fx, "v");
+    assert_eq!(role, WorkerRole::Primary, "restarted from a fresh state");
+    assert_eq!(core.counters.fresh_restarts, 1);
+    assert_eq!(fx.unlinked, vec!["/ms-v-state".to_string()]);
+}
+
+#[test]
+fn a_freed_worker_returns_to_the_pool_or_retires_when_the_pool_is_full() {
+    let (mut core, mut fx) = started(1);
+    let wid = create(&mut core, &mut fx, "vca", "v");
+    ready(&mut core, &mut fx, 1); // the refill arrived: pool full again
+    ready(&mut core, &mut fx, 2); // and a surplus spare: twice the pool
+    osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+    let token = match fx.sent.last().unwrap() {
+        (w, ToWorker::Free { token }) if *w == wid => *token,
+        other => panic!("expected Free, got {other:?}"),
+    };
+    core.handle(Event::FromWorker(wid, FromWorker::Freed { token }), &mut fx);
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/module/free"), s("v")])
+    );
+    assert_eq!(fx.sent.last().unwrap(), &(wid, ToWorker::Shutdown));
+    core.handle(Event::WorkerGone(wid), &mut fx);
+    assert_eq!(
+        core.counters.crash_count, 0,
+        "a retired worker's exit is not a death"
+    );
+    osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+    assert_eq!(last_reply(&fx).0, "/fail");
+}
+
+/// Acknowledges every outstanding Assign the way a worker would.
+fn ack_assigns(core: &mut Core, fx: &mut Fake) {
+    let assigns: Vec<(WorkerId, u64, String, String)> = fx
+        .sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Assign {
+                token,
+                id,
+                module_type,
+                ..
+            } => Some((*w, *token, id.clone(), module_type.clone())),
+            _ => None,
+        })
+        .collect();
+    for (wid, token, _, ty) in assigns {
+        let spec = catalog::module(&ty).unwrap();
+        ack_assign(core, fx, wid, token, spec);
+    }
+}
+
+const SET: &str = "[[module]]\nid = \"o\"\ntype = \"vco\"\nparams = { freq = 110 }\n\n[[module]]\nid = \"f\"\ntype = \"vcf\"\n\n[[connect]]\nfrom = \"o:out\"\nto = \"f:in\"\n\n[[connect]]\nfrom = \"f:out\"\nto = \"later:in\"\n";
+
+#[test]
+fn loading_a_set_creates_its_modules_connects_them_and_answers_once() {
+    let (mut core, mut fx) = started(3);
+    fx.files.insert("s.toml".into(), SET.into());
+    osc(&mut core, &mut fx, "/set/load", vec![s("s.toml")]);
+    assert!(fx.replies.is_empty(), "no answer before the modules exist");
+    ack_assigns(&mut core, &mut fx);
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/set/load"), s("s.toml")])
+    );
+    let o = core.modules["o"].worker;
+    let f = core.modules["f"].worker;
+    assert_eq!(core.modules["o"].params[0], 110.0);
+    assert!(fx
+        .patched
+        .contains(&(true, format!("ms-w{o:02}:out"), format!("ms-w{f:02}:in"))));
+}
+
+#[test]
+fn a_connection_to_a_missing_port_is_made_when_it_appears_and_again_after_a_restart() {
+    let (mut core, mut fx) = started(3);
+    fx.files.insert("s.toml".into(), SET.into());
+    osc(&mut core, &mut fx, "/set/load", vec![s("s.toml")]);
+    ack_assigns(&mut core, &mut fx);
+    let f = core.modules["f"].worker;
+    let wanted = (true, format!("ms-w{f:02}:out"), "later:in".to_string());
+    assert!(!fx.patched.contains(&wanted));
+    fx.ports.insert("later:in".into());
+    core.handle(Event::PortsAppeared, &mut fx);
+    assert_eq!(fx.patched.iter().filter(|p| **p == wanted).count(), 1);
+    // The program restarts: its port goes, JACK drops the connection, it comes back.
+    fx.patched.retain(|p| *p != wanted);
+    core.handle(Event::PortsAppeared, &mut fx);
+    assert_eq!(fx.patched.iter().filter(|p| **p == wanted).count(), 1);
+}
+
+#[test]
+fn a_bad_set_file_fails_with_file_and_line_and_changes_nothing() {
+    let (mut core, mut fx) = started(2);
+    create(&mut core, &mut fx, "lfo", "keep");
+    fx.files.insert(
+        "bad.toml".into(),
+        "[[module]]\nid = \"x\"\ntype = \"vco\"\nparams = { freq = -5 }\n".into(),
+    );
+    let sent = fx.sent.len();
+    osc(
+        &mut core,
+        &mut fx,
+        "/set/load",
+        vec![s("bad.toml"), T::Int(1)],
+    );
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/fail");
+    assert!(
+        matches!(&args[1], T::String(r) if r.starts_with("bad.toml:4: vco.freq = -5 is out of range")),
+        "{args:?}"
+    );
+    assert_eq!(fx.sent.len(), sent, "nothing was sent to any worker");
+    assert!(core.modules.contains_key("keep"));
+    osc(&mut core, &mut fx, "/set/load", vec![s("missing.toml")]);
+    assert!(matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("missing.toml")));
+}
+
+#[test]
+fn saving_records_parameters_and_every_connection_including_hand_made_ones() {
+    let (mut core, mut fx) = started(3);
+    let o = create(&mut core, &mut fx, "vco", "o");
+    osc(&mut core, &mut fx, "/o/wave", vec![s("square")]);
+    // Made in qjackctl: modsynth never saw it.
+    fx.patched
+        .push((true, format!("ms-w{o:02}:out"), "system:playback_2".into()));
+    osc(&mut core, &mut fx, "/set/save", vec![s("out.toml")]);
+    assert_eq!(last_reply(&fx).0, "/done");
+    let saved = setfile::parse("out.toml", &fx.files["out.toml"]).unwrap();
+    assert_eq!(saved.modules.len(), 1);
+    assert!(
+        saved.modules[0].params.contains(&(1, 2.0)),
+        "wave = square is saved"
+    );
+    assert_eq!(
+        saved.connections,
+        vec![Connection {
+            from: "o:out".into(),
+            to: "system:playback_2".into()
+        }]
+    );
+}
+
+#[test]
+fn loading_with_replace_frees_modules_that_are_not_in_the_set() {
+    let (mut core, mut fx) = started(4);
+    create(&mut core, &mut fx, "noise", "old");
+    fx.files.insert("s.toml".into(), SET.into());
+    osc(
+        &mut core,
+        &mut fx,
+        "/set/load",
+        vec![s("s.toml"), T::Int(1)],
+    );
+    ack_assigns(&mut core, &mut fx);
+    assert!(!core.modules.contains_key("old"));
+    assert!(fx
+        .sent
+        .iter()
+        .any(|(_, m)| matches!(m, ToWorker::Free { .. })));
+    assert_eq!(last_reply(&fx).0, "/done");
+}
+
+#[test]
+fn status_is_answered_when_a_retiring_worker_exits_before_reporting() {
+    let (mut core, mut fx) = started(1);
+    let wid = create(&mut core, &mut fx, "vca", "v");
+    ready(&mut core, &mut fx, 1);
+    ready(&mut core, &mut fx, 2);
+    osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+    let token = match fx.sent.last().unwrap() {
+        (_, ToWorker::Free { token }) => *token,
+        other => panic!("{other:?}"),
+    };
+    core.handle(Event::FromWorker(wid, FromWorker::Freed { token }), &mut fx);
+    assert_eq!(
+        fx.sent.last().unwrap(),
+        &(wid, ToWorker::Shutdown),
+        "surplus worker retired"
+    );
+    osc(&mut core, &mut fx, "/status", vec![]);
+    assert!(
+        !fx.sent
+            .iter()
+            .any(|(w, m)| *w == wid && matches!(m, ToWorker::Report { .. })),
+        "an exiting worker is not asked"
+    );
+    let asked: Vec<(WorkerId, u64)> = fx
+        .sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Report { token } => Some((*w, *token)),
+            _ => None,
+        })
+        .collect();
+    core.handle(Event::WorkerGone(wid), &mut fx);
+    for (w, token) in asked {
+        assert_ne!(
+            last_reply(&fx).0,
+            "/status.reply",
+            "answered before every spare reported"
+        );
+        core.handle(
+            Event::FromWorker(
+                w,
+                FromWorker::Report {
+                    token,
+                    report: Default::default(),
+                },
+            ),
+            &mut fx,
+        );
+    }
+    assert_eq!(last_reply(&fx).0, "/status.reply");
+}
+
+/// The last Assign sent for `id`, with its worker and role.
+fn last_assign(fx: &Fake, id: &str) -> (WorkerId, u64, WorkerRole, String) {
+    fx.sent
+        .iter()
+        .rev()
+        .find_map(|(w, m)| match m {
+            ToWorker::Assign {
+                token,
+                id: i,
+                role,
+                state,
+                ..
+            } if i == id => Some((*w, *token, *role, state.clone())),
+            _ => None,
+        })
+        .expect("an Assign")
+}
+
+#[test]
+fn a_module_gets_a_standby_that_shares_its_state_and_connections() {
+    let (mut core, mut fx) = started(3);
+    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+    let (standby, token, role, state) = last_assign(&fx, "v");
+    assert_ne!(standby, primary);
+    assert_eq!(
+        role,
+        WorkerRole::Standby {
+            primary_pid: 100 + primary
+        }
+    );
+    assert_eq!(state, "/ms-v-state");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        standby,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    fx.ports.insert("system:playback_1".into());
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("v:out"), s("system:playback_1")],
+    );
+    let p_out = format!("ms-w{primary:02}:out");
+    let s_out = format!("ms-w{standby:02}:out");
+    assert!(fx
+        .patched
+        .contains(&(true, p_out, "system:playback_1".into())));
+    assert!(
+        fx.patched
+            .contains(&(true, s_out, "system:playback_1".into())),
+        "mirrored to the standby"
+    );
+}
+
+#[test]
+fn connections_made_by_hand_are_mirrored_onto_the_standby() {
+    let (mut core, mut fx) = started(3);
+    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+    let (standby, token, _, _) = last_assign(&fx, "v");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        standby,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    // Someone ran `jack_connect v:out system:playback_2`.
+    fx.port_ids.insert(1, format!("ms-w{primary:02}:out"));
+    fx.port_ids.insert(2, "system:playback_2".into());
+    core.handle(
+        Event::PortsConnected {
+            a: 1,
+            b: 2,
+            connected: true,
+        },
+        &mut fx,
+    );
+    let mirrored = (
+        true,
+        format!("ms-w{standby:02}:out"),
+        "system:playback_2".to_string(),
+    );
+    assert!(fx.patched.contains(&mirrored));
+    core.handle(
+        Event::PortsConnected {
+            a: 1,
+            b: 2,
+            connected: false,
+        },
+        &mut fx,
+    );
+    assert!(
+        fx.patched
+            .contains(&(false, mirrored.1.clone(), mirrored.2.clone())),
+        "and disconnections too"
+    );
+}
+
+#[test]
+fn a_standby_that_took_over_from_a_hung_primary_gets_it_killed() {
+    let (mut core, mut fx) = started(3);
+    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+    let (standby, token, _, _) = last_assign(&fx, "v");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        standby,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    core.handle(Event::FromWorker(standby, FromWorker::Promoted), &mut fx);
+    assert_eq!(fx.killed, vec![primary]);
+}
+
+#[test]
+fn a_module_freed_while_its_standby_is_set_up_returns_that_worker_once() {
+    let (mut core, mut fx) = started(3);
+    create_with(&mut core, &mut fx, "vco", "v", "hot");
+    let (standby, token, _, _) = last_assign(&fx, "v");
+    osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+    let free_token = fx.sent.iter().rev().find_map(|(w, m)| match m {
+        ToWorker::Free { token } if *w == standby => Some(*token),
+        _ => None,
+    });
+    core.handle(
+        Event::FromWorker(
+            standby,
+            FromWorker::Assigned {
+                token,
+                result: Err("gone".into()),
+            },
+        ),
+        &mut fx,
+    );
+    core.handle(
+        Event::FromWorker(
+            standby,
+            FromWorker::Freed {
+                token: free_token.unwrap(),
+            },
+        ),
+        &mut fx,
+    );
+    assert_eq!(core.ready.iter().filter(|&&w| w == standby).count(), 1);
+    assert!(
+        !fx.sent
+            .iter()
+            .any(|(w, m)| *w == standby && *m == ToWorker::Shutdown),
+        "not retired"
+    );
+}
+
+#[test]
+fn a_dead_primary_fails_over_to_its_standby_with_names_and_values() {
+    let (mut core, mut fx) = started(4);
+    osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
+    let (standby, token, _, _) = last_assign(&fx, "v");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        standby,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    osc(&mut core, &mut fx, "/v/freq", vec![T::Float(330.0)]);
+    core.handle(Event::WorkerGone(primary), &mut fx);
+    core.handle(
+        Event::FromWorker(
+            standby,
+            FromWorker::TookOver {
+                gap_frames: Some(0),
+            },
+        ),
+        &mut fx,
+    );
+    assert!(fx
+        .replies
+        .iter()
+        .any(|(_, m)| m.addr == "/module/failover" && m.args == vec![s("v"), T::Int(0)]));
+    assert_eq!(core.counters.failovers, 1);
+    assert_eq!(
+        core.status_report().modules[0].jack_client,
+        format!("ms-w{standby:02}")
+    );
+    let to_new: Vec<&ToWorker> = fx
+        .sent
+        .iter()
+        .filter(|(w, _)| *w == standby)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(to_new.contains(&&ToWorker::TakeNames { id: "v".into() }));
+    assert!(
+        to_new.contains(&&ToWorker::SetParam {
+            index: 0,
+            value: 330.0,
+            at: None,
+            received: 0
+        }),
+        "values replayed"
+    );
+    let (next, _, role, _) = last_assign(&fx, "v");
+    assert_ne!(next, standby);
+    assert_eq!(
+        role,
+        WorkerRole::Standby {
+            primary_pid: 100 + standby
+        },
+        "a fresh standby watches the new primary"
+    );
+    osc(&mut core, &mut fx, "/module/free", vec![s("v")]);
+    assert_eq!(fx.unlinked, vec!["/ms-v-state".to_string()]);
+}
+
+#[test]
+fn a_primary_that_stops_publishing_while_the_server_runs_is_killed_as_hung() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "vco", "v");
+    let t0 = fx.now();
+    fx.clock = Some(t0 + HEARTBEAT_GRACE + HEARTBEAT_INTERVAL);
+    // Keeping up: published at the end of the last cycle.
+    fx.cycle = Some(100_000);
+    fx.published.insert("/ms-v-state".into(), 100_256);
+    core.tick(&mut fx);
+    assert!(fx.killed.is_empty());
+    // The server ran 40 more periods; the module published nothing.
+    fx.cycle = Some(100_000 + 40 * 256);
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert_eq!(fx.killed, vec![wid]);
+    // Killed once, not again on every check while its death is on the way.
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert_eq!(fx.killed, vec![wid]);
+}
+
+#[test]
+fn a_new_primary_is_not_judged_before_its_grace_time() {
+    let (mut core, mut fx) = started(2);
+    create(&mut core, &mut fx, "vco", "v");
+    fx.cycle = Some(1_000_000);
+    fx.published.insert("/ms-v-state".into(), 0);
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert!(fx.killed.is_empty());
+}
+
+#[test]
+fn a_primary_dying_before_its_module_was_confirmed_fails_the_create() {
+    let (mut core, mut fx) = started(2);
+    osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("l")]);
+    let (wid, _, _, state) = last_assign(&fx, "l");
+    assert_eq!(state, "/ms-l-state", "every module has a state segment");
+    core.handle(Event::WorkerGone(wid), &mut fx);
+    assert_eq!(last_reply(&fx).0, "/fail");
+    assert!(core.status_report().modules.is_empty());
+    assert_eq!(fx.unlinked, vec!["/ms-l-state".to_string()]);
+}
+
+#[test]
+fn shutdown_stops_every_worker_a_few_at_a_time_and_refuses_new_requests() {
+    let (mut core, mut fx) = started(5);
+    core.handle(Event::Shutdown, &mut fx);
+    let stops = |fx: &Fake| {
+        fx.sent
+            .iter()
+            .filter(|(_, m)| *m == ToWorker::Shutdown)
+            .count()
+    };
+    assert_eq!(stops(&fx), MAX_CONCURRENT_SPAWNS);
+    osc(&mut core, &mut fx, "/module/new", vec![s("vco"), s("late")]);
+    assert_eq!(last_reply(&fx).0, "/fail");
+    for id in 0..5 {
+        assert!(!core.is_stopped());
+        core.handle(Event::WorkerGone(id), &mut fx);
+    }
+    assert_eq!(stops(&fx), 5);
+    assert!(core.is_stopped());
+}
