@@ -102,10 +102,34 @@ impl Supervisor {
         id: &str,
         params: &[(&str, f32)],
     ) -> Result<(), String> {
+        self.create(module_type, id, params, true)
+    }
+
+    /// `/module/new type id params... standby none`: a module without a hot
+    /// standby, waiting for `/done`.
+    pub fn new_module_without_standby(
+        &self,
+        module_type: &str,
+        id: &str,
+        params: &[(&str, f32)],
+    ) -> Result<(), String> {
+        self.create(module_type, id, params, false)
+    }
+
+    fn create(
+        &self,
+        module_type: &str,
+        id: &str,
+        params: &[(&str, f32)],
+        standby: bool,
+    ) -> Result<(), String> {
         let mut args = vec![text(module_type), text(id)];
         for (name, value) in params {
             args.push(text(name));
             args.push(OscType::Float(*value));
+        }
+        if !standby {
+            args.extend([text("standby"), text("none")]);
         }
         self.client().call(message("/module/new", args)).map(|_| ())
     }

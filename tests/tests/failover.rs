@@ -59,21 +59,7 @@ fn wait_until(what: &str, within: Duration, ok: impl Fn() -> bool) {
 fn a_module_without_a_standby_is_taken_over_by_a_spare_with_its_connections() {
     let server = server();
     let sup = Supervisor::start(&server, 3).unwrap();
-    let client = sup.client();
-    client
-        .call(message(
-            "/module/new",
-            vec![
-                text("vco"),
-                text("solo"),
-                text("freq"),
-                OscType::Float(440.0),
-                text("gain"),
-                OscType::Float(0.5),
-                text("standby"),
-                text("none"),
-            ],
-        ))
+    sup.new_module_without_standby("vco", "solo", &[("freq", 440.0), ("gain", 0.5)])
         .unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("solo:out", &capture.port(0)).unwrap();
@@ -378,18 +364,7 @@ fn fifty_kill_cycles_leave_no_leaked_segment_and_a_clean_stop_leaves_nothing() {
 fn a_sigstopped_primary_without_a_standby_is_killed_by_the_heartbeat_check_and_replaced() {
     let server = server();
     let sup = Supervisor::start(&server, 3).unwrap();
-    sup.client()
-        .call(message(
-            "/module/new",
-            vec![
-                text("vco"),
-                text("alone"),
-                text("freq"),
-                OscType::Float(440.0),
-                text("standby"),
-                text("none"),
-            ],
-        ))
+    sup.new_module_without_standby("vco", "alone", &[("freq", 440.0)])
         .unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("alone:out", &capture.port(0)).unwrap();

@@ -18,21 +18,12 @@ fn server() -> JackServer {
 
 /// The real JACK port name a module port resolves to (`/status` knows the client).
 fn real_port(sup: &Supervisor, id: &str, port: &str) -> String {
-    let reply = sup
-        .client()
-        .query(message("/status", vec![]), "/status.reply")
-        .unwrap();
-    let OscType::String(json) = &reply.args[0] else {
-        panic!("no json")
-    };
-    let report: modsynth_control::status::StatusReport = serde_json::from_str(json).unwrap();
-    let m = report
-        .modules
-        .iter()
-        .find(|m| m.id == id)
-        .expect("module in /status");
+    let m = sup.module_status(id).expect("module in /status");
     format!("{}:{port}", m.jack_client)
 }
+
+/// How long a module may take to reach a state a test waits for.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 #[test]
 fn an_osc_patch_of_vco_vcf_vca_plays_its_pitch_and_follows_a_set() {
@@ -502,37 +493,6 @@ fn workers_that_die_before_connecting_do_not_hang_the_supervisor() {
     assert!(child.wait().unwrap().success());
 }
 
-fn module_status(sup: &Supervisor, id: &str) -> Option<modsynth_control::status::ModuleStatus> {
-    let reply = sup
-        .client()
-        .query(message("/status", vec![]), "/status.reply")
-        .ok()?;
-    let OscType::String(json) = &reply.args[0] else {
-        return None;
-    };
-    let report: modsynth_control::status::StatusReport = serde_json::from_str(json).ok()?;
-    report.modules.into_iter().find(|m| m.id == id)
-}
-
-/// Polls `/status` until `ready` holds for module `id`.
-fn wait_for_module(
-    sup: &Supervisor,
-    id: &str,
-    ready: impl Fn(&modsynth_control::status::ModuleStatus) -> bool,
-) -> modsynth_control::status::ModuleStatus {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(m) = module_status(sup, id).filter(|m| ready(m)) {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "module {id} never reached the expected state"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     use modsynth_tests::analysis::{longest_silent_run, max_step_beyond_slope};
@@ -542,7 +502,7 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         .unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("lead:out", &capture.port(0)).unwrap();
-    let before = wait_for_module(&sup, "lead", |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("lead", PATIENCE, |m| !m.standby_client.is_empty());
     let primary = nix::unistd::Pid::from_raw(before.pid as i32);
     // Patched by hand, after the standby exists: it must survive the failover too.
     let by_hand = server
@@ -614,7 +574,7 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         );
     }
 
-    let after = wait_for_module(&sup, "lead", |m| {
+    let after = sup.wait_for_module("lead", PATIENCE, |m| {
         m.pid != before.pid && !m.standby_client.is_empty()
     });
     assert_eq!(
@@ -653,11 +613,11 @@ fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
     sup.new_module("vco", "frozen", &[("freq", 440.0)]).unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("frozen:out", &capture.port(0)).unwrap();
-    let before = wait_for_module(&sup, "frozen", |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("frozen", PATIENCE, |m| !m.standby_client.is_empty());
     let primary = nix::unistd::Pid::from_raw(before.pid as i32);
     let started = Instant::now();
     nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let after = wait_for_module(&sup, "frozen", |m| m.pid != before.pid);
+    let after = sup.wait_for_module("frozen", PATIENCE, |m| m.pid != before.pid);
     let took = started.elapsed();
     assert_eq!(after.jack_client, before.standby_client);
     // The hung process was killed by the supervisor, not left stopped.

@@ -15,18 +15,6 @@ impl Core {
             client: new.client,
             commands: new.commands,
         };
-        if self.shutting_down {
-            self.workers.insert(
-                new.id,
-                Worker {
-                    link,
-                    role: Role::Spare,
-                    last_report: None,
-                },
-            );
-            self.stop_next_workers(fx);
-            return;
-        }
         self.workers.insert(
             new.id,
             Worker {
@@ -35,6 +23,10 @@ impl Core {
                 last_report: None,
             },
         );
+        if self.shutting_down {
+            self.stop_next_workers(fx);
+            return;
+        }
         self.ready.push_back(new.id);
         self.notify(
             fx,

@@ -178,6 +178,30 @@ fn create_with(core: &mut Core, fx: &mut Fake, ty: &str, id: &str, standby: &str
     wid
 }
 
+/// Creates `id` of `ty` with a hot standby and acknowledges both assignments;
+/// returns (primary, standby).
+fn create_with_standby(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> (WorkerId, WorkerId) {
+    let primary = create_with(core, fx, ty, id, "hot");
+    let (standby, token, _, _) = last_assign(fx, id);
+    ack_assign(core, fx, standby, token, catalog::module(ty).unwrap());
+    (primary, standby)
+}
+
+/// The worker `wid` says it took its module over, `gap` frames after its predecessor.
+fn took_over(core: &mut Core, fx: &mut Fake, wid: WorkerId, gap: u32) {
+    let msg = FromWorker::TookOver {
+        gap_frames: Some(gap),
+    };
+    core.handle(Event::FromWorker(wid, msg), fx);
+}
+
+/// Whether subscribers were sent `addr args`.
+fn notified(fx: &Fake, addr: &str, args: &[T]) -> bool {
+    fx.replies
+        .iter()
+        .any(|(_, m)| m.addr == addr && m.args == args)
+}
+
 /// Answers an Assign as a worker would: its ports now exist.
 fn ack_assign(core: &mut Core, fx: &mut Fake, wid: WorkerId, token: u64, spec: &ModuleSpec) {
     let ports: Vec<String> = spec
@@ -502,19 +526,8 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
         "the hand-made connection is restored: {:?}",
         fx.patched
     );
-    core.handle(
-        Event::FromWorker(
-            spare,
-            FromWorker::TookOver {
-                gap_frames: Some(256),
-            },
-        ),
-        &mut fx,
-    );
-    assert!(fx
-        .replies
-        .iter()
-        .any(|(_, m)| m.addr == "/module/failover" && m.args == vec![s("n"), T::Int(256)]));
+    took_over(&mut core, &mut fx, spare, 256);
+    assert!(notified(&fx, "/module/failover", &[s("n"), T::Int(256)]));
     let report = core.status_report();
     assert_eq!(report.modules[0].role, "primary");
     assert_eq!(report.modules[0].jack_client, format!("ms-w{spare:02}"));
@@ -585,15 +598,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
 #[test]
 fn a_standby_dying_right_after_taking_over_is_a_crash_loop() {
     let (mut core, mut fx) = started(4);
-    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
-    let (standby, token, _, _) = last_assign(&fx, "v");
-    ack_assign(
-        &mut core,
-        &mut fx,
-        standby,
-        token,
-        catalog::module("vco").unwrap(),
-    );
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "vco", "v");
     fx.clock = Some(fx.now());
     core.handle(Event::WorkerGone(primary), &mut fx);
     fx.clock = Some(fx.now() + Duration::from_millis(10));
@@ -875,15 +880,7 @@ fn a_module_gets_a_standby_that_shares_its_state_and_connections() {
 #[test]
 fn connections_made_by_hand_are_mirrored_onto_the_standby() {
     let (mut core, mut fx) = started(3);
-    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
-    let (standby, token, _, _) = last_assign(&fx, "v");
-    ack_assign(
-        &mut core,
-        &mut fx,
-        standby,
-        token,
-        catalog::module("vco").unwrap(),
-    );
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "vco", "v");
     // Someone ran `jack_connect v:out system:playback_2`.
     fx.port_ids.insert(1, format!("ms-w{primary:02}:out"));
     fx.port_ids.insert(2, "system:playback_2".into());
@@ -919,15 +916,7 @@ fn connections_made_by_hand_are_mirrored_onto_the_standby() {
 #[test]
 fn a_standby_that_took_over_from_a_hung_primary_gets_it_killed() {
     let (mut core, mut fx) = started(3);
-    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
-    let (standby, token, _, _) = last_assign(&fx, "v");
-    ack_assign(
-        &mut core,
-        &mut fx,
-        standby,
-        token,
-        catalog::module("vco").unwrap(),
-    );
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "vco", "v");
     core.handle(Event::FromWorker(standby, FromWorker::Promoted), &mut fx);
     assert_eq!(fx.killed, vec![primary]);
 }
@@ -974,30 +963,11 @@ fn a_module_freed_while_its_standby_is_set_up_returns_that_worker_once() {
 fn a_dead_primary_fails_over_to_its_standby_with_names_and_values() {
     let (mut core, mut fx) = started(4);
     osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
-    let primary = create_with(&mut core, &mut fx, "vco", "v", "hot");
-    let (standby, token, _, _) = last_assign(&fx, "v");
-    ack_assign(
-        &mut core,
-        &mut fx,
-        standby,
-        token,
-        catalog::module("vco").unwrap(),
-    );
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "vco", "v");
     osc(&mut core, &mut fx, "/v/freq", vec![T::Float(330.0)]);
     core.handle(Event::WorkerGone(primary), &mut fx);
-    core.handle(
-        Event::FromWorker(
-            standby,
-            FromWorker::TookOver {
-                gap_frames: Some(0),
-            },
-        ),
-        &mut fx,
-    );
-    assert!(fx
-        .replies
-        .iter()
-        .any(|(_, m)| m.addr == "/module/failover" && m.args == vec![s("v"), T::Int(0)]));
+    took_over(&mut core, &mut fx, standby, 0);
+    assert!(notified(&fx, "/module/failover", &[s("v"), T::Int(0)]));
     assert_eq!(core.counters.failovers, 1);
     assert_eq!(
         core.status_report().modules[0].jack_client,
