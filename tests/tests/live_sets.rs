@@ -406,6 +406,9 @@ fn scripts_live_without_a_server_records_and_leaves_nothing_behind() {
         ])
         .env("JACK_DEFAULT_SERVER", &server_name)
         .env("MODSYNTH_OSC_PORT", port.to_string())
+        // The binaries this test run built: a release build here would starve the
+        // other tests' audio on a 2-core machine.
+        .env("MODSYNTH_BIN_DIR", bin_path("modsynth").unwrap().parent().unwrap())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()

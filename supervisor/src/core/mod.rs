@@ -271,6 +271,20 @@ pub const MAX_SPAWN_FAILURES_IN_A_ROW: u32 = 3;
 /// over; this catches modules without a standby, and standbys that missed it.
 pub const HANG_PERIODS: u32 = 32;
 
+/// How long a disconnection of a module port waits before the module's record of
+/// its connections forgets it: long enough for the death of the worker that caused
+/// it (JACK disconnects a dead client's ports) to be known by then.
+pub const FORGET_LINK_DELAY: Duration = Duration::from_millis(250);
+
+/// A disconnection to forget once it is due (see [`FORGET_LINK_DELAY`]).
+struct LinkToForget {
+    due: Instant,
+    module: String,
+    link: (usize, String),
+    /// The modules the connection touched, with the worker playing each then.
+    players: Vec<(String, WorkerId)>,
+}
+
 /// How often the heartbeats are checked.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -324,6 +338,8 @@ pub struct Core {
     next_heartbeat: Option<Instant>,
     /// Workers killed as hung whose death has not arrived yet.
     killed_as_hung: HashSet<WorkerId>,
+    /// Disconnections waiting to be forgotten.
+    links_to_forget: Vec<LinkToForget>,
     shutting_down: bool,
 }
 
@@ -349,6 +365,7 @@ impl Core {
             refill_after: None,
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
+            links_to_forget: Vec::new(),
             shutting_down: false,
         }
     }
@@ -632,6 +649,7 @@ impl Core {
             self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
             self.check_heartbeats(fx);
         }
+        self.forget_links(now);
     }
 
     /// When [`Core::tick`] has something to do next.

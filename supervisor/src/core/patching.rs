@@ -159,7 +159,9 @@ impl Core {
 
     /// Keeps each module's record of its primary's connections (see `Module::links`)
     /// up to date with a change in the JACK graph. When a worker dies JACK drops its
-    /// connections: such disconnections (one end gone) are not forgotten.
+    /// connections, and the notices may come before the death is known: so a
+    /// disconnection is only forgotten [`FORGET_LINK_DELAY`] later, and only if every
+    /// module it touched is still played by the same worker then.
     pub(super) fn record_link(
         &mut self,
         na: &str,
@@ -170,6 +172,7 @@ impl Core {
         if !(connected || fx.port_exists(na) && fx.port_exists(nb)) {
             return;
         }
+        let due = fx.now() + FORGET_LINK_DELAY;
         let is_standby_port = |name: &str| {
             self.modules
                 .values()
@@ -179,19 +182,47 @@ impl Core {
             return; // mirrors, not the patch
         }
         let mut changes = Vec::new();
+        let mut players = Vec::new();
         for (id, m) in &self.modules {
             for (here, other) in [(na, nb), (nb, na)] {
                 if let Some(i) = m.ports.iter().position(|p| p == here) {
-                    changes.push((id.clone(), i, self.module_port_name(other)));
+                    changes.push((id.clone(), (i, self.module_port_name(other))));
+                    players.push((id.clone(), m.worker));
                 }
             }
         }
-        for (id, i, other) in changes {
-            if let Some(m) = self.modules.get_mut(&id) {
-                if connected {
-                    m.links.insert((i, other));
-                } else {
-                    m.links.remove(&(i, other));
+        for (id, link) in changes {
+            // A newer change of the same link wins over a forgetting still due.
+            self.links_to_forget
+                .retain(|f| !(f.module == id && f.link == link));
+            if connected {
+                if let Some(m) = self.modules.get_mut(&id) {
+                    m.links.insert(link);
+                }
+            } else {
+                self.links_to_forget.push(LinkToForget {
+                    due,
+                    module: id,
+                    link,
+                    players: players.clone(),
+                });
+            }
+        }
+    }
+
+    /// Forgets the disconnections that are due (see [`Core::record_link`]).
+    pub(super) fn forget_links(&mut self, now: Instant) {
+        let (due, later): (Vec<LinkToForget>, Vec<LinkToForget>) =
+            self.links_to_forget.drain(..).partition(|f| f.due <= now);
+        self.links_to_forget = later;
+        for f in due {
+            let same_players = f
+                .players
+                .iter()
+                .all(|(id, w)| self.modules.get(id).is_some_and(|m| m.worker == *w));
+            if same_players {
+                if let Some(m) = self.modules.get_mut(&f.module) {
+                    m.links.remove(&f.link);
                 }
             }
         }

@@ -539,6 +539,66 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
     assert!(fx.unlinked.is_empty(), "the state lives on");
 }
 
+/// Creates module `id` of `ty` without a standby, connected by hand from its `out`
+/// to `system:playback_1` (JACK port ids 1 and 2); returns its worker.
+fn create_patched_by_hand(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> WorkerId {
+    let wid = create(core, fx, ty, id);
+    fx.port_ids.insert(1, format!("ms-w{wid:02}:out"));
+    fx.port_ids.insert(2, "system:playback_1".into());
+    fx.ports.insert("system:playback_1".into());
+    let connected = Event::PortsConnected {
+        a: 1,
+        b: 2,
+        connected: true,
+    };
+    core.handle(connected, fx);
+    wid
+}
+
+/// Kills module `id`'s primary and lets the next spare take it over; returns
+/// whether the replacement got the hand-made connection back.
+fn replacement_reconnected(core: &mut Core, fx: &mut Fake, wid: WorkerId, id: &str) -> bool {
+    fx.ports.remove(&format!("ms-w{wid:02}:out"));
+    core.handle(Event::WorkerGone(wid), fx);
+    let (spare, token, _, _) = last_assign(fx, id);
+    ack_assign(core, fx, spare, token, catalog::module("noise").unwrap());
+    fx.patched.contains(&(
+        true,
+        format!("ms-w{spare:02}:out"),
+        "system:playback_1".into(),
+    ))
+}
+
+#[test]
+fn jacks_disconnect_notices_for_a_dying_worker_do_not_lose_its_connections() {
+    let (mut core, mut fx) = started(2);
+    let wid = create_patched_by_hand(&mut core, &mut fx, "noise", "n");
+    // JACK tells of the disconnection before the supervisor learns of the death,
+    // while the port is still listed.
+    let gone = Event::PortsConnected {
+        a: 1,
+        b: 2,
+        connected: false,
+    };
+    core.handle(gone, &mut fx);
+    assert!(replacement_reconnected(&mut core, &mut fx, wid, "n"));
+}
+
+#[test]
+fn a_disconnection_by_hand_is_forgotten_once_it_is_due() {
+    let (mut core, mut fx) = started(2);
+    let wid = create_patched_by_hand(&mut core, &mut fx, "noise", "n");
+    let undone = Event::PortsConnected {
+        a: 1,
+        b: 2,
+        connected: false,
+    };
+    core.handle(undone, &mut fx);
+    fx.clock = Some(fx.now() + FORGET_LINK_DELAY + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert!(!replacement_reconnected(&mut core, &mut fx, wid, "n"));
+}
+
 #[test]
 fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
     let (mut core, mut fx) = started(3);
