@@ -117,7 +117,7 @@ fn the_demo_set_plays_its_sequence_in_order_at_a_sensible_level() {
         .connect_from(&real(&sup, "seq1", "pitch"), 1)
         .unwrap();
     capture.record(256).unwrap();
-    let rec = capture.record(3 * 48_000).unwrap();
+    let rec = capture.record_continuous(3 * 48_000).unwrap();
     let dir = TempDir::new("demo");
     let wav = dir.0.join("demo.wav");
     rec.write_wav(&wav).unwrap();
@@ -408,7 +408,10 @@ fn scripts_live_without_a_server_records_and_leaves_nothing_behind() {
         .env("MODSYNTH_OSC_PORT", port.to_string())
         // The binaries this test run built: a release build here would starve the
         // other tests' audio on a 2-core machine.
-        .env("MODSYNTH_BIN_DIR", bin_path("modsynth").unwrap().parent().unwrap())
+        .env(
+            "MODSYNTH_BIN_DIR",
+            bin_path("modsynth").unwrap().parent().unwrap(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()

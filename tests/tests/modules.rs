@@ -50,11 +50,8 @@ impl Drop for Worker {
     }
 }
 
-/// Records `frames` of `ports` (full JACK names).
-///
-/// The dummy server skips cycles when a loaded 2-core machine starves it; the capture
-/// reports that, and such a recording is taken again (at most 3 tries). This re-takes
-/// a disturbed measurement, never a wrong result: every check runs on a whole one.
+/// Records `frames` of `ports` (full JACK names), undisturbed (see
+/// [`Capture::record_continuous`]).
 fn record(server: &JackServer, ports: &[&str], frames: usize) -> Recording {
     let capture = Capture::start(server, ports.len()).unwrap();
     for (k, p) in ports.iter().enumerate() {
@@ -62,21 +59,11 @@ fn record(server: &JackServer, ports: &[&str], frames: usize) -> Recording {
     }
     // Let one period pass so every connection is in the graph.
     capture.record(256).unwrap();
-    for _ in 0..3 {
-        let rec = capture.record(frames).unwrap();
-        if !rec.is_continuous() {
-            eprintln!(
-                "recording disturbed ({} frames dropped, {} xruns): taking it again",
-                rec.dropped_frames, rec.xruns
-            );
-            continue;
-        }
-        for c in &rec.channels {
-            assert!(!has_non_finite(c), "non-finite samples");
-        }
-        return rec;
+    let rec = capture.record_continuous(frames).unwrap();
+    for c in &rec.channels {
+        assert!(!has_non_finite(c), "non-finite samples");
     }
-    panic!("three recordings in a row were disturbed: the machine is too loaded to measure");
+    rec
 }
 
 #[test]
@@ -168,6 +155,32 @@ fn vcf_lowpass_at_1_khz_attenuates_4_khz_by_18_db_more_than_250_hz() {
 }
 
 /// Finds rising edges (>= 0.5) in a gate signal.
+/// Plays `signal` on the player's first port 50 ms into a recording of `frames`,
+/// taking both again (at most 3 tries) when the server skipped cycles in it.
+fn play_while_recording(
+    player: &Player,
+    capture: &Capture,
+    signal: Vec<f32>,
+    frames: usize,
+) -> Recording {
+    for _ in 0..3 {
+        let rec = std::thread::scope(|s| {
+            let rec = s.spawn(|| capture.record(frames).unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+            player.play(vec![signal.clone()]).unwrap();
+            rec.join().unwrap()
+        });
+        if rec.is_continuous() {
+            return rec;
+        }
+        eprintln!(
+            "recording disturbed ({} frames dropped): playing it again",
+            rec.dropped_frames
+        );
+    }
+    panic!("three recordings in a row were disturbed: the machine is too loaded to measure");
+}
+
 fn rising_edges(gate: &[f32]) -> Vec<usize> {
     (1..gate.len())
         .filter(|&i| gate[i] >= 0.5 && gate[i - 1] < 0.5)
@@ -198,13 +211,7 @@ fn adsr_stages_take_their_times_within_a_millisecond() {
     // Gate high for 200 ms, then low.
     let mut gate = vec![1.0f32; 9600];
     gate.extend(vec![0.0; 9600]);
-    let recording = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(48_000).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-        player.play(vec![gate]).unwrap();
-        rec.join().unwrap()
-    });
-    assert!(recording.is_continuous());
+    let recording = play_while_recording(&player, &capture, gate, 48_000);
     let g = &recording.channels[0];
     let env = &recording.channels[1];
     let on = rising_edges(g)[0];
@@ -265,12 +272,7 @@ fn delay_moves_an_impulse_by_exactly_its_time_in_samples() {
     capture.record(256).unwrap();
     let mut impulse = vec![0.0f32; 4096];
     impulse[1000] = 1.0;
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(24_000).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-        player.play(vec![impulse]).unwrap();
-        rec.join().unwrap()
-    });
+    let rec = play_while_recording(&player, &capture, impulse, 24_000);
     let input_at = rec.channels[0]
         .iter()
         .position(|&v| v == 1.0)

@@ -276,13 +276,15 @@ pub const HANG_PERIODS: u32 = 32;
 /// it (JACK disconnects a dead client's ports) to be known by then.
 pub const FORGET_LINK_DELAY: Duration = Duration::from_millis(250);
 
-/// A disconnection to forget once it is due (see [`FORGET_LINK_DELAY`]).
-struct LinkToForget {
+/// A disconnection to follow once it is due (see [`FORGET_LINK_DELAY`]).
+struct Disconnection {
     due: Instant,
-    module: String,
-    link: (usize, String),
     /// The modules the connection touched, with the worker playing each then.
     players: Vec<(String, WorkerId)>,
+    /// Entries of the modules' connection records to forget.
+    links: Vec<(String, (usize, String))>,
+    /// The same disconnection on standbys' ports.
+    mirrors: Vec<(String, String)>,
 }
 
 /// How often the heartbeats are checked.
@@ -338,8 +340,8 @@ pub struct Core {
     next_heartbeat: Option<Instant>,
     /// Workers killed as hung whose death has not arrived yet.
     killed_as_hung: HashSet<WorkerId>,
-    /// Disconnections waiting to be forgotten.
-    links_to_forget: Vec<LinkToForget>,
+    /// Disconnections waiting to be followed.
+    disconnections: Vec<Disconnection>,
     shutting_down: bool,
 }
 
@@ -365,7 +367,7 @@ impl Core {
             refill_after: None,
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
-            links_to_forget: Vec::new(),
+            disconnections: Vec::new(),
             shutting_down: false,
         }
     }
@@ -438,9 +440,7 @@ impl Core {
             Event::FromWorker(id, msg) => self.worker_said(id, msg, fx),
             Event::WorkerGone(id) => self.worker_gone(id, fx),
             Event::PortsAppeared => self.make_wanted_connections(fx),
-            Event::PortsConnected { a, b, connected } => {
-                self.mirror_connection(a, b, connected, fx)
-            }
+            Event::PortsConnected { a, b, connected } => self.graph_changed(a, b, connected, fx),
             Event::Shutdown => {
                 self.shutting_down = true;
                 for m in self.modules.values().filter(|m| !m.quarantined) {
@@ -649,7 +649,7 @@ impl Core {
             self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
             self.check_heartbeats(fx);
         }
-        self.forget_links(now);
+        self.follow_disconnections(fx);
     }
 
     /// When [`Core::tick`] has something to do next.

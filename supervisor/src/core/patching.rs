@@ -105,124 +105,109 @@ impl Core {
         }
     }
 
-    /// A connection changed in the JACK graph (qjackctl, jack_connect, anyone): if
-    /// one end is a primary's port, the same change is made on its standby's port,
-    /// so hand-made patches survive a failover.
-    pub(super) fn mirror_connection(
-        &mut self,
-        a: u32,
-        b: u32,
-        connected: bool,
-        fx: &mut impl Effects,
-    ) {
+    /// A connection changed in the JACK graph (qjackctl, jack_connect, anyone). Where
+    /// one end is a module primary's port, the module's record of its connections
+    /// (`Module::links`, restored on a replacement) follows, and the same change is
+    /// made on its standby's port, so hand-made patches survive a failover.
+    ///
+    /// A connection is followed at once. A disconnection waits
+    /// [`FORGET_LINK_DELAY`]: JACK disconnects a dead client's ports, and those
+    /// notices may come before the death is known; acting on them would forget the
+    /// dead primary's connections and cut the standby that is taking over from them.
+    /// So it is followed only if every module it touched is still played by the same
+    /// worker when it is due.
+    pub(super) fn graph_changed(&mut self, a: u32, b: u32, connected: bool, fx: &mut impl Effects) {
         if self.shutting_down {
             return; // workers closing disconnect everything: nothing to keep
         }
         let (Some(na), Some(nb)) = (fx.port_name(a), fx.port_name(b)) else {
             return;
         };
-        self.record_link(&na, &nb, connected, fx);
-        let mut changes = Vec::new();
-        for m in self.modules.values() {
-            for (here, other) in [(&na, &nb), (&nb, &na)] {
-                let Some(i) = m.ports.iter().position(|p| p == here) else {
-                    continue;
-                };
-                let (Some(standby), Some(spec)) = (m.standby_ports.get(i), m.spec.ports.get(i))
-                else {
-                    continue;
-                };
-                if m.standby_ports.contains(other) {
-                    continue; // primary <-> its own standby: never mirrored
-                }
-                // A dying primary's ports are disconnected by JACK when it removes the
-                // client; only a disconnection of a port that still exists was made
-                // by someone, and is mirrored.
-                if !connected && !fx.port_exists(here) {
-                    continue;
-                }
-                changes.push(match spec.direction {
-                    catalog::Direction::Out => (standby.clone(), other.clone()),
-                    catalog::Direction::In => (other.clone(), standby.clone()),
-                });
-            }
-        }
-        for (src, dst) in changes {
-            let already = fx.connections(&src).contains(&dst);
-            if already != connected {
-                if let Err(e) = fx.patch(connected, &src, &dst) {
-                    tracing::warn!("mirroring onto a standby: {e}");
-                }
-            }
-        }
-    }
-
-    /// Keeps each module's record of its primary's connections (see `Module::links`)
-    /// up to date with a change in the JACK graph. When a worker dies JACK drops its
-    /// connections, and the notices may come before the death is known: so a
-    /// disconnection is only forgotten [`FORGET_LINK_DELAY`] later, and only if every
-    /// module it touched is still played by the same worker then.
-    pub(super) fn record_link(
-        &mut self,
-        na: &str,
-        nb: &str,
-        connected: bool,
-        fx: &mut impl Effects,
-    ) {
-        if !(connected || fx.port_exists(na) && fx.port_exists(nb)) {
+        if !connected && !(fx.port_exists(&na) && fx.port_exists(&nb)) {
+            // A port that is gone took its connections (and their mirrors) with it;
+            // the record keeps them for a replacement.
             return;
         }
-        let due = fx.now() + FORGET_LINK_DELAY;
         let is_standby_port = |name: &str| {
             self.modules
                 .values()
                 .any(|m| m.standby_ports.iter().any(|p| p == name))
         };
-        if is_standby_port(na) || is_standby_port(nb) {
+        if is_standby_port(&na) || is_standby_port(&nb) {
             return; // mirrors, not the patch
         }
-        let mut changes = Vec::new();
+        let mut links = Vec::new();
+        let mut mirrors = Vec::new();
         let mut players = Vec::new();
         for (id, m) in &self.modules {
-            for (here, other) in [(na, nb), (nb, na)] {
-                if let Some(i) = m.ports.iter().position(|p| p == here) {
-                    changes.push((id.clone(), (i, self.module_port_name(other))));
-                    players.push((id.clone(), m.worker));
+            for (here, other) in [(&na, &nb), (&nb, &na)] {
+                let Some(i) = m.ports.iter().position(|p| p == here) else {
+                    continue;
+                };
+                players.push((id.clone(), m.worker));
+                links.push((id.clone(), (i, self.module_port_name(other))));
+                if let (Some(standby), Some(spec)) = (m.standby_ports.get(i), m.spec.ports.get(i)) {
+                    mirrors.push(match spec.direction {
+                        catalog::Direction::Out => (standby.clone(), other.clone()),
+                        catalog::Direction::In => (other.clone(), standby.clone()),
+                    });
                 }
             }
         }
-        for (id, link) in changes {
-            // A newer change of the same link wins over a forgetting still due.
-            self.links_to_forget
-                .retain(|f| !(f.module == id && f.link == link));
-            if connected {
+        // A newer change of the same link wins over a disconnection still due.
+        self.disconnections
+            .retain(|d| !d.links.iter().any(|l| links.contains(l)));
+        if connected {
+            for (id, link) in links {
                 if let Some(m) = self.modules.get_mut(&id) {
                     m.links.insert(link);
                 }
-            } else {
-                self.links_to_forget.push(LinkToForget {
-                    due,
-                    module: id,
-                    link,
-                    players: players.clone(),
-                });
             }
+            self.patch_mirrors(true, &mirrors, fx);
+        } else if !links.is_empty() {
+            self.disconnections.push(Disconnection {
+                due: fx.now() + FORGET_LINK_DELAY,
+                players,
+                links,
+                mirrors,
+            });
         }
     }
 
-    /// Forgets the disconnections that are due (see [`Core::record_link`]).
-    pub(super) fn forget_links(&mut self, now: Instant) {
-        let (due, later): (Vec<LinkToForget>, Vec<LinkToForget>) =
-            self.links_to_forget.drain(..).partition(|f| f.due <= now);
-        self.links_to_forget = later;
-        for f in due {
-            let same_players = f
+    /// Follows the disconnections that are due (see [`Core::graph_changed`]).
+    pub(super) fn follow_disconnections(&mut self, fx: &mut impl Effects) {
+        let now = fx.now();
+        let (due, later): (Vec<Disconnection>, Vec<Disconnection>) =
+            self.disconnections.drain(..).partition(|d| d.due <= now);
+        self.disconnections = later;
+        for d in due {
+            let same_players = d
                 .players
                 .iter()
                 .all(|(id, w)| self.modules.get(id).is_some_and(|m| m.worker == *w));
-            if same_players {
-                if let Some(m) = self.modules.get_mut(&f.module) {
-                    m.links.remove(&f.link);
+            if !same_players {
+                continue;
+            }
+            for (id, link) in &d.links {
+                if let Some(m) = self.modules.get_mut(id) {
+                    m.links.remove(link);
+                }
+            }
+            self.patch_mirrors(false, &d.mirrors, fx);
+        }
+    }
+
+    /// Makes (or undoes) connections on standbys' ports, where not so already.
+    fn patch_mirrors(
+        &mut self,
+        connect: bool,
+        mirrors: &[(String, String)],
+        fx: &mut impl Effects,
+    ) {
+        for (src, dst) in mirrors {
+            if fx.connections(src).contains(dst) != connect {
+                if let Err(e) = fx.patch(connect, src, dst) {
+                    tracing::warn!("mirroring onto a standby: {e}");
                 }
             }
         }

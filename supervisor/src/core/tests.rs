@@ -585,6 +585,34 @@ fn jacks_disconnect_notices_for_a_dying_worker_do_not_lose_its_connections() {
 }
 
 #[test]
+fn a_dying_primarys_disconnect_notices_do_not_cut_its_standby() {
+    let (mut core, mut fx) = started(3);
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "vco", "v");
+    fx.port_ids.insert(1, format!("ms-w{primary:02}:out"));
+    fx.port_ids.insert(2, "system:playback_1".into());
+    fx.ports.insert("system:playback_1".into());
+    for connected in [true, false] {
+        core.handle(
+            Event::PortsConnected {
+                a: 1,
+                b: 2,
+                connected,
+            },
+            &mut fx,
+        );
+    }
+    core.handle(Event::WorkerGone(primary), &mut fx);
+    fx.clock = Some(fx.now() + FORGET_LINK_DELAY + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    let cut = (
+        false,
+        format!("ms-w{standby:02}:out"),
+        "system:playback_1".to_string(),
+    );
+    assert!(!fx.patched.contains(&cut), "{:?}", fx.patched);
+}
+
+#[test]
 fn a_disconnection_by_hand_is_forgotten_once_it_is_due() {
     let (mut core, mut fx) = started(2);
     let wid = create_patched_by_hand(&mut core, &mut fx, "noise", "n");
@@ -944,6 +972,7 @@ fn connections_made_by_hand_are_mirrored_onto_the_standby() {
     // Someone ran `jack_connect v:out system:playback_2`.
     fx.port_ids.insert(1, format!("ms-w{primary:02}:out"));
     fx.port_ids.insert(2, "system:playback_2".into());
+    fx.ports.insert("system:playback_2".into());
     core.handle(
         Event::PortsConnected {
             a: 1,
@@ -966,10 +995,13 @@ fn connections_made_by_hand_are_mirrored_onto_the_standby() {
         },
         &mut fx,
     );
+    let undone = (false, mirrored.1.clone(), mirrored.2.clone());
+    assert!(!fx.patched.contains(&undone), "not before it is due");
+    fx.clock = Some(fx.now() + FORGET_LINK_DELAY + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
     assert!(
-        fx.patched
-            .contains(&(false, mirrored.1.clone(), mirrored.2.clone())),
-        "and disconnections too"
+        fx.patched.contains(&undone),
+        "and disconnections too, once due"
     );
 }
 
