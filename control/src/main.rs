@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod shm_cli;
+
 #[derive(Parser)]
 #[command(
     name = "modsynth",
@@ -100,13 +102,40 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
     },
+    /// Shared memory: list an instance's segments and leaks, or remove what
+    /// instances that died left behind.
+    Shm {
+        #[command(subcommand)]
+        command: ShmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShmCommand {
+    /// List an instance's segments (size, owner, registered or leaked) from its
+    /// registry and /dev/shm; exit 1 if the instance has no registry.
+    Ls {
+        /// The instance (modsynthd --name).
+        #[arg(long, default_value = "modsynth")]
+        name: String,
+        /// Its state dir, if modsynthd was started with --state-dir
+        /// [default: $XDG_RUNTIME_DIR/modsynth/NAME, else /tmp/modsynth-UID/NAME].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the segments of every instance whose modsynthd is gone (crashed or
+    /// killed); running instances are left alone.
+    Gc,
 }
 
 fn main() -> ExitCode {
     modsynth_control::logging::init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("modsynth: {e}");
             ExitCode::FAILURE
@@ -131,7 +160,7 @@ fn value_arg(value: &str) -> OscType {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::New { module_type, id, params } => {
             let mut args = vec![text(&module_type), text(&id)];
@@ -232,8 +261,14 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Record { out, ports, duration } => record_command(out, ports, duration)?,
+        Command::Shm { command } => {
+            return match command {
+                ShmCommand::Ls { name, state_dir, json } => shm_cli::ls(&name, state_dir, json),
+                ShmCommand::Gc => shm_cli::gc(),
+            }
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `file` as an absolute path: the supervisor resolves paths from its own directory.
@@ -279,7 +314,7 @@ fn status_table(r: &StatusReport) -> String {
     );
     let _ = writeln!(
         out,
-        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, gap frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0}",
+        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, gap frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0} | shm leaks {}",
         c.crash_count,
         c.failovers,
         c.failover_time_ms.p50,
@@ -288,7 +323,8 @@ fn status_table(r: &StatusReport) -> String {
         c.replacements,
         c.fresh_restarts,
         c.quarantined,
-        c.rebuild_time_ms.p99
+        c.rebuild_time_ms.p99,
+        c.shm_leaks
     );
     let _ = writeln!(
         out,

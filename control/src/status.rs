@@ -41,6 +41,10 @@ pub struct Counters {
     /// From a module losing a worker to it having a ready standby again.
     #[serde(default)]
     pub rebuild_time_ms: Percentiles,
+    /// Leaked shared-memory segments of the instance, as the last leak scan found
+    /// them (filled by the runtime in `metrics.json`; the scan runs every few seconds).
+    #[serde(default)]
+    pub shm_leaks: u64,
 }
 
 /// A rolling window of samples with percentiles.

@@ -446,6 +446,46 @@ impl Registry {
         Ok(Some(removed))
     }
 
+    /// Replaces every allocation and every worker at once, with one write: for a
+    /// supervisor that keeps the registry in step with its own picture of what exists
+    /// (one fsync per change of that picture, not one per entry). The allocations
+    /// are stored as given (`created` included: keep the old time of an allocation
+    /// that stays); the totals are recounted and the leaked count is kept.
+    ///
+    /// ```
+    /// use modsynth_shm::{Allocation, Registry, Role, Worker};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("doc-replace-{}", std::process::id()));
+    /// let (mut reg, _) = Registry::open(&dir)?;
+    /// reg.add_allocation(Allocation::new("old.state", "/i-old-state", 10, "state_snapshot", "worker:1"))?;
+    /// reg.set_leaked_count(2)?;
+    ///
+    /// let vco = Allocation::new("vco1.state", "/i-vco1-state", 4096, "state_snapshot", "worker:7");
+    /// let w = Worker { pid: 7, jack_client: "i-w00".into(), role: Role::Primary, module: Some("vco1".into()) };
+    /// reg.replace(vec![vco.clone()], vec![w.clone()])?;
+    ///
+    /// let on_disk = Registry::load(&dir)?;
+    /// assert_eq!(on_disk.allocations(), [vco]);
+    /// assert_eq!(on_disk.workers(), [w]);
+    /// assert_eq!(on_disk.stats().total_allocated, 4096);
+    /// assert_eq!(on_disk.stats().leaked_count, 2); // kept
+    ///
+    /// reg.replace(vec![], vec![])?; // a clean shutdown
+    /// assert_eq!(Registry::load(&dir)?.stats().active_count, 0);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), modsynth_shm::ShmError>(())
+    /// ```
+    pub fn replace(
+        &mut self,
+        allocations: Vec<Allocation>,
+        workers: Vec<Worker>,
+    ) -> Result<(), ShmError> {
+        self.update(|c| {
+            c.allocations = allocations;
+            c.workers = workers;
+        })
+    }
+
     /// Stores the number of leaked segments found by the last scan in the stats.
     ///
     /// ```
@@ -834,6 +874,7 @@ mod tests {
         assert!(reader.add_allocation(a).is_err());
         assert!(reader.set_worker(w).is_err());
         assert!(reader.set_leaked_count(1).is_err());
+        assert!(reader.replace(Vec::new(), Vec::new()).is_err());
     }
 
     #[test]

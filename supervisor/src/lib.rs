@@ -6,6 +6,8 @@
 //! - [`spawn`]: starts pool workers and forwards what they say.
 //! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
 //! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
+//! - [`state`]: the state dir: instance lock, shared-memory registry (written on its
+//!   own thread), leak scan, `metrics.json`.
 
 pub mod core;
 pub mod jack_client;
@@ -13,3 +15,4 @@ pub mod osc_server;
 pub mod restart;
 pub mod runtime;
 pub mod spawn;
+pub mod state;

@@ -1,13 +1,15 @@
 //! `modsynthd`: the modsynth supervisor.
 
 use clap::Parser;
-use modsynth_supervisor::core::{Config, Core, Event};
+use modsynth_shm::Warning;
+use modsynth_supervisor::core::{Config, Core, Event, RegistryView};
 use modsynth_supervisor::jack_client::Jack;
 use modsynth_supervisor::osc_server::{self, Clock};
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::spawn::Spawner;
+use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -31,8 +33,8 @@ struct Args {
     /// Address to bind the OSC port to (0.0.0.0 lets other machines control it).
     #[arg(long, default_value = "127.0.0.1")]
     osc_bind: IpAddr,
-    /// Where state lives [default: $XDG_RUNTIME_DIR/modsynth/<name>, else a private
-    /// directory under /tmp].
+    /// Where state lives: the instance lock, registry.json, metrics.json
+    /// [default: $XDG_RUNTIME_DIR/modsynth/NAME, else /tmp/modsynth-UID/NAME].
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// The worker binary [default: modsynth-worker next to modsynthd].
@@ -44,6 +46,9 @@ struct Args {
     #[arg(long, default_value = "5/10")]
     crash_loop: modsynth_supervisor::restart::RestartPolicy,
 }
+
+/// How often `metrics.json` is rewritten at most (only when something changed).
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Prints a status line; a closed stdout (a pipe whose reader left) must not take
 /// the supervisor, and with it every module, down.
@@ -73,8 +78,8 @@ fn run(args: Args) -> Result<(), String> {
     if args.pool == 0 || args.pool > 256 {
         return Err(format!("--pool must be 1..256, got {}", args.pool));
     }
-    let worker = match args.worker {
-        Some(w) => w,
+    let worker = match &args.worker {
+        Some(w) => w.clone(),
         None => std::env::current_exe()
             .map_err(|e| e.to_string())?
             .with_file_name("modsynth-worker"),
@@ -85,8 +90,59 @@ fn run(args: Args) -> Result<(), String> {
             worker.display()
         ));
     }
-    let state_dir = state_dir(args.state_dir, &args.name)?;
+    let dir = match &args.state_dir {
+        Some(d) => d.clone(),
+        None => modsynth_shm::default_base_dir().join(&args.name),
+    };
+    // Ours alone from here on: a second modsynthd of this instance stops here.
+    let state = StateDir::lock(&args.name, &dir, args.state_dir.is_some())?;
+    let opened = match state.open_registry() {
+        Ok(opened) => opened,
+        Err(e) => {
+            state.close(None);
+            return Err(e);
+        }
+    };
+    match &opened.warning {
+        // The first start of an instance, or the last one stopped cleanly.
+        Some(w @ Warning::Missing { .. }) => tracing::debug!("{w}"),
+        Some(w @ Warning::Corrupt { .. }) => tracing::warn!("{w}"),
+        None => {}
+    }
+    if !opened.removed.is_empty() {
+        say!(
+            "modsynthd: removed {} segment(s) left by an earlier run of '{}'",
+            opened.removed.len(),
+            args.name
+        );
+    }
+    let writer = match Writer::spawn(opened.registry, &state) {
+        Ok(writer) => writer,
+        Err(e) => {
+            state.close(None);
+            return Err(e);
+        }
+    };
+    let served = serve(&args, worker, state.path(), &writer, started);
+    let kept = state.close(writer.stop());
+    if let Some(note) = kept {
+        say!("modsynthd: {note}");
+    }
+    served?;
+    say!("modsynthd: stopped");
+    Ok(())
+}
 
+/// Opens JACK and the OSC port, fills the pool and runs the core until SIGINT or
+/// SIGTERM has stopped every worker. Keeps the registry and `metrics.json` current
+/// through `writer`.
+fn serve(
+    args: &Args,
+    worker: PathBuf,
+    state_dir: &Path,
+    writer: &Writer,
+    started: Instant,
+) -> Result<(), String> {
     let (events_tx, events) = mpsc::channel();
     let jack = Arc::new(Jack::open(&args.name, events_tx.clone())?);
 
@@ -131,6 +187,10 @@ fn run(args: Args) -> Result<(), String> {
     let mut pool_reported = false;
     let mut shutdown_started: Option<Instant> = None;
     let mut killed = false;
+    // What the writer was last given, and when metrics.json is due next.
+    let mut written_view = RegistryView::default();
+    let mut written_metrics = String::new();
+    let mut next_metrics = Instant::now();
     loop {
         let wait = core
             .next_deadline()
@@ -144,6 +204,24 @@ fn run(args: Args) -> Result<(), String> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         core.tick(&mut runtime);
+        let leaks = writer.shm_leaks();
+        if leaks != core.shm_leaks() {
+            core.handle(Event::ShmLeaks(leaks), &mut runtime);
+        }
+        let view = core.registry_view();
+        if view != written_view {
+            writer.view(view.clone());
+            written_view = view;
+        }
+        if Instant::now() >= next_metrics {
+            next_metrics = Instant::now() + METRICS_INTERVAL;
+            let report = core.status_report();
+            let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+            if json != written_metrics {
+                writer.metrics(format!("{json}\n"));
+                written_metrics = json;
+            }
+        }
         if !pool_reported && core.spares_ready() >= args.pool {
             pool_reported = true;
             say!(
@@ -174,39 +252,5 @@ fn run(args: Args) -> Result<(), String> {
             }
         }
     }
-    let _ = std::fs::remove_dir(&state_dir);
-    say!("modsynthd: stopped");
     Ok(())
-}
-
-/// Creates the state directory, private to this user.
-fn state_dir(given: Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let dir = match given {
-        Some(d) => d,
-        None => match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(run) if !run.is_empty() => PathBuf::from(run).join("modsynth").join(name),
-            _ => std::env::temp_dir()
-                .join(format!("modsynth-{}", nix::unistd::getuid()))
-                .join(name),
-        },
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| format!("cannot create state dir {}: {e}", dir.display()))?;
-    let mode = std::fs::metadata(&dir)
-        .map_err(|e| e.to_string())?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-            format!(
-                "state dir {} is open to others and cannot be fixed: {e}",
-                dir.display()
-            )
-        })?;
-    }
-    Ok(dir)
 }

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running `modsynthd`, stopped with SIGTERM (and reaped) when dropped.
@@ -19,6 +20,21 @@ pub struct Supervisor {
     pub osc: SocketAddr,
     /// Its instance name (workers are `<name>-wNN`).
     pub name: String,
+    /// What it printed on stdout up to "pool ready".
+    startup: Vec<String>,
+    /// Its stderr so far, when started by [`Supervisor::start_named`].
+    stderr: Option<Arc<Mutex<String>>>,
+}
+
+/// A fresh instance name, unique among the instances this process starts (and
+/// others', as it holds the pid): `t<pid>x<n>`.
+pub fn unique_name() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Supervisor {
@@ -34,14 +50,30 @@ impl Supervisor {
         pool: usize,
         extra: &[&str],
     ) -> Result<Supervisor, String> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "t{}x{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut child = server
-            .command(bin_path("modsynthd")?)
+        Supervisor::launch(server, &unique_name(), pool, extra, false)
+    }
+
+    /// Like [`Supervisor::start_with`], under instance `name` (see [`unique_name`]),
+    /// and with its stderr collected for [`Supervisor::stderr`] (and still shown).
+    pub fn start_named(
+        server: &JackServer,
+        name: &str,
+        pool: usize,
+        extra: &[&str],
+    ) -> Result<Supervisor, String> {
+        Supervisor::launch(server, name, pool, extra, true)
+    }
+
+    fn launch(
+        server: &JackServer,
+        name: &str,
+        pool: usize,
+        extra: &[&str],
+        collect_stderr: bool,
+    ) -> Result<Supervisor, String> {
+        let name = name.to_string();
+        let mut command = server.command(bin_path("modsynthd")?);
+        command
             .args([
                 "--name",
                 &name,
@@ -52,12 +84,31 @@ impl Supervisor {
             ])
             .args(extra)
             .stdout(Stdio::piped())
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        if collect_stderr {
+            command.stderr(Stdio::piped());
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start modsynthd: {e}"))?;
+        let stderr = child.stderr.take().map(|pipe| {
+            let collected = Arc::new(Mutex::new(String::new()));
+            let sink = collected.clone();
+            // Until every writer is gone: modsynthd and the workers it started.
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+            collected
+        });
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let mut osc = None;
+        let mut startup = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         // Read its start-up lines: the OSC address, then "pool ready".
         loop {
@@ -69,6 +120,7 @@ impl Supervisor {
                 let status = child.wait();
                 return Err(format!("modsynthd exited during start-up: {status:?}"));
             };
+            startup.push(line.clone());
             if let Some(rest) = line.split(" OSC on ").nth(1) {
                 let addr = rest.split(',').next().unwrap_or_default();
                 osc = Some(
@@ -87,6 +139,20 @@ impl Supervisor {
             child: Some(child),
             osc,
             name,
+            startup,
+            stderr,
+        })
+    }
+
+    /// What it printed on stdout during start-up, up to and with "pool ready".
+    pub fn startup_output(&self) -> &[String] {
+        &self.startup
+    }
+
+    /// Its stderr so far (empty unless started by [`Supervisor::start_named`]).
+    pub fn stderr(&self) -> String {
+        self.stderr.as_ref().map_or_else(String::new, |s| {
+            s.lock().unwrap_or_else(|p| p.into_inner()).clone()
         })
     }
 

@@ -62,6 +62,8 @@ pub enum Event {
     PortsAppeared,
     /// Two JACK ports (by JACK port id) were connected or disconnected, by anyone.
     PortsConnected { a: u32, b: u32, connected: bool },
+    /// The leak scan found this many leaked shared-memory segments.
+    ShmLeaks(u64),
     /// Stop everything.
     Shutdown,
 }
@@ -387,6 +389,11 @@ impl Core {
         self.shutting_down
     }
 
+    /// Leaked shared-memory segments, as the last leak scan reported them.
+    pub fn shm_leaks(&self) -> u64 {
+        self.counters.shm_leaks
+    }
+
     /// Workers still alive or starting.
     pub fn worker_count(&self) -> usize {
         self.workers.len() + self.starting.len()
@@ -441,6 +448,7 @@ impl Core {
             Event::WorkerGone(id) => self.worker_gone(id, fx),
             Event::PortsAppeared => self.make_wanted_connections(fx),
             Event::PortsConnected { a, b, connected } => self.graph_changed(a, b, connected, fx),
+            Event::ShmLeaks(n) => self.counters.shm_leaks = n,
             Event::Shutdown => {
                 self.shutting_down = true;
                 for m in self.modules.values().filter(|m| !m.quarantined) {

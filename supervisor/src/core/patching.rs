@@ -123,7 +123,7 @@ impl Core {
         let (Some(na), Some(nb)) = (fx.port_name(a), fx.port_name(b)) else {
             return;
         };
-        if !connected && !(fx.port_exists(&na) && fx.port_exists(&nb)) {
+        if !(connected || fx.port_exists(&na) && fx.port_exists(&nb)) {
             // A port that is gone took its connections (and their mirrors) with it;
             // the record keeps them for a replacement.
             return;
