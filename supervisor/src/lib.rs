@@ -3,6 +3,7 @@
 //! - [`core`]: one struct owns all state and decides; everything else sends it events.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
+//! - [`sentinel`]: every worker's pidfd in one epoll loop: deaths and how they ended.
 //! - [`spawn`]: starts pool workers and forwards what they say.
 //! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
 //! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
@@ -13,6 +14,7 @@ pub mod core;
 pub mod jack_client;
 pub mod osc_server;
 pub mod restart;
+pub mod sentinel;
 pub mod runtime;
 pub mod spawn;
 pub mod state;

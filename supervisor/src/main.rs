@@ -6,6 +6,7 @@ use modsynth_supervisor::core::{Config, Core, Event, RegistryView};
 use modsynth_supervisor::jack_client::Jack;
 use modsynth_supervisor::osc_server::{self, Clock};
 use modsynth_supervisor::runtime::Runtime;
+use modsynth_supervisor::sentinel::Sentinel;
 use modsynth_supervisor::spawn::Spawner;
 use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, UdpSocket};
@@ -163,6 +164,7 @@ fn serve(
     let spawner = Spawner {
         binary: worker,
         instance: args.name.clone(),
+        sentinel: Sentinel::start(events_tx.clone())?,
     };
     let mut runtime = Runtime {
         socket: reply_socket,

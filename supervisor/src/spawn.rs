@@ -8,6 +8,7 @@
 //! server itself.
 
 use crate::core::{Event, NewWorker, WorkerId};
+use crate::sentinel::Sentinel;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use modsynth_control::protocol::{FromWorker, ToWorker};
 use std::os::unix::process::CommandExt;
@@ -27,6 +28,8 @@ pub struct Spawner {
     pub binary: PathBuf,
     /// Instance name: workers are `<instance>-wNN`.
     pub instance: String,
+    /// Watches every worker that said hello.
+    pub sentinel: Sentinel,
 }
 
 impl Spawner {
@@ -67,6 +70,7 @@ impl Spawner {
             });
             return;
         };
+        self.sentinel.watch(id, pid);
         let new = NewWorker {
             id,
             pid,

@@ -313,11 +313,11 @@ impl Capture {
     }
 
     /// Records `frames` frames of steady-state signal, taking the recording again (at
-    /// most 3 tries) when the server skipped cycles in it: the dummy server does that
+    /// most 5 tries) when the server skipped cycles in it: the dummy server does that
     /// when a loaded 2-core machine starves it. This re-takes a disturbed
     /// measurement, never a wrong result: every check runs on a whole one.
     pub fn record_continuous(&self, frames: usize) -> Result<Recording, String> {
-        for _ in 0..3 {
+        for _ in 0..5 {
             let rec = self.record(frames)?;
             if rec.is_continuous() {
                 return Ok(rec);
@@ -327,7 +327,7 @@ impl Capture {
                 rec.dropped_frames, rec.xruns
             );
         }
-        Err("three recordings in a row were disturbed: the machine is too loaded to measure".into())
+        Err("five recordings in a row were disturbed: the machine is too loaded to measure".into())
     }
 
     /// [`Capture::record`] with an explicit timeout.

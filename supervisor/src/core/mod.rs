@@ -58,6 +58,9 @@ pub enum Event {
     FromWorker(WorkerId, FromWorker),
     /// A worker's channel closed: it exited or was killed.
     WorkerGone(WorkerId),
+    /// The sentinel saw a worker's process end (`how`: exit status or signal). The
+    /// same death also arrives as `WorkerGone`; whichever comes first counts.
+    WorkerDied { id: WorkerId, how: String },
     /// New JACK ports exist: pending connections may now be made.
     PortsAppeared,
     /// Two JACK ports (by JACK port id) were connected or disconnected, by anyone.
@@ -446,6 +449,12 @@ impl Core {
             }
             Event::FromWorker(id, msg) => self.worker_said(id, msg, fx),
             Event::WorkerGone(id) => self.worker_gone(id, fx),
+            Event::WorkerDied { id, how } => {
+                if let Some(w) = self.workers.get(&id) {
+                    tracing::info!("worker {} (pid {}) {how}", w.link.client, w.link.pid);
+                }
+                self.worker_gone(id, fx)
+            }
             Event::PortsAppeared => self.make_wanted_connections(fx),
             Event::PortsConnected { a, b, connected } => self.graph_changed(a, b, connected, fx),
             Event::ShmLeaks(n) => self.counters.shm_leaks = n,
