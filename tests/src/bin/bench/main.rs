@@ -1,25 +1,35 @@
 //! `modsynth-bench`: measures modsynth's performance targets on a private JACK server
 //! and prints a markdown table (median, p99, and where relevant the ratio to a cold
-//! JACK client open measured in the same run), and writes the rows as JSON.
+//! JACK client open or to a peer measured in the same run, then notes), and writes
+//! the rows as JSON. One file per group of rows, each documenting what its rows
+//! measure:
 //!
-//! Rows so far:
-//! - `jack_cold_open_ms`: open + activate a fresh JACK client (exact name, no ports),
-//!   then close it. The baseline the other latency rows are compared against.
-//! - `dsp_ns_per_period.<type>`: one `Module::process` call over a period, for every
+//! - here: `jack_cold_open_ms` (open + activate a fresh JACK client, exact name, no
+//!   ports, then close it: the baseline the create rows are compared against) and
+//!   `dsp_ns_per_period.<type>` (one `Module::process` call over a period, for every
 //!   module type of the catalog, with low-level input signals; also given as a
-//!   percentage of the period's time budget.
+//!   percentage of the period's time budget).
+//! - [`supervisor`]: pool start, idle worker memory.
+//! - [`scale`]: create and control latency, CPU and xruns with 0, 8, 32 and 64
+//!   modules playing.
+//! - [`failover`]: SIGKILL of a playing module's primary, over and over: detection,
+//!   gap, discontinuity, xruns, rebuild, and the same without a standby.
+//! - [`leaks`]: 1000 kill cycles, then what is left in `/dev/shm`.
+//! - with `--peers`, [`peers`]: scsynth and plain JACK clients on the same server,
+//!   with modsynth's matching rows given as a ratio to them.
 //!
-//! - the system rows of [`supervisor`]: pool start, module create with 0/8/32
-//!   modules playing, set + sync, control latency in samples, idle worker memory.
+//! Helpers: [`load`] (CPU, memory and xruns of processes), [`settle`] (waiting for
+//! the whole system via `/status`), [`events`] (a `/notify` subscriber).
 //!
-//! - the rows of [`failover`]: SIGKILL of a playing module's primary, over and over.
-//! - with `--peers`, the rows of [`peers`]: scsynth and plain JACK clients on the
-//!   same server, with modsynth's matching rows given as a ratio to them.
-//!
-//! Run it through `scripts/bench` (release build).
+//! Run it through `scripts/bench` (release build, private `/dev/shm`).
 
+mod events;
 mod failover;
+mod leaks;
+mod load;
 mod peers;
+mod scale;
+mod settle;
 mod supervisor;
 
 use clap::Parser;
@@ -54,6 +64,33 @@ struct Args {
     /// Sample rate of the private server and of the DSP rows.
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
+    /// Run only these groups of rows (repeatable): dsp, supervisor, scale,
+    /// failover, leaks, peers (`peers` implies `--peers`). The cold open baseline
+    /// always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "scale", "failover", "leaks", "peers"])]
+    only: Vec<String>,
+    /// When the run started.
+    #[arg(skip = Instant::now())]
+    started: Instant,
+}
+
+impl Args {
+    /// Whether the group of rows `group` runs; says so on stderr when it does.
+    fn runs(&self, group: &str) -> bool {
+        let chosen = self.only.iter().any(|g| g == group);
+        let runs = if group == "peers" {
+            self.peers || chosen
+        } else {
+            self.only.is_empty() || chosen
+        };
+        if runs {
+            eprintln!(
+                "bench: {group} ({:.0} s into the run)",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+        runs
+    }
 }
 
 /// One measured quantity.
@@ -61,10 +98,13 @@ struct Args {
 struct Row {
     name: String,
     unit: &'static str,
+    /// How many samples the median and p99 are taken over (for a single figure
+    /// summarising many events, how many events).
     n: usize,
     median: f64,
     p99: f64,
-    /// `median / baseline median`, when the row is compared against one.
+    /// `median / baseline median`, when the row is compared against one (left out
+    /// when the baseline's median is 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio: Option<f64>,
     /// The row `ratio` refers to.
@@ -73,21 +113,43 @@ struct Row {
     /// Median as a percentage of the period's time budget (DSP rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     budget_pct: Option<f64>,
+    /// What else one must know to read the row (printed below the table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 impl Row {
+    /// The median and p99 of `samples`.
     fn new(name: impl Into<String>, unit: &'static str, mut samples: Vec<f64>) -> Row {
         samples.sort_by(f64::total_cmp);
+        let mut row = Row::summary(name, unit, median(&samples), samples.len());
+        row.p99 = percentile(&samples, 0.99);
+        row
+    }
+
+    /// One figure (a count, a share, a maximum) that sums up `n` events: median and
+    /// p99 are both `value`.
+    fn summary(name: impl Into<String>, unit: &'static str, value: f64, n: usize) -> Row {
         Row {
             name: name.into(),
             unit,
-            n: samples.len(),
-            median: median(&samples),
-            p99: percentile(&samples, 0.99),
+            n,
+            median: value,
+            p99: value,
             ratio: None,
             baseline: None,
             budget_pct: None,
+            note: None,
         }
+    }
+
+    /// Adds a note (an empty one is none).
+    fn note(mut self, note: impl Into<String>) -> Row {
+        let note = note.into();
+        if !note.is_empty() {
+            self.note = Some(note);
+        }
+        self
     }
 }
 
@@ -211,12 +273,21 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row], args: &Args) {
+    println!(
+        "Private JACK server: {} Hz, {}-frame periods ({:.2} ms), {} run.",
+        args.sample_rate,
+        args.period,
+        args.period as f64 / args.sample_rate as f64 * 1e3,
+        if args.quick { "quick" } else { "full" }
+    );
+    println!();
     println!("| measure | unit | n | median | p99 | ratio | % of period |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for r in rows {
         let ratio = match (&r.ratio, &r.baseline) {
             (Some(x), Some(b)) => format!("{} x {b}", fmt_num(*x)),
+            (None, Some(b)) => format!("- ({b}: 0)"),
             _ => String::new(),
         };
         let pct = r
@@ -231,6 +302,13 @@ fn print_table(rows: &[Row]) {
             fmt_num(r.median),
             fmt_num(r.p99)
         );
+    }
+    let notes: Vec<&Row> = rows.iter().filter(|r| r.note.is_some()).collect();
+    if !notes.is_empty() {
+        println!();
+        for r in notes {
+            println!("- `{}`: {}", r.name, r.note.as_deref().unwrap_or_default());
+        }
     }
 }
 
@@ -247,28 +325,37 @@ fn run(args: &Args) -> Result<(), String> {
     let baseline = bench_cold_open(&server, if args.quick { 20 } else { 100 })?;
     rows.push(baseline.clone());
     let iterations = if args.quick { 2_000 } else { 20_000 };
-    rows.extend(bench_dsp(
-        args.period as usize,
-        args.sample_rate as f32,
-        iterations,
-    ));
-    let mut system = supervisor::rows(&server, args.quick)?;
-    for row in system
-        .iter_mut()
-        .filter(|r| r.name.starts_with("create_ms"))
-    {
-        row.ratio = Some(row.median / baseline.median);
-        row.baseline = Some(baseline.name.clone());
+    if args.runs("dsp") {
+        rows.extend(bench_dsp(
+            args.period as usize,
+            args.sample_rate as f32,
+            iterations,
+        ));
     }
-    rows.extend(system);
-    rows.extend(failover::rows(&server, args.quick)?);
-    if args.peers {
+    if args.runs("supervisor") {
+        rows.extend(supervisor::rows(&server, args.quick)?);
+    }
+    if args.runs("scale") {
+        let mut scale = scale::rows(&server, args.quick)?;
+        for row in scale.iter_mut().filter(|r| r.name.starts_with("create_ms")) {
+            row.ratio = Some(row.median / baseline.median);
+            row.baseline = Some(baseline.name.clone());
+        }
+        rows.extend(scale);
+    }
+    if args.runs("failover") {
+        rows.extend(failover::rows(&server, args.quick)?);
+    }
+    if args.runs("leaks") {
+        rows.extend(leaks::rows(&server, args.quick)?);
+    }
+    if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);
-        peers::compare(&mut rows);
+        peers::compare(&mut rows, args.sample_rate);
     }
     drop(server);
 
-    print_table(&rows);
+    print_table(&rows, args);
     let report = Report {
         quick: args.quick,
         sample_rate: args.sample_rate,
@@ -279,7 +366,11 @@ fn run(args: &Args) -> Result<(), String> {
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&args.json, json + "\n")
         .map_err(|e| format!("writing {}: {e}", args.json.display()))?;
-    eprintln!("bench: wrote {}", args.json.display());
+    eprintln!(
+        "bench: wrote {} ({:.0} s)",
+        args.json.display(),
+        args.started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -2,28 +2,34 @@
 //! server in the same run (`--peers`):
 //!
 //! - SuperCollider's `scsynth`: `/s_new` -> `/n_go` and `/n_set` + `/sync` round
-//!   trips, CPU of 16 and 64 sine synths, and the time from a SIGKILL to sound again
-//!   (restart, load the SynthDef, start the synth).
-//! - modsynth: CPU of 16 and 64 VCO modules (all processes: supervisor and workers).
+//!   trips, CPU and xruns of 16 and 64 sine synths, and the time from a SIGKILL to
+//!   sound again (restart, load the SynthDef, start the synth: with one process for
+//!   everything a crash silences every voice).
+//! - modsynth: CPU and xruns of 16 and 64 VCO modules with hot standbys (two workers
+//!   each) and without (`standby none`, one worker each), all processes (supervisor,
+//!   workers, the pool's spares), once every standby is ready.
 //! - plain JACK clients (`jack_simple_client`, a C sine client from jackd2's
-//!   examples): CPU of 8, 32 and 64 of them, the floor any one-process-per-voice
-//!   design pays.
+//!   examples): CPU and xruns of 8, 32 and 64 of them, the floor any
+//!   one-process-per-voice design pays.
 //!
-//! CPU is the processes' user + system time over a 3 s window, in % of one core;
-//! xruns are counted by a capture client during the same window.
+//! Only 16 synths and 8 plain clients in a quick run. [`compare`] gives every
+//! modsynth row with a peer its ratio: create and set + sync to scsynth's
+//! `/s_new` and `/n_set`, VCOs to scsynth's sines, the scale curve's N modules
+//! ([`crate::scale`]) to N plain clients, and the failover gaps to scsynth's kill to
+//! sound again.
+//!
+//! CPU and xruns are measured by [`Load`] (3 s window, % of one core).
 
+use crate::load::{family, Load};
+use crate::settle::wait_settled;
 use crate::Row;
 use modsynth_control::osc::{message, text};
-use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
 use rosc::{OscMessage, OscPacket, OscType};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// How long CPU and xruns are measured for.
-const WINDOW: Duration = Duration::from_secs(3);
 
 /// A SynthDef (SCgf version 2) named `sine`: `Out.ar(0, SinOsc.ar(freq) * amp)` with
 /// controls `freq` (440) and `amp` (0.1). Written by hand so no sclang is needed.
@@ -202,17 +208,28 @@ impl Drop for Scsynth {
 /// SIGTERM, then up to 5 s for a clean exit (so it frees its shared memory), then
 /// SIGKILL.
 fn stop(child: &mut Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    stop_all(std::slice::from_mut(child));
+}
+
+/// [`stop`] for many at once: all are sent SIGTERM first and share the 5 s.
+fn stop_all(children: &mut [Child]) {
+    for child in children.iter() {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for child in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
 }
 
 fn free_udp_port() -> Result<u16, String> {
@@ -224,69 +241,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// CPU ticks (user + system) of a process; 0 if it is gone.
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let fields: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
-
-/// `pid` and all its descendants.
-fn family(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        let parent = all[i];
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for e in dir.flatten() {
-                let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit(')')
-                            .next()?
-                            .split_whitespace()
-                            .nth(1)?
-                            .parse::<u32>()
-                            .ok()
-                    });
-                if ppid == Some(parent) {
-                    all.push(child);
-                }
-            }
-        }
-        i += 1;
-    }
-    all
-}
-
-/// CPU % (of one core) of `pids` over [`WINDOW`], and xruns a capture client counted.
-fn cpu_and_xruns(server: &JackServer, pids: &[u32]) -> Result<(f64, u64), String> {
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let capture = Capture::start(server, 1)?;
-    let xruns0 = capture.xruns();
-    let t0: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
-    let start = Instant::now();
-    std::thread::sleep(WINDOW);
-    let t1: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
-    let secs = start.elapsed().as_secs_f64();
-    Ok((
-        100.0 * (t1 - t0) as f64 / hz / secs,
-        capture.xruns() - xruns0,
-    ))
-}
-
 fn single(name: String, unit: &'static str, value: f64) -> Row {
-    Row::new(name, unit, vec![value])
+    Row::summary(name, unit, value, 1)
+}
+
+/// The CPU and xrun rows of one measured group of processes.
+fn load_rows(server: &JackServer, what: &str, pids: &[u32]) -> Result<[Row; 2], String> {
+    let load = Load::measure(server, pids)?;
+    Ok([
+        single(format!("cpu_pct.{what}"), "% core", load.cpu_pct),
+        single(format!("xruns.{what}"), "xruns", load.xruns as f64),
+    ])
 }
 
 /// Every peer row.
@@ -332,17 +297,11 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         for i in 0..count {
             sc.s_new(2000 + i as i32, 110.0 + i as f32)?;
         }
-        let (cpu, xruns) = cpu_and_xruns(server, &[sc.child.id()])?;
-        rows.push(single(
-            format!("cpu_pct.scsynth_sines_{count}"),
-            "% core",
-            cpu,
-        ));
-        rows.push(single(
-            format!("xruns.scsynth_sines_{count}"),
-            "xruns",
-            xruns as f64,
-        ));
+        rows.extend(load_rows(
+            server,
+            &format!("scsynth_sines_{count}"),
+            &[sc.child.id()],
+        )?);
         for i in 0..count {
             sc.send(message("/n_free", vec![OscType::Int(2000 + i as i32)]))?;
         }
@@ -360,25 +319,26 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     ));
     drop(sc);
 
-    // modsynth: CPU of N VCO modules (supervisor + every worker, spares included).
+    // modsynth: CPU of N VCO modules with and without hot standbys (supervisor and
+    // every worker, the pool's spares included), once everything is set up.
     for &count in counts {
-        let sup = Supervisor::start(server, 8)?;
-        for i in 0..count {
-            sup.new_module("vco", &format!("v{i}"), &[("freq", 110.0 + i as f32)])?;
+        for standby in [true, false] {
+            let sup = Supervisor::start(server, 8)?;
+            for i in 0..count {
+                let (id, freq) = (format!("v{i}"), [("freq", 110.0 + i as f32)]);
+                if standby {
+                    sup.new_module("vco", &id, &freq)?;
+                } else {
+                    sup.new_module_without_standby("vco", &id, &freq)?;
+                }
+            }
+            wait_settled(&sup)?;
+            let what = format!(
+                "modsynth_vco_{count}_{}",
+                if standby { "standby" } else { "no_standby" }
+            );
+            rows.extend(load_rows(server, &what, &family(sup.pid()))?);
         }
-        let pids = family(sup.pid());
-        let (cpu, xruns) = cpu_and_xruns(server, &pids)?;
-        rows.push(single(
-            format!("cpu_pct.modsynth_vco_{count}"),
-            "% core",
-            cpu,
-        ));
-        rows.push(single(
-            format!("xruns.modsynth_vco_{count}"),
-            "xruns",
-            xruns as f64,
-        ));
-        drop(sup);
     }
 
     // Plain JACK sine clients: the floor of one process per voice.
@@ -395,22 +355,12 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
                 .map_err(|e| format!("jack_simple_client: {e}"))?;
             children.push(child);
         }
-        wait_for_clients(server, count)?;
+        let ready = wait_for_clients(server, count);
         let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-        let (cpu, xruns) = cpu_and_xruns(server, &pids)?;
-        rows.push(single(
-            format!("cpu_pct.plain_jack_sine_clients_{count}"),
-            "% core",
-            cpu,
-        ));
-        rows.push(single(
-            format!("xruns.plain_jack_sine_clients_{count}"),
-            "xruns",
-            xruns as f64,
-        ));
-        for mut c in children {
-            stop(&mut c);
-        }
+        let measured = ready
+            .and_then(|_| load_rows(server, &format!("plain_jack_sine_clients_{count}"), &pids));
+        stop_all(&mut children);
+        rows.extend(measured?);
     }
     Ok(rows)
 }
@@ -439,21 +389,123 @@ fn wait_for_clients(server: &JackServer, count: usize) -> Result<(), String> {
     }
 }
 
-/// Supervisor latency rows compared with the peer's.
-pub fn compare(rows: &mut [Row]) {
-    let median = |rows: &[Row], name: &str| rows.iter().find(|r| r.name == name).map(|r| r.median);
-    let pairs = [
-        ("create_ms.running_0", "peer.scsynth_s_new_n_go_ms"),
-        ("set_sync_ms", "peer.scsynth_n_set_sync_ms"),
-        ("cpu_pct.modsynth_vco_16", "cpu_pct.scsynth_sines_16"),
-        ("cpu_pct.modsynth_vco_64", "cpu_pct.scsynth_sines_64"),
-    ];
-    for (ours, theirs) in pairs {
-        if let Some(base) = median(rows, theirs) {
-            if let Some(row) = rows.iter_mut().find(|r| r.name == ours) {
-                row.ratio = Some(row.median / base);
-                row.baseline = Some(theirs.to_string());
-            }
+/// modsynth rows and the peer row each is compared with: (ours, theirs, factor that
+/// turns our unit into theirs). Every modsynth row with a peer is listed.
+const PAIRS: &[(&str, &str, Factor)] = &[
+    (
+        "create_ms.running_0",
+        "peer.scsynth_s_new_n_go_ms",
+        Factor::One,
+    ),
+    (
+        "set_sync_ms.running_0",
+        "peer.scsynth_n_set_sync_ms",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.modsynth_vco_16_standby",
+        "cpu_pct.scsynth_sines_16",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.modsynth_vco_16_no_standby",
+        "cpu_pct.scsynth_sines_16",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.modsynth_vco_64_standby",
+        "cpu_pct.scsynth_sines_64",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.modsynth_vco_64_no_standby",
+        "cpu_pct.scsynth_sines_64",
+        Factor::One,
+    ),
+    (
+        "xruns.modsynth_vco_16_standby",
+        "xruns.scsynth_sines_16",
+        Factor::One,
+    ),
+    (
+        "xruns.modsynth_vco_16_no_standby",
+        "xruns.scsynth_sines_16",
+        Factor::One,
+    ),
+    (
+        "xruns.modsynth_vco_64_standby",
+        "xruns.scsynth_sines_64",
+        Factor::One,
+    ),
+    (
+        "xruns.modsynth_vco_64_no_standby",
+        "xruns.scsynth_sines_64",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.running_8",
+        "cpu_pct.plain_jack_sine_clients_8",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.running_32",
+        "cpu_pct.plain_jack_sine_clients_32",
+        Factor::One,
+    ),
+    (
+        "cpu_pct.running_64",
+        "cpu_pct.plain_jack_sine_clients_64",
+        Factor::One,
+    ),
+    (
+        "xruns.running_8",
+        "xruns.plain_jack_sine_clients_8",
+        Factor::One,
+    ),
+    (
+        "xruns.running_32",
+        "xruns.plain_jack_sine_clients_32",
+        Factor::One,
+    ),
+    (
+        "xruns.running_64",
+        "xruns.plain_jack_sine_clients_64",
+        Factor::One,
+    ),
+    (
+        "failover.silent_frames",
+        "peer.scsynth_kill_to_sound_again_ms",
+        Factor::FramesToMs,
+    ),
+    (
+        "failover.spare_takeover_silent_ms",
+        "peer.scsynth_kill_to_sound_again_ms",
+        Factor::One,
+    ),
+];
+
+/// How a modsynth row's median is brought to its peer's unit.
+#[derive(Clone, Copy)]
+enum Factor {
+    One,
+    FramesToMs,
+}
+
+/// Gives every modsynth row with a peer in `rows` its ratio to the peer (medians,
+/// in the peer's unit). A peer median of 0 (no xruns) leaves the ratio out; the row
+/// still names its peer.
+pub fn compare(rows: &mut [Row], sample_rate: u32) {
+    for &(ours, theirs, factor) in PAIRS {
+        let Some(base) = rows.iter().find(|r| r.name == theirs).map(|r| r.median) else {
+            continue;
+        };
+        if let Some(row) = rows.iter_mut().find(|r| r.name == ours) {
+            let scale = match factor {
+                Factor::One => 1.0,
+                Factor::FramesToMs => 1e3 / sample_rate as f64,
+            };
+            row.ratio = (base != 0.0).then(|| row.median * scale / base);
+            row.baseline = Some(theirs.to_string());
         }
     }
 }
