@@ -3,7 +3,7 @@
 
 use modsynth_shm::{self as shm, Registry, ScanEntry, SegmentStatus};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// One segment in `modsynth shm ls`.
@@ -53,7 +53,7 @@ pub fn ls(name: &str, state_dir: Option<PathBuf>, json: bool) -> Result<ExitCode
     check_name(name)?;
     let dir = state_dir.unwrap_or_else(|| shm::default_base_dir().join(name));
     let registry_path = dir.join(shm::REGISTRY_FILE);
-    let longer = longer_instances(name, &dir);
+    let longer = shm::longer_instances(name, &dir);
     let theirs = |segment: &str| {
         longer
             .iter()
@@ -109,7 +109,7 @@ pub fn ls(name: &str, state_dir: Option<PathBuf>, json: bool) -> Result<ExitCode
     let supervisor_pid: Option<u32> = std::fs::read_to_string(dir.join(shm::LOCK_FILE))
         .ok()
         .and_then(|t| t.trim().parse().ok());
-    let running = supervisor_pid.is_some_and(pid_alive);
+    let running = supervisor_pid.is_some_and(shm::pid_alive);
     if json {
         let listing = Listing {
             instance: name.to_string(),
@@ -296,41 +296,6 @@ fn list_shm(instance: &str) -> Result<Vec<(String, u64)>, String> {
         .collect();
     found.sort();
     Ok(found)
-}
-
-/// Instances whose names extend `instance` (`<instance>-...`) with a state dir next
-/// to `dir` or under the default base: their segments share its prefix.
-fn longer_instances(instance: &str, dir: &Path) -> Vec<String> {
-    let prefix = format!("{instance}-");
-    let mut bases = vec![shm::default_base_dir()];
-    if let Some(parent) = dir.parent() {
-        if !bases.iter().any(|b| b == parent) {
-            bases.push(parent.to_path_buf());
-        }
-    }
-    let mut found: Vec<String> = bases
-        .iter()
-        .filter_map(|b| std::fs::read_dir(b).ok())
-        .flat_map(|d| d.flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    found.sort();
-    found.dedup();
-    found
-}
-
-/// Whether `pid` is a live process (not a zombie).
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next()),
-            Some('Z' | 'X')
-        ),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

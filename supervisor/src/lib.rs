@@ -14,7 +14,7 @@ pub mod core;
 pub mod jack_client;
 pub mod osc_server;
 pub mod restart;
-pub mod sentinel;
 pub mod runtime;
+pub mod sentinel;
 pub mod spawn;
 pub mod state;

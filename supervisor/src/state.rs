@@ -78,7 +78,7 @@ impl StateDir {
                 Err(ShmError::InstanceRunning { pid, .. }) => {
                     // A live pid in the file: a supervisor runs. Otherwise it may be
                     // `modsynth shm gc` cleaning up after a dead one: wait a little.
-                    if pid.is_some_and(pid_alive) || Instant::now() >= deadline {
+                    if pid.is_some_and(shm::pid_alive) || Instant::now() >= deadline {
                         let by = pid.map_or(String::new(), |p| format!(" (pid {p})"));
                         return Err(if explicit {
                             format!(
@@ -142,7 +142,7 @@ impl StateDir {
     }
 
     fn scan(&self, registry: &Registry) -> Result<ScanReport, ShmError> {
-        scan_ours(&self.instance, &self.dir, registry)
+        shm::scan_own(&self.instance, &self.dir, registry)
     }
 
     /// After a clean stop: empties the registry, unlinks every segment of the
@@ -389,7 +389,7 @@ impl Job {
     /// worker after the module is on record) and stores the leak count. Returns
     /// whether some leaks still wait for a second scan to confirm them.
     fn scan_for_leaks(&mut self, suspects: &mut HashSet<String>) -> bool {
-        let report = match scan_ours(&self.instance, &self.dir, &self.registry) {
+        let report = match shm::scan_own(&self.instance, &self.dir, &self.registry) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("leak scan: {e}");
@@ -440,41 +440,6 @@ impl Job {
     }
 }
 
-/// The scan of `instance`'s segments, without those of instances whose names extend
-/// it (`<instance>-2` when we are `<instance>`): they share our prefix but are not
-/// ours, unless our registry says so.
-fn scan_ours(instance: &str, dir: &Path, registry: &Registry) -> Result<ScanReport, ShmError> {
-    let mut report = shm::scan(instance, registry)?;
-    let longer = longer_instances(instance, dir);
-    report.entries.retain(|e| {
-        e.allocation.is_some() || !longer.iter().any(|o| e.name.starts_with(&format!("/{o}-")))
-    });
-    Ok(report)
-}
-
-/// Names of instances that extend `instance` (`<instance>-...`) and have a state dir
-/// next to `dir` or under the default base.
-fn longer_instances(instance: &str, dir: &Path) -> Vec<String> {
-    let prefix = format!("{instance}-");
-    let mut bases = vec![shm::default_base_dir()];
-    if let Some(parent) = dir.parent() {
-        if !bases.iter().any(|b| b == parent) {
-            bases.push(parent.to_path_buf());
-        }
-    }
-    let mut found: Vec<String> = bases
-        .iter()
-        .filter_map(|b| std::fs::read_dir(b).ok())
-        .flat_map(|d| d.flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    found.sort();
-    found.dedup();
-    found
-}
-
 /// `/dev/shm/<name without its leading slash>`.
 fn shm_path(segment: &str) -> PathBuf {
     Path::new("/dev/shm").join(segment.trim_start_matches('/'))
@@ -496,18 +461,6 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written
-}
-
-/// Whether `pid` is a live process (not a zombie).
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next()),
-            Some('Z' | 'X')
-        ),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

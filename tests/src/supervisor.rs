@@ -284,3 +284,16 @@ impl Drop for Supervisor {
         }
     }
 }
+
+/// `/dev/shm` entries of instance `name` (`<name>-...`), without the leading slash.
+pub fn segments_of(name: &str) -> Vec<String> {
+    let prefix = format!("{name}-");
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -7,7 +7,7 @@ use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
-use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::supervisor::{segments_of, Supervisor};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rosc::OscType;
@@ -22,19 +22,6 @@ fn server() -> JackServer {
 
 fn sigkill(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the worker to kill exists");
-}
-
-/// `/dev/shm` entries of instance `name`.
-fn segments_of(name: &str) -> Vec<String> {
-    let prefix = format!("{name}-");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn is_connected(capture: &Capture, port: &str, other: &str) -> bool {

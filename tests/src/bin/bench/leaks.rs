@@ -30,7 +30,7 @@ use crate::settle::{plays_protected, wait_settled, wait_status, PATIENCE};
 use crate::Row;
 use modsynth_control::catalog;
 use modsynth_tests::jack_server::JackServer;
-use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::supervisor::{segments_of, Supervisor};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
@@ -40,19 +40,6 @@ const MODULES: usize = 8;
 
 /// Time between two kills of a round (see the module docs).
 const KILL_SPACING: Duration = Duration::from_millis(150);
-
-/// `/dev/shm` entries of instance `name`.
-fn segments_of(name: &str) -> Vec<String> {
-    let prefix = format!("{name}-");
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Every leak row.
 pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
