@@ -102,6 +102,11 @@ pub struct ModuleStatus {
     /// The standby's process id (0 without a ready standby).
     #[serde(default)]
     pub standby_pid: u32,
+    /// The module's ports: module port name -> full JACK port name of the primary
+    /// (`out` -> `modsynth-w07:out_1`; workers keep generic port names, the module's
+    /// names are aliases and pretty-names). Empty while it has no primary.
+    #[serde(default)]
+    pub ports: std::collections::BTreeMap<String, String>,
     pub standby: bool,
     pub params_received: u64,
     pub params_applied: u64,

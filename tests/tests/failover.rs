@@ -82,7 +82,7 @@ fn a_module_without_a_standby_is_taken_over_by_a_spare_with_its_connections() {
     let after = sup.wait_for_module("solo", PATIENCE, |m| {
         m.pid != before.pid && m.role == "primary"
     });
-    let new_out = format!("{}:out", after.jack_client);
+    let new_out = after.ports["out"].clone();
     wait_until("the connections' restoration", PATIENCE, || {
         is_connected(&capture, &new_out, &capture.port(0))
             && is_connected(&capture, &new_out, "system:playback_2")
@@ -135,7 +135,7 @@ fn killing_primary_and_standby_together_brings_the_module_back() {
     let after = sup.wait_for_module("pair", PATIENCE, |m| {
         m.role == "primary" && m.pid != before.pid && m.pid != standby_pid && m.pid != 0
     });
-    let out = format!("{}:out", after.jack_client);
+    let out = after.ports["out"].clone();
     wait_until("the connection's restoration", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });
@@ -213,7 +213,7 @@ fn parameter_changes_sent_during_a_failover_are_all_applied() {
         m.pid != before.pid && m.role == "primary"
     });
     sup.client().sync().unwrap();
-    let out = format!("{}:out", after.jack_client);
+    let out = after.ports["out"].clone();
     wait_until("the connection to the capture", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });
@@ -368,7 +368,7 @@ fn a_sigstopped_primary_without_a_standby_is_killed_by_the_heartbeat_check_and_r
     wait_until("the hung primary's death", PATIENCE, || {
         !std::path::Path::new(&format!("/proc/{}", before.pid)).exists()
     });
-    let out = format!("{}:out", after.jack_client);
+    let out = after.ports["out"].clone();
     wait_until("the connection's restoration", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });

@@ -62,7 +62,7 @@ fn real(sup: &Supervisor, id: &str, port: &str) -> String {
         .iter()
         .find(|m| m.id == id)
         .unwrap_or_else(|| panic!("no module {id}"));
-    format!("{}:{port}", m.jack_client)
+    m.ports[port].clone()
 }
 
 fn load(sup: &Supervisor, path: &str) -> Result<(), String> {

@@ -142,6 +142,13 @@ impl Core {
                     jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
                     standby_client: standby.map_or_else(String::new, |s| s.link.client.clone()),
                     standby_pid: standby.map_or(0, |s| s.link.pid),
+                    ports: m
+                        .spec
+                        .ports
+                        .iter()
+                        .zip(&m.ports)
+                        .map(|(spec, real)| (spec.name.to_string(), real.clone()))
+                        .collect(),
                     standby: matches!(m.standby, Standby::Hot),
                     params_received: r.params_received,
                     params_applied: r.params_applied,
