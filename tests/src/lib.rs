@@ -13,7 +13,7 @@
 //! - [`supervisor`]: runs `modsynthd` on a private server and talks OSC to it.
 //! - [`workers`]: finding the project's binaries and waiting for JACK ports.
 //!
-//! The bench binary (`modsynth-bench`, `scripts/bench`) lives in `src/bin/bench.rs`.
+//! The bench binary (`modsynth-bench`, `scripts/bench`) lives in `src/bin/bench/`.
 
 pub mod analysis;
 pub mod capture;
