@@ -143,9 +143,7 @@ impl Core {
             token,
             id: id.to_string(),
             module_type: m.spec.name.to_string(),
-            params: (0..m.spec.params.len())
-                .map(|i| (i as u16, m.params[i]))
-                .collect(),
+            params: m.param_values(),
             role: if fresh {
                 WorkerRole::Primary
             } else {
@@ -189,31 +187,14 @@ impl Core {
             // Freed meanwhile.
             return self.retire(wid, fx);
         };
-        m.worker = wid;
-        m.ports = ports;
-        m.history.took_over(now);
-        m.playing_since = Some(now);
+        m.taken_over_by(wid, ports, now);
         self.counters.replacements += 1;
         let links: Vec<(usize, String)> = m.links.iter().cloned().collect();
-        let params: Vec<(u16, f32)> = (0..m.spec.params.len())
-            .map(|i| (i as u16, m.params[i]))
-            .collect();
-        if let Some(w) = self.workers.get(&wid) {
-            if fresh {
-                // A fresh primary named its ports when it was assigned.
-                self.finish_recovery(id, None, fx);
-            } else {
-                fx.send(&w.link, ToWorker::TakeNames { id: id.to_string() });
-                for (index, value) in params {
-                    let change = ToWorker::SetParam {
-                        index,
-                        value,
-                        at: None,
-                        received: 0,
-                    };
-                    fx.send(&w.link, change);
-                }
-            }
+        if fresh {
+            // A fresh primary named its ports when it was assigned.
+            self.finish_recovery(id, None, fx);
+        } else {
+            self.hand_over(id, fx);
         }
         self.restore_links(id, &links, fx);
         self.make_wanted_connections(fx);
@@ -222,6 +203,29 @@ impl Core {
             if fresh { " from a fresh state" } else { "" }
         );
         self.add_standby(id, fx);
+    }
+
+    /// Module `id`'s new primary (its standby, or a spare that mapped its state)
+    /// already plays it: give its ports the module's names and send it every value
+    /// again. Changes sent to the dead primary may not have landed; the supervisor's
+    /// copy is what the user last set.
+    fn hand_over(&mut self, id: &str, fx: &mut impl Effects) {
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        let Some(w) = self.workers.get(&m.worker) else {
+            return;
+        };
+        fx.send(&w.link, ToWorker::TakeNames { id: id.to_string() });
+        for (index, value) in m.param_values() {
+            let change = ToWorker::SetParam {
+                index,
+                value,
+                at: None,
+                received: 0,
+            };
+            fx.send(&w.link, change);
+        }
     }
 
     /// The module's new primary has its names and has played its first period.
@@ -291,13 +295,8 @@ impl Core {
         let Some(primary_pid) = self.workers.get(&m.worker).map(|w| w.link.pid) else {
             return;
         };
-        let (module_type, params, state) = (
-            m.spec.name.to_string(),
-            (0..m.spec.params.len())
-                .map(|i| (i as u16, m.params[i]))
-                .collect(),
-            m.state.clone(),
-        );
+        let (module_type, params, state) =
+            (m.spec.name.to_string(), m.param_values(), m.state.clone());
         let Some(wid) = self.ready.pop_front() else {
             self.needs_standby.insert(id.to_string());
             self.refill_soon(fx.now());
@@ -402,31 +401,13 @@ impl Core {
         let Some(new_primary) = m.standby_worker.take() else {
             return;
         };
-        m.worker = new_primary;
-        m.ports = std::mem::take(&mut m.standby_ports);
-        m.history.took_over(now);
-        m.playing_since = Some(now);
-        let params: Vec<(u16, f32)> = (0..m.spec.params.len())
-            .map(|i| (i as u16, m.params[i]))
-            .collect();
+        let ports = std::mem::take(&mut m.standby_ports);
+        m.taken_over_by(new_primary, ports, now);
         self.counters.failovers += 1;
         if let Some(w) = self.workers.get_mut(&new_primary) {
             w.role = Role::Primary(id.to_string());
-            fx.send(&w.link, ToWorker::TakeNames { id: id.to_string() });
-            // Changes sent to the dead primary may not have landed: the supervisor's
-            // copy of every value is sent again, so the final values are right.
-            for (index, value) in params {
-                fx.send(
-                    &w.link,
-                    ToWorker::SetParam {
-                        index,
-                        value,
-                        at: None,
-                        received: 0,
-                    },
-                );
-            }
         }
+        self.hand_over(id, fx);
         tracing::warn!("module {id} failed over to its standby");
         self.add_standby(id, fx);
     }

@@ -203,6 +203,23 @@ struct Module {
 /// The `worker` of a module that has none (being replaced, or quarantined).
 const NO_WORKER: WorkerId = WorkerId::MAX;
 
+impl Module {
+    /// The supervisor's copy of every parameter value, as (catalog index, value).
+    fn param_values(&self) -> Vec<(u16, f32)> {
+        (0..self.spec.params.len())
+            .map(|i| (i as u16, self.params[i]))
+            .collect()
+    }
+
+    /// `worker` took the module over at `now` and plays it on `ports`.
+    fn taken_over_by(&mut self, worker: WorkerId, ports: Vec<String>, now: Instant) {
+        self.worker = worker;
+        self.ports = ports;
+        self.history.took_over(now);
+        self.playing_since = Some(now);
+    }
+}
+
 /// Who is waiting for a create.
 #[derive(Debug, Clone, Copy)]
 enum Origin {
