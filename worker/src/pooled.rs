@@ -152,8 +152,10 @@ impl Worker {
                 // The supervisor sends this once the old owner is dead. A standby
                 // normally took over already (its watcher saw the death first); if
                 // its watcher missed it, it takes over now rather than stay silent.
-                if let Some((segment, module_type)) = self.assigned_state.clone() {
-                    self.take_over_from_the_dead(&segment, &module_type);
+                if self.takeovers() <= self.takeovers_at_assign {
+                    if let Some((segment, module_type)) = self.assigned_state.clone() {
+                        self.take_over_from_the_dead(&segment, &module_type);
+                    }
                 }
                 self.host.name_ports(&id);
                 Some(FromWorker::TookOver {
@@ -180,10 +182,8 @@ impl Worker {
             }
             ToWorker::Sync { token } => {
                 let stats = self.host.controller().stats().clone();
-                let deadline = Instant::now() + RT_TIMEOUT;
-                while stats.params_settled() < self.sent && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
+                let sent = self.sent;
+                wait_for(RT_TIMEOUT, || stats.params_settled() >= sent);
                 Some(FromWorker::Synced { token })
             }
             ToWorker::Free { token } => {
@@ -293,19 +293,14 @@ impl Worker {
     /// Waits (up to a second) for the first period this worker plays as the owner of
     /// its module since the last assignment, and returns the gap before it.
     fn first_owned_period(&mut self) -> Option<u32> {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while self.takeovers() <= self.takeovers_at_assign {
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_micros(200));
+        let stats = self.host.controller().stats().clone();
+        let before = self.takeovers_at_assign;
+        if !wait_for(Duration::from_secs(1), || {
+            stats.takeovers.load(Ordering::Acquire) > before
+        }) {
+            return None;
         }
-        let gap = self
-            .host
-            .controller()
-            .stats()
-            .last_takeover_gap
-            .load(Ordering::Relaxed);
+        let gap = stats.last_takeover_gap.load(Ordering::Relaxed);
         Some(gap.min(u32::MAX as u64) as u32)
     }
 
@@ -373,6 +368,19 @@ fn raise_priority() {
     if result != 0 {
         tracing::debug!("standby watcher stays SCHED_OTHER (error {result})");
     }
+}
+
+/// Polls `done` (every 0.2 ms: the real-time thread answers within a period) until
+/// it holds or `within` has passed; returns whether it held.
+fn wait_for(within: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
 }
 
 /// Process CPU time, to report CPU % between two reports.
