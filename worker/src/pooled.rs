@@ -152,10 +152,8 @@ impl Worker {
                 // The supervisor sends this once the old owner is dead. A standby
                 // normally took over already (its watcher saw the death first); if
                 // its watcher missed it, it takes over now rather than stay silent.
-                if self.takeovers() <= self.takeovers_at_assign {
-                    if let Some((segment, module_type)) = self.assigned_state.clone() {
-                        self.take_over_from_the_dead(&segment, &module_type);
-                    }
+                if let Some((segment, module_type)) = self.assigned_state.clone() {
+                    self.take_over_from_the_dead(&segment, &module_type);
                 }
                 self.host.name_ports(&id);
                 Some(FromWorker::TookOver {
