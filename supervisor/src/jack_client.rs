@@ -46,6 +46,27 @@ impl jack::NotificationHandler for GraphWatcher {
     }
 }
 
+/// `frame`, or `floor` if `frame` is a little before it (at most 4096 frames, on
+/// JACK's wrapping 32-bit clock). Only the estimate's jitter is corrected: a floor
+/// far ahead is not a floor (the clock before the first cycle was noted, say).
+///
+/// ```
+/// use modsynth_supervisor::jack_client::no_earlier_than;
+///
+/// assert_eq!(no_earlier_than(1000, 990), 1000);
+/// assert_eq!(no_earlier_than(985, 990), 990);
+/// assert_eq!(no_earlier_than(u32::MAX - 2, 3), 3); // 6 frames before, across the wrap
+/// assert_eq!(no_earlier_than(3_000_000_000, 0), 3_000_000_000); // no cycle noted yet
+/// ```
+pub fn no_earlier_than(frame: u32, floor: u32) -> u32 {
+    const MAX_JITTER: u32 = 4096;
+    if (1..=MAX_JITTER).contains(&floor.wrapping_sub(frame)) {
+        floor
+    } else {
+        frame
+    }
+}
+
 /// Notes the first frame of every cycle the server runs.
 pub struct CycleClock {
     frame: Arc<AtomicU32>,
@@ -110,8 +131,14 @@ impl Jack {
 }
 
 impl Clock for Jack {
+    /// JACK's estimate of the current frame, but never before the start of a cycle
+    /// that has already begun. The estimate extrapolates from the cycle's *predicted*
+    /// wake-up; when a cycle starts earlier than predicted, a message received just
+    /// after it began was stamped up to ~10 samples before it (seen on the dummy
+    /// backend), and a change applied at the very next period counted as more than a
+    /// period late.
     fn frame_now(&self) -> u32 {
-        self.client().frame_now()
+        no_earlier_than(self.client().frame_now(), self.last_cycle().0)
     }
 
     fn frame_at(&self, when: SystemTime) -> Option<u32> {

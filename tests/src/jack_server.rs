@@ -127,8 +127,10 @@ pub struct JackServer {
     child: Child,
     dir: PathBuf,
     log_path: PathBuf,
-    /// The claim on this server's name; released (last) when the server is gone.
+    /// The claim on this server's name; released when the server is gone.
     _slot: nix::fcntl::Flock<fs::File>,
+    /// Counted out (last) when the server is gone (see [`metadata_guard`]).
+    _counted: CountedServer,
 }
 
 impl JackServer {
@@ -143,6 +145,7 @@ impl JackServer {
     /// [`START_TIMEOUT`]) until it accepts clients. Errors carry the tail of the
     /// server's log.
     pub fn start_with(sample_rate: u32, period: u32) -> Result<JackServer, String> {
+        let counted = CountedServer::enter();
         let (name, slot) = claim_server_name(CLIENT_WAIT)?;
         let dir = std::env::temp_dir().join(format!("modsynth-{name}"));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -179,6 +182,7 @@ impl JackServer {
             dir,
             log_path,
             _slot: slot,
+            _counted: counted,
         };
         server.wait_ready(Instant::now() + START_TIMEOUT)?;
         Ok(server)
@@ -351,6 +355,112 @@ impl JackServer {
                 self.name
             )
         })
+    }
+}
+
+/// Servers running in this process, and whether a test has the metadata database to
+/// itself (see [`metadata_guard`]).
+#[derive(Default)]
+struct MetadataUse {
+    servers: usize,
+    exclusive: bool,
+}
+
+static METADATA: Mutex<MetadataUse> = Mutex::new(MetadataUse {
+    servers: 0,
+    exclusive: false,
+});
+static METADATA_CHANGED: Condvar = Condvar::new();
+
+fn metadata_use() -> MutexGuard<'static, MetadataUse> {
+    // A test that panicked while holding it left the counts consistent.
+    METADATA
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Gives the calling test the JACK metadata database to itself: waits until every
+/// other server of this process has stopped, and keeps new ones from starting (the
+/// calling thread's own may) until the guard is dropped. Take it first in a test
+/// that checks metadata (pretty-names). A test that starts a second server while it
+/// still runs a first one must not be in a test binary that uses the guard: it
+/// would wait for the guard while the guard waits for its first server.
+///
+/// Why: all JACK servers of a user share one metadata database,
+/// `/dev/shm/jack_db-<uid>`, and jackd2 numbers client uuids per server, so clients of
+/// two servers running side by side get the same uuids and overwrite each other's
+/// properties (a test saw its module's pretty-name replaced by a parallel test's
+/// module name). A jackd2 server that stops also deletes the database files, and a
+/// process that opens it afterwards gets a fresh one that processes opened before
+/// never see. A live rig runs one server and meets neither.
+///
+/// ```no_run
+/// use modsynth_tests::jack_server::{metadata_guard, JackServer};
+///
+/// let _metadata = metadata_guard();
+/// let server = JackServer::start().unwrap();
+/// // ... start clients, set and read metadata: no other server runs meanwhile.
+/// ```
+pub fn metadata_guard() -> MetadataGuard {
+    let mut state = metadata_use();
+    while state.exclusive {
+        state = METADATA_CHANGED
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    state.exclusive = true;
+    while state.servers > 0 {
+        state = METADATA_CHANGED
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    HOLDS_METADATA.with(|holds| holds.set(true));
+    MetadataGuard { _private: () }
+}
+
+/// See [`metadata_guard`].
+pub struct MetadataGuard {
+    _private: (),
+}
+
+impl Drop for MetadataGuard {
+    fn drop(&mut self) {
+        HOLDS_METADATA.with(|holds| holds.set(false));
+        metadata_use().exclusive = false;
+        METADATA_CHANGED.notify_all();
+    }
+}
+
+thread_local! {
+    /// Whether this thread holds the [`MetadataGuard`] (its own servers may start).
+    static HOLDS_METADATA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// One server of this process, counted from before it starts until after it stopped
+/// (or failed to start).
+#[derive(Debug)]
+struct CountedServer;
+
+impl CountedServer {
+    /// Waits while another test holds the [`MetadataGuard`].
+    fn enter() -> CountedServer {
+        let mut state = metadata_use();
+        if !HOLDS_METADATA.with(|holds| holds.get()) {
+            while state.exclusive {
+                state = METADATA_CHANGED
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+        }
+        state.servers += 1;
+        CountedServer
+    }
+}
+
+impl Drop for CountedServer {
+    fn drop(&mut self) {
+        metadata_use().servers -= 1;
+        METADATA_CHANGED.notify_all();
     }
 }
 

@@ -3,7 +3,7 @@
 use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, pitch_hz};
 use modsynth_tests::capture::Capture;
-use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::jack_server::{metadata_guard, JackServer};
 use modsynth_tests::supervisor::Supervisor;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use std::net::UdpSocket;
@@ -133,6 +133,7 @@ fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
 
 #[test]
 fn module_names_are_jack_aliases_and_pretty_names() {
+    let _metadata = metadata_guard();
     let server = server();
     let sup = Supervisor::start(&server, 2).unwrap();
     sup.new_module("vco", "lead", &[]).unwrap();
@@ -389,6 +390,44 @@ fn sigterm_stops_every_worker_and_leaves_no_client() {
 }
 
 #[test]
+fn status_counts_every_set_and_its_latency_in_samples() {
+    let server = server();
+    let period = server.period();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    sup.new_module("const", "c", &[]).unwrap();
+    let client = sup.client();
+    const SETS: u64 = 40;
+    for i in 0..SETS {
+        let set = message(
+            "/module/set",
+            vec![text("c"), text("value"), OscType::Float(i as f32 / 100.0)],
+        );
+        client.call_then_sync(set).unwrap();
+    }
+    // A timetagged change lands where it was told to: it counts as received and
+    // applied, but not in the latency, which is about immediate changes.
+    let (time, _) = timetag_in(Duration::from_millis(50));
+    let bundle = OscPacket::Bundle(OscBundle {
+        timetag: time,
+        content: vec![OscPacket::Message(message(
+            "/module/set",
+            vec![text("c"), text("value"), OscType::Float(0.9)],
+        ))],
+    });
+    client.send_packet(&bundle).unwrap();
+    let m = sup.wait_for_module("c", PATIENCE, |m| m.params_applied > SETS);
+    assert_eq!(m.params_received, SETS + 1, "{m:?}");
+    assert_eq!(m.params_applied, SETS + 1, "{m:?}");
+    let [p50, p95, p99] = m.latency_samples;
+    assert!(p50 <= p95 && p95 <= p99, "{m:?}");
+    // Each change is applied at the start of the next period the worker plays: about
+    // a period after receipt, never instantly. The upper bound leaves a loaded
+    // machine room; the bench measures the real figure.
+    assert!(p50 >= 1 && p50 <= 4 * period, "p50 {p50} (period {period})");
+    assert!(p99 <= 20 * period, "p99 {p99} (period {period})");
+}
+
+#[test]
 fn module_create_is_answered_while_the_pool_refills() {
     let server = server();
     let sup = Supervisor::start(&server, 2).unwrap();
@@ -496,6 +535,7 @@ fn workers_that_die_before_connecting_do_not_hang_the_supervisor() {
 #[test]
 fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     use modsynth_tests::analysis::{longest_silent_run, max_step_beyond_slope};
+    let _metadata = metadata_guard();
     let server = server();
     let sup = Supervisor::start(&server, 4).unwrap();
     sup.new_module("vco", "lead", &[("freq", 440.0), ("gain", 0.5)])
@@ -610,6 +650,25 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         lsp.contains("lead:out"),
         "the alias moved with the module:\n{lsp}"
     );
+    // And the pretty-name: the new primary's client is shown as `lead`.
+    let pretty_name_moved = || {
+        let props = server
+            .command("jack_property")
+            .args(["-c", "-l", &after.jack_client])
+            .output()
+            .unwrap();
+        let props = String::from_utf8_lossy(&props.stdout).into_owned();
+        props.contains("pretty-name") && props.contains("lead")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pretty_name_moved() {
+        assert!(
+            Instant::now() < deadline,
+            "the pretty-name did not move to {}",
+            after.jack_client
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let new_out = capture.client().port_by_name(&after.ports["out"]).unwrap();
     assert!(
         new_out.is_connected_to(&capture.port(0)).unwrap(),

@@ -71,10 +71,12 @@ pub struct ParamChange {
     pub received: Option<u32>,
 }
 
-/// Latency histogram bucket width, in samples.
-pub const LATENCY_BUCKET: u32 = 16;
-/// Number of latency buckets; the last one holds everything beyond.
-pub const LATENCY_BUCKETS: usize = 512;
+/// Latencies the histogram tells apart, in samples: one bucket per sample from 0 to
+/// `LATENCY_RANGE - 2`; the last bucket holds everything from `LATENCY_RANGE - 1` on.
+/// One sample per bucket, because the target (p99 <= one period) sits right at the
+/// edge of any coarser bucket: with 16-sample buckets a p99 of 241 was reported as 256
+/// and one of 257 as 272. 4096 samples are two periods of 2048 frames.
+pub const LATENCY_RANGE: usize = 4096;
 
 /// Counters the engine keeps and any thread may read.
 #[derive(Debug)]
@@ -89,9 +91,9 @@ pub struct Stats {
     pub params_late: AtomicU64,
     /// Changes discarded because their module was replaced or removed first.
     pub params_dropped: AtomicU64,
-    /// Receipt-to-application latency of immediate changes: bucket `i` counts
-    /// latencies in `i*LATENCY_BUCKET .. (i+1)*LATENCY_BUCKET` samples.
-    pub latency: [AtomicU64; LATENCY_BUCKETS],
+    /// Receipt-to-application latency of immediate changes: bucket `i` counts the
+    /// changes that landed `i` samples after their receipt (see [`LATENCY_RANGE`]).
+    pub latency: [AtomicU64; LATENCY_RANGE],
     /// Times this engine started owning a shared module (took it over or created it).
     pub takeovers: AtomicU64,
     /// Frames between the end of the predecessor's last published period and the
@@ -121,8 +123,21 @@ impl Stats {
         self.params_applied.load(Ordering::Acquire) + self.params_dropped.load(Ordering::Acquire)
     }
 
-    /// The latency (samples) below which `percent` % of measured changes landed: the
-    /// upper edge of that histogram bucket. `None` before anything was measured.
+    /// The latency (samples) within which `percent` % of measured changes landed (at
+    /// most `LATENCY_RANGE - 1`). `None` before anything was measured.
+    ///
+    /// ```
+    /// use modsynth_worker::engine::Stats;
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let stats = Stats::default();
+    /// assert_eq!(stats.latency_percentile(99.0), None);
+    /// stats.latency[200].fetch_add(98, Ordering::Relaxed);
+    /// stats.latency[257].fetch_add(2, Ordering::Relaxed);
+    /// assert_eq!(stats.latency_percentile(50.0), Some(200));
+    /// assert_eq!(stats.latency_percentile(98.0), Some(200));
+    /// assert_eq!(stats.latency_percentile(99.0), Some(257));
+    /// ```
     pub fn latency_percentile(&self, percent: f64) -> Option<u32> {
         let counts: Vec<u64> = self
             .latency
@@ -138,10 +153,10 @@ impl Stats {
         for (i, c) in counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return Some((i as u32 + 1) * LATENCY_BUCKET);
+                return Some(i as u32);
             }
         }
-        Some(LATENCY_BUCKETS as u32 * LATENCY_BUCKET)
+        Some(LATENCY_RANGE as u32 - 1)
     }
 }
 
@@ -345,7 +360,7 @@ impl<P: Ports> Engine<P> {
             if let (None, Some(received)) = (change.at, change.received) {
                 let landed = frame_time.wrapping_add(start as u32);
                 let latency = frame_offset(landed, received).max(0) as u32;
-                let bucket = ((latency / LATENCY_BUCKET) as usize).min(LATENCY_BUCKETS - 1);
+                let bucket = (latency as usize).min(LATENCY_RANGE - 1);
                 self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
             }
             self.stats.params_applied.fetch_add(1, Ordering::Release);

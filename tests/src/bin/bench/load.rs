@@ -81,20 +81,54 @@ pub fn family(pid: u32) -> Vec<u32> {
     all
 }
 
-/// (RSS, private = Private_Clean + Private_Dirty) of a process, in KiB.
-pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+/// Resident memory of one process, in KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// All of it (RSS).
+    pub rss: u64,
+    /// The part in the JACK server's shared segments (`/dev/shm/jack-*`): libjack
+    /// maps the server's graph segment into every client and mlocks it.
+    pub rss_jack_shm: u64,
+    /// Private_Clean + Private_Dirty: what only this process uses.
+    pub private: u64,
+}
+
+/// The resident memory of process `pid` (None once it is gone).
+pub fn memory_kib(pid: u32) -> Option<Memory> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let kib = |line: &str| {
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    Some((
-        field("Rss:"),
-        field("Private_Clean:") + field("Private_Dirty:"),
-    ))
+    let mut memory = Memory {
+        rss: 0,
+        rss_jack_shm: 0,
+        private: 0,
+    };
+    let mut in_jack_shm = false;
+    for line in smaps.lines() {
+        // Mapping headers start with the address range; field lines with a name.
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|a| a.contains('-') && !a.ends_with(':'))
+        {
+            in_jack_shm = line
+                .split_whitespace()
+                .nth(5)
+                .is_some_and(|path| path.starts_with("/dev/shm/jack-"));
+        } else if line.starts_with("Rss:") {
+            memory.rss += kib(line);
+            if in_jack_shm {
+                memory.rss_jack_shm += kib(line);
+            }
+        } else if line.starts_with("Private_Clean:") || line.starts_with("Private_Dirty:") {
+            memory.private += kib(line);
+        }
+    }
+    Some(memory)
 }
 
 /// CPU and xruns of a group of processes over one [`WINDOW`].

@@ -143,6 +143,15 @@ impl Row {
         }
     }
 
+    /// Gives the ratio of this row's median to `baseline`'s (none when that is 0).
+    fn compared_with(mut self, baseline: &Row) -> Row {
+        if baseline.median != 0.0 {
+            self.ratio = Some(self.median / baseline.median);
+            self.baseline = Some(baseline.name.clone());
+        }
+        self
+    }
+
     /// Adds a note (an empty one is none).
     fn note(mut self, note: impl Into<String>) -> Row {
         let note = note.into();
@@ -336,11 +345,13 @@ fn run(args: &Args) -> Result<(), String> {
         rows.extend(supervisor::rows(&server, args.quick)?);
     }
     if args.runs("scale") {
-        let mut scale = scale::rows(&server, args.quick)?;
-        for row in scale.iter_mut().filter(|r| r.name.starts_with("create_ms")) {
-            row.ratio = Some(row.median / baseline.median);
-            row.baseline = Some(baseline.name.clone());
-        }
+        let scale = scale::rows(&server, args.quick)?.into_iter().map(|row| {
+            if row.name.starts_with("create_ms") {
+                row.compared_with(&baseline)
+            } else {
+                row
+            }
+        });
         rows.extend(scale);
     }
     if args.runs("failover") {
