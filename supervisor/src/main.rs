@@ -79,6 +79,16 @@ fn run(args: Args) -> Result<(), String> {
     if args.pool == 0 || args.pool > 256 {
         return Err(format!("--pool must be 1..256, got {}", args.pool));
     }
+    let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());
+    if server == args.name {
+        // jackd2 (1.9.21) gives a client named like its server the server's own
+        // socket: from then on no client can connect, ours or anyone's.
+        return Err(format!(
+            "--name {0}: the JACK server is also called '{0}', and a JACK client of \
+             that name makes jackd2 refuse every further client. Pick another --name.",
+            args.name
+        ));
+    }
     let worker = match &args.worker {
         Some(w) => w.clone(),
         None => std::env::current_exe()

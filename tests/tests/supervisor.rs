@@ -371,6 +371,23 @@ fn without_a_jack_server_modsynthd_says_how_to_start_one() {
 }
 
 #[test]
+fn an_instance_named_like_the_jack_server_is_refused_before_it_breaks_the_server() {
+    let server = server();
+    let out = server
+        .command(modsynth_tests::workers::bin_path("modsynthd").unwrap())
+        .args(["--name", server.name(), "--osc-port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Pick another --name"), "stderr: {err}");
+    // The server still takes clients (a client of its own name would have stopped
+    // that).
+    let lsp = server.command("jack_lsp").output().unwrap();
+    assert!(lsp.status.success(), "jack_lsp: {lsp:?}");
+}
+
+#[test]
 fn sigterm_stops_every_worker_and_leaves_no_client() {
     let server = server();
     let mut sup = Supervisor::start(&server, 3).unwrap();
