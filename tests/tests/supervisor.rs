@@ -373,12 +373,27 @@ fn without_a_jack_server_modsynthd_says_how_to_start_one() {
 #[test]
 fn an_instance_named_like_the_jack_server_is_refused_before_it_breaks_the_server() {
     let server = server();
-    let out = server
+    let mut child = server
         .command(modsynth_tests::workers::bin_path("modsynthd").unwrap())
         .args(["--name", server.name(), "--osc-port", "0"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
+    // Without the check it would start and keep running: stop it, and fail.
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exited = child.try_wait().unwrap();
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "modsynthd: {exited:?}"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Pick another --name"), "stderr: {err}");
     // The server still takes clients (a client of its own name would have stopped
