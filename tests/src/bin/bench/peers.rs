@@ -212,7 +212,7 @@ fn stop(child: &mut Child) {
 }
 
 /// [`stop`] for many at once: all are sent SIGTERM first and share the 5 s.
-fn stop_all(children: &mut [Child]) {
+pub fn stop_all(children: &mut [Child]) {
     for child in children.iter() {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -344,45 +344,63 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     // Plain JACK sine clients: the floor of one process per voice.
     let plain: &[usize] = if quick { &[8] } else { &[8, 32, 64] };
     for &count in plain {
-        let mut children = Vec::new();
-        for _ in 0..count {
-            let child = server
-                .command("jack_simple_client")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("jack_simple_client: {e}"))?;
-            children.push(child);
-        }
-        let ready = wait_for_clients(server, count);
+        let mut children = start_simple_clients(server, count)?;
         let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-        let measured = ready
-            .and_then(|_| load_rows(server, &format!("plain_jack_sine_clients_{count}"), &pids));
+        let measured = load_rows(server, &format!("plain_jack_sine_clients_{count}"), &pids);
         stop_all(&mut children);
         rows.extend(measured?);
     }
     Ok(rows)
 }
 
-/// Waits until `count` jack_simple_client instances have registered their ports.
-fn wait_for_clients(server: &JackServer, count: usize) -> Result<(), String> {
+/// Starts `count` of jackd2's `jack_simple_client` and waits until each plays (its
+/// `output1` is connected, which it does once active). Stop them with [`stop_all`].
+pub fn start_simple_clients(server: &JackServer, count: usize) -> Result<Vec<Child>, String> {
+    let mut children = Vec::new();
+    for _ in 0..count {
+        match server
+            .command("jack_simple_client")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(format!("jack_simple_client: {e}"));
+            }
+        }
+    }
+    if let Err(e) = wait_for_playing_clients(server, count) {
+        stop_all(&mut children);
+        return Err(e);
+    }
+    Ok(children)
+}
+
+/// Waits until `count` jack_simple_client instances have their `output1` connected.
+fn wait_for_playing_clients(server: &JackServer, count: usize) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = server
             .command("jack_lsp")
+            .arg("-c")
             .output()
             .map_err(|e| e.to_string())?;
-        let ready = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.ends_with(":output1"))
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = listing.lines().collect();
+        // `jack_lsp -c` lists each port's connections indented below it.
+        let playing = lines
+            .windows(2)
+            .filter(|w| w[0].ends_with(":output1") && w[1].starts_with(char::is_whitespace))
             .count();
-        if ready >= count {
+        if playing >= count {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "only {ready} of {count} jack_simple_client instances started"
+                "only {playing} of {count} jack_simple_client instances started playing"
             ));
         }
         std::thread::sleep(Duration::from_millis(50));

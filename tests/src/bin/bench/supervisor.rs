@@ -12,12 +12,12 @@
 //!   JACK client, which the worker rows are compared against.
 
 use crate::load::{children, memory_kib, Memory};
+use crate::peers::{start_simple_clients, stop_all};
 use crate::settle::wait_settled;
 use crate::Row;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Every row of this module.
 pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
@@ -67,20 +67,8 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
 
 /// The memory of jackd2's `jack_simple_client` once it plays (it is stopped after).
 fn jack_simple_client_memory(server: &JackServer) -> Result<Memory, String> {
-    let mut child = server
-        .command("jack_simple_client")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("jack_simple_client: {e}"))?;
-    // It opens, activates and connects within a few ms; give it a second.
-    std::thread::sleep(Duration::from_secs(1));
-    let memory = memory_kib(child.id());
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
+    let mut children = start_simple_clients(server, 1)?;
+    let memory = memory_kib(children[0].id());
+    stop_all(&mut children);
     memory.ok_or_else(|| "jack_simple_client exited before it was measured".to_string())
 }
