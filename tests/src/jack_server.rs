@@ -360,7 +360,6 @@ impl JackServer {
 
 /// Servers running in this process, and whether a test has the metadata database to
 /// itself (see [`metadata_guard`]).
-#[derive(Default)]
 struct MetadataUse {
     servers: usize,
     exclusive: bool,
