@@ -129,8 +129,9 @@ pub struct JackServer {
     log_path: PathBuf,
     /// The claim on this server's name; released when the server is gone.
     _slot: nix::fcntl::Flock<fs::File>,
-    /// Counted out (last) when the server is gone (see [`metadata_guard`]).
-    _counted: CountedServer,
+    /// This test's turn at JACK (see [`jack_turn`]); released last, when the
+    /// server is gone.
+    _turn: std::sync::Arc<Turn>,
 }
 
 impl JackServer {
@@ -145,7 +146,7 @@ impl JackServer {
     /// [`START_TIMEOUT`]) until it accepts clients. Errors carry the tail of the
     /// server's log.
     pub fn start_with(sample_rate: u32, period: u32) -> Result<JackServer, String> {
-        let counted = CountedServer::enter();
+        let turn = jack_turn()?;
         let (name, slot) = claim_server_name(CLIENT_WAIT)?;
         let dir = std::env::temp_dir().join(format!("modsynth-{name}"));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -182,7 +183,7 @@ impl JackServer {
             dir,
             log_path,
             _slot: slot,
-            _counted: counted,
+            _turn: turn,
         };
         server.wait_ready(Instant::now() + START_TIMEOUT)?;
         Ok(server)
@@ -358,109 +359,71 @@ impl JackServer {
     }
 }
 
-/// Servers running in this process, and whether a test has the metadata database to
-/// itself (see [`metadata_guard`]).
-struct MetadataUse {
-    servers: usize,
-    exclusive: bool,
-}
-
-static METADATA: Mutex<MetadataUse> = Mutex::new(MetadataUse {
-    servers: 0,
-    exclusive: false,
-});
-static METADATA_CHANGED: Condvar = Condvar::new();
-
-fn metadata_use() -> MutexGuard<'static, MetadataUse> {
-    // A test that panicked while holding it left the counts consistent.
-    METADATA
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Gives the calling test the JACK metadata database to itself: waits until every
-/// other server of this process has stopped, and keeps new ones from starting (the
-/// calling thread's own may) until the guard is dropped. Take it first in a test
-/// that checks metadata (pretty-names). A test that starts a second server while it
-/// still runs a first one must not be in a test binary that uses the guard: it
-/// would wait for the guard while the guard waits for its first server.
+/// One test's turn at JACK, machine-wide: an exclusive `flock` on
+/// `$TMPDIR/modsynth-jack-slots-<uid>/turn.lock`, held while any [`JackServer`] the
+/// turn's thread started is alive (see [`jack_turn`]).
 ///
-/// Why: all JACK servers of a user share one metadata database,
-/// `/dev/shm/jack_db-<uid>`, and jackd2 numbers client uuids per server, so clients of
-/// two servers running side by side get the same uuids and overwrite each other's
-/// properties (a test saw its module's pretty-name replaced by a parallel test's
-/// module name). A jackd2 server that stops also deletes the database files, and a
-/// process that opens it afterwards gets a fresh one that processes opened before
-/// never see. A live rig runs one server and meets neither.
-///
-/// ```no_run
-/// use modsynth_tests::jack_server::{metadata_guard, JackServer};
-///
-/// let _metadata = metadata_guard();
-/// let server = JackServer::start().unwrap();
-/// // ... start clients, set and read metadata: no other server runs meanwhile.
-/// ```
-pub fn metadata_guard() -> MetadataGuard {
-    let mut state = metadata_use();
-    while state.exclusive {
-        state = METADATA_CHANGED
-            .wait(state)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-    }
-    state.exclusive = true;
-    while state.servers > 0 {
-        state = METADATA_CHANGED
-            .wait(state)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-    }
-    HOLDS_METADATA.with(|holds| holds.set(true));
-    MetadataGuard { _private: () }
-}
-
-/// See [`metadata_guard`].
-pub struct MetadataGuard {
-    _private: (),
-}
-
-impl Drop for MetadataGuard {
-    fn drop(&mut self) {
-        HOLDS_METADATA.with(|holds| holds.set(false));
-        metadata_use().exclusive = false;
-        METADATA_CHANGED.notify_all();
-    }
+/// Why the whole machine and not one test binary: every private server's cycles,
+/// every worker and every capture compete for the same two cores. Run side by side,
+/// audio tests disturbed each other's recordings (dropped periods, dozens of xruns
+/// per recording) until a test gave up: 3 of 5 suite runs failed by chance. Tests
+/// that need no JACK server take no turn and stay parallel. One server at a time
+/// also gives each test the user's JACK metadata database to itself: jackd2 keeps
+/// one database per user while client uuids are per server, so clients of two
+/// servers running at once overwrite each other's pretty-names.
+#[derive(Debug)]
+pub struct Turn {
+    _lock: nix::fcntl::Flock<fs::File>,
 }
 
 thread_local! {
-    /// Whether this thread holds the [`MetadataGuard`] (its own servers may start).
-    static HOLDS_METADATA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The turn this thread holds, if any: servers it starts share it, so a test
+    /// that runs two servers at once (from one thread) does not wait for itself.
+    static THREAD_TURN: std::cell::RefCell<std::sync::Weak<Turn>> =
+        const { std::cell::RefCell::new(std::sync::Weak::new()) };
 }
 
-/// One server of this process, counted from before it starts until after it stopped
-/// (or failed to start).
-#[derive(Debug)]
-struct CountedServer;
-
-impl CountedServer {
-    /// Waits while another test holds the [`MetadataGuard`].
-    fn enter() -> CountedServer {
-        let mut state = metadata_use();
-        if !HOLDS_METADATA.with(|holds| holds.get()) {
-            while state.exclusive {
-                state = METADATA_CHANGED
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-            }
-        }
-        state.servers += 1;
-        CountedServer
+/// Takes this thread's turn at JACK, waiting while another test (in this process or
+/// any other of the user's) has one; returns the turn the thread already holds if it
+/// has one. The turn ends when the last clone is dropped, on any thread.
+///
+/// [`JackServer::start`] takes it for you. Call it yourself only around a JACK
+/// server the harness does not start (a script that starts its own `jackd`), and
+/// start servers from the thread that holds it.
+///
+/// ```no_run
+/// use modsynth_tests::jack_server::jack_turn;
+///
+/// let _turn = jack_turn().unwrap();
+/// // ... run a script that starts and stops its own jackd: no other test's server
+/// // runs meanwhile.
+/// ```
+pub fn jack_turn() -> Result<std::sync::Arc<Turn>, String> {
+    if let Some(turn) = THREAD_TURN.with(|t| t.borrow().upgrade()) {
+        return Ok(turn);
     }
+    let dir = slots_dir()?;
+    let path = dir.join("turn.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    // Blocks until the test holding the turn is done; a test that crashed holds
+    // nothing (the kernel drops a dead process's locks).
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("locking {}: {e}", path.display()))?;
+    let turn = std::sync::Arc::new(Turn { _lock: lock });
+    THREAD_TURN.with(|t| *t.borrow_mut() = std::sync::Arc::downgrade(&turn));
+    Ok(turn)
 }
 
-impl Drop for CountedServer {
-    fn drop(&mut self) {
-        metadata_use().servers -= 1;
-        METADATA_CHANGED.notify_all();
-    }
+/// Where the server-name slots and the turn lock live.
+fn slots_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("modsynth-jack-slots-{}", nix::unistd::getuid()));
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 impl Drop for JackServer {
@@ -543,8 +506,7 @@ pub const SERVER_SLOTS: usize = 6;
 /// leaked one of the 8 entries per unclean death until no server could start
 /// ("Too many servers already active"); reused names reclaim their own entries.
 fn claim_server_name(wait: Duration) -> Result<(String, nix::fcntl::Flock<fs::File>), String> {
-    let dir = std::env::temp_dir().join(format!("modsynth-jack-slots-{}", nix::unistd::getuid()));
-    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let dir = slots_dir()?;
     let deadline = Instant::now() + wait;
     loop {
         for slot in 0..SERVER_SLOTS {

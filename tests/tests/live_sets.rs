@@ -388,6 +388,8 @@ fn bad_set_files_fail_with_file_and_line_and_change_nothing() {
 /// running under the name it will use, and checks nothing is left behind.
 #[test]
 fn scripts_live_without_a_server_records_and_leaves_nothing_behind() {
+    // scripts/live starts its own jackd: take the turn the harness's servers take.
+    let _turn = modsynth_tests::jack_server::jack_turn().unwrap();
     let dir = TempDir::new("live");
     let wav = dir.0.join("x.wav");
     let server_name = format!("modsynth-live-test-{}", std::process::id());

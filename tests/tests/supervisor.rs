@@ -3,7 +3,7 @@
 use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, pitch_hz};
 use modsynth_tests::capture::Capture;
-use modsynth_tests::jack_server::{metadata_guard, JackServer};
+use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use std::net::UdpSocket;
@@ -133,7 +133,6 @@ fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
 
 #[test]
 fn module_names_are_jack_aliases_and_pretty_names() {
-    let _metadata = metadata_guard();
     let server = server();
     let sup = Supervisor::start(&server, 2).unwrap();
     sup.new_module("vco", "lead", &[]).unwrap();
@@ -567,7 +566,6 @@ fn workers_that_die_before_connecting_do_not_hang_the_supervisor() {
 #[test]
 fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     use modsynth_tests::analysis::{longest_silent_run, max_step_beyond_slope};
-    let _metadata = metadata_guard();
     let server = server();
     let sup = Supervisor::start(&server, 4).unwrap();
     sup.new_module("vco", "lead", &[("freq", 440.0), ("gain", 0.5)])
