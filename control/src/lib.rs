@@ -5,6 +5,7 @@
 //! - [`logging`]: the `tracing` set-up every binary shares.
 //! - [`names`]: what a module id may look like.
 //! - [`osc`]: the OSC address space: requests decoded and checked, replies encoded.
+//! - [`packet`]: raw OSC packets into checked requests with due times (hostile input).
 //! - [`param`]: checks parameter values against the catalog.
 //! - [`protocol`]: the messages between the supervisor and its workers.
 //! - [`record`]: records JACK ports into a WAV file (`modsynth record`).
@@ -17,6 +18,7 @@ pub mod client;
 pub mod logging;
 pub mod names;
 pub mod osc;
+pub mod packet;
 pub mod param;
 pub mod protocol;
 pub mod record;

@@ -104,9 +104,13 @@ impl Fail {
         }
     }
 
-    /// The `/fail` message.
+    /// The `/fail` message. Address and reason are cut to [`MAX_TEXT`] bytes each:
+    /// a refusal quotes what it refuses, and must not grow into an amplifier.
     pub fn to_message(&self) -> OscMessage {
-        message("/fail", vec![text(&self.address), text(&self.reason)])
+        message(
+            "/fail",
+            vec![text(cut(&self.address)), text(cut(&self.reason))],
+        )
     }
 }
 
@@ -114,6 +118,15 @@ impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.address, self.reason)
     }
+}
+
+/// `s` cut to at most [`MAX_TEXT`] bytes, on a character boundary.
+fn cut(s: &str) -> &str {
+    let mut end = s.len().min(MAX_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Builds an OSC message.
@@ -173,7 +186,10 @@ impl<'a> Args<'a> {
 
     fn string(&self, i: usize, what: &str) -> Result<&'a str, Fail> {
         match self.args.get(i) {
-            Some(OscType::String(s)) => Ok(s),
+            Some(OscType::String(s)) => {
+                check_text(s).map_err(|e| Fail::new(self.address, format!("{what}: {e}")))?;
+                Ok(s)
+            }
             Some(other) => Err(Fail::new(
                 self.address,
                 format!(
@@ -190,12 +206,31 @@ impl<'a> Args<'a> {
     }
 
     fn value(&self, i: usize) -> Result<Arg, Fail> {
+        let value = self.any_value(i)?;
+        match value {
+            // Checked again against the parameter's range later; refused here
+            // already so that no NaN travels further than the decoder.
+            Arg::Float(v) if !v.is_finite() => Err(Fail::new(
+                self.address,
+                format!(
+                    "argument {} (value) must be a finite number, got {v}",
+                    i + 1
+                ),
+            )),
+            value => Ok(value),
+        }
+    }
+
+    fn any_value(&self, i: usize) -> Result<Arg, Fail> {
         match self.args.get(i) {
             Some(OscType::Float(v)) => Ok(Arg::Float(*v)),
             Some(OscType::Double(v)) => Ok(Arg::Float(*v as f32)),
             Some(OscType::Int(v)) => Ok(Arg::Float(*v as f32)),
             Some(OscType::Long(v)) => Ok(Arg::Float(*v as f32)),
-            Some(OscType::String(s)) => Ok(Arg::Text(s.clone())),
+            Some(OscType::String(s)) => {
+                check_text(s).map_err(|e| Fail::new(self.address, format!("value: {e}")))?;
+                Ok(Arg::Text(s.clone()))
+            }
             Some(other) => Err(Fail::new(
                 self.address,
                 format!(
@@ -351,6 +386,9 @@ fn decode_new(a: &Args) -> Result<Request, Fail> {
         }
         let checked = param::validate(spec, name, value.as_value())
             .map_err(|e| Fail::new(a.address, e.to_string()))?;
+        if params.iter().any(|&(i, _)| i == checked.0) {
+            return Err(Fail::new(a.address, format!("{name} is given twice")));
+        }
         params.push(checked);
     }
     Ok(Request::New {
@@ -365,7 +403,9 @@ fn decode_new(a: &Args) -> Result<Request, Fail> {
 fn decode_shortcut(addr: &str, a: &Args) -> Result<Request, Fail> {
     let mut parts = addr.strip_prefix('/').unwrap_or("").split('/');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(id), Some(param), None) if check_module_id(id).is_ok() && !param.is_empty() => {
+        (Some(id), Some(param), None)
+            if check_module_id(id).is_ok() && !param.is_empty() && check_text(param).is_ok() =>
+        {
             a.count(1, "one value")?;
             Ok(Request::Set {
                 id: id.to_string(),
@@ -380,8 +420,31 @@ fn decode_shortcut(addr: &str, a: &Args) -> Result<Request, Fail> {
     }
 }
 
-/// A JACK port name as `client:port`, checked for shape only.
+/// The longest string argument taken (a JACK port name is at most 320 bytes; a
+/// set name far less). Longer ones are refused without being quoted back.
+pub const MAX_TEXT: usize = 1024;
+
+/// A string argument: at most [`MAX_TEXT`] bytes and no control characters
+/// (newlines, escapes, NUL), which could end up in set files, logs and terminals.
+pub fn check_text(s: &str) -> Result<(), String> {
+    if s.len() > MAX_TEXT {
+        Err(format!("a string of {} bytes; at most {MAX_TEXT}", s.len()))
+    } else if s.chars().any(char::is_control) {
+        Err(format!(
+            "{:?} holds a control character",
+            s.chars().take(64).collect::<String>()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A JACK port name as `client:port`, checked for shape only; no control
+/// characters anywhere.
 pub fn check_port_name(name: &str) -> Result<(), String> {
+    if name.chars().any(char::is_control) {
+        return Err(format!("port name {name:?} holds a control character"));
+    }
     match name.split_once(':') {
         Some((client, port)) if !client.is_empty() && !port.is_empty() && name.len() <= 320 => {
             Ok(())

@@ -131,7 +131,14 @@ pub fn load(path: &Path) -> Result<SetFile, SetError> {
 
 /// Checks the text of a set file; `file` is used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    // Bytes, not str: a span that is not on a char boundary must not panic.
+    let line_of = |offset: usize| {
+        text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    };
     let err = |offset: usize, message: String| SetError {
         file: file.to_string(),
         line: line_of(offset),
@@ -306,8 +313,22 @@ impl SetFile {
     }
 }
 
+/// `s` as a TOML basic string on one line: every control character escaped, so no
+/// name can ever add a line of its own to a saved file (toml's own writer picks a
+/// multi-line string for text with newlines).
 fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Replaces `path` with `contents` atomically: a temporary file in the same directory,
@@ -400,6 +421,32 @@ to = "system:playback_1"
         let set = parse("set.toml", GOOD).unwrap();
         let again = parse("again.toml", &set.to_toml()).unwrap();
         assert_eq!(again, set);
+    }
+
+    #[test]
+    fn names_with_control_characters_never_become_lines_of_their_own() {
+        let set = SetFile {
+            jack: Default::default(),
+            modules: vec![],
+            connections: vec![Connection {
+                from: "x:out\n[[module]]\nid = \"evil\"\r\u{1b}[2J\u{85}".into(),
+                to: "system:playback_1\"\\".into(),
+            }],
+        };
+        let text = set.to_toml();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text}");
+        let back: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(
+            back["connect"][0]["from"].as_str(),
+            Some(set.connections[0].from.as_str())
+        );
+        assert_eq!(
+            back["connect"][0]["to"].as_str(),
+            Some(set.connections[0].to.as_str())
+        );
+        // And reading such a file refuses the name.
+        assert!(error(&text).contains("control character"));
     }
 
     #[test]
