@@ -176,6 +176,10 @@ pub struct Controller<P> {
     stats: Arc<Stats>,
 }
 
+/// How long installing or removing a module waits for room in a full command
+/// ring: many periods, so only a real-time thread that stopped makes it fail.
+pub const WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why a command could not be sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -224,7 +228,7 @@ impl<P> Controller<P> {
         ports: P,
         shared: Option<SharedState>,
     ) -> Result<(), SendError> {
-        self.send(Command::Install(Box::new(Slot {
+        self.send_waiting(Command::Install(Box::new(Slot {
             module,
             ports,
             shared,
@@ -233,7 +237,7 @@ impl<P> Controller<P> {
 
     /// Asks the engine to stop playing its module.
     pub fn remove(&mut self) -> Result<(), SendError> {
-        self.send(Command::Remove)
+        self.send_waiting(Command::Remove)
     }
 
     /// Takes back everything the engine has let go of, so the caller can free it or
@@ -253,6 +257,23 @@ impl<P> Controller<P> {
 
     fn send(&mut self, command: Command<P>) -> Result<(), SendError> {
         self.commands.push(command).map_err(|_| SendError::Full)
+    }
+
+    /// Sends a command that must not be lost to a burst of parameter changes
+    /// (installing or removing the module): waits for room in the ring, which
+    /// the real-time thread empties every period, for up to [`WAIT_FOR_ROOM`].
+    fn send_waiting(&mut self, mut command: Command<P>) -> Result<(), SendError> {
+        let deadline = std::time::Instant::now() + WAIT_FOR_ROOM;
+        loop {
+            match self.commands.push(command) {
+                Ok(()) => return Ok(()),
+                Err(rtrb::PushError::Full(back)) => command = back,
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(SendError::Full);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 }
 
@@ -327,7 +348,10 @@ impl<P: Ports> Engine<P> {
             if !self.owning {
                 // Just took over: continue from the last completed period.
                 let (published_frame, published_slot) = shared.published();
-                module.restore(&shared.load(published_slot));
+                let type_index = module.state().type_index;
+                if let Some(state) = shared.load(published_slot, type_index) {
+                    module.restore(&state);
+                }
                 self.owning = true;
                 let gap = frame_time.wrapping_sub(published_frame) as i32;
                 self.stats
@@ -564,6 +588,31 @@ mod tests {
         e.process(start, N, &());
         let o = out(&e);
         assert_eq!((o[199], o[200]), (0.0, 1.0));
+    }
+
+    #[test]
+    fn a_remove_behind_a_full_ring_of_changes_waits_for_room_instead_of_being_lost() {
+        let (mut c, mut e) = const_engine();
+        e.process(0, N, &());
+        let mut pushed = 0;
+        while c.set_param(0, 0.5, None).is_ok() {
+            pushed += 1;
+        }
+        assert!(pushed > 0, "the ring never filled");
+        // The real-time thread goes on running periods (1 ms apart, like a fast
+        // server) until the module is gone or 5 s passed.
+        let rt = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut frame = N as u32;
+            while e.module().is_some() && std::time::Instant::now() < deadline {
+                e.process(frame, N, &());
+                frame += N as u32;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            e.module().is_none()
+        });
+        c.remove().expect("the remove waited for room");
+        assert!(rt.join().unwrap(), "the module was removed");
     }
 
     #[test]

@@ -97,11 +97,32 @@ impl SharedState {
         (frame, slot as usize & 1)
     }
 
-    /// The state in `slot` (only meaningful once published).
-    pub fn load(&self, slot: usize) -> ModuleState {
-        // SAFETY: both slots hold valid ModuleStates of this type (written by create,
-        // checked by open, and only ever overwritten with valid ones by the owner).
-        unsafe { self.slot_ptr(slot).read() }
+    /// The state in `slot` (only meaningful once published), if its kernel is of
+    /// module type `type_index`. The segment is another process's memory: its
+    /// bytes are copied first and the enum tag is checked in the private copy,
+    /// so no bits written there can make an invalid `ModuleState` here.
+    pub fn load(&self, slot: usize, type_index: u32) -> Option<ModuleState> {
+        let mut copy = std::mem::MaybeUninit::<ModuleState>::uninit();
+        // SAFETY: the slot is in bounds and sized for a ModuleState (checked by
+        // open/create), the copy is ours; copying bytes is valid for any bits.
+        let tag = unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.slot_ptr(slot) as *const u8,
+                copy.as_mut_ptr() as *mut u8,
+                size_of::<ModuleState>(),
+            );
+            (copy.as_ptr() as *const u8)
+                .add(offset_of!(ModuleState, kernel))
+                .cast::<u32>()
+                .read_unaligned()
+        };
+        if tag != type_index {
+            return None;
+        }
+        // SAFETY: every field of ModuleState is plain numbers (any bits valid)
+        // except the kernel's enum tag, checked above to be the variant of
+        // `type_index` (catalog order is the variant order).
+        Some(unsafe { copy.assume_init() })
     }
 
     /// Writes `state` to `slot` and publishes it as the state after frame `frame`.

@@ -95,6 +95,32 @@ impl Kernel {
         }
     }
 
+    /// Whether every number in the state is one the kernel can have produced:
+    /// finite, positions inside their rings, counters far from overflow. A state
+    /// restored from shared memory (written by another process) is only trusted
+    /// after this.
+    fn is_sane(&self) -> bool {
+        // Far below u64::MAX and exact in f64: a position counter cannot overflow.
+        const MAX_COUNT: u64 = 1 << 53;
+        match self {
+            Kernel::Vco(k) => {
+                k.phase.is_finite()
+                    && k.triangle.is_finite()
+                    && (k.position as usize) < k.history.len()
+                    && k.history.iter().all(|x| x.is_finite())
+            }
+            Kernel::Lfo(k) => k.phase.is_finite(),
+            Kernel::Vcf(k) => k.ic1eq.is_finite() && k.ic2eq.is_finite(),
+            Kernel::Adsr(k) => k.level.is_finite() && k.release_step.is_finite(),
+            Kernel::Seq(k) => k.origin.is_finite() && k.rate.is_finite() && k.samples < MAX_COUNT,
+            Kernel::Vca(_)
+            | Kernel::Mixer(_)
+            | Kernel::Noise(_)
+            | Kernel::Delay(_)
+            | Kernel::Const(_) => true,
+        }
+    }
+
     fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
         match self {
             Kernel::Vco(k) => k.process(ctx, io, range),
@@ -188,11 +214,36 @@ impl Module {
     }
 
     /// Replaces the whole state with `state` (a standby taking over); ignored unless
-    /// it is a state of this module type.
+    /// it is a state of this module type. The state comes from another process's
+    /// shared memory, so it is checked like any input before the DSP sees it:
+    /// parameters are put back in range (a non-finite one to its default; a NaN
+    /// `seq.steps` once reached `% 0`), a kernel state with impossible numbers
+    /// starts fresh, and the sample rate stays this worker's own. Never allocates
+    /// (it runs on the real-time thread).
     pub fn restore(&mut self, state: &ModuleState) {
-        if state.type_index == self.state.type_index {
-            self.state = *state;
+        if state.type_index != self.state.type_index {
+            return;
         }
+        let mut checked = *state;
+        checked.sample_rate = self.state.sample_rate;
+        for (i, value) in checked.params.iter_mut().enumerate() {
+            *value = match self.spec.params.get(i) {
+                Some(spec) if value.is_finite() => {
+                    let v = if spec.is_enum() {
+                        value.round()
+                    } else {
+                        *value
+                    };
+                    v.clamp(spec.min, spec.max)
+                }
+                Some(spec) => spec.default,
+                None => 0.0,
+            };
+        }
+        if !checked.kernel.is_sane() {
+            checked.kernel = Kernel::new(self.state.type_index as usize);
+        }
+        self.state = checked;
     }
 
     /// Runs the module over `range`, with `buffer` as its large buffer (the one in

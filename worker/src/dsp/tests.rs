@@ -166,3 +166,57 @@ fn delay_time_zero_is_a_wire_and_feedback_repeats_decaying() {
         .remove(0);
     assert_eq!((echo[480], echo[960], echo[1440]), (1.0, 0.5, 0.25));
 }
+
+#[test]
+fn a_restored_state_with_impossible_numbers_is_made_safe_before_it_plays() {
+    use super::Kernel;
+    let edges = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -0.0,
+        f32::MIN_POSITIVE / 2.0,
+        f32::MAX,
+        -f32::MAX,
+    ];
+    let input = noise_input(256);
+    for spec in catalog::modules() {
+        for &edge in &edges {
+            let mut hostile = *Module::new(spec, SR).state();
+            hostile.params = [edge; super::MAX_PARAMS];
+            hostile.sample_rate = edge;
+            match &mut hostile.kernel {
+                Kernel::Seq(k) => {
+                    k.samples = u64::MAX;
+                    k.origin = edge as f64;
+                    k.rate = f64::NAN;
+                }
+                Kernel::Vco(k) => {
+                    k.position = u32::MAX;
+                    k.phase = f64::NAN;
+                }
+                Kernel::Delay(k) => k.write = u32::MAX,
+                Kernel::Adsr(k) => {
+                    k.stage = u32::MAX;
+                    k.level = f64::INFINITY;
+                }
+                Kernel::Noise(k) => k.seeded_with = u32::MAX,
+                _ => {}
+            }
+            let mut m = Module::new(spec, SR);
+            m.restore(&hostile);
+            for (i, p) in spec.params.iter().enumerate() {
+                let v = m.param(i);
+                assert!(
+                    v.is_finite() && v >= p.min && v <= p.max,
+                    "{}.{} = {v} after restoring {edge}",
+                    spec.name,
+                    p.name
+                );
+            }
+            // Plays without a panic (debug builds check overflow and `% 0`).
+            let inputs: Vec<&[f32]> = spec.input_ports().map(|_| &input[..]).collect();
+            let _ = m.render(&inputs, 256);
+        }
+    }
+}
