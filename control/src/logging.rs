@@ -13,3 +13,50 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Lets a repeated log line through at most once per interval, and counts what it
+/// held back: a flood of bad input must not become a flood of log lines (a worker
+/// once wrote 82,121 ERROR lines in 5 s, one per lost change).
+///
+/// ```
+/// use modsynth_control::logging::RateLimit;
+/// use std::time::Duration;
+///
+/// let mut limit = RateLimit::new(Duration::from_secs(60));
+/// assert_eq!(limit.allow(), Some(0)); // the first one goes out
+/// assert_eq!(limit.allow(), None);    // held back...
+/// assert_eq!(limit.allow(), None);
+/// ```
+#[derive(Debug)]
+pub struct RateLimit {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl RateLimit {
+    /// At most one line per `interval`.
+    pub const fn new(interval: std::time::Duration) -> RateLimit {
+        RateLimit {
+            interval,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(n)` if a line may be logged now (`n`: lines held back since the last
+    /// one, to mention in it), else `None` (counted).
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < self.interval => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}

@@ -111,6 +111,9 @@ pub struct WorkerReport {
     /// Parameter changes received from the supervisor / applied by the callback.
     pub params_received: u64,
     pub params_applied: u64,
+    /// Of those received, dropped because the audio thread's ring was full.
+    #[serde(default)]
+    pub params_dropped: u64,
     /// Latency from the supervisor's receipt to the sample a change landed on, in
     /// samples (50th, 95th, 99th percentile; 0 when nothing was measured).
     pub latency_p50: u32,

@@ -86,6 +86,45 @@ pub struct StatusReport {
     pub workers: usize,
     pub modules: Vec<ModuleStatus>,
     pub counters: Counters,
+    /// What arrived over OSC and what became of it.
+    #[serde(default)]
+    pub traffic: TrafficReport,
+}
+
+/// OSC traffic: by sender, what was received, refused and dropped, and what was
+/// lost before any sender could be known.
+///
+/// For every sender, `received = accepted + refused + dropped`: a message is
+/// counted once when it arrives, and again as `refused` (answered with `/fail`) or
+/// `dropped` (the queue to the core was full: answered with `/fail / busy`).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficReport {
+    /// Datagrams the kernel dropped because the socket's receive buffer was full
+    /// (`SO_RXQ_OVFL`); their senders are unknown.
+    pub kernel_drops: u64,
+    /// Packets from senders outside `--allow`: ignored and not answered.
+    pub not_allowed: u64,
+    /// Bundles refused because their timetag was beyond the scheduling horizon.
+    pub far_future: u64,
+    /// Messages waiting for the core now.
+    pub queued: u64,
+    /// The most messages that may wait for the core; more are dropped.
+    pub queue_limit: u64,
+    /// The socket's receive buffer, in bytes, as the kernel granted it.
+    pub receive_buffer: u64,
+    /// Counts by sender IP address (`other` once too many senders were seen).
+    pub sources: std::collections::BTreeMap<String, SourceCounts>,
+}
+
+/// One sender's messages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCounts {
+    /// Messages (or undecodable packets) that arrived.
+    pub received: u64,
+    /// Answered with `/fail` (malformed, invalid, unknown module, ...).
+    pub refused: u64,
+    /// Dropped because the queue to the core was full (answered `/fail / busy`).
+    pub dropped: u64,
 }
 
 /// One module in `/status.reply`.
@@ -110,6 +149,9 @@ pub struct ModuleStatus {
     pub standby: bool,
     pub params_received: u64,
     pub params_applied: u64,
+    /// Of those received, dropped because the audio thread's ring was full.
+    #[serde(default)]
+    pub params_dropped: u64,
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
     pub xruns: u64,

@@ -11,6 +11,7 @@ use crate::jack_host::StatePlan;
 use crate::shared_state::SharedState;
 use ipc_channel::ipc::{self, IpcSender};
 use modsynth_control::catalog;
+use modsynth_control::logging::RateLimit;
 use modsynth_control::protocol::{FromWorker, Role, ToWorker, WorkerReport};
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
@@ -53,6 +54,8 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         watching: None,
         host,
         sent: 0,
+        dropped: 0,
+        dropped_log: RateLimit::new(Duration::from_secs(5)),
         takeovers_at_assign: 0,
         assigned_state: None,
         cpu: CpuClock::now(),
@@ -89,6 +92,10 @@ struct Worker {
     watching: Option<Arc<AtomicBool>>,
     /// Parameter changes handed to the real-time thread so far.
     sent: u64,
+    /// Parameter changes dropped because the real-time thread's ring was full.
+    dropped: u64,
+    /// One log line per few seconds for those, not one per change.
+    dropped_log: RateLimit,
     /// The engine's takeover count when the current module was assigned.
     takeovers_at_assign: u64,
     /// The current module's state segment and type, if it has one.
@@ -174,7 +181,18 @@ impl Worker {
                 };
                 match self.host.controller().send_change(change) {
                     Ok(()) => self.sent += 1,
-                    Err(e) => tracing::error!("parameter change lost: {e}"),
+                    Err(e) => {
+                        // Counted and reported (`params_dropped`); never waited
+                        // for: a blocked worker would block the supervisor's sends.
+                        self.dropped += 1;
+                        if let Some(held) = self.dropped_log.allow() {
+                            tracing::warn!(
+                                "parameter change dropped: {e} ({} dropped so far, \
+                                 {held} not logged)",
+                                self.dropped
+                            );
+                        }
+                    }
                 }
                 None
             }
@@ -188,7 +206,11 @@ impl Worker {
                 self.stop_watching();
                 self.assigned_state = None;
                 if let Err(e) = self.host.free(RT_TIMEOUT) {
-                    tracing::error!("free: {e}");
+                    // Answering Freed now would return a worker to the pool that
+                    // may still be playing the module: exit instead, and the
+                    // supervisor replaces it.
+                    tracing::error!("free: {e}; exiting");
+                    std::process::exit(1);
                 }
                 Some(FromWorker::Freed { token })
             }
@@ -347,7 +369,8 @@ impl Worker {
             client: client.name().to_string(),
             cycles: stats.cycles.load(Ordering::Relaxed),
             xruns: self.host.events().xruns.load(Ordering::Relaxed),
-            params_received: self.sent,
+            params_received: self.sent + self.dropped,
+            params_dropped: self.dropped,
             params_applied: stats.params_applied.load(Ordering::Relaxed),
             latency_p50: stats.latency_percentile(50.0).unwrap_or(0),
             latency_p95: stats.latency_percentile(95.0).unwrap_or(0),
