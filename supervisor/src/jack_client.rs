@@ -11,7 +11,6 @@ use crate::osc_server::Clock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 /// Forwards graph changes to the core.
 pub struct GraphWatcher {
@@ -141,7 +140,7 @@ impl Clock for Jack {
         no_earlier_than(self.client().frame_now(), self.last_cycle().0)
     }
 
-    fn frame_at(&self, when: SystemTime) -> Option<u32> {
-        self.client().frame_at(when)
+    fn frame_in(&self, ahead: std::time::Duration) -> u32 {
+        self.client().frame_in(ahead)
     }
 }

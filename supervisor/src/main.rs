@@ -2,9 +2,9 @@
 
 use clap::Parser;
 use modsynth_shm::Warning;
-use modsynth_supervisor::core::{Config, Core, Event, RegistryView};
+use modsynth_supervisor::core::{Config, Core, Event, Limits, RegistryView};
 use modsynth_supervisor::jack_client::Jack;
-use modsynth_supervisor::osc_server::{self, Clock};
+use modsynth_supervisor::osc_server::{self, Access, Clock, Traffic};
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::sentinel::Sentinel;
 use modsynth_supervisor::spawn::Spawner;
@@ -31,9 +31,16 @@ struct Args {
     /// UDP port for OSC (0: any free port; the line printed at start names it).
     #[arg(long, default_value_t = 57300)]
     osc_port: u16,
-    /// Address to bind the OSC port to (0.0.0.0 lets other machines control it).
+    /// Address to bind the OSC port to. Anything but loopback needs --allow.
     #[arg(long, default_value = "127.0.0.1")]
     osc_bind: IpAddr,
+    /// Senders that may send commands besides loopback: CIDRs or addresses,
+    /// comma-separated (192.168.1.0/24,10.0.0.7). Others get no answer at all.
+    #[arg(long, default_value = "")]
+    allow: String,
+    /// Modules at most (created or waiting for a spare); more are refused.
+    #[arg(long, default_value_t = 64)]
+    max_modules: usize,
     /// Where state lives: the instance lock, registry.json, metrics.json
     /// [default: $XDG_RUNTIME_DIR/modsynth/NAME, else /tmp/modsynth-UID/NAME].
     #[arg(long)]
@@ -62,6 +69,14 @@ macro_rules! say {
 
 fn main() -> ExitCode {
     modsynth_control::logging::init();
+    // A thread that panics must take the process down: alone it would leave
+    // modsynthd alive but deaf (the OSC thread once died of one bad timetag and the
+    // port stayed bound, unanswered). Workers keep playing without the supervisor.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +93,20 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("--name: {}", e.replace("module id", "instance name")))?;
     if args.pool == 0 || args.pool > 256 {
         return Err(format!("--pool must be 1..256, got {}", args.pool));
+    }
+    if args.max_modules == 0 || args.max_modules > 256 {
+        return Err(format!(
+            "--max-modules must be 1..256, got {}",
+            args.max_modules
+        ));
+    }
+    let access = Access::parse(&args.allow)?;
+    if !args.osc_bind.is_loopback() && access.is_loopback_only() {
+        return Err(format!(
+            "--osc-bind {}: commands from other machines need --allow with the \
+             networks that may send them (like --allow 192.168.1.0/24)",
+            args.osc_bind
+        ));
     }
     let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());
     if server == args.name {
@@ -134,7 +163,7 @@ fn run(args: Args) -> Result<(), String> {
             return Err(e);
         }
     };
-    let served = serve(&args, worker, state.path(), &writer, started);
+    let served = serve(&args, access, worker, state.path(), &writer, started);
     let kept = state.close(writer.stop());
     if let Some(note) = kept {
         say!("modsynthd: {note}");
@@ -149,6 +178,7 @@ fn run(args: Args) -> Result<(), String> {
 /// through `writer`.
 fn serve(
     args: &Args,
+    access: Access,
     worker: PathBuf,
     state_dir: &Path,
     writer: &Writer,
@@ -165,7 +195,14 @@ fn serve(
     })?;
     let reply_socket = socket.try_clone().map_err(|e| e.to_string())?;
     let osc_addr = socket.local_addr().map_err(|e| e.to_string())?;
-    osc_server::spawn(socket, jack.clone() as Arc<dyn Clock>, events_tx.clone());
+    let traffic = Traffic::new();
+    osc_server::spawn(
+        socket,
+        jack.clone() as Arc<dyn Clock>,
+        events_tx.clone(),
+        traffic.clone(),
+        access,
+    )?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).map_err(|e| e.to_string())?;
@@ -182,11 +219,16 @@ fn serve(
         spawner,
         events: events_tx,
         states: Default::default(),
+        traffic: traffic.clone(),
     };
     let mut core = Core::new(Config {
         pool: args.pool,
         instance: args.name.clone(),
         restart: args.crash_loop,
+        limits: Limits {
+            max_modules: args.max_modules,
+            ..Limits::default()
+        },
     });
     say!(
         "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}",
@@ -211,7 +253,12 @@ fn serve(
             })
             .min(Duration::from_millis(50));
         match events.recv_timeout(wait) {
-            Ok(event) => core.handle(event, &mut runtime),
+            Ok(event) => {
+                if matches!(event, Event::Osc { .. }) {
+                    traffic.taken();
+                }
+                core.handle(event, &mut runtime)
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -227,7 +274,8 @@ fn serve(
         }
         if Instant::now() >= next_metrics {
             next_metrics = Instant::now() + METRICS_INTERVAL;
-            let report = core.status_report();
+            let mut report = core.status_report();
+            report.traffic = traffic.report();
             let json = serde_json::to_string_pretty(&report).unwrap_or_default();
             if json != written_metrics {
                 writer.metrics(format!("{json}\n"));

@@ -2,8 +2,10 @@
 
 use crate::core::{Effects, Event, WorkerId, WorkerLink};
 use crate::jack_client::Jack;
+use crate::osc_server::Traffic;
 use crate::spawn::Spawner;
 use modsynth_control::osc;
+use modsynth_control::packet::MAX_PACKET;
 use modsynth_control::protocol::ToWorker;
 use modsynth_shm::StateSegment;
 use rosc::OscMessage;
@@ -21,13 +23,35 @@ pub struct Runtime {
     pub events: Sender<Event>,
     /// State segments mapped for the heartbeat check, by name.
     pub states: HashMap<String, StateSegment>,
+    /// OSC traffic counts (refusals are counted as they are sent).
+    pub traffic: Arc<Traffic>,
 }
 
 impl Effects for Runtime {
     fn reply(&mut self, to: SocketAddr, msg: OscMessage) {
-        if let Err(e) = self.socket.send_to(&osc::encode(msg), to) {
+        let address = msg.addr.clone();
+        let mut bytes = osc::encode(msg);
+        if bytes.len() > MAX_PACKET {
+            // Too big for one datagram: say so rather than send nothing.
+            let fail = osc::Fail::new(
+                &address,
+                format!(
+                    "the reply has {} bytes, more than one UDP datagram holds",
+                    bytes.len()
+                ),
+            );
+            bytes = osc::encode(fail.to_message());
+        }
+        if bytes.starts_with(b"/fail\0") {
+            self.traffic.refused(to);
+        }
+        if let Err(e) = self.socket.send_to(&bytes, to) {
             tracing::debug!("reply to {to}: {e}");
         }
+    }
+
+    fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
+        self.traffic.report()
     }
 
     fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool {

@@ -101,6 +101,10 @@ pub trait Effects {
     fn last_cycle(&mut self) -> Option<(u32, u32)>;
     /// The frame each state segment was last published at (`None`: cannot map it).
     fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>>;
+    /// OSC traffic counts for `/status` (the OSC thread keeps them).
+    fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
+        Default::default()
+    }
 }
 
 /// What the registry should hold, from [`Core::registry_view`].
@@ -309,6 +313,15 @@ struct Disconnection {
     mirrors: Vec<(String, String)>,
 }
 
+/// How long a `/notify 1` lasts: a subscriber that wants to go on hearing sends
+/// it again before then (as scsynth clients renew theirs). Without an expiry every
+/// address that ever subscribed would be sent every event forever, long after the
+/// program behind it is gone (or to an address someone else's now).
+pub const NOTIFY_TTL: Duration = Duration::from_secs(300);
+
+/// Subscribers at most at once.
+pub const MAX_SUBSCRIBERS: usize = 32;
+
 /// How often the heartbeats are checked.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -325,6 +338,32 @@ pub struct Config {
     pub instance: String,
     /// When a module's deaths are a crash loop.
     pub restart: RestartPolicy,
+    /// How many modules and JACK clients the instance may have.
+    pub limits: Limits,
+}
+
+/// What one instance may use, checked before a create (`/fail ... limit: ...`): a
+/// sender (or a set file) asking for module after module must not fill the
+/// machine with processes or the JACK server's client table, which every other
+/// JACK application on the server shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Modules at most (`--max-modules`), created or waiting for a spare.
+    pub max_modules: usize,
+    /// JACK clients at most for modules and their standbys (the pool's spares come
+    /// on top). jackd2's client table holds 256 for the whole server (the issue's
+    /// run filled it at about 125 modules with standbys); 192 leaves room for every
+    /// other application.
+    pub jack_clients: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_modules: 64,
+            jack_clients: 192,
+        }
+    }
 }
 
 /// The supervisor's state.
@@ -353,7 +392,8 @@ pub struct Core {
     /// Sync and Status, which wait for an answer from several workers.
     fan_out: HashMap<u64, (u64, WorkerId)>,
     next_token: u64,
-    subscribers: HashSet<ReplyTo>,
+    /// `/notify` subscribers, each until its subscription expires.
+    subscribers: HashMap<ReplyTo, Instant>,
     counters: Counters,
     spawn_failures_in_a_row: u32,
     /// A refill is due at this time (see [`REFILL_DELAY`]).
@@ -383,7 +423,7 @@ impl Core {
             pending: HashMap::new(),
             fan_out: HashMap::new(),
             next_token: 1,
-            subscribers: HashSet::new(),
+            subscribers: HashMap::new(),
             counters: Counters::default(),
             spawn_failures_in_a_row: 0,
             refill_after: None,
@@ -513,10 +553,17 @@ impl Core {
             Request::SaveSet { path } => self.save_set(from, &path, fx),
             Request::Status => self.status(from, fx),
             Request::Notify { on } => {
-                if on {
-                    self.subscribers.insert(from);
-                } else {
+                let now = fx.now();
+                self.subscribers.retain(|_, until| *until > now);
+                if !on {
                     self.subscribers.remove(&from);
+                } else if self.subscribers.len() >= MAX_SUBSCRIBERS
+                    && !self.subscribers.contains_key(&from)
+                {
+                    let reason = format!("limit: {MAX_SUBSCRIBERS} subscribers already");
+                    return fx.reply(from, Fail::new("/notify", reason).to_message());
+                } else {
+                    self.subscribers.insert(from, now + NOTIFY_TTL);
                 }
                 fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)]));
             }
@@ -666,8 +713,11 @@ impl Core {
     }
 
     fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
-        for &s in &self.subscribers {
-            fx.reply(s, msg.clone());
+        let now = fx.now();
+        for (&s, &until) in &self.subscribers {
+            if until > now {
+                fx.reply(s, msg.clone());
+            }
         }
     }
 

@@ -23,6 +23,10 @@ impl Core {
             self.create_failed(from, &id, &format!("a module '{id}' exists already"), fx);
             return;
         }
+        if let Err(reason) = self.check_limits(standby) {
+            self.create_failed(from, &id, &reason, fx);
+            return;
+        }
         let Some(wid) = self.ready.pop_front() else {
             // An empty pool makes the create wait for the next spare, never fail.
             tracing::info!("pool empty: /module/new {id} waits for a spare");
@@ -222,6 +226,38 @@ impl Core {
     }
 
     /// Answers a failed create, to a client or to the set load it belongs to.
+    /// Whether one more module (with or without a standby) stays within
+    /// [`Limits`]; the error starts with `limit:`.
+    fn check_limits(&self, standby: Standby) -> Result<(), String> {
+        let limits = self.config.limits;
+        let clients_of = |s: Standby| if s == Standby::Hot { 2 } else { 1 };
+        let waiting = self.waiting.iter().map(|(_, r, _)| match r {
+            Request::New { standby, .. } => clients_of(*standby),
+            _ => 0,
+        });
+        let modules = self.modules.len() + self.waiting.len();
+        let clients: usize = self
+            .modules
+            .values()
+            .map(|m| clients_of(m.standby))
+            .chain(waiting)
+            .sum();
+        if modules >= limits.max_modules {
+            Err(format!(
+                "limit: {modules} modules already, at most {} (modsynthd --max-modules)",
+                limits.max_modules
+            ))
+        } else if clients + clients_of(standby) > limits.jack_clients {
+            Err(format!(
+                "limit: modules use {clients} JACK clients already, at most {} \
+                 (create it with standby none, or free a module)",
+                limits.jack_clients
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     pub(super) fn create_failed(
         &mut self,
         from: Origin,

@@ -72,7 +72,9 @@ impl Core {
                 fx.reply(from, osc::message("/synced", vec![OscType::Int(sync_id)]));
             }
             Some(Pending::Status { from, .. }) => {
-                let json = serde_json::to_string(&self.status_report()).unwrap_or_default();
+                let mut report = self.status_report();
+                report.traffic = fx.traffic();
+                let json = serde_json::to_string(&report).unwrap_or_default();
                 fx.reply(from, osc::message("/status.reply", vec![osc::text(&json)]));
             }
             _ => {}
@@ -152,6 +154,7 @@ impl Core {
                     standby: matches!(m.standby, Standby::Hot),
                     params_received: r.params_received,
                     params_applied: r.params_applied,
+                    params_dropped: r.params_dropped,
                     latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
                     xruns: r.xruns,
                     dsp_load: r.dsp_load,
@@ -166,6 +169,7 @@ impl Core {
             workers: self.workers.len(),
             modules,
             counters: self.counters.clone(),
+            traffic: Default::default(),
         }
     }
 }

@@ -129,6 +129,7 @@ fn started(n: usize) -> (Core, Fake) {
         pool: n,
         instance: "ms".into(),
         restart: RestartPolicy::default(),
+        limits: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -228,6 +229,7 @@ fn the_pool_fills_to_its_size_at_start_a_few_workers_at_a_time() {
         pool: 4,
         instance: "ms".into(),
         restart: RestartPolicy::default(),
+        limits: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -243,6 +245,7 @@ fn repeated_spawn_failures_stop_the_refill_instead_of_spinning() {
         pool: 4,
         instance: "ms".into(),
         restart: RestartPolicy::default(),
+        limits: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -302,6 +305,7 @@ fn an_empty_pool_makes_a_create_wait_for_the_next_spare_not_fail() {
         pool: 1,
         instance: "ms".into(),
         restart: RestartPolicy::default(),
+        limits: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -1158,4 +1162,87 @@ fn shutdown_stops_every_worker_a_few_at_a_time_and_refuses_new_requests() {
     }
     assert_eq!(stops(&fx), 5);
     assert!(core.is_stopped());
+}
+
+#[test]
+fn creates_beyond_the_module_limit_are_refused_with_limit_and_change_nothing() {
+    let mut core = Core::new(Config {
+        pool: 1,
+        instance: "ms".into(),
+        restart: RestartPolicy::default(),
+        limits: Limits {
+            max_modules: 2,
+            jack_clients: 192,
+        },
+    });
+    let mut fx = Fake::default();
+    core.start(&mut fx);
+    // No spare is ready yet: all three wait, and waiting ones count.
+    for id in ["a", "b", "c"] {
+        osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s(id)]);
+    }
+    let fails: Vec<String> = fx
+        .replies
+        .iter()
+        .filter(|(_, m)| m.addr == "/fail")
+        .map(|(_, m)| format!("{:?}", m.args))
+        .collect();
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(fails[0].contains("\"c\"") && fails[0].contains("limit: 2 modules"));
+}
+
+#[test]
+fn creates_beyond_the_jack_client_budget_are_refused_standby_none_fits_longer() {
+    let mut core = Core::new(Config {
+        pool: 1,
+        instance: "ms".into(),
+        restart: RestartPolicy::default(),
+        limits: Limits {
+            max_modules: 64,
+            jack_clients: 3,
+        },
+    });
+    let mut fx = Fake::default();
+    core.start(&mut fx);
+    osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("a")]);
+    osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("b")]);
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/new",
+        vec![s("lfo"), s("c"), s("standby"), s("none")],
+    );
+    let fails: Vec<String> = fx
+        .replies
+        .iter()
+        .filter(|(_, m)| m.addr == "/fail")
+        .map(|(_, m)| format!("{:?}", m.args))
+        .collect();
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(fails[0].contains("\"b\"") && fails[0].contains("JACK clients"));
+}
+
+#[test]
+fn notify_subscriptions_expire_unless_renewed() {
+    let (mut core, mut fx) = started(4);
+    let first = create(&mut core, &mut fx, "noise", "n");
+    let second = create(&mut core, &mut fx, "noise", "m");
+    osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+    let t0 = fx.now();
+    let died = |fx: &Fake| {
+        fx.replies
+            .iter()
+            .filter(|(_, m)| m.addr == "/module/died")
+            .count()
+    };
+    // Renewed just before it runs out: still subscribed past the first expiry.
+    fx.clock = Some(t0 + NOTIFY_TTL - Duration::from_secs(1));
+    osc(&mut core, &mut fx, "/notify", vec![T::Int(1)]);
+    fx.clock = Some(t0 + NOTIFY_TTL + Duration::from_secs(1));
+    core.handle(Event::WorkerGone(first), &mut fx);
+    assert_eq!(died(&fx), 1, "a renewed subscriber hears deaths");
+    // Not renewed: silence after it expired.
+    fx.clock = Some(t0 + 2 * NOTIFY_TTL + Duration::from_secs(1));
+    core.handle(Event::WorkerGone(second), &mut fx);
+    assert_eq!(died(&fx), 1, "an expired subscriber hears nothing");
 }
