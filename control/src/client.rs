@@ -83,7 +83,7 @@ impl Client {
             self.socket
                 .set_read_timeout(Some(left))
                 .map_err(|e| e.to_string())?;
-            let (len, _) = match self.socket.recv_from(&mut buf) {
+            let (len, from) = match self.socket.recv_from(&mut buf) {
                 Ok(v) => v,
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
                 // ECONNREFUSED from an earlier send: nobody listens on that port.
@@ -92,6 +92,10 @@ impl Client {
                 }
                 Err(e) => return Err(e.to_string()),
             };
+            if from != self.server {
+                // Not modsynthd: anyone can send a datagram to this port.
+                continue;
+            }
             if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) {
                 if wanted(&m) {
                     return Ok(m);

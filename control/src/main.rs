@@ -183,15 +183,25 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 client(&cli.osc)?.call_then_sync(msg)?;
             }
             ([op, file], _) if op == "load" => {
-                let path = absolute(file)?;
-                let args = vec![text(&path), OscType::Int(replace as i32)];
                 // Loading creates modules: give it the time a big set needs.
                 let client = client(&cli.osc)?.with_timeout(Duration::from_secs(30));
+                let name = into_sets_dir(&client, file)?;
+                let args = vec![text(&name), OscType::Int(replace as i32)];
                 client.call(message("/set/load", args))?;
                 println!("{file}: loaded");
             }
             ([op, file], false) if op == "save" => {
-                client(&cli.osc)?.call(message("/set/save", vec![text(&absolute(file)?)]))?;
+                let client = client(&cli.osc)?;
+                let path = std::path::Path::new(file);
+                let name = set_name_of(path)?;
+                client.call(message("/set/save", vec![text(&name)]))?;
+                // modsynthd saves in its sets dir; the file the user named is a copy.
+                let saved = sets_dir(&client)?.join(&name);
+                if std::fs::canonicalize(&saved).ok() != std::fs::canonicalize(path).ok() {
+                    let text = std::fs::read_to_string(&saved)
+                        .map_err(|e| format!("{}: {e}", saved.display()))?;
+                    setfile::save_atomically(path, &text)?;
+                }
                 println!("{file}: saved");
             }
             ([op, file], false) if op == "check" => {
@@ -272,18 +282,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// `file` as an absolute path: the supervisor resolves paths from its own directory.
-fn absolute(file: &str) -> Result<String, String> {
+/// The sets directory of the modsynthd `client` talks to (`/set/dir`).
+fn sets_dir(client: &Client) -> Result<PathBuf, String> {
+    let reply = client.call(message("/set/dir", vec![]))?;
+    match reply.args.get(1) {
+        Some(OscType::String(dir)) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+        _ => Err("modsynthd did not say where its sets dir is".into()),
+    }
+}
+
+/// The set name a file is saved or loaded under in the sets dir: its file name.
+fn set_name_of(path: &std::path::Path) -> Result<String, String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    setfile::check_set_name(name)?;
+    Ok(name.to_string())
+}
+
+/// What `/set/load` is given for `file`: a set name in modsynthd's sets dir as
+/// it is, or a file the user named, checked here (errors name the user's path)
+/// and copied into the sets dir under its file name. modsynthd itself reads
+/// nothing outside its sets dir.
+fn into_sets_dir(client: &Client, file: &str) -> Result<String, String> {
     let path = std::path::Path::new(file);
-    let path = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| e.to_string())?
-            .join(path)
-    };
-    path.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("{file}: not a UTF-8 path"))
+    if setfile::check_set_name(file).is_ok() && !path.exists() {
+        return Ok(file.to_string());
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{file}: {e}"))?;
+    if !meta.is_file() || meta.len() > setfile::MAX_SET_FILE {
+        return Err(format!(
+            "{file}: not a set file (a regular file of at most 1 MiB)"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
+    setfile::parse(file, &text).map_err(|e| e.to_string())?;
+    let name = set_name_of(path)?;
+    let copy = sets_dir(client)?.join(&name);
+    if std::fs::canonicalize(&copy).ok() != std::fs::canonicalize(path).ok() {
+        setfile::save_atomically(&copy, &text)
+            .map_err(|e| format!("{e} (copying {file} into modsynthd's sets dir)"))?;
+    }
+    Ok(name)
 }
 
 fn status(client: &Client) -> Result<StatusReport, String> {

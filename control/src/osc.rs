@@ -24,6 +24,7 @@
 use crate::catalog::{self, ModuleSpec};
 use crate::names::check_module_id;
 use crate::param::{self, Value};
+use crate::setfile::check_set_name;
 use rosc::{OscMessage, OscPacket, OscType};
 
 /// An argument that is either a number or text, owned.
@@ -77,10 +78,13 @@ pub enum Request {
     Connect { src: String, dst: String },
     /// `/patch/disconnect src dst`
     Disconnect { src: String, dst: String },
-    /// `/set/load path [replace]`: with replace 1, modules not in the file are freed.
+    /// `/set/load name [replace]`: with replace 1, modules not in the file are
+    /// freed. `path` is a name in the sets directory ([`check_set_name`]).
     LoadSet { path: String, replace: bool },
-    /// `/set/save path`
+    /// `/set/save name`, a name in the sets directory.
     SaveSet { path: String },
+    /// `/set/dir`: where the sets directory is (`/done /set/dir PATH`).
+    SetsDir,
     /// `/status`
     Status,
     /// `/notify 1|0`
@@ -316,7 +320,8 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
             if a.args.len() != 1 && a.args.len() != 2 {
                 a.count(1, "path, then optionally replace (1 or 0)")?;
             }
-            let path = a.string(0, "path")?.to_string();
+            let path = a.string(0, "set name")?.to_string();
+            check_set_name(&path).map_err(|e| Fail::new(&msg.addr, e))?;
             let replace = if a.args.len() == 2 {
                 a.int(1, "replace (1 or 0)")? != 0
             } else {
@@ -325,10 +330,14 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
             Ok(Request::LoadSet { path, replace })
         }
         "/set/save" => {
-            a.count(1, "path")?;
-            Ok(Request::SaveSet {
-                path: a.string(0, "path")?.to_string(),
-            })
+            a.count(1, "set name")?;
+            let path = a.string(0, "set name")?.to_string();
+            check_set_name(&path).map_err(|e| Fail::new(&msg.addr, e))?;
+            Ok(Request::SaveSet { path })
+        }
+        "/set/dir" => {
+            a.count(0, "no arguments")?;
+            Ok(Request::SetsDir)
         }
         "/status" => {
             a.count(0, "no arguments")?;

@@ -118,6 +118,50 @@ struct RawConnect {
     to: Spanned<String>,
 }
 
+/// The largest set file read (1 MiB: the demo set is 2 KiB, 64 modules with every
+/// parameter and connection about 40 KiB).
+pub const MAX_SET_FILE: u64 = 1 << 20;
+
+/// Where `modsynthd` keeps set files unless told otherwise (`--sets-dir`):
+/// `$XDG_DATA_HOME/modsynth/sets`, else `~/.local/share/modsynth/sets`.
+pub fn default_sets_dir() -> Option<std::path::PathBuf> {
+    let nonempty = |v: &str| std::env::var_os(v).filter(|s| !s.is_empty());
+    nonempty("XDG_DATA_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| nonempty("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("modsynth/sets"))
+}
+
+/// Checks a set name as OSC `/set/load` and `/set/save` take it: one file name
+/// inside the sets directory, so no sender can name a file outside it. No `/`,
+/// not `.` or `..`, no leading `.` (temporary files), no control characters, at
+/// most 255 bytes.
+///
+/// ```
+/// use modsynth_control::setfile::check_set_name;
+///
+/// assert!(check_set_name("gig-2026.toml").is_ok());
+/// for bad in ["../x", "/tmp/x", "a/b.toml", "..", ".hidden", "a\nb", ""] {
+///     assert!(check_set_name(bad).is_err(), "{bad}");
+/// }
+/// ```
+pub fn check_set_name(name: &str) -> Result<(), String> {
+    let shown: String = name.chars().take(64).collect();
+    if name.is_empty() || name.len() > 255 {
+        Err("a set name is 1 to 255 bytes".into())
+    } else if name.contains('/') || name.starts_with('.') {
+        Err(format!(
+            "{shown:?} is not a set name: give a file name in the sets directory \
+             (no '/', not starting with '.'); `modsynth set load PATH` copies a file there"
+        ))
+    } else if name.chars().any(char::is_control) {
+        Err(format!("set name {shown:?} holds a control character"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Reads and checks a set file.
 pub fn load(path: &Path) -> Result<SetFile, SetError> {
     let name = path.display().to_string();

@@ -4,6 +4,7 @@
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
 //! - [`sentinel`]: every worker's pidfd in one epoll loop: deaths and how they ended.
+//! - [`sets_dir`]: the sets directory, the only files OSC can read or write.
 //! - [`spawn`]: starts pool workers and forwards what they say.
 //! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
 //! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
@@ -16,5 +17,6 @@ pub mod osc_server;
 pub mod restart;
 pub mod runtime;
 pub mod sentinel;
+pub mod sets_dir;
 pub mod spawn;
 pub mod state;

@@ -7,6 +7,7 @@ use modsynth_supervisor::jack_client::Jack;
 use modsynth_supervisor::osc_server::{self, Access, Clock, Traffic};
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::sentinel::Sentinel;
+use modsynth_supervisor::sets_dir::SetsDir;
 use modsynth_supervisor::spawn::Spawner;
 use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, UdpSocket};
@@ -41,6 +42,10 @@ struct Args {
     /// Modules at most (created or waiting for a spare); more are refused.
     #[arg(long, default_value_t = 64)]
     max_modules: usize,
+    /// Where set files live: OSC /set/load and /set/save take names in it
+    /// [default: $XDG_DATA_HOME/modsynth/sets, else ~/.local/share/modsynth/sets].
+    #[arg(long, env = "MODSYNTH_SETS_DIR")]
+    sets_dir: Option<PathBuf>,
     /// Where state lives: the instance lock, registry.json, metrics.json
     /// [default: $XDG_RUNTIME_DIR/modsynth/NAME, else /tmp/modsynth-UID/NAME].
     #[arg(long)]
@@ -101,6 +106,12 @@ fn run(args: Args) -> Result<(), String> {
         ));
     }
     let access = Access::parse(&args.allow)?;
+    let sets_dir = args
+        .sets_dir
+        .clone()
+        .or_else(modsynth_control::setfile::default_sets_dir)
+        .ok_or("no HOME or XDG_DATA_HOME for the sets dir; give --sets-dir")?;
+    let sets = SetsDir::open(&sets_dir)?;
     if !args.osc_bind.is_loopback() && access.is_loopback_only() {
         return Err(format!(
             "--osc-bind {}: commands from other machines need --allow with the \
@@ -163,7 +174,7 @@ fn run(args: Args) -> Result<(), String> {
             return Err(e);
         }
     };
-    let served = serve(&args, access, worker, state.path(), &writer, started);
+    let served = serve(&args, access, sets, worker, state.path(), &writer, started);
     let kept = state.close(writer.stop());
     if let Some(note) = kept {
         say!("modsynthd: {note}");
@@ -179,6 +190,7 @@ fn run(args: Args) -> Result<(), String> {
 fn serve(
     args: &Args,
     access: Access,
+    sets: SetsDir,
     worker: PathBuf,
     state_dir: &Path,
     writer: &Writer,
@@ -195,6 +207,7 @@ fn serve(
     })?;
     let reply_socket = socket.try_clone().map_err(|e| e.to_string())?;
     let osc_addr = socket.local_addr().map_err(|e| e.to_string())?;
+    let sets_path = sets.path().to_path_buf();
     let traffic = Traffic::new();
     osc_server::spawn(
         socket,
@@ -220,6 +233,7 @@ fn serve(
         events: events_tx,
         states: Default::default(),
         traffic: traffic.clone(),
+        sets,
     };
     let mut core = Core::new(Config {
         pool: args.pool,
@@ -231,10 +245,11 @@ fn serve(
         },
     });
     say!(
-        "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}",
+        "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}, sets in {}",
         args.name,
         args.pool,
-        state_dir.display()
+        state_dir.display(),
+        sets_path.display()
     );
     core.start(&mut runtime);
 

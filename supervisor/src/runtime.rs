@@ -3,6 +3,7 @@
 use crate::core::{Effects, Event, WorkerId, WorkerLink};
 use crate::jack_client::Jack;
 use crate::osc_server::Traffic;
+use crate::sets_dir::SetsDir;
 use crate::spawn::Spawner;
 use modsynth_control::osc;
 use modsynth_control::packet::MAX_PACKET;
@@ -25,6 +26,8 @@ pub struct Runtime {
     pub states: HashMap<String, StateSegment>,
     /// OSC traffic counts (refusals are counted as they are sent).
     pub traffic: Arc<Traffic>,
+    /// Where set files are read and written.
+    pub sets: SetsDir,
 }
 
 impl Effects for Runtime {
@@ -101,12 +104,16 @@ impl Effects for Runtime {
             .unwrap_or_default()
     }
 
-    fn read_file(&mut self, path: &str) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read it: {e}"))
+    fn read_file(&mut self, name: &str) -> Result<String, String> {
+        self.sets.read(name)
     }
 
-    fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String> {
-        modsynth_control::setfile::save_atomically(std::path::Path::new(path), contents)
+    fn write_file(&mut self, name: &str, contents: &str) -> Result<(), String> {
+        self.sets.write(name, contents)
+    }
+
+    fn sets_dir(&mut self) -> String {
+        self.sets.path().display().to_string()
     }
 
     fn port_name(&mut self, id: u32) -> Option<String> {

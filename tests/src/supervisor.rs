@@ -24,6 +24,10 @@ pub struct Supervisor {
     startup: Vec<String>,
     /// Its stderr so far, when started by [`Supervisor::start_named`].
     stderr: Option<Arc<Mutex<String>>>,
+    /// Its sets dir: a private one under the temp dir (removed on drop) unless
+    /// the test gave `--sets-dir`.
+    pub sets_dir: std::path::PathBuf,
+    own_sets_dir: bool,
 }
 
 /// A fresh instance name, unique among the instances this process starts (and
@@ -72,7 +76,19 @@ impl Supervisor {
         collect_stderr: bool,
     ) -> Result<Supervisor, String> {
         let name = name.to_string();
+        let given = extra
+            .iter()
+            .position(|a| *a == "--sets-dir")
+            .and_then(|i| extra.get(i + 1));
+        let own_sets_dir = given.is_none();
+        let sets_dir = match given {
+            Some(d) => std::path::PathBuf::from(d),
+            None => std::env::temp_dir().join(format!("modsynth-test-sets-{name}")),
+        };
         let mut command = server.command(bin_path("modsynthd")?);
+        if own_sets_dir {
+            command.arg("--sets-dir").arg(&sets_dir);
+        }
         command
             .args([
                 "--name",
@@ -141,6 +157,8 @@ impl Supervisor {
             name,
             startup,
             stderr,
+            sets_dir,
+            own_sets_dir,
         })
     }
 
@@ -281,6 +299,9 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.stop();
+        }
+        if self.own_sets_dir {
+            let _ = std::fs::remove_dir_all(&self.sets_dir);
         }
     }
 }

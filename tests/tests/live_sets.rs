@@ -65,10 +65,18 @@ fn real(sup: &Supervisor, id: &str, port: &str) -> String {
     m.ports[port].clone()
 }
 
+/// Loads the set file at `path` as `modsynth set load` does: copied into the
+/// supervisor's sets dir (if it exists), then loaded by its name.
 fn load(sup: &Supervisor, path: &str) -> Result<(), String> {
+    let path = Path::new(path);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let copy = sup.sets_dir.join(name);
+    if path.exists() && path != copy {
+        std::fs::copy(path, &copy).unwrap();
+    }
     let client = sup.client().with_timeout(Duration::from_secs(30));
     client
-        .call(message("/set/load", vec![text(path)]))
+        .call(message("/set/load", vec![text(name)]))
         .map(|_| ())
 }
 
@@ -191,9 +199,12 @@ fn save_then_load_gives_the_same_patch_including_a_jack_connect_connection() {
     let server = JackServer::start().unwrap();
     let dir = TempDir::new("roundtrip");
     let first = dir.file("first.toml", PATCH);
-    let saved = dir.0.join("saved.toml").to_str().unwrap().to_string();
+    // Both supervisors share one sets dir: the second loads what the first saved.
+    let sets = dir.0.join("sets");
+    let sets_arg = ["--sets-dir", sets.to_str().unwrap()];
+    let saved = sets.join("saved.toml").to_str().unwrap().to_string();
     {
-        let mut sup = Supervisor::start(&server, 4).unwrap();
+        let mut sup = Supervisor::start_with(&server, 4, &sets_arg).unwrap();
         load(&sup, &first).unwrap();
         sup.set("filter", "cutoff", 1234.0).unwrap();
         // Patched by hand, by alias: modsynth never heard of it.
@@ -204,7 +215,7 @@ fn save_then_load_gives_the_same_patch_including_a_jack_connect_connection() {
             .unwrap();
         assert!(by_hand.success());
         sup.client()
-            .call(message("/set/save", vec![text(&saved)]))
+            .call(message("/set/save", vec![text("saved.toml")]))
             .unwrap();
         sup.stop().unwrap();
     }
@@ -227,7 +238,7 @@ fn save_then_load_gives_the_same_patch_including_a_jack_connect_connection() {
         );
     }
 
-    let sup = Supervisor::start(&server, 4).unwrap();
+    let sup = Supervisor::start_with(&server, 4, &sets_arg).unwrap();
     load(&sup, &saved).unwrap();
     assert_eq!(get(&sup, "filter", "cutoff"), OscType::Float(1234.0));
     assert_eq!(get(&sup, "tone", "wave"), OscType::String("saw".into()));
@@ -336,13 +347,13 @@ fn bad_set_files_fail_with_file_and_line_and_change_nothing() {
         let path = dir.file(name, text_);
         let err = load(&sup, &path).unwrap_err();
         assert!(
-            err.starts_with(&path) && err.contains(want),
+            err.starts_with(name) && err.contains(want),
             "{name}: '{err}' does not say '{want}'"
         );
     }
     let missing = dir.0.join("missing.toml").to_str().unwrap().to_string();
     let err = load(&sup, &missing).unwrap_err();
-    assert!(err.contains("missing.toml: cannot read it"), "{err}");
+    assert!(err.contains("no set 'missing.toml'"), "{err}");
     // Nothing changed: same modules, same values.
     assert_eq!(
         status(&sup)
@@ -368,11 +379,19 @@ fn bad_set_files_fail_with_file_and_line_and_change_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no module type 'vcx'"));
     // A save that cannot be written fails, and an earlier save stays whole.
-    let kept = dir.0.join("kept.toml").to_str().unwrap().to_string();
+    let kept = sup.sets_dir.join("kept.toml");
     sup.client()
-        .call(message("/set/save", vec![text(&kept)]))
+        .call(message("/set/save", vec![text("kept.toml")]))
         .unwrap();
     let before_save = std::fs::read_to_string(&kept).unwrap();
+    std::fs::create_dir(sup.sets_dir.join("blocked.toml")).unwrap();
+    let err = sup
+        .client()
+        .call(message("/set/save", vec![text("blocked.toml")]))
+        .unwrap_err();
+    assert!(err.contains("cannot save"), "{err}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), before_save);
+    // Paths are not set names: nothing outside the sets dir is written.
     let err = sup
         .client()
         .call(message(
@@ -380,8 +399,7 @@ fn bad_set_files_fail_with_file_and_line_and_change_nothing() {
             vec![text("/proc/modsynth-cannot-write.toml")],
         ))
         .unwrap_err();
-    assert!(err.contains("cannot save"), "{err}");
-    assert_eq!(std::fs::read_to_string(&kept).unwrap(), before_save);
+    assert!(err.contains("not a set name"), "{err}");
 }
 
 /// Runs the README's first command (shortened) on a machine with no JACK server
@@ -408,6 +426,8 @@ fn scripts_live_without_a_server_records_and_leaves_nothing_behind() {
         ])
         .env("JACK_DEFAULT_SERVER", &server_name)
         .env("MODSYNTH_OSC_PORT", port.to_string())
+        // `modsynth set load` copies the set into modsynthd's sets dir: a private one.
+        .env("MODSYNTH_SETS_DIR", dir.0.join("sets"))
         // The binaries this test run built: a release build here would starve the
         // other tests' audio on a 2-core machine.
         .env(

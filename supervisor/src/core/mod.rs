@@ -87,10 +87,14 @@ pub trait Effects {
     fn port_exists(&mut self, name: &str) -> bool;
     /// Full names of the ports connected to `port`.
     fn connections(&mut self, port: &str) -> Vec<String>;
-    /// Reads a set file.
-    fn read_file(&mut self, path: &str) -> Result<String, String>;
-    /// Writes a set file atomically.
-    fn write_file(&mut self, path: &str, contents: &str) -> Result<(), String>;
+    /// Reads set file `name` from the sets directory (a checked name, never a path).
+    fn read_file(&mut self, name: &str) -> Result<String, String>;
+    /// Writes set file `name` in the sets directory atomically.
+    fn write_file(&mut self, name: &str, contents: &str) -> Result<(), String>;
+    /// The sets directory, for `/set/dir`.
+    fn sets_dir(&mut self) -> String {
+        String::new()
+    }
     /// The full name of the JACK port with this id.
     fn port_name(&mut self, id: u32) -> Option<String>;
     /// Removes a module's state segment from /dev/shm.
@@ -551,6 +555,10 @@ impl Core {
             Request::Disconnect { src, dst } => self.patch(from, false, &src, &dst, fx),
             Request::LoadSet { path, replace } => self.load_set(from, &path, replace, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
+            Request::SetsDir => {
+                let dir = fx.sets_dir();
+                fx.reply(from, osc::done("/set/dir", vec![osc::text(&dir)]))
+            }
             Request::Status => self.status(from, fx),
             Request::Notify { on } => {
                 let now = fx.now();
