@@ -111,9 +111,14 @@ pub struct WorkerReport {
     /// Parameter changes received from the supervisor / applied by the callback.
     pub params_received: u64,
     pub params_applied: u64,
-    /// Of those received, dropped because the audio thread's ring was full.
+    /// Of those received, scheduled ones dropped because the audio thread's ring
+    /// was full.
     #[serde(default)]
     pub params_dropped: u64,
+    /// Of those received, replaced by a newer value of the same parameter while
+    /// the audio thread's ring was full (the last value wins, as a knob wants).
+    #[serde(default)]
+    pub params_coalesced: u64,
     /// Latency from the supervisor's receipt to the sample a change landed on, in
     /// samples (50th, 95th, 99th percentile; 0 when nothing was measured).
     pub latency_p50: u32,

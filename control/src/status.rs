@@ -149,9 +149,14 @@ pub struct ModuleStatus {
     pub standby: bool,
     pub params_received: u64,
     pub params_applied: u64,
-    /// Of those received, dropped because the audio thread's ring was full.
+    /// Of those received, scheduled ones dropped because the audio thread's ring
+    /// was full.
     #[serde(default)]
     pub params_dropped: u64,
+    /// Of those received, replaced by a newer value of the same parameter while
+    /// the audio thread's ring was full (the last value wins, as a knob wants).
+    #[serde(default)]
+    pub params_coalesced: u64,
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
     pub xruns: u64,

@@ -1,5 +1,6 @@
 //! A modsynth worker: one process, one JACK client, at most one module at a time.
 //!
+//! - [`coalesce`]: parameter changes that meet a full ring (the last value wins).
 //! - [`dsp`]: the modules themselves, as plain-data state and kernels.
 //! - [`engine`]: the real-time engine that plays a module and applies parameter
 //!   changes at their sample, fed through `rtrb` rings.
@@ -7,6 +8,7 @@
 //! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 
+pub mod coalesce;
 pub mod dsp;
 pub mod engine;
 pub mod jack_host;

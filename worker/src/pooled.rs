@@ -5,13 +5,13 @@
 //! one message. The worker then serves [`ToWorker`] requests until the supervisor says
 //! `Shutdown` or goes away (its channel closes), and exits cleanly either way.
 
+use crate::coalesce::Coalescer;
 use crate::engine::ParamChange;
 use crate::jack_host::Host;
 use crate::jack_host::StatePlan;
 use crate::shared_state::SharedState;
 use ipc_channel::ipc::{self, IpcSender};
 use modsynth_control::catalog;
-use modsynth_control::logging::RateLimit;
 use modsynth_control::protocol::{FromWorker, Role, ToWorker, WorkerReport};
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
@@ -54,8 +54,7 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         watching: None,
         host,
         sent: 0,
-        dropped: 0,
-        dropped_log: RateLimit::new(Duration::from_secs(5)),
+        params: Coalescer::default(),
         takeovers_at_assign: 0,
         assigned_state: None,
         cpu: CpuClock::now(),
@@ -64,9 +63,15 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         if shutdown_rx.try_recv().is_ok() {
             return Err("the JACK server shut down".into());
         }
-        let message = match commands.try_recv_timeout(Duration::from_millis(200)) {
+        // Held parameter changes go to the ring as soon as it has room (it empties
+        // every period): look again in a millisecond while there are some.
+        let wait = if worker.params.is_empty() { 200 } else { 1 };
+        let message = match commands.try_recv_timeout(Duration::from_millis(wait)) {
             Ok(m) => m,
-            Err(ipc_channel::TryRecvError::Empty) => continue,
+            Err(ipc_channel::TryRecvError::Empty) => {
+                worker.flush_params();
+                continue;
+            }
             // The supervisor is gone: nobody will ever free this worker, so leave.
             Err(ipc_channel::TryRecvError::IpcError(_)) => break,
         };
@@ -92,10 +97,9 @@ struct Worker {
     watching: Option<Arc<AtomicBool>>,
     /// Parameter changes handed to the real-time thread so far.
     sent: u64,
-    /// Parameter changes dropped because the real-time thread's ring was full.
-    dropped: u64,
-    /// One log line per few seconds for those, not one per change.
-    dropped_log: RateLimit,
+    /// Parameter changes that met a full ring: held (the last value wins) or,
+    /// if scheduled, dropped; counted.
+    params: Coalescer,
     /// The engine's takeover count when the current module was assigned.
     takeovers_at_assign: u64,
     /// The current module's state segment and type, if it has one.
@@ -179,24 +183,22 @@ impl Worker {
                     at,
                     received: Some(received),
                 };
-                match self.host.controller().send_change(change) {
-                    Ok(()) => self.sent += 1,
-                    Err(e) => {
-                        // Counted and reported (`params_dropped`); never waited
-                        // for: a blocked worker would block the supervisor's sends.
-                        self.dropped += 1;
-                        if let Some(held) = self.dropped_log.allow() {
-                            tracing::warn!(
-                                "parameter change dropped: {e} ({} dropped so far, \
-                                 {held} not logged)",
-                                self.dropped
-                            );
-                        }
-                    }
-                }
+                // Never waits for room: a blocked worker would block the
+                // supervisor's sends behind it.
+                let controller = self.host.controller();
+                self.sent += self
+                    .params
+                    .offer(change, &mut |c| controller.send_change(c));
                 None
             }
             ToWorker::Sync { token } => {
+                // Held changes were sent before the sync: they go first.
+                let deadline = Instant::now() + RT_TIMEOUT;
+                self.flush_params();
+                while !self.params.is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_micros(200));
+                    self.flush_params();
+                }
                 let stats = self.host.controller().stats().clone();
                 let sent = self.sent;
                 wait_for(RT_TIMEOUT, || stats.params_settled() >= sent);
@@ -361,6 +363,12 @@ impl Worker {
         }
     }
 
+    /// Sends held parameter changes the ring has room for.
+    fn flush_params(&mut self) {
+        let controller = self.host.controller();
+        self.sent += self.params.flush(&mut |c| controller.send_change(c));
+    }
+
     fn report(&mut self) -> WorkerReport {
         let stats = self.host.controller().stats().clone();
         let client = self.host.client();
@@ -369,8 +377,12 @@ impl Worker {
             client: client.name().to_string(),
             cycles: stats.cycles.load(Ordering::Relaxed),
             xruns: self.host.events().xruns.load(Ordering::Relaxed),
-            params_received: self.sent + self.dropped,
-            params_dropped: self.dropped,
+            params_received: self.sent
+                + self.params.held()
+                + self.params.coalesced
+                + self.params.dropped,
+            params_dropped: self.params.dropped,
+            params_coalesced: self.params.coalesced,
             params_applied: stats.params_applied.load(Ordering::Relaxed),
             latency_p50: stats.latency_percentile(50.0).unwrap_or(0),
             latency_p95: stats.latency_percentile(95.0).unwrap_or(0),

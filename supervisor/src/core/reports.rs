@@ -155,6 +155,7 @@ impl Core {
                     params_received: r.params_received,
                     params_applied: r.params_applied,
                     params_dropped: r.params_dropped,
+                    params_coalesced: r.params_coalesced,
                     latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
                     xruns: r.xruns,
                     dsp_load: r.dsp_load,
