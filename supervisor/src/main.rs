@@ -217,7 +217,13 @@ fn serve(
         access,
     )?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP too: a closed terminal (or a session ending) stops it cleanly
+    // instead of killing it with its segments and workers left behind.
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(signal, stop.clone()).map_err(|e| e.to_string())?;
     }
 

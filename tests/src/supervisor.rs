@@ -277,9 +277,18 @@ impl Supervisor {
 
     /// Stops it with SIGTERM and returns its exit status.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Stops it with `signal` (SIGTERM, SIGINT or SIGHUP all stop it cleanly)
+    /// and waits for it to exit.
+    pub fn stop_with(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> Result<std::process::ExitStatus, String> {
         let mut child = self.child.take().ok_or("already stopped")?;
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, signal);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -288,7 +297,7 @@ impl Supervisor {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("modsynthd did not stop within 15 s of SIGTERM".into());
+                return Err(format!("modsynthd did not stop within 15 s of {signal}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
