@@ -49,7 +49,8 @@ enum Command {
     /// Remove a module.
     Free { id: String },
     /// `set ID PARAM VALUE` sets a parameter (returns once applied);
-    /// `set load FILE [--replace]` and `set save FILE` load and save set files;
+    /// `set load FILE [--replace]` and `set save FILE` load and save set files
+    /// (copied through modsynthd's sets dir; a bare name there works too);
     /// `set check FILE` checks one without a running modsynthd.
     #[command(
         override_usage = "modsynth set <ID> <PARAM> <VALUE>\n       modsynth set load <FILE> [--replace]\n       modsynth set save <FILE>\n       modsynth set check <FILE>"
