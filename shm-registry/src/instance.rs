@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -55,8 +56,47 @@ pub fn ensure_state_dir(dir: &Path) -> Result<(), ShmError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| ShmError::io(format!("create state dir {}", dir.display()), e))?;
-    let meta = std::fs::metadata(dir)
+    // The dir itself, not what a symlink points to: a link planted in a shared
+    // place (/tmp) must not steer the lock, registry and metrics elsewhere.
+    let meta = std::fs::symlink_metadata(dir)
         .map_err(|e| ShmError::io(format!("read state dir {}", dir.display()), e))?;
+    if meta.file_type().is_symlink() {
+        return Err(ShmError::io(
+            format!("use {} as state dir", dir.display()),
+            std::io::Error::other("it is a symlink; remove it or pick another"),
+        ));
+    }
+    // Ours, and so is the default base above it (`/tmp/modsynth-<uid>` could have
+    // been made by another user first): files inside a private dir of ours cannot
+    // be planted or swapped by anyone else, so the files in it need no checks of
+    // their own.
+    let euid = nix::unistd::geteuid().as_raw();
+    let parent = dir.parent().filter(|p| *p == default_base_dir());
+    for (path, uid) in std::iter::once((dir, meta.uid())).chain(
+        parent
+            .and_then(|p| std::fs::symlink_metadata(p).ok().map(|m| (p, m)))
+            .map(|(p, m)| {
+                (
+                    p,
+                    if m.file_type().is_symlink() {
+                        u32::MAX
+                    } else {
+                        m.uid()
+                    },
+                )
+            }),
+    ) {
+        if uid != euid {
+            return Err(ShmError::io(
+                format!("use {} as state dir", dir.display()),
+                std::io::Error::other(format!(
+                    "{} belongs to another user (or is a symlink); remove it or pick \
+                     another --state-dir",
+                    path.display()
+                )),
+            ));
+        }
+    }
     if !meta.is_dir() {
         return Err(ShmError::io(
             format!("use {} as state dir", dir.display()),
@@ -170,5 +210,25 @@ pub(crate) fn try_lock(path: &Path) -> Result<Result<Flock<File>, Option<u32>>, 
             Ok(Err(text.trim().parse().ok()))
         }
         Err((_, e)) => Err(ShmError::io(format!("lock {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_dir_that_is_a_symlink_is_refused() {
+        let base = std::env::temp_dir().join(format!("modsynth-linked-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("inst")).unwrap();
+        let e = ensure_state_dir(&base.join("inst"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symlink"), "{e}");
+        assert!(InstanceLock::acquire(&base.join("inst")).is_err());
+        assert!(!base.join("elsewhere/supervisor.pid").exists());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
