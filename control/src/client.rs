@@ -10,22 +10,37 @@
 //! client.call(message("/module/new", vec![text("vco"), text("vco1")])).unwrap();
 //! ```
 
-use crate::osc;
+use crate::{osc, slip};
 use rosc::{OscMessage, OscPacket, OscType};
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long to wait for an answer by default: far above any command's target, far
 /// below what makes a person wonder.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A UDP socket talking to one `modsynthd`.
+/// A UDP socket (or a TCP connection, from [`Client::connect`]) talking to one
+/// `modsynthd`.
 pub struct Client {
     socket: UdpSocket,
+    /// OSC over TCP (SLIP frames), when the server offers it and it was asked for.
+    tcp: Option<Mutex<Tcp>>,
     server: SocketAddr,
     timeout: Duration,
 }
+
+struct Tcp {
+    stream: TcpStream,
+    decoder: slip::Decoder,
+    frames: VecDeque<Vec<u8>>,
+}
+
+/// The largest reply taken over TCP (a `/status.reply` of 256 modules is ~150 KB).
+const MAX_TCP_REPLY: usize = 16 << 20;
 
 impl Client {
     /// A client for the supervisor at `server`, from a fresh local port.
@@ -43,9 +58,31 @@ impl Client {
             UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
         Ok(Client {
             socket,
+            tcp: None,
             server,
             timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// A client for `server` over TCP when it listens there too (modsynthd does,
+    /// on its UDP port), else over UDP: TCP loses nothing under load and takes
+    /// replies of any size.
+    pub fn connect(server: SocketAddr) -> Result<Client, String> {
+        let mut client = Client::new(server)?;
+        if let Ok(stream) = TcpStream::connect_timeout(&server, Duration::from_millis(500)) {
+            let _ = stream.set_nodelay(true);
+            client.tcp = Some(Mutex::new(Tcp {
+                stream,
+                decoder: slip::Decoder::new(MAX_TCP_REPLY),
+                frames: VecDeque::new(),
+            }));
+        }
+        Ok(client)
+    }
+
+    /// Whether it talks TCP.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp.is_some()
     }
 
     /// Changes how long to wait for answers.
@@ -62,6 +99,13 @@ impl Client {
     /// Sends any packet (a bundle, say) and does not wait.
     pub fn send_packet(&self, packet: &OscPacket) -> Result<(), String> {
         let bytes = rosc::encoder::encode(packet).map_err(|e| format!("cannot encode: {e:?}"))?;
+        if let Some(tcp) = &self.tcp {
+            let mut tcp = tcp.lock().unwrap_or_else(|e| e.into_inner());
+            return tcp
+                .stream
+                .write_all(&slip::encode(&bytes))
+                .map_err(|e| format!("cannot send to {} over TCP: {e}", self.server));
+        }
         self.socket
             .send_to(&bytes, self.server)
             .map_err(|e| format!("cannot send to {}: {e}", self.server))?;
@@ -70,6 +114,10 @@ impl Client {
 
     /// Waits for the first message `wanted` accepts; other messages are skipped.
     pub fn wait_for(&self, wanted: impl Fn(&OscMessage) -> bool) -> Result<OscMessage, String> {
+        if let Some(tcp) = &self.tcp {
+            let mut tcp = tcp.lock().unwrap_or_else(|e| e.into_inner());
+            return self.wait_for_tcp(&mut tcp, wanted);
+        }
         let deadline = Instant::now() + self.timeout;
         let mut buf = vec![0u8; 65536];
         loop {
@@ -101,6 +149,60 @@ impl Client {
                     return Ok(m);
                 }
             }
+        }
+    }
+
+    fn wait_for_tcp(
+        &self,
+        tcp: &mut Tcp,
+        wanted: impl Fn(&OscMessage) -> bool,
+    ) -> Result<OscMessage, String> {
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(frame) = tcp.frames.pop_front() {
+                if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&frame) {
+                    if wanted(&m) {
+                        return Ok(m);
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no answer from modsynthd at {} (TCP) within {:?}",
+                    self.server, self.timeout
+                ));
+            }
+            tcp.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
+            let n = match tcp.stream.read(&mut buf) {
+                Ok(0) => {
+                    return Err(format!(
+                        "modsynthd at {} closed the connection",
+                        self.server
+                    ))
+                }
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(format!("reading from {}: {e}", self.server)),
+            };
+            let Tcp {
+                decoder, frames, ..
+            } = tcp;
+            decoder.push(&buf[..n], |f| {
+                if let Ok(f) = f {
+                    frames.push_back(f.to_vec());
+                }
+            });
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the messages between the supervisor and its workers.
 //! - [`record`]: records JACK ports into a WAV file (`modsynth record`).
 //! - [`setfile`]: set files (a whole patch in TOML): checked loading, atomic saving.
+//! - [`slip`]: SLIP framing of OSC packets over TCP (OSC 1.1).
 //! - [`status`]: what `/status` reports.
 //! - [`reference`]: the module reference (plain text and Markdown) made from the catalog.
 
@@ -24,4 +25,5 @@ pub mod protocol;
 pub mod record;
 pub mod reference;
 pub mod setfile;
+pub mod slip;
 pub mod status;

@@ -150,7 +150,9 @@ fn client(osc: &str) -> Result<Client, String> {
         .map_err(|e| format!("--osc '{osc}' is not host:port ({e})"))?
         .next()
         .ok_or_else(|| format!("--osc '{osc}' names no address"))?;
-    Client::new(addr)
+    // TCP when modsynthd offers it (it does, on its UDP port): nothing is lost
+    // under load and `/status` may be any size; UDP otherwise.
+    Client::connect(addr)
 }
 
 /// A command-line value as OSC: a number when it reads as one, else text.

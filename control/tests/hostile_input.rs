@@ -179,6 +179,33 @@ proptest! {
     }
 
     #[test]
+    fn slip_streams_split_anywhere_decode_to_the_packets_sent_and_garbage_never_panics(
+        packets in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 0..8),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        garbage in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        use modsynth_control::slip::{encode, Decoder};
+        let wire: Vec<u8> = packets.iter().flat_map(|p| encode(p)).collect();
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+        at.sort();
+        let mut decoder = Decoder::new(64);
+        let mut got = Vec::new();
+        let mut start = 0;
+        for end in at.into_iter().chain(std::iter::once(wire.len())) {
+            decoder.push(&wire[start..end], |f| got.push(f.map(<[u8]>::to_vec)));
+            start = end;
+        }
+        let want: Vec<_> = packets.iter().cloned().map(Ok).collect();
+        prop_assert_eq!(got, want);
+        let mut small = Decoder::new(8);
+        small.push(&garbage, |f| {
+            if let Ok(f) = f {
+                assert!(f.len() <= 8);
+            }
+        });
+    }
+
+    #[test]
     fn set_files_from_fragments_never_panic(
         parts in prop::collection::vec(prop::sample::select(vec![
             "[[module]]\n", "[[connect]]\n", "[jack]\n", "id = \"a\"\n", "id = \"b\"\n",

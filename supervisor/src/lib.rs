@@ -7,6 +7,7 @@
 //! - [`sets_dir`]: the sets directory, the only files OSC can read or write.
 //! - [`spawn`]: starts pool workers and forwards what they say.
 //! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
+//! - [`osc_tcp`]: OSC over TCP (SLIP frames) beside UDP, replies on the connection.
 //! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
 //! - [`state`]: the state dir: instance lock, shared-memory registry (written on its
 //!   own thread), leak scan, `metrics.json`.
@@ -14,6 +15,7 @@
 pub mod core;
 pub mod jack_client;
 pub mod osc_server;
+pub mod osc_tcp;
 pub mod restart;
 pub mod runtime;
 pub mod sentinel;

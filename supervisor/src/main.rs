@@ -5,12 +5,13 @@ use modsynth_shm::Warning;
 use modsynth_supervisor::core::{Config, Core, Event, Limits, RegistryView};
 use modsynth_supervisor::jack_client::Jack;
 use modsynth_supervisor::osc_server::{self, Access, Clock, Traffic};
+use modsynth_supervisor::osc_tcp::{self, Connections};
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::sentinel::Sentinel;
 use modsynth_supervisor::sets_dir::SetsDir;
 use modsynth_supervisor::spawn::Spawner;
 use modsynth_supervisor::state::{StateDir, Writer};
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -209,6 +210,26 @@ fn serve(
     let osc_addr = socket.local_addr().map_err(|e| e.to_string())?;
     let sets_path = sets.path().to_path_buf();
     let traffic = Traffic::new();
+    let tcp = Connections::default();
+    // TCP on the same port: the CLI and SuperCollider-style clients use it when it
+    // is there. A port taken for TCP by someone else leaves UDP alone.
+    let tcp_note = match TcpListener::bind(osc_addr) {
+        Ok(listener) => {
+            osc_tcp::spawn(
+                listener,
+                jack.clone() as Arc<dyn Clock>,
+                events_tx.clone(),
+                traffic.clone(),
+                access.clone(),
+                tcp.clone(),
+            )?;
+            "UDP and TCP"
+        }
+        Err(e) => {
+            tracing::warn!("OSC over TCP is off: cannot listen on {osc_addr}: {e}");
+            "UDP only"
+        }
+    };
     osc_server::spawn(
         socket,
         jack.clone() as Arc<dyn Clock>,
@@ -240,6 +261,7 @@ fn serve(
         states: Default::default(),
         traffic: traffic.clone(),
         sets,
+        tcp,
     };
     let mut core = Core::new(Config {
         pool: args.pool,
@@ -251,7 +273,8 @@ fn serve(
         },
     });
     say!(
-        "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}, sets in {}",
+        "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}, sets in {}, \
+         OSC over {tcp_note}",
         args.name,
         args.pool,
         state_dir.display(),

@@ -242,48 +242,95 @@ fn receive_loop(
             traffic.with(|c| c.kernel_drops = u64::from(total));
         }
         if !access.allows(from.ip()) {
-            traffic.with(|c| c.not_allowed += 1);
+            not_allowed(traffic);
             continue;
         }
-        let received = clock.frame_now();
-        let queued = &traffic.queued;
-        let send = |request, at| {
-            traffic.with(|c| c.source(from.ip()).received += 1);
-            if queued.load(Ordering::Acquire) >= QUEUE_LIMIT {
-                traffic.with(|c| c.source(from.ip()).dropped += 1);
-                let busy = Fail::new("/", "busy: too many messages waiting; this one was dropped");
-                let _ = socket.send_to(&osc::encode(busy.to_message()), from);
-                return true;
-            }
-            queued.fetch_add(1, Ordering::AcqRel);
-            events
-                .send(Event::Osc {
-                    from,
-                    request,
-                    received,
-                    at,
-                })
-                .is_ok()
+        let busy = |bytes: &[u8]| {
+            let _ = socket.send_to(bytes, from);
         };
-        let alive = match packet::decode_packet(&buf[..len], SystemTime::now()) {
-            Ok(items) => items.into_iter().all(|item| {
-                let at = match item.due {
-                    Due::Now => None,
-                    Due::In(ahead) => Some(clock.frame_in(ahead)),
-                };
-                send(item.request, at)
-            }),
-            Err(refused) => {
-                if refused.far_future {
-                    traffic.with(|c| c.far_future += 1);
-                }
-                send(Err(refused.fail), None)
-            }
-        };
+        let alive = deliver(
+            &buf[..len],
+            from,
+            clock,
+            events,
+            traffic,
+            WhenFull::Drop(&busy),
+        );
         if !alive {
             return; // the core is gone: the supervisor is stopping
         }
     }
+}
+
+/// What a sender's message meets when the queue to the core is full.
+pub enum WhenFull<'a> {
+    /// Dropped, counted, and answered `/fail / busy` through this (UDP).
+    Drop(&'a dyn Fn(&[u8])),
+    /// Waits for room (TCP: the sender's stream is held back by TCP's own flow
+    /// control instead, and nothing is lost).
+    Wait,
+}
+
+/// Decodes one packet from `from` and hands its messages to the core (through the
+/// bounded queue), counting them. `false` once the core is gone.
+pub fn deliver(
+    bytes: &[u8],
+    from: SocketAddr,
+    clock: &dyn Clock,
+    events: &Sender<Event>,
+    traffic: &Traffic,
+    when_full: WhenFull,
+) -> bool {
+    let received = clock.frame_now();
+    let queued = &traffic.queued;
+    let send = |request, at| {
+        traffic.with(|c| c.source(from.ip()).received += 1);
+        if queued.load(Ordering::Acquire) >= QUEUE_LIMIT {
+            match &when_full {
+                WhenFull::Drop(reply) => {
+                    traffic.with(|c| c.source(from.ip()).dropped += 1);
+                    let busy =
+                        Fail::new("/", "busy: too many messages waiting; this one was dropped");
+                    reply(&osc::encode(busy.to_message()));
+                    return true;
+                }
+                WhenFull::Wait => {
+                    while queued.load(Ordering::Acquire) >= QUEUE_LIMIT {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        queued.fetch_add(1, Ordering::AcqRel);
+        events
+            .send(Event::Osc {
+                from,
+                request,
+                received,
+                at,
+            })
+            .is_ok()
+    };
+    match packet::decode_packet(bytes, SystemTime::now()) {
+        Ok(items) => items.into_iter().all(|item| {
+            let at = match item.due {
+                Due::Now => None,
+                Due::In(ahead) => Some(clock.frame_in(ahead)),
+            };
+            send(item.request, at)
+        }),
+        Err(refused) => {
+            if refused.far_future {
+                traffic.with(|c| c.far_future += 1);
+            }
+            send(Err(refused.fail), None)
+        }
+    }
+}
+
+/// Counts a sender refused by the allowlist.
+pub fn not_allowed(traffic: &Traffic) {
+    traffic.with(|c| c.not_allowed += 1);
 }
 
 /// One datagram: its length, sender and the kernel's running count of datagrams

@@ -3,6 +3,7 @@
 use crate::core::{Effects, Event, WorkerId, WorkerLink};
 use crate::jack_client::Jack;
 use crate::osc_server::Traffic;
+use crate::osc_tcp::{Connections, Sent};
 use crate::sets_dir::SetsDir;
 use crate::spawn::Spawner;
 use modsynth_control::osc;
@@ -28,12 +29,26 @@ pub struct Runtime {
     pub traffic: Arc<Traffic>,
     /// Where set files are read and written.
     pub sets: SetsDir,
+    /// OSC over TCP connections, for replies to their peers.
+    pub tcp: Connections,
 }
 
 impl Effects for Runtime {
     fn reply(&mut self, to: SocketAddr, msg: OscMessage) {
         let address = msg.addr.clone();
         let mut bytes = osc::encode(msg);
+        if bytes.starts_with(b"/fail\0") {
+            self.traffic.refused(to);
+        }
+        // A TCP peer gets it on its connection, whatever its size.
+        match self.tcp.send(to, &bytes) {
+            Sent::Queued => return,
+            Sent::Disconnected => {
+                tracing::warn!("OSC over TCP: {to} reads no replies: disconnected");
+                return;
+            }
+            Sent::NotTcp => {}
+        }
         if bytes.len() > MAX_PACKET {
             // Too big for one datagram: say so rather than send nothing.
             let fail = osc::Fail::new(
@@ -44,9 +59,6 @@ impl Effects for Runtime {
                 ),
             );
             bytes = osc::encode(fail.to_message());
-        }
-        if bytes.starts_with(b"/fail\0") {
-            self.traffic.refused(to);
         }
         if let Err(e) = self.socket.send_to(&bytes, to) {
             tracing::debug!("reply to {to}: {e}");

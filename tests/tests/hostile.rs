@@ -427,3 +427,152 @@ fn a_flood_of_sets_is_fully_accounted_for() {
     );
     assert!(applied > 0);
 }
+
+/// Sends `packets` SLIP-framed on `stream`.
+fn blast_tcp(stream: &mut std::net::TcpStream, packets: impl Iterator<Item = Vec<u8>>) {
+    use std::io::Write;
+    let mut out = Vec::new();
+    for p in packets {
+        out.extend(modsynth_control::slip::encode(&p));
+        if out.len() > 64 * 1024 {
+            stream.write_all(&out).unwrap();
+            out.clear();
+        }
+    }
+    stream.write_all(&out).unwrap();
+}
+
+#[test]
+fn a_flood_over_tcp_loses_nothing_and_the_cli_client_talks_tcp() {
+    const N: u64 = 20_000;
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 1).unwrap();
+    sup.new_module_without_standby("const", "c1", &[]).unwrap();
+    let client = Client::connect(sup.osc).unwrap();
+    assert!(client.is_tcp(), "modsynthd offers TCP on its OSC port");
+    let status = |c: &Client| -> StatusReport {
+        let reply = c
+            .query(message("/status", vec![]), "/status.reply")
+            .unwrap();
+        let Some(OscType::String(json)) = reply.args.first() else {
+            panic!("empty /status.reply")
+        };
+        serde_json::from_str(json).unwrap()
+    };
+    let before = status(&client);
+    let mut flood = std::net::TcpStream::connect(sup.osc).unwrap();
+    blast_tcp(
+        &mut flood,
+        (0..N).map(|i| encode(set_msg("c1", "value", (i % 5) as f32))),
+    );
+    // On the same connection, after the flood: the last value wins.
+    blast_tcp(
+        &mut flood,
+        std::iter::once(encode(set_msg("c1", "value", 4.5))),
+    );
+    // The flood's connection is read in order: once its last set is applied,
+    // everything before it was handled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        client.sync().unwrap();
+        let got = client
+            .query(
+                message("/module/get", vec![text("c1"), text("value")]),
+                "/module/value",
+            )
+            .unwrap();
+        if got.args[2] == OscType::Float(4.5) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood's last set never arrived"
+        );
+    }
+    client.sync().unwrap();
+    let after = status(&client);
+    let src = |s: &StatusReport| s.traffic.sources["127.0.0.1"];
+    let module = |s: &StatusReport| s.modules.iter().find(|m| m.id == "c1").cloned().unwrap();
+    let applied = module(&after).params_applied - module(&before).params_applied;
+    let coalesced = module(&after).params_coalesced - module(&before).params_coalesced;
+    let (dropped, refused) = (
+        src(&after).dropped - src(&before).dropped,
+        src(&after).refused - src(&before).refused,
+    );
+    eprintln!(
+        "TCP flood of {}: applied {applied}, coalesced {coalesced}, refused {refused}, \
+         dropped {dropped}",
+        N + 1
+    );
+    assert_eq!((dropped, refused), (0, 0), "TCP drops nothing");
+    assert_eq!(applied + coalesced, N + 1, "sent = applied + coalesced");
+
+    // The command line talks TCP too (and still works).
+    let out = std::process::Command::new(modsynth_tests::workers::bin_path("modsynth").unwrap())
+        .args(["--osc", &sup.osc.to_string(), "get", "c1", "value"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4.5");
+}
+
+#[test]
+fn a_tcp_client_that_reads_no_replies_is_cut_off_and_stalls_no_one() {
+    use std::io::Read;
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 1).unwrap();
+    sup.new_module_without_standby("vco", "v1", &[]).unwrap();
+    // Each request earns a ~1 KB /fail (it quotes the bad choice); 30,000 of
+    // them are far more than the socket buffers and the reply queue hold.
+    let long = "x".repeat(1000);
+    let mut deaf = std::net::TcpStream::connect(sup.osc).unwrap();
+    let sent = std::thread::spawn({
+        let mut deaf = deaf.try_clone().unwrap();
+        move || {
+            let packet = encode(msg(
+                "/module/set",
+                vec![text("v1"), text("wave"), text(&long)],
+            ));
+            // Fails once modsynthd has cut it off: that is the point.
+            let mut framed = Vec::new();
+            for _ in 0..30_000 {
+                framed.extend(modsynth_control::slip::encode(&packet));
+            }
+            use std::io::Write;
+            let _ = deaf.write_all(&framed);
+        }
+    });
+    // Meanwhile everyone else is served within a second.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sent.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the deaf client's writes never ended"
+        );
+        let started = Instant::now();
+        status_within(&sup, Duration::from_secs(1)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    sent.join().unwrap();
+    // Cut off: what it can still read ends (EOF or reset) long before the
+    // 30 MB of replies it asked for.
+    deaf.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut total, mut sink) = (0usize, vec![0u8; 1 << 20]);
+    let ended = loop {
+        match deaf.read(&mut sink) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    eprintln!("the deaf client got {total} bytes before it was cut off");
+    assert!(
+        ended && total < 30_000 * 1000,
+        "not disconnected ({total} bytes)"
+    );
+    status_within(&sup, Duration::from_secs(1)).unwrap();
+}
