@@ -23,6 +23,7 @@
 //!
 //! Run it through `scripts/bench` (release build, private `/dev/shm`).
 
+mod control;
 mod events;
 mod failover;
 mod leaks;
@@ -64,10 +65,10 @@ struct Args {
     /// Sample rate of the private server and of the DSP rows.
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
-    /// Run only these groups of rows (repeatable): dsp, supervisor, scale,
+    /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
     /// failover, leaks, peers (`peers` implies `--peers`). The cold open baseline
     /// always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "scale", "failover", "leaks", "peers"])]
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "peers"])]
     only: Vec<String>,
     /// When the run started.
     #[arg(skip = Instant::now())]
@@ -343,6 +344,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.runs("supervisor") {
         rows.extend(supervisor::rows(&server, args.quick)?);
+    }
+    if args.runs("control") {
+        rows.extend(control::rows(&server, args.quick)?);
     }
     if args.runs("scale") {
         let scale = scale::rows(&server, args.quick)?.into_iter().map(|row| {
