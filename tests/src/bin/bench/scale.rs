@@ -45,7 +45,9 @@ fn ms(d: Duration) -> f64 {
 /// Every row of the scale curve.
 pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     let levels: &[usize] = if quick { &[0, 8] } else { &[0, 8, 32, 64] };
-    let sup = Supervisor::start(server, 8)?;
+    // 64 background modules plus the probes measured at that level: above the
+    // default --max-modules (64).
+    let sup = Supervisor::start_with(server, 8, &["--max-modules", "80"])?;
     let client = sup.client().with_timeout(Duration::from_secs(10));
     let mut rows = Vec::new();
     let mut running = 0usize;
