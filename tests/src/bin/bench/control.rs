@@ -147,8 +147,17 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     let _ = flood.join();
     result?;
     rows.push(Row::new("set_sync_ms.flooded", "ms", round_trips));
-    let knob = sup
-        .module_status("knob")
+    // Over TCP: a UDP /status could still meet the tail of the flood.
+    let reply = tcp.query(message("/status", vec![]), "/status.reply")?;
+    let Some(OscType::String(json)) = reply.args.first() else {
+        return Err("an empty /status.reply".into());
+    };
+    let status: modsynth_control::status::StatusReport =
+        serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let knob = status
+        .modules
+        .into_iter()
+        .find(|m| m.id == "knob")
         .ok_or("knob is missing from /status")?;
     let mut latency = Row::summary(
         "control_latency_samples.flooded",
