@@ -298,8 +298,8 @@ fn serve(
             .min(Duration::from_millis(50));
         match events.recv_timeout(wait) {
             Ok(event) => {
-                if matches!(event, Event::Osc { .. }) {
-                    traffic.taken();
+                if let Event::Osc { from, .. } = &event {
+                    traffic.taken(*from);
                 }
                 core.handle(event, &mut runtime)
             }

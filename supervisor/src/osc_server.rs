@@ -5,9 +5,10 @@
 //! - senders outside the allowlist ([`Access`]) get nothing, counted as `not_allowed`;
 //! - every packet is decoded by [`modsynth_control::packet`], which never panics
 //!   (timetags are plain numbers, nesting is limited, far future is refused);
-//! - at most [`QUEUE_LIMIT`] messages wait for the core: beyond that a message is
-//!   dropped, counted and answered `/fail / busy` (a flood cannot grow memory or
-//!   delay the core's answers by more than the queue);
+//! - at most [`QUEUE_LIMIT`] messages wait for the core, at most [`SENDER_LIMIT`]
+//!   of them from one sender: beyond that a message is dropped, counted and
+//!   answered `/fail / busy` (a flood cannot grow memory, nor delay another
+//!   sender's messages by more than its share of the queue);
 //! - the kernel's own drops (receive buffer full) are read with `SO_RXQ_OVFL`.
 //!
 //! All of it is counted per sender in [`Traffic`], which `/status` reports.
@@ -33,6 +34,13 @@ use std::time::{Duration, SystemTime};
 /// from a controller, small enough that `/status` behind a flood still answers
 /// within a second.
 pub const QUEUE_LIMIT: u64 = 4096;
+
+/// Messages of one sender (address and port) that may wait for the core. The
+/// queue is first come, first served: a knob sent while another program floods
+/// waits behind what the flood has queued. Capping each sender's share keeps that
+/// wait to a quarter of the queue however hard one sender floods, and still lets
+/// a script send a burst of a thousand changes over UDP without a drop.
+pub const SENDER_LIMIT: u64 = 1024;
 
 /// The receive buffer asked for. Linux caps it at `net.core.rmem_max` unless the
 /// process may force it (CAP_NET_ADMIN); `/status` reports what was granted.
@@ -103,6 +111,8 @@ impl Access {
 #[derive(Debug)]
 pub struct Traffic {
     counts: Mutex<Counts>,
+    /// Messages waiting for the core, all senders (also counted per sender in
+    /// `Counts::in_flight`, under the lock).
     queued: AtomicU64,
     receive_buffer: AtomicU64,
 }
@@ -114,6 +124,9 @@ struct Counts {
     far_future: u64,
     sources: HashMap<IpAddr, SourceCounts>,
     other: SourceCounts,
+    /// Messages waiting for the core, by sender (address and port); a sender
+    /// with none has no entry.
+    in_flight: HashMap<SocketAddr, u64>,
 }
 
 impl Counts {
@@ -142,12 +155,34 @@ impl Traffic {
         f(&mut counts)
     }
 
-    /// The core took one OSC message off its queue.
-    pub fn taken(&self) {
+    /// The core took one OSC message of `from` off its queue.
+    pub fn taken(&self, from: SocketAddr) {
         // Never below zero, even if counting went wrong somewhere.
         let _ = self
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.with(|c| {
+            if let Some(n) = c.in_flight.get_mut(&from) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.in_flight.remove(&from);
+                }
+            }
+        });
+    }
+
+    /// Takes a place in the queue for a message of `from`, if the queue and the
+    /// sender's share of it have room.
+    fn admit(&self, from: SocketAddr) -> bool {
+        self.with(|c| {
+            let mine = c.in_flight.get(&from).copied().unwrap_or(0);
+            if self.queued.load(Ordering::Acquire) >= QUEUE_LIMIT || mine >= SENDER_LIMIT {
+                return false;
+            }
+            *c.in_flight.entry(from).or_default() += 1;
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            true
+        })
     }
 
     /// A `/fail` went to `to`.
@@ -282,10 +317,9 @@ pub fn deliver(
     when_full: WhenFull,
 ) -> bool {
     let received = clock.frame_now();
-    let queued = &traffic.queued;
     let send = |request, at| {
         traffic.with(|c| c.source(from.ip()).received += 1);
-        if queued.load(Ordering::Acquire) >= QUEUE_LIMIT {
+        if !traffic.admit(from) {
             match &when_full {
                 WhenFull::Drop(reply) => {
                     traffic.with(|c| c.source(from.ip()).dropped += 1);
@@ -295,13 +329,12 @@ pub fn deliver(
                     return true;
                 }
                 WhenFull::Wait => {
-                    while queued.load(Ordering::Acquire) >= QUEUE_LIMIT {
+                    while !traffic.admit(from) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
             }
         }
-        queued.fetch_add(1, Ordering::AcqRel);
         events
             .send(Event::Osc {
                 from,
@@ -403,7 +436,22 @@ mod tests {
     #[test]
     fn taking_from_an_empty_queue_does_not_wrap() {
         let t = Traffic::new();
-        t.taken();
+        t.taken("127.0.0.1:1".parse().unwrap());
         assert_eq!(t.report().queued, 0);
+    }
+
+    #[test]
+    fn one_sender_cannot_take_the_whole_queue() {
+        let t = Traffic::new();
+        let (flooder, knob) = (
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:2000".parse().unwrap(),
+        );
+        let admitted = (0..10 * SENDER_LIMIT).filter(|_| t.admit(flooder)).count();
+        assert_eq!(admitted as u64, SENDER_LIMIT);
+        assert!(t.admit(knob), "another sender still gets in");
+        t.taken(flooder);
+        assert!(t.admit(flooder), "a place freed is a place taken");
+        assert!(!t.admit(flooder));
     }
 }
