@@ -370,6 +370,26 @@ fn status_table(r: &StatusReport) -> String {
         c.rebuild_time_ms.p99,
         c.shm_leaks
     );
+    // What arrived over OSC and what was lost: a sender's drops and refusals are
+    // worth seeing before the module table.
+    let t = &r.traffic;
+    let (mut received, mut refused, mut dropped) = (0, 0, 0);
+    for s in t.sources.values() {
+        received += s.received;
+        refused += s.refused;
+        dropped += s.dropped;
+    }
+    let _ = writeln!(
+        out,
+        "osc: {received} received, {refused} refused, {dropped} dropped (queue {}/{}), \
+         {} dropped by the kernel, {} too far ahead, {} not allowed; {} sender(s)",
+        t.queued,
+        t.queue_limit,
+        t.kernel_drops,
+        t.far_future,
+        t.not_allowed,
+        t.sources.len()
+    );
     let _ = writeln!(
         out,
         "{:<14} {:<6} {:<8} {:>7} {:<14} {:>9} {:>17} {:>5} {:>5} {:>6} {:>7}",
