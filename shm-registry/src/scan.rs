@@ -347,7 +347,7 @@ pub fn gc(base_dir: &Path) -> Result<GcReport, ShmError> {
         match list_shm(instance, &longer) {
             Ok(found) => {
                 for (name, _) in found {
-                    match Segment::unlink(&name) {
+                    match Segment::unlink_if_ours(&name) {
                         Ok(()) | Err(ShmError::NotFound { .. }) => report.removed.push(name),
                         Err(e) => report.errors.push(e.to_string()),
                     }

@@ -226,6 +226,66 @@ impl Segment {
         })
     }
 
+    /// Unlinks `name` found by a scan of `/dev/shm`, only if it is one of ours:
+    /// owned by this user and starting with modsynth's magic (`b"modsynth"`), or
+    /// with none yet (all zero: a create that died before it finished). Anything
+    /// else that merely matches an instance's name prefix (another program's
+    /// segment, another user's) is left alone with [`ShmError::Corrupt`] saying
+    /// why. Names come from a directory listing, so the check reads the file
+    /// without following a symlink or blocking.
+    ///
+    /// ```
+    /// use modsynth_shm::{Segment, ShmError};
+    ///
+    /// let ours = format!("/doc{}-w01-ours", std::process::id());
+    /// let _seg = Segment::create(&ours, 64)?;
+    /// Segment::unlink_if_ours(&ours)?;
+    /// let theirs = format!("doc{}-w01-theirs", std::process::id());
+    /// std::fs::write(format!("/dev/shm/{theirs}"), b"not a modsynth segment").unwrap();
+    /// let kept = Segment::unlink_if_ours(&format!("/{theirs}"));
+    /// assert!(matches!(kept, Err(ShmError::Corrupt { .. })));
+    /// # std::fs::remove_file(format!("/dev/shm/{theirs}")).unwrap();
+    /// # Ok::<(), ShmError>(())
+    /// ```
+    pub fn unlink_if_ours(name: &str) -> Result<(), ShmError> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        check_name(name)?;
+        let path = format!("/dev/shm{name}");
+        let not_ours = |reason: String| ShmError::Corrupt {
+            name: name.to_string(),
+            reason: format!("{reason}; left alone"),
+        };
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ShmError::NotFound {
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => return Err(ShmError::io(format!("check {name} before unlinking"), e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| ShmError::io(format!("check {name} before unlinking"), e))?;
+        if !meta.is_file() {
+            return Err(not_ours("it is not a regular file".into()));
+        }
+        if meta.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(not_ours(format!("it belongs to uid {}", meta.uid())));
+        }
+        let mut magic = [0u8; 8];
+        let n = file.read(&mut magic).unwrap_or(0);
+        if n == 8 && magic != *b"modsynth" && magic != [0; 8] {
+            return Err(not_ours("it does not start with modsynth's magic".into()));
+        }
+        Segment::unlink(name)
+    }
+
     /// The first byte of the mapping (page-aligned). Reading or writing through it is
     /// `unsafe`: other processes share these bytes.
     ///

@@ -116,7 +116,7 @@ impl StateDir {
         let mut removed = Vec::new();
         let mut kept = Vec::new();
         for entry in report.entries.iter().filter(|e| e.size.is_some()) {
-            match Segment::unlink(&entry.name) {
+            match Segment::unlink_if_ours(&entry.name) {
                 Ok(()) | Err(ShmError::NotFound { .. }) => removed.push(entry.name.clone()),
                 Err(e) => {
                     tracing::warn!("{e}");
@@ -163,7 +163,7 @@ impl StateDir {
                 Ok(report) => {
                     let mut unlinked = 0;
                     for entry in report.entries.iter().filter(|e| e.size.is_some()) {
-                        match Segment::unlink(&entry.name) {
+                        match Segment::unlink_if_ours(&entry.name) {
                             Ok(()) => unlinked += 1,
                             Err(ShmError::NotFound { .. }) => {}
                             Err(e) => tracing::warn!("{e}"),
