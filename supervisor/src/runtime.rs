@@ -78,9 +78,9 @@ impl Effects for Runtime {
     }
 
     fn kill(&mut self, worker: &WorkerLink) {
-        // The pid is still ours: its reader thread reaps it only after it is gone.
-        let pid = nix::unistd::Pid::from_raw(worker.pid as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        if let Err(e) = kill_child(worker.pid) {
+            tracing::debug!("not killing {} (pid {}): {e}", worker.client, worker.pid);
+        }
     }
 
     fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String> {
@@ -162,5 +162,60 @@ impl Effects for Runtime {
                 self.states.get(name).map(|s| s.published().0)
             })
             .collect()
+    }
+}
+
+/// SIGKILLs `pid` only if it is still this process's own child that has not been
+/// reaped. The pid is pinned first (a pidfd refers to one process, never to a
+/// later one that reuses the number), then `waitid` on that pidfd, which only
+/// works for our children, proves it is ours; the signal goes through the pidfd.
+/// A worker reaped already (its pid maybe reused by an unrelated process) is
+/// never signalled: `Ok(false)`.
+pub fn kill_child(pid: u32) -> Result<bool, String> {
+    use rustix::process::{pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal};
+    use rustix::process::{WaitId, WaitIdOptions};
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| format!("{pid} is not a pid"))?;
+    let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(false), // gone and reaped
+        Err(e) => return Err(format!("pidfd_open: {e}")),
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)), options) {
+        // Our child, still running: this is the process we mean.
+        Ok(None) => {}
+        // Our child, already dead (a zombie until its reader reaps it).
+        Ok(Some(_)) => return Ok(false),
+        Err(rustix::io::Errno::CHILD) => {
+            return Err("not a child of this process (reaped, pid reused?)".into())
+        }
+        Err(e) => return Err(format!("waitid: {e}")),
+    }
+    pidfd_send_signal(&fd, Signal::KILL).map_err(|e| format!("pidfd_send_signal: {e}"))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_live_children_are_killed() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        assert_eq!(kill_child(child.id()), Ok(true));
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+        // Reaped: nothing is sent, whoever has that pid now.
+        assert_eq!(kill_child(child.id()), Ok(false));
+        // Not our child (our parent, the test runner): refused, not signalled.
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        assert!(kill_child(parent).is_err());
     }
 }
