@@ -1246,3 +1246,79 @@ fn notify_subscriptions_expire_unless_renewed() {
     core.handle(Event::WorkerGone(second), &mut fx);
     assert_eq!(died(&fx), 1, "an expired subscriber hears nothing");
 }
+
+mod hostile {
+    //! Whatever a sender gets past the decoder, the core refuses or does without
+    //! a panic: random requests (checked by `decode` like the real ones) against a
+    //! core with modules, bounded so the normal test run stays quick.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arg() -> impl Strategy<Value = T> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "vco", "seq", "lfo", "v", "n", "q", "freq", "steps", "wave", "saw", "value",
+                "v:out", "n:out", "v:fm", "x:y", "system:playback_1", "standby", "none",
+                "hot", "s.toml", "gain", "seed",
+            ])
+            .prop_map(|w| T::String(w.to_string())),
+            1 => any::<f32>().prop_map(T::Float),
+            1 => any::<i32>().prop_map(T::Int),
+            1 => any::<f64>().prop_map(T::Double),
+            1 => prop::sample::select(vec![0.0f32, -0.0, 1.0, 16.0, 1e9, f32::NAN, f32::MAX])
+                .prop_map(T::Float),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = (String, Vec<T>)> {
+        let addr = prop::sample::select(vec![
+            "/module/new",
+            "/module/free",
+            "/module/set",
+            "/module/get",
+            "/patch/connect",
+            "/patch/disconnect",
+            "/set/load",
+            "/set/save",
+            "/set/dir",
+            "/status",
+            "/notify",
+            "/sync",
+            "/v/freq",
+            "/n/gain",
+            "/q/steps",
+        ])
+        .prop_map(str::to_string);
+        (addr, prop::collection::vec(arg(), 0..6))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 300,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn random_requests_and_worker_deaths_never_panic_the_core(
+            requests in prop::collection::vec(request(), 1..40),
+            deaths in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+        ) {
+            let (mut core, mut fx) = started(3);
+            create(&mut core, &mut fx, "vco", "v");
+            create(&mut core, &mut fx, "noise", "n");
+            fx.files.insert("s.toml".into(), "[[module]]\nid = \"q\"\ntype = \"seq\"\n".into());
+            for (i, (addr, args)) in requests.into_iter().enumerate() {
+                osc(&mut core, &mut fx, &addr, args);
+                if let Some(d) = deaths.get(i) {
+                    let ids: Vec<WorkerId> = core.workers.keys().copied().collect();
+                    if !ids.is_empty() {
+                        core.handle(Event::WorkerGone(ids[d.index(ids.len())]), &mut fx);
+                    }
+                }
+                core.tick(&mut fx);
+            }
+            let _ = core.status_report();
+        }
+    }
+}
