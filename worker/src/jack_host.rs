@@ -1,4 +1,4 @@
-//! Runs the [`Engine`](crate::engine::Engine) inside a JACK client.
+//! Runs the [`Engine`] inside a JACK client.
 //!
 //! The JACK process callback does nothing but hand JACK's buffers to the engine. In
 //! builds with debug assertions and the `rt-alloc-check` feature (the default), the
