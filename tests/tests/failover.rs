@@ -139,6 +139,7 @@ fn killing_primary_and_standby_together_brings_the_module_back() {
     wait_until("the connection's restoration", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
     eprintln!(
@@ -172,6 +173,7 @@ fn killing_several_modules_at_once_recovers_every_one() {
             now.pid != m.pid && now.role == "primary" && !now.standby_client.is_empty()
         });
     }
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     for (i, f) in freqs.iter().enumerate() {
         let got = pitch_hz(&rec.channels[i], RATE);
@@ -302,6 +304,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_then_is_quarantined_while_the_res
     // The rest of the set never noticed.
     let good = &rec.channels[0];
     assert_eq!(longest_silent_run(good, 1e-6), 0, "good kept playing");
+    sup.wait_until_settled(PATIENCE);
     let after = capture.record_continuous(24_000).unwrap();
     assert!(cents(pitch_hz(&after.channels[0], RATE), 440.0).abs() < 1.0);
     // No state is kept for a quarantined module.
@@ -402,6 +405,7 @@ fn a_sigstopped_primary_without_a_standby_is_killed_by_the_heartbeat_check_and_r
     wait_until("the connection's restoration", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
     eprintln!("measured: hang without a standby detected and replaced in {took:?}; then {f:.3} Hz");

@@ -37,6 +37,7 @@ fn an_osc_patch_of_vco_vcf_vca_plays_its_pitch_and_follows_a_set() {
     sup.connect("filt1:out", "amp1:in").unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("amp1:out", &capture.port(0)).unwrap();
+    sup.wait_until_settled(Duration::from_secs(30));
 
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
@@ -731,6 +732,7 @@ fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
         assert!(Instant::now() < deadline, "the hung primary was not killed");
         std::thread::sleep(Duration::from_millis(10));
     }
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
     eprintln!("measured: hang detected and failed over in {took:?}; then {f:.3} Hz, longest silence {} samples", longest_silent_run(&rec.channels[0], 1e-6));
