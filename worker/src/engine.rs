@@ -7,7 +7,8 @@
 //!
 //! Parameter changes carry an optional target frame (JACK frame time) and are applied
 //! at exactly that sample inside the period; a change without one, or for a frame that
-//! has already passed, is applied at the start of the next period.
+//! has already passed, is applied at the start of the next period. A smoothed
+//! parameter's glide starts on that sample (see [`crate::dsp::smooth`]).
 //!
 //! ```
 //! use modsynth_control::catalog;
@@ -17,10 +18,14 @@
 //! let (mut controller, mut engine) = engine::new::<Buffers>(64);
 //! let vco = catalog::module("const").unwrap();
 //! controller.install(Module::new(vco, 48_000.0), Buffers::new(vco, 256)).unwrap();
-//! controller.set_param(0, 0.25, Some(100)).unwrap(); // `value` = 0.25 from frame 100
+//! controller.set_param(0, 0.25, Some(100)).unwrap(); // `value` -> 0.25 from frame 100
 //! engine.process(0, 256, &());
 //! let out = &engine.ports().unwrap().outputs[0];
-//! assert_eq!((out[99], out[100]), (0.0, 0.25));
+//! // The 5 ms glide (240 samples) starts on frame 100 and ends on frame 339.
+//! assert_eq!((out[99], out[100]), (0.0, 0.25 / 240.0));
+//! engine.process(256, 256, &());
+//! let out = &engine.ports().unwrap().outputs[0];
+//! assert_eq!((out[339 - 256 - 1] < 0.25, out[339 - 256]), (true, 0.25));
 //! ```
 
 use crate::dsp::{Io, Module};
@@ -386,6 +391,12 @@ impl<P: Ports> Engine<P> {
         self.slot.as_deref().map(|s| &s.ports)
     }
 
+    /// The playing module's ports, mutably: offline tests and the bench fill the
+    /// inputs of [`Buffers`] before each period.
+    pub fn ports_mut(&mut self) -> Option<&mut P> {
+        self.slot.as_deref_mut().map(|s| &mut s.ports)
+    }
+
     fn take_commands(&mut self, frame_time: u32) {
         while let Ok(command) = self.commands.pop() {
             match command {
@@ -517,8 +528,16 @@ mod tests {
         e.ports().unwrap().outputs[0].clone()
     }
 
+    /// Samples of the default 5 ms glide at 48 kHz (`const.value` glides so).
+    const RAMP: usize = 240;
+
+    /// The first sample of a glide from `from` to `to` over [`RAMP`] samples.
+    fn first_step(from: f32, to: f32) -> f32 {
+        from + (to - from) / RAMP as f32
+    }
+
     #[test]
-    fn a_scheduled_change_lands_on_its_frame_in_a_later_period() {
+    fn a_scheduled_change_starts_its_glide_on_its_frame_in_a_later_period() {
         let (mut c, mut e) = const_engine();
         c.set_param(0, 1.0, Some(1000 + 3 * N as u32 + 17)).unwrap();
         for p in 0..3 {
@@ -530,19 +549,27 @@ mod tests {
         }
         e.process(1000 + 3 * N as u32, N, &());
         let o = out(&e);
-        assert_eq!((o[16], o[17]), (0.0, 1.0));
+        assert_eq!((o[16], o[17]), (0.0, first_step(0.0, 1.0)));
+        assert!(o[17..].windows(2).all(|w| w[1] > w[0]), "rises steadily");
+        assert!(o[N - 1] < 1.0);
+        // The glide's last sample is sample 17 + RAMP - 1 = 256: the next period's first.
+        assert_eq!(17 + RAMP - 1, N);
+        e.process(1000 + 4 * N as u32, N, &());
+        assert!(out(&e).iter().all(|&v| v == 1.0), "ends exactly on 1.0");
         assert_eq!(c.stats().params_applied.load(Ordering::Relaxed), 1);
     }
 
     #[test]
-    fn an_immediate_or_past_change_lands_on_the_first_sample() {
+    fn an_immediate_or_past_change_starts_on_the_first_sample() {
         let (mut c, mut e) = const_engine();
         c.set_param(0, 0.5, None).unwrap();
         e.process(5000, N, &());
-        assert!(out(&e).iter().all(|&v| v == 0.5));
+        assert_eq!(out(&e)[0], first_step(0.0, 0.5));
+        assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.5));
         c.set_param(0, 0.25, Some(10)).unwrap();
         e.process(5000 + N as u32, N, &());
-        assert!(out(&e).iter().all(|&v| v == 0.25));
+        assert_eq!(out(&e)[0], first_step(0.5, 0.25));
+        assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.25));
     }
 
     #[test]
@@ -552,7 +579,7 @@ mod tests {
             c.set_param(0, v, Some(100)).unwrap();
         }
         e.process(0, N, &());
-        assert_eq!(out(&e)[100], 0.3);
+        assert_eq!(out(&e)[100], first_step(0.0, 0.3));
         assert_eq!(out(&e)[99], 0.0);
     }
 
@@ -563,7 +590,7 @@ mod tests {
         c.set_param(0, 1.0, Some(start.wrapping_add(200))).unwrap();
         e.process(start, N, &());
         let o = out(&e);
-        assert_eq!((o[199], o[200]), (0.0, 1.0));
+        assert_eq!((o[199], o[200]), (0.0, first_step(0.0, 1.0)));
     }
 
     #[test]
@@ -606,7 +633,8 @@ mod tests {
         c.set_param(0, 0.75, Some(2_000_000)).unwrap();
         e.process(N as u32, N, &());
         assert_eq!(c.stats().params_late.load(Ordering::Relaxed), 1);
-        assert!(out(&e).iter().all(|&v| v == 0.75));
+        assert_eq!(out(&e)[0], first_step(0.0, 0.75));
+        assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.75));
     }
 
     /// Every module, every parameter at its min, max and default, scheduled inside

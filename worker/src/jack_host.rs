@@ -315,8 +315,9 @@ impl Host {
     ) -> Result<Vec<String>, String> {
         let t0 = Instant::now();
         let mut module = Module::new(spec, self.client().sample_rate() as f32);
+        // The values it is created with are where it starts, not changes to glide.
         for &(index, value) in params {
-            module.set_param(index, value);
+            module.init_param(index, value);
         }
         // The state first: if it cannot be had, no port has been touched and this
         // worker is still a clean spare.

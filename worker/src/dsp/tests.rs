@@ -9,7 +9,7 @@ fn module(name: &str, params: &[(&str, f32)]) -> Module {
     let spec = catalog::module(name).unwrap();
     let mut m = Module::new(spec, SR);
     for (p, v) in params {
-        m.set_param(spec.param_index(p).unwrap(), *v);
+        m.init_param(spec.param_index(p).unwrap(), *v);
     }
     m
 }
@@ -165,4 +165,64 @@ fn delay_time_zero_is_a_wire_and_feedback_repeats_decaying() {
         .render(&[&impulse], 2000)
         .remove(0);
     assert_eq!((echo[480], echo[960], echo[1440]), (1.0, 0.5, 0.25));
+}
+
+#[test]
+fn a_fractional_delay_puts_an_impulse_between_samples() {
+    let mut impulse = vec![0.0f32; 2000];
+    impulse[0] = 1.0;
+    let samples = 590.4f32;
+    let out = module(
+        "delay",
+        &[("time", samples / SR), ("feedback", 0.0), ("mix", 1.0)],
+    )
+    .render(&[&impulse], 2000)
+    .remove(0);
+    // Cubic interpolation spreads it over the four neighbours of 590.4, weighted
+    // around 590.4: its centre of mass is there, and it keeps its level.
+    let around = &out[589..593];
+    assert!(out[..589].iter().chain(&out[593..]).all(|&v| v == 0.0));
+    let sum: f32 = around.iter().sum();
+    let centre: f32 = around
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (589 + k) as f32 * v)
+        .sum::<f32>()
+        / sum;
+    assert!((sum - 1.0).abs() < 1e-4, "level {sum}");
+    assert!((centre - samples).abs() < 0.01, "centre {centre}");
+}
+
+#[test]
+fn sweeping_the_delay_time_glides_the_pitch_instead_of_skipping_samples() {
+    // A 1 kHz sine; time set from 10 ms to 100 ms: it glides at 0.5 s per second,
+    // so the line is read at half speed: the wet signal plays an octave down while
+    // the time moves, with no sample skipped or repeated.
+    let n = 48_000;
+    let sine: Vec<f32> = (0..n)
+        .map(|i| (std::f32::consts::TAU * 1000.0 * i as f32 / SR).sin())
+        .collect();
+    let mut d = module("delay", &[("time", 0.01), ("feedback", 0.0), ("mix", 1.0)]);
+    let before = d.render(&[&sine[..9600]], 9600).remove(0);
+    d.set_param(0, 0.1);
+    let during = d.render(&[&sine[9600..19_200]], 9600).remove(0);
+    let hz = |x: &[f32]| {
+        let crossings = x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        crossings as f32 * SR / x.len() as f32
+    };
+    let (f_before, f_during) = (hz(&before[4800..]), hz(&during[..4800]));
+    assert!((f_before - 1000.0).abs() < 15.0, "{f_before} Hz before");
+    assert!(
+        (f_during - 500.0).abs() < 15.0,
+        "{f_during} Hz while the time glides"
+    );
+    let largest = during
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0f32, f32::max);
+    let own = std::f32::consts::TAU * 1000.0 / SR;
+    assert!(
+        largest <= own * 1.01,
+        "step {largest} against the sine's {own}"
+    );
 }
