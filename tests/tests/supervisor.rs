@@ -827,3 +827,92 @@ fn vca_gain_stepped_every_120_ms_on_a_sine_does_not_click() {
         return;
     }
 }
+
+/// Every connection `jack_lsp -c` lists for a port of JACK client `client`, as
+/// (port, connected port).
+fn connections_of_client(server: &JackServer, client: &str) -> Vec<(String, String)> {
+    let out = server.command("jack_lsp").arg("-c").output().unwrap();
+    assert!(out.status.success());
+    let mut found = Vec::new();
+    let mut port = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        match line.strip_prefix("   ") {
+            Some(other) if port.starts_with(&format!("{client}:")) => {
+                found.push((port.clone(), other.trim().to_string()))
+            }
+            Some(_) => {}
+            None => port = line.trim().to_string(),
+        }
+    }
+    found
+}
+
+/// Issue 13: a freed vca kept playing (RMS 0.36 at its output), stayed connected to
+/// `system:playback_1` and to its input, and went back to the pool that way.
+#[test]
+fn a_freed_module_falls_silent_unpatched_and_its_worker_serves_the_next_one_clean() {
+    let server = server();
+    let sup = Supervisor::start(&server, 1).unwrap();
+    sup.new_module_without_standby("vco", "osc", &[("freq", 220.0), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module_without_standby("lfo", "wobble", &[])
+        .unwrap();
+    sup.new_module_without_standby("vca", "a1", &[("gain", 1.0)])
+        .unwrap();
+    sup.connect("osc:out", "a1:in").unwrap();
+    sup.connect("wobble:out", "a1:cv").unwrap();
+    sup.connect("a1:out", "system:playback_1").unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("a1:out", &capture.port(0)).unwrap();
+    let a1 = sup.module_status("a1").unwrap();
+    let (client, out) = (a1.jack_client.clone(), a1.ports["out"].clone());
+    let playing = capture.record_continuous(4_800).unwrap();
+    assert!(
+        playing.channels[0].iter().any(|v| v.abs() > 0.3),
+        "a1 plays before the free"
+    );
+    assert_eq!(
+        connections_of_client(&server, &client).len(),
+        4,
+        "in, cv, 2 outs"
+    );
+
+    sup.client()
+        .call(message("/module/free", vec![text("a1")]))
+        .unwrap();
+    // Freed: not one connection of that worker is left, in or out.
+    assert_eq!(connections_of_client(&server, &client), vec![]);
+    // And its output port is silent: listened to directly, by its real name, it
+    // plays zeros, not the last period it computed over and over.
+    capture.connect_from(&out, 0).unwrap();
+    let after = capture.record_continuous(4_800).unwrap();
+    assert!(
+        after.channels[0].iter().all(|&v| v == 0.0),
+        "the freed worker's output still plays (peak {})",
+        after.channels[0].iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    );
+    assert!(server
+        .command("jack_disconnect")
+        .args([out.as_str(), capture.port(0).as_str()])
+        .status()
+        .unwrap()
+        .success());
+
+    // The next module on that worker starts unpatched. Spares are handed out in
+    // turn, so create until one lands on it.
+    let mut landed = None;
+    for i in 0..4 {
+        let id = format!("next{i}");
+        sup.new_module_without_standby("vca", &id, &[]).unwrap();
+        if sup.module_status(&id).unwrap().pid == a1.pid {
+            landed = Some(id);
+            break;
+        }
+    }
+    let id = landed.expect("the freed worker served one of the next modules");
+    assert_eq!(
+        connections_of_client(&server, &client),
+        vec![],
+        "{id} inherited connections of a1"
+    );
+}

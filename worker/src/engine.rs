@@ -58,7 +58,8 @@ pub enum Command<P> {
     SetParam(ParamChange),
     /// Play this slot from the next period on; the previous one is handed back.
     Install(Box<Slot<P>>),
-    /// Stop playing; the slot is handed back.
+    /// Stop playing: the module fades out (see [`FADE_SECONDS`]), one whole period
+    /// of silence is written to every output, then the slot is handed back.
     Remove,
 }
 
@@ -165,6 +166,17 @@ impl Stats {
     }
 }
 
+/// How long a removed module fades out: as long as a parameter glide, so freeing a
+/// module mid-note sounds like turning its level down quickly, not a cut.
+pub const FADE_SECONDS: f32 = 0.005;
+
+/// A removed module on its way out.
+struct Fading<P> {
+    slot: Box<Slot<P>>,
+    /// Samples of the fade already played.
+    done: usize,
+}
+
 /// How many future-scheduled parameter changes the engine holds at once.
 const SCHEDULE_CAPACITY: usize = 256;
 
@@ -266,6 +278,8 @@ pub struct Engine<P> {
     commands: rtrb::Consumer<Command<P>>,
     retired: rtrb::Producer<Box<Slot<P>>>,
     slot: Option<Box<Slot<P>>>,
+    /// A removed module still fading out.
+    fading: Option<Fading<P>>,
     schedule: [Scheduled; SCHEDULE_CAPACITY],
     scheduled: usize,
     stats: Arc<Stats>,
@@ -293,6 +307,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             commands: commands_rx,
             retired: retired_tx,
             slot: None,
+            fading: None,
             schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
             scheduled: 0,
             stats,
@@ -306,6 +321,7 @@ impl<P: Ports> Engine<P> {
     /// Runs one period of `n_frames` starting at JACK frame `frame_time`.
     pub fn process(&mut self, frame_time: u32, n_frames: usize, scope: &P::Scope) {
         self.take_commands(frame_time);
+        self.fade_out(n_frames, scope);
         let Some(slot) = self.slot.as_deref_mut() else {
             self.drop_schedule();
             return;
@@ -432,11 +448,69 @@ impl<P: Ports> Engine<P> {
                 }
                 Command::Remove => {
                     self.drop_schedule();
-                    if let Some(old) = self.slot.take() {
-                        self.retire(old);
+                    if let Some(slot) = self.slot.take() {
+                        let fading = Fading { slot, done: 0 };
+                        if let Some(old) = self.fading.replace(fading) {
+                            self.retire(old.slot);
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Plays one period of the removed module's fade, or of silence once it is over,
+    /// and hands the slot back after the first whole period of silence.
+    fn fade_out(&mut self, n_frames: usize, scope: &P::Scope) {
+        let owner_id = self.owner_id;
+        let owning = self.owning;
+        let Some(fading) = self.fading.as_mut() else {
+            return;
+        };
+        let Slot {
+            module,
+            ports,
+            shared,
+        } = &mut *fading.slot;
+        let mut io = ports.bind(n_frames, scope);
+        let n_frames = n_frames.min(io.outputs[0].len());
+        let fade = ((FADE_SECONDS * module.state().sample_rate) as usize).max(1);
+        // Only the owner sounds: a standby's outputs were silent all along.
+        let sounding = match shared.as_ref() {
+            Some(shared) => owning && shared.owner() == owner_id,
+            None => true,
+        };
+        let left = fade.saturating_sub(fading.done).min(n_frames);
+        if sounding && left > 0 {
+            match shared.as_ref() {
+                // SAFETY: we own the module (checked above), so we are its only
+                // writer, and this is the only reference to the buffer this period.
+                Some(shared) => {
+                    module.process_with_buffer(&mut io, 0..left, unsafe { shared.large() })
+                }
+                None => module.process(&mut io, 0..left),
+            }
+            // Outputs past the module's own are empty slices.
+            for out in io.outputs.iter_mut() {
+                let n = left.min(out.len());
+                for (i, s) in out[..n].iter_mut().enumerate() {
+                    // Linear, from just below 1 down to 0 on the fade's last sample.
+                    *s *= 1.0 - (fading.done + i + 1) as f32 / fade as f32;
+                }
+            }
+        }
+        let silent_from = if sounding { left } else { 0 };
+        for out in io.outputs.iter_mut() {
+            let from = silent_from.min(out.len());
+            out[from..].fill(0.0);
+        }
+        fading.done += left;
+        // Handed back only after a whole period of zeros: JACK keeps an output port's
+        // buffer as the last period left it, so a port handed back with the end of
+        // the fade in it would replay that to whoever still listens, every period.
+        if silent_from == 0 {
+            let fading = self.fading.take().expect("checked above");
+            self.retire(fading.slot);
         }
     }
 
@@ -608,7 +682,59 @@ mod tests {
         c.remove().unwrap();
         e.process(2 * N as u32, N, &());
         assert!(e.module().is_none());
+        // Faded out in that period; handed back after the next, silent one.
+        assert!(c.collect_retired().is_empty());
+        e.process(3 * N as u32, N, &());
         assert_eq!(c.collect_retired().len(), 1);
+    }
+
+    #[test]
+    fn a_removed_module_fades_out_within_5_ms_then_writes_a_whole_silent_period() {
+        let (mut c, mut e) = new::<Buffers>(64);
+        let spec = catalog::module("vco").unwrap();
+        let mut vco = Module::new(spec, 48_000.0);
+        vco.init_param(spec.param_index("gain").unwrap(), 1.0);
+        c.install(vco, Buffers::new(spec, 128)).unwrap();
+        let mut played = Vec::new();
+        for p in 0..4 {
+            e.process(p * 128, 128, &());
+            played.extend_from_slice(&e.ports().unwrap().outputs[0]);
+        }
+        c.remove().unwrap();
+        // Periods of 128 frames: the 240-sample fade spans two of them.
+        let mut after = Vec::new();
+        for p in 4..7 {
+            e.process(p * 128, 128, &());
+            // The slot is handed back only after the silent period: read its ports
+            // from what comes back once it does.
+            let retired = c.collect_retired();
+            match (e.fading.as_ref(), retired.first()) {
+                (Some(f), _) => after.extend_from_slice(&f.slot.ports.outputs[0]),
+                (None, Some(slot)) => after.extend_from_slice(&slot.ports.outputs[0]),
+                (None, None) => panic!("period {p}: the slot vanished"),
+            }
+        }
+        let fade = (FADE_SECONDS * 48_000.0) as usize;
+        assert!(
+            after[..fade - 1].iter().any(|v| v.abs() > 0.5),
+            "it fades, no cut"
+        );
+        assert!(
+            after[fade - 1..].iter().all(|&v| v == 0.0),
+            "silent after 5 ms"
+        );
+        let step = |x: &[f32]| {
+            x.windows(2)
+                .map(|w| (w[1] - w[0]).abs())
+                .fold(0.0, f32::max)
+        };
+        let mut joined = played[played.len() - 1..].to_vec();
+        joined.extend_from_slice(&after);
+        assert!(
+            step(&joined) <= step(&played) * 1.01,
+            "the fade does not click"
+        );
+        assert!(e.fading.is_none() && e.module().is_none());
     }
 
     #[test]
@@ -685,7 +811,10 @@ mod tests {
             drop(c.collect_retired());
         }
         c.remove().unwrap();
-        assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
+        for _ in 0..2 {
+            assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
+            frame = frame.wrapping_add(N as u32);
+        }
         assert_eq!(c.collect_retired().len(), 1);
     }
 }
