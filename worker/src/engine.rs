@@ -28,6 +28,7 @@
 //! assert_eq!((out[339 - 256 - 1] < 0.25, out[339 - 256]), (true, 0.25));
 //! ```
 
+use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Module};
 use crate::shared_state::SharedState;
 use modsynth_control::catalog::ModuleSpec;
@@ -320,6 +321,8 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
 impl<P: Ports> Engine<P> {
     /// Runs one period of `n_frames` starting at JACK frame `frame_time`.
     pub fn process(&mut self, frame_time: u32, n_frames: usize, scope: &P::Scope) {
+        // A decaying tail must reach 0, not crawl through subnormals (slow on x86).
+        let _ftz = FlushToZero::new();
         self.take_commands(frame_time);
         self.fade_out(n_frames, scope);
         let Some(slot) = self.slot.as_deref_mut() else {
