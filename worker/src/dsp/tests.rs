@@ -226,3 +226,17 @@ fn sweeping_the_delay_time_glides_the_pitch_instead_of_skipping_samples() {
         "step {largest} against the sine's {own}"
     );
 }
+
+#[test]
+fn adsr_sustain_changed_while_held_glides_to_the_new_level_in_20_ms() {
+    let gate = vec![1.0f32; 9600];
+    let mut env = module("adsr", &[("attack", 0.001), ("decay", 0.01), ("sustain", 0.8)]);
+    let held = env.render(&[&gate], 4800).remove(0);
+    assert_eq!(held[4799], 0.8, "holding sustain");
+    env.set_param(2, 0.2);
+    let after = env.render(&[&gate[4800..]], 4800).remove(0);
+    let ramp = (0.02 * SR) as usize;
+    assert!(after[..ramp - 1].windows(2).all(|w| w[1] < w[0]), "glides down");
+    assert!(after[0] > 0.79 && after[ramp / 2] > 0.45 && after[ramp / 2] < 0.55);
+    assert!(after[ramp - 1..].iter().all(|&v| (v - 0.2).abs() < 1e-6));
+}
