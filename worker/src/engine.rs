@@ -289,6 +289,9 @@ pub struct Engine<P> {
     /// Whether the last period played a shared module as its owner; when it starts
     /// owning one, the state is first loaded from the published slot.
     owning: bool,
+    /// What this engine published last (or loaded, when it started owning): its
+    /// next publication is fenced on it still being what is published.
+    last_published: (u32, usize),
 }
 
 /// A connected controller and engine; `capacity` is the command ring's size.
@@ -314,6 +317,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             stats,
             owner_id: std::process::id() as u64,
             owning: false,
+            last_published: (0, 0),
         },
     )
 }
@@ -352,6 +356,7 @@ impl<P: Ports> Engine<P> {
                 // Just took over: continue from the last completed period.
                 let (published_frame, published_slot) = shared.published();
                 module.restore(&shared.load(published_slot));
+                self.last_published = (published_frame, published_slot);
                 self.owning = true;
                 let gap = frame_time.wrapping_sub(published_frame) as i32;
                 self.stats
@@ -390,14 +395,29 @@ impl<P: Ports> Engine<P> {
             self.stats.params_applied.fetch_add(1, Ordering::Release);
         }
         if let Some(shared) = shared.as_ref() {
-            let (_, slot) = shared.published();
-            shared.publish(
-                1 - slot,
-                module.state(),
-                frame_time.wrapping_add(n_frames as u32),
-            );
+            let end = frame_time.wrapping_add(n_frames as u32);
+            // Fenced twice: the owner word again (a standby may have taken over
+            // during this period), and the publication itself only if nobody else
+            // published since our last one.
+            let published = (shared.owner() == self.owner_id)
+                .then(|| shared.publish_after(self.last_published, module.state(), end))
+                .flatten();
+            match published {
+                Some(now) => self.last_published = now,
+                // Someone else wrote the module's state: if we still own it, the
+                // next period continues from what they published.
+                None => self.owning = false,
+            }
         }
         self.stats.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the id this engine writes into a shared state's `owner` word and plays
+    /// by (its process id by default), so tests can run a primary and its standby as
+    /// two engines in one process.
+    pub fn set_owner_id(&mut self, id: u64) {
+        self.owner_id = id;
+        self.owning = false;
     }
 
     /// The playing module, if any (for tests and the host's bookkeeping).
