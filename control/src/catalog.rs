@@ -383,7 +383,7 @@ static MODULES: &[ModuleSpec] = &[
     },
     ModuleSpec {
         name: "adsr",
-        doc: "Linear envelope: attack, decay, sustain, release; gate from the input or the `gate` param.",
+        doc: "Envelope: attack, decay, sustain, release, linear or exponential (`curve`); gate from the input or the `gate` param.",
         ports: &[
             input("gate", Signal::Gate, "high (>= 0.5) holds the envelope open"),
             output("out", Signal::Cv, "envelope, 0..1"),
@@ -399,6 +399,16 @@ static MODULES: &[ModuleSpec] = &[
             ),
             jumps(float("release", "s", 0.001, 10.0, 0.3, "time from the level at gate off to 0")),
             jumps(float("gate", "", 0.0, 1.0, 0.0, "manual gate, or-ed with the input")),
+            // A shape, not a level: changing it bends the rest of a stage, the level
+            // itself never jumps.
+            jumps(float(
+                "curve",
+                "",
+                0.0,
+                1.0,
+                0.0,
+                "0 = straight segments; above, exponential ones as analog envelopes have (1 = most curved); stage times stay as set",
+            )),
         ],
     },
     ModuleSpec {

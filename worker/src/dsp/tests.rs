@@ -257,3 +257,70 @@ fn adsr_sustain_changed_while_held_glides_to_the_new_level_in_20_ms() {
     assert!(after[0] > 0.79 && after[ramp / 2] > 0.45 && after[ramp / 2] < 0.55);
     assert!(after[ramp - 1..].iter().all(|&v| (v - 0.2).abs() < 1e-6));
 }
+
+#[test]
+fn adsr_curved_segments_bend_like_an_analog_envelope_and_keep_their_times() {
+    let mut gate = vec![1.0f32; 4800];
+    gate.extend(vec![0.0; 9600]);
+    let (attack, decay, release) = (0.01, 0.05, 0.1);
+    let render = |curve: f32| {
+        module(
+            "adsr",
+            &[
+                ("attack", attack),
+                ("decay", decay),
+                ("sustain", 0.5),
+                ("release", release),
+                ("curve", curve),
+            ],
+        )
+        .render(&[&gate], gate.len())
+        .remove(0)
+    };
+    let at = |s: f32| (s * SR) as usize;
+    for curve in [0.0, 0.3, 1.0] {
+        let env = render(curve);
+        // Each stage ends on its sample, within one, straight or curved.
+        let peak = env.iter().position(|&v| v == 1.0).unwrap();
+        assert!(
+            peak.abs_diff(at(attack)) <= 1,
+            "curve {curve}: attack ends at {peak}"
+        );
+        let held = peak + env[peak..].iter().position(|&v| v == 0.5).unwrap();
+        assert!(
+            (held - peak).abs_diff(at(decay)) <= 1,
+            "curve {curve}: decay took {}",
+            held - peak
+        );
+        let zero = 4800 + env[4800..].iter().position(|&v| v == 0.0).unwrap();
+        assert!(
+            (zero - 4800).abs_diff(at(release)) <= 1,
+            "curve {curve}: release took {}",
+            zero - 4800
+        );
+        let steps = env
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(steps < 0.05, "curve {curve}: no jumps ({steps})");
+        // Halfway through the attack and the release: straight is halfway, curved
+        // is further along (rises fast, then slows; falls fast, then slows).
+        let mid_attack = env[at(attack) / 2];
+        let mid_release = env[4800 + at(release) / 2];
+        if curve == 0.0 {
+            assert!((mid_attack - 0.5).abs() < 0.01 && (mid_release - 0.25).abs() < 0.01);
+        } else {
+            // The stronger the curve, the further along.
+            let (up, down) = if curve == 1.0 {
+                (0.9, 0.05)
+            } else {
+                (0.55, 0.22)
+            };
+            assert!(mid_attack > up, "curve {curve}: {mid_attack} halfway up");
+            assert!(
+                mid_release < down,
+                "curve {curve}: {mid_release} halfway down"
+            );
+        }
+    }
+}
