@@ -12,7 +12,7 @@
 //! - [`setfile`]: set files (a whole patch in TOML): checked loading, atomic saving.
 //! - [`slip`]: SLIP framing of OSC packets over TCP (OSC 1.1).
 //! - [`status`]: what `/status` reports.
-//! - [`reference`]: the module reference (plain text and Markdown) made from the catalog.
+//! - [`reference`](mod@reference): the module reference (plain text and Markdown) made from the catalog.
 
 pub mod catalog;
 pub mod client;

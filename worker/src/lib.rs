@@ -2,6 +2,7 @@
 //!
 //! - [`coalesce`]: parameter changes that meet a full ring (the last value wins).
 //! - [`dsp`]: the modules themselves, as plain-data state and kernels.
+//! - [`denormals`]: flush-to-zero on the threads that run DSP.
 //! - [`engine`]: the real-time engine that plays a module and applies parameter
 //!   changes at their sample, fed through `rtrb` rings.
 //! - [`jack_host`]: runs the engine inside a JACK client.
@@ -9,6 +10,7 @@
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 
 pub mod coalesce;
+pub mod denormals;
 pub mod dsp;
 pub mod engine;
 pub mod jack_host;
