@@ -579,3 +579,21 @@ fn a_tcp_client_that_reads_no_replies_is_cut_off_and_stalls_no_one() {
     );
     status_within(&sup, Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn binding_anywhere_but_loopback_needs_an_allowlist() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(modsynth_tests::workers::bin_path("modsynthd").unwrap())
+            .args(["--name", &unique_name(), "--osc-port", "0"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let open = run(&["--osc-bind", "0.0.0.0"]);
+    assert!(!open.status.success());
+    let said = String::from_utf8_lossy(&open.stderr);
+    assert!(said.contains("need --allow"), "{said}");
+    let bad = run(&["--osc-bind", "0.0.0.0", "--allow", "192.168.1.0/33"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an address or CIDR"));
+}
