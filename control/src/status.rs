@@ -45,6 +45,12 @@ pub struct Counters {
     /// them (filled by the runtime in `metrics.json`; the scan runs every few seconds).
     #[serde(default)]
     pub shm_leaks: u64,
+    /// Parameter changes replaced in the supervisor by a newer value of the same
+    /// parameter before they were sent: the module's worker was not taking them
+    /// (stopped, or more than 128 changes in one period); the latest value is
+    /// sent once it has played a period, or to its replacement.
+    #[serde(default)]
+    pub params_held_back: u64,
 }
 
 /// A rolling window of samples with percentiles.

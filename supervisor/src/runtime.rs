@@ -148,6 +148,14 @@ impl Effects for Runtime {
         Some(self.jack.last_cycle())
     }
 
+    fn published_frame(&mut self, segment: &str) -> Option<u32> {
+        if !self.states.contains_key(segment) {
+            let mapped = StateSegment::open(segment).ok()?;
+            self.states.insert(segment.to_string(), mapped);
+        }
+        self.states.get(segment).map(|s| s.published().0)
+    }
+
     fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>> {
         // Mappings of modules that are gone are dropped; new ones are opened once.
         self.states

@@ -408,7 +408,10 @@ fn a_flood_of_sets_is_fully_accounted_for() {
     let kernel = after.traffic.kernel_drops - before.traffic.kernel_drops;
     let applied = m1.params_applied - m0.params_applied;
     let ring_dropped = m1.params_dropped - m0.params_dropped;
-    let coalesced = m1.params_coalesced - m0.params_coalesced;
+    // Coalesced in the worker (its ring full) or in the supervisor (more than a
+    // period's budget of changes before the worker played one).
+    let coalesced = m1.params_coalesced - m0.params_coalesced + after.counters.params_held_back
+        - before.counters.params_held_back;
     // The last set above is part of it from here on.
     let (n, received) = (N + 1, flood_counts.received);
     eprintln!(
@@ -497,7 +500,9 @@ fn a_flood_over_tcp_loses_nothing_and_the_cli_client_talks_tcp() {
     let src = |s: &StatusReport| s.traffic.sources["127.0.0.1"];
     let module = |s: &StatusReport| s.modules.iter().find(|m| m.id == "c1").cloned().unwrap();
     let applied = module(&after).params_applied - module(&before).params_applied;
-    let coalesced = module(&after).params_coalesced - module(&before).params_coalesced;
+    let coalesced = module(&after).params_coalesced - module(&before).params_coalesced
+        + after.counters.params_held_back
+        - before.counters.params_held_back;
     let (dropped, refused) = (
         src(&after).dropped - src(&before).dropped,
         src(&after).refused - src(&before).refused,
@@ -596,4 +601,39 @@ fn binding_anywhere_but_loopback_needs_an_allowlist() {
     let bad = run(&["--osc-bind", "0.0.0.0", "--allow", "192.168.1.0/33"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an address or CIDR"));
+}
+
+#[test]
+fn a_hung_worker_under_a_flood_of_its_parameter_changes_does_not_stall_the_core() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 1).unwrap();
+    sup.new_module_without_standby("const", "c1", &[]).unwrap();
+    let pid = sup.module_status("c1").unwrap().pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let client = Client::connect(sup.osc).unwrap();
+    for i in 0..5000 {
+        client
+            .send(message(
+                "/module/set",
+                vec![text("c1"), text("value"), OscType::Float((i % 7) as f32)],
+            ))
+            .unwrap();
+    }
+    // Before the fix the core blocked in a send to the stopped worker: no
+    // /status for as long as it stayed stopped.
+    let answered = status_within(&sup, Duration::from_secs(2));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    );
+    let s = answered.unwrap();
+    eprintln!(
+        "hung worker flooded: {} changes held back in the supervisor",
+        s.counters.params_held_back
+    );
+    assert!(s.counters.params_held_back > 0);
 }

@@ -105,6 +105,11 @@ pub trait Effects {
     fn last_cycle(&mut self) -> Option<(u32, u32)>;
     /// The frame each state segment was last published at (`None`: cannot map it).
     fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>>;
+    /// The frame one state segment was last published at, leaving the other
+    /// mappings alone (`None`: cannot map it, or not known).
+    fn published_frame(&mut self, _segment: &str) -> Option<u32> {
+        None
+    }
     /// OSC traffic counts for `/status` (the OSC thread keeps them).
     fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
         Default::default()
@@ -206,7 +211,19 @@ struct Module {
     degraded_since: Option<Instant>,
     /// Since when its current primary has played it (for the heartbeat check).
     playing_since: Option<Instant>,
+    /// Parameters (bit per catalog index) changed while the primary was stalled
+    /// and not sent yet: their values in `params` go out once it plays again.
+    held: u32,
+    /// The held values, by catalog index (only those with their bit in `held`).
+    held_values: [f32; MAX_PARAMS],
+    /// The last published frame seen by a parameter change, and the changes sent
+    /// since it (see [`SEND_BUDGET`]).
+    last_frame: Option<u32>,
+    sent_since_frame: u32,
 }
+
+// `Module::held` has a bit per parameter.
+const _: () = assert!(MAX_PARAMS <= 32);
 
 /// The `worker` of a module that has none (being replaced, or quarantined).
 const NO_WORKER: WorkerId = WorkerId::MAX;
@@ -325,6 +342,23 @@ pub const NOTIFY_TTL: Duration = Duration::from_secs(300);
 
 /// Subscribers at most at once.
 pub const MAX_SUBSCRIBERS: usize = 32;
+
+/// Periods a primary may fall behind before parameter changes for it are held
+/// back in the supervisor (the latest value of each kept) instead of sent: a
+/// stopped worker reads nothing, and a few hundred changes fill its ipc socket,
+/// after which a send would block the core (measured: `/status` unanswered for
+/// seconds while a SIGSTOPped worker's module was flooded). Half the hang limit:
+/// a worker this far behind is about to be taken over anyway.
+pub const STALL_PERIODS: u32 = HANG_PERIODS / 2;
+
+/// Immediate parameter changes sent to one worker between two periods it
+/// publishes; more wait in the supervisor, the latest value of each parameter
+/// kept, until it has played one (then the held values go out). A healthy worker
+/// publishes every period, so this is 128 changes per period per module (24,000
+/// a second at 256 frames); a stopped one gets no more than 128 before it is
+/// noticed, which its ipc socket holds. Scheduled changes (bundles with a time)
+/// are not counted: merging them would move them off their sample.
+pub const SEND_BUDGET: u32 = 128;
 
 /// How often the heartbeats are checked.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
@@ -740,6 +774,7 @@ impl Core {
         if self.next_heartbeat.is_none_or(|t| now >= t) {
             self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
             self.check_heartbeats(fx);
+            self.send_held(false, fx);
         }
         self.follow_disconnections(fx);
     }

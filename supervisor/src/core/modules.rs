@@ -84,6 +84,10 @@ impl Core {
                 recovering_since: None,
                 degraded_since: None,
                 playing_since: None,
+                held: 0,
+                held_values: [0.0; MAX_PARAMS],
+                last_frame: None,
+                sent_since_frame: 0,
             },
         );
         self.pending.insert(
@@ -191,8 +195,37 @@ impl Core {
             Err(e) => return fx.reply(from, Fail::new("/module/set", e.to_string()).to_message()),
         };
         let wid = module.worker;
+        let stalled = self.stalled(id, fx);
+        let progress = self
+            .modules
+            .get(id)
+            .and_then(|m| fx.published_frame(&m.state));
         if let Some(m) = self.modules.get_mut(id) {
             m.params[index] = value;
+            // A new period published: the worker is taking changes again.
+            if progress.is_some_and(|f| Some(f) != m.last_frame) {
+                m.last_frame = progress;
+                m.sent_since_frame = 0;
+            }
+            let over_budget = at.is_none() && m.sent_since_frame >= SEND_BUDGET;
+            if stalled || over_budget {
+                // Its worker is not taking them (stopped, or a flood faster than
+                // it plays): its ipc socket would fill and the next send block
+                // this thread. Keep the latest value; it goes out once the
+                // worker has played a period (or to its replacement).
+                if m.held & (1 << index) != 0 {
+                    self.counters.params_held_back += 1;
+                }
+                m.held |= 1 << index;
+                m.held_values[index] = value;
+                return;
+            }
+            m.sent_since_frame += 1;
+            if at.is_none() && m.held & (1 << index) != 0 {
+                // This newer value replaces the one still held.
+                m.held &= !(1 << index);
+                self.counters.params_held_back += 1;
+            }
         }
         if let Some(worker) = self.workers.get(&wid) {
             fx.send(
@@ -204,6 +237,75 @@ impl Core {
                     received,
                 },
             );
+        }
+    }
+
+    /// Whether module `id`'s primary has published nothing for [`STALL_PERIODS`]
+    /// (stopped, hung, or far too slow), past its first moments.
+    fn stalled(&self, id: &str, fx: &mut impl Effects) -> bool {
+        let Some(m) = self.modules.get(id) else {
+            return false;
+        };
+        let now = fx.now();
+        if m.playing_since
+            .is_none_or(|t| now.duration_since(t) < HEARTBEAT_GRACE)
+        {
+            return false;
+        }
+        let (Some((cycle, period)), Some(frame)) = (fx.last_cycle(), fx.published_frame(&m.state))
+        else {
+            return false;
+        };
+        cycle.wrapping_sub(frame) as i32 > (STALL_PERIODS * period.max(1)) as i32
+    }
+
+    /// Sends the values held back from modules whose worker plays again (has
+    /// published a period since); with `now`, from every module whose worker is
+    /// not stalled (a `/sync` covers them).
+    pub(super) fn send_held(&mut self, now: bool, fx: &mut impl Effects) {
+        let held: Vec<String> = self
+            .modules
+            .iter()
+            .filter(|(_, m)| m.held != 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in held {
+            if self.stalled(&id, fx) {
+                continue;
+            }
+            let progress = self
+                .modules
+                .get(&id)
+                .and_then(|m| fx.published_frame(&m.state));
+            if let Some(m) = self.modules.get_mut(&id) {
+                if !now && progress.is_some() && progress == m.last_frame {
+                    continue; // nothing played since the budget ran out
+                }
+                m.last_frame = progress;
+                m.sent_since_frame = 0;
+            }
+            let received = fx.last_cycle().map_or(0, |(c, _)| c);
+            let Some(m) = self.modules.get_mut(&id) else {
+                continue;
+            };
+            let (bits, wid) = (std::mem::take(&mut m.held), m.worker);
+            let values: Vec<(u16, f32)> = (0..MAX_PARAMS)
+                .filter(|i| bits & (1 << i) != 0)
+                .map(|i| (i as u16, m.held_values[i]))
+                .collect();
+            if let Some(worker) = self.workers.get(&wid) {
+                for (index, value) in values {
+                    fx.send(
+                        &worker.link,
+                        ToWorker::SetParam {
+                            index,
+                            value,
+                            at: None,
+                            received,
+                        },
+                    );
+                }
+            }
         }
     }
 

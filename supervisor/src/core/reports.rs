@@ -11,6 +11,9 @@ impl Core {
     }
 
     pub(super) fn sync(&mut self, from: ReplyTo, sync_id: i32, fx: &mut impl Effects) {
+        // Values held back (a flood faster than a period) were sent before the
+        // sync: they go out first, so the sync covers them.
+        self.send_held(true, fx);
         let request_token = self.token();
         let mut waiting = HashSet::new();
         for wid in self.playing_workers() {

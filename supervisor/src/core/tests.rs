@@ -85,6 +85,9 @@ impl Effects for Fake {
             .map(|s| self.published.get(*s).copied())
             .collect()
     }
+    fn published_frame(&mut self, segment: &str) -> Option<u32> {
+        self.published.get(segment).copied()
+    }
 }
 
 /// Moves the fake clock past the refill delay and lets the core act on it.
@@ -1343,4 +1346,100 @@ mod hostile {
             let _ = core.status_report();
         }
     }
+}
+
+#[test]
+fn changes_for_a_stalled_worker_are_held_back_and_the_last_one_sent_once_it_plays() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "const", "c");
+    let sets_to = |fx: &Fake| -> Vec<f32> {
+        fx.sent
+            .iter()
+            .filter_map(|(w, m)| match m {
+                ToWorker::SetParam { value, .. } if *w == wid => Some(*value),
+                _ => None,
+            })
+            .collect()
+    };
+    fx.clock = Some(fx.now() + HEARTBEAT_GRACE + Duration::from_millis(1));
+    fx.cycle = Some(100_000);
+    // Playing: sent at once.
+    fx.published.insert("/ms-c-state".into(), 100_000);
+    osc(&mut core, &mut fx, "/c/value", vec![T::Float(1.0)]);
+    assert_eq!(sets_to(&fx), vec![1.0]);
+    // Stopped for more than STALL_PERIODS: kept, not sent.
+    fx.published
+        .insert("/ms-c-state".into(), 100_000 - 256 * (STALL_PERIODS + 1));
+    for v in [2.0, 3.0, 4.0] {
+        osc(&mut core, &mut fx, "/c/value", vec![T::Float(v)]);
+    }
+    assert_eq!(sets_to(&fx), vec![1.0]);
+    // Two replaced by a newer value before they went out.
+    assert_eq!(core.status_report().counters.params_held_back, 2);
+    // Still stopped at the next heartbeat: still nothing.
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert_eq!(sets_to(&fx), vec![1.0]);
+    // Playing again: the last value, once.
+    fx.published.insert("/ms-c-state".into(), 100_256);
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert_eq!(sets_to(&fx), vec![1.0, 4.0]);
+}
+
+#[test]
+fn more_immediate_changes_in_one_period_than_the_budget_wait_and_the_last_goes_out() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "const", "c");
+    let sets_to = |fx: &Fake| -> Vec<f32> {
+        fx.sent
+            .iter()
+            .filter_map(|(w, m)| match m {
+                ToWorker::SetParam { value, .. } if *w == wid => Some(*value),
+                _ => None,
+            })
+            .collect()
+    };
+    fx.clock = Some(fx.now() + HEARTBEAT_GRACE + Duration::from_millis(1));
+    fx.cycle = Some(100_000);
+    fx.published.insert("/ms-c-state".into(), 100_000);
+    for i in 0..(SEND_BUDGET + 50) {
+        osc(
+            &mut core,
+            &mut fx,
+            "/c/value",
+            vec![T::Float(i as f32 / 100.0)],
+        );
+    }
+    assert_eq!(sets_to(&fx).len(), SEND_BUDGET as usize);
+    // A scheduled change is not merged: it goes out on its sample.
+    let at = Event::Osc {
+        from: client(),
+        request: decode(&osc::message("/c/value", vec![T::Float(9.0)])),
+        received: 1000,
+        at: Some(200_000),
+    };
+    core.handle(at, &mut fx);
+    assert_eq!(sets_to(&fx).len(), SEND_BUDGET as usize + 1);
+    // The worker plays a period: the held value (the last one) goes out.
+    fx.published.insert("/ms-c-state".into(), 100_256);
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    let sent = sets_to(&fx);
+    assert_eq!(sent.len(), SEND_BUDGET as usize + 2);
+    assert_eq!(sent.last(), Some(&((SEND_BUDGET + 49) as f32 / 100.0)));
+    assert_eq!(core.status_report().counters.params_held_back, 49);
+    // Over budget again, then a period played: a new value replaces the held
+    // one instead of being overtaken by it.
+    for i in 0..(SEND_BUDGET + 1) {
+        osc(&mut core, &mut fx, "/c/value", vec![T::Float(i as f32)]);
+    }
+    fx.published.insert("/ms-c-state".into(), 100_512);
+    osc(&mut core, &mut fx, "/c/value", vec![T::Float(7.5)]);
+    fx.published.insert("/ms-c-state".into(), 100_768);
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert_eq!(sets_to(&fx).last(), Some(&7.5));
 }
