@@ -140,7 +140,11 @@ impl Clock for Jack {
         no_earlier_than(self.client().frame_now(), self.last_cycle().0)
     }
 
-    fn frame_in(&self, ahead: std::time::Duration) -> u32 {
-        self.client().frame_in(ahead)
+    fn usecs_now(&self) -> u64 {
+        self.client().usecs_now()
+    }
+
+    fn frame_at_usecs(&self, usecs: u64) -> u32 {
+        self.client().frame_at_usecs(usecs)
     }
 }

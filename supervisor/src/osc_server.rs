@@ -54,8 +54,10 @@ pub const MAX_SOURCES: usize = 256;
 pub trait Clock: Send + Sync + 'static {
     /// Estimated current JACK frame.
     fn frame_now(&self) -> u32;
-    /// The JACK frame `ahead` from now.
-    fn frame_in(&self, ahead: Duration) -> u32;
+    /// JACK's clock now, in microseconds.
+    fn usecs_now(&self) -> u64;
+    /// The JACK frame at JACK time `usecs`.
+    fn frame_at_usecs(&self, usecs: u64) -> u32;
 }
 
 impl Clock for jack::Client {
@@ -63,9 +65,12 @@ impl Clock for jack::Client {
         self.frame_time()
     }
 
-    fn frame_in(&self, ahead: Duration) -> u32 {
+    fn usecs_now(&self) -> u64 {
+        self.time()
+    }
+
+    fn frame_at_usecs(&self, usecs: u64) -> u32 {
         // JACK's own clock (microseconds) maps to frames through the server's DLL.
-        let usecs = self.time().saturating_add(ahead.as_micros() as u64);
         self.time_to_frames(usecs)
     }
 }
@@ -344,11 +349,17 @@ pub fn deliver(
             })
             .is_ok()
     };
-    match packet::decode_packet(bytes, SystemTime::now()) {
+    // The wall clock and JACK's clock read together, before decoding: a time
+    // ahead of one is the same time ahead of the other, however long decoding
+    // takes (each 21 us of drift between them is a frame off).
+    let (now, jack_now) = (SystemTime::now(), clock.usecs_now());
+    match packet::decode_packet(bytes, now) {
         Ok(items) => items.into_iter().all(|item| {
             let at = match item.due {
                 Due::Now => None,
-                Due::In(ahead) => Some(clock.frame_in(ahead)),
+                Due::In(ahead) => {
+                    Some(clock.frame_at_usecs(jack_now.saturating_add(ahead.as_micros() as u64)))
+                }
             };
             send(item.request, at)
         }),
