@@ -1,0 +1,135 @@
+//! The supervisor is no single point of failure (issue 11): a SIGKILLed `modsynthd`
+//! leaves the JACK server and the modules playing, and a new one takes them back.
+//! Everything on a private JACK server with recorded audio.
+
+use modsynth_tests::capture::Capture;
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::{
+    descriptors_of, segments_of, unique_name, workers_of, Supervisor,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How long a state a test waits for may take to come (a hang guard, not a timing).
+const PATIENCE: Duration = Duration::from_secs(15);
+
+fn server() -> JackServer {
+    JackServer::start().expect("a private JACK server")
+}
+
+/// Kills whatever the instance left behind when the test ends, passed or failed:
+/// its workers outlive their supervisor on purpose, and must not outlive the test.
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for pid in workers_of(&self.0) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        for segment in segments_of(&self.0) {
+            let _ = nix::sys::mman::shm_unlink(format!("/{segment}").as_str());
+        }
+    }
+}
+
+fn wait_until(what: &str, within: Duration, ok: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `jack_lsp` on `server`; `None` if it did not answer within `within`.
+fn jack_lsp(server: &JackServer, within: Duration) -> Option<String> {
+    let mut child = server
+        .command("jack_lsp")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("jack_lsp starts");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = child.wait_with_output().ok()?;
+            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_of_modsynthd_leaves_the_jack_server_running_and_no_worker_holds_its_client() {
+    let server = server();
+    let name = unique_name();
+    let mut sup = Supervisor::start_named(&server, &name, 2, &[]).unwrap();
+    sup.new_module("vco", "osc", &[("freq", 440.0)]).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    // Dropped before the capture: a worker holding the dead supervisor's client
+    // wedges the server, and closing the capture would then hang instead of fail.
+    let _leftovers = Leftovers(name.clone());
+    sup.connect("osc:out", &capture.port(0)).unwrap();
+    sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    // Spares are refilled after the create: wait until they are there too, so
+    // workers spawned long after the supervisor's JACK client opened are checked.
+    wait_until("a full pool besides the module", PATIENCE, || {
+        workers_of(&name).len() >= 4
+    });
+
+    // jackd2 sees a client go when its sockets close. A worker holding a copy of
+    // one of the supervisor's sockets (inherited at spawn) keeps that client alive
+    // for jackd after the supervisor's death. (Semaphores are no evidence: every
+    // JACK client opens every other client's.)
+    let sockets = |pid: u32| -> Vec<String> {
+        descriptors_of(pid)
+            .into_iter()
+            .filter(|d| d.starts_with("socket:"))
+            .collect()
+    };
+    let supervisors = sockets(sup.pid());
+    assert!(
+        !supervisors.is_empty(),
+        "the supervisor has sockets to look for"
+    );
+    for pid in workers_of(&name) {
+        let shared: Vec<String> = sockets(pid)
+            .into_iter()
+            .filter(|s| supervisors.contains(s))
+            .collect();
+        assert!(
+            shared.is_empty(),
+            "worker {pid} holds the supervisor's sockets {shared:?}"
+        );
+    }
+
+    sup.sigkill().unwrap();
+    // Another client's callback keeps being called: a whole second arrives.
+    let rec = capture
+        .record_timeout(48_000, Duration::from_secs(10))
+        .expect("the JACK server keeps running after modsynthd's SIGKILL");
+    eprintln!(
+        "measured: after the kill {} frames dropped, {} xruns at the capture",
+        rec.dropped_frames, rec.xruns
+    );
+    let lsp = jack_lsp(&server, Duration::from_secs(10))
+        .expect("jack_lsp answers after modsynthd's SIGKILL");
+    assert!(
+        lsp.contains(&capture.port(0)),
+        "jack_lsp lists the capture: {lsp}"
+    );
+    // And the server is not waiting on a dead client: a new one can come and play.
+    let second = Capture::start(&server, 1).expect("a new JACK client opens");
+    second
+        .record_timeout(4_800, Duration::from_secs(10))
+        .expect("a new client's callback runs");
+}
