@@ -46,6 +46,18 @@ struct Args {
     /// quarantined.
     #[arg(long, default_value = "5/10")]
     crash_loop: modsynth_supervisor::restart::RestartPolicy,
+    /// Seconds a spare worker waits for a new modsynthd after this one died, before
+    /// it exits. Workers playing a module never stop because modsynthd died.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    spare_grace: f64,
+}
+
+/// A number of seconds, 0 to one day.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds from 0 to 86400")),
+    }
 }
 
 /// How often `metrics.json` is rewritten at most (only when something changed).
@@ -175,6 +187,7 @@ fn serve(
         binary: worker,
         instance: args.name.clone(),
         sentinel: Sentinel::start(events_tx.clone())?,
+        spare_grace: Duration::from_secs_f64(args.spare_grace),
     };
     let mut runtime = Runtime {
         socket: reply_socket,

@@ -37,6 +37,9 @@ pub struct Spawner {
     pub instance: String,
     /// Watches every worker that said hello.
     pub sentinel: Sentinel,
+    /// How long a worker without a module waits for a new supervisor after losing
+    /// this one (`--spare-grace`).
+    pub spare_grace: Duration,
 }
 
 impl Spawner {
@@ -107,6 +110,8 @@ impl Spawner {
         let mut command = Command::new(&self.binary);
         command
             .args(["--pool", "--client", &client, "--connect", &server_name])
+            .arg("--spare-grace")
+            .arg(self.spare_grace.as_secs_f64().to_string())
             .stdin(Stdio::null())
             // Its own process group: a Ctrl-C in the terminal reaches the supervisor,
             // which stops workers in order, not every worker at once.

@@ -2,6 +2,7 @@
 //! leaves the JACK server and the modules playing, and a new one takes them back.
 //! Everything on a private JACK server with recorded audio.
 
+use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{
@@ -12,6 +13,7 @@ use nix::unistd::Pid;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+const RATE: f64 = 48_000.0;
 /// How long a state a test waits for may take to come (a hang guard, not a timing).
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -132,4 +134,87 @@ fn sigkill_of_modsynthd_leaves_the_jack_server_running_and_no_worker_holds_its_c
     second
         .record_timeout(4_800, Duration::from_secs(10))
         .expect("a new client's callback runs");
+}
+
+/// Records `frames` frames, SIGKILLing `pid` (or doing `act`) 0.5 s in.
+fn record_across(capture: &Capture, frames: usize, act: impl FnOnce() + Send) -> Vec<f32> {
+    std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(frames).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        act();
+        let rec = rec.join().unwrap();
+        eprintln!(
+            "recording: {} frames dropped by the server, {} xruns",
+            rec.dropped_frames, rec.xruns
+        );
+        rec.channels[0].clone()
+    })
+}
+
+fn sigkill(pid: u32) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the process to kill exists");
+}
+
+#[test]
+fn a_module_plays_on_without_its_supervisor_its_standby_still_takes_over_and_spares_leave() {
+    let server = server();
+    let name = unique_name();
+    let mut sup = Supervisor::start_named(&server, &name, 2, &["--spare-grace", "2"]).unwrap();
+    sup.new_module("vco", "osc", &[("freq", 440.0), ("gain", 0.5)])
+        .unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    sup.connect("osc:out", &capture.port(0)).unwrap();
+    let before = sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    wait_until("a full pool besides the module", PATIENCE, || {
+        workers_of(&name).len() >= 4
+    });
+
+    let out = record_across(&capture, 3 * 48_000, || sup.sigkill().unwrap());
+    let gap = longest_silent_run(&out, 1e-6);
+    let f = pitch_hz(&out[out.len() - 48_000..], RATE);
+    eprintln!("measured: {gap} silent samples across modsynthd's SIGKILL, then {f:.2} Hz");
+    assert!(
+        gap <= 256,
+        "{gap} silent samples: the module stopped with its supervisor"
+    );
+    assert!(cents(f, 440.0).abs() < 5.0, "pitch after the kill {f}");
+
+    // Spares leave after their grace; the module's two workers stay.
+    wait_until("the spares' exit", PATIENCE, || {
+        workers_of(&name).len() == 2
+    });
+    let mut left = workers_of(&name);
+    left.sort_unstable();
+    let mut players = vec![before.pid, before.standby_pid];
+    players.sort_unstable();
+    assert_eq!(left, players, "the primary and its standby are left");
+
+    // With no supervisor, the standby still takes over from a dead primary.
+    let out = record_across(&capture, 2 * 48_000, || sigkill(before.pid));
+    let gap = longest_silent_run(&out, 1e-6);
+    let f = pitch_hz(&out[out.len() - 24_000..], RATE);
+    eprintln!("measured: {gap} silent samples across the primary's SIGKILL with no supervisor, then {f:.2} Hz");
+    assert!(
+        gap <= 256,
+        "{gap} silent samples: the standby did not take over"
+    );
+    assert!(cents(f, 440.0).abs() < 5.0, "pitch after the takeover {f}");
+    assert_eq!(workers_of(&name), vec![before.standby_pid]);
+}
+
+#[test]
+fn workers_whose_supervisor_and_server_are_both_gone_exit() {
+    let mut server = server();
+    let name = unique_name();
+    let mut sup = Supervisor::start_named(&server, &name, 2, &[]).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    sup.new_module("vco", "osc", &[("freq", 440.0)]).unwrap();
+    sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    sup.sigkill().unwrap();
+    sigkill(server.pid());
+    wait_until("the exit of every worker", PATIENCE, || {
+        workers_of(&name).is_empty()
+    });
+    assert!(!server.is_running());
 }

@@ -32,6 +32,10 @@ struct Args {
     /// Pool mode: the supervisor's ipc-channel server name.
     #[arg(long, value_name = "SERVER")]
     connect: Option<String>,
+    /// Pool mode: seconds a worker without a module waits for a supervisor after
+    /// losing its own, before it exits (one with a module plays on regardless).
+    #[arg(long, value_name = "SECONDS", default_value_t = pooled::DEFAULT_SPARE_GRACE.as_secs_f64())]
+    spare_grace: f64,
     /// Module type (see `modsynth modules`).
     #[arg(value_name = "TYPE")]
     module_type: Option<String>,
@@ -53,7 +57,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = if args.pool {
         let (client, server) = (args.client.as_deref(), args.connect.as_deref());
-        pooled::run(client.unwrap_or_default(), server.unwrap_or_default()).map_err(|e| (1, e))
+        // Anything but a finite, non-negative number of seconds means the default.
+        let grace = std::time::Duration::try_from_secs_f64(args.spare_grace)
+            .unwrap_or(pooled::DEFAULT_SPARE_GRACE);
+        pooled::run(
+            client.unwrap_or_default(),
+            server.unwrap_or_default(),
+            grace,
+        )
+        .map_err(|e| (1, e))
     } else {
         run_standalone(&args)
     };

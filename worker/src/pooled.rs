@@ -3,7 +3,8 @@
 //! The JACK client is opened and activated before the worker says hello, so that when
 //! the supervisor assigns a module the only costs left are registering its ports and
 //! one message. The worker then serves [`ToWorker`] requests until the supervisor says
-//! `Shutdown` or goes away (its channel closes), and exits cleanly either way.
+//! `Shutdown`. If the supervisor goes away instead (its channel closes), a worker
+//! with a module plays on, and a spare exits after a grace period (see [`run`]).
 
 use crate::engine::ParamChange;
 use crate::jack_host::Host;
@@ -15,7 +16,7 @@ use modsynth_control::protocol::{FromWorker, Role, ToWorker, WorkerReport};
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Periods a primary may go without publishing its state before its standby treats
@@ -27,9 +28,54 @@ const HANG_PERIODS: u64 = 16;
 /// How long the worker waits for its real-time thread before answering anyway.
 const RT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a spare (a worker without a module) waits for a supervisor after losing
+/// its own before it exits, unless told otherwise (`--spare-grace`): long enough for
+/// a watchdog to restart `modsynthd` and take it back, short enough that spares of a
+/// supervisor that is gone for good do not linger.
+pub const DEFAULT_SPARE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a worker without a supervisor lets its JACK client go without a single
+/// period before it concludes the server is gone too and exits (libjack's shutdown
+/// notice normally says so at once; this catches a server that died without one).
+const SERVER_SILENCE: Duration = Duration::from_secs(10);
+
+/// How often the worker looks at its surroundings while nothing arrives.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The channel to the supervisor, shared with the standby's watcher thread; `None`
+/// while the worker has no supervisor.
+#[derive(Clone)]
+struct Uplink(Arc<Mutex<Option<IpcSender<FromWorker>>>>);
+
+impl Uplink {
+    fn new(to: IpcSender<FromWorker>) -> Uplink {
+        Uplink(Arc::new(Mutex::new(Some(to))))
+    }
+
+    /// Sends `msg` if there is a supervisor; `false` if there is none (any more).
+    fn send(&self, msg: FromWorker) -> bool {
+        let mut to = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = to.as_ref().is_some_and(|t| t.send(msg).is_ok());
+        if !sent {
+            *to = None;
+        }
+        sent
+    }
+
+    fn lose(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// Runs a pooled worker with JACK client `client_name`, reporting to the supervisor's
 /// one-shot server `server_name`.
-pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
+///
+/// The worker does not depend on its supervisor to play: when the supervisor's
+/// channel closes (it crashed, or was killed), a worker that plays a module (as
+/// primary or standby) goes on with it, its connections, its state publishing and
+/// its standby watch; a spare exits after `spare_grace`. Either leaves when the JACK
+/// server goes away.
+pub fn run(client_name: &str, server_name: &str, spare_grace: Duration) -> Result<(), String> {
     let to_supervisor: IpcSender<FromWorker> = IpcSender::connect(server_name.to_string())
         .map_err(|e| format!("cannot reach the supervisor at {server_name}: {e}"))?;
     // If the server goes away the worker has nothing to serve: exit, as on Shutdown.
@@ -49,7 +95,7 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
 
     let mut worker = Worker {
-        to_supervisor: to_supervisor.clone(),
+        uplink: Uplink::new(to_supervisor),
         watching: None,
         host,
         sent: 0,
@@ -57,22 +103,53 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         assigned_state: None,
         cpu: CpuClock::now(),
     };
+    let mut commands = Some(commands);
+    // Since when the worker has had no supervisor, and its periods' progress then.
+    let mut alone_since: Option<Instant> = None;
+    let mut server_progress = (0u64, Instant::now());
     loop {
         if shutdown_rx.try_recv().is_ok() {
             return Err("the JACK server shut down".into());
         }
-        let message = match commands.try_recv_timeout(Duration::from_millis(200)) {
+        let Some(rx) = &commands else {
+            let since = *alone_since.get_or_insert_with(Instant::now);
+            if worker.assigned_state.is_none() && since.elapsed() >= spare_grace {
+                tracing::info!("no supervisor for {spare_grace:?} and no module: exiting");
+                break;
+            }
+            let cycles = worker
+                .host
+                .controller()
+                .stats()
+                .cycles
+                .load(Ordering::Relaxed);
+            if cycles != server_progress.0 {
+                server_progress = (cycles, Instant::now());
+            } else if server_progress.1.elapsed() >= SERVER_SILENCE {
+                return Err(format!(
+                    "no supervisor, and the JACK server ran no period for {SERVER_SILENCE:?}: \
+                     it is gone too"
+                ));
+            }
+            std::thread::sleep(POLL);
+            continue;
+        };
+        let message = match rx.try_recv_timeout(POLL) {
             Ok(m) => m,
             Err(ipc_channel::TryRecvError::Empty) => continue,
-            // The supervisor is gone: nobody will ever free this worker, so leave.
-            Err(ipc_channel::TryRecvError::IpcError(_)) => break,
+            Err(ipc_channel::TryRecvError::IpcError(_)) => {
+                worker.supervisor_lost();
+                commands = None;
+                continue;
+            }
         };
         if matches!(message, ToWorker::Shutdown) {
             break;
         }
         if let Some(reply) = worker.handle(message) {
-            if to_supervisor.send(reply).is_err() {
-                break;
+            if !worker.uplink.send(reply) {
+                worker.supervisor_lost();
+                commands = None;
             }
         }
         // Off the critical path: the assignment has been answered.
@@ -84,7 +161,7 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
 
 struct Worker {
     host: Host,
-    to_supervisor: IpcSender<FromWorker>,
+    uplink: Uplink,
     /// Set to stop the thread that watches this standby's primary.
     watching: Option<Arc<AtomicBool>>,
     /// Parameter changes handed to the real-time thread so far.
@@ -97,6 +174,17 @@ struct Worker {
 }
 
 impl Worker {
+    /// The supervisor's channel closed: play on without it (see [`run`]).
+    fn supervisor_lost(&mut self) {
+        self.uplink.lose();
+        match &self.assigned_state {
+            Some((segment, _)) => {
+                tracing::warn!("the supervisor is gone: playing {segment} on without it")
+            }
+            None => tracing::warn!("the supervisor is gone: waiting for another as a spare"),
+        }
+    }
+
     fn handle(&mut self, message: ToWorker) -> Option<FromWorker> {
         match message {
             ToWorker::Assign {
@@ -213,7 +301,7 @@ impl Worker {
     ) {
         let stop = Arc::new(AtomicBool::new(false));
         self.watching = Some(stop.clone());
-        let to_supervisor = self.to_supervisor.clone();
+        let uplink = self.uplink.clone();
         std::thread::spawn(move || {
             let Some(pid) = rustix::process::Pid::from_raw(primary_pid as i32) else {
                 return;
@@ -257,7 +345,7 @@ impl Worker {
                 match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5u16)) {
                     Ok(n) if n > 0 => {
                         if shared.take_over(primary_pid as u64, me) {
-                            let _ = to_supervisor.send(FromWorker::Promoted);
+                            uplink.send(FromWorker::Promoted);
                         }
                         return;
                     }
@@ -272,7 +360,7 @@ impl Worker {
                         {
                             tracing::warn!("primary {primary_pid} published nothing for {HANG_PERIODS} periods: taking over");
                             if shared.take_over(primary_pid as u64, me) {
-                                let _ = to_supervisor.send(FromWorker::Promoted);
+                                uplink.send(FromWorker::Promoted);
                             }
                             return;
                         }
