@@ -74,6 +74,9 @@ macro_rules! say {
 
 fn main() -> ExitCode {
     modsynth_control::logging::init();
+    // A thread of ours that panics takes the process down, to be restarted by its
+    // watchdog and re-adopt the workers, rather than leave it deaf or blind.
+    modsynth_control::logging::abort_on_panic();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

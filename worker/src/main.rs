@@ -54,6 +54,9 @@ enum Event {
 
 fn main() -> ExitCode {
     modsynth_control::logging::init();
+    // A panicking control or watcher thread must not leave a worker that plays on
+    // but no longer obeys or watches: dead, its module fails over to its standby.
+    modsynth_control::logging::abort_on_panic();
     let args = Args::parse();
     let result = if args.pool {
         let (client, server) = (args.client.as_deref(), args.connect.as_deref());
