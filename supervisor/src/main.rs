@@ -10,7 +10,7 @@ use modsynth_supervisor::sentinel::Sentinel;
 use modsynth_supervisor::spawn::Spawner;
 use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -50,6 +50,15 @@ struct Args {
     /// it exits. Workers playing a module never stop because modsynthd died.
     #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
     spare_grace: f64,
+}
+
+/// The workers taken back at start, and what the last supervisor left for this one.
+struct Adopted {
+    found: Vec<modsynth_supervisor::adoption::Found>,
+    saved: modsynth_supervisor::core::Saved,
+    counters: Option<modsynth_control::status::Counters>,
+    /// How long finding and asking them took.
+    took: Duration,
 }
 
 /// A number of seconds, 0 to one day.
@@ -122,7 +131,28 @@ fn run(args: Args) -> Result<(), String> {
     };
     // Ours alone from here on: a second modsynthd of this instance stops here.
     let state = StateDir::lock(&args.name, &dir, args.state_dir.is_some())?;
-    let opened = match state.open_registry() {
+    // Workers a dead supervisor of this instance left playing are taken back before
+    // anything else: their state segments must survive the leftover clean-up.
+    let cards = match state.cards_dir() {
+        Ok(cards) => cards,
+        Err(e) => {
+            state.close(None);
+            return Err(e);
+        }
+    };
+    let adopt_started = Instant::now();
+    let found = modsynth_supervisor::adoption::find(&cards, &args.name);
+    let keep: std::collections::HashSet<String> = found
+        .iter()
+        .filter_map(|f| f.worker.playing.as_ref().map(|p| p.state.clone()))
+        .collect();
+    let taken_back = Adopted {
+        found,
+        saved: state.read_saved(),
+        counters: state.read_counters(),
+        took: adopt_started.elapsed(),
+    };
+    let opened = match state.open_registry(&keep) {
         Ok(opened) => opened,
         Err(e) => {
             state.close(None);
@@ -149,7 +179,7 @@ fn run(args: Args) -> Result<(), String> {
             return Err(e);
         }
     };
-    let served = serve(&args, worker, state.path(), &writer, started);
+    let served = serve(&args, worker, &state, &writer, started, taken_back);
     let kept = state.close(writer.stop());
     if let Some(note) = kept {
         say!("modsynthd: {note}");
@@ -165,10 +195,12 @@ fn run(args: Args) -> Result<(), String> {
 fn serve(
     args: &Args,
     worker: PathBuf,
-    state_dir: &Path,
+    state: &StateDir,
     writer: &Writer,
     started: Instant,
+    adopted: Adopted,
 ) -> Result<(), String> {
+    let state_dir = state.path();
     let (events_tx, events) = mpsc::channel();
     let jack = Arc::new(Jack::open(&args.name, events_tx.clone())?);
 
@@ -191,6 +223,7 @@ fn serve(
         instance: args.name.clone(),
         sentinel: Sentinel::start(events_tx.clone())?,
         spare_grace: Duration::from_secs_f64(args.spare_grace),
+        cards: state.cards_dir()?,
     };
     let mut runtime = Runtime {
         socket: reply_socket,
@@ -210,6 +243,25 @@ fn serve(
         args.pool,
         state_dir.display()
     );
+    if !adopted.found.is_empty() {
+        let mut workers = Vec::new();
+        for f in adopted.found {
+            runtime.spawner.follow(
+                f.worker.id,
+                f.worker.pid,
+                f.receiver,
+                runtime.events.clone(),
+            );
+            workers.push(f.worker);
+        }
+        let n = workers.len();
+        core.adopt(workers, adopted.saved, adopted.counters, &mut runtime);
+        say!(
+            "modsynthd: took back {n} worker(s) playing {} module(s) in {} ms",
+            core.module_count(),
+            adopted.took.as_millis()
+        );
+    }
     core.start(&mut runtime);
 
     let mut pool_reported = false;
@@ -218,6 +270,7 @@ fn serve(
     // What the writer was last given, and when metrics.json is due next.
     let mut written_view = RegistryView::default();
     let mut written_metrics = String::new();
+    let mut written_saved = String::new();
     let mut next_metrics = Instant::now();
     loop {
         let wait = core
@@ -240,6 +293,11 @@ fn serve(
         if view != written_view {
             writer.view(view.clone());
             written_view = view;
+        }
+        let saved = serde_json::to_string(&core.saved()).unwrap_or_default();
+        if saved != written_saved {
+            writer.saved(saved.clone());
+            written_saved = saved;
         }
         if Instant::now() >= next_metrics {
             next_metrics = Instant::now() + METRICS_INTERVAL;

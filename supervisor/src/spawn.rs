@@ -37,6 +37,8 @@ pub struct Spawner {
     pub instance: String,
     /// Watches every worker that said hello.
     pub sentinel: Sentinel,
+    /// Where workers publish their cards (`<state dir>/workers`).
+    pub cards: PathBuf,
     /// How long a worker without a module waits for a new supervisor after losing
     /// this one (`--spare-grace`).
     pub spare_grace: Duration,
@@ -54,6 +56,29 @@ impl Spawner {
         std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || this.run(id, events))
+            .expect("spawning a thread");
+    }
+
+    /// Watches an adopted worker and forwards what it says, as for one of ours;
+    /// it is not our child, so nothing is reaped.
+    pub fn follow(
+        &self,
+        id: WorkerId,
+        pid: u32,
+        receiver: IpcReceiver<FromWorker>,
+        events: Sender<Event>,
+    ) {
+        self.sentinel.watch(id, pid);
+        std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || {
+                while let Ok(msg) = receiver.recv() {
+                    if events.send(Event::FromWorker(id, msg)).is_err() {
+                        return;
+                    }
+                }
+                let _ = events.send(Event::WorkerGone(id));
+            })
             .expect("spawning a thread");
     }
 
@@ -110,6 +135,8 @@ impl Spawner {
         let mut command = Command::new(&self.binary);
         command
             .args(["--pool", "--client", &client, "--connect", &server_name])
+            .arg("--cards")
+            .arg(&self.cards)
             .arg("--spare-grace")
             .arg(self.spare_grace.as_secs_f64().to_string())
             .stdin(Stdio::null())

@@ -2,6 +2,7 @@
 //! leaves the JACK server and the modules playing, and a new one takes them back.
 //! Everything on a private JACK server with recorded audio.
 
+use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
@@ -217,4 +218,126 @@ fn workers_whose_supervisor_and_server_are_both_gone_exit() {
         workers_of(&name).is_empty()
     });
     assert!(!server.is_running());
+}
+
+/// The running patch as `/set/save` writes it (modules, values, connections).
+fn saved_set(sup: &Supervisor, tag: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-{tag}.toml", sup.name));
+    let path = path.to_string_lossy().into_owned();
+    sup.client()
+        .call(message("/set/save", vec![text(&path)]))
+        .expect("/set/save");
+    let set = std::fs::read_to_string(&path).expect("the saved set");
+    let _ = std::fs::remove_file(&path);
+    set
+}
+
+/// Starts VCO -> VCF -> VCA -> capture on `sup`, every module with its standby.
+fn play_a_chain(sup: &Supervisor, capture: &Capture) {
+    sup.new_module("vco", "osc1", &[("freq", 440.0), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module("vcf", "filt1", &[("cutoff", 8000.0)])
+        .unwrap();
+    sup.new_module("vca", "amp1", &[("gain", 1.0)]).unwrap();
+    sup.connect("osc1:out", "filt1:in").unwrap();
+    sup.connect("filt1:out", "amp1:in").unwrap();
+    sup.connect("amp1:out", &capture.port(0)).unwrap();
+    for id in ["osc1", "filt1", "amp1"] {
+        sup.wait_for_module(id, PATIENCE, |m| !m.standby_client.is_empty());
+    }
+}
+
+#[test]
+fn a_set_plays_on_through_modsynthd_sigkill_and_a_new_modsynthd_takes_it_back() {
+    let server = server();
+    let name = unique_name();
+    // Spares wait for the new supervisor too.
+    let extra = ["--spare-grace", "30"];
+    let mut sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    play_a_chain(&sup, &capture);
+    let before = sup.status().unwrap();
+    let set_before = saved_set(&sup, "before");
+    let workers_before = {
+        let mut w = workers_of(&name);
+        w.sort_unstable();
+        w
+    };
+
+    // Ten seconds and more without a supervisor.
+    let out = record_across(&capture, 11 * 48_000, || sup.sigkill().unwrap());
+    let gap = longest_silent_run(&out, 1e-6);
+    let f = pitch_hz(&out[out.len() - 48_000..], RATE);
+    eprintln!("measured: {gap} silent samples in 10.5 s after modsynthd's SIGKILL, then {f:.2} Hz");
+    assert!(
+        gap <= 256,
+        "{gap} silent samples after the supervisor's death"
+    );
+    assert!(
+        cents(f, 440.0).abs() < 5.0,
+        "pitch without a supervisor {f}"
+    );
+
+    let again = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(4 * 48_000).unwrap());
+        let again = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+        let out = rec.join().unwrap().channels[0].clone();
+        let gap = longest_silent_run(&out, 1e-6);
+        eprintln!("measured: {gap} silent samples while the new modsynthd took the set back");
+        assert!(gap <= 256, "{gap} silent samples during the re-adoption");
+        again
+    });
+    eprintln!("the new modsynthd said {:?}", again.startup_output());
+    assert!(
+        again
+            .startup_output()
+            .iter()
+            .any(|l| l.contains("took back")),
+        "it took workers back: {:?}",
+        again.startup_output()
+    );
+    let after = again.status().unwrap();
+    for m in &before.modules {
+        let a = after
+            .modules
+            .iter()
+            .find(|a| a.id == m.id)
+            .unwrap_or_else(|| panic!("module {} after the re-adoption", m.id));
+        assert_eq!(
+            (&a.module_type, a.pid, &a.ports, a.standby_pid),
+            (&m.module_type, m.pid, &m.ports, m.standby_pid),
+            "module {} is played by the same workers",
+            m.id
+        );
+    }
+    assert_eq!(after.modules.len(), before.modules.len());
+    assert_eq!(
+        saved_set(&again, "after"),
+        set_before,
+        "same modules, values, connections"
+    );
+    let mut adopted: Vec<u32> = workers_of(&name)
+        .into_iter()
+        .filter(|p| workers_before.contains(p))
+        .collect();
+    adopted.sort_unstable();
+    assert_eq!(adopted, workers_before, "every worker was kept");
+
+    // The new supervisor controls the set.
+    again.set("osc1", "freq", 660.0).unwrap();
+    let rec = capture.record_continuous(24_000).unwrap();
+    let f = pitch_hz(&rec.channels[0], RATE);
+    assert!(cents(f, 660.0).abs() < 5.0, "after /module/set {f} Hz");
+
+    let mut again = again;
+    again.stop().unwrap();
+    wait_until("every worker's exit", PATIENCE, || {
+        workers_of(&name).is_empty()
+    });
+    assert_eq!(
+        segments_of(&name),
+        Vec::<String>::new(),
+        "no leaked segment"
+    );
 }

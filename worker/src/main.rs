@@ -36,6 +36,10 @@ struct Args {
     /// losing its own, before it exits (one with a module plays on regardless).
     #[arg(long, value_name = "SECONDS", default_value_t = pooled::DEFAULT_SPARE_GRACE.as_secs_f64())]
     spare_grace: f64,
+    /// Pool mode: the dir where the worker publishes its card so that a new
+    /// supervisor can take it back (the instance's `<state dir>/workers`).
+    #[arg(long, value_name = "DIR")]
+    cards: Option<std::path::PathBuf>,
     /// Module type (see `modsynth modules`).
     #[arg(value_name = "TYPE")]
     module_type: Option<String>,
@@ -63,10 +67,12 @@ fn main() -> ExitCode {
         // Anything but a finite, non-negative number of seconds means the default.
         let grace = std::time::Duration::try_from_secs_f64(args.spare_grace)
             .unwrap_or(pooled::DEFAULT_SPARE_GRACE);
+        let cards = args.cards.as_deref();
         pooled::run(
             client.unwrap_or_default(),
             server.unwrap_or_default(),
             grace,
+            cards,
         )
         .map_err(|e| (1, e))
     } else {

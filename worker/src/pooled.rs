@@ -10,10 +10,13 @@ use crate::engine::ParamChange;
 use crate::jack_host::Host;
 use crate::jack_host::StatePlan;
 use crate::shared_state::SharedState;
-use ipc_channel::ipc::{self, IpcSender};
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
 use modsynth_control::catalog;
-use modsynth_control::protocol::{FromWorker, Role, ToWorker, WorkerReport};
+use modsynth_control::protocol::{
+    process_start_time, Adoption, FromWorker, Playing, Role, ToWorker, WorkerCard, WorkerReport,
+};
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -62,6 +65,10 @@ impl Uplink {
         sent
     }
 
+    fn set(&self, to: IpcSender<FromWorker>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(to);
+    }
+
     fn lose(&self) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
@@ -75,7 +82,16 @@ impl Uplink {
 /// primary or standby) goes on with it, its connections, its state publishing and
 /// its standby watch; a spare exits after `spare_grace`. Either leaves when the JACK
 /// server goes away.
-pub fn run(client_name: &str, server_name: &str, spare_grace: Duration) -> Result<(), String> {
+///
+/// With `cards` (the instance's `<state dir>/workers`), the worker can be taken back
+/// by a new supervisor: it keeps an `IpcOneShotServer<Adoption>` open, publishes its
+/// name in its [`WorkerCard`] there, and makes a new one after every adoption.
+pub fn run(
+    client_name: &str,
+    server_name: &str,
+    spare_grace: Duration,
+    cards: Option<&Path>,
+) -> Result<(), String> {
     let to_supervisor: IpcSender<FromWorker> = IpcSender::connect(server_name.to_string())
         .map_err(|e| format!("cannot reach the supervisor at {server_name}: {e}"))?;
     // If the server goes away the worker has nothing to serve: exit, as on Shutdown.
@@ -94,8 +110,13 @@ pub fn run(client_name: &str, server_name: &str, spare_grace: Duration) -> Resul
         })
         .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
 
+    let (adoptions_tx, adoptions) = std::sync::mpsc::channel::<Adoption>();
+    // Removes the card and the pending server's socket however `run` returns.
+    let _offer = cards.map(|dir| AdoptionOffer::start(dir, client_name, adoptions_tx));
+
     let mut worker = Worker {
         uplink: Uplink::new(to_supervisor),
+        assigned: None,
         watching: None,
         host,
         sent: 0,
@@ -111,6 +132,16 @@ pub fn run(client_name: &str, server_name: &str, spare_grace: Duration) -> Resul
         if shutdown_rx.try_recv().is_ok() {
             return Err("the JACK server shut down".into());
         }
+        if let Ok(adoption) = adoptions.try_recv() {
+            commands = Some(adoption.commands);
+            alone_since = None;
+            let reply = worker.adopted_by(adoption.supervisor);
+            if !worker.uplink.send(reply) {
+                worker.supervisor_lost();
+                commands = None;
+            }
+            continue;
+        }
         let Some(rx) = &commands else {
             let since = *alone_since.get_or_insert_with(Instant::now);
             if worker.assigned_state.is_none() && since.elapsed() >= spare_grace {
@@ -123,7 +154,9 @@ pub fn run(client_name: &str, server_name: &str, spare_grace: Duration) -> Resul
                 .stats()
                 .cycles
                 .load(Ordering::Relaxed);
-            if cycles != server_progress.0 {
+            // Only a worker with a module counts its periods (a spare's callback
+            // returns at once); a spare leaves after its grace anyway.
+            if cycles != server_progress.0 || worker.assigned_state.is_none() {
                 server_progress = (cycles, Instant::now());
             } else if server_progress.1.elapsed() >= SERVER_SILENCE {
                 return Err(format!(
@@ -131,7 +164,16 @@ pub fn run(client_name: &str, server_name: &str, spare_grace: Duration) -> Resul
                      it is gone too"
                 ));
             }
-            std::thread::sleep(POLL);
+            // An adoption wakes the loop at once; the rest is looked at every POLL.
+            if let Ok(adoption) = adoptions.recv_timeout(POLL) {
+                commands = Some(adoption.commands);
+                alone_since = None;
+                let reply = worker.adopted_by(adoption.supervisor);
+                if !worker.uplink.send(reply) {
+                    worker.supervisor_lost();
+                    commands = None;
+                }
+            }
             continue;
         };
         let message = match rx.try_recv_timeout(POLL) {
@@ -170,10 +212,56 @@ struct Worker {
     takeovers_at_assign: u64,
     /// The current module's state segment and type, if it has one.
     assigned_state: Option<(String, String)>,
+    /// What the current assignment is, for a supervisor that adopts this worker.
+    assigned: Option<Assigned>,
     cpu: CpuClock,
 }
 
+/// A worker's current assignment, as a new supervisor needs to know it.
+struct Assigned {
+    id: String,
+    module_type: String,
+    role: Role,
+    state: String,
+    ports: Vec<String>,
+}
+
 impl Worker {
+    /// A new supervisor took this worker back: answer on its channel with what the
+    /// worker plays, parameter values read from the last published state.
+    fn adopted_by(&mut self, supervisor: IpcSender<FromWorker>) -> FromWorker {
+        self.uplink.set(supervisor);
+        let me = std::process::id();
+        let playing = self.assigned.as_ref().map(|a| {
+            let spec = catalog::module(&a.module_type);
+            let type_index = catalog::module_index(&a.module_type).unwrap_or(0) as u32;
+            let shared = SharedState::open(&a.state, type_index).ok();
+            let owner = shared.as_ref().is_some_and(|s| s.owner() == me as u64);
+            let params = match (shared, spec) {
+                (Some(shared), Some(spec)) => {
+                    let state = shared.load(shared.published().1);
+                    state.params[..spec.params.len()].to_vec()
+                }
+                _ => Vec::new(),
+            };
+            Playing {
+                id: a.id.clone(),
+                module_type: a.module_type.clone(),
+                role: a.role,
+                state: a.state.clone(),
+                owner,
+                ports: a.ports.clone(),
+                params,
+            }
+        });
+        tracing::info!("adopted by a new supervisor");
+        FromWorker::Adopted {
+            pid: me,
+            client: self.host.client().name().to_string(),
+            playing,
+        }
+    }
+
     /// The supervisor's channel closed: play on without it (see [`run`]).
     fn supervisor_lost(&mut self) {
         self.uplink.lose();
@@ -229,14 +317,24 @@ impl Worker {
                             let type_index =
                                 catalog::module_index(&module_type).unwrap_or(0) as u32;
                             let stats = self.host.controller().stats().clone();
-                            self.watch(primary_pid, state, type_index, stats);
+                            self.watch(primary_pid, state.clone(), type_index, stats);
                         }
                         result
                     }
                 };
+                self.assigned = result.as_ref().ok().map(|ports| Assigned {
+                    id: id.clone(),
+                    module_type: module_type.clone(),
+                    role,
+                    state: state.clone(),
+                    ports: ports.clone(),
+                });
                 Some(FromWorker::Assigned { token, result })
             }
             ToWorker::TakeNames { id } => {
+                if let Some(a) = &mut self.assigned {
+                    a.role = Role::Primary;
+                }
                 // The supervisor sends this once the old owner is dead. A standby
                 // normally took over already (its watcher saw the death first); if
                 // its watcher missed it, it takes over now rather than stay silent.
@@ -275,6 +373,7 @@ impl Worker {
             ToWorker::Free { token } => {
                 self.stop_watching();
                 self.assigned_state = None;
+                self.assigned = None;
                 if let Err(e) = self.host.free(RT_TIMEOUT) {
                     tracing::error!("free: {e}");
                 }
@@ -523,4 +622,113 @@ pub fn rss_kib() -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .map_or(0, |pages| pages * page_kib)
+}
+
+/// This worker's offer to be adopted: its card in the state dir and the thread that
+/// keeps an `IpcOneShotServer<Adoption>` open. Dropping it (the worker exits)
+/// removes the card and the pending server's socket.
+struct AdoptionOffer {
+    card: PathBuf,
+    /// The socket path of the server waiting now.
+    pending: Arc<Mutex<Option<String>>>,
+}
+
+impl AdoptionOffer {
+    fn start(
+        dir: &Path,
+        client: &str,
+        adoptions: std::sync::mpsc::Sender<Adoption>,
+    ) -> AdoptionOffer {
+        let offer = AdoptionOffer {
+            card: dir.join(format!("{client}.json")),
+            pending: Arc::new(Mutex::new(None)),
+        };
+        let (card, pending, client) = (
+            offer.card.clone(),
+            offer.pending.clone(),
+            client.to_string(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("adoption".into())
+            .spawn(move || offer_adoption(&card, &client, &pending, &adoptions));
+        if let Err(e) = spawned {
+            tracing::error!(
+                "no adoption thread ({e}): a new supervisor cannot take this worker back"
+            );
+        }
+        offer
+    }
+}
+
+impl Drop for AdoptionOffer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.card);
+        if let Some(socket) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            // ipc-channel makes a temporary dir per server and removes it only when
+            // the server is dropped, which a thread blocked in accept() never does.
+            let socket = PathBuf::from(socket);
+            let _ = std::fs::remove_file(&socket);
+            if let Some(dir) = socket.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+/// Serves adoptions until the worker exits: a server, its name on the card, one
+/// adoption handed to the main loop, and again.
+fn offer_adoption(
+    card: &Path,
+    client: &str,
+    pending: &Mutex<Option<String>>,
+    adoptions: &std::sync::mpsc::Sender<Adoption>,
+) {
+    let pid = std::process::id();
+    let Some(start_time) = process_start_time(pid) else {
+        tracing::error!("cannot read this process's start time: it cannot be adopted");
+        return;
+    };
+    loop {
+        let (server, name) = match IpcOneShotServer::<Adoption>::new() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(
+                    "no adoption server ({e}): a new supervisor cannot take this worker back"
+                );
+                return;
+            }
+        };
+        *pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(name.clone());
+        let entry = WorkerCard {
+            pid,
+            start_time,
+            client: client.to_string(),
+            server: name,
+        };
+        if let Err(e) = write_card(card, &entry) {
+            tracing::error!("cannot write {}: {e}", card.display());
+        }
+        match server.accept() {
+            Ok((_, adoption)) => {
+                if adoptions.send(adoption).is_err() {
+                    return;
+                }
+            }
+            // A supervisor that died between connecting and sending: offer anew.
+            Err(e) => tracing::debug!("an adoption failed: {e:?}"),
+        }
+    }
+}
+
+/// Writes the card atomically (temp file, rename): a supervisor never reads half.
+fn write_card(card: &Path, entry: &WorkerCard) -> std::io::Result<()> {
+    let json = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+    let tmp = card.with_extension("json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, card)
 }
