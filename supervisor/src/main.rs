@@ -133,6 +133,7 @@ fn run(args: Args) -> Result<(), String> {
     let state = StateDir::lock(&args.name, &dir, args.state_dir.is_some())?;
     // Workers a dead supervisor of this instance left playing are taken back before
     // anything else: their state segments must survive the leftover clean-up.
+    state.remove_stale_temp_files();
     let cards = match state.cards_dir() {
         Ok(cards) => cards,
         Err(e) => {

@@ -109,6 +109,20 @@ impl StateDir {
         &self.dir
     }
 
+    /// Removes temporary files (`.<file>.tmp-<pid>`) that supervisors killed in the
+    /// middle of an atomic write left; ours has written none yet.
+    pub fn remove_stale_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// The dir of the workers' cards (`workers/`, made 0700 if missing).
     pub fn cards_dir(&self) -> Result<PathBuf, String> {
         let dir = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);

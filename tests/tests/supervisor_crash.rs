@@ -341,3 +341,137 @@ fn a_set_plays_on_through_modsynthd_sigkill_and_a_new_modsynthd_takes_it_back() 
         "no leaked segment"
     );
 }
+
+#[test]
+fn a_primary_killed_while_no_supervisor_runs_fails_over_and_the_next_supervisor_gives_it_a_standby()
+{
+    let server = server();
+    let name = unique_name();
+    let extra = ["--spare-grace", "30"];
+    let mut sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+    sup.new_module("vco", "lead", &[("freq", 440.0), ("gain", 0.5)])
+        .unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    sup.connect("lead:out", &capture.port(0)).unwrap();
+    let before = sup.wait_for_module("lead", PATIENCE, |m| !m.standby_client.is_empty());
+    let failovers_before = sup.status().unwrap().counters.failovers;
+    sup.sigkill().unwrap();
+
+    let out = record_across(&capture, 2 * 48_000, || sigkill(before.pid));
+    let gap = longest_silent_run(&out, 1e-6);
+    eprintln!("measured: {gap} silent samples across the primary's SIGKILL with no supervisor");
+    assert_eq!(gap, 0, "the standby took over without a silent sample");
+
+    let again = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+    let after = again.wait_for_module("lead", PATIENCE, |m| {
+        m.pid == before.standby_pid && m.standby_pid != 0 && m.standby_pid != before.pid
+    });
+    let status = again.status().unwrap();
+    assert_eq!(
+        status.counters.failovers,
+        failovers_before + 1,
+        "seen as failed over"
+    );
+    // The promoted standby carries the module's names and plays into the capture.
+    let lsp = jack_lsp(&server, PATIENCE).expect("jack_lsp answers");
+    assert!(lsp.contains(&after.ports["out"]), "{lsp}");
+    let aliases = server
+        .command("jack_lsp")
+        .arg("-A")
+        .output()
+        .expect("jack_lsp -A");
+    assert!(String::from_utf8_lossy(&aliases.stdout).contains("lead:out"));
+    let rec = capture.record_continuous(24_000).unwrap();
+    let f = pitch_hz(&rec.channels[0], RATE);
+    assert!(cents(f, 440.0).abs() < 5.0, "pitch after the adoption {f}");
+
+    // And the standby the new supervisor built takes over in turn.
+    let out = record_across(&capture, 2 * 48_000, || sigkill(after.pid));
+    let gap = longest_silent_run(&out, 1e-6);
+    eprintln!("measured: {gap} silent samples across a SIGKILL of the adopted primary");
+    assert_eq!(gap, 0, "the new standby took over without a silent sample");
+    again.wait_for_module("lead", PATIENCE, |m| m.pid == after.standby_pid);
+}
+
+#[test]
+fn twenty_supervisor_kills_and_restarts_under_a_playing_set_leave_nothing_behind() {
+    let server = server();
+    let name = unique_name();
+    let extra = ["--spare-grace", "30"];
+    let mut sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    play_a_chain(&sup, &capture);
+    // Settled: a worker still starting when its supervisor dies cannot say hello
+    // and exits, and would count as lost.
+    wait_until("a ready pool besides the set", PATIENCE, || {
+        workers_of(&name).len() == 8 && sup.status().is_ok_and(|s| s.spare_ready == 2)
+    });
+    let mut players = workers_of(&name);
+    players.sort_unstable();
+
+    const CYCLES: usize = 20;
+    // One recording over every cycle (generous: a loaded machine restarts slowly);
+    // whatever of it comes after the last cycle is checked too.
+    let (out, restart_ms) = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(45 * 48_000).unwrap());
+        let mut restart_ms = Vec::new();
+        for _ in 0..CYCLES {
+            sup.sigkill().unwrap();
+            let t = Instant::now();
+            sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+            restart_ms.push(t.elapsed().as_millis());
+        }
+        (rec.join().unwrap().channels[0].clone(), restart_ms)
+    });
+    let gap = longest_silent_run(&out, 1e-6);
+    eprintln!("measured: {gap} silent samples over {CYCLES} kills and restarts; restart to adopted (ms): {restart_ms:?}");
+    assert!(gap <= 256, "{gap} silent samples");
+
+    let mut now = workers_of(&name);
+    now.sort_unstable();
+    assert_eq!(now, players, "the same workers, no new and no lost one");
+    let status = sup.status().unwrap();
+    assert_eq!(status.counters.crash_count, 0, "no worker died");
+    assert_eq!(status.modules.len(), 3);
+    // The registry lists exactly the live workers and the set's segments.
+    let dir = modsynth_shm::default_base_dir().join(&name);
+    wait_until("a registry of the live workers", PATIENCE, || {
+        let Ok(registry) = modsynth_shm::Registry::load(&dir) else {
+            return false;
+        };
+        let mut pids: Vec<u32> = registry.workers().iter().map(|w| w.pid).collect();
+        pids.sort_unstable();
+        let mut segments: Vec<String> = registry
+            .allocations()
+            .iter()
+            .map(|a| a.segment.trim_start_matches('/').to_string())
+            .collect();
+        segments.sort_unstable();
+        let mut live = segments_of(&name);
+        live.sort_unstable();
+        pids == players && segments == live && live.len() == 3
+    });
+
+    sup.stop().unwrap();
+    wait_until("every worker's exit", PATIENCE, || {
+        workers_of(&name).is_empty()
+    });
+    assert_eq!(
+        segments_of(&name),
+        Vec::<String>::new(),
+        "no leaked segment"
+    );
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !dir.exists(),
+        "the state dir is gone after the clean stop; it holds {left:?}"
+    );
+}
