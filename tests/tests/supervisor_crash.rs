@@ -475,3 +475,125 @@ fn twenty_supervisor_kills_and_restarts_under_a_playing_set_leave_nothing_behind
         "the state dir is gone after the clean stop; it holds {left:?}"
     );
 }
+
+/// The live rig as the README starts it: `scripts/live` with the demo set, its
+/// `modsynthd` SIGKILLed halfway through the recording.
+#[test]
+fn scripts_live_restarts_a_killed_modsynthd_which_takes_the_demo_back_without_a_gap() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    // scripts/live starts its own jackd: take the turn the harness's servers take.
+    let _turn = modsynth_tests::jack_server::jack_turn().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wav =
+        std::env::temp_dir().join(format!("modsynth-live-restart-{}.wav", std::process::id()));
+    let server_name = format!("modsynth-live-restart-{}", std::process::id());
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut live = std::process::Command::new(repo.join("scripts/live"))
+        .args([
+            repo.join("scripts/sets/demo.toml").to_str().unwrap(),
+            "--duration",
+            "8",
+            "--record",
+            wav.to_str().unwrap(),
+        ])
+        .env("JACK_DEFAULT_SERVER", &server_name)
+        .env("MODSYNTH_OSC_PORT", port.to_string())
+        .env(
+            "MODSYNTH_BIN_DIR",
+            modsynth_tests::workers::bin_path("modsynth")
+                .unwrap()
+                .parent()
+                .unwrap(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = Arc::new(Mutex::new(String::new()));
+    for pipe in [
+        Box::new(live.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(live.stderr.take().unwrap()),
+    ] {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut text = said.lock().unwrap_or_else(|p| p.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+    }
+    let has_said = |what: &str| {
+        said.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(what)
+    };
+    // modsynthd of this run: the only one on this OSC port.
+    let modsynthd = || {
+        let port = format!("{port}");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+                let ours = args.first()?.ends_with(b"modsynthd")
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--osc-port" && w[1] == port.as_bytes());
+                ours.then_some(pid)
+            })
+            .next()
+    };
+    wait_until("the demo playing", Duration::from_secs(60), || {
+        has_said("live: playing")
+    });
+    let first = modsynthd().expect("scripts/live's modsynthd");
+    // Into the recording (it starts right after "playing").
+    std::thread::sleep(Duration::from_secs(2));
+    sigkill(first);
+    let killed = Instant::now();
+    let client =
+        modsynth_control::client::Client::new(format!("127.0.0.1:{port}").parse().unwrap())
+            .unwrap()
+            // Asked again and again: a query sent before the new one listens is lost.
+            .with_timeout(Duration::from_millis(100));
+    wait_until("a new modsynthd answering", PATIENCE, || {
+        modsynthd().is_some_and(|p| p != first)
+            && client
+                .query(message("/status", vec![]), "/status.reply")
+                .is_ok()
+    });
+    let back = killed.elapsed();
+    eprintln!(
+        "measured: modsynthd back and answering {} ms after its SIGKILL",
+        back.as_millis()
+    );
+    let status = live.wait().unwrap();
+    assert!(status.success(), "scripts/live exited with {status}");
+    assert!(
+        has_said("live: modsynthd killed by signal 9"),
+        "the restart is logged"
+    );
+    assert!(
+        has_said("took back"),
+        "the new modsynthd took the demo back"
+    );
+
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let samples: Vec<f32> = reader.into_samples::<f32>().map(Result::unwrap).collect();
+    let _ = std::fs::remove_file(&wav);
+    // Interleaved stereo: the left channel, without its first 0.1 s: the recorder
+    // plays silence until it has connected its inputs (seen: up to 3 periods).
+    let left: Vec<f32> = samples.iter().step_by(2).skip(4_800).copied().collect();
+    let gap = longest_silent_run(&left, 1e-6);
+    eprintln!("measured: longest silence in the recording {gap} samples");
+    assert!(gap <= 256, "{gap} silent samples in the recording");
+}
