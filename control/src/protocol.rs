@@ -173,6 +173,19 @@ pub struct WorkerCard {
     pub client: String,
     /// The name of its `IpcOneShotServer<Adoption>`.
     pub server: String,
+    /// The JACK server it plays on ([`jack_server_name`]): a supervisor on another
+    /// server does not adopt it.
+    #[serde(default)]
+    pub jack_server: String,
+}
+
+/// The name of the JACK server this process talks to: `JACK_DEFAULT_SERVER`, else
+/// `default` (what libjack picks).
+pub fn jack_server_name() -> String {
+    std::env::var("JACK_DEFAULT_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 /// The directory of the worker cards in a state dir.

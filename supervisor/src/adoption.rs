@@ -6,11 +6,14 @@
 //! A worker is adopted only if a pidfd opens for that pid and the process's start
 //! time is the card's (a recycled pid is someone else), and if it answers the
 //! [`Adoption`] with [`FromWorker::Adopted`] for that pid within
-//! [`ADOPT_TIMEOUT`]. Cards of workers that are gone are removed.
+//! [`ADOPT_TIMEOUT`]. Cards of workers that are gone are removed. Workers on
+//! another JACK server than this supervisor's are left alone.
 
 use crate::core::{AdoptedWorker, WorkerId};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use modsynth_control::protocol::{process_start_time, Adoption, FromWorker, ToWorker, WorkerCard};
+use modsynth_control::protocol::{
+    jack_server_name, process_start_time, Adoption, FromWorker, ToWorker, WorkerCard,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -65,6 +68,17 @@ pub fn find(cards: &Path, instance: &str) -> Vec<Found> {
             let _ = std::fs::remove_file(&path);
             continue;
         };
+        if card.jack_server != jack_server_name() {
+            // It plays on another JACK server: not ours to take (nor its card).
+            tracing::warn!(
+                "worker {} (pid {}) plays on JACK server '{}', not '{}': left alone",
+                card.client,
+                card.pid,
+                card.jack_server,
+                jack_server_name()
+            );
+            continue;
+        }
         if !is_who_the_card_says(&card) {
             tracing::info!(
                 "worker {} (pid {}) is gone; its card removed",

@@ -13,7 +13,8 @@ use crate::shared_state::SharedState;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
 use modsynth_control::catalog;
 use modsynth_control::protocol::{
-    process_start_time, Adoption, FromWorker, Playing, Role, ToWorker, WorkerCard, WorkerReport,
+    jack_server_name, process_start_time, Adoption, FromWorker, Playing, Role, ToWorker,
+    WorkerCard, WorkerReport,
 };
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -709,6 +710,7 @@ fn offer_adoption(
             start_time,
             client: client.to_string(),
             server: name,
+            jack_server: jack_server_name(),
         };
         if let Err(e) = write_card(card, &entry) {
             tracing::error!("cannot write {}: {e}", card.display());
