@@ -197,6 +197,26 @@ impl Core {
                 m.links = links;
             }
         }
+        // Connections made while no supervisor ran were not mirrored onto standbys:
+        // mirror every link now (what is mirrored already stays as it is).
+        let mut mirrors = Vec::new();
+        for (id, m) in &self.modules {
+            for (i, other) in &m.links {
+                let Some(spec) = m.spec.ports.get(*i) else {
+                    continue;
+                };
+                let here = format!("{id}:{}", spec.name);
+                mirrors.extend(match spec.direction {
+                    catalog::Direction::Out => self.standby_pairs(&here, other),
+                    catalog::Direction::In => self.standby_pairs(other, &here),
+                });
+            }
+        }
+        for (src, dst) in mirrors {
+            if let Err(e) = fx.patch(true, &src, &dst) {
+                tracing::warn!("mirroring {src} -> {dst} onto a standby: {e}");
+            }
+        }
         for id in &promoted {
             // Its primary died while no supervisor ran and it took the module over.
             tracing::warn!("module {id}: its standby took it over while no supervisor ran");

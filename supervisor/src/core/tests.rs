@@ -1254,6 +1254,10 @@ fn adoption_rebuilds_modules_standbys_values_connections_spares_and_counters() {
         "the patch from the graph, without the standby's mirror"
     );
     assert_eq!(core.modules["filt"].standby_worker, Some(3));
+    // Every link is mirrored onto the standbys (osc's standby into filt's input).
+    assert!(fx
+        .patched
+        .contains(&(true, format!("ms-w01:p{out}"), "ms-w02:p0".to_string())));
     let amp = &core.modules["amp"];
     assert_eq!((amp.standby, amp.standby_worker), (Standby::None, None));
     assert_eq!(
