@@ -123,6 +123,22 @@ impl StateDir {
         }
     }
 
+    /// How many workers with a card in `workers/` are alive.
+    fn live_workers(&self) -> usize {
+        let cards = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        let Ok(entries) = std::fs::read_dir(cards) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|json| {
+                serde_json::from_str::<modsynth_control::protocol::WorkerCard>(&json).ok()
+            })
+            .filter(|card| shm::pid_alive(card.pid))
+            .count()
+    }
+
     /// The dir of the workers' cards (`workers/`, made 0700 if missing).
     pub fn cards_dir(&self) -> Result<PathBuf, String> {
         let dir = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
@@ -204,7 +220,18 @@ impl StateDir {
     /// lock file, then the dir. `registry`: the writer's (`None` if it was lost: the
     /// file is opened again). Returns a note if the dir had to be kept (it holds
     /// something else, such as a `registry.json.corrupt-*` file).
+    ///
+    /// If workers still run (a live pid on a card in `workers/`: this supervisor
+    /// failed to start after taking them back, or some did not stop), nothing is
+    /// removed but the lock: they play on, and the next start takes them back.
     pub fn close(self, registry: Option<Registry>) -> Option<String> {
+        let alive = self.live_workers();
+        if alive > 0 {
+            return Some(format!(
+                "{alive} worker(s) still play: state dir {} kept; start modsynthd again to take them back",
+                self.dir.display()
+            ));
+        }
         let registry = match registry {
             Some(r) => Some(r),
             None => Registry::open(&self.dir).ok().map(|(r, _)| r),

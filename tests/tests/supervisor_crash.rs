@@ -37,7 +37,7 @@ impl Drop for Leftovers {
     }
 }
 
-fn wait_until(what: &str, within: Duration, ok: impl Fn() -> bool) {
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !ok() {
         assert!(
@@ -596,4 +596,56 @@ fn scripts_live_restarts_a_killed_modsynthd_which_takes_the_demo_back_without_a_
     let gap = longest_silent_run(&left, 1e-6);
     eprintln!("measured: longest silence in the recording {gap} samples");
     assert!(gap <= 256, "{gap} silent samples in the recording");
+}
+
+#[test]
+fn a_modsynthd_that_fails_after_taking_workers_back_leaves_them_playing_for_the_next() {
+    let server = server();
+    let name = unique_name();
+    let extra = ["--spare-grace", "30"];
+    let mut sup = Supervisor::start_named(&server, &name, 1, &extra).unwrap();
+    sup.new_module("vco", "osc", &[("freq", 440.0), ("gain", 0.5)])
+        .unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    sup.connect("osc:out", &capture.port(0)).unwrap();
+    let before = sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    sup.sigkill().unwrap();
+
+    // The next modsynthd takes the workers back, then cannot listen for OSC.
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let mut failing = server
+        .command(modsynth_tests::workers::bin_path("modsynthd").unwrap())
+        .args(["--name", &name, "--osc-port", &port, "--spare-grace", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the failing modsynthd's exit", PATIENCE, || {
+        failing.try_wait().unwrap().is_some()
+    });
+    let out = failing.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen for OSC"),
+        "{out:?}"
+    );
+    assert!(said.contains("still play"), "it says it kept them: {said}");
+    assert!(
+        segments_of(&name).iter().any(|s| s.ends_with("-osc-state")),
+        "the module's state survives"
+    );
+    let rec = capture.record_continuous(24_000).unwrap();
+    let f = pitch_hz(&rec.channels[0], RATE);
+    assert!(cents(f, 440.0).abs() < 5.0, "still playing {f}");
+
+    let again = Supervisor::start_named(&server, &name, 1, &extra).unwrap();
+    let after = again.wait_for_module("osc", PATIENCE, |m| m.standby_pid != 0);
+    assert_eq!(
+        (after.pid, after.standby_pid),
+        (before.pid, before.standby_pid)
+    );
 }

@@ -111,10 +111,6 @@ pub fn run(
         })
         .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
 
-    let (adoptions_tx, adoptions) = std::sync::mpsc::channel::<Adoption>();
-    // Removes the card and the pending server's socket however `run` returns.
-    let _offer = cards.map(|dir| AdoptionOffer::start(dir, client_name, adoptions_tx));
-
     let mut worker = Worker {
         uplink: Uplink::new(to_supervisor),
         assigned: None,
@@ -125,22 +121,24 @@ pub fn run(
         assigned_state: None,
         cpu: CpuClock::now(),
     };
+    let (adoptions_tx, adoptions) = std::sync::mpsc::channel::<Adoption>();
+    // Removes the card and the pending server's socket however `run` returns, and
+    // before the supervisor's channel closes (declared after `worker`, so dropped
+    // before it): a supervisor that sees every worker gone finds no live card.
+    let offer = cards.map(|dir| AdoptionOffer::start(dir, client_name, adoptions_tx));
     let mut commands = Some(commands);
     // Since when the worker has had no supervisor, and its periods' progress then.
     let mut alone_since: Option<Instant> = None;
     let mut server_progress = (0u64, Instant::now());
+    // An adoption that arrived while the loop waited for one.
+    let mut adoption: Option<Adoption> = None;
     loop {
         if shutdown_rx.try_recv().is_ok() {
             return Err("the JACK server shut down".into());
         }
-        if let Ok(adoption) = adoptions.try_recv() {
-            commands = Some(adoption.commands);
+        if let Some(new) = adoption.take().or_else(|| adoptions.try_recv().ok()) {
+            commands = worker.adopted_by(new);
             alone_since = None;
-            let reply = worker.adopted_by(adoption.supervisor);
-            if !worker.uplink.send(reply) {
-                worker.supervisor_lost();
-                commands = None;
-            }
             continue;
         }
         let Some(rx) = &commands else {
@@ -166,15 +164,7 @@ pub fn run(
                 ));
             }
             // An adoption wakes the loop at once; the rest is looked at every POLL.
-            if let Ok(adoption) = adoptions.recv_timeout(POLL) {
-                commands = Some(adoption.commands);
-                alone_since = None;
-                let reply = worker.adopted_by(adoption.supervisor);
-                if !worker.uplink.send(reply) {
-                    worker.supervisor_lost();
-                    commands = None;
-                }
-            }
+            adoption = adoptions.recv_timeout(POLL).ok();
             continue;
         };
         let message = match rx.try_recv_timeout(POLL) {
@@ -198,6 +188,7 @@ pub fn run(
         // Off the critical path: the assignment has been answered.
         worker.host.tidy();
     }
+    drop(offer);
     host = worker.host;
     host.close()
 }
@@ -229,9 +220,22 @@ struct Assigned {
 
 impl Worker {
     /// A new supervisor took this worker back: answer on its channel with what the
-    /// worker plays, parameter values read from the last published state.
-    fn adopted_by(&mut self, supervisor: IpcSender<FromWorker>) -> FromWorker {
-        self.uplink.set(supervisor);
+    /// worker plays (parameter values read from the last published state) and
+    /// return the commands to serve; `None` if that supervisor is gone already.
+    fn adopted_by(&mut self, adoption: Adoption) -> Option<ipc::IpcReceiver<ToWorker>> {
+        self.uplink.set(adoption.supervisor);
+        let reply = self.what_it_plays();
+        if self.uplink.send(reply) {
+            tracing::info!("adopted by a new supervisor");
+            Some(adoption.commands)
+        } else {
+            self.supervisor_lost();
+            None
+        }
+    }
+
+    /// [`FromWorker::Adopted`] for this worker.
+    fn what_it_plays(&mut self) -> FromWorker {
         let me = std::process::id();
         let playing = self.assigned.as_ref().map(|a| {
             let spec = catalog::module(&a.module_type);
@@ -255,7 +259,6 @@ impl Worker {
                 params,
             }
         });
-        tracing::info!("adopted by a new supervisor");
         FromWorker::Adopted {
             pid: me,
             client: self.host.client().name().to_string(),
