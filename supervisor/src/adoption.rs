@@ -44,11 +44,23 @@ pub fn worker_id(client: &str, instance: &str) -> Option<WorkerId> {
     n.parse().ok()
 }
 
+/// What [`find`] found.
+#[derive(Default)]
+pub struct Finding {
+    /// The workers taken back.
+    pub found: Vec<Found>,
+    /// The highest worker id of a live worker with a card, adopted or not: new
+    /// workers are numbered above it, so that none is named like a worker that
+    /// still has its JACK client (one that did not answer, say).
+    pub highest_id: Option<WorkerId>,
+}
+
 /// Adopts every live worker of `instance` whose card is in `cards`.
-pub fn find(cards: &Path, instance: &str) -> Vec<Found> {
+pub fn find(cards: &Path, instance: &str) -> Finding {
     let Ok(entries) = std::fs::read_dir(cards) else {
-        return Vec::new();
+        return Finding::default();
     };
+    let mut highest_id: Option<WorkerId> = None;
     let mut asked = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -88,6 +100,7 @@ pub fn find(cards: &Path, instance: &str) -> Vec<Found> {
             let _ = std::fs::remove_file(&path);
             continue;
         }
+        highest_id = highest_id.max(Some(id));
         match ask(&card) {
             Ok((commands, receiver)) => asked.push((id, card, commands, receiver)),
             Err(e) => tracing::warn!(
@@ -123,7 +136,7 @@ pub fn find(cards: &Path, instance: &str) -> Vec<Found> {
             ),
         }
     }
-    found
+    Finding { found, highest_id }
 }
 
 /// Whether the process the card names runs: a pidfd opens for its pid, and that

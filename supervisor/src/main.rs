@@ -55,6 +55,8 @@ struct Args {
 /// The workers taken back at start, and what the last supervisor left for this one.
 struct Adopted {
     found: Vec<modsynth_supervisor::adoption::Found>,
+    /// See [`modsynth_supervisor::adoption::Finding::highest_id`].
+    highest_id: Option<modsynth_supervisor::core::WorkerId>,
     saved: modsynth_supervisor::core::Saved,
     counters: Option<modsynth_control::status::Counters>,
     /// How long finding and asking them took.
@@ -142,13 +144,15 @@ fn run(args: Args) -> Result<(), String> {
         }
     };
     let adopt_started = Instant::now();
-    let found = modsynth_supervisor::adoption::find(&cards, &args.name);
-    let keep: std::collections::HashSet<String> = found
+    let finding = modsynth_supervisor::adoption::find(&cards, &args.name);
+    let keep: std::collections::HashSet<String> = finding
+        .found
         .iter()
         .filter_map(|f| f.worker.playing.as_ref().map(|p| p.state.clone()))
         .collect();
     let taken_back = Adopted {
-        found,
+        found: finding.found,
+        highest_id: finding.highest_id,
         saved: state.read_saved(),
         counters: state.read_counters(),
         took: adopt_started.elapsed(),
@@ -262,6 +266,9 @@ fn serve(
             core.module_count(),
             adopted.took.as_millis()
         );
+    }
+    if let Some(id) = adopted.highest_id {
+        core.number_workers_above(id);
     }
     core.start(&mut runtime);
 

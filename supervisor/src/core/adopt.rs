@@ -50,6 +50,11 @@ impl Core {
         }
     }
 
+    /// New workers get ids (and JACK client names) above `id`.
+    pub fn number_workers_above(&mut self, id: WorkerId) {
+        self.next_worker = self.next_worker.max(id.saturating_add(1));
+    }
+
     /// Rebuilds the state from running `workers` (before [`Core::start`]):
     /// modules, players, standbys, values, connections, and `counters` as the last
     /// supervisor left them in `metrics.json`.
@@ -73,7 +78,7 @@ impl Core {
         let mut claims: BTreeMap<String, Vec<(WorkerId, modsynth_control::protocol::Playing)>> =
             BTreeMap::new();
         for w in workers {
-            self.next_worker = self.next_worker.max(w.id + 1);
+            self.next_worker = self.next_worker.max(w.id.saturating_add(1));
             let link = WorkerLink {
                 id: w.id,
                 pid: w.pid,
