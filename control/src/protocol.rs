@@ -114,7 +114,9 @@ pub enum FromWorker {
 /// with [`FromWorker::Adopted`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Adoption {
+    /// Where the worker answers from now on.
     pub supervisor: ipc_channel::ipc::IpcSender<FromWorker>,
+    /// What the worker serves from now on.
     pub commands: ipc_channel::ipc::IpcReceiver<ToWorker>,
 }
 
@@ -123,6 +125,7 @@ pub struct Adoption {
 pub struct Playing {
     /// The module's id.
     pub id: String,
+    /// Its catalog type (`vco`, ...).
     pub module_type: String,
     /// The role it was assigned (a standby that took over since still says
     /// standby: `owner` tells).
@@ -166,6 +169,7 @@ pub struct WorkerReport {
 /// checks it is who it says before taking it back.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WorkerCard {
+    /// The worker's process.
     pub pid: u32,
     /// See [`process_start_time`]: with the pid, it names one process for ever.
     pub start_time: u64,

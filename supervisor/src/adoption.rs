@@ -23,7 +23,9 @@ pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A worker taken back, with the channel its messages arrive on.
 pub struct Found {
+    /// The worker, for [`Core::adopt`](crate::core::Core::adopt).
     pub worker: AdoptedWorker,
+    /// Where what it says arrives (see [`Spawner::follow`](crate::spawn::Spawner::follow)).
     pub receiver: IpcReceiver<FromWorker>,
 }
 

@@ -9,7 +9,7 @@
 //!
 //! A worker inherits nothing of the supervisor but its standard output and error:
 //! every other descriptor is made close-on-exec in the child between fork and exec
-//! (see [`inherit_nothing`]). libjack opens its sockets and its client's semaphore
+//! (`inherit_nothing`). libjack opens its sockets and its client's semaphore
 //! without `O_CLOEXEC`, and once spares held copies of them, a SIGKILLed supervisor's
 //! JACK client never went away for jackd2: the server waited on it every cycle and
 //! every JACK application on it went silent (issue 11).

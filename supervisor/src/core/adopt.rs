@@ -15,9 +15,13 @@ use serde::{Deserialize, Serialize};
 /// A running worker the new supervisor took back.
 #[derive(Debug)]
 pub struct AdoptedWorker {
+    /// Its pool number, from its JACK client name `<instance>-wNN`.
     pub id: WorkerId,
+    /// Its process, checked against its card's start time.
     pub pid: u32,
+    /// Its JACK client name.
     pub client: String,
+    /// The new channel to it.
     pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
     /// What it plays; `None` for a spare.
     pub playing: Option<modsynth_control::protocol::Playing>,
