@@ -237,6 +237,7 @@ impl Worker {
     /// [`FromWorker::Adopted`] for this worker.
     fn what_it_plays(&mut self) -> FromWorker {
         let me = std::process::id();
+        let sample_rate = self.host.client().sample_rate() as f32;
         let playing = self.assigned.as_ref().map(|a| {
             let spec = catalog::module(&a.module_type);
             let type_index = catalog::module_index(&a.module_type).unwrap_or(0) as u32;
@@ -244,8 +245,11 @@ impl Worker {
             let owner = shared.as_ref().is_some_and(|s| s.owner() == me as u64);
             let params = match (shared, spec) {
                 (Some(shared), Some(spec)) => {
-                    let state = shared.load(shared.published().1);
-                    state.params[..spec.params.len()].to_vec()
+                    // Read through a Module, which knows how its state keeps each
+                    // value (the value last set, where a glide is heading).
+                    let mut module = crate::dsp::Module::new(spec, sample_rate);
+                    module.restore(&shared.load(shared.published().1));
+                    (0..spec.params.len()).map(|i| module.param(i)).collect()
                 }
                 _ => Vec::new(),
             };
