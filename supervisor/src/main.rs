@@ -150,6 +150,22 @@ fn run(args: Args) -> Result<(), String> {
         .iter()
         .filter_map(|f| f.worker.playing.as_ref().map(|p| p.state.clone()))
         .collect();
+    // A module without a standby whose worker died while no supervisor ran has no
+    // one left to play it: say so rather than lose it silently.
+    let lost: Vec<String> = state
+        .registered_modules()
+        .into_iter()
+        .filter(|(_, segment)| !keep.contains(segment))
+        .map(|(id, _)| id)
+        .collect();
+    if !lost.is_empty() {
+        say!(
+            "modsynthd: {} module(s) lost every worker while no modsynthd ran and are gone \
+             (create them again): {}",
+            lost.len(),
+            lost.join(", ")
+        );
+    }
     let taken_back = Adopted {
         found: finding.found,
         highest_id: finding.highest_id,

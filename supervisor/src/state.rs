@@ -123,6 +123,22 @@ impl StateDir {
         }
     }
 
+    /// Modules the last supervisor had on record (`registry.json`), by id, with
+    /// their state segments; empty if there is no readable registry.
+    pub fn registered_modules(&self) -> Vec<(String, String)> {
+        let Ok(registry) = Registry::load(&self.dir) else {
+            return Vec::new();
+        };
+        registry
+            .allocations()
+            .iter()
+            .map(|a| {
+                let id = a.id.strip_suffix(".state").unwrap_or(&a.id);
+                (id.to_string(), a.segment.clone())
+            })
+            .collect()
+    }
+
     /// How many workers with a card in `workers/` are alive.
     fn live_workers(&self) -> usize {
         let cards = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);

@@ -649,3 +649,38 @@ fn a_modsynthd_that_fails_after_taking_workers_back_leaves_them_playing_for_the_
         (before.pid, before.standby_pid)
     );
 }
+
+#[test]
+fn a_module_without_a_standby_whose_worker_died_while_no_supervisor_ran_is_reported_gone() {
+    let server = server();
+    let name = unique_name();
+    let extra = ["--spare-grace", "30"];
+    let mut sup = Supervisor::start_named(&server, &name, 1, &extra).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    sup.new_module_without_standby("vco", "solo", &[("freq", 220.0)])
+        .unwrap();
+    sup.new_module("vco", "kept", &[("freq", 440.0)]).unwrap();
+    let solo = sup.wait_for_module("solo", PATIENCE, |_| true);
+    sup.wait_for_module("kept", PATIENCE, |m| m.standby_pid != 0);
+    // The registry has both on record before the supervisor dies.
+    let registry = modsynth_shm::default_base_dir().join(&name);
+    wait_until("both modules in the registry", PATIENCE, || {
+        modsynth_shm::Registry::load(&registry).is_ok_and(|r| r.allocations().len() == 2)
+    });
+    sup.sigkill().unwrap();
+    sigkill(solo.pid);
+
+    let again = Supervisor::start_named(&server, &name, 1, &extra).unwrap();
+    let said = again.startup_output().join("\n");
+    assert!(
+        said.contains("1 module(s) lost every worker") && said.contains("solo"),
+        "{said}"
+    );
+    let status = again.status().unwrap();
+    let ids: Vec<&str> = status.modules.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, vec!["kept"]);
+    assert!(
+        !segments_of(&name).iter().any(|s| s.contains("-solo-")),
+        "the lost module's segment is removed"
+    );
+}
