@@ -684,3 +684,91 @@ fn a_module_without_a_standby_whose_worker_died_while_no_supervisor_ran_is_repor
         "the lost module's segment is removed"
     );
 }
+
+/// `scripts/live` on a JACK server it did not start, its watchdog allowed no
+/// restart: when it gives up, the modules play on; when the script ends, a last
+/// `modsynthd` takes the workers back and stops them, so nothing is left running.
+#[test]
+fn scripts_live_whose_watchdog_gave_up_still_stops_every_worker_at_the_end() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let server = server();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut live = server
+        .command(repo.join("scripts/live"))
+        .args([
+            repo.join("scripts/sets/minimal.toml").to_str().unwrap(),
+            "--duration",
+            "4",
+        ])
+        .env("MODSYNTH_OSC_PORT", port.to_string())
+        .env("MODSYNTH_RESTARTS", "0/60")
+        .env(
+            "MODSYNTH_BIN_DIR",
+            modsynth_tests::workers::bin_path("modsynth")
+                .unwrap()
+                .parent()
+                .unwrap(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = format!("live{}", live.id());
+    let _leftovers = Leftovers(name.clone());
+    let said = Arc::new(Mutex::new(String::new()));
+    for pipe in [
+        Box::new(live.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(live.stderr.take().unwrap()),
+    ] {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut text = said.lock().unwrap_or_else(|p| p.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+    }
+    let has_said = |what: &str| {
+        said.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(what)
+    };
+    wait_until("the set playing", Duration::from_secs(60), || {
+        has_said("live: playing")
+    });
+    let modsynthd = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            let ours = args.first()?.ends_with(b"modsynthd")
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--name" && w[1] == name.as_bytes());
+            ours.then_some(pid)
+        })
+        .next()
+        .expect("scripts/live's modsynthd");
+    sigkill(modsynthd);
+    wait_until("the watchdog giving up", PATIENCE, || has_said("giving up"));
+    assert!(!workers_of(&name).is_empty(), "the set plays on meanwhile");
+    let status = live.wait().unwrap();
+    assert!(status.success(), "scripts/live exited with {status}");
+    assert!(has_said("taking them back to stop them"));
+    assert_eq!(
+        workers_of(&name),
+        Vec::<u32>::new(),
+        "no worker left running"
+    );
+    assert_eq!(segments_of(&name), Vec::<String>::new(), "no segment left");
+}
