@@ -209,7 +209,7 @@ impl Core {
     /// already plays it: give its ports the module's names and send it every value
     /// again. Changes sent to the dead primary may not have landed; the supervisor's
     /// copy is what the user last set.
-    fn hand_over(&mut self, id: &str, fx: &mut impl Effects) {
+    pub(super) fn hand_over(&mut self, id: &str, fx: &mut impl Effects) {
         let Some(m) = self.modules.get(id) else {
             return;
         };

@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use adopt::{AdoptedWorker, Saved};
+
 /// A worker's identity inside the supervisor (its pool slot number).
 pub type WorkerId = u32;
 
@@ -414,6 +416,11 @@ impl Core {
         self.counters.shm_leaks
     }
 
+    /// Modules known (playing, recovering or quarantined).
+    pub fn module_count(&self) -> usize {
+        self.modules.len()
+    }
+
     /// Workers still alive or starting.
     pub fn worker_count(&self) -> usize {
         self.workers.len() + self.starting.len()
@@ -531,7 +538,7 @@ impl Core {
 
     fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
-            FromWorker::Hello { .. } => {}
+            FromWorker::Hello { .. } | FromWorker::Adopted { .. } => {}
             FromWorker::Assigned { token, result } => {
                 let (from, id, started, cold) = match self.pending.remove(&token) {
                     Some(Pending::Create {
@@ -703,6 +710,7 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
     )
 }
 
+mod adopt;
 mod failover;
 mod modules;
 mod patching;

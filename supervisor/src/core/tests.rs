@@ -2,6 +2,9 @@ use super::*;
 use modsynth_control::osc::decode;
 use rosc::OscType as T;
 
+// Re-adoption decisions, in a file of their own.
+mod adoption;
+
 /// Records what the core did; ports listed in `ports` exist.
 #[derive(Default)]
 struct Fake {

@@ -19,6 +19,8 @@
 //! - [`failover`]: SIGKILL of a playing module's primary, over and over: detection,
 //!   gap, discontinuity, xruns, rebuild, and the same without a standby.
 //! - [`leaks`]: 1000 kill cycles, then what is left in `/dev/shm`.
+//! - [`restart`]: SIGKILL of `modsynthd` under a playing set and a new one taking
+//!   it back, over and over: re-adoption time, gap at the output.
 //! - with `--peers`, [`peers`]: scsynth and plain JACK clients on the same server,
 //!   with modsynth's matching rows given as a ratio to them.
 //!
@@ -32,6 +34,7 @@ mod failover;
 mod leaks;
 mod load;
 mod peers;
+mod restart;
 mod scale;
 mod settle;
 mod supervisor;
@@ -69,9 +72,9 @@ struct Args {
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, scale,
-    /// failover, leaks, peers (`peers` implies `--peers`). The cold open baseline
-    /// always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "scale", "failover", "leaks", "peers"])]
+    /// failover, leaks, restart, peers (`peers` implies `--peers`). The cold open
+    /// baseline always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "scale", "failover", "leaks", "restart", "peers"])]
     only: Vec<String>,
     /// When the run started.
     #[arg(skip = Instant::now())]
@@ -498,6 +501,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.runs("leaks") {
         rows.extend(leaks::rows(&server, args.quick)?);
+    }
+    if args.runs("restart") {
+        rows.extend(restart::rows(&server, args.quick)?);
     }
     if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);
