@@ -49,6 +49,11 @@ fn release_port<PS>(
         Some(generic_name(direction, kept.len()))
     );
     if pooled {
+        // A spare plays nothing: the freed module's connections must not stay on
+        // the port and reach the next module it takes.
+        if let Err(e) = client.disconnect(&port) {
+            tracing::warn!("cannot disconnect a freed port: {e}");
+        }
         kept.push(port);
     } else {
         let _ = client.unregister_port(port);

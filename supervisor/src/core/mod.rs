@@ -307,6 +307,10 @@ struct Disconnection {
     links: Vec<(String, (usize, String))>,
     /// The same disconnection on standbys' ports.
     mirrors: Vec<(String, String)>,
+    /// The connection as the patch names it, with the two real ports: forgotten
+    /// from the patch only if both ports still exist when it is due (a program
+    /// that quit took its connections along, and gets them back when it returns).
+    patch_link: Option<(Connection, String, String)>,
 }
 
 /// How often the heartbeats are checked.
