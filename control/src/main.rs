@@ -314,12 +314,12 @@ fn status_table(r: &StatusReport) -> String {
     );
     let _ = writeln!(
         out,
-        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, gap frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0} | shm leaks {}",
+        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, silent frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0} | shm leaks {}",
         c.crash_count,
         c.failovers,
         c.failover_time_ms.p50,
         c.failover_time_ms.p99,
-        c.failover_gap_frames.p99,
+        c.failover_silent_frames.p99,
         c.replacements,
         c.fresh_restarts,
         c.quarantined,

@@ -34,10 +34,12 @@ pub struct Counters {
     /// its names and its first period as the owner played.
     #[serde(default)]
     pub failover_time_ms: Percentiles,
-    /// Frames missing at a module's output at a takeover, as the new owner measured
-    /// them (the end of the last published period to the start of its first).
-    #[serde(default)]
-    pub failover_gap_frames: Percentiles,
+    /// Frames a module's new owner ran silent at a takeover, after the last period
+    /// its predecessor published (see `FromWorker::TookOver`): at most what a
+    /// listener missed. Called `failover_gap_frames` before, when it also counted
+    /// the cycles the server skipped.
+    #[serde(default, alias = "failover_gap_frames")]
+    pub failover_silent_frames: Percentiles,
     /// From a module losing a worker to it having a ready standby again.
     #[serde(default)]
     pub rebuild_time_ms: Percentiles,
@@ -113,6 +115,8 @@ pub struct ModuleStatus {
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
     pub xruns: u64,
+    /// Share of the wall time the primary's process callback ran since the last
+    /// report, %: the module's own DSP load, not the server's.
     pub dsp_load: f32,
     pub cpu_percent: f32,
     pub rss_kib: u64,

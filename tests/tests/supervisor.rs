@@ -459,6 +459,35 @@ fn status_counts_every_set_and_its_latency_in_samples() {
 }
 
 #[test]
+fn dsp_load_is_each_modules_own_callback_time_not_the_servers() {
+    let server = server();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module("const", "idle", &[]).unwrap();
+    sup.new_module("vco", "busy", &[("freq", 3000.0)]).unwrap();
+    // A first status starts each worker's measuring window; the next one reads it.
+    let _ = sup.status().unwrap();
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = sup.status().unwrap();
+    let load = |id: &str| {
+        report
+            .modules
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.dsp_load)
+            .unwrap()
+    };
+    let (idle, busy) = (load("idle"), load("busy"));
+    eprintln!("measured: dsp load const {idle:.3} %, vco {busy:.3} %");
+    assert!((0.0..100.0).contains(&idle) && (0.0..100.0).contains(&busy));
+    // The band-limited oscillator computes far more per period than a constant (the
+    // bench: ~30x); JACK's cpu_load, reported here before, was one number for all.
+    assert!(busy > idle, "vco {busy} % <= const {idle} %");
+}
+
+#[test]
 fn module_create_is_answered_while_the_pool_refills() {
     let server = server();
     let sup = Supervisor::start(&server, 2).unwrap();
@@ -598,6 +627,10 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
+    let events = sup.client().with_timeout(Duration::from_secs(10));
+    events
+        .call(message("/notify", vec![OscType::Int(1)]))
+        .unwrap();
     let rec = std::thread::scope(|s| {
         let rec = s.spawn(|| capture.record(48_000).unwrap());
         std::thread::sleep(Duration::from_millis(400));
@@ -607,6 +640,26 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     let out = &rec.channels[0];
     let _ = rec.write_wav(std::env::temp_dir().join("modsynth-failover-test.wav"));
     let gap = longest_silent_run(out, 1e-6);
+    // What the supervisor reports is what the recording shows: the standby's own
+    // silent periods after its primary's last one, not the cycles the server skipped
+    // (those used to be counted too). The cycle the primary died in may be one the
+    // standby ran silent while the server skipped everything downstream of the dying
+    // primary (a frame jump in the recording): that one period may be reported
+    // without being heard, never more.
+    let failover = events
+        .wait_for(|m| m.addr == "/module/failover")
+        .expect("/module/failover");
+    let OscType::Int(reported) = failover.args[1] else {
+        panic!("{failover:?}")
+    };
+    let period = server.period() as usize;
+    eprintln!("measured: /module/failover silent_frames {reported}, recorded silence {gap}");
+    assert!(
+        reported as usize == gap || (rec.frame_jumps > 0 && reported as usize == gap + period),
+        "reported silent_frames {reported}, the recording has {gap} silent samples \
+         ({} frames dropped by the server)",
+        rec.dropped_frames
+    );
     let step = max_step_beyond_slope(out);
     // The pitch after the failover, away from the frames the server skipped at the
     // kill (a jump inside the window would smear the estimate).

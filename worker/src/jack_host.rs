@@ -159,6 +159,9 @@ pub struct HostEvents {
     pub xruns: AtomicU64,
     /// Set when the server shut the client down.
     pub shut_down: AtomicBool,
+    /// Microseconds spent inside the process callback, in total: this worker's own
+    /// DSP load, unlike `jack_cpu_load`, which is the whole server's.
+    pub busy_us: AtomicU64,
 }
 
 /// What the JACK callbacks reach through their `arg` pointer.
@@ -178,11 +181,21 @@ unsafe extern "C" fn process(n_frames: jack::Frames, arg: *mut c_void) -> c_int 
     // SAFETY: called by JACK inside a process cycle of this very client.
     let scope = unsafe { jack::ProcessScope::from_raw(n_frames, state.client) };
     let (frame, n) = (scope.last_frame_time(), n_frames as usize);
+    // jack_get_time reads the monotonic clock through the vDSO (no system call, no
+    // lock): JACK meant it for process callbacks.
+    // SAFETY: no arguments; callable from any thread of a JACK client.
+    let started = unsafe { jack::jack_sys::jack_get_time() };
     let engine = &mut state.engine;
     #[cfg(all(feature = "rt-alloc-check", debug_assertions))]
     assert_no_alloc::assert_no_alloc(|| engine.process(frame, n, &scope));
     #[cfg(not(all(feature = "rt-alloc-check", debug_assertions)))]
     engine.process(frame, n, &scope);
+    // SAFETY: as above.
+    let ended = unsafe { jack::jack_sys::jack_get_time() };
+    state
+        .events
+        .busy_us
+        .fetch_add(ended.saturating_sub(started), Ordering::Relaxed);
     0
 }
 
@@ -238,6 +251,83 @@ impl Drop for Host {
 // Host to another thread is sound.
 unsafe impl Send for Host {}
 
+/// What went wrong opening JACK client `name`, from libjack's status flags and
+/// whether `server_runs(server)` says a server of that name runs: a message that
+/// asks whether a server runs when one does sends the user the wrong way.
+pub fn open_failure(name: &str, error: &jack::Error, server_runs: impl Fn(&str) -> bool) -> String {
+    let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());
+    let status = match error {
+        jack::Error::ClientError(status) => *status,
+        other => return format!("cannot open JACK client '{name}' on server '{server}': {other}"),
+    };
+    let what = [
+        (
+            jack::ClientStatus::NAME_NOT_UNIQUE,
+            "a client of that name is already open",
+        ),
+        (
+            jack::ClientStatus::SERVER_FAILED,
+            "no connection to the server",
+        ),
+        (
+            jack::ClientStatus::SERVER_ERROR,
+            "a communication error with the server",
+        ),
+        (
+            jack::ClientStatus::INIT_FAILURE,
+            "the client could not be initialised",
+        ),
+        (
+            jack::ClientStatus::SHM_FAILURE,
+            "no access to JACK's shared memory",
+        ),
+        (
+            jack::ClientStatus::VERSION_ERROR,
+            "libjack and the server speak different protocol versions",
+        ),
+        (
+            jack::ClientStatus::INVALID_OPTION,
+            "an option the server does not support",
+        ),
+    ]
+    .iter()
+    .filter(|(flag, _)| status.contains(*flag))
+    .map(|(_, text)| *text)
+    .collect::<Vec<_>>();
+    let what = if what.is_empty() {
+        format!("JACK status {:#x}", status.bits())
+    } else {
+        what.join(", ")
+    };
+    let head = format!("cannot open JACK client '{name}' on server '{server}': {what}");
+    if status.contains(jack::ClientStatus::NAME_NOT_UNIQUE) {
+        format!("{head}; `jack_lsp` lists the clients")
+    } else if server_runs(&server) {
+        format!(
+            "{head}, although the server runs: it refused this client. jackd2 does \
+             so when a client of that name is already open, at its client limit, and \
+             for opens it cannot serve in time (`jack_lsp` lists its clients, its log \
+             says why)"
+        )
+    } else if status.contains(jack::ClientStatus::SERVER_FAILED) {
+        format!(
+            "{head}. Is a JACK server running? Start one with `jackd -d dummy` \
+             (or `scripts/live`), or set JACK_DEFAULT_SERVER to its name."
+        )
+    } else {
+        head
+    }
+}
+
+/// Whether a jackd2 server named `server` runs for this user: its request socket
+/// (`/dev/shm/jack_<server>_<uid>_0`) takes a connection (a stale socket file of a
+/// killed server does not). PipeWire's JACK has no such socket, so there this says
+/// no, and messages fall back to libjack's status alone.
+pub fn jackd_runs(server: &str) -> bool {
+    let uid = nix::unistd::getuid();
+    std::os::unix::net::UnixStream::connect(format!("/dev/shm/jack_{server}_{uid}_0")).is_ok()
+}
+
 /// Why the worker could not reach JACK.
 #[derive(Debug)]
 pub struct OpenError(pub String);
@@ -256,14 +346,8 @@ impl Host {
     /// notification thread if the server goes away.
     pub fn open(name: &str, on_shutdown: Box<dyn Fn() + Send + Sync>) -> Result<Host, OpenError> {
         let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
-        let (client, _status) = jack::Client::new(name, options).map_err(|e| {
-            let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());
-            OpenError(format!(
-                "cannot open JACK client '{name}' on server '{server}' ({e}). \
-                 Is a JACK server running? Start one with `jackd -d dummy` \
-                 (or `scripts/live`), or set JACK_DEFAULT_SERVER to its name."
-            ))
-        })?;
+        let (client, _status) = jack::Client::new(name, options)
+            .map_err(|e| OpenError(open_failure(name, &e, jackd_runs)))?;
         let (controller, engine) = engine::new(256);
         let events = Arc::new(HostEvents::default());
         let state = Box::into_raw(Box::new(CallbackState {
@@ -523,5 +607,37 @@ impl Host {
         drop(unsafe { Box::from_raw(self.state) });
         self.state = std::ptr::null_mut();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_failure_says_what_failed_and_asks_for_a_server_only_when_none_runs() {
+        let failed = jack::Error::ClientError(
+            jack::ClientStatus::FAILURE | jack::ClientStatus::SERVER_FAILED,
+        );
+        let none = open_failure("ms-w03", &failed, |_| false);
+        assert!(none.contains("no connection to the server"), "{none}");
+        assert!(none.contains("Is a JACK server running?"), "{none}");
+        let refused = open_failure("ms-w03", &failed, |_| true);
+        assert!(refused.contains("although the server runs"), "{refused}");
+        assert!(!refused.contains("Is a JACK server running"), "{refused}");
+        let taken = jack::Error::ClientError(
+            jack::ClientStatus::FAILURE | jack::ClientStatus::NAME_NOT_UNIQUE,
+        );
+        let taken = open_failure("ms-w03", &taken, |_| true);
+        assert!(
+            taken.contains("a client of that name is already open"),
+            "{taken}"
+        );
+        assert!(!taken.contains("Is a JACK server running"), "{taken}");
+    }
+
+    #[test]
+    fn no_server_is_seen_where_no_socket_listens() {
+        assert!(!jackd_runs("modsynth-no-such-server-for-sure"));
     }
 }

@@ -56,6 +56,7 @@ pub fn run(client_name: &str, server_name: &str) -> Result<(), String> {
         takeovers_at_assign: 0,
         assigned_state: None,
         cpu: CpuClock::now(),
+        dsp: DspClock::default(),
     };
     loop {
         if shutdown_rx.try_recv().is_ok() {
@@ -94,6 +95,7 @@ struct Worker {
     /// The current module's state segment and type, if it has one.
     assigned_state: Option<(String, String)>,
     cpu: CpuClock,
+    dsp: DspClock,
 }
 
 impl Worker {
@@ -157,7 +159,7 @@ impl Worker {
                 }
                 self.host.name_ports(&id);
                 Some(FromWorker::TookOver {
-                    gap_frames: self.first_owned_period(),
+                    silent_frames: self.first_owned_period(),
                 })
             }
             ToWorker::SetParam {
@@ -352,7 +354,7 @@ impl Worker {
             latency_p50: stats.latency_percentile(50.0).unwrap_or(0),
             latency_p95: stats.latency_percentile(95.0).unwrap_or(0),
             latency_p99: stats.latency_percentile(99.0).unwrap_or(0),
-            dsp_load: client.cpu_load(),
+            dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
         }
@@ -386,6 +388,38 @@ fn wait_for(within: Duration, done: impl Fn() -> bool) -> bool {
         std::thread::sleep(Duration::from_micros(200));
     }
     true
+}
+
+/// Time in the process callback, to report this worker's DSP load between two
+/// reports (JACK's own `cpu_load` is the server's, the same for every worker).
+struct DspClock {
+    wall: Instant,
+    busy_us: u64,
+}
+
+impl Default for DspClock {
+    fn default() -> DspClock {
+        DspClock {
+            wall: Instant::now(),
+            busy_us: 0,
+        }
+    }
+}
+
+impl DspClock {
+    /// Callback time since the last call, % of the wall time.
+    fn percent_since_last(&mut self, events: &crate::jack_host::HostEvents) -> f32 {
+        let busy = events.busy_us.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let wall_us = now.duration_since(self.wall).as_secs_f64() * 1e6;
+        let spent = busy.saturating_sub(self.busy_us) as f64;
+        (self.wall, self.busy_us) = (now, busy);
+        if wall_us > 0.0 {
+            (100.0 * spent / wall_us) as f32
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Process CPU time, to report CPU % between two reports.

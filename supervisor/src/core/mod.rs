@@ -587,14 +587,14 @@ impl Core {
                     }
                 }
             }
-            FromWorker::TookOver { gap_frames } => {
+            FromWorker::TookOver { silent_frames } => {
                 let id = self
                     .modules
                     .iter()
                     .find(|(_, m)| m.worker == wid)
                     .map(|(id, _)| id.clone());
                 if let Some(id) = id {
-                    self.finish_recovery(&id, gap_frames, fx);
+                    self.finish_recovery(&id, silent_frames, fx);
                 }
             }
             FromWorker::Promoted if self.shutting_down => {}

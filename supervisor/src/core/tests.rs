@@ -190,7 +190,7 @@ fn create_with_standby(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> (W
 /// The worker `wid` says it took its module over, `gap` frames after its predecessor.
 fn took_over(core: &mut Core, fx: &mut Fake, wid: WorkerId, gap: u32) {
     let msg = FromWorker::TookOver {
-        gap_frames: Some(gap),
+        silent_frames: Some(gap),
     };
     core.handle(Event::FromWorker(wid, msg), fx);
 }
@@ -535,7 +535,7 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
         (report.counters.crash_count, report.counters.replacements),
         (1, 1)
     );
-    assert_eq!(report.counters.failover_gap_frames.last, 256.0);
+    assert_eq!(report.counters.failover_silent_frames.last, 256.0);
     assert!(fx.unlinked.is_empty(), "the state lives on");
 }
 
