@@ -60,15 +60,30 @@ fn release_port<PS>(
     }
 }
 
-/// Gives `port` the alias and the pretty-name `alias` (`<module>:<port>`).
-fn name_port<PS>(client: &jack::Client, port: &mut jack::Port<PS>, alias: &str) {
+/// Gives `port` the alias `alias` (`<module>:<port>`, for jackd2's name lookups) and
+/// its own name `short` (`out`) as pretty-name: patchbays show it inside the box of
+/// the module's client, so repeating the module there only adds noise.
+fn name_port<PS>(client: &jack::Client, port: &mut jack::Port<PS>, alias: &str, short: &str) {
     if let Err(e) = port.set_alias(alias) {
         tracing::warn!("cannot alias a port as {alias}: {e}");
     }
-    let pretty = jack::Property::new(alias, None);
+    label_port(client, port, short);
+}
+
+/// Sets the pretty-name of `port` to `short`.
+fn label_port<PS>(client: &jack::Client, port: &jack::Port<PS>, short: &str) {
+    let pretty = jack::Property::new(short, None);
     if let Err(e) = client.property_set(port_uuid(port), PRETTY_NAME, &pretty) {
-        tracing::warn!("cannot set the pretty-name {alias}: {e}");
+        tracing::warn!("cannot set the pretty-name {short}: {e}");
     }
+}
+
+/// The pretty-name of a pool spare's client: it plays nothing.
+pub const SPARE_LABEL: &str = "spare";
+
+/// The pretty-name of module `id`'s hot standby's client.
+pub fn standby_label(id: &str) -> String {
+    format!("{id} (standby)")
 }
 
 /// The JACK uuid of a port (rust-jack has no safe call for it).
@@ -448,8 +463,10 @@ impl Host {
             .map(|p| p.clone_unowned())
             .chain(ports.outputs.iter().map(|p| p.clone_unowned()));
         self.assigned = handles.zip(port_names).collect();
-        if let Some(name) = name {
-            self.name_ports(name);
+        match name {
+            Some(name) => self.name_ports(name),
+            // A standby or a replacement: no longer a spare; named by the caller.
+            None => self.label_client(None),
         }
         let t2 = Instant::now();
         self.controller
@@ -475,7 +492,36 @@ impl Host {
             .map_err(|e| format!("cannot register spare ports: {e}"))?;
         self.spare_ports = Some(ports);
         self.keep_spares = true;
+        self.label_client(Some(SPARE_LABEL));
         Ok(())
+    }
+
+    /// Sets (or with `None` removes) the client's pretty-name.
+    fn label_client(&self, label: Option<&str>) {
+        let client = &self.client;
+        let result = match label {
+            Some(label) => client.property_set(
+                client.uuid(),
+                PRETTY_NAME,
+                &jack::Property::new(label, None),
+            ),
+            None => client.property_remove(client.uuid(), PRETTY_NAME),
+        };
+        if let (Err(e), Some(label)) = (result, label) {
+            tracing::warn!(
+                "cannot set the pretty-name {label} of client {}: {e}",
+                client.name()
+            );
+        }
+    }
+
+    /// Labels the client as module `id`'s hot standby (`osc1 (standby)`) and its
+    /// ports by their own names; no aliases (the module's names are the primary's).
+    pub fn label_standby(&mut self, id: &str) {
+        self.label_client(Some(&standby_label(id)));
+        for (port, short) in &self.assigned {
+            label_port(&self.client, port, short);
+        }
     }
 
     /// The spare ports this module needs, first inputs and outputs in catalog order;
@@ -528,7 +574,7 @@ impl Host {
             );
         }
         for (port, port_name) in self.assigned.iter_mut() {
-            name_port(client, port, &format!("{name}:{port_name}"));
+            name_port(client, port, &format!("{name}:{port_name}"), port_name);
         }
     }
 
@@ -573,6 +619,7 @@ impl Host {
             kept.top_up(client)
                 .map_err(|e| format!("cannot register spare ports again: {e}"))?;
             self.spare_ports = Some(kept);
+            self.label_client(Some(SPARE_LABEL));
         }
         Ok(())
     }

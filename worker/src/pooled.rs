@@ -140,6 +140,7 @@ impl Worker {
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
                         if result.is_ok() {
+                            self.host.label_standby(&id);
                             let type_index =
                                 catalog::module_index(&module_type).unwrap_or(0) as u32;
                             let stats = self.host.controller().stats().clone();
