@@ -81,7 +81,7 @@ impl Percentiles {
 }
 
 /// `/status.reply`'s content.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub pool_size: usize,
     pub spare_ready: usize,
@@ -91,7 +91,7 @@ pub struct StatusReport {
 }
 
 /// One module in `/status.reply`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
     pub id: String,
     pub module_type: String,
@@ -120,4 +120,25 @@ pub struct ModuleStatus {
     pub dsp_load: f32,
     pub cpu_percent: f32,
     pub rss_kib: u64,
+}
+
+impl StatusReport {
+    /// The real JACK port that plays module port `name` (`echo1:out`) now; `None` if
+    /// `name` is not a port of a module in this report (a foreign JACK port) or the
+    /// module has no primary just now.
+    ///
+    /// ```
+    /// use modsynth_control::status::{ModuleStatus, StatusReport};
+    ///
+    /// let mut echo = ModuleStatus { id: "echo1".into(), ..Default::default() };
+    /// echo.ports.insert("out".into(), "modsynth-w04:out_1".into());
+    /// let report = StatusReport { modules: vec![echo], ..Default::default() };
+    /// assert_eq!(report.real_port("echo1:out").as_deref(), Some("modsynth-w04:out_1"));
+    /// assert_eq!(report.real_port("system:playback_1"), None);
+    /// ```
+    pub fn real_port(&self, name: &str) -> Option<String> {
+        let (id, port) = name.split_once(':')?;
+        let m = self.modules.iter().find(|m| m.id == id)?;
+        m.ports.get(port).filter(|p| !p.is_empty()).cloned()
+    }
 }

@@ -656,3 +656,65 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
     wait_for_graph(&server, &sup, &first_graph, Duration::from_secs(10));
     sup.stop().unwrap();
 }
+
+#[test]
+fn modsynth_record_follows_a_module_by_name_across_a_failover_and_never_leaves_a_broken_file() {
+    use modsynth_tests::analysis::longest_silent_run;
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 3).unwrap();
+    sup.new_module("vco", "tone", &[("freq", 440.0)]).unwrap();
+    let before = sup.wait_for_module("tone", Duration::from_secs(10), |m| m.standby_pid != 0);
+    let dir = TempDir::new("record");
+    let wav = dir.0.join("tone.wav");
+    let osc = sup.osc.to_string();
+    let modsynth = bin_path("modsynth").unwrap();
+    // A port that does not exist: refused before anything is written.
+    let out = server
+        .command(&modsynth)
+        .args(["--osc", &osc, "record", wav.to_str().unwrap(), "tone:nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read_dir(&dir.0).unwrap().count(),
+        0,
+        "a file was left"
+    );
+
+    // By module name, which the recorder asks modsynthd to resolve (PipeWire's JACK
+    // does not see the aliases).
+    let mut recorder = server
+        .command(&modsynth)
+        .args(["--osc", &osc, "record", "--duration", "3"])
+        .args([wav.to_str().unwrap(), "tone:out"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let standby_out = before.ports["out"].replace(&before.jack_client, &before.standby_client);
+    // The recorder's connection to the module is mirrored onto the standby, and the
+    // recorder leaves that mirror alone: it is what carries the recording on.
+    let mirrored = wait_connected(
+        &server,
+        &standby_out,
+        "modsynth-record:in_1",
+        Duration::from_secs(10),
+    );
+    assert!(
+        mirrored,
+        "the recorder's connection was not mirrored onto the standby"
+    );
+    let pid = nix::unistd::Pid::from_raw(before.pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(recorder.wait().unwrap().success());
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
+    let first = samples.iter().position(|s| s.abs() > 1e-3).expect("silent");
+    let gap = longest_silent_run(&samples[first..], 1e-6);
+    eprintln!("measured: longest silence {gap} samples across the failover");
+    assert!(gap <= 2 * server.period() as usize, "{gap} silent samples");
+    let files: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, vec![std::ffi::OsString::from("tone.wav")]);
+}
