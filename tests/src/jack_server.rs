@@ -19,6 +19,13 @@
 //! [`JackServer::open_client`], which serialises the set-env / open / restore
 //! sequence behind one process-wide lock. Child processes get the variable through
 //! [`JackServer::command`] instead.
+//!
+//! On PipeWire (opt-in, `scripts/test --pipewire`): with `MODSYNTH_TEST_PIPEWIRE` set
+//! to a PipeWire config (`scripts/pipewire/headless.conf`) and PipeWire's libjack
+//! first on `LD_LIBRARY_PATH` (as `pw-jack` does), every server is a headless
+//! `pipewire` instead, with a runtime dir of its own that clients reach through
+//! `PIPEWIRE_RUNTIME_DIR` (PipeWire's libjack ignores `JACK_DEFAULT_SERVER`). It
+//! takes the same machine-wide turn.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -109,6 +116,12 @@ impl std::ops::Deref for LeasedClient {
     }
 }
 
+/// The PipeWire config to start test servers with, when the run is on PipeWire
+/// (see the module docs).
+pub fn pipewire_config() -> Option<PathBuf> {
+    std::env::var_os("MODSYNTH_TEST_PIPEWIRE").map(PathBuf::from)
+}
+
 /// Serialises every `JACK_DEFAULT_SERVER` set / `jack_client_open` / restore.
 static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
 /// Makes server names unique within the process.
@@ -156,13 +169,31 @@ impl JackServer {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cloning log file: {e}"))?;
-        let mut cmd = Command::new("jackd");
-        cmd.args(["-n", &name, "-r", "-d", "dummy"])
-            .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
-            .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+        let mut cmd = match pipewire_config() {
+            Some(config) => {
+                // PipeWire insists on a private runtime dir.
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::env::set_var("PIPEWIRE_RUNTIME_DIR", &dir);
+                let mut cmd = Command::new("pipewire");
+                cmd.arg("-c")
+                    .arg(config)
+                    .env("XDG_RUNTIME_DIR", &dir)
+                    .env("HOME", &dir)
+                    .env("PIPEWIRE_QUANTUM", format!("{period}/{sample_rate}"))
+                    .env_remove("LD_LIBRARY_PATH");
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new("jackd");
+                cmd.args(["-n", &name, "-r", "-d", "dummy"])
+                    .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
+                    .env("JACK_NO_AUDIO_RESERVATION", "1");
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let spawned = spawn_tied_to_process(cmd);
         let child = match spawned {
             Ok(child) => child,
@@ -283,6 +314,9 @@ impl JackServer {
         cmd.env("JACK_DEFAULT_SERVER", &self.name)
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .env("JACK_NO_START_SERVER", "1");
+        if pipewire_config().is_some() {
+            cmd.env("PIPEWIRE_RUNTIME_DIR", &self.dir);
+        }
         cmd
     }
 

@@ -570,7 +570,8 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
     let saved = dir.0.join("saved.toml").to_str().unwrap().to_string();
     let demo = setfile::load(&repo().join("scripts/sets/demo.toml")).unwrap();
     let mut want: Vec<Connection> = demo.connections.clone();
-    // One link patched by hand, by alias, as a user would in a patchbay.
+    // One link patched by hand, as a user would in a patchbay: between the real
+    // ports (what a patchbay connects; aliases are a jackd2 bonus PipeWire lacks).
     let by_hand = Connection {
         from: "lfo1:out".into(),
         to: "amp1:cv".into(),
@@ -589,7 +590,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
         wait_for_standbys(&sup, Duration::from_secs(20));
         let done = server
             .command("jack_connect")
-            .args([&by_hand.from, &by_hand.to])
+            .args([real(&sup, "lfo1", "out"), real(&sup, "amp1", "cv")])
             .status()
             .unwrap();
         assert!(done.success());

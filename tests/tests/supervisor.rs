@@ -861,8 +861,14 @@ fn expected_pretty_names(sup: &Supervisor, observer: &jack::Client) -> BTreeMap<
 }
 
 /// Waits until every pretty-name on the server's modsynth clients and ports is the
-/// one [`expected_pretty_names`] says, and none is left on a subject that is gone.
+/// one [`expected_pretty_names`] says, and (on jackd2) none is left on a subject
+/// that is gone. PipeWire 0.3.65 keeps a dead client's properties, and its libjack
+/// cannot remove properties of objects that are gone (tried: the supervisor removing
+/// a killed worker's subjects left them, and once removed a live worker's names):
+/// they stay on the dead ids, and every new port and client of modsynth clears what
+/// its reused id carries.
 fn wait_for_pretty_names(sup: &Supervisor, observer: &jack::Client, after: &str) {
+    let stale_allowed = modsynth_tests::jack_server::pipewire_config().is_some();
     let prefix = format!("{}-w", sup.name);
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -872,7 +878,7 @@ fn wait_for_pretty_names(sup: &Supervisor, observer: &jack::Client, after: &str)
             .into_iter()
             .filter(|(subject, _)| subject.starts_with(&prefix))
             .collect();
-        if got == want && stale.is_empty() {
+        if got == want && (stale.is_empty() || stale_allowed) {
             return;
         }
         assert!(
