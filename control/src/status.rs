@@ -35,7 +35,7 @@ pub struct Counters {
     #[serde(default)]
     pub failover_time_ms: Percentiles,
     /// Frames a module's new owner ran silent at a takeover, after the last period
-    /// its predecessor published (see `FromWorker::TookOver`): at most what a
+    /// its predecessor published (see `FromWorker::TookOver`): no less than what a
     /// listener missed. Called `failover_gap_frames` before, when it also counted
     /// the cycles the server skipped.
     #[serde(default, alias = "failover_gap_frames")]

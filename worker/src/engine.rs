@@ -98,12 +98,13 @@ pub struct Stats {
     pub takeovers: AtomicU64,
     /// At the last takeover (written before `takeovers` is incremented): the frames
     /// of the periods this engine ran silent, waiting for ownership, after the end
-    /// of its predecessor's last published period. At most what a listener missed:
-    /// cycles the server skipped at the death are not counted (a frame-clock
-    /// difference counted them, and said 256 for seamless takeovers), but the cycle
-    /// the primary died in is, and jackd2 usually skips every client downstream of
-    /// the dying primary in that cycle, so that silent period is not heard either
-    /// (measured: 256 reported, the recording seamless, one cycle dropped).
+    /// of its predecessor's last published period. No less than what a listener
+    /// missed: cycles the server skipped for every client are not counted (a
+    /// frame-clock difference counted them, and said 256 for seamless takeovers),
+    /// but jackd2 also skips everything downstream of a dead primary for a cycle or
+    /// two while this engine, upstream, runs them silent: those count and are never
+    /// heard (measured: 256 and 512 reported, recordings seamless, as many frames
+    /// dropped by the server).
     pub last_takeover_gap: AtomicU64,
 }
 
