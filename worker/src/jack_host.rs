@@ -36,7 +36,7 @@ fn release_port<PS>(
     kept: &mut Vec<jack::Port<PS>>,
     pooled: bool,
 ) {
-    let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
+    remove_name(client, port_uuid(&port));
     if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
         let _ = port.unset_alias(&alias);
     }
@@ -105,6 +105,11 @@ pub fn on_pipewire() -> bool {
             answer
         }
     })
+}
+
+/// Removes the pretty-name of `subject` (see [`Host::settle_names`] for PipeWire).
+fn remove_name(client: &jack::Client, subject: jack::jack_sys::jack_uuid_t) {
+    let _ = client.property_remove(subject, PRETTY_NAME);
 }
 
 /// Sets the pretty-name of `port` to `short`.
@@ -178,13 +183,13 @@ impl JackPorts {
         while self.inputs.len() < MAX_INPUTS {
             let name = generic_name("in", self.inputs.len());
             let port = client.register_port(&name, jack::AudioIn::default())?;
-            let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
+            remove_name(client, port_uuid(&port));
             self.inputs.push(port);
         }
         while self.outputs.len() < MAX_OUTPUTS {
             let name = generic_name("out", self.outputs.len());
             let port = client.register_port(&name, jack::AudioOut::default())?;
-            let _ = client.property_remove(port_uuid(&port), PRETTY_NAME);
+            remove_name(client, port_uuid(&port));
             self.outputs.push(port);
         }
         Ok(())
@@ -294,6 +299,8 @@ pub struct Host {
     unused_ports: Option<JackPorts>,
     /// Set by `keep_spare_ports`: freeing returns the ports to generic names.
     keep_spares: bool,
+    /// The client's pretty-name as last set (`None`: removed).
+    client_label: Option<String>,
     /// Handles to the playing module's ports with their catalog names, kept so a
     /// standby that takes over can name them.
     assigned: Vec<(jack::Port<jack::Unowned>, &'static str)>,
@@ -441,6 +448,7 @@ impl Host {
             spare_ports: None,
             unused_ports: None,
             keep_spares: false,
+            client_label: None,
             assigned: Vec::new(),
         })
     }
@@ -507,10 +515,11 @@ impl Host {
             .map(|p| p.clone_unowned())
             .chain(ports.outputs.iter().map(|p| p.clone_unowned()));
         self.assigned = handles.zip(port_names).collect();
-        match name {
-            Some(name) => self.name_ports(name),
-            // A standby or a replacement: no longer a spare; named by the caller.
-            None => self.label_client(None),
+        // A standby or a replacement keeps `spare` until it is named (at once for a
+        // standby, at TakeNames for a replacement): a removal followed at once by a
+        // new name lost the new name on PipeWire.
+        if let Some(name) = name {
+            self.name_ports(name);
         }
         let t2 = Instant::now();
         self.controller
@@ -538,11 +547,13 @@ impl Host {
         self.keep_spares = true;
         // A reused id may carry a dead client's name (PipeWire): `spare` replaces it.
         self.label_client(Some(SPARE_LABEL));
+        self.tidy(); // on PipeWire: wait until the names read back right
         Ok(())
     }
 
     /// Sets (or with `None` removes) the client's pretty-name.
-    fn label_client(&self, label: Option<&str>) {
+    fn label_client(&mut self, label: Option<&str>) {
+        self.client_label = label.map(str::to_string);
         let client = &self.client;
         let result = match label {
             Some(label) => client.property_set(
@@ -550,7 +561,10 @@ impl Host {
                 PRETTY_NAME,
                 &jack::Property::new(label, None),
             ),
-            None => client.property_remove(client.uuid(), PRETTY_NAME),
+            None => {
+                remove_name(client, client.uuid());
+                Ok(())
+            }
         };
         if let (Err(e), Some(label)) = (result, label) {
             tracing::warn!(
@@ -601,32 +615,85 @@ impl Host {
     /// set just before its neighbours were unregistered was sometimes gone after
     /// (seen on 0.3.65: one random port of a new primary unnamed, in 3 of 3 runs).
     pub fn tidy(&mut self) {
-        if let Some(JackPorts { inputs, outputs }) = self.unused_ports.take() {
-            for port in inputs {
-                let _ = self.client.unregister_port(port);
+        self.unregister_unused();
+        if on_pipewire() {
+            let mut want = vec![(self.client.uuid(), self.client_label.clone())];
+            for (port, short) in &self.assigned {
+                want.push((port_uuid(port), Some(short.to_string())));
             }
-            for port in outputs {
-                let _ = self.client.unregister_port(port);
+            if let Some(spare) = &self.spare_ports {
+                want.extend(spare.inputs.iter().map(|p| (port_uuid(p), None)));
+                want.extend(spare.outputs.iter().map(|p| (port_uuid(p), None)));
             }
-            if on_pipewire() {
-                for (port, short) in &self.assigned {
-                    label_port(&self.client, port, short);
+            self.settle_names(&want);
+        }
+    }
+
+    /// On PipeWire: makes the pretty-name of each subject what `want` says (`None`:
+    /// none), reading it back and setting or removing it again, until it reads
+    /// right three times in a row 10 ms apart (at most 300 ms). PipeWire 0.3.65's
+    /// libjack answers reads from a copy the server updates asynchronously, and
+    /// sends a removal only for a key that copy holds: a name removed right after it
+    /// was set, or left on a reused id by a dead worker, stayed (seen on freed and
+    /// new ports). Off the create path (after the reply, on free): it may sleep.
+    fn settle_names(&self, want: &[(jack::jack_sys::jack_uuid_t, Option<String>)]) {
+        if !on_pipewire() {
+            return;
+        }
+        let client = &self.client;
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let mut settled_reads = 0;
+        loop {
+            let mut settled = true;
+            for (subject, name) in want {
+                let have = client
+                    .property_get(*subject, PRETTY_NAME)
+                    .map(|p| p.value().to_string());
+                if have != *name {
+                    settled = false;
+                    let _ = match name {
+                        Some(n) => client.property_set(
+                            *subject,
+                            PRETTY_NAME,
+                            &jack::Property::new(n, None),
+                        ),
+                        None => {
+                            remove_name(client, *subject);
+                            Ok(())
+                        }
+                    };
                 }
             }
+            settled_reads = if settled { settled_reads + 1 } else { 0 };
+            if settled_reads >= 3 || Instant::now() >= deadline {
+                if settled_reads == 0 {
+                    tracing::warn!("some pretty-names did not settle within 300 ms");
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Unregisters the ports the last assignment did not need; whether there were.
+    fn unregister_unused(&mut self) -> bool {
+        let Some(JackPorts { inputs, outputs }) = self.unused_ports.take() else {
+            return false;
+        };
+        for port in inputs {
+            let _ = self.client.unregister_port(port);
+        }
+        for port in outputs {
+            let _ = self.client.unregister_port(port);
+        }
+        true
     }
 
     /// Gives the ports their aliases and pretty-names. Failures are logged, not fatal:
     /// PipeWire refuses some of this, and modsynth resolves module names itself.
     pub fn name_ports(&mut self, name: &str) {
+        self.label_client(Some(name));
         let client = &self.client;
-        let pretty = jack::Property::new(name, None);
-        if let Err(e) = client.property_set(client.uuid(), PRETTY_NAME, &pretty) {
-            tracing::warn!(
-                "cannot set the pretty-name of client {}: {e}",
-                client.name()
-            );
-        }
         for (port, port_name) in self.assigned.iter_mut() {
             name_port(client, port, &format!("{name}:{port_name}"), port_name);
         }
@@ -650,12 +717,12 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        self.tidy();
+        self.unregister_unused(); // no names set again: they are removed next
         self.assigned.clear();
         let pooled = self.spare_ports.is_none() && self.keeps_spares();
         let client = &self.client;
         // PipeWire keeps metadata after its subject is gone: remove it explicitly.
-        let _ = client.property_remove(client.uuid(), PRETTY_NAME);
+        remove_name(client, client.uuid());
         let mut kept = JackPorts {
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -672,8 +739,16 @@ impl Host {
         if pooled {
             kept.top_up(client)
                 .map_err(|e| format!("cannot register spare ports again: {e}"))?;
-            self.spare_ports = Some(kept);
             self.label_client(Some(SPARE_LABEL));
+            let mut want = vec![(self.client.uuid(), self.client_label.clone())];
+            for p in &kept.inputs {
+                want.push((port_uuid(p), None));
+            }
+            for p in &kept.outputs {
+                want.push((port_uuid(p), None));
+            }
+            self.settle_names(&want);
+            self.spare_ports = Some(kept);
         }
         Ok(())
     }
