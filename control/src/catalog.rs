@@ -78,12 +78,84 @@ pub struct ParamSpec {
     pub values: &'static [&'static str],
     /// One line for the reference.
     pub doc: &'static str,
+    /// How the module moves to a new value (see [`Smoothing`]).
+    pub smoothing: Smoothing,
 }
 
 impl ParamSpec {
     /// True when the parameter takes one of a fixed set of names.
     pub fn is_enum(&self) -> bool {
         !self.values.is_empty()
+    }
+
+    /// True when a change glides instead of jumping.
+    pub fn is_smoothed(&self) -> bool {
+        self.smoothing != Smoothing::None
+    }
+}
+
+/// How a module moves from a parameter's old value to a new one.
+///
+/// A jump of a level (a gain, a cutoff) in the middle of a waveform is a click, so
+/// continuous parameters glide; a change still starts on exactly the sample it was
+/// scheduled for, the glide starts there. Enums, whole-number steps, triggers and
+/// pitches of sequencer steps jump, because a jump is what they mean.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Smoothing {
+    /// The new value applies at once.
+    None,
+    /// A linear ramp of this many seconds, whatever the distance.
+    Ramp(f32),
+    /// A ramp of this many seconds in equal ratios (linear in octaves), for
+    /// frequencies: a cutoff opening from 20 Hz to 20 kHz linearly in Hz would pass
+    /// the lowest nine octaves in its first 2 % and click.
+    Octaves(f32),
+    /// A linear glide at this many units per second: the time grows with the distance.
+    /// For a delay's time, where the glide speed is the pitch shift heard.
+    Slew(f32),
+}
+
+/// The ramp most continuous parameters glide over: 5 ms, short enough to feel
+/// immediate on a knob, long enough that a full-range gain step on a 220 Hz sine
+/// moves less per sample than the sine itself (0.5 / 240 against 0.0144).
+pub const RAMP_SECONDS: f32 = 0.005;
+
+impl Smoothing {
+    /// How many samples a change from `from` to `to` glides over at `sample_rate`
+    /// (at least 1: the new value is reached on the last of them). 1 for `None`.
+    ///
+    /// ```
+    /// use modsynth_control::catalog::Smoothing;
+    /// assert_eq!(Smoothing::Ramp(0.005).samples(0.0, 1.0, 48_000.0), 240);
+    /// assert_eq!(Smoothing::Slew(0.5).samples(0.0, 1.0, 48_000.0), 96_000);
+    /// assert_eq!(Smoothing::None.samples(0.0, 1.0, 48_000.0), 1);
+    /// ```
+    pub fn samples(self, from: f32, to: f32, sample_rate: f32) -> u32 {
+        let n = match self {
+            Smoothing::None => 1.0,
+            Smoothing::Ramp(seconds) | Smoothing::Octaves(seconds) => {
+                (seconds * sample_rate).round()
+            }
+            Smoothing::Slew(per_second) => ((to - from).abs() * sample_rate / per_second).ceil(),
+        };
+        // Bounded so a hostile sample rate cannot make a ramp of billions of samples.
+        if n.is_finite() {
+            n.clamp(1.0, 1.0e8) as u32
+        } else {
+            1
+        }
+    }
+
+    /// How listings show it: `5 ms`, `0.5 s/s` (with the parameter's unit), or `-`
+    /// for none.
+    pub fn describe(self, unit: &str) -> String {
+        match self {
+            Smoothing::None => "-".to_string(),
+            Smoothing::Ramp(seconds) => format!("{} ms", seconds * 1000.0),
+            Smoothing::Octaves(seconds) => format!("{} ms, in octaves", seconds * 1000.0),
+            Smoothing::Slew(per_second) if unit.is_empty() => format!("{per_second}/s"),
+            Smoothing::Slew(per_second) => format!("{per_second} {unit}/s"),
+        }
     }
 }
 
@@ -200,7 +272,24 @@ const fn float(
         default,
         values: &[],
         doc,
+        smoothing: Smoothing::Ramp(RAMP_SECONDS),
     }
+}
+
+/// A continuous parameter whose changes glide as `smoothing` says.
+const fn glided(spec: ParamSpec, smoothing: Smoothing) -> ParamSpec {
+    ParamSpec { smoothing, ..spec }
+}
+
+/// A frequency: glides over the default ramp in octaves (its range must be > 0).
+const fn octaves(spec: ParamSpec) -> ParamSpec {
+    glided(spec, Smoothing::Octaves(RAMP_SECONDS))
+}
+
+/// A number that jumps: a whole-number count, a seed, a trigger, a time that a
+/// module only reads at an event.
+const fn jumps(spec: ParamSpec) -> ParamSpec {
+    glided(spec, Smoothing::None)
 }
 
 const fn choice(
@@ -217,6 +306,7 @@ const fn choice(
         default: default as f32,
         values,
         doc,
+        smoothing: Smoothing::None,
     }
 }
 
@@ -229,14 +319,14 @@ pub const FILTER_MODES: &[&str] = &["lowpass", "bandpass", "highpass"];
 pub const SEQ_STEPS: usize = 16;
 
 const fn step(name: &'static str) -> ParamSpec {
-    float(
+    jumps(float(
         name,
         "oct",
         -4.0,
         4.0,
         0.0,
         "pitch of this step, added to the `pitch` output",
-    )
+    ))
 }
 
 static MODULES: &[ModuleSpec] = &[
@@ -249,7 +339,7 @@ static MODULES: &[ModuleSpec] = &[
             output("out", Signal::Audio, "the waveform, amplitude `gain`"),
         ],
         params: &[
-            float("freq", "Hz", 0.1, 20000.0, 440.0, "base frequency"),
+            octaves(float("freq", "Hz", 0.1, 20000.0, 440.0, "base frequency")),
             choice("wave", WAVEFORMS, 0, "waveform"),
             float("pw", "", 0.01, 0.99, 0.5, "pulse width of the square wave"),
             float("gain", "", 0.0, 1.0, 0.5, "output amplitude"),
@@ -261,7 +351,7 @@ static MODULES: &[ModuleSpec] = &[
         doc: "Low-frequency oscillator: `offset + depth * wave`.",
         ports: &[output("out", Signal::Cv, "the modulation signal")],
         params: &[
-            float("rate", "Hz", 0.01, 100.0, 1.0, "frequency"),
+            octaves(float("rate", "Hz", 0.01, 100.0, 1.0, "frequency")),
             choice("wave", WAVEFORMS, 0, "waveform"),
             float("depth", "", 0.0, 8.0, 1.0, "amplitude of the wave"),
             float("offset", "", -8.0, 8.0, 0.0, "added to the output"),
@@ -277,7 +367,7 @@ static MODULES: &[ModuleSpec] = &[
         ],
         params: &[
             choice("mode", FILTER_MODES, 0, "filter response"),
-            float("cutoff", "Hz", 20.0, 20000.0, 1000.0, "cutoff frequency"),
+            octaves(float("cutoff", "Hz", 20.0, 20000.0, 1000.0, "cutoff frequency")),
             float("resonance", "", 0.0, 1.0, 0.1, "0 = none, 1 = maximum (Q 50)"),
         ],
     },
@@ -293,17 +383,32 @@ static MODULES: &[ModuleSpec] = &[
     },
     ModuleSpec {
         name: "adsr",
-        doc: "Linear envelope: attack, decay, sustain, release; gate from the input or the `gate` param.",
+        doc: "Envelope: attack, decay, sustain, release, linear or exponential (`curve`); gate from the input or the `gate` param.",
         ports: &[
             input("gate", Signal::Gate, "high (>= 0.5) holds the envelope open"),
             output("out", Signal::Cv, "envelope, 0..1"),
         ],
         params: &[
-            float("attack", "s", 0.0005, 10.0, 0.01, "time from 0 to 1"),
-            float("decay", "s", 0.001, 10.0, 0.1, "time from 1 to `sustain`"),
-            float("sustain", "", 0.0, 1.0, 0.7, "level held while the gate is high"),
-            float("release", "s", 0.001, 10.0, 0.3, "time from the level at gate off to 0"),
-            float("gate", "", 0.0, 1.0, 0.0, "manual gate, or-ed with the input"),
+            // Stage times only set a slope: the level never jumps when they change.
+            jumps(float("attack", "s", 0.0005, 10.0, 0.01, "time from 0 to 1")),
+            jumps(float("decay", "s", 0.001, 10.0, 0.1, "time from 1 to `sustain`")),
+            // Longer than the default ramp: a held note's level glides like a fader.
+            glided(
+                float("sustain", "", 0.0, 1.0, 0.7, "level held while the gate is high; changes glide"),
+                Smoothing::Ramp(0.02),
+            ),
+            jumps(float("release", "s", 0.001, 10.0, 0.3, "time from the level at gate off to 0")),
+            jumps(float("gate", "", 0.0, 1.0, 0.0, "manual gate, or-ed with the input")),
+            // A shape, not a level: changing it bends the rest of a stage, the level
+            // itself never jumps.
+            jumps(float(
+                "curve",
+                "",
+                0.0,
+                1.0,
+                0.0,
+                "0 = straight segments; above, exponential ones as analog envelopes have (1 = most curved); stage times stay as set",
+            )),
         ],
     },
     ModuleSpec {
@@ -330,7 +435,7 @@ static MODULES: &[ModuleSpec] = &[
         ports: &[output("out", Signal::Audio, "uniform white noise, amplitude `gain`")],
         params: &[
             float("gain", "", 0.0, 1.0, 0.5, "output amplitude"),
-            float("seed", "", 1.0, 16777216.0, 1.0, "generator seed (whole number); setting it restarts the sequence"),
+            jumps(float("seed", "", 1.0, 16777216.0, 1.0, "generator seed (whole number); setting it restarts the sequence")),
         ],
     },
     ModuleSpec {
@@ -341,7 +446,12 @@ static MODULES: &[ModuleSpec] = &[
             output("out", Signal::Audio, "dry/wet mix"),
         ],
         params: &[
-            float("time", "s", 0.0, 2.0, 0.25, "delay time, rounded to the nearest sample"),
+            // The glide speed is the pitch shift heard while the time moves: 0.5 s per
+            // second plays the delayed signal at 0.5x..1.5x speed, a glide, not a click.
+            glided(
+                float("time", "s", 0.0, 2.0, 0.25, "delay time (fractional, cubic interpolation); changes glide at 0.5 s per second"),
+                Smoothing::Slew(0.5),
+            ),
             float("feedback", "", 0.0, 0.99, 0.3, "share of the delayed signal fed back"),
             float("mix", "", 0.0, 1.0, 0.5, "0 = dry only, 1 = delayed only"),
         ],
@@ -354,10 +464,12 @@ static MODULES: &[ModuleSpec] = &[
             output("gate", Signal::Gate, "1.0 for the first `gate_len` of each step, else 0.0"),
         ],
         params: &[
-            float("bpm", "bpm", 20.0, 300.0, 120.0, "tempo in beats per minute"),
-            float("div", "", 1.0, 8.0, 4.0, "steps per beat (whole number)"),
-            float("steps", "", 1.0, 16.0, 8.0, "number of steps played (whole number)"),
-            float("gate_len", "", 0.01, 1.0, 0.5, "gate length as a share of the step"),
+            // Timing: a new tempo or gate length applies from the next sample, which
+            // clicks nothing; a gliding tempo would break the exact step grid.
+            jumps(float("bpm", "bpm", 20.0, 300.0, 120.0, "tempo in beats per minute")),
+            jumps(float("div", "", 1.0, 8.0, 4.0, "steps per beat (whole number)")),
+            jumps(float("steps", "", 1.0, 16.0, 8.0, "number of steps played (whole number)")),
+            jumps(float("gate_len", "", 0.01, 1.0, 0.5, "gate length as a share of the step")),
             step("step1"),
             step("step2"),
             step("step3"),
@@ -431,6 +543,26 @@ mod tests {
             }
             for p in m.ports {
                 assert_eq!(m.port(p.name).map(|q| q as *const _), Some(p as *const _));
+            }
+        }
+    }
+
+    #[test]
+    fn params_gliding_in_octaves_are_positive_and_enums_never_glide() {
+        for m in modules() {
+            for p in m.params {
+                if matches!(p.smoothing, Smoothing::Octaves(_)) {
+                    assert!(
+                        p.min > 0.0,
+                        "{}.{} glides in octaves from {}",
+                        m.name,
+                        p.name,
+                        p.min
+                    );
+                }
+                if p.is_enum() {
+                    assert_eq!(p.smoothing, Smoothing::None, "{}.{}", m.name, p.name);
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! - [`record`]: records JACK ports into a WAV file (`modsynth record`).
 //! - [`setfile`]: set files (a whole patch in TOML): checked loading, atomic saving.
 //! - [`status`]: what `/status` reports.
-//! - [`reference`]: the module reference (plain text and Markdown) made from the catalog.
+//! - [`reference`](mod@reference): the module reference (plain text and Markdown) made from the catalog.
 
 pub mod catalog;
 pub mod client;

@@ -78,7 +78,9 @@ pub enum FromWorker {
         client: String,
         commands: ipc_channel::ipc::IpcSender<ToWorker>,
     },
-    /// The module is playing; `ports` are its full JACK port names, catalog order.
+    /// The module's ports are registered and named, and the module is on its way to
+    /// the audio thread, which plays it from its next period (this reply does not
+    /// wait for that period). `ports` are its full JACK port names, catalog order.
     Assigned {
         token: u64,
         result: Result<Vec<String>, String>,

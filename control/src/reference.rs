@@ -49,16 +49,20 @@ pub fn markdown() -> String {
         let _ = writeln!(out, "### `{}`\n\n{}\n", m.name, m.doc);
         let _ = writeln!(out, "- inputs: {}", port_list(m, Direction::In));
         let _ = writeln!(out, "- outputs: {}\n", port_list(m, Direction::Out));
-        let _ = writeln!(out, "| param | range | default | unit | meaning |");
-        let _ = writeln!(out, "|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| param | range | default | unit | smoothing | meaning |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
         for p in m.params {
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} |",
+                "| `{}` | {} | {} | {} | {} | {} |",
                 p.name,
                 range(p),
                 default(p),
                 p.unit,
+                p.smoothing.describe(p.unit),
                 p.doc
             );
         }
@@ -91,10 +95,11 @@ pub fn plain(only: Option<&ModuleSpec>) -> String {
         for p in m.params {
             let _ = writeln!(
                 out,
-                "  par {:<10} {:<28} default {:<8} {}",
+                "  par {:<10} {:<28} default {:<8} glide {:<7} {}",
                 p.name,
                 format!("{} {}", range(p).replace(" \\| ", "|"), p.unit).trim_end(),
                 default(p),
+                p.smoothing.describe(p.unit),
                 p.doc
             );
         }

@@ -44,10 +44,11 @@
 //! taker wins and a primary that checks `owner` each period goes silent within one
 //! period. A primary that is stopped *between* its owner check and its publish can
 //! still publish once after losing ownership. [`StateSegment::publish_from`] narrows
-//! that: publishing with a compare-and-swap from the value read at the start of the
-//! period fails if the new owner has published since. What remains: if the late
-//! primary publishes *before* the new owner's first publish, the new owner's
-//! `publish_from` fails and it must re-read `published`
+//! that: publishing with a compare-and-swap from the writer's own last publication
+//! fails if anyone has published since (the worker publishes this way, and checks
+//! `published` before it writes the slot: only a publish racing that check writes).
+//! What remains: if the late primary publishes *before* the new owner's first
+//! publish, the new owner's `publish_from` fails and it must re-read `published`
 //! and continue from there; and in that window both wrote slot `1 - s`, which is
 //! harmless only because both computed the same period from the same state
 //! (modules are deterministic). Closing it fully needs a third slot or an owner epoch
@@ -530,10 +531,11 @@ impl StateLayout {
 /// taker wins and a primary that checks `owner` each period goes silent within one
 /// period. A primary that is stopped *between* its owner check and its publish can
 /// still publish once after losing ownership. [`StateSegment::publish_from`] narrows
-/// that: publishing with a compare-and-swap from the value read at the start of the
-/// period fails if the new owner has published since. What remains: if the late
-/// primary publishes *before* the new owner's first publish, the new owner's
-/// `publish_from` fails and it must re-read [`published`](StateSegment::published)
+/// that: publishing with a compare-and-swap from the writer's own last publication
+/// fails if anyone has published since (the worker publishes this way, and checks
+/// `published` before it writes the slot: only a publish racing that check writes).
+/// What remains: if the late primary publishes *before* the new owner's first
+/// publish, the new owner's `publish_from` fails and it must re-read [`published`](StateSegment::published)
 /// and continue from there; and in that window both wrote slot `1 - s`, which is
 /// harmless only because both computed the same period from the same state
 /// (modules are deterministic). Closing it fully needs a third slot or an owner epoch

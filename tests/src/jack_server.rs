@@ -13,19 +13,18 @@
 //! processes.
 //!
 //! Picking the server: rust-jack's `ClientOptions::SERVER_NAME` does not reach
-//! libjack (the varargs are not passed), so the server is chosen by the
-//! `JACK_DEFAULT_SERVER` environment variable, read by `jack_client_open`. Tests run
-//! in parallel threads of one process, so every harness client is opened through
-//! [`JackServer::open_client`], which serialises the set-env / open / restore
-//! sequence behind one process-wide lock. Child processes get the variable through
-//! [`JackServer::command`] instead.
+//! libjack (the varargs are not passed), so every harness client is opened through
+//! [`JackServer::open_client`], which calls libjack's variadic `jack_client_open`
+//! itself with the server's name; nothing changes this process's environment. Child
+//! processes get `JACK_DEFAULT_SERVER` in theirs through [`JackServer::command`].
 //!
 //! On PipeWire (opt-in, `scripts/test --pipewire`): with `MODSYNTH_TEST_PIPEWIRE` set
 //! to a PipeWire config (`scripts/pipewire/headless.conf`) and PipeWire's libjack
 //! first on `LD_LIBRARY_PATH` (as `pw-jack` does), every server is a headless
-//! `pipewire` instead, with a runtime dir of its own that clients reach through
-//! `PIPEWIRE_RUNTIME_DIR` (PipeWire's libjack ignores `JACK_DEFAULT_SERVER`). It
-//! takes the same machine-wide turn.
+//! `pipewire` instead, with a runtime dir of its own whose socket is named like the
+//! server: clients reach it through `PIPEWIRE_RUNTIME_DIR` and `PIPEWIRE_REMOTE`
+//! (PipeWire's libjack ignores `JACK_DEFAULT_SERVER`). It takes the same
+//! machine-wide turn.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -34,6 +33,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+/// How long [`jack_turn`] waits for another test's turn to end.
+pub const TURN_WAIT: Duration = Duration::from_secs(20 * 60);
 
 /// Default sample rate of [`JackServer::start`].
 pub const DEFAULT_SAMPLE_RATE: u32 = 48_000;
@@ -122,7 +124,7 @@ pub fn pipewire_config() -> Option<PathBuf> {
     std::env::var_os("MODSYNTH_TEST_PIPEWIRE").map(PathBuf::from)
 }
 
-/// Serialises every `JACK_DEFAULT_SERVER` set / `jack_client_open` / restore.
+/// Serialises the harness's `jack_client_open` calls.
 static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
 /// Makes server names unique within the process.
 static SERVER_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -175,10 +177,14 @@ impl JackServer {
                 use std::os::unix::fs::PermissionsExt;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                     .map_err(|e| format!("{}: {e}", dir.display()))?;
+                // In-process clients are opened with the server's name, which
+                // PipeWire's libjack may take for the remote's; else it reads these.
                 std::env::set_var("PIPEWIRE_RUNTIME_DIR", &dir);
+                std::env::set_var("PIPEWIRE_REMOTE", &name);
                 let mut cmd = Command::new("pipewire");
                 cmd.arg("-c")
                     .arg(config)
+                    .env("PIPEWIRE_CORE", &name)
                     .env("XDG_RUNTIME_DIR", &dir)
                     .env("HOME", &dir)
                     .env("PIPEWIRE_QUANTUM", format!("{period}/{sample_rate}"))
@@ -315,7 +321,8 @@ impl JackServer {
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .env("JACK_NO_START_SERVER", "1");
         if pipewire_config().is_some() {
-            cmd.env("PIPEWIRE_RUNTIME_DIR", &self.dir);
+            cmd.env("PIPEWIRE_RUNTIME_DIR", &self.dir)
+                .env("PIPEWIRE_REMOTE", &self.name);
         }
         cmd
     }
@@ -325,10 +332,9 @@ impl JackServer {
     ///
     /// First takes a [`ClientLease`] on this server, waiting up to [`CLIENT_WAIT`]
     /// while in-process clients of another server are open (libjack serves one
-    /// server per process; see the module docs). Then the server is picked by
-    /// setting `JACK_DEFAULT_SERVER` for the duration of `jack_client_open` under a
-    /// process-wide lock, and restoring it. Every in-process harness client must be
-    /// opened through here.
+    /// server per process; see the module docs). Then `jack_client_open` is called
+    /// with this server's name (`JackServerName`). Every in-process harness client
+    /// must be opened through here.
     pub fn open_client(&self, name: &str) -> Result<LeasedClient, String> {
         self.open_client_timeout(name, CLIENT_WAIT)
     }
@@ -374,22 +380,73 @@ impl JackServer {
     /// `jack_client_open` on this server, without a lease.
     fn open_unleased(&self, name: &str) -> Result<jack::Client, String> {
         let _guard = CLIENT_OPEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = std::env::var_os("JACK_DEFAULT_SERVER");
-        std::env::set_var("JACK_DEFAULT_SERVER", &self.name);
-        let opened = jack::Client::new(
-            name,
-            jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME,
-        );
-        match previous {
-            Some(v) => std::env::set_var("JACK_DEFAULT_SERVER", v),
-            None => std::env::remove_var("JACK_DEFAULT_SERVER"),
-        }
-        opened.map(|(client, _status)| client).map_err(|e| {
-            format!(
-                "opening JACK client '{name}' on server '{}': {e}",
-                self.name
-            )
+        let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
+        let raw = open_on_server(&self.name, name, options.bits())?;
+        // SAFETY: `raw` is a client jack_client_open just returned (not null, not owned
+        // by anything else); the `Client` owns it from here and closes it on drop.
+        Ok(unsafe { jack::Client::from_raw(raw) })
+    }
+}
+
+/// `jack_client_open(name, options | JackServerName, &status, server)`, called
+/// through libjack's own symbol: rust-jack cannot pass the server name (the
+/// function is variadic and jack-sys binds it without the varargs), and setting
+/// `JACK_DEFAULT_SERVER` in this multi-threaded process would race with every
+/// thread that reads the environment (spawning a child does).
+fn open_on_server(
+    server: &str,
+    name: &str,
+    options: u32,
+) -> Result<*mut jack::jack_sys::jack_client_t, String> {
+    use std::ffi::{c_char, c_int, c_void, CString};
+    /// `JackServerName` in jack/types.h: the next vararg names the server.
+    const JACK_SERVER_NAME: c_int = 0x04;
+    type ClientOpen = unsafe extern "C" fn(
+        *const c_char,
+        c_int,
+        *mut c_int,
+        ...
+    ) -> *mut jack::jack_sys::jack_client_t;
+    static OPEN: OnceLock<Result<ClientOpen, String>> = OnceLock::new();
+    let open = OPEN
+        .get_or_init(|| {
+            // SAFETY: dlopen/dlsym with NUL-terminated names. libjack.so.0 is the
+            // library rust-jack loads too (same soname, so the same instance in
+            // this process); the handle is never closed, so the symbol stays valid.
+            unsafe {
+                let lib = libc::dlopen(c"libjack.so.0".as_ptr(), libc::RTLD_NOW);
+                if lib.is_null() {
+                    return Err("cannot load libjack.so.0: run scripts/setup".to_string());
+                }
+                let sym: *mut c_void = libc::dlsym(lib, c"jack_client_open".as_ptr());
+                if sym.is_null() {
+                    return Err("libjack.so.0 has no jack_client_open".to_string());
+                }
+                Ok(std::mem::transmute::<*mut c_void, ClientOpen>(sym))
+            }
         })
+        .clone()?;
+    let c_name = CString::new(name).map_err(|_| format!("client name {name:?} has a NUL"))?;
+    let c_server = CString::new(server).map_err(|_| format!("server name {server:?} has a NUL"))?;
+    let mut status: c_int = 0;
+    // SAFETY: the signature is jack_client_open's (jack/jack.h); with JackServerName
+    // set it reads exactly one vararg, a NUL-terminated server name, which lives
+    // until the call returns.
+    let raw = unsafe {
+        open(
+            c_name.as_ptr(),
+            options as c_int | JACK_SERVER_NAME,
+            &mut status,
+            c_server.as_ptr(),
+        )
+    };
+    if raw.is_null() {
+        Err(format!(
+            "opening JACK client '{name}' on server '{server}': {:?}",
+            jack::ClientStatus::from_bits_truncate(status as u32)
+        ))
+    } else {
+        Ok(raw)
     }
 }
 
@@ -444,10 +501,29 @@ pub fn jack_turn() -> Result<std::sync::Arc<Turn>, String> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
-    // Blocks until the test holding the turn is done; a test that crashed holds
-    // nothing (the kernel drops a dead process's locks).
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("locking {}: {e}", path.display()))?;
+    // Waits until the test holding the turn is done; a test that crashed holds
+    // nothing (the kernel drops a dead process's locks). The deadline turns a
+    // thread that waits for its own test's turn (a server started from a spawned
+    // thread while the test holds one) into an error instead of a hang.
+    let deadline = Instant::now() + TURN_WAIT;
+    let mut file = file;
+    let lock = loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((_, e)) => {
+                return Err(format!(
+                    "no turn at JACK ({}) within {TURN_WAIT:?}: {e}; another test held it \
+                     all that time, or this test started a server from a thread that does \
+                     not hold its turn",
+                    path.display()
+                ))
+            }
+        }
+    };
     let turn = std::sync::Arc::new(Turn { _lock: lock });
     THREAD_TURN.with(|t| *t.borrow_mut() = std::sync::Arc::downgrade(&turn));
     Ok(turn)

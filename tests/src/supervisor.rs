@@ -252,6 +252,32 @@ impl Supervisor {
         }
     }
 
+    /// Polls `/status` until the graph is quiet again: the pool is full and every
+    /// playing module that wants a standby has a ready one (panics after `within`). Audio
+    /// tests wait for this after a failover before they record: every worker that
+    /// is still starting opens a JACK client and registers ports, and jackd2 skips
+    /// cycles for every client meanwhile on a loaded machine.
+    pub fn wait_until_settled(&self, within: Duration) -> StatusReport {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.status();
+            if let Ok(s) = status.as_ref() {
+                let standbys_ready = s
+                    .modules
+                    .iter()
+                    .all(|m| m.role != "primary" || !m.standby || !m.standby_client.is_empty());
+                if s.spare_ready >= s.pool_size && standbys_ready {
+                    return s.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the supervisor did not settle within {within:?}: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, |c| c.id())

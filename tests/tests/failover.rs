@@ -139,6 +139,7 @@ fn killing_primary_and_standby_together_brings_the_module_back() {
     wait_until("the connection's restoration", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
     eprintln!(
@@ -172,6 +173,7 @@ fn killing_several_modules_at_once_recovers_every_one() {
             now.pid != m.pid && now.role == "primary" && !now.standby_client.is_empty()
         });
     }
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     for (i, f) in freqs.iter().enumerate() {
         let got = pitch_hz(&rec.channels[i], RATE);
@@ -193,22 +195,46 @@ fn parameter_changes_sent_during_a_failover_are_all_applied() {
     let before = sup.wait_for_module("knob", PATIENCE, |m| !m.standby_client.is_empty());
     let client = sup.client();
     let last = 300;
-    for i in 1..=last {
-        if i == last / 2 {
-            sigkill(before.pid);
+    // Recorded while the values are sent, across the kill: what the listener heard.
+    let heard = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(48_000).unwrap());
+        for i in 1..=last {
+            if i == last / 2 {
+                sigkill(before.pid);
+            }
+            client
+                .send(message(
+                    "/module/set",
+                    vec![
+                        text("knob"),
+                        text("value"),
+                        OscType::Float(i as f32 / 1000.0),
+                    ],
+                ))
+                .unwrap();
+            std::thread::sleep(Duration::from_micros(500));
         }
-        client
-            .send(message(
-                "/module/set",
-                vec![
-                    text("knob"),
-                    text("value"),
-                    OscType::Float(i as f32 / 1000.0),
-                ],
-            ))
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(500));
-    }
+        rec.join().unwrap()
+    });
+    // Every value that played came after the one before it: no change was applied
+    // out of order and none reverted to an older value when the standby took over
+    // (it continues from the published state, then gets the latest values).
+    let mut played: Vec<f32> = heard.channels[0].clone();
+    // Silence (0.0, the initial value) can fall between two values at the kill.
+    played.retain(|&x| x != 0.0);
+    played.dedup();
+    assert!(
+        played.windows(2).all(|w| w[0] < w[1]),
+        "values played out of order: {played:?}"
+    );
+    eprintln!(
+        "measured: {} of {last} values heard, in order",
+        played.len()
+    );
+    assert!(
+        played.len() > 10,
+        "the changes were heard as they came: {played:?}"
+    );
     let after = sup.wait_for_module("knob", PATIENCE, |m| {
         m.pid != before.pid && m.role == "primary"
     });
@@ -278,6 +304,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_then_is_quarantined_while_the_res
     // The rest of the set never noticed.
     let good = &rec.channels[0];
     assert_eq!(longest_silent_run(good, 1e-6), 0, "good kept playing");
+    sup.wait_until_settled(PATIENCE);
     let after = capture.record_continuous(24_000).unwrap();
     assert!(cents(pitch_hz(&after.channels[0], RATE), 440.0).abs() < 1.0);
     // No state is kept for a quarantined module.
@@ -357,8 +384,14 @@ fn a_sigstopped_primary_without_a_standby_is_killed_by_the_heartbeat_check_and_r
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("alone:out", &capture.port(0)).unwrap();
     let before = sup.module_status("alone").unwrap();
-    // Past the heartbeat's grace time for a new primary.
-    std::thread::sleep(Duration::from_millis(700));
+    // It plays before it hangs (so the heartbeat has a published frame to judge).
+    // The heartbeat judges a new primary only after its grace time (500 ms), so the
+    // detection time measured below includes what is left of it.
+    wait_until("the tone at the capture", PATIENCE, || {
+        capture
+            .record(2_400)
+            .is_ok_and(|r| r.channels[0].iter().any(|&x| x.abs() > 0.1))
+    });
     let started = Instant::now();
     kill(Pid::from_raw(before.pid as i32), Signal::SIGSTOP).unwrap();
     let after = sup.wait_for_module("alone", PATIENCE, |m| {
@@ -372,6 +405,7 @@ fn a_sigstopped_primary_without_a_standby_is_killed_by_the_heartbeat_check_and_r
     wait_until("the connection's restoration", PATIENCE, || {
         is_connected(&capture, &out, &capture.port(0))
     });
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
     eprintln!("measured: hang without a standby detected and replaced in {took:?}; then {f:.3} Hz");

@@ -116,6 +116,7 @@ fn the_demo_set_plays_its_sequence_in_order_at_a_sensible_level() {
     capture
         .connect_from(&real(&sup, "seq1", "pitch"), 1)
         .unwrap();
+    sup.wait_until_settled(Duration::from_secs(30));
     capture.record(256).unwrap();
     let rec = capture.record_continuous(3 * 48_000).unwrap();
     let dir = TempDir::new("demo");

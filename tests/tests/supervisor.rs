@@ -38,6 +38,7 @@ fn an_osc_patch_of_vco_vcf_vca_plays_its_pitch_and_follows_a_set() {
     sup.connect("filt1:out", "amp1:in").unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("amp1:out", &capture.port(0)).unwrap();
+    sup.wait_until_settled(Duration::from_secs(30));
 
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
@@ -111,12 +112,21 @@ fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
         );
     };
     let samples = &rec.channels[0];
+    // `value` glides (5 ms, 240 samples): the glide starts on the timetag's frame.
     let step = samples
         .iter()
-        .position(|&v| v == 1.0)
+        .position(|&v| v != 0.0)
         .expect("the value changed within 1 s");
+    let ramp = 240;
     assert!(samples[..step].iter().all(|&v| v == 0.0));
-    assert!(samples[step..].iter().all(|&v| v == 1.0), "one clean step");
+    assert!(
+        samples[step..step + ramp].windows(2).all(|w| w[1] > w[0]),
+        "one steady glide"
+    );
+    assert!(
+        samples[step + ramp - 1..].iter().all(|&v| v == 1.0),
+        "reaches exactly 1.0 after 5 ms and stays"
+    );
     let landed = rec.start_frame + step as u64;
     let error = landed as i64 - expected as i64;
     // Reading the wall clock and JACK's clock at slightly different moments costs a
@@ -783,6 +793,7 @@ fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
         assert!(Instant::now() < deadline, "the hung primary was not killed");
         std::thread::sleep(Duration::from_millis(10));
     }
+    sup.wait_until_settled(PATIENCE);
     let rec = capture.record_continuous(24_000).unwrap();
     let f = pitch_hz(&rec.channels[0], RATE);
     eprintln!("measured: hang detected and failed over in {took:?}; then {f:.3} Hz, longest silence {} samples", longest_silent_run(&rec.channels[0], 1e-6));
@@ -926,4 +937,172 @@ fn every_pretty_name_names_what_its_worker_plays_after_create_failover_free_and_
         .any(|c| freed.contains(&c));
     assert!(recycled, "no worker of the freed module was taken again");
     wait_for_pretty_names(&sup, &observer, "recycle");
+}
+
+fn largest_step(x: &[f32]) -> f32 {
+    x.windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Issue 13's click, on real JACK: a 220 Hz sine through a vca whose gain is set to
+/// 0 and 1 in turn every 120 ms (timetagged bundles, all sent at once). Every step
+/// was a full-scale click (34.7x the sine's own largest step); with the gain gliding
+/// the largest step of the vca's output stays within 2x of the sine's.
+#[test]
+fn vca_gain_stepped_every_120_ms_on_a_sine_does_not_click() {
+    let server = server();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module("vco", "osc", &[("freq", 220.0), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module("vca", "a1", &[("gain", 1.0)]).unwrap();
+    sup.connect("osc:out", "a1:in").unwrap();
+    let capture = Capture::start(&server, 2).unwrap();
+    sup.connect("a1:out", &capture.port(0)).unwrap();
+    sup.connect("osc:out", &capture.port(1)).unwrap();
+    let client = sup.client();
+    for attempt in 1..=3 {
+        let start = SystemTime::now() + Duration::from_millis(200);
+        for k in 0..8u32 {
+            let gain = if k % 2 == 0 { 0.0 } else { 1.0 };
+            let set = OscMessage {
+                addr: "/module/set".into(),
+                args: vec![text("a1"), text("gain"), OscType::Float(gain)],
+            };
+            let when = start + Duration::from_millis(120) * k;
+            client
+                .send_packet(&OscPacket::Bundle(OscBundle {
+                    timetag: OscTime::try_from(when).unwrap(),
+                    content: vec![OscPacket::Message(set)],
+                }))
+                .unwrap();
+        }
+        let rec = capture.record(64_800).unwrap();
+        if !rec.is_continuous() {
+            assert!(
+                attempt < 3,
+                "three recordings in a row were disturbed: the machine is too loaded to measure"
+            );
+            eprintln!("recording disturbed: measuring again");
+            client
+                .call_then_sync(message(
+                    "/module/set",
+                    vec![text("a1"), text("gain"), OscType::Float(1.0)],
+                ))
+                .unwrap();
+            continue;
+        }
+        let (out, sine) = (&rec.channels[0], &rec.channels[1]);
+        let own = largest_step(sine);
+        let got = largest_step(out);
+        eprintln!(
+            "measured: vca gain 0/1 every 120 ms: largest step {got:.4}, the sine's {own:.4} ({:.2}x)",
+            got / own
+        );
+        assert!(own > 0.01, "the vco plays ({own})");
+        // The changes did happen: 50 ms stretches both silent and at full level.
+        let peaks: Vec<f32> = out
+            .chunks(2_400)
+            .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+            .collect();
+        assert!(
+            peaks.iter().any(|&p| p < 1e-6),
+            "gain 0 was heard: {peaks:?}"
+        );
+        assert!(
+            peaks.iter().any(|&p| p > 0.45),
+            "gain 1 was heard: {peaks:?}"
+        );
+        assert!(got <= 2.0 * own, "{:.2}x the sine's own step", got / own);
+        return;
+    }
+}
+
+/// Every connection `jack_lsp -c` lists for a port of JACK client `client`, as
+/// (port, connected port).
+fn connections_of_client(server: &JackServer, client: &str) -> Vec<(String, String)> {
+    let out = server.command("jack_lsp").arg("-c").output().unwrap();
+    assert!(out.status.success());
+    let mut found = Vec::new();
+    let mut port = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        match line.strip_prefix("   ") {
+            Some(other) if port.starts_with(&format!("{client}:")) => {
+                found.push((port.clone(), other.trim().to_string()))
+            }
+            Some(_) => {}
+            None => port = line.trim().to_string(),
+        }
+    }
+    found
+}
+
+/// Issue 13: a freed vca kept playing (RMS 0.36 at its output), stayed connected to
+/// `system:playback_1` and to its input, and went back to the pool that way.
+#[test]
+fn a_freed_module_falls_silent_unpatched_and_its_worker_serves_the_next_one_clean() {
+    let server = server();
+    let sup = Supervisor::start(&server, 1).unwrap();
+    sup.new_module_without_standby("vco", "osc", &[("freq", 220.0), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module_without_standby("lfo", "wobble", &[])
+        .unwrap();
+    sup.new_module_without_standby("vca", "a1", &[("gain", 1.0)])
+        .unwrap();
+    sup.connect("osc:out", "a1:in").unwrap();
+    sup.connect("wobble:out", "a1:cv").unwrap();
+    sup.connect("a1:out", "system:playback_1").unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("a1:out", &capture.port(0)).unwrap();
+    let a1 = sup.module_status("a1").unwrap();
+    let (client, out) = (a1.jack_client.clone(), a1.ports["out"].clone());
+    let playing = capture.record_continuous(4_800).unwrap();
+    assert!(
+        playing.channels[0].iter().any(|v| v.abs() > 0.3),
+        "a1 plays before the free"
+    );
+    assert_eq!(
+        connections_of_client(&server, &client).len(),
+        4,
+        "in, cv, 2 outs"
+    );
+
+    sup.client()
+        .call(message("/module/free", vec![text("a1")]))
+        .unwrap();
+    // Freed: not one connection of that worker is left, in or out.
+    assert_eq!(connections_of_client(&server, &client), vec![]);
+    // And its output port is silent: listened to directly, by its real name, it
+    // plays zeros, not the last period it computed over and over.
+    capture.connect_from(&out, 0).unwrap();
+    let after = capture.record_continuous(4_800).unwrap();
+    assert!(
+        after.channels[0].iter().all(|&v| v == 0.0),
+        "the freed worker's output still plays (peak {})",
+        after.channels[0].iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    );
+    assert!(server
+        .command("jack_disconnect")
+        .args([out.as_str(), capture.port(0).as_str()])
+        .status()
+        .unwrap()
+        .success());
+
+    // The next module on that worker starts unpatched. Spares are handed out in
+    // turn, so create until one lands on it.
+    let mut landed = None;
+    for i in 0..4 {
+        let id = format!("next{i}");
+        sup.new_module_without_standby("vca", &id, &[]).unwrap();
+        if sup.module_status(&id).unwrap().pid == a1.pid {
+            landed = Some(id);
+            break;
+        }
+    }
+    let id = landed.expect("the freed worker served one of the next modules");
+    assert_eq!(
+        connections_of_client(&server, &client),
+        vec![],
+        "{id} inherited connections of a1"
+    );
 }

@@ -7,7 +7,8 @@
 //!
 //! Parameter changes carry an optional target frame (JACK frame time) and are applied
 //! at exactly that sample inside the period; a change without one, or for a frame that
-//! has already passed, is applied at the start of the next period.
+//! has already passed, is applied at the start of the next period. A smoothed
+//! parameter's glide starts on that sample (see [`crate::dsp::smooth`]).
 //!
 //! ```
 //! use modsynth_control::catalog;
@@ -17,12 +18,17 @@
 //! let (mut controller, mut engine) = engine::new::<Buffers>(64);
 //! let vco = catalog::module("const").unwrap();
 //! controller.install(Module::new(vco, 48_000.0), Buffers::new(vco, 256)).unwrap();
-//! controller.set_param(0, 0.25, Some(100)).unwrap(); // `value` = 0.25 from frame 100
+//! controller.set_param(0, 0.25, Some(100)).unwrap(); // `value` -> 0.25 from frame 100
 //! engine.process(0, 256, &());
 //! let out = &engine.ports().unwrap().outputs[0];
-//! assert_eq!((out[99], out[100]), (0.0, 0.25));
+//! // The 5 ms glide (240 samples) starts on frame 100 and ends on frame 339.
+//! assert_eq!((out[99], out[100]), (0.0, 0.25 / 240.0));
+//! engine.process(256, 256, &());
+//! let out = &engine.ports().unwrap().outputs[0];
+//! assert_eq!((out[339 - 256 - 1] < 0.25, out[339 - 256]), (true, 0.25));
 //! ```
 
+use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Module};
 use crate::shared_state::SharedState;
 use modsynth_control::catalog::ModuleSpec;
@@ -53,7 +59,8 @@ pub enum Command<P> {
     SetParam(ParamChange),
     /// Play this slot from the next period on; the previous one is handed back.
     Install(Box<Slot<P>>),
-    /// Stop playing; the slot is handed back.
+    /// Stop playing: the module fades out (see [`FADE_SECONDS`]), one whole period
+    /// of silence is written to every output, then the slot is handed back.
     Remove,
 }
 
@@ -166,6 +173,17 @@ impl Stats {
     }
 }
 
+/// How long a removed module fades out: as long as a parameter glide, so freeing a
+/// module mid-note sounds like turning its level down quickly, not a cut.
+pub const FADE_SECONDS: f32 = 0.005;
+
+/// A removed module on its way out.
+struct Fading<P> {
+    slot: Box<Slot<P>>,
+    /// Samples of the fade already played.
+    done: usize,
+}
+
 /// How many future-scheduled parameter changes the engine holds at once.
 const SCHEDULE_CAPACITY: usize = 256;
 
@@ -267,6 +285,8 @@ pub struct Engine<P> {
     commands: rtrb::Consumer<Command<P>>,
     retired: rtrb::Producer<Box<Slot<P>>>,
     slot: Option<Box<Slot<P>>>,
+    /// A removed module still fading out.
+    fading: Option<Fading<P>>,
     schedule: [Scheduled; SCHEDULE_CAPACITY],
     scheduled: usize,
     stats: Arc<Stats>,
@@ -277,6 +297,9 @@ pub struct Engine<P> {
     owning: bool,
     /// The last periods run without playing the module, for the takeover gap.
     silent: SilentPeriods,
+    /// What this engine published last (or loaded, when it started owning): its
+    /// next publication is fenced on it still being what is published.
+    last_published: (u32, usize),
 }
 
 /// A connected controller and engine; `capacity` is the command ring's size.
@@ -296,6 +319,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             commands: commands_rx,
             retired: retired_tx,
             slot: None,
+            fading: None,
             schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
             scheduled: 0,
             stats,
@@ -305,6 +329,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
                 ring: [(0, 0); SILENT_MEMORY],
                 next: 0,
             },
+            last_published: (0, 0),
         },
     )
 }
@@ -312,7 +337,10 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
 impl<P: Ports> Engine<P> {
     /// Runs one period of `n_frames` starting at JACK frame `frame_time`.
     pub fn process(&mut self, frame_time: u32, n_frames: usize, scope: &P::Scope) {
+        // A decaying tail must reach 0, not crawl through subnormals (slow on x86).
+        let _ftz = FlushToZero::new();
         self.take_commands(frame_time);
+        self.fade_out(n_frames, scope);
         let Some(slot) = self.slot.as_deref_mut() else {
             self.drop_schedule();
             // A spare that may replace a dead primary: its idle periods are ones no
@@ -344,6 +372,7 @@ impl<P: Ports> Engine<P> {
                 // Just took over: continue from the last completed period.
                 let (published_frame, published_slot) = shared.published();
                 module.restore(&shared.load(published_slot));
+                self.last_published = (published_frame, published_slot);
                 self.owning = true;
                 let gap = self.silent.heard_gap(published_frame, frame_time);
                 self.stats.last_takeover_gap.store(gap, Ordering::Relaxed);
@@ -380,14 +409,29 @@ impl<P: Ports> Engine<P> {
             self.stats.params_applied.fetch_add(1, Ordering::Release);
         }
         if let Some(shared) = shared.as_ref() {
-            let (_, slot) = shared.published();
-            shared.publish(
-                1 - slot,
-                module.state(),
-                frame_time.wrapping_add(n_frames as u32),
-            );
+            let end = frame_time.wrapping_add(n_frames as u32);
+            // Fenced twice: the owner word again (a standby may have taken over
+            // during this period), and the publication itself only if nobody else
+            // published since our last one.
+            let published = (shared.owner() == self.owner_id)
+                .then(|| shared.publish_after(self.last_published, module.state(), end))
+                .flatten();
+            match published {
+                Some(now) => self.last_published = now,
+                // Someone else wrote the module's state: if we still own it, the
+                // next period continues from what they published.
+                None => self.owning = false,
+            }
         }
         self.stats.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the id this engine writes into a shared state's `owner` word and plays
+    /// by (its process id by default), so tests can run a primary and its standby as
+    /// two engines in one process.
+    pub fn set_owner_id(&mut self, id: u64) {
+        self.owner_id = id;
+        self.owning = false;
     }
 
     /// The playing module, if any (for tests and the host's bookkeeping).
@@ -398,6 +442,12 @@ impl<P: Ports> Engine<P> {
     /// The playing module's ports, if any.
     pub fn ports(&self) -> Option<&P> {
         self.slot.as_deref().map(|s| &s.ports)
+    }
+
+    /// The playing module's ports, mutably: offline tests and the bench fill the
+    /// inputs of [`Buffers`] before each period.
+    pub fn ports_mut(&mut self) -> Option<&mut P> {
+        self.slot.as_deref_mut().map(|s| &mut s.ports)
     }
 
     fn take_commands(&mut self, frame_time: u32) {
@@ -435,11 +485,69 @@ impl<P: Ports> Engine<P> {
                 }
                 Command::Remove => {
                     self.drop_schedule();
-                    if let Some(old) = self.slot.take() {
-                        self.retire(old);
+                    if let Some(slot) = self.slot.take() {
+                        let fading = Fading { slot, done: 0 };
+                        if let Some(old) = self.fading.replace(fading) {
+                            self.retire(old.slot);
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Plays one period of the removed module's fade, or of silence once it is over,
+    /// and hands the slot back after the first whole period of silence.
+    fn fade_out(&mut self, n_frames: usize, scope: &P::Scope) {
+        let owner_id = self.owner_id;
+        let owning = self.owning;
+        let Some(fading) = self.fading.as_mut() else {
+            return;
+        };
+        let Slot {
+            module,
+            ports,
+            shared,
+        } = &mut *fading.slot;
+        let mut io = ports.bind(n_frames, scope);
+        let n_frames = n_frames.min(io.outputs[0].len());
+        let fade = ((FADE_SECONDS * module.state().sample_rate) as usize).max(1);
+        // Only the owner sounds: a standby's outputs were silent all along.
+        let sounding = match shared.as_ref() {
+            Some(shared) => owning && shared.owner() == owner_id,
+            None => true,
+        };
+        let left = fade.saturating_sub(fading.done).min(n_frames);
+        if sounding && left > 0 {
+            match shared.as_ref() {
+                // SAFETY: we own the module (checked above), so we are its only
+                // writer, and this is the only reference to the buffer this period.
+                Some(shared) => {
+                    module.process_with_buffer(&mut io, 0..left, unsafe { shared.large() })
+                }
+                None => module.process(&mut io, 0..left),
+            }
+            // Outputs past the module's own are empty slices.
+            for out in io.outputs.iter_mut() {
+                let n = left.min(out.len());
+                for (i, s) in out[..n].iter_mut().enumerate() {
+                    // Linear, from just below 1 down to 0 on the fade's last sample.
+                    *s *= 1.0 - (fading.done + i + 1) as f32 / fade as f32;
+                }
+            }
+        }
+        let silent_from = if sounding { left } else { 0 };
+        for out in io.outputs.iter_mut() {
+            let from = silent_from.min(out.len());
+            out[from..].fill(0.0);
+        }
+        fading.done += left;
+        // Handed back only after a whole period of zeros: JACK keeps an output port's
+        // buffer as the last period left it, so a port handed back with the end of
+        // the fade in it would replay that to whoever still listens, every period.
+        if silent_from == 0 {
+            let fading = self.fading.take().expect("checked above");
+            self.retire(fading.slot);
         }
     }
 
@@ -572,6 +680,14 @@ mod tests {
         e.ports().unwrap().outputs[0].clone()
     }
 
+    /// Samples of the default 5 ms glide at 48 kHz (`const.value` glides so).
+    const RAMP: usize = 240;
+
+    /// The first sample of a glide from `from` to `to` over [`RAMP`] samples.
+    fn first_step(from: f32, to: f32) -> f32 {
+        from + (to - from) / RAMP as f32
+    }
+
     #[test]
     fn the_takeover_gap_counts_only_periods_run_silent_after_the_predecessors_last() {
         let (_c, mut e) = new::<Buffers>(64);
@@ -605,7 +721,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scheduled_change_lands_on_its_frame_in_a_later_period() {
+    fn a_scheduled_change_starts_its_glide_on_its_frame_in_a_later_period() {
         let (mut c, mut e) = const_engine();
         c.set_param(0, 1.0, Some(1000 + 3 * N as u32 + 17)).unwrap();
         for p in 0..3 {
@@ -617,19 +733,27 @@ mod tests {
         }
         e.process(1000 + 3 * N as u32, N, &());
         let o = out(&e);
-        assert_eq!((o[16], o[17]), (0.0, 1.0));
+        assert_eq!((o[16], o[17]), (0.0, first_step(0.0, 1.0)));
+        assert!(o[17..].windows(2).all(|w| w[1] > w[0]), "rises steadily");
+        assert!(o[N - 1] < 1.0);
+        // The glide's last sample is sample 17 + RAMP - 1 = 256: the next period's first.
+        assert_eq!(17 + RAMP - 1, N);
+        e.process(1000 + 4 * N as u32, N, &());
+        assert!(out(&e).iter().all(|&v| v == 1.0), "ends exactly on 1.0");
         assert_eq!(c.stats().params_applied.load(Ordering::Relaxed), 1);
     }
 
     #[test]
-    fn an_immediate_or_past_change_lands_on_the_first_sample() {
+    fn an_immediate_or_past_change_starts_on_the_first_sample() {
         let (mut c, mut e) = const_engine();
         c.set_param(0, 0.5, None).unwrap();
         e.process(5000, N, &());
-        assert!(out(&e).iter().all(|&v| v == 0.5));
+        assert_eq!(out(&e)[0], first_step(0.0, 0.5));
+        assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.5));
         c.set_param(0, 0.25, Some(10)).unwrap();
         e.process(5000 + N as u32, N, &());
-        assert!(out(&e).iter().all(|&v| v == 0.25));
+        assert_eq!(out(&e)[0], first_step(0.5, 0.25));
+        assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.25));
     }
 
     #[test]
@@ -639,7 +763,7 @@ mod tests {
             c.set_param(0, v, Some(100)).unwrap();
         }
         e.process(0, N, &());
-        assert_eq!(out(&e)[100], 0.3);
+        assert_eq!(out(&e)[100], first_step(0.0, 0.3));
         assert_eq!(out(&e)[99], 0.0);
     }
 
@@ -650,7 +774,7 @@ mod tests {
         c.set_param(0, 1.0, Some(start.wrapping_add(200))).unwrap();
         e.process(start, N, &());
         let o = out(&e);
-        assert_eq!((o[199], o[200]), (0.0, 1.0));
+        assert_eq!((o[199], o[200]), (0.0, first_step(0.0, 1.0)));
     }
 
     #[test]
@@ -668,7 +792,59 @@ mod tests {
         c.remove().unwrap();
         e.process(2 * N as u32, N, &());
         assert!(e.module().is_none());
+        // Faded out in that period; handed back after the next, silent one.
+        assert!(c.collect_retired().is_empty());
+        e.process(3 * N as u32, N, &());
         assert_eq!(c.collect_retired().len(), 1);
+    }
+
+    #[test]
+    fn a_removed_module_fades_out_within_5_ms_then_writes_a_whole_silent_period() {
+        let (mut c, mut e) = new::<Buffers>(64);
+        let spec = catalog::module("vco").unwrap();
+        let mut vco = Module::new(spec, 48_000.0);
+        vco.init_param(spec.param_index("gain").unwrap(), 1.0);
+        c.install(vco, Buffers::new(spec, 128)).unwrap();
+        let mut played = Vec::new();
+        for p in 0..4 {
+            e.process(p * 128, 128, &());
+            played.extend_from_slice(&e.ports().unwrap().outputs[0]);
+        }
+        c.remove().unwrap();
+        // Periods of 128 frames: the 240-sample fade spans two of them.
+        let mut after = Vec::new();
+        for p in 4..7 {
+            e.process(p * 128, 128, &());
+            // The slot is handed back only after the silent period: read its ports
+            // from what comes back once it does.
+            let retired = c.collect_retired();
+            match (e.fading.as_ref(), retired.first()) {
+                (Some(f), _) => after.extend_from_slice(&f.slot.ports.outputs[0]),
+                (None, Some(slot)) => after.extend_from_slice(&slot.ports.outputs[0]),
+                (None, None) => panic!("period {p}: the slot vanished"),
+            }
+        }
+        let fade = (FADE_SECONDS * 48_000.0) as usize;
+        assert!(
+            after[..fade - 1].iter().any(|v| v.abs() > 0.5),
+            "it fades, no cut"
+        );
+        assert!(
+            after[fade - 1..].iter().all(|&v| v == 0.0),
+            "silent after 5 ms"
+        );
+        let step = |x: &[f32]| {
+            x.windows(2)
+                .map(|w| (w[1] - w[0]).abs())
+                .fold(0.0, f32::max)
+        };
+        let mut joined = played[played.len() - 1..].to_vec();
+        joined.extend_from_slice(&after);
+        assert!(
+            step(&joined) <= step(&played) * 1.01,
+            "the fade does not click"
+        );
+        assert!(e.fading.is_none() && e.module().is_none());
     }
 
     #[test]
@@ -693,7 +869,8 @@ mod tests {
         c.set_param(0, 0.75, Some(2_000_000)).unwrap();
         e.process(N as u32, N, &());
         assert_eq!(c.stats().params_late.load(Ordering::Relaxed), 1);
-        assert!(out(&e).iter().all(|&v| v == 0.75));
+        assert_eq!(out(&e)[0], first_step(0.0, 0.75));
+        assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.75));
     }
 
     /// Every module, every parameter at its min, max and default, scheduled inside
@@ -744,7 +921,10 @@ mod tests {
             drop(c.collect_retired());
         }
         c.remove().unwrap();
-        assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
+        for _ in 0..2 {
+            assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
+            frame = frame.wrapping_add(N as u32);
+        }
         assert_eq!(c.collect_retired().len(), 1);
     }
 }

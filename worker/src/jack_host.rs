@@ -1,4 +1,4 @@
-//! Runs the [`Engine`](crate::engine::Engine) inside a JACK client.
+//! Runs the [`Engine`] inside a JACK client.
 //!
 //! The JACK process callback does nothing but hand JACK's buffers to the engine. In
 //! builds with debug assertions and the `rt-alloc-check` feature (the default), the
@@ -27,8 +27,8 @@ pub enum StatePlan<'a> {
 /// The JACK metadata key qjackctl and Carla show as a client's or port's name.
 pub const PRETTY_NAME: &str = "http://jackaudio.org/metadata/pretty-name";
 
-/// Strips a freed module's name from `port`; a pooled worker keeps it under its
-/// generic name in `kept` for the next module, any other unregisters it.
+/// Strips a freed module's name and connections from `port`; a pooled worker keeps
+/// it under its generic name in `kept` for the next module, any other unregisters it.
 fn release_port<PS>(
     client: &jack::Client,
     mut port: jack::Port<PS>,
@@ -36,6 +36,11 @@ fn release_port<PS>(
     kept: &mut Vec<jack::Port<PS>>,
     pooled: bool,
 ) {
+    // Every connection, in and out, made by modsynth or by hand: the next module on
+    // this worker starts unpatched, and nothing still listens to this one.
+    if let Err(e) = client.disconnect(&port) {
+        tracing::warn!("cannot disconnect a freed module's port: {e}");
+    }
     remove_name(client, port_uuid(&port));
     if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
         let _ = port.unset_alias(&alias);
@@ -49,11 +54,6 @@ fn release_port<PS>(
         Some(generic_name(direction, kept.len()))
     );
     if pooled {
-        // A spare plays nothing: the freed module's connections must not stay on
-        // the port and reach the next module it takes.
-        if let Err(e) = client.disconnect(&port) {
-            tracing::warn!("cannot disconnect a freed port: {e}");
-        }
         kept.push(port);
     } else {
         let _ = client.unregister_port(port);
@@ -471,8 +471,9 @@ impl Host {
     ) -> Result<Vec<String>, String> {
         let t0 = Instant::now();
         let mut module = Module::new(spec, self.client().sample_rate() as f32);
+        // The values it is created with are where it starts, not changes to glide.
         for &(index, value) in params {
-            module.set_param(index, value);
+            module.init_param(index, value);
         }
         // The state first: if it cannot be had, no port has been touched and this
         // worker is still a clean spare.
@@ -699,8 +700,11 @@ impl Host {
         }
     }
 
-    /// Stops playing the module and removes its ports, aliases and metadata. Waits up
-    /// to `timeout` for the real-time thread to hand the module back.
+    /// Stops playing the module and removes its ports' connections, aliases and
+    /// metadata. Waits up to `timeout` for the real-time thread to hand the module
+    /// back, which it does after a 5 ms fade-out and one whole period of silence
+    /// (see [`engine::FADE_SECONDS`]), so its outputs are silent before anything
+    /// is disconnected.
     pub fn free(&mut self, timeout: Duration) -> Result<(), String> {
         if self.assigned.is_empty() {
             return Ok(()); // nothing is playing (an assignment that failed, say)

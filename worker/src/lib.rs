@@ -1,12 +1,14 @@
 //! A modsynth worker: one process, one JACK client, at most one module at a time.
 //!
 //! - [`dsp`]: the modules themselves, as plain-data state and kernels.
+//! - [`denormals`]: flush-to-zero on the threads that run DSP.
 //! - [`engine`]: the real-time engine that plays a module and applies parameter
 //!   changes at their sample, fed through `rtrb` rings.
 //! - [`jack_host`]: runs the engine inside a JACK client.
 //! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 
+pub mod denormals;
 pub mod dsp;
 pub mod engine;
 pub mod jack_host;

@@ -10,7 +10,10 @@
 //! Fencing: the segment's `owner` word holds the id (pid) of the one worker allowed
 //! to play the module. Taking over is a compare-and-swap from the old owner, so two
 //! workers never play the same module: a primary that was merely slow sees it lost
-//! ownership and goes silent.
+//! ownership and goes silent. Publishing is a compare-and-swap too
+//! ([`SharedState::publish_after`]): it succeeds only if nobody published since this
+//! writer's last publication, so a primary stopped between its owner check and its
+//! publish cannot overwrite what the new owner published.
 
 use crate::dsp::ModuleState;
 use modsynth_shm::{Segment, StateSegment};
@@ -104,12 +107,33 @@ impl SharedState {
         unsafe { self.slot_ptr(slot).read() }
     }
 
-    /// Writes `state` to `slot` and publishes it as the state after frame `frame`.
-    pub fn publish(&self, slot: usize, state: &ModuleState, frame: u32) {
-        // SAFETY: only the owner calls this (fencing), and the slot written is not the
-        // published one, so no reader is reading it as a whole state.
+    /// Writes `state` to the slot after `last` (what this writer saw published last,
+    /// `(frame, slot)`) and publishes it as the state after frame `frame`, but only
+    /// if `last` is still what is published (compare-and-swap): a writer that lost
+    /// the module cannot overwrite what its new owner published since. Returns the
+    /// new `(frame, slot)`, or `None` when the fence refused it; the writer must then
+    /// re-read [`published`](Self::published) before it writes again.
+    pub fn publish_after(
+        &self,
+        last: (u32, usize),
+        state: &ModuleState,
+        frame: u32,
+    ) -> Option<(u32, usize)> {
+        let slot = 1 - (last.1 & 1);
+        // Most of the fence: someone published since, so `slot` may be the one they
+        // published; not a byte of it is ours to write. (The compare-and-swap below
+        // closes the rest, but for the write between this check and it.)
+        if self.segment.published() != (last.0, last.1 as u32) {
+            return None;
+        }
+        // SAFETY: only the owner calls this (it checked the owner word this period),
+        // and `slot` is not the published one while `last` is, so no reader reads it
+        // as a whole state; a late writer that lost the module may still write it
+        // (see modsynth_shm::StateSegment on what fencing does not guarantee).
         unsafe { self.slot_ptr(slot).write(*state) };
-        self.segment.publish(frame, (slot & 1) as u32);
+        self.segment
+            .publish_from((last.0, last.1 as u32), (frame, slot as u32))
+            .then_some((frame, slot))
     }
 
     /// The module's large buffer (the delay line).

@@ -131,8 +131,15 @@ impl Core {
         fx: &mut impl Effects,
     ) -> Option<u64> {
         let prefix = format!("{id}:");
-        self.wanted
-            .retain(|c| !c.from.starts_with(&prefix) && !c.to.starts_with(&prefix));
+        // Connections made by the workers' real port names (`modsynth-w03:out_1`)
+        // go too: those ports outlive the module as a spare's, and the next module
+        // on that worker must start unpatched.
+        let own = |name: &str| {
+            name.starts_with(&prefix)
+                || module.ports.iter().any(|p| p == name)
+                || module.standby_ports.iter().any(|p| p == name)
+        };
+        self.wanted.retain(|c| !own(&c.from) && !own(&c.to));
         self.needs_standby.remove(id);
         if let Some(standby) = module.standby_worker {
             self.free_worker(standby, fx);

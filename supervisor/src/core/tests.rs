@@ -1353,3 +1353,25 @@ fn a_set_connection_undone_in_a_patchbay_is_neither_saved_nor_made_again() {
     core.handle(Event::PortsAppeared, &mut fx);
     assert_eq!(fx.patched.len(), before, "made again: {:?}", fx.patched);
 }
+
+#[test]
+fn a_connection_made_by_a_workers_real_port_name_ends_with_its_module() {
+    let (mut core, mut fx) = started(2);
+    let a = create(&mut core, &mut fx, "vco", "osc");
+    let real = format!("ms-w{a:02}:out");
+    fx.ports.insert(real.clone());
+    fx.ports.insert("system:playback_1".into());
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s(&real), s("system:playback_1")],
+    );
+    assert_eq!(last_reply(&fx).0, "/done");
+    osc(&mut core, &mut fx, "/module/free", vec![s("osc")]);
+    // The worker undoes every connection of its ports before it is a spare again;
+    // the next graph change must not patch the spare's port back.
+    fx.patched.clear();
+    core.handle(Event::PortsAppeared, &mut fx);
+    assert!(fx.patched.is_empty(), "{:?}", fx.patched);
+}

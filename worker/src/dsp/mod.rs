@@ -18,6 +18,7 @@
 //! ```
 
 use modsynth_control::catalog::{self, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
+use smooth::Ramps;
 use std::ops::Range;
 
 pub mod adsr;
@@ -27,6 +28,7 @@ pub mod lfo;
 pub mod mixer;
 pub mod noise;
 pub mod seq;
+pub mod smooth;
 #[cfg(test)]
 mod tests;
 pub mod vca;
@@ -54,7 +56,8 @@ impl<'a> Io<'a> {
 /// What every kernel reads besides its own state.
 pub struct Context<'a> {
     pub sample_rate: f32,
-    /// The module's parameters in catalog order (already validated).
+    /// The module's parameters in catalog order (already validated), as they are at
+    /// this sample: a smoothed parameter that is gliding reads its value on the way.
     pub params: &'a [f32; MAX_PARAMS],
 }
 
@@ -120,15 +123,52 @@ pub fn buffer_len(spec: &ModuleSpec, sample_rate: f32) -> usize {
 }
 
 /// Everything a module is, as plain data: the type, the sample rate, the parameter
-/// values and the kernel state.
+/// values with their ramps in flight, and the kernel state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModuleState {
     /// Index of the module type in [`catalog::modules`].
     pub type_index: u32,
     pub sample_rate: f32,
-    pub params: [f32; MAX_PARAMS],
+    /// Parameter values: where each one is now and where it is gliding to.
+    pub params: Ramps,
     pub kernel: Kernel,
+}
+
+/// Runs `state`'s kernel over `range`. While a parameter glides the kernel runs one
+/// sample at a time with the ramps advanced before each sample (the kernels read
+/// their parameters once per call); once nothing moves, the rest of the range runs
+/// in one call, so a module at rest costs what it did before smoothing existed.
+fn run(
+    state: &mut ModuleState,
+    n_params: usize,
+    io: &mut Io,
+    range: Range<usize>,
+    buffer: &mut [f32],
+) {
+    let ModuleState {
+        sample_rate,
+        params,
+        kernel,
+        ..
+    } = state;
+    let mut start = range.start;
+    while params.moving() && start < range.end {
+        params.advance(n_params);
+        let ctx = Context {
+            sample_rate: *sample_rate,
+            params: &params.current,
+        };
+        kernel.process(&ctx, io, start..start + 1, buffer);
+        start += 1;
+    }
+    if start < range.end {
+        let ctx = Context {
+            sample_rate: *sample_rate,
+            params: &params.current,
+        };
+        kernel.process(&ctx, io, start..range.end, buffer);
+    }
 }
 
 /// One running module: its state and its large buffer.
@@ -151,7 +191,7 @@ impl Module {
             state: ModuleState {
                 type_index: type_index as u32,
                 sample_rate,
-                params: spec.defaults(),
+                params: Ramps::at(&spec.defaults()),
                 kernel: Kernel::new(type_index),
             },
             buffer: vec![0.0; buffer_len(spec, sample_rate)].into_boxed_slice(),
@@ -173,17 +213,38 @@ impl Module {
         &self.buffer
     }
 
-    /// The current value of parameter `index`.
+    /// The value parameter `index` was last set to (where a glide is heading).
     pub fn param(&self, index: usize) -> f32 {
-        self.state.params[index]
+        self.state.params.target[index]
     }
 
     /// Sets parameter `index` (catalog order) to a value checked by
-    /// [`modsynth_control::param::validate`]. An index past the module's parameters
-    /// or a non-finite value is ignored, so nothing unchecked reaches the DSP.
+    /// [`modsynth_control::param::validate`], gliding there from the next sample
+    /// processed as the catalog's [`Smoothing`](catalog::Smoothing) says. An index
+    /// past the module's parameters or a non-finite value is ignored, so nothing
+    /// unchecked reaches the DSP.
     pub fn set_param(&mut self, index: usize, value: f32) {
+        let Some(spec) = self.spec.params.get(index) else {
+            return;
+        };
+        if value.is_finite() {
+            let params = &mut self.state.params;
+            let samples =
+                spec.smoothing
+                    .samples(params.current[index], value, self.state.sample_rate);
+            match spec.smoothing {
+                catalog::Smoothing::Octaves(_) => params.start_in_octaves(index, value, samples),
+                _ => params.start(index, value, samples),
+            }
+        }
+    }
+
+    /// Sets parameter `index` at once, without a glide: for the values a module is
+    /// created with, which are its starting point, not a change. Checked like
+    /// [`Module::set_param`].
+    pub fn init_param(&mut self, index: usize, value: f32) {
         if index < self.spec.params.len() && value.is_finite() {
-            self.state.params[index] = value;
+            self.state.params.jump(index, value);
         }
     }
 
@@ -198,20 +259,18 @@ impl Module {
     /// Runs the module over `range`, with `buffer` as its large buffer (the one in
     /// shared memory) instead of its own.
     pub fn process_with_buffer(&mut self, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
-        let ctx = Context {
-            sample_rate: self.state.sample_rate,
-            params: &self.state.params,
-        };
-        self.state.kernel.process(&ctx, io, range, buffer);
+        run(&mut self.state, self.spec.params.len(), io, range, buffer);
     }
 
     /// Runs the module over `range` of the period's buffers.
     pub fn process(&mut self, io: &mut Io, range: Range<usize>) {
-        let ctx = Context {
-            sample_rate: self.state.sample_rate,
-            params: &self.state.params,
-        };
-        self.state.kernel.process(&ctx, io, range, &mut self.buffer);
+        run(
+            &mut self.state,
+            self.spec.params.len(),
+            io,
+            range,
+            &mut self.buffer,
+        );
     }
 
     /// Renders `frames` samples offline. `inputs` are in catalog order; missing ones

@@ -9,7 +9,7 @@ fn module(name: &str, params: &[(&str, f32)]) -> Module {
     let spec = catalog::module(name).unwrap();
     let mut m = Module::new(spec, SR);
     for (p, v) in params {
-        m.set_param(spec.param_index(p).unwrap(), *v);
+        m.init_param(spec.param_index(p).unwrap(), *v);
     }
     m
 }
@@ -23,8 +23,19 @@ fn splitting_a_period_does_not_change_the_output() {
     let input = noise_input(1024);
     for spec in catalog::modules() {
         let inputs: Vec<&[f32]> = spec.input_ports().map(|_| &input[..]).collect();
-        let whole = Module::new(spec, SR).render(&inputs, 1024);
-        let mut split = Module::new(spec, SR);
+        // Every smoothed parameter gliding from the first sample: glides too must not
+        // depend on where a period is split.
+        let gliding = || {
+            let mut m = Module::new(spec, SR);
+            for (i, p) in spec.params.iter().enumerate() {
+                if p.is_smoothed() {
+                    m.set_param(i, p.min + 0.6 * (p.max - p.min));
+                }
+            }
+            m
+        };
+        let whole = gliding().render(&inputs, 1024);
+        let mut split = gliding();
         let mut outs = vec![vec![0.0f32; 1024]; 2];
         let bounds = [0, 1, 7, 256, 300, 1023, 1024];
         for w in bounds.windows(2) {
@@ -165,4 +176,151 @@ fn delay_time_zero_is_a_wire_and_feedback_repeats_decaying() {
         .render(&[&impulse], 2000)
         .remove(0);
     assert_eq!((echo[480], echo[960], echo[1440]), (1.0, 0.5, 0.25));
+}
+
+#[test]
+fn a_fractional_delay_puts_an_impulse_between_samples() {
+    let mut impulse = vec![0.0f32; 2000];
+    impulse[0] = 1.0;
+    let samples = 590.4f32;
+    let out = module(
+        "delay",
+        &[("time", samples / SR), ("feedback", 0.0), ("mix", 1.0)],
+    )
+    .render(&[&impulse], 2000)
+    .remove(0);
+    // Cubic interpolation spreads it over the four neighbours of 590.4, weighted
+    // around 590.4: its centre of mass is there, and it keeps its level.
+    let around = &out[589..593];
+    assert!(out[..589].iter().chain(&out[593..]).all(|&v| v == 0.0));
+    let sum: f32 = around.iter().sum();
+    let centre: f32 = around
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (589 + k) as f32 * v)
+        .sum::<f32>()
+        / sum;
+    assert!((sum - 1.0).abs() < 1e-4, "level {sum}");
+    assert!((centre - samples).abs() < 0.01, "centre {centre}");
+}
+
+#[test]
+fn sweeping_the_delay_time_glides_the_pitch_instead_of_skipping_samples() {
+    // A 1 kHz sine; time set from 10 ms to 100 ms: it glides at 0.5 s per second,
+    // so the line is read at half speed: the wet signal plays an octave down while
+    // the time moves, with no sample skipped or repeated.
+    let n = 48_000;
+    let sine: Vec<f32> = (0..n)
+        .map(|i| (std::f32::consts::TAU * 1000.0 * i as f32 / SR).sin())
+        .collect();
+    let mut d = module("delay", &[("time", 0.01), ("feedback", 0.0), ("mix", 1.0)]);
+    let before = d.render(&[&sine[..9600]], 9600).remove(0);
+    d.set_param(0, 0.1);
+    let during = d.render(&[&sine[9600..19_200]], 9600).remove(0);
+    let hz = |x: &[f32]| {
+        let crossings = x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        crossings as f32 * SR / x.len() as f32
+    };
+    let (f_before, f_during) = (hz(&before[4800..]), hz(&during[..4800]));
+    assert!((f_before - 1000.0).abs() < 15.0, "{f_before} Hz before");
+    assert!(
+        (f_during - 500.0).abs() < 15.0,
+        "{f_during} Hz while the time glides"
+    );
+    let largest = during
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0f32, f32::max);
+    let own = std::f32::consts::TAU * 1000.0 / SR;
+    assert!(
+        largest <= own * 1.01,
+        "step {largest} against the sine's {own}"
+    );
+}
+
+#[test]
+fn adsr_sustain_changed_while_held_glides_to_the_new_level_in_20_ms() {
+    let gate = vec![1.0f32; 9600];
+    let mut env = module(
+        "adsr",
+        &[("attack", 0.001), ("decay", 0.01), ("sustain", 0.8)],
+    );
+    let held = env.render(&[&gate], 4800).remove(0);
+    assert_eq!(held[4799], 0.8, "holding sustain");
+    env.set_param(2, 0.2);
+    let after = env.render(&[&gate[4800..]], 4800).remove(0);
+    let ramp = (0.02 * SR) as usize;
+    assert!(
+        after[..ramp - 1].windows(2).all(|w| w[1] < w[0]),
+        "glides down"
+    );
+    assert!(after[0] > 0.79 && after[ramp / 2] > 0.45 && after[ramp / 2] < 0.55);
+    assert!(after[ramp - 1..].iter().all(|&v| (v - 0.2).abs() < 1e-6));
+}
+
+#[test]
+fn adsr_curved_segments_bend_like_an_analog_envelope_and_keep_their_times() {
+    let mut gate = vec![1.0f32; 4800];
+    gate.extend(vec![0.0; 9600]);
+    let (attack, decay, release) = (0.01, 0.05, 0.1);
+    let render = |curve: f32| {
+        module(
+            "adsr",
+            &[
+                ("attack", attack),
+                ("decay", decay),
+                ("sustain", 0.5),
+                ("release", release),
+                ("curve", curve),
+            ],
+        )
+        .render(&[&gate], gate.len())
+        .remove(0)
+    };
+    let at = |s: f32| (s * SR) as usize;
+    for curve in [0.0, 0.3, 1.0] {
+        let env = render(curve);
+        // Each stage ends on its sample, within one, straight or curved.
+        let peak = env.iter().position(|&v| v == 1.0).unwrap();
+        assert!(
+            peak.abs_diff(at(attack)) <= 1,
+            "curve {curve}: attack ends at {peak}"
+        );
+        let held = peak + env[peak..].iter().position(|&v| v == 0.5).unwrap();
+        assert!(
+            (held - peak).abs_diff(at(decay)) <= 1,
+            "curve {curve}: decay took {}",
+            held - peak
+        );
+        let zero = 4800 + env[4800..].iter().position(|&v| v == 0.0).unwrap();
+        assert!(
+            (zero - 4800).abs_diff(at(release)) <= 1,
+            "curve {curve}: release took {}",
+            zero - 4800
+        );
+        let steps = env
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0f32, f32::max);
+        assert!(steps < 0.05, "curve {curve}: no jumps ({steps})");
+        // Halfway through the attack and the release: straight is halfway, curved
+        // is further along (rises fast, then slows; falls fast, then slows).
+        let mid_attack = env[at(attack) / 2];
+        let mid_release = env[4800 + at(release) / 2];
+        if curve == 0.0 {
+            assert!((mid_attack - 0.5).abs() < 0.01 && (mid_release - 0.25).abs() < 0.01);
+        } else {
+            // The stronger the curve, the further along.
+            let (up, down) = if curve == 1.0 {
+                (0.9, 0.05)
+            } else {
+                (0.55, 0.22)
+            };
+            assert!(mid_attack > up, "curve {curve}: {mid_attack} halfway up");
+            assert!(
+                mid_release < down,
+                "curve {curve}: {mid_release} halfway down"
+            );
+        }
+    }
 }

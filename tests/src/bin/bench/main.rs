@@ -8,7 +8,11 @@
 //!   ports, then close it: the baseline the create rows are compared against) and
 //!   `dsp_ns_per_period.<type>` (one `Module::process` call over a period, for every
 //!   module type of the catalog, with low-level input signals; also given as a
-//!   percentage of the period's time budget).
+//!   percentage of the period's time budget), `dsp_ns_per_period_gliding.<type>`
+//!   (the same while a parameter glides, as a ratio to it), and the denormal rows
+//!   `dsp_ns_per_period_silent_tail[_without_ftz].{vcf,delay}` (a resonant filter's
+//!   and a feedback delay's periods 2-3 s after their input stopped, with and without
+//!   flush-to-zero, as a ratio to their periods with signal).
 //! - [`supervisor`]: pool start, idle worker memory.
 //! - [`scale`]: create and control latency, CPU and xruns with 0, 8, 32 and 64
 //!   modules playing.
@@ -267,7 +271,145 @@ fn bench_dsp(period: usize, sample_rate: f32, iterations: usize) -> Vec<Row> {
         }
         let mut row = Row::new(format!("dsp_ns_per_period.{}", spec.name), "ns", samples);
         row.budget_pct = Some(row.median / budget_ns * 100.0);
+        let at_rest = row.clone();
         rows.push(row);
+        if let Some(mut gliding) = bench_gliding(spec, period, sample_rate, iterations, &inputs) {
+            gliding.budget_pct = Some(gliding.median / budget_ns * 100.0);
+            rows.push(gliding.compared_with(&at_rest));
+        }
+    }
+    rows.extend(bench_denormal_tails(period, sample_rate, iterations));
+    rows
+}
+
+/// Times a period of `spec` while a parameter glides through all of it: every
+/// period its first smoothed parameter is set again, between its default and a
+/// tenth of its range away, so the module runs the per-sample path a glide takes.
+fn bench_gliding(
+    spec: &'static catalog::ModuleSpec,
+    period: usize,
+    sample_rate: f32,
+    iterations: usize,
+    inputs: &[Vec<f32>],
+) -> Option<Row> {
+    let (index, p) = spec
+        .params
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.is_smoothed())?;
+    let other = if p.default + 0.1 * (p.max - p.min) <= p.max {
+        p.default + 0.1 * (p.max - p.min)
+    } else {
+        p.default - 0.1 * (p.max - p.min)
+    };
+    let mut module = Module::new(spec, sample_rate);
+    let blocks = inputs.first().map_or(1, |i| i.len() / period).max(1);
+    let mut outputs = vec![vec![0.0f32; period]; MAX_OUTPUTS];
+    let warmup = iterations / 10 + 10;
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..warmup + iterations {
+        let off = (i % blocks) * period;
+        let mut io = Io::empty();
+        for (slot, buf) in io.inputs.iter_mut().zip(inputs) {
+            *slot = &buf[off..off + period];
+        }
+        for (slot, buf) in io.outputs.iter_mut().zip(outputs.iter_mut()) {
+            *slot = &mut buf[..];
+        }
+        let t0 = Instant::now();
+        module.set_param(index, if i % 2 == 0 { other } else { p.default });
+        module.process(black_box(&mut io), 0..period);
+        let dt = t0.elapsed();
+        black_box(&outputs);
+        if i >= warmup {
+            samples.push(dt.as_nanos() as f64);
+        }
+    }
+    let mut row = Row::new(
+        format!("dsp_ns_per_period_gliding.{}", spec.name),
+        "ns",
+        samples,
+    );
+    row.note = Some(format!(
+        "`{}` set again every period: glides through the whole period, the module \
+         runs one sample at a time; at rest (no glide) a module pays one comparison \
+         per period for smoothing",
+        p.name
+    ));
+    Some(row)
+}
+
+/// Times periods of a resonant vcf and a feedback delay after their input stopped:
+/// half a second of signal, then the last second of three seconds of silence, with
+/// flush-to-zero as the engine sets it and without (the tail crawls through
+/// subnormals). Compared with the same module's periods with signal.
+fn bench_denormal_tails(period: usize, sample_rate: f32, iterations: usize) -> Vec<Row> {
+    use modsynth_worker::denormals::FlushToZero;
+    let signal_periods = (sample_rate as usize / 2) / period;
+    let tail_periods = 3 * sample_rate as usize / period;
+    let measured_from = tail_periods - sample_rate as usize / period;
+    let repeats = (iterations / 2_000).max(1);
+    let mut rows = Vec::new();
+    for (name, params) in [
+        ("vcf", [("cutoff", 1000.0), ("resonance", 0.95)]),
+        ("delay", [("time", 0.001), ("feedback", 0.9)]),
+    ] {
+        let spec = catalog::module(name).expect("in the catalog");
+        let noise = input_signal(Signal::Audio, signal_periods * period, sample_rate);
+        let silence = vec![0.0f32; period];
+        for ftz in [true, false] {
+            let (mut with_signal, mut tail) = (Vec::new(), Vec::new());
+            for _ in 0..repeats {
+                let mut module = Module::new(spec, sample_rate);
+                for (p, v) in params {
+                    module.init_param(spec.param_index(p).expect("a param"), v);
+                }
+                let mut out = vec![0.0f32; period];
+                for i in 0..signal_periods + tail_periods {
+                    let input = if i < signal_periods {
+                        &noise[i * period..(i + 1) * period]
+                    } else {
+                        &silence[..]
+                    };
+                    let mut io = Io::empty();
+                    io.inputs[0] = input;
+                    io.outputs[0] = &mut out[..];
+                    let guard = ftz.then(FlushToZero::new);
+                    let t0 = Instant::now();
+                    module.process(black_box(&mut io), 0..period);
+                    let dt = t0.elapsed().as_nanos() as f64;
+                    drop(guard);
+                    black_box(&out);
+                    if i >= signal_periods / 2 && i < signal_periods {
+                        with_signal.push(dt);
+                    } else if i >= signal_periods + measured_from {
+                        tail.push(dt);
+                    }
+                }
+            }
+            let mode = if ftz { "" } else { "_without_ftz" };
+            let signal_row = Row::new(
+                format!("dsp_ns_per_period_with_signal{mode}.{name}"),
+                "ns",
+                with_signal,
+            );
+            let mut tail_row = Row::new(
+                format!("dsp_ns_per_period_silent_tail{mode}.{name}"),
+                "ns",
+                tail,
+            )
+            .compared_with(&signal_row);
+            tail_row.note = Some(format!(
+                "2 to 3 s after the input stopped ({}); target: within 1.5x of with signal",
+                if ftz {
+                    "flush-to-zero on, as the engine runs"
+                } else {
+                    "flush-to-zero off: the state turns subnormal"
+                }
+            ));
+            rows.push(signal_row);
+            rows.push(tail_row);
+        }
     }
     rows
 }
