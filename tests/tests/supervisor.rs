@@ -1081,12 +1081,13 @@ fn a_freed_module_falls_silent_unpatched_and_its_worker_serves_the_next_one_clea
         "the freed worker's output still plays (peak {})",
         after.channels[0].iter().fold(0.0f32, |m, v| m.max(v.abs()))
     );
-    assert!(server
+    // A connection made by hand to a spare's port is undone by modsynthd (issue 19:
+    // a spare plays nothing), maybe already: if it is still there, undo it here.
+    let _ = server
         .command("jack_disconnect")
         .args([out.as_str(), capture.port(0).as_str()])
-        .status()
-        .unwrap()
-        .success());
+        .stderr(std::process::Stdio::null())
+        .status();
 
     // The next module on that worker starts unpatched. Spares are handed out in
     // turn, so create until one lands on it.
