@@ -381,6 +381,15 @@ impl JackServer {
     fn open_unleased(&self, name: &str) -> Result<jack::Client, String> {
         let _guard = CLIENT_OPEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
+        if pipewire_config().is_some() {
+            // PipeWire's libjack finds the server through PIPEWIRE_RUNTIME_DIR and
+            // PIPEWIRE_REMOTE (set when the server started); given a server name as
+            // well, its second and later servers in one process refused clients
+            // (INIT_FAILURE).
+            return jack::Client::new(name, options)
+                .map(|(client, _)| client)
+                .map_err(|e| format!("opening JACK client '{name}' on PipeWire: {e}"));
+        }
         let raw = open_on_server(&self.name, name, options.bits())?;
         // SAFETY: `raw` is a client jack_client_open just returned (not null, not owned
         // by anything else); the `Client` owns it from here and closes it on drop.
