@@ -95,11 +95,11 @@ pub enum FromWorker {
     /// word is now this worker's pid).
     Promoted,
     /// Answer to [`ToWorker::TakeNames`]: the ports carry the module's names and the
-    /// worker has played its first period as the owner. `gap_frames` is how many
-    /// frames lay between the end of the last period its predecessor published and
-    /// the start of its own first one (0: no sample missing); `None` if the first
-    /// owned period did not come within a second.
-    TookOver { gap_frames: Option<u32> },
+    /// worker has played its first period as the owner. `silent_frames`: the frames
+    /// of the periods it ran silent after the end of the last period its predecessor
+    /// published (0: no sample missing; cycles the server skipped are not counted);
+    /// `None` if the first owned period did not come within a second.
+    TookOver { silent_frames: Option<u32> },
     /// Answer to an [`Adoption`]: who the worker is and what it plays.
     Adopted {
         pid: u32,
@@ -158,7 +158,8 @@ pub struct WorkerReport {
     pub latency_p50: u32,
     pub latency_p95: u32,
     pub latency_p99: u32,
-    /// Share of the period the callback spent, as JACK reports it for the server, %.
+    /// Share of the wall time this worker's process callback ran since the last
+    /// report, %: the module's own DSP load (JACK's `cpu_load` is the whole server's).
     pub dsp_load: f32,
     /// CPU time of the whole process since the last report, % of one core.
     pub cpu_percent: f32,

@@ -120,6 +120,7 @@ pub fn run(
         takeovers_at_assign: 0,
         assigned_state: None,
         cpu: CpuClock::now(),
+        dsp: DspClock::default(),
     };
     let (adoptions_tx, adoptions) = std::sync::mpsc::channel::<Adoption>();
     // Removes the card and the pending server's socket however `run` returns, and
@@ -207,6 +208,7 @@ struct Worker {
     /// What the current assignment is, for a supervisor that adopts this worker.
     assigned: Option<Assigned>,
     cpu: CpuClock,
+    dsp: DspClock,
 }
 
 /// A worker's current assignment, as a new supervisor needs to know it.
@@ -322,6 +324,7 @@ impl Worker {
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
                         if result.is_ok() {
+                            self.host.label_standby(&id);
                             let type_index =
                                 catalog::module_index(&module_type).unwrap_or(0) as u32;
                             let stats = self.host.controller().stats().clone();
@@ -351,7 +354,7 @@ impl Worker {
                 }
                 self.host.name_ports(&id);
                 Some(FromWorker::TookOver {
-                    gap_frames: self.first_owned_period(),
+                    silent_frames: self.first_owned_period(),
                 })
             }
             ToWorker::SetParam {
@@ -547,7 +550,7 @@ impl Worker {
             latency_p50: stats.latency_percentile(50.0).unwrap_or(0),
             latency_p95: stats.latency_percentile(95.0).unwrap_or(0),
             latency_p99: stats.latency_percentile(99.0).unwrap_or(0),
-            dsp_load: client.cpu_load(),
+            dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
         }
@@ -581,6 +584,38 @@ fn wait_for(within: Duration, done: impl Fn() -> bool) -> bool {
         std::thread::sleep(Duration::from_micros(200));
     }
     true
+}
+
+/// Time in the process callback, to report this worker's DSP load between two
+/// reports (JACK's own `cpu_load` is the server's, the same for every worker).
+struct DspClock {
+    wall: Instant,
+    busy_us: u64,
+}
+
+impl Default for DspClock {
+    fn default() -> DspClock {
+        DspClock {
+            wall: Instant::now(),
+            busy_us: 0,
+        }
+    }
+}
+
+impl DspClock {
+    /// Callback time since the last call, % of the wall time.
+    fn percent_since_last(&mut self, events: &crate::jack_host::HostEvents) -> f32 {
+        let busy = events.busy_us.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let wall_us = now.duration_since(self.wall).as_secs_f64() * 1e6;
+        let spent = busy.saturating_sub(self.busy_us) as f64;
+        (self.wall, self.busy_us) = (now, busy);
+        if wall_us > 0.0 {
+            (100.0 * spent / wall_us) as f32
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Process CPU time, to report CPU % between two reports.

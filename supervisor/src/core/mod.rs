@@ -309,6 +309,10 @@ struct Disconnection {
     links: Vec<(String, (usize, String))>,
     /// The same disconnection on standbys' ports.
     mirrors: Vec<(String, String)>,
+    /// The connection as the patch names it, with the two real ports: forgotten
+    /// from the patch only if both ports still exist when it is due (a program
+    /// that quit took its connections along, and gets them back when it returns).
+    patch_link: Option<(Connection, String, String)>,
 }
 
 /// How often the heartbeats are checked.
@@ -590,14 +594,14 @@ impl Core {
                     }
                 }
             }
-            FromWorker::TookOver { gap_frames } => {
+            FromWorker::TookOver { silent_frames } => {
                 let id = self
                     .modules
                     .iter()
                     .find(|(_, m)| m.worker == wid)
                     .map(|(id, _)| id.clone());
                 if let Some(id) = id {
-                    self.finish_recovery(&id, gap_frames, fx);
+                    self.finish_recovery(&id, silent_frames, fx);
                 }
             }
             FromWorker::Promoted if self.shutting_down => {}
