@@ -60,3 +60,55 @@ impl RateLimit {
         }
     }
 }
+
+/// Makes a panic in any thread end the whole process (SIGABRT) once the panic's
+/// message and location are on stderr.
+///
+/// Without it a panicking thread dies alone and the process lives on without it: a
+/// supervisor with a dead OSC thread is deaf, one with a dead sentinel blind to
+/// deaths. A process that is gone is restarted by its watchdog and takes its
+/// workers back; a deaf one is not. The hook runs before any unwinding, so a
+/// `catch_unwind` anywhere (libraries' callbacks) cannot keep the process alive
+/// either. Nothing in modsynth's binaries relies on unwinding: no `catch_unwind`,
+/// and no thread's result is read from its join handle to recover from a panic.
+pub fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("a thread panicked: aborting the process");
+        std::process::abort();
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    /// Runs as a child of [`a_panic_in_any_thread_aborts_the_process`].
+    #[test]
+    fn panicking_thread_child() {
+        if std::env::var_os("MODSYNTH_PANIC_CHILD").is_none() {
+            return;
+        }
+        super::abort_on_panic();
+        let _ = std::thread::spawn(|| panic!("on purpose")).join();
+        // Not reached: the panic aborted the process before the join returned.
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn a_panic_in_any_thread_aborts_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "logging::tests::panicking_thread_child",
+                "--nocapture",
+            ])
+            .env("MODSYNTH_PANIC_CHILD", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        // SIGABRT is 6 on Linux.
+        assert_eq!(status.signal(), Some(6), "{status:?}");
+    }
+}

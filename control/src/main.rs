@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod shm_cli;
 
@@ -273,7 +273,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 print!("{}", reference::plain(only));
             }
         }
-        Command::Record { out, ports, duration } => record_command(out, ports, duration)?,
+        Command::Record { out, ports, duration } => {
+            record_command(&cli.osc, out, ports, duration)?
+        }
         Command::Shm { command } => {
             return match command {
                 ShmCommand::Ls { name, state_dir, json } => shm_cli::ls(&name, state_dir, json),
@@ -358,12 +360,12 @@ fn status_table(r: &StatusReport) -> String {
     );
     let _ = writeln!(
         out,
-        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, gap frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0} | shm leaks {}",
+        "crashes {} | failovers {} (ms p50 {:.1} p99 {:.1}, silent frames p99 {:.0}) | replacements {} | fresh restarts {} | quarantined {} | rebuild ms p99 {:.0} | shm leaks {}",
         c.crash_count,
         c.failovers,
         c.failover_time_ms.p50,
         c.failover_time_ms.p99,
-        c.failover_gap_frames.p99,
+        c.failover_silent_frames.p99,
         c.replacements,
         c.fresh_restarts,
         c.quarantined,
@@ -448,7 +450,12 @@ fn wait_or_stop(stop: &AtomicBool, d: Duration) -> bool {
     stop.load(Ordering::SeqCst)
 }
 
-fn record_command(out: PathBuf, ports: Vec<String>, duration: Option<f64>) -> Result<(), String> {
+fn record_command(
+    osc: &str,
+    out: PathBuf,
+    ports: Vec<String>,
+    duration: Option<f64>,
+) -> Result<(), String> {
     let duration = match duration {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -466,7 +473,28 @@ fn record_command(out: PathBuf, ports: Vec<String>, duration: Option<f64>) -> Re
             eprint!("\rrecording {}: {s:.0} s", out.display())
         }
     };
-    let sum = record::record(&out, &ports, duration, &stop, progress)?;
+    // Module ports are resolved by modsynthd, which knows the worker playing each:
+    // PipeWire's JACK does not see the aliases (`echo1:out`) workers set. Without a
+    // modsynthd (recording a plain JACK setup), names are used as they are.
+    let mut supervisor = client(osc)
+        .ok()
+        .map(|c| c.with_timeout(Duration::from_millis(500)));
+    let mut known: Option<(Instant, StatusReport)> = None;
+    let resolve = move |name: &str| -> Option<String> {
+        let fresh = known
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_millis(500));
+        if !fresh {
+            match supervisor.as_ref().map(status) {
+                Some(Ok(report)) => known = Some((Instant::now(), report)),
+                // No modsynthd answers: stop asking (each try waits for a timeout).
+                Some(Err(_)) if known.is_none() => supervisor = None,
+                _ => {}
+            }
+        }
+        known.as_ref()?.1.real_port(name)
+    };
+    let sum = record::record(&out, &ports, duration, &stop, progress, resolve)?;
     eprintln!(
         "{}recorded {:.1} s, {} channel(s), peak {:.2} to {}{}",
         if tty { "\r" } else { "" },

@@ -36,9 +36,67 @@ pub fn check_module_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Whether `name` is the real JACK name of a pooled worker's port, of any modsynth
+/// instance: `<instance>-w<NN>:in_<n>` or `...:out_<n>`.
+///
+/// Such a name is never part of a patch: workers are numbered as they start, so the
+/// same name plays another module (or none) in the next `modsynthd`, and a saved
+/// connection to it would patch whatever that is. Patches name modules
+/// (`osc1:out`). A module whose id looks like a worker's client (`x-w01`) is not
+/// confused with one: module ports are named by the catalog (`in`, `in1`, `out`),
+/// never `in_1`; callers that know the modules check them first anyway.
+///
+/// ```
+/// use modsynth_control::names::is_worker_port;
+///
+/// assert!(is_worker_port("qj-w09:in_1"));
+/// assert!(is_worker_port("modsynth-w120:out_2"));
+/// assert!(!is_worker_port("osc1:out"));
+/// assert!(!is_worker_port("system:playback_1"));
+/// assert!(!is_worker_port("mix-w01:in1"));
+/// ```
+pub fn is_worker_port(name: &str) -> bool {
+    let Some((client, port)) = name.split_once(':') else {
+        return false;
+    };
+    let numbered = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let worker_client = client
+        .rsplit_once("-w")
+        .is_some_and(|(instance, n)| !instance.is_empty() && n.len() >= 2 && numbered(n));
+    let generic_port = ["in_", "out_"]
+        .iter()
+        .any(|d| port.strip_prefix(d).is_some_and(numbered));
+    worker_client && generic_port
+}
+
+/// The message for a worker port named where a module port belongs.
+pub fn worker_port_error(name: &str) -> String {
+    format!("{name} is a modsynth worker port; name the module (like osc1:out)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_ports_of_any_instance_are_told_from_module_and_foreign_ports() {
+        for worker in ["qj-w09:in_1", "t123x4-w00:out_1", "a-b-w99:in_4"] {
+            assert!(is_worker_port(worker), "{worker}");
+        }
+        for other in [
+            "osc1:out",
+            "system:capture_1",
+            "w09:in_1",
+            "qj-w9:in_1",
+            "qj-w09:in",
+            "qj-w09:in_",
+            "qj-wx9:out_1",
+            "mix-w01:in1",
+            "nocolon",
+        ] {
+            assert!(!is_worker_port(other), "{other}");
+        }
+    }
 
     #[test]
     fn ids_that_would_break_jack_or_osc_names_are_refused() {

@@ -95,11 +95,51 @@ pub enum FromWorker {
     /// word is now this worker's pid).
     Promoted,
     /// Answer to [`ToWorker::TakeNames`]: the ports carry the module's names and the
-    /// worker has played its first period as the owner. `gap_frames` is how many
-    /// frames lay between the end of the last period its predecessor published and
-    /// the start of its own first one (0: no sample missing); `None` if the first
-    /// owned period did not come within a second.
-    TookOver { gap_frames: Option<u32> },
+    /// worker has played its first period as the owner. `silent_frames`: the frames
+    /// of the periods it ran silent after the end of the last period its predecessor
+    /// published (0: no sample missing; cycles the server skipped are not counted);
+    /// `None` if the first owned period did not come within a second.
+    TookOver { silent_frames: Option<u32> },
+    /// Answer to an [`Adoption`]: who the worker is and what it plays.
+    Adopted {
+        pid: u32,
+        client: String,
+        playing: Option<Playing>,
+    },
+}
+
+/// The first message a new supervisor sends to a running worker it takes back
+/// ("adopts") after the previous supervisor died, over the worker's
+/// `IpcOneShotServer` (whose name the worker publishes in the instance's state dir,
+/// see `modsynth_worker::pooled`). It carries both directions of the new channel:
+/// from then on the worker serves `commands` and answers on `supervisor`, starting
+/// with [`FromWorker::Adopted`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Adoption {
+    /// Where the worker answers from now on.
+    pub supervisor: ipc_channel::ipc::IpcSender<FromWorker>,
+    /// What the worker serves from now on.
+    pub commands: ipc_channel::ipc::IpcReceiver<ToWorker>,
+}
+
+/// What an adopted worker plays, as it reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Playing {
+    /// The module's id.
+    pub id: String,
+    /// Its catalog type (`vco`, ...).
+    pub module_type: String,
+    /// The role it was assigned (a standby that took over since still says
+    /// standby: `owner` tells).
+    pub role: Role,
+    /// Its state segment.
+    pub state: String,
+    /// Whether the segment's owner word names this worker: it is the one playing.
+    pub owner: bool,
+    /// Full JACK port names, catalog order.
+    pub ports: Vec<String>,
+    /// Parameter values (catalog order) from the last published state.
+    pub params: Vec<f32>,
 }
 
 /// What a worker counts about itself.
@@ -126,10 +166,60 @@ pub struct WorkerReport {
     pub latency_p50: u32,
     pub latency_p95: u32,
     pub latency_p99: u32,
-    /// Share of the period the callback spent, as JACK reports it for the server, %.
+    /// Share of the wall time this worker's process callback ran since the last
+    /// report, %: the module's own DSP load (JACK's `cpu_load` is the whole server's).
     pub dsp_load: f32,
     /// CPU time of the whole process since the last report, % of one core.
     pub cpu_percent: f32,
     /// Resident memory, KiB.
     pub rss_kib: u64,
+}
+
+/// A pooled worker's card, `<state dir>/workers/<client>.json`, written by the worker
+/// (atomically, again after every adoption): how a new supervisor finds it and
+/// checks it is who it says before taking it back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkerCard {
+    /// The worker's process.
+    pub pid: u32,
+    /// See [`process_start_time`]: with the pid, it names one process for ever.
+    pub start_time: u64,
+    /// Its JACK client name, `<instance>-wNN`.
+    pub client: String,
+    /// The name of its `IpcOneShotServer<Adoption>`.
+    pub server: String,
+    /// The JACK server it plays on ([`jack_server_name`]): a supervisor on another
+    /// server does not adopt it.
+    #[serde(default)]
+    pub jack_server: String,
+}
+
+/// The name of the JACK server this process talks to: `JACK_DEFAULT_SERVER`, else
+/// `default` (what libjack picks).
+pub fn jack_server_name() -> String {
+    std::env::var("JACK_DEFAULT_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The directory of the worker cards in a state dir.
+pub const WORKER_CARDS_DIR: &str = "workers";
+
+/// When process `pid` started (field 22 of `/proc/<pid>/stat`, in clock ticks since
+/// boot); `None` if there is no such process. Pids are reused; a pid with its start
+/// time is not.
+///
+/// ```
+/// use modsynth_control::protocol::process_start_time;
+///
+/// let me = process_start_time(std::process::id()).unwrap();
+/// assert_eq!(process_start_time(std::process::id()), Some(me));
+/// ```
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything, ')' too:
+    // the fields after it start after the last ')'. Field 3 is the first of them.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
 }

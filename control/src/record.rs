@@ -8,6 +8,15 @@
 //! A channel's source is either an output port (recorded directly) or an input port
 //! such as `system:playback_1`: then the recorder records whatever is connected to it,
 //! and keeps following as connections come and go (checked every 50 ms).
+//!
+//! Module port names (`echo1:out`) are resolved by the caller's `resolve` (the CLI
+//! asks `modsynthd`), not by JACK: PipeWire's JACK does not see the aliases workers
+//! give their ports. They are resolved again every second, so a recording follows
+//! a module to the worker that took it over (its standby was already connected to
+//! the recorder as a mirror of the primary's connection, so nothing is lost).
+//!
+//! The file is written under a temporary name next to `path` and renamed when it is
+//! complete: a recording that fails never leaves a broken WAV under `path`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,23 +82,40 @@ fn resolve_sources(client: &jack::Client, name: &str) -> Result<Vec<String>, Str
 
 /// Records `sources` (one channel each) into `path` for `duration` (or until `stop`
 /// is set), calling `progress` about once a second with the seconds recorded.
+///
+/// `resolve` maps a module port name to the real JACK port playing it now (`None`:
+/// not a module port, or no supervisor to ask: the name is used as it is).
 pub fn record(
     path: &Path,
     sources: &[String],
     duration: Option<Duration>,
     stop: &AtomicBool,
     mut progress: impl FnMut(f64),
+    mut resolve: impl FnMut(&str) -> Option<String>,
 ) -> Result<Summary, String> {
     if sources.is_empty() {
         return Err("name at least one JACK port to record".into());
     }
+    let mut resolve_all = || -> Vec<String> {
+        sources
+            .iter()
+            .map(|s| resolve(s).unwrap_or_else(|| s.clone()))
+            .collect()
+    };
+    let mut real = resolve_all();
     let options = jack::ClientOptions::NO_START_SERVER;
     let (client, _) = jack::Client::new("modsynth-record", options).map_err(|e| {
         format!("cannot reach a JACK server ({e}); start one or set JACK_DEFAULT_SERVER")
     })?;
     // Check every source before anything is created on disk.
-    for s in sources {
-        resolve_sources(&client, s)?;
+    for (given, s) in sources.iter().zip(&real) {
+        resolve_sources(&client, s).map_err(|e| {
+            if given == s {
+                e
+            } else {
+                format!("{given} (played by {s}): {e}")
+            }
+        })?;
     }
     let rate = client.sample_rate();
     let channels = sources.len();
@@ -122,17 +148,24 @@ pub fn record(
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let mut writer = hound::WavWriter::create(path, spec)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let partial = partial_path(path);
+    let mut writer = hound::WavWriter::create(&partial, spec)
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
     let wanted = duration.map(|d| (d.as_secs_f64() * rate as f64).round() as u64);
     let mut frames = 0u64;
     let mut peak = 0f32;
     let mut last_follow = Instant::now() - Duration::from_secs(1);
+    let mut last_resolve = Instant::now();
+    let mut made: Vec<Vec<String>> = vec![Vec::new(); channels];
     let mut last_progress = Instant::now();
     let mut failure = None;
     loop {
+        if last_resolve.elapsed() >= Duration::from_secs(1) {
+            real = resolve_all();
+            last_resolve = Instant::now();
+        }
         if last_follow.elapsed() >= Duration::from_millis(50) {
-            follow(active.as_client(), sources, &own);
+            follow(active.as_client(), &real, &own, &mut made);
             last_follow = Instant::now();
         }
         let available = consumer.slots() / channels;
@@ -165,10 +198,21 @@ pub fn record(
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = active.deactivate();
-    writer
+    let finished = writer
         .finalize()
-        .map_err(|e| format!("finishing {} failed: {e}", path.display()))?;
-    if let Some(e) = failure {
+        .map_err(|e| format!("finishing {} failed: {e}", partial.display()));
+    let result = match (failure, finished) {
+        (Some(e), _) | (None, Err(e)) => Err(e),
+        (None, Ok(())) => std::fs::rename(&partial, path).map_err(|e| {
+            format!(
+                "cannot rename {} to {}: {e}",
+                partial.display(),
+                path.display()
+            )
+        }),
+    };
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
     Ok(Summary {
@@ -180,9 +224,20 @@ pub fn record(
     })
 }
 
-/// Makes each recorder input connected to exactly what its source currently carries.
-fn follow(client: &jack::Client, sources: &[String], own: &[String]) {
-    for (source, input) in sources.iter().zip(own) {
+/// `.<name>.part<pid>` next to `path`: where the recording is written until done.
+fn partial_path(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "recording".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.part{}", std::process::id()))
+}
+
+/// Connects each recorder input to what its source currently carries, and undoes
+/// connections it made itself that are no longer wanted. Others are left alone:
+/// modsynthd mirrors the recorder's connection to a module onto the module's
+/// standby, and that mirror is what keeps a recording whole across a failover.
+fn follow(client: &jack::Client, sources: &[String], own: &[String], made: &mut [Vec<String>]) {
+    for ((source, input), made) in sources.iter().zip(own).zip(made) {
         let Ok(wanted) = resolve_sources(client, source) else {
             continue;
         };
@@ -191,10 +246,18 @@ fn follow(client: &jack::Client, sources: &[String], own: &[String]) {
         };
         let have = port.get_connections();
         for w in wanted.iter().filter(|w| !have.contains(w)) {
-            let _ = client.connect_ports_by_name(w, input);
+            if client.connect_ports_by_name(w, input).is_ok() {
+                made.push(w.clone());
+            }
         }
-        for h in have.iter().filter(|h| !wanted.contains(h)) {
-            let _ = client.disconnect_ports_by_name(h, input);
-        }
+        made.retain(|m| {
+            if wanted.contains(m) {
+                return true;
+            }
+            if have.contains(m) {
+                let _ = client.disconnect_ports_by_name(m, input);
+            }
+            false
+        });
     }
 }

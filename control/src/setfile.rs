@@ -23,7 +23,7 @@
 //! ```
 
 use crate::catalog::{self, Direction, ModuleSpec};
-use crate::names::check_module_id;
+use crate::names::{check_module_id, is_worker_port, worker_port_error};
 use crate::osc::{check_port_name, Standby};
 use crate::param::{self, Value};
 use serde::Deserialize;
@@ -269,6 +269,9 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
         for (end, want) in [(&c.from, Direction::Out), (&c.to, Direction::In)] {
             let name = end.get_ref();
             check_port_name(name).map_err(|e| err(end.span().start, e))?;
+            if is_worker_port(name) && !names_a_module(&modules, name) {
+                return Err(err(end.span().start, worker_port_error(name)));
+            }
             check_module_port(&modules, name, want).map_err(|e| err(end.span().start, e))?;
         }
         connections.push(Connection {
@@ -281,6 +284,12 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
         modules,
         connections,
     })
+}
+
+/// Whether `name`'s client part is a module of this set.
+fn names_a_module(modules: &[SetModule], name: &str) -> bool {
+    name.split_once(':')
+        .is_some_and(|(client, _)| modules.iter().any(|m| m.id == client))
 }
 
 /// If `name` is `<module of this set>:<port>`, the port must exist and face the right
@@ -503,6 +512,8 @@ to = "system:playback_1"
             ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[connect]]\nfrom = \"a:outt\"\nto = \"x:y\"\n", "set.toml:5: a (vco) has no port 'outt'"),
             ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[connect]]\nfrom = \"a:pitch\"\nto = \"x:y\"\n", "set.toml:5: 'a:pitch' is an input"),
             ("[[connect]]\nfrom = \"nocolon\"\nto = \"x:y\"\n", "set.toml:2: 'nocolon' is not a port name"),
+            ("[[connect]]\nfrom = \"amp1:out\"\nto = \"qj-w09:in_1\"\n", "set.toml:3: qj-w09:in_1 is a modsynth worker port; name the module"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[connect]]\nfrom = \"modsynth-w13:out_1\"\nto = \"a:pitch\"\n", "set.toml:5: modsynth-w13:out_1 is a modsynth worker port"),
             ("[[module]]\nid = \"a\"\ntype = \"vco\"\nvolume = 3\n", "set.toml:"),
             ("[[module]\nid = 1\n", "set.toml:1:"),
         ];

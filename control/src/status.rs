@@ -34,10 +34,12 @@ pub struct Counters {
     /// its names and its first period as the owner played.
     #[serde(default)]
     pub failover_time_ms: Percentiles,
-    /// Frames missing at a module's output at a takeover, as the new owner measured
-    /// them (the end of the last published period to the start of its first).
-    #[serde(default)]
-    pub failover_gap_frames: Percentiles,
+    /// Frames a module's new owner ran silent at a takeover, after the last period
+    /// its predecessor published (see `FromWorker::TookOver`): no less than what a
+    /// listener missed. Called `failover_gap_frames` before, when it also counted
+    /// the cycles the server skipped.
+    #[serde(default, alias = "failover_gap_frames")]
+    pub failover_silent_frames: Percentiles,
     /// From a module losing a worker to it having a ready standby again.
     #[serde(default)]
     pub rebuild_time_ms: Percentiles,
@@ -85,7 +87,7 @@ impl Percentiles {
 }
 
 /// `/status.reply`'s content.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub pool_size: usize,
     pub spare_ready: usize,
@@ -134,7 +136,7 @@ pub struct SourceCounts {
 }
 
 /// One module in `/status.reply`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
     pub id: String,
     pub module_type: String,
@@ -166,7 +168,30 @@ pub struct ModuleStatus {
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
     pub xruns: u64,
+    /// Share of the wall time the primary's process callback ran since the last
+    /// report, %: the module's own DSP load, not the server's.
     pub dsp_load: f32,
     pub cpu_percent: f32,
     pub rss_kib: u64,
+}
+
+impl StatusReport {
+    /// The real JACK port that plays module port `name` (`echo1:out`) now; `None` if
+    /// `name` is not a port of a module in this report (a foreign JACK port) or the
+    /// module has no primary just now.
+    ///
+    /// ```
+    /// use modsynth_control::status::{ModuleStatus, StatusReport};
+    ///
+    /// let mut echo = ModuleStatus { id: "echo1".into(), ..Default::default() };
+    /// echo.ports.insert("out".into(), "modsynth-w04:out_1".into());
+    /// let report = StatusReport { modules: vec![echo], ..Default::default() };
+    /// assert_eq!(report.real_port("echo1:out").as_deref(), Some("modsynth-w04:out_1"));
+    /// assert_eq!(report.real_port("system:playback_1"), None);
+    /// ```
+    pub fn real_port(&self, name: &str) -> Option<String> {
+        let (id, port) = name.split_once(':')?;
+        let m = self.modules.iter().find(|m| m.id == id)?;
+        m.ports.get(port).filter(|p| !p.is_empty()).cloned()
+    }
 }

@@ -338,6 +338,15 @@ pub fn gc(base_dir: &Path) -> Result<GcReport, ShmError> {
                 continue;
             }
         };
+        if let Some(pid) = live_worker(&dir) {
+            // Workers outlive their supervisor and keep playing from these segments
+            // until a new one takes them back: not garbage.
+            report.skipped.push((
+                instance.clone(),
+                format!("its modsynthd is gone but worker pid {pid} still plays; start modsynthd again to take it back"),
+            ));
+            continue;
+        }
         report.gone.push(instance.clone());
         let longer: Vec<&str> = instances
             .iter()
@@ -362,6 +371,18 @@ pub fn gc(base_dir: &Path) -> Result<GcReport, ShmError> {
         }
     }
     Ok(report)
+}
+
+/// The pid of a live worker with a card in `<dir>/workers/` (written by pooled
+/// workers so a new supervisor can find them), if there is one.
+fn live_worker(dir: &Path) -> Option<u32> {
+    std::fs::read_dir(dir.join("workers"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+        .filter_map(|card| u32::try_from(card.get("pid")?.as_u64()?).ok())
+        .find(|&pid| pid_alive(pid))
 }
 
 /// `(name, size)` of the `/dev/shm` entries starting with `<instance>-`, except those
@@ -580,6 +601,29 @@ mod tests {
         assert!(Registry::load(&gone_dir).unwrap().allocations().is_empty());
         // A second run finds nothing more to do.
         assert!(gc(&base.0).unwrap().removed.is_empty());
+    }
+
+    #[test]
+    fn gc_leaves_an_instance_alone_whose_workers_play_on_without_their_supervisor() {
+        let base = TempDir::new();
+        let orphaned = Names::new();
+        let dir = base.0.join(&orphaned.instance);
+        drop(InstanceLock::acquire(&dir).unwrap());
+        let segment = orphaned.with("vco1", "state");
+        Segment::create(&segment, 16).unwrap();
+        // A worker's card naming a live process (this one).
+        std::fs::create_dir(dir.join("workers")).unwrap();
+        let card = format!(
+            r#"{{"pid":{},"start_time":1,"client":"x-w00","server":"/x"}}"#,
+            std::process::id()
+        );
+        std::fs::write(dir.join("workers/x-w00.json"), card).unwrap();
+
+        let report = gc(&base.0).unwrap();
+        assert!(report.gone.is_empty(), "{report:?}");
+        assert_eq!(report.skipped.len(), 1, "{report:?}");
+        assert!(Segment::open(&segment).is_ok(), "its segment survives gc");
+        Segment::unlink(&segment).unwrap();
     }
 
     #[test]

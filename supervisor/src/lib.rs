@@ -1,5 +1,6 @@
 //! `modsynthd`, the modsynth supervisor.
 //!
+//! - [`adoption`]: finds the workers a dead supervisor left and takes them back.
 //! - [`core`]: one struct owns all state and decides; everything else sends it events.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
@@ -12,6 +13,7 @@
 //! - [`state`]: the state dir: instance lock, shared-memory registry (written on its
 //!   own thread), leak scan, `metrics.json`.
 
+pub mod adoption;
 pub mod core;
 pub mod jack_client;
 pub mod osc_server;

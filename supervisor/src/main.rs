@@ -12,7 +12,7 @@ use modsynth_supervisor::sets_dir::SetsDir;
 use modsynth_supervisor::spawn::Spawner;
 use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -59,6 +59,29 @@ struct Args {
     /// quarantined.
     #[arg(long, default_value = "5/10")]
     crash_loop: modsynth_supervisor::restart::RestartPolicy,
+    /// Seconds a spare worker waits for a new modsynthd after this one died, before
+    /// it exits. Workers playing a module never stop because modsynthd died.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    spare_grace: f64,
+}
+
+/// The workers taken back at start, and what the last supervisor left for this one.
+struct Adopted {
+    found: Vec<modsynth_supervisor::adoption::Found>,
+    /// See [`modsynth_supervisor::adoption::Finding::highest_id`].
+    highest_id: Option<modsynth_supervisor::core::WorkerId>,
+    saved: modsynth_supervisor::core::Saved,
+    counters: Option<modsynth_control::status::Counters>,
+    /// How long finding and asking them took.
+    took: Duration,
+}
+
+/// A number of seconds, 0 to one day.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds from 0 to 86400")),
+    }
 }
 
 /// How often `metrics.json` is rewritten at most (only when something changed).
@@ -75,14 +98,9 @@ macro_rules! say {
 
 fn main() -> ExitCode {
     modsynth_control::logging::init();
-    // A thread that panics must take the process down: alone it would leave
-    // modsynthd alive but deaf (the OSC thread once died of one bad timetag and the
-    // port stayed bound, unanswered). Workers keep playing without the supervisor.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        report(info);
-        std::process::abort();
-    }));
+    // A thread of ours that panics takes the process down, to be restarted by its
+    // watchdog and re-adopt the workers, rather than leave it deaf or blind.
+    modsynth_control::logging::abort_on_panic();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,7 +166,47 @@ fn run(args: Args) -> Result<(), String> {
     };
     // Ours alone from here on: a second modsynthd of this instance stops here.
     let state = StateDir::lock(&args.name, &dir, args.state_dir.is_some())?;
-    let opened = match state.open_registry() {
+    // Workers a dead supervisor of this instance left playing are taken back before
+    // anything else: their state segments must survive the leftover clean-up.
+    state.remove_stale_temp_files();
+    let cards = match state.cards_dir() {
+        Ok(cards) => cards,
+        Err(e) => {
+            state.close(None);
+            return Err(e);
+        }
+    };
+    let adopt_started = Instant::now();
+    let finding = modsynth_supervisor::adoption::find(&cards, &args.name);
+    let keep: std::collections::HashSet<String> = finding
+        .found
+        .iter()
+        .filter_map(|f| f.worker.playing.as_ref().map(|p| p.state.clone()))
+        .collect();
+    // A module without a standby whose worker died while no supervisor ran has no
+    // one left to play it: say so rather than lose it silently.
+    let lost: Vec<String> = state
+        .registered_modules()
+        .into_iter()
+        .filter(|(_, segment)| !keep.contains(segment))
+        .map(|(id, _)| id)
+        .collect();
+    if !lost.is_empty() {
+        say!(
+            "modsynthd: {} module(s) lost every worker while no modsynthd ran and are gone \
+             (create them again): {}",
+            lost.len(),
+            lost.join(", ")
+        );
+    }
+    let taken_back = Adopted {
+        found: finding.found,
+        highest_id: finding.highest_id,
+        saved: state.read_saved(),
+        counters: state.read_counters(),
+        took: adopt_started.elapsed(),
+    };
+    let opened = match state.open_registry(&keep) {
         Ok(opened) => opened,
         Err(e) => {
             state.close(None);
@@ -175,7 +233,9 @@ fn run(args: Args) -> Result<(), String> {
             return Err(e);
         }
     };
-    let served = serve(&args, access, sets, worker, state.path(), &writer, started);
+    let served = serve(
+        &args, access, sets, worker, &state, &writer, started, taken_back,
+    );
     let kept = state.close(writer.stop());
     if let Some(note) = kept {
         say!("modsynthd: {note}");
@@ -188,15 +248,20 @@ fn run(args: Args) -> Result<(), String> {
 /// Opens JACK and the OSC port, fills the pool and runs the core until SIGINT or
 /// SIGTERM has stopped every worker. Keeps the registry and `metrics.json` current
 /// through `writer`.
+// One call from `run`, with everything `run` prepared: a struct for it would be
+// built at the one call site and taken apart at the top of this one.
+#[allow(clippy::too_many_arguments)]
 fn serve(
     args: &Args,
     access: Access,
     sets: SetsDir,
     worker: PathBuf,
-    state_dir: &Path,
+    state: &StateDir,
     writer: &Writer,
     started: Instant,
+    adopted: Adopted,
 ) -> Result<(), String> {
+    let state_dir = state.path();
     let (events_tx, events) = mpsc::channel();
     let jack = Arc::new(Jack::open(&args.name, events_tx.clone())?);
 
@@ -252,6 +317,8 @@ fn serve(
         binary: worker,
         instance: args.name.clone(),
         sentinel: Sentinel::start(events_tx.clone())?,
+        spare_grace: Duration::from_secs_f64(args.spare_grace),
+        cards: state.cards_dir()?,
     };
     let mut runtime = Runtime {
         socket: reply_socket,
@@ -280,6 +347,28 @@ fn serve(
         state_dir.display(),
         sets_path.display()
     );
+    if !adopted.found.is_empty() {
+        let mut workers = Vec::new();
+        for f in adopted.found {
+            runtime.spawner.follow(
+                f.worker.id,
+                f.worker.pid,
+                f.receiver,
+                runtime.events.clone(),
+            );
+            workers.push(f.worker);
+        }
+        let n = workers.len();
+        core.adopt(workers, adopted.saved, adopted.counters, &mut runtime);
+        say!(
+            "modsynthd: took back {n} worker(s) playing {} module(s) in {} ms",
+            core.module_count(),
+            adopted.took.as_millis()
+        );
+    }
+    if let Some(id) = adopted.highest_id {
+        core.number_workers_above(id);
+    }
     core.start(&mut runtime);
 
     let mut pool_reported = false;
@@ -288,6 +377,7 @@ fn serve(
     // What the writer was last given, and when metrics.json is due next.
     let mut written_view = RegistryView::default();
     let mut written_metrics = String::new();
+    let mut written_saved = String::new();
     let mut next_metrics = Instant::now();
     loop {
         let wait = core
@@ -315,6 +405,11 @@ fn serve(
         if view != written_view {
             writer.view(view.clone());
             written_view = view;
+        }
+        let saved = serde_json::to_string(&core.saved()).unwrap_or_default();
+        if saved != written_saved {
+            writer.saved(saved.clone());
+            written_saved = saved;
         }
         if Instant::now() >= next_metrics {
             next_metrics = Instant::now() + METRICS_INTERVAL;

@@ -78,8 +78,15 @@ impl Effects for Runtime {
     }
 
     fn kill(&mut self, worker: &WorkerLink) {
-        if let Err(e) = kill_child(worker.pid) {
-            tracing::debug!("not killing {} (pid {}): {e}", worker.client, worker.pid);
+        match kill_child(worker.pid) {
+            Ok(_) => {}
+            // A worker adopted from an earlier modsynthd is not our child: as
+            // before, signalled by pid (through a pidfd that pins whoever has it
+            // now). Holding the pidfd opened at adoption would close that gap.
+            Err(NotChild) => {
+                let pid = nix::unistd::Pid::from_raw(worker.pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
         }
     }
 
@@ -179,17 +186,16 @@ impl Effects for Runtime {
 /// works for our children, proves it is ours; the signal goes through the pidfd.
 /// A worker reaped already (its pid maybe reused by an unrelated process) is
 /// never signalled: `Ok(false)`.
-pub fn kill_child(pid: u32) -> Result<bool, String> {
+pub fn kill_child(pid: u32) -> Result<bool, NotChild> {
     use rustix::process::{pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal};
     use rustix::process::{WaitId, WaitIdOptions};
-    let pid = i32::try_from(pid)
-        .ok()
-        .and_then(Pid::from_raw)
-        .ok_or_else(|| format!("{pid} is not a pid"))?;
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Ok(false);
+    };
     let fd = match pidfd_open(pid, PidfdFlags::empty()) {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::SRCH) => return Ok(false), // gone and reaped
-        Err(e) => return Err(format!("pidfd_open: {e}")),
+        // Gone and reaped, or not ours to open: nothing to signal.
+        Err(_) => return Ok(false),
     };
     let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
     match waitid(WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)), options) {
@@ -197,14 +203,16 @@ pub fn kill_child(pid: u32) -> Result<bool, String> {
         Ok(None) => {}
         // Our child, already dead (a zombie until its reader reaps it).
         Ok(Some(_)) => return Ok(false),
-        Err(rustix::io::Errno::CHILD) => {
-            return Err("not a child of this process (reaped, pid reused?)".into())
-        }
-        Err(e) => return Err(format!("waitid: {e}")),
+        Err(rustix::io::Errno::CHILD) => return Err(NotChild),
+        Err(_) => return Ok(false),
     }
-    pidfd_send_signal(&fd, Signal::KILL).map_err(|e| format!("pidfd_send_signal: {e}"))?;
-    Ok(true)
+    Ok(pidfd_send_signal(&fd, Signal::KILL).is_ok())
 }
+
+/// [`kill_child`] found a process that is not this process's child: reaped and
+/// its pid reused, or a worker adopted from an earlier `modsynthd`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotChild;
 
 #[cfg(test)]
 mod tests {
@@ -224,6 +232,6 @@ mod tests {
         assert_eq!(kill_child(child.id()), Ok(false));
         // Not our child (our parent, the test runner): refused, not signalled.
         let parent = nix::unistd::getppid().as_raw() as u32;
-        assert!(kill_child(parent).is_err());
+        assert_eq!(kill_child(parent), Err(NotChild));
     }
 }

@@ -6,6 +6,13 @@
 //! connecting, so it runs on a helper thread while this one watches the child; if the
 //! child dies (or takes too long), this thread unblocks `accept()` by connecting to the
 //! server itself.
+//!
+//! A worker inherits nothing of the supervisor but its standard output and error:
+//! every other descriptor is made close-on-exec in the child between fork and exec
+//! (`inherit_nothing`). libjack opens its sockets and its client's semaphore
+//! without `O_CLOEXEC`, and once spares held copies of them, a SIGKILLed supervisor's
+//! JACK client never went away for jackd2: the server waited on it every cycle and
+//! every JACK application on it went silent (issue 11).
 
 use crate::core::{Event, NewWorker, WorkerId};
 use crate::sentinel::Sentinel;
@@ -30,6 +37,11 @@ pub struct Spawner {
     pub instance: String,
     /// Watches every worker that said hello.
     pub sentinel: Sentinel,
+    /// Where workers publish their cards (`<state dir>/workers`).
+    pub cards: PathBuf,
+    /// How long a worker without a module waits for a new supervisor after losing
+    /// this one (`--spare-grace`).
+    pub spare_grace: Duration,
 }
 
 impl Spawner {
@@ -44,6 +56,29 @@ impl Spawner {
         std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || this.run(id, events))
+            .expect("spawning a thread");
+    }
+
+    /// Watches an adopted worker and forwards what it says, as for one of ours;
+    /// it is not our child, so nothing is reaped.
+    pub fn follow(
+        &self,
+        id: WorkerId,
+        pid: u32,
+        receiver: IpcReceiver<FromWorker>,
+        events: Sender<Event>,
+    ) {
+        self.sentinel.watch(id, pid);
+        std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || {
+                while let Ok(msg) = receiver.recv() {
+                    if events.send(Event::FromWorker(id, msg)).is_err() {
+                        return;
+                    }
+                }
+                let _ = events.send(Event::WorkerGone(id));
+            })
             .expect("spawning a thread");
     }
 
@@ -97,12 +132,28 @@ impl Spawner {
         let (server, server_name) =
             IpcOneShotServer::<FromWorker>::new().map_err(|e| format!("ipc server: {e}"))?;
         let client = self.client_name(id);
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["--pool", "--client", &client, "--connect", &server_name])
+            .arg("--cards")
+            .arg(&self.cards)
+            .arg("--spare-grace")
+            .arg(self.spare_grace.as_secs_f64().to_string())
             .stdin(Stdio::null())
             // Its own process group: a Ctrl-C in the terminal reaches the supervisor,
             // which stops workers in order, not every worker at once.
-            .process_group(0)
+            .process_group(0);
+        let max_fd = descriptor_limit();
+        // SAFETY: the closure runs in the forked child before exec; it only makes
+        // raw syscalls (close_range, fcntl), which are async-signal-safe, touches no
+        // lock and allocates nothing, as `pre_exec` requires.
+        unsafe {
+            command.pre_exec(move || {
+                inherit_nothing(max_fd);
+                Ok(())
+            });
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         let (accepted_tx, accepted) = mpsc::channel();
@@ -151,5 +202,52 @@ fn unblock_accept(server_name: &str) {
             client: String::new(),
             commands,
         });
+    }
+}
+
+/// The highest descriptor number the process may hold (+1), read before forking: the
+/// child must not allocate or read files to find it.
+fn descriptor_limit() -> i32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: 1024,
+    };
+    // SAFETY: getrlimit writes one rlimit into `limit`, which outlives the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_cur.min(1 << 20) as i32
+}
+
+/// In a forked child before exec: marks every descriptor above standard error
+/// close-on-exec, so the new program starts with stdin, stdout and stderr only.
+///
+/// Chosen over spawning every worker before the supervisor opens its JACK client
+/// (the pool is refilled all the time, long after that) and over a fork server (one
+/// more process to supervise): the child's descriptor table is a private copy taken
+/// at fork, so no descriptor another thread opens at the same time (libjack's
+/// notification thread opens one per new JACK client) can slip through. Marking
+/// rather than closing keeps std's exec-error pipe working until exec.
+fn inherit_nothing(max_fd: i32) {
+    // SAFETY: close_range only changes flags of this (forked) process's descriptors;
+    // it reads no memory of ours.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked == 0 {
+        return;
+    }
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: one fcntl per possible descriptor
+    // (EBADF for the ones not open, which is fine).
+    for fd in 3..max_fd {
+        // SAFETY: fcntl on a descriptor number only sets its flag or fails with EBADF.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
     }
 }

@@ -7,6 +7,9 @@
 //! <state dir>/supervisor.pid   the instance lock (flock), holding our pid
 //! <state dir>/registry.json    every module's state segment and every worker
 //! <state dir>/metrics.json     the /status report plus shm_leaks, at most once a second
+//! <state dir>/saved.json       what a supervisor adopting the workers needs and no
+//!                              worker knows: wanted connections, modules without standby
+//! <state dir>/workers/         one card per worker: how a new supervisor reaches it
 //! ```
 //!
 //! The registry and metrics files are written by a [`Writer`] thread: the core loop
@@ -20,7 +23,7 @@ use modsynth_shm::{
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -30,6 +33,9 @@ use std::time::{Duration, Instant};
 
 /// Name of the metrics file in the state dir.
 pub const METRICS_FILE: &str = "metrics.json";
+
+/// Name of the file with [`Saved`](crate::core::Saved) in the state dir.
+pub const SAVED_FILE: &str = "saved.json";
 
 /// How often the writer compares `/dev/shm` with the registry (the scan lists
 /// `/dev/shm` and reads `/proc`, so not more often).
@@ -103,11 +109,87 @@ impl StateDir {
         &self.dir
     }
 
+    /// Removes temporary files (`.<file>.tmp-<pid>`) that supervisors killed in the
+    /// middle of an atomic write left; ours has written none yet.
+    pub fn remove_stale_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Modules the last supervisor had on record (`registry.json`), by id, with
+    /// their state segments; empty if there is no readable registry.
+    pub fn registered_modules(&self) -> Vec<(String, String)> {
+        let Ok(registry) = Registry::load(&self.dir) else {
+            return Vec::new();
+        };
+        registry
+            .allocations()
+            .iter()
+            .map(|a| {
+                let id = a.id.strip_suffix(".state").unwrap_or(&a.id);
+                (id.to_string(), a.segment.clone())
+            })
+            .collect()
+    }
+
+    /// How many workers with a card in `workers/` are alive.
+    fn live_workers(&self) -> usize {
+        let cards = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        let Ok(entries) = std::fs::read_dir(cards) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|json| {
+                serde_json::from_str::<modsynth_control::protocol::WorkerCard>(&json).ok()
+            })
+            .filter(|card| shm::pid_alive(card.pid))
+            .count()
+    }
+
+    /// The dir of the workers' cards (`workers/`, made 0700 if missing).
+    pub fn cards_dir(&self) -> Result<PathBuf, String> {
+        let dir = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// What the last supervisor saved for this one (empty if nothing or unreadable).
+    pub fn read_saved(&self) -> crate::core::Saved {
+        std::fs::read_to_string(self.dir.join(SAVED_FILE))
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default()
+    }
+
+    /// The counters the last supervisor wrote into `metrics.json`, if any.
+    pub fn read_counters(&self) -> Option<modsynth_control::status::Counters> {
+        let json = std::fs::read_to_string(self.dir.join(METRICS_FILE)).ok()?;
+        let report: modsynth_control::status::StatusReport = serde_json::from_str(&json).ok()?;
+        Some(report.counters)
+    }
+
     /// Opens the registry and rebuilds it from a scan of `/dev/shm`. We hold the lock
-    /// and play no module yet, so every segment of this instance is a leftover of an
-    /// earlier run that died: each is adopted (so it is on record while this runs),
-    /// then unlinked, and the registry is emptied (stale workers included).
-    pub fn open_registry(&self) -> Result<Opened, String> {
+    /// and play no module yet but the adopted ones, whose segments are `keep`: every
+    /// other segment of this instance is a leftover of an earlier run that died:
+    /// each is adopted (so it is on record while this runs), then unlinked, and the
+    /// registry is emptied (stale workers included).
+    pub fn open_registry(&self, keep: &HashSet<String>) -> Result<Opened, String> {
         let (mut registry, warning) = Registry::open(&self.dir).map_err(|e| e.to_string())?;
         let report = self.scan(&registry).map_err(|e| e.to_string())?;
         if let Err(e) = registry.adopt(&report) {
@@ -116,6 +198,10 @@ impl StateDir {
         let mut removed = Vec::new();
         let mut kept = Vec::new();
         for entry in report.entries.iter().filter(|e| e.size.is_some()) {
+            if keep.contains(&entry.name) {
+                kept.push(entry.name.clone());
+                continue;
+            }
             match Segment::unlink_if_ours(&entry.name) {
                 Ok(()) | Err(ShmError::NotFound { .. }) => removed.push(entry.name.clone()),
                 Err(e) => {
@@ -150,7 +236,18 @@ impl StateDir {
     /// lock file, then the dir. `registry`: the writer's (`None` if it was lost: the
     /// file is opened again). Returns a note if the dir had to be kept (it holds
     /// something else, such as a `registry.json.corrupt-*` file).
+    ///
+    /// If workers still run (a live pid on a card in `workers/`: this supervisor
+    /// failed to start after taking them back, or some did not stop), nothing is
+    /// removed but the lock: they play on, and the next start takes them back.
     pub fn close(self, registry: Option<Registry>) -> Option<String> {
+        let alive = self.live_workers();
+        if alive > 0 {
+            return Some(format!(
+                "{alive} worker(s) still play: state dir {} kept; start modsynthd again to take them back",
+                self.dir.display()
+            ));
+        }
         let registry = match registry {
             Some(r) => Some(r),
             None => Registry::open(&self.dir).ok().map(|(r, _)| r),
@@ -180,11 +277,21 @@ impl StateDir {
         for file in [
             shm::REGISTRY_FILE.to_string(),
             METRICS_FILE.to_string(),
+            SAVED_FILE.to_string(),
             format!(".{}.tmp-{pid}", shm::REGISTRY_FILE),
             format!(".{METRICS_FILE}.tmp-{pid}"),
+            format!(".{SAVED_FILE}.tmp-{pid}"),
         ] {
             let _ = std::fs::remove_file(self.dir.join(file));
         }
+        // Every worker has stopped: cards still there are of workers killed earlier.
+        let cards = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        if let Ok(entries) = std::fs::read_dir(&cards) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&cards);
         // The lock file last, while still holding the lock: a supervisor starting now
         // either fails on our lock or makes a fresh dir of its own.
         let _ = std::fs::remove_file(self.lock.path());
@@ -214,6 +321,7 @@ impl StateDir {
 enum ToWriter {
     View(RegistryView),
     Metrics(String),
+    Saved(String),
 }
 
 /// The thread that writes `registry.json` and `metrics.json` and runs the leak scan.
@@ -260,6 +368,13 @@ impl Writer {
         }
     }
 
+    /// Queues the contents of `saved.json`.
+    pub fn saved(&self, json: String) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(ToWriter::Saved(json));
+        }
+    }
+
     /// Leaked segments the last scans found (a segment counts once two scans in a
     /// row found it leaked).
     pub fn shm_leaks(&self) -> u64 {
@@ -290,10 +405,11 @@ impl Job {
         let mut suspects: HashSet<String> = HashSet::new();
         let mut open = true;
         while open {
-            let (mut view, mut metrics) = (None, None);
+            let (mut view, mut metrics, mut saved) = (None, None, None);
             let mut take = |msg| match msg {
                 ToWriter::View(v) => view = Some(v),
                 ToWriter::Metrics(m) => metrics = Some(m),
+                ToWriter::Saved(m) => saved = Some(m),
             };
             match rx.recv_timeout(next_scan.saturating_duration_since(Instant::now())) {
                 Ok(msg) => take(msg),
@@ -314,6 +430,10 @@ impl Job {
             if let Some(view) = view {
                 let result = self.write_view(&view);
                 self.report(result.map_err(|e| e.to_string()));
+            }
+            if let Some(json) = saved {
+                let result = write_file(&self.dir, SAVED_FILE, json.as_bytes());
+                self.report(result.map_err(|e| format!("cannot write {SAVED_FILE}: {e}")));
             }
             if let Some(json) = metrics {
                 let result = write_file(&self.dir, METRICS_FILE, json.as_bytes());
@@ -517,7 +637,7 @@ mod tests {
                 std::process::id()
             )
         );
-        let opened = state.open_registry().unwrap();
+        let opened = state.open_registry(&HashSet::new()).unwrap();
         assert_eq!(opened.removed, vec![old.clone()]);
         assert!(matches!(opened.warning, Some(Warning::Missing { .. })));
         assert!(Segment::open(&old).is_err());
@@ -557,7 +677,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(shm::REGISTRY_FILE), b"{ garbage").unwrap();
         let state = StateDir::lock(&instance, &dir, true).unwrap();
-        let opened = state.open_registry().unwrap();
+        let opened = state.open_registry(&HashSet::new()).unwrap();
         let Some(Warning::Corrupt {
             kept_at: Some(kept),
             ..

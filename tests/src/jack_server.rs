@@ -17,6 +17,14 @@
 //! [`JackServer::open_client`], which calls libjack's variadic `jack_client_open`
 //! itself with the server's name; nothing changes this process's environment. Child
 //! processes get `JACK_DEFAULT_SERVER` in theirs through [`JackServer::command`].
+//!
+//! On PipeWire (opt-in, `scripts/test --pipewire`): with `MODSYNTH_TEST_PIPEWIRE` set
+//! to a PipeWire config (`scripts/pipewire/headless.conf`) and PipeWire's libjack
+//! first on `LD_LIBRARY_PATH` (as `pw-jack` does), every server is a headless
+//! `pipewire` instead, with a runtime dir of its own whose socket is named like the
+//! server: clients reach it through `PIPEWIRE_RUNTIME_DIR` and `PIPEWIRE_REMOTE`
+//! (PipeWire's libjack ignores `JACK_DEFAULT_SERVER`). It takes the same
+//! machine-wide turn.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -110,6 +118,12 @@ impl std::ops::Deref for LeasedClient {
     }
 }
 
+/// The PipeWire config to start test servers with, when the run is on PipeWire
+/// (see the module docs).
+pub fn pipewire_config() -> Option<PathBuf> {
+    std::env::var_os("MODSYNTH_TEST_PIPEWIRE").map(PathBuf::from)
+}
+
 /// Serialises the harness's `jack_client_open` calls.
 static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
 /// Makes server names unique within the process.
@@ -157,13 +171,35 @@ impl JackServer {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cloning log file: {e}"))?;
-        let mut cmd = Command::new("jackd");
-        cmd.args(["-n", &name, "-r", "-d", "dummy"])
-            .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
-            .env("JACK_NO_AUDIO_RESERVATION", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+        let mut cmd = match pipewire_config() {
+            Some(config) => {
+                // PipeWire insists on a private runtime dir.
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                // In-process clients are opened with the server's name, which
+                // PipeWire's libjack may take for the remote's; else it reads these.
+                std::env::set_var("PIPEWIRE_RUNTIME_DIR", &dir);
+                std::env::set_var("PIPEWIRE_REMOTE", &name);
+                let mut cmd = Command::new("pipewire");
+                cmd.arg("-c")
+                    .arg(config)
+                    .env("PIPEWIRE_CORE", &name)
+                    .env("XDG_RUNTIME_DIR", &dir)
+                    .env("HOME", &dir)
+                    .env("PIPEWIRE_QUANTUM", format!("{period}/{sample_rate}"))
+                    .env_remove("LD_LIBRARY_PATH");
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new("jackd");
+                cmd.args(["-n", &name, "-r", "-d", "dummy"])
+                    .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
+                    .env("JACK_NO_AUDIO_RESERVATION", "1");
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let spawned = spawn_tied_to_process(cmd);
         let child = match spawned {
             Ok(child) => child,
@@ -284,6 +320,10 @@ impl JackServer {
         cmd.env("JACK_DEFAULT_SERVER", &self.name)
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .env("JACK_NO_START_SERVER", "1");
+        if pipewire_config().is_some() {
+            cmd.env("PIPEWIRE_RUNTIME_DIR", &self.dir)
+                .env("PIPEWIRE_REMOTE", &self.name);
+        }
         cmd
     }
 
@@ -341,6 +381,15 @@ impl JackServer {
     fn open_unleased(&self, name: &str) -> Result<jack::Client, String> {
         let _guard = CLIENT_OPEN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
+        if pipewire_config().is_some() {
+            // PipeWire's libjack finds the server through PIPEWIRE_RUNTIME_DIR and
+            // PIPEWIRE_REMOTE (set when the server started); given a server name as
+            // well, its second and later servers in one process refused clients
+            // (INIT_FAILURE).
+            return jack::Client::new(name, options)
+                .map(|(client, _)| client)
+                .map_err(|e| format!("opening JACK client '{name}' on PipeWire: {e}"));
+        }
         let raw = open_on_server(&self.name, name, options.bits())?;
         // SAFETY: `raw` is a client jack_client_open just returned (not null, not owned
         // by anything else); the `Client` owns it from here and closes it on drop.

@@ -301,6 +301,16 @@ impl Supervisor {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// SIGKILLs it, as a crash would, and reaps it. Its workers are left alone.
+    pub fn sigkill(&mut self) -> Result<(), String> {
+        let mut child = self.child.take().ok_or("already stopped")?;
+        child
+            .kill()
+            .map_err(|e| format!("SIGKILL of modsynthd: {e}"))?;
+        child.wait().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Stops it with SIGTERM and returns its exit status.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus, String> {
         self.stop_with(nix::sys::signal::Signal::SIGTERM)
@@ -352,4 +362,36 @@ pub fn segments_of(name: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Pids of the live workers of instance `name`: processes started as
+/// `modsynth-worker --pool --client <name>-wNN`, found in `/proc` (zombies, whose
+/// command line is empty, are not counted).
+pub fn workers_of(name: &str) -> Vec<u32> {
+    let prefix = format!("{name}-w");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.windows(2)
+                .any(|w| w[0] == b"--client" && w[1].starts_with(prefix.as_bytes()))
+        })
+        .collect()
+}
+
+/// Where the open descriptors of process `pid` point (`/proc/<pid>/fd/*`).
+pub fn descriptors_of(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }

@@ -352,6 +352,46 @@ fn a_bad_param_value_exits_non_zero_naming_the_range() {
 }
 
 #[test]
+fn a_client_that_cannot_open_says_what_failed_not_that_no_server_runs() {
+    let server = JackServer::start().unwrap();
+    let _first = Worker::start(&server, "const", "twin", &[]);
+    // The same client name again: the server runs fine and refuses the name
+    // (jackd2 says "communication error", not "name not unique", for an exact name).
+    let out = server
+        .command(bin_path("modsynth-worker").unwrap())
+        .args(["--standalone", "const", "twin"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open JACK client 'twin'")
+            && err.contains("although the server runs")
+            && err.contains("a client of that name is already open")
+            && !err.contains("Is a JACK server running"),
+        "stderr: {err}"
+    );
+    // The probe the message relies on sees this server, and no other.
+    assert!(modsynth_worker::jack_host::jackd_runs(server.name()));
+    assert!(!modsynth_worker::jack_host::jackd_runs(
+        "modsynth-no-such-server"
+    ));
+    // No server at all: then it says so.
+    let out = Command::new(bin_path("modsynth-worker").unwrap())
+        .args(["--standalone", "const", "alone"])
+        .env("JACK_DEFAULT_SERVER", "modsynth-no-such-server")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Is a JACK server running?"),
+        "stderr: {err}"
+    );
+}
+
+#[test]
 fn parameter_lines_on_stdin_reach_the_playing_module() {
     let server = JackServer::start().unwrap();
     let mut child = server

@@ -103,9 +103,15 @@ pub struct Stats {
     pub latency: [AtomicU64; LATENCY_RANGE],
     /// Times this engine started owning a shared module (took it over or created it).
     pub takeovers: AtomicU64,
-    /// Frames between the end of the predecessor's last published period and the
-    /// start of this engine's first owned one, at the last takeover (written before
-    /// `takeovers` is incremented).
+    /// At the last takeover (written before `takeovers` is incremented): the frames
+    /// of the periods this engine ran silent, waiting for ownership, after the end
+    /// of its predecessor's last published period. No less than what a listener
+    /// missed: cycles the server skipped for every client are not counted (a
+    /// frame-clock difference counted them, and said 256 for seamless takeovers),
+    /// but jackd2 also skips everything downstream of a dead primary for a cycle or
+    /// two while this engine, upstream, runs them silent: those count and are never
+    /// heard (measured: 256 and 512 reported, recordings seamless, as many frames
+    /// dropped by the server).
     pub last_takeover_gap: AtomicU64,
 }
 
@@ -310,6 +316,8 @@ pub struct Engine<P> {
     /// Whether the last period played a shared module as its owner; when it starts
     /// owning one, the state is first loaded from the published slot.
     owning: bool,
+    /// The last periods run without playing the module, for the takeover gap.
+    silent: SilentPeriods,
     /// What this engine published last (or loaded, when it started owning): its
     /// next publication is fenced on it still being what is published.
     last_published: (u32, usize),
@@ -338,6 +346,10 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             stats,
             owner_id: std::process::id() as u64,
             owning: false,
+            silent: SilentPeriods {
+                ring: [(0, 0); SILENT_MEMORY],
+                next: 0,
+            },
             last_published: (0, 0),
         },
     )
@@ -352,6 +364,9 @@ impl<P: Ports> Engine<P> {
         self.fade_out(n_frames, scope);
         let Some(slot) = self.slot.as_deref_mut() else {
             self.drop_schedule();
+            // A spare that may replace a dead primary: its idle periods are ones no
+            // one played the module in.
+            self.silent.note(frame_time, n_frames);
             return;
         };
         let Slot {
@@ -370,6 +385,7 @@ impl<P: Ports> Engine<P> {
                     out.fill(0.0);
                 }
                 self.owning = false;
+                self.silent.note(frame_time, n_frames);
                 self.stats.cycles.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -382,10 +398,8 @@ impl<P: Ports> Engine<P> {
                 }
                 self.last_published = (published_frame, published_slot);
                 self.owning = true;
-                let gap = frame_time.wrapping_sub(published_frame) as i32;
-                self.stats
-                    .last_takeover_gap
-                    .store(gap.max(0) as u64, Ordering::Relaxed);
+                let gap = self.silent.heard_gap(published_frame, frame_time);
+                self.stats.last_takeover_gap.store(gap, Ordering::Relaxed);
                 self.stats.takeovers.fetch_add(1, Ordering::Release);
             }
             // SAFETY: we own the module (checked above), so we are its only writer,
@@ -582,6 +596,47 @@ impl<P: Ports> Engine<P> {
 
 /// Signed distance from `now` to `at` in frames, correct across the u32 wrap of JACK's
 /// frame counter (about 24 hours at 48 kHz).
+/// The last [`SILENT_MEMORY`] periods an engine ran without playing its module:
+/// (first frame, length; 0 = empty), a ring at `next`. Plain data, no allocation.
+struct SilentPeriods {
+    ring: [(u32, u32); SILENT_MEMORY],
+    next: usize,
+}
+
+impl SilentPeriods {
+    /// Remembers a period run without playing the module.
+    fn note(&mut self, frame_time: u32, n_frames: usize) {
+        self.ring[self.next] = (frame_time, n_frames as u32);
+        self.next = (self.next + 1) % SILENT_MEMORY;
+    }
+
+    /// Frames of the silent periods remembered that started at or after `published`
+    /// (the end of the predecessor's last period): what a listener missed before
+    /// the period starting at `now`. When every period remembered is one of them
+    /// (a spare replacing a dead primary can take longer than that), the whole span
+    /// on the frame clock. Forgets them, so the next takeover counts its own.
+    fn heard_gap(&mut self, published: u32, now: u32) -> u64 {
+        let (mut gap, mut periods) = (0, 0);
+        for (start, len) in self.ring.iter_mut() {
+            if *len > 0 && frame_offset(*start, published) >= 0 {
+                gap += *len as u64;
+                periods += 1;
+            }
+            *len = 0;
+        }
+        if periods == SILENT_MEMORY {
+            frame_offset(now, published).max(0) as u64
+        } else {
+            gap
+        }
+    }
+}
+
+/// Silent periods an engine remembers for [`SilentPeriods::heard_gap`]: more than a standby
+/// waits for a dead primary (its hang limit is 16 periods), so a gap is never
+/// under-counted; a longer one is measured on the frame clock.
+const SILENT_MEMORY: usize = 32;
+
 fn frame_offset(at: u32, now: u32) -> i64 {
     at.wrapping_sub(now) as i32 as i64
 }
@@ -655,6 +710,38 @@ mod tests {
     /// The first sample of a glide from `from` to `to` over [`RAMP`] samples.
     fn first_step(from: f32, to: f32) -> f32 {
         from + (to - from) / RAMP as f32
+    }
+
+    #[test]
+    fn the_takeover_gap_counts_only_periods_run_silent_after_the_predecessors_last() {
+        let (_c, mut e) = new::<Buffers>(64);
+        let n = N as u32;
+        // Silent while the primary played up to frame 10 * n: none of it is a gap.
+        for p in 0..10 {
+            e.silent.note(p * n, N);
+        }
+        assert_eq!(e.silent.heard_gap(10 * n, 10 * n), 0, "a seamless takeover");
+        // The server skipped two cycles at the death (nobody played them), then this
+        // standby ran one silent period before it owned the module: one period heard.
+        for p in 0..10 {
+            e.silent.note(p * n, N);
+        }
+        e.silent.note(12 * n, N);
+        assert_eq!(e.silent.heard_gap(10 * n, 13 * n), N as u64);
+        // Across the frame clock's wrap.
+        let published = u32::MAX - n + 1;
+        e.silent.note(published.wrapping_sub(n), N);
+        e.silent.note(published, N);
+        assert_eq!(
+            e.silent.heard_gap(published, published.wrapping_add(n)),
+            N as u64
+        );
+        // A spare that replaced a dead primary after more periods than remembered:
+        // the whole span.
+        for p in 0..2 * SILENT_MEMORY as u32 {
+            e.silent.note(p * n, N);
+        }
+        assert_eq!(e.silent.heard_gap(0, 100 * n), 100 * N as u64);
     }
 
     #[test]

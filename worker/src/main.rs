@@ -32,6 +32,14 @@ struct Args {
     /// Pool mode: the supervisor's ipc-channel server name.
     #[arg(long, value_name = "SERVER")]
     connect: Option<String>,
+    /// Pool mode: seconds a worker without a module waits for a supervisor after
+    /// losing its own, before it exits (one with a module plays on regardless).
+    #[arg(long, value_name = "SECONDS", default_value_t = pooled::DEFAULT_SPARE_GRACE.as_secs_f64())]
+    spare_grace: f64,
+    /// Pool mode: the dir where the worker publishes its card so that a new
+    /// supervisor can take it back (the instance's `<state dir>/workers`).
+    #[arg(long, value_name = "DIR")]
+    cards: Option<std::path::PathBuf>,
     /// Module type (see `modsynth modules`).
     #[arg(value_name = "TYPE")]
     module_type: Option<String>,
@@ -50,10 +58,23 @@ enum Event {
 
 fn main() -> ExitCode {
     modsynth_control::logging::init();
+    // A panicking control or watcher thread must not leave a worker that plays on
+    // but no longer obeys or watches: dead, its module fails over to its standby.
+    modsynth_control::logging::abort_on_panic();
     let args = Args::parse();
     let result = if args.pool {
         let (client, server) = (args.client.as_deref(), args.connect.as_deref());
-        pooled::run(client.unwrap_or_default(), server.unwrap_or_default()).map_err(|e| (1, e))
+        // Anything but a finite, non-negative number of seconds means the default.
+        let grace = std::time::Duration::try_from_secs_f64(args.spare_grace)
+            .unwrap_or(pooled::DEFAULT_SPARE_GRACE);
+        let cards = args.cards.as_deref();
+        pooled::run(
+            client.unwrap_or_default(),
+            server.unwrap_or_default(),
+            grace,
+            cards,
+        )
+        .map_err(|e| (1, e))
     } else {
         run_standalone(&args)
     };

@@ -209,7 +209,7 @@ impl Core {
     /// already plays it: give its ports the module's names and send it every value
     /// again. Changes sent to the dead primary may not have landed; the supervisor's
     /// copy is what the user last set.
-    fn hand_over(&mut self, id: &str, fx: &mut impl Effects) {
+    pub(super) fn hand_over(&mut self, id: &str, fx: &mut impl Effects) {
         let Some(m) = self.modules.get(id) else {
             return;
         };
@@ -232,7 +232,7 @@ impl Core {
     pub(super) fn finish_recovery(
         &mut self,
         id: &str,
-        gap_frames: Option<u32>,
+        silent_frames: Option<u32>,
         fx: &mut impl Effects,
     ) {
         let now = fx.now();
@@ -244,10 +244,10 @@ impl Core {
                 .failover_time_ms
                 .record(now.duration_since(since).as_secs_f64() * 1e3);
         }
-        if let Some(gap) = gap_frames {
-            self.counters.failover_gap_frames.record(gap as f64);
+        if let Some(gap) = silent_frames {
+            self.counters.failover_silent_frames.record(gap as f64);
         }
-        let gap = gap_frames.map_or(-1, |g| g.min(i32::MAX as u32) as i32);
+        let gap = silent_frames.map_or(-1, |g| g.min(i32::MAX as u32) as i32);
         self.notify(
             fx,
             osc::message("/module/failover", vec![osc::text(id), OscType::Int(gap)]),

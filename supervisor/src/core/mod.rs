@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use adopt::{AdoptedWorker, Saved};
+
 /// A worker's identity inside the supervisor (its pool slot number).
 pub type WorkerId = u32;
 
@@ -332,6 +334,10 @@ struct Disconnection {
     links: Vec<(String, (usize, String))>,
     /// The same disconnection on standbys' ports.
     mirrors: Vec<(String, String)>,
+    /// The connection as the patch names it, with the two real ports: forgotten
+    /// from the patch only if both ports still exist when it is due (a program
+    /// that quit took its connections along, and gets them back when it returns).
+    patch_link: Option<(Connection, String, String)>,
 }
 
 /// How long a `/notify 1` lasts: a subscriber that wants to go on hearing sends
@@ -492,6 +498,11 @@ impl Core {
         self.counters.shm_leaks
     }
 
+    /// Modules known (playing, recovering or quarantined).
+    pub fn module_count(&self) -> usize {
+        self.modules.len()
+    }
+
     /// Workers still alive or starting.
     pub fn worker_count(&self) -> usize {
         self.workers.len() + self.starting.len()
@@ -620,7 +631,7 @@ impl Core {
 
     fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
-            FromWorker::Hello { .. } => {}
+            FromWorker::Hello { .. } | FromWorker::Adopted { .. } => {}
             FromWorker::Assigned { token, result } => {
                 let (from, id, started, cold) = match self.pending.remove(&token) {
                     Some(Pending::Create {
@@ -672,14 +683,14 @@ impl Core {
                     }
                 }
             }
-            FromWorker::TookOver { gap_frames } => {
+            FromWorker::TookOver { silent_frames } => {
                 let id = self
                     .modules
                     .iter()
                     .find(|(_, m)| m.worker == wid)
                     .map(|(id, _)| id.clone());
                 if let Some(id) = id {
-                    self.finish_recovery(&id, gap_frames, fx);
+                    self.finish_recovery(&id, silent_frames, fx);
                 }
             }
             FromWorker::Promoted if self.shutting_down => {}
@@ -796,6 +807,7 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
     )
 }
 
+mod adopt;
 mod failover;
 mod modules;
 mod patching;

@@ -3,6 +3,33 @@
 //! a replacement gets its primary's connections back.
 
 use super::*;
+use modsynth_control::names;
+
+/// What a JACK port is to the supervisor (see [`Core::owner_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum PortOwner {
+    /// Port `index` (catalog order) of module `id`'s primary.
+    Primary { id: String, index: usize },
+    /// Port `index` of module `id`'s hot standby.
+    Standby { id: String, index: usize },
+    /// A port of one of this supervisor's pool spares.
+    Spare,
+    /// Any other modsynth worker's port (being freed or assigned, retiring, or of
+    /// another instance).
+    Worker,
+    /// Anything else: `system:playback_1`, another program.
+    Foreign,
+}
+
+/// Whether `port` is a worker's generic input (`...:in_3`).
+fn generic_input(port: &str) -> bool {
+    names::is_worker_port(port) && port.contains(":in_")
+}
+
+/// Whether `port` is a worker's generic output (`...:out_1`).
+fn generic_output(port: &str) -> bool {
+    names::is_worker_port(port) && port.contains(":out_")
+}
 
 impl Core {
     /// `vco1:out` -> the worker's real port name; any other name passes through.
@@ -40,6 +67,16 @@ impl Core {
         } else {
             "/patch/disconnect"
         };
+        // The patch is kept (and saved) by module names: a worker's real port name
+        // becomes the module port it plays, or is refused.
+        let (src, dst) = match self
+            .patch_name(src)
+            .and_then(|s| self.patch_name(dst).map(|d| (s, d)))
+        {
+            Ok(names) => names,
+            Err(e) => return fx.reply(from, Fail::new(address, e).to_message()),
+        };
+        let (src, dst) = (src.as_str(), dst.as_str());
         let resolved = self
             .resolve_port(src)
             .and_then(|s| self.resolve_port(dst).map(|d| (s, d)));
@@ -128,14 +165,20 @@ impl Core {
             // the record keeps them for a replacement.
             return;
         }
-        let is_standby_port = |name: &str| {
-            self.modules
-                .values()
-                .any(|m| m.standby_ports.iter().any(|p| p == name))
-        };
-        if is_standby_port(&na) || is_standby_port(&nb) {
+        let (oa, ob) = (self.owner_of(&na), self.owner_of(&nb));
+        if connected && (oa == PortOwner::Spare || ob == PortOwner::Spare) {
+            return self.undo_spare_connection(&na, &nb, fx);
+        }
+        let is_standby = |o: &PortOwner| matches!(o, PortOwner::Standby { .. });
+        if is_standby(&oa) || is_standby(&ob) {
+            if connected {
+                self.check_standby_connection(&na, &nb, fx);
+            }
             return; // mirrors, not the patch
         }
+        let patch_link = self
+            .module_level_connection(&na, &nb)
+            .map(|c| (c, na.clone(), nb.clone()));
         let mut links = Vec::new();
         let mut mirrors = Vec::new();
         let mut players = Vec::new();
@@ -170,6 +213,7 @@ impl Core {
                 players,
                 links,
                 mirrors,
+                patch_link,
             });
         }
     }
@@ -193,6 +237,13 @@ impl Core {
                     m.links.remove(link);
                 }
             }
+            // Undone by hand in a patchbay: no longer part of the patch, so it is
+            // neither saved nor made again when a port comes back.
+            if let Some((c, a, b)) = &d.patch_link {
+                if fx.port_exists(a) && fx.port_exists(b) {
+                    self.wanted.remove(c);
+                }
+            }
             self.patch_mirrors(false, &d.mirrors, fx);
         }
     }
@@ -210,6 +261,165 @@ impl Core {
                     tracing::warn!("mirroring onto a standby: {e}");
                 }
             }
+        }
+    }
+
+    /// A name given to `/patch/connect` as the patch keeps it: `module:port` and
+    /// foreign JACK ports as they are, a real port of a module's primary or standby
+    /// as that module's port; any other modsynth worker port is refused.
+    pub(super) fn patch_name(&self, name: &str) -> Result<String, String> {
+        if let Some((client, _)) = name.split_once(':') {
+            if self.modules.contains_key(client) {
+                return Ok(name.to_string());
+            }
+        }
+        match self.owner_of(name) {
+            PortOwner::Primary { id, index } | PortOwner::Standby { id, index } => Ok(self
+                .module_port(&id, index)
+                .unwrap_or_else(|| name.to_string())),
+            PortOwner::Spare | PortOwner::Worker => Err(names::worker_port_error(name)),
+            PortOwner::Foreign => Ok(name.to_string()),
+        }
+    }
+
+    /// What the JACK port `real` is to this supervisor.
+    pub(super) fn owner_of(&self, real: &str) -> PortOwner {
+        for (id, m) in &self.modules {
+            if let Some(index) = m.ports.iter().position(|p| p == real) {
+                return PortOwner::Primary {
+                    id: id.clone(),
+                    index,
+                };
+            }
+            if let Some(index) = m.standby_ports.iter().position(|p| p == real) {
+                return PortOwner::Standby {
+                    id: id.clone(),
+                    index,
+                };
+            }
+        }
+        let client = real.split_once(':').map_or(real, |(c, _)| c);
+        match self.workers.values().find(|w| w.link.client == client) {
+            Some(w) if w.role == Role::Spare => PortOwner::Spare,
+            Some(_) => PortOwner::Worker,
+            None if names::is_worker_port(real) => PortOwner::Worker,
+            None => PortOwner::Foreign,
+        }
+    }
+
+    /// `id:port` for port `index` of module `id`.
+    pub(super) fn module_port(&self, id: &str, index: usize) -> Option<String> {
+        let m = self.modules.get(id)?;
+        Some(format!("{id}:{}", m.spec.ports.get(index)?.name))
+    }
+
+    /// The connection between real ports `a` and `b` as the patch names it (source
+    /// first), if one end is a module's port (primary or standby) and the other is a
+    /// module port or a foreign port.
+    fn module_level_connection(&self, a: &str, b: &str) -> Option<Connection> {
+        let level = |real: &str| -> Option<(String, Option<catalog::Direction>)> {
+            match self.owner_of(real) {
+                PortOwner::Primary { id, index } | PortOwner::Standby { id, index } => {
+                    let m = self.modules.get(&id)?;
+                    let spec = m.spec.ports.get(index)?;
+                    Some((format!("{id}:{}", spec.name), Some(spec.direction)))
+                }
+                PortOwner::Foreign => Some((real.to_string(), None)),
+                PortOwner::Spare | PortOwner::Worker => None,
+            }
+        };
+        let ((na, da), (nb, db)) = (level(a)?, level(b)?);
+        let a_is_source = match (da, db) {
+            (Some(d), _) => d == catalog::Direction::Out,
+            (None, Some(d)) => d == catalog::Direction::In,
+            (None, None) => return None,
+        };
+        Some(if a_is_source {
+            Connection { from: na, to: nb }
+        } else {
+            Connection { from: nb, to: na }
+        })
+    }
+
+    /// A connection to a standby's port appeared. The supervisor makes those only as
+    /// mirrors of the patch; one that mirrors nothing was made by hand (in a
+    /// patchbay, the standby's box looks like any other): it is moved to the module
+    /// the standby stands for, so that it is part of the patch and the standby keeps
+    /// it as a mirror, or undone if the module cannot take it now.
+    fn check_standby_connection(&mut self, a: &str, b: &str, fx: &mut impl Effects) {
+        let Some(c) = self.module_level_connection(a, b) else {
+            return self.undo(
+                a,
+                b,
+                "it joins a standby to a worker that plays no module",
+                fx,
+            );
+        };
+        if self.is_in_patch(&c, fx) {
+            return; // a mirror
+        }
+        let resolved = self
+            .resolve_port(&c.from)
+            .and_then(|s| self.resolve_port(&c.to).map(|d| (s, d)));
+        match resolved.and_then(|(s, d)| fx.patch(true, &s, &d)) {
+            Ok(()) => tracing::warn!(
+                "{a} -> {b} was connected to a standby's port: a standby only mirrors \
+                 its module, so {} -> {} is connected instead (the standby keeps the \
+                 connection as a mirror)",
+                c.from,
+                c.to
+            ),
+            Err(e) => self.undo(a, b, &format!("a standby's port ({e})"), fx),
+        }
+    }
+
+    /// Whether the module-level connection `c` is part of the patch: wanted, in a
+    /// module's record of its connections, or made between the primaries now.
+    fn is_in_patch(&self, c: &Connection, fx: &mut impl Effects) -> bool {
+        if self.wanted.contains(c) {
+            return true;
+        }
+        let recorded = |port: &str, other: &str| {
+            port.split_once(':').is_some_and(|(id, name)| {
+                self.modules.get(id).is_some_and(|m| {
+                    m.spec
+                        .ports
+                        .iter()
+                        .position(|p| p.name == name)
+                        .is_some_and(|i| m.links.contains(&(i, other.to_string())))
+                })
+            })
+        };
+        if recorded(&c.from, &c.to) || recorded(&c.to, &c.from) {
+            return true;
+        }
+        match (self.resolve_port(&c.from), self.resolve_port(&c.to)) {
+            (Ok(s), Ok(d)) => fx.connections(&s).contains(&d),
+            _ => false,
+        }
+    }
+
+    /// A connection to a spare's port appeared: spares play nothing, and the next
+    /// module they take would inherit it. Undone, and said so.
+    fn undo_spare_connection(&mut self, a: &str, b: &str, fx: &mut impl Effects) {
+        self.undo(a, b, "a pool spare's port (spares play nothing)", fx);
+    }
+
+    /// Disconnects `a` and `b` (in whichever direction they are connected) if they
+    /// still are, and logs why.
+    fn undo(&mut self, a: &str, b: &str, why: &str, fx: &mut impl Effects) {
+        if !fx.connections(a).iter().any(|p| p == b) {
+            return;
+        }
+        // JACK wants the source first; a worker's generic port names its direction.
+        let (src, dst) = if generic_input(a) || generic_output(b) {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        match fx.patch(false, src, dst) {
+            Ok(()) => tracing::warn!("undid the connection {src} -> {dst}: {why}"),
+            Err(e) => tracing::warn!("cannot undo the connection {src} -> {dst} ({why}): {e}"),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Set files: loading one as a diff against what plays, saving what plays.
 
+use super::patching::PortOwner;
 use super::*;
+use modsynth_control::names;
 
 impl Core {
     /// `/set/load`: checks the whole file, then applies it as a diff against what
@@ -149,21 +151,33 @@ impl Core {
         }
     }
 
-    /// The running patch as a set.
+    /// The running patch as a set: the connections of the modules' primaries, by
+    /// module names (`osc1:out`) and foreign JACK names, each once. Never a worker's
+    /// name: the links of standbys are mirrors of the patch, not part of it, and a
+    /// worker's name would patch whatever that worker plays in the next `modsynthd`.
     pub fn current_set(&self, fx: &mut impl Effects) -> setfile::SetFile {
-        // Real port name -> module:port, to write module names, not worker names.
-        let mut by_real: HashMap<String, String> = HashMap::new();
-        for (id, m) in &self.modules {
-            for (real, spec) in m.ports.iter().zip(m.spec.ports) {
-                by_real.insert(real.clone(), format!("{id}:{}", spec.name));
-            }
-        }
-        let mut connections: std::collections::BTreeSet<Connection> = self.wanted.clone();
+        let mut connections: std::collections::BTreeSet<Connection> = self
+            .wanted
+            .iter()
+            .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
+            .cloned()
+            .collect();
         for (id, m) in &self.modules {
             for (real, spec) in m.ports.iter().zip(m.spec.ports) {
                 let here = format!("{id}:{}", spec.name);
                 for other in fx.connections(real) {
-                    let other = by_real.get(&other).cloned().unwrap_or(other);
+                    let other = match self.owner_of(&other) {
+                        PortOwner::Primary { id, index } => match self.module_port(&id, index) {
+                            Some(name) => name,
+                            None => continue,
+                        },
+                        PortOwner::Standby { .. } => continue, // a mirror
+                        PortOwner::Spare | PortOwner::Worker => {
+                            tracing::warn!("not saving {here} <-> {other}: a worker's port that plays no module of this set");
+                            continue;
+                        }
+                        PortOwner::Foreign => other,
+                    };
                     let c = match spec.direction {
                         catalog::Direction::Out => Connection {
                             from: here.clone(),

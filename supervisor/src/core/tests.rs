@@ -2,6 +2,9 @@ use super::*;
 use modsynth_control::osc::decode;
 use rosc::OscType as T;
 
+// Re-adoption decisions, in a file of their own.
+mod adoption;
+
 /// Records what the core did; ports listed in `ports` exist.
 #[derive(Default)]
 struct Fake {
@@ -194,7 +197,7 @@ fn create_with_standby(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> (W
 /// The worker `wid` says it took its module over, `gap` frames after its predecessor.
 fn took_over(core: &mut Core, fx: &mut Fake, wid: WorkerId, gap: u32) {
     let msg = FromWorker::TookOver {
-        gap_frames: Some(gap),
+        silent_frames: Some(gap),
     };
     core.handle(Event::FromWorker(wid, msg), fx);
 }
@@ -542,7 +545,7 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
         (report.counters.crash_count, report.counters.replacements),
         (1, 1)
     );
-    assert_eq!(report.counters.failover_gap_frames.last, 256.0);
+    assert_eq!(report.counters.failover_silent_frames.last, 256.0);
     assert!(fx.unlinked.is_empty(), "the state lives on");
 }
 
@@ -1165,6 +1168,200 @@ fn shutdown_stops_every_worker_a_few_at_a_time_and_refuses_new_requests() {
     }
     assert_eq!(stops(&fx), 5);
     assert!(core.is_stopped());
+}
+
+/// Saves the running set and returns its connections as (from, to).
+fn saved_connections(core: &mut Core, fx: &mut Fake) -> Vec<(String, String)> {
+    osc(core, fx, "/set/save", vec![s("saved.toml")]);
+    let set = setfile::parse("saved.toml", &fx.files["saved.toml"]).unwrap();
+    set.connections
+        .into_iter()
+        .map(|c| (c.from, c.to))
+        .collect()
+}
+
+/// JACK reports `a` and `b` connected (`true`) or disconnected, by port ids 1 and 2.
+fn jack_says(core: &mut Core, fx: &mut Fake, a: &str, b: &str, connected: bool) {
+    fx.port_ids.insert(1, a.into());
+    fx.port_ids.insert(2, b.into());
+    if connected {
+        fx.patched.push((true, a.into(), b.into()));
+    } else {
+        fx.patched
+            .retain(|(c, x, y)| !(*c && ((x == a && y == b) || (x == b && y == a))));
+    }
+    core.handle(
+        Event::PortsConnected {
+            a: 1,
+            b: 2,
+            connected,
+        },
+        fx,
+    );
+}
+
+#[test]
+fn a_saved_set_names_modules_never_workers_and_leaves_standby_mirrors_out() {
+    let (mut core, mut fx) = started(6);
+    let (_, osc_standby) = create_with_standby(&mut core, &mut fx, "vco", "osc");
+    let (filt, filt_standby) = create_with_standby(&mut core, &mut fx, "vcf", "f");
+    fx.ports.insert("system:playback_1".into());
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:out"), s("f:in")],
+    );
+    // Made by hand, by real names: the primary's output to a speaker, mirrored.
+    jack_says(
+        &mut core,
+        &mut fx,
+        &format!("ms-w{filt:02}:out"),
+        "system:playback_1",
+        true,
+    );
+    let mirrors = fx
+        .patched
+        .iter()
+        .filter(|(c, a, b)| {
+            *c && [osc_standby, filt_standby].iter().any(|w| {
+                a.starts_with(&format!("ms-w{w:02}:")) || b.starts_with(&format!("ms-w{w:02}:"))
+            })
+        })
+        .count();
+    assert!(
+        mirrors >= 4,
+        "the standbys are patched too: {:?}",
+        fx.patched
+    );
+    let mut saved = saved_connections(&mut core, &mut fx);
+    saved.sort();
+    assert_eq!(
+        saved,
+        vec![
+            ("f:out".to_string(), "system:playback_1".to_string()),
+            ("osc:out".to_string(), "f:in".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn patch_commands_refuse_worker_ports_and_keep_real_module_ports_by_module_name() {
+    let (mut core, mut fx) = started(4);
+    let wid = create(&mut core, &mut fx, "vco", "osc");
+    fx.ports.insert("system:playback_1".into());
+    fx.ports.insert("other-w07:in_1".into());
+    for worker_port in ["other-w07:in_1", "ms-w03:in_1"] {
+        osc(
+            &mut core,
+            &mut fx,
+            "/patch/connect",
+            vec![s("osc:out"), s(worker_port)],
+        );
+        let (addr, args) = last_reply(&fx);
+        assert_eq!(addr, "/fail");
+        assert!(
+            matches!(&args[1], T::String(r) if r.contains(&format!("{worker_port} is a modsynth worker port; name the module"))),
+            "{args:?}"
+        );
+    }
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s(&format!("ms-w{wid:02}:out")), s("system:playback_1")],
+    );
+    assert_eq!(last_reply(&fx).0, "/done");
+    assert_eq!(
+        saved_connections(&mut core, &mut fx),
+        vec![("osc:out".to_string(), "system:playback_1".to_string())]
+    );
+}
+
+#[test]
+fn a_connection_made_by_hand_to_a_standby_port_is_moved_to_its_module() {
+    let (mut core, mut fx) = started(4);
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "vco", "osc");
+    fx.ports.insert("system:playback_1".into());
+    jack_says(
+        &mut core,
+        &mut fx,
+        &format!("ms-w{standby:02}:out"),
+        "system:playback_1",
+        true,
+    );
+    assert!(
+        fx.patched.contains(&(
+            true,
+            format!("ms-w{primary:02}:out"),
+            "system:playback_1".into()
+        )),
+        "not moved to the module: {:?}",
+        fx.patched
+    );
+    // JACK then reports the module's connection: it is part of the patch, and the
+    // standby's link is its mirror, left alone.
+    jack_says(
+        &mut core,
+        &mut fx,
+        &format!("ms-w{primary:02}:out"),
+        "system:playback_1",
+        true,
+    );
+    assert!(!fx.patched.iter().any(|(c, _, _)| !c), "{:?}", fx.patched);
+    assert_eq!(
+        saved_connections(&mut core, &mut fx),
+        vec![("osc:out".to_string(), "system:playback_1".to_string())]
+    );
+    // A mirror the supervisor made itself is not moved again.
+    let before = fx.patched.len();
+    jack_says(
+        &mut core,
+        &mut fx,
+        &format!("ms-w{standby:02}:out"),
+        "system:playback_1",
+        true,
+    );
+    assert_eq!(fx.patched.len(), before + 1, "{:?}", fx.patched);
+}
+
+#[test]
+fn a_connection_made_by_hand_to_a_spare_port_is_undone() {
+    let (mut core, mut fx) = started(2);
+    let spare = *core.ready.front().unwrap();
+    fx.ports.insert("system:capture_1".into());
+    let port = format!("ms-w{spare:02}:in_1");
+    fx.ports.insert(port.clone());
+    jack_says(&mut core, &mut fx, "system:capture_1", &port, true);
+    assert_eq!(
+        fx.patched.last(),
+        Some(&(false, "system:capture_1".to_string(), port)),
+        "{:?}",
+        fx.patched
+    );
+    assert!(saved_connections(&mut core, &mut fx).is_empty());
+}
+
+#[test]
+fn a_set_connection_undone_in_a_patchbay_is_neither_saved_nor_made_again() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "vco", "osc");
+    fx.ports.insert("system:playback_1".into());
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:out"), s("system:playback_1")],
+    );
+    let real = format!("ms-w{wid:02}:out");
+    jack_says(&mut core, &mut fx, &real, "system:playback_1", true);
+    jack_says(&mut core, &mut fx, &real, "system:playback_1", false);
+    fx.clock = Some(fx.now() + FORGET_LINK_DELAY);
+    core.tick(&mut fx);
+    assert!(saved_connections(&mut core, &mut fx).is_empty());
+    let before = fx.patched.len();
+    core.handle(Event::PortsAppeared, &mut fx);
+    assert_eq!(fx.patched.len(), before, "made again: {:?}", fx.patched);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! A `/notify` subscriber: receives the supervisor's events (`/module/died`,
-//! `/module/failover id gap_frames`, `/pool/spare n`, ...) and notes when each
+//! `/module/failover id silent_frames`, `/pool/spare n`, ...) and notes when each
 //! arrived, which is what the detection and failover timings are measured against.
 
 use modsynth_control::client::Client;

@@ -19,9 +19,9 @@
 //!   kill; `failover.max_silent_frames` the largest, `failover.zero_gap_share_pct`
 //!   the share of kills without a single missing sample (target: >= 95 %, never
 //!   more than one period).
-//! - `failover.owner_gap_frames`: the gap the new owner measured itself (the end of
-//!   the predecessor's last published period to the start of its own first), from
-//!   the `/module/failover id gap` event.
+//! - `failover.owner_silent_frames`: the frames the new owner ran silent after its
+//!   predecessor's last published period, as it measured them, from the
+//!   `/module/failover id silent_frames` event.
 //! - `failover.step_beyond_slope`: the largest discontinuity in the recording around
 //!   the kill ([`max_step_beyond_slope`]): a phase-continuous takeover stays at the
 //!   tone's own score (noted), a gap or a phase jump scores up to the amplitude.
@@ -403,7 +403,7 @@ fn owner_gap_row(kills: &[Kill]) -> Row {
         .map(f64::from)
         .collect();
     let unknown = kills.len() - gaps.len();
-    let row = Row::new("failover.owner_gap_frames", "frames", gaps);
+    let row = Row::new("failover.owner_silent_frames", "frames", gaps);
     match unknown {
         0 => row,
         u => row.note(format!(

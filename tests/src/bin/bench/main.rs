@@ -19,6 +19,8 @@
 //! - [`failover`]: SIGKILL of a playing module's primary, over and over: detection,
 //!   gap, discontinuity, xruns, rebuild, and the same without a standby.
 //! - [`leaks`]: 1000 kill cycles, then what is left in `/dev/shm`.
+//! - [`restart`]: SIGKILL of `modsynthd` under a playing set and a new one taking
+//!   it back, over and over: re-adoption time, gap at the output.
 //! - with `--peers`, [`peers`]: scsynth and plain JACK clients on the same server,
 //!   with modsynth's matching rows given as a ratio to them.
 //!
@@ -33,6 +35,7 @@ mod failover;
 mod leaks;
 mod load;
 mod peers;
+mod restart;
 mod scale;
 mod settle;
 mod supervisor;
@@ -70,9 +73,9 @@ struct Args {
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
-    /// failover, leaks, peers (`peers` implies `--peers`). The cold open baseline
-    /// always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "peers"])]
+    /// failover, leaks, restart, peers (`peers` implies `--peers`). The cold open
+    /// baseline always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "restart", "peers"])]
     only: Vec<String>,
     /// When the run started.
     #[arg(skip = Instant::now())]
@@ -250,26 +253,7 @@ fn bench_dsp(period: usize, sample_rate: f32, iterations: usize) -> Vec<Row> {
             .input_ports()
             .map(|p| input_signal(p.signal, len, sample_rate))
             .collect();
-        let mut outputs = vec![vec![0.0f32; period]; MAX_OUTPUTS];
-        let warmup = iterations / 10 + 10;
-        let mut samples = Vec::with_capacity(iterations);
-        for i in 0..warmup + iterations {
-            let off = (i % blocks) * period;
-            let mut io = Io::empty();
-            for (slot, buf) in io.inputs.iter_mut().zip(&inputs) {
-                *slot = &buf[off..off + period];
-            }
-            for (slot, buf) in io.outputs.iter_mut().zip(outputs.iter_mut()) {
-                *slot = &mut buf[..];
-            }
-            let t0 = Instant::now();
-            module.process(black_box(&mut io), 0..period);
-            let dt = t0.elapsed();
-            black_box(&outputs);
-            if i >= warmup {
-                samples.push(dt.as_nanos() as f64);
-            }
-        }
+        let samples = time_periods(&mut module, &inputs, period, iterations, |_, _| {});
         let mut row = Row::new(format!("dsp_ns_per_period.{}", spec.name), "ns", samples);
         row.budget_pct = Some(row.median / budget_ns * 100.0);
         let at_rest = row.clone();
@@ -281,6 +265,41 @@ fn bench_dsp(period: usize, sample_rate: f32, iterations: usize) -> Vec<Row> {
     }
     rows.extend(bench_denormal_tails(period, sample_rate, iterations));
     rows
+}
+
+/// Times `iterations` periods of `module` (after a tenth as many to warm up), fed a
+/// period at a time from `inputs` (wrapping around), in ns; `before(module, i)`
+/// runs inside the timed span right before period `i`.
+fn time_periods(
+    module: &mut Module,
+    inputs: &[Vec<f32>],
+    period: usize,
+    iterations: usize,
+    mut before: impl FnMut(&mut Module, usize),
+) -> Vec<f64> {
+    let blocks = inputs.first().map_or(1, |i| i.len() / period).max(1);
+    let mut outputs = vec![vec![0.0f32; period]; MAX_OUTPUTS];
+    let warmup = iterations / 10 + 10;
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..warmup + iterations {
+        let off = (i % blocks) * period;
+        let mut io = Io::empty();
+        for (slot, buf) in io.inputs.iter_mut().zip(inputs) {
+            *slot = &buf[off..off + period];
+        }
+        for (slot, buf) in io.outputs.iter_mut().zip(outputs.iter_mut()) {
+            *slot = &mut buf[..];
+        }
+        let t0 = Instant::now();
+        before(module, i);
+        module.process(black_box(&mut io), 0..period);
+        let dt = t0.elapsed();
+        black_box(&outputs);
+        if i >= warmup {
+            samples.push(dt.as_nanos() as f64);
+        }
+    }
+    samples
 }
 
 /// Times a period of `spec` while a parameter glides through all of it: every
@@ -304,28 +323,9 @@ fn bench_gliding(
         p.default - 0.1 * (p.max - p.min)
     };
     let mut module = Module::new(spec, sample_rate);
-    let blocks = inputs.first().map_or(1, |i| i.len() / period).max(1);
-    let mut outputs = vec![vec![0.0f32; period]; MAX_OUTPUTS];
-    let warmup = iterations / 10 + 10;
-    let mut samples = Vec::with_capacity(iterations);
-    for i in 0..warmup + iterations {
-        let off = (i % blocks) * period;
-        let mut io = Io::empty();
-        for (slot, buf) in io.inputs.iter_mut().zip(inputs) {
-            *slot = &buf[off..off + period];
-        }
-        for (slot, buf) in io.outputs.iter_mut().zip(outputs.iter_mut()) {
-            *slot = &mut buf[..];
-        }
-        let t0 = Instant::now();
+    let samples = time_periods(&mut module, inputs, period, iterations, |module, i| {
         module.set_param(index, if i % 2 == 0 { other } else { p.default });
-        module.process(black_box(&mut io), 0..period);
-        let dt = t0.elapsed();
-        black_box(&outputs);
-        if i >= warmup {
-            samples.push(dt.as_nanos() as f64);
-        }
-    }
+    });
     let mut row = Row::new(
         format!("dsp_ns_per_period_gliding.{}", spec.name),
         "ns",
@@ -505,6 +505,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.runs("leaks") {
         rows.extend(leaks::rows(&server, args.quick)?);
+    }
+    if args.runs("restart") {
+        rows.extend(restart::rows(&server, args.quick)?);
     }
     if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);
