@@ -81,8 +81,8 @@ impl Effects for Runtime {
         match kill_child(worker.pid) {
             Ok(_) => {}
             // A worker adopted from an earlier modsynthd is not our child: as
-            // before, signalled by pid (through a pidfd that pins whoever has it
-            // now). Holding the pidfd opened at adoption would close that gap.
+            // before, signalled by pid. Keeping the pidfd opened (and checked by
+            // start time) at adoption would close the pid-reuse gap for these too.
             Err(NotChild) => {
                 let pid = nix::unistd::Pid::from_raw(worker.pid as i32);
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
