@@ -602,7 +602,10 @@ fn wait_for_graph(server: &JackServer, sup: &Supervisor, want: &ModuleGraph, wit
 fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_after_failovers() {
     let server = JackServer::start().unwrap();
     let dir = TempDir::new("patch-only");
-    let saved = dir.0.join("saved.toml").to_str().unwrap().to_string();
+    // Both supervisors share one sets dir: the second loads what the first saved.
+    let sets = dir.0.join("sets");
+    let sets_arg = ["--sets-dir", sets.to_str().unwrap()];
+    let saved = sets.join("saved.toml").to_str().unwrap().to_string();
     let demo = setfile::load(&repo().join("scripts/sets/demo.toml")).unwrap();
     let mut want: Vec<Connection> = demo.connections.clone();
     // One link patched by hand, as a user would in a patchbay: between the real
@@ -615,7 +618,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
     want.sort();
 
     let first_graph = {
-        let mut sup = Supervisor::start(&server, 8).unwrap();
+        let mut sup = Supervisor::start_with(&server, 8, &sets_arg).unwrap();
         load(
             &sup,
             repo().join("scripts/sets/demo.toml").to_str().unwrap(),
@@ -657,7 +660,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
             std::thread::sleep(Duration::from_millis(20));
         }
         sup.client()
-            .call(message("/set/save", vec![text(&saved)]))
+            .call(message("/set/save", vec![text("saved.toml")]))
             .unwrap();
         let graph = module_graph(&server, &sup);
         sup.stop().unwrap();

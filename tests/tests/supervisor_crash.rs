@@ -222,10 +222,10 @@ fn workers_whose_supervisor_and_server_are_both_gone_exit() {
 
 /// The running patch as `/set/save` writes it (modules, values, connections).
 fn saved_set(sup: &Supervisor, tag: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{tag}.toml", sup.name));
-    let path = path.to_string_lossy().into_owned();
+    let name = format!("{}-{tag}.toml", sup.name);
+    let path = sup.sets_dir.join(&name);
     sup.client()
-        .call(message("/set/save", vec![text(&path)]))
+        .call(message("/set/save", vec![text(&name)]))
         .expect("/set/save");
     let set = std::fs::read_to_string(&path).expect("the saved set");
     let _ = std::fs::remove_file(&path);

@@ -4,7 +4,8 @@
 //! - `set_flood_handled_per_s.udp` / `.tcp`: `/module/set`s to one module sent as
 //!   fast as one socket or connection sends them, that `modsynthd` handled (passed
 //!   to the worker: applied, or coalesced into a later value of the same
-//!   parameter), per second from the first send to the `/sync` after the last.
+//!   parameter, in the worker or, beyond 128 per period, in the supervisor), per
+//!   second from the first send to the `/sync` after the last.
 //! - `set_flood_lost_pct.udp`: the share of the UDP flood dropped (kernel receive
 //!   buffer full, or the queue to the core full: counted, answered `/fail / busy`).
 //!   TCP loses none (the test `a_flood_over_tcp_loses_nothing...` checks it).
@@ -60,6 +61,8 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             .iter()
             .find(|m| m.id == "flooded")
             .map_or(0, |m| m.params_applied + m.params_coalesced)
+            // Merged in the supervisor (more than a period's budget): handled too.
+            + s.counters.params_held_back
     };
     // The TCP sync may overtake datagrams still in the socket buffer: count
     // until nothing moves any more.
