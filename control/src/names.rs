@@ -36,6 +36,33 @@ pub fn check_module_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Checks an instance name (`modsynthd --name`, `modsynth shm --name`): the rules of
+/// a module id ([`check_module_id`]) without `-`.
+///
+/// Why no `-`: shared-memory segments are named `/<instance>-<owner>-<kind>`, and
+/// module ids may hold a `-`. With a `-` in instance names, instance `a` with module
+/// `b-c` and instance `a-b` with module `c` would both name `/a-b-c-state`; without
+/// one, everything before the first `-` of a segment's name is its instance, so no
+/// two instances can name the same segment and a scan by prefix finds only its own.
+///
+/// ```
+/// use modsynth_control::names::check_instance_name;
+/// assert!(check_instance_name("live2").is_ok());
+/// assert!(check_instance_name("live-2").unwrap_err().contains("'-'"));
+/// ```
+pub fn check_instance_name(name: &str) -> Result<(), String> {
+    check_module_id(name).map_err(|e| e.replace("module id", "instance name"))?;
+    if name.contains('-') {
+        return Err(format!(
+            "instance name '{name}' must not contain '-' (segment names are \
+             /<instance>-<module>-<kind>, so a '-' would let two instances name the same \
+             segment); try '{}'",
+            name.replace('-', "_")
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `name` is the real JACK name of a pooled worker's port, of any modsynth
 /// instance: `<instance>-w<NN>:in_<n>` or `...:out_<n>`.
 ///

@@ -53,28 +53,16 @@ pub fn ls(name: &str, state_dir: Option<PathBuf>, json: bool) -> Result<ExitCode
     check_name(name)?;
     let dir = state_dir.unwrap_or_else(|| shm::default_base_dir().join(name));
     let registry_path = dir.join(shm::REGISTRY_FILE);
-    let longer = shm::longer_instances(name, &dir);
-    let theirs = |segment: &str| {
-        longer
-            .iter()
-            .any(|o| segment.starts_with(&format!("/{o}-")))
-    };
     let (rows, workers, problem) = match Registry::load(&dir) {
         Ok(registry) => {
             let report = shm::scan(name, &registry).map_err(|e| e.to_string())?;
-            let rows = report
-                .entries
-                .iter()
-                .filter(|e| e.allocation.is_some() || !theirs(&e.name))
-                .map(|e| row(e, &registry))
-                .collect();
+            let rows = report.entries.iter().map(|e| row(e, &registry)).collect();
             (rows, registry.workers().to_vec(), None)
         }
         Err(e) => {
             // No registry: whatever /dev/shm holds under the prefix is nobody's.
             let rows = list_shm(name)?
                 .into_iter()
-                .filter(|(n, _)| !theirs(n))
                 .map(|(segment, size)| Row {
                     segment,
                     size: Some(size),
@@ -222,8 +210,7 @@ pub fn gc() -> Result<ExitCode, String> {
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    modsynth_control::names::check_module_id(name)
-        .map_err(|e| format!("--name: {}", e.replace("module id", "instance name")))
+    modsynth_control::names::check_instance_name(name).map_err(|e| format!("--name: {e}"))
 }
 
 fn row(e: &ScanEntry, registry: &Registry) -> Row {

@@ -47,7 +47,5 @@ pub use instance::{default_base_dir, ensure_state_dir, InstanceLock, LOCK_FILE};
 pub use registry::{
     rfc3339_utc, Allocation, Registry, Role, Stats, Warning, Worker, REGISTRY_FILE,
 };
-pub use scan::{
-    gc, longer_instances, pid_alive, scan, scan_own, GcReport, ScanEntry, ScanReport, SegmentStatus,
-};
+pub use scan::{gc, pid_alive, scan, GcReport, ScanEntry, ScanReport, SegmentStatus};
 pub use segment::{check_name, segment_name, Segment};

@@ -185,66 +185,6 @@ pub fn scan(instance: &str, registry: &Registry) -> Result<ScanReport, ShmError>
     })
 }
 
-/// Names of the instances that extend `instance` (`<instance>-...`) and have a state
-/// dir next to `state_dir` or under [`default_base_dir`](crate::default_base_dir):
-/// their segments share `instance`'s prefix without being its own.
-///
-/// ```
-/// let base = std::env::temp_dir().join(format!("doclonger{}", std::process::id()));
-/// std::fs::create_dir_all(base.join("live-2")).unwrap();
-/// assert_eq!(modsynth_shm::longer_instances("live", &base.join("live")), vec!["live-2"]);
-/// # std::fs::remove_dir_all(&base).unwrap();
-/// ```
-pub fn longer_instances(instance: &str, state_dir: &Path) -> Vec<String> {
-    let prefix = format!("{instance}-");
-    let mut bases = vec![crate::default_base_dir()];
-    if let Some(parent) = state_dir.parent() {
-        if !bases.iter().any(|b| b == parent) {
-            bases.push(parent.to_path_buf());
-        }
-    }
-    let mut found: Vec<String> = bases
-        .iter()
-        .filter_map(|b| std::fs::read_dir(b).ok())
-        .flat_map(|d| d.flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    found.sort();
-    found.dedup();
-    found
-}
-
-/// [`scan`] of `instance`, without the segments of instances whose names extend it
-/// ([`longer_instances`]: `live-2` when scanning `live`) unless `registry` lists them.
-///
-/// ```
-/// # use modsynth_shm::{Registry, Segment, scan_own};
-/// let instance = format!("docown{}", std::process::id());
-/// let base = std::env::temp_dir().join(&instance);
-/// let (reg, _) = Registry::open(&base.join(&instance))?;
-/// std::fs::create_dir_all(base.join(format!("{instance}-2"))).unwrap();
-/// let theirs = format!("/{instance}-2-vco-state");
-/// Segment::create(&theirs, 64)?;
-/// assert!(scan_own(&instance, &base.join(&instance), &reg)?.entries.is_empty());
-/// # Segment::unlink(&theirs)?;
-/// # std::fs::remove_dir_all(&base).unwrap();
-/// # Ok::<(), modsynth_shm::ShmError>(())
-/// ```
-pub fn scan_own(
-    instance: &str,
-    state_dir: &Path,
-    registry: &Registry,
-) -> Result<ScanReport, ShmError> {
-    let mut report = scan(instance, registry)?;
-    let longer = longer_instances(instance, state_dir);
-    report.entries.retain(|e| {
-        e.allocation.is_some() || !longer.iter().any(|o| e.name.starts_with(&format!("/{o}-")))
-    });
-    Ok(report)
-}
-
 /// What [`gc`] did.
 ///
 /// ```

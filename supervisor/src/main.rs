@@ -148,6 +148,7 @@ fn run(args: Args) -> Result<(), String> {
             args.name
         ));
     }
+    modsynth_control::names::check_instance_name(&args.name).map_err(|e| format!("--name: {e}"))?;
     let worker = match &args.worker {
         Some(w) => w.clone(),
         None => std::env::current_exe()

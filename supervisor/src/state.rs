@@ -228,7 +228,7 @@ impl StateDir {
     }
 
     fn scan(&self, registry: &Registry) -> Result<ScanReport, ShmError> {
-        shm::scan_own(&self.instance, &self.dir, registry)
+        shm::scan(&self.instance, registry)
     }
 
     /// After a clean stop: empties the registry, unlinks every segment of the
@@ -509,7 +509,7 @@ impl Job {
     /// worker after the module is on record) and stores the leak count. Returns
     /// whether some leaks still wait for a second scan to confirm them.
     fn scan_for_leaks(&mut self, suspects: &mut HashSet<String>) -> bool {
-        let report = match shm::scan_own(&self.instance, &self.dir, &self.registry) {
+        let report = match shm::scan(&self.instance, &self.registry) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!("leak scan: {e}");

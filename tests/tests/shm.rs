@@ -383,3 +383,24 @@ fn a_second_modsynthd_with_the_same_name_is_refused() {
     assert!(reg.allocations().iter().any(|a| a.id == "l.state"));
     assert!(segments_of(&sup.name).contains(&format!("/{}-l-state", sup.name)));
 }
+
+/// Segments are `/<instance>-<module>-<kind>` and module ids may hold a `-`: with
+/// one in an instance name, `a` + `b-c` and `a-b` + `c` would name the same segment,
+/// and one instance's scan or gc would take the other's. So no instance name has one.
+#[test]
+fn an_instance_name_with_a_dash_is_refused_so_two_instances_never_name_one_segment() {
+    let name = format!("{}-b", unique_name());
+    let sets = std::env::temp_dir().join(format!("modsynth-dash-sets-{name}"));
+    let out = run(Command::new(bin_path("modsynthd").unwrap())
+        .args(["--name", &name, "--osc-port", "0", "--sets-dir"])
+        .arg(&sets)
+        .env_remove("JACK_DEFAULT_SERVER"));
+    let _ = std::fs::remove_dir_all(&sets);
+    assert!(!out.status.success(), "modsynthd --name {name} started");
+    let err = text_of(&out.stderr);
+    assert!(err.contains("must not contain '-'"), "stderr: {err}");
+    assert!(!state_dir_of(&name).exists(), "it made a state dir");
+    let out = modsynth(&["shm", "ls", "--name", &name]);
+    assert!(!out.status.success());
+    assert!(text_of(&out.stderr).contains("must not contain '-'"));
+}
