@@ -19,6 +19,45 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// [`retake_while_disturbed`] takes a measurement at least this many times...
+pub const MIN_TAKES: u32 = 5;
+/// ...and goes on for this long before it gives up.
+pub const RETAKE_FOR: Duration = Duration::from_secs(30);
+
+/// Takes a measurement (`take`: whatever it plays or sends, and the recording of
+/// it) again while the server disturbed the recording (skipped cycles: see
+/// [`Recording::is_continuous`]), at least [`MIN_TAKES`] times and for up to
+/// [`RETAKE_FOR`]; returns the first undisturbed one, or an error.
+///
+/// Why by time and not only by count: the dummy server skips cycles when a 2-core
+/// machine is starved, and starvation comes in bursts (a build, a JACK client
+/// opening); five takes of a 3 s recording back to back did not outlast one. No
+/// check is relaxed: every check runs on a whole recording.
+pub fn retake_while_disturbed<T>(
+    mut take: impl FnMut() -> Result<(Recording, T), String>,
+) -> Result<(Recording, T), String> {
+    let started = Instant::now();
+    let mut takes = 0;
+    loop {
+        let (rec, with) = take()?;
+        takes += 1;
+        if rec.is_continuous() {
+            return Ok((rec, with));
+        }
+        eprintln!(
+            "recording disturbed ({} frames dropped, {} xruns): taking it again",
+            rec.dropped_frames, rec.xruns
+        );
+        if takes >= MIN_TAKES && started.elapsed() >= RETAKE_FOR {
+            return Err(format!(
+                "{takes} recordings in {:.0?} were all disturbed: the machine is too loaded \
+                 to measure",
+                started.elapsed()
+            ));
+        }
+    }
+}
+
 /// Seconds of audio each channel ring holds; [`Capture::record`] drains the rings
 /// while recording, so this only has to cover the reader's scheduling hiccups.
 pub const RING_SECONDS: u32 = 2;
@@ -317,17 +356,7 @@ impl Capture {
     /// when a loaded 2-core machine starves it. This re-takes a disturbed
     /// measurement, never a wrong result: every check runs on a whole one.
     pub fn record_continuous(&self, frames: usize) -> Result<Recording, String> {
-        for _ in 0..5 {
-            let rec = self.record(frames)?;
-            if rec.is_continuous() {
-                return Ok(rec);
-            }
-            eprintln!(
-                "recording disturbed ({} frames dropped, {} xruns): taking it again",
-                rec.dropped_frames, rec.xruns
-            );
-        }
-        Err("five recordings in a row were disturbed: the machine is too loaded to measure".into())
+        retake_while_disturbed(|| Ok((self.record(frames)?, ()))).map(|(rec, ())| rec)
     }
 
     /// [`Capture::record`] with an explicit timeout.

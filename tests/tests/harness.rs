@@ -2,6 +2,7 @@
 //! Player -> Capture path with exact frame times, parallel servers.
 
 use modsynth_tests::analysis::{first_index_above, peak};
+use modsynth_tests::capture::retake_while_disturbed;
 use modsynth_tests::workers::wait_for_port;
 use modsynth_tests::{Capture, JackServer, Player};
 use std::sync::mpsc;
@@ -10,18 +11,17 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Records `frames` on `capture` while `player` plays `channels`, started only once
-/// the recording runs. Returns the recording and the player's start frame. Retries
-/// (up to 5 times) when the server's frame timer jumped during the recording (an xrun
-/// on a loaded machine), since sample indices then no longer map to frame times.
+/// the recording runs. Returns the recording and the player's start frame. Takes it
+/// again when the server's frame timer jumped during the recording (an xrun on a
+/// loaded machine), since sample indices then no longer map to frame times (see
+/// `retake_while_disturbed`).
 fn play_during_recording(
     capture: &Capture,
     player: &Player,
     frames: usize,
     channels: Vec<Vec<f32>>,
 ) -> (modsynth_tests::Recording, u64) {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    retake_while_disturbed(|| {
         let (tx, rx) = mpsc::channel();
         let (rec, start) = std::thread::scope(|s| {
             let rec = s.spawn(move || {
@@ -31,21 +31,14 @@ fn play_during_recording(
             });
             rx.recv_timeout(TIMEOUT).expect("recording started");
             let start = player.play(channels.clone()).expect("play");
-            (
-                rec.join().expect("recording thread").expect("record"),
-                start,
-            )
+            (rec.join().expect("recording thread"), start)
         });
+        let rec = rec?;
         assert!(!rec.overflowed, "the reader keeps up with 2 s rings");
-        if rec.is_continuous() || attempt == 5 {
-            player.wait_idle(TIMEOUT).expect("player idle");
-            return (rec, start);
-        }
-        eprintln!(
-            "frame timer jumped {} times (xruns: {}); retrying",
-            rec.frame_jumps, rec.xruns
-        );
-    }
+        player.wait_idle(TIMEOUT).expect("player idle");
+        Ok((rec, start))
+    })
+    .expect("an undisturbed recording")
 }
 
 fn impulse(len: usize, at: usize) -> Vec<f32> {

@@ -2,7 +2,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, pitch_hz};
-use modsynth_tests::capture::Capture;
+use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
@@ -79,10 +79,8 @@ fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
     sup.connect("c:out", &capture.port(0)).unwrap();
 
     // The dummy server skips cycles when the machine is starved; a recording that
-    // says so cannot map samples to frames and is taken again (at most 3 tries).
-    let mut attempt = 0;
-    let (rec, expected) = loop {
-        attempt += 1;
+    // says so cannot map samples to frames and is taken again.
+    let (rec, expected) = retake_while_disturbed(|| {
         sup.set("c", "value", 0.0).unwrap();
         let (tag, when) = timetag_in(Duration::from_millis(300));
         // The frame the timetag names, by the same JACK clock the supervisor uses.
@@ -98,19 +96,9 @@ fn a_timetagged_set_lands_on_exactly_the_frame_the_timetag_names() {
             content: vec![OscPacket::Message(set)],
         });
         sup.client().send_packet(&bundle).unwrap();
-        let rec = capture.record(48_000).unwrap();
-        if rec.is_continuous() {
-            break (rec, expected);
-        }
-        assert!(
-            attempt < 3,
-            "three recordings in a row were disturbed: the machine is too loaded to measure"
-        );
-        eprintln!(
-            "recording disturbed ({} frames dropped): measuring again",
-            rec.dropped_frames
-        );
-    };
+        Ok((capture.record(48_000)?, expected))
+    })
+    .unwrap();
     let samples = &rec.channels[0];
     // `value` glides (5 ms, 240 samples): the glide starts on the timetag's frame.
     let step = samples
@@ -961,7 +949,14 @@ fn vca_gain_stepped_every_120_ms_on_a_sine_does_not_click() {
     sup.connect("a1:out", &capture.port(0)).unwrap();
     sup.connect("osc:out", &capture.port(1)).unwrap();
     let client = sup.client();
-    for attempt in 1..=3 {
+    let (rec, ()) = retake_while_disturbed(|| {
+        // Each take starts from full gain (a disturbed one may have ended at 0).
+        client
+            .call_then_sync(message(
+                "/module/set",
+                vec![text("a1"), text("gain"), OscType::Float(1.0)],
+            ))
+            .unwrap();
         let start = SystemTime::now() + Duration::from_millis(200);
         for k in 0..8u32 {
             let gain = if k % 2 == 0 { 0.0 } else { 1.0 };
@@ -977,45 +972,31 @@ fn vca_gain_stepped_every_120_ms_on_a_sine_does_not_click() {
                 }))
                 .unwrap();
         }
-        let rec = capture.record(64_800).unwrap();
-        if !rec.is_continuous() {
-            assert!(
-                attempt < 3,
-                "three recordings in a row were disturbed: the machine is too loaded to measure"
-            );
-            eprintln!("recording disturbed: measuring again");
-            client
-                .call_then_sync(message(
-                    "/module/set",
-                    vec![text("a1"), text("gain"), OscType::Float(1.0)],
-                ))
-                .unwrap();
-            continue;
-        }
-        let (out, sine) = (&rec.channels[0], &rec.channels[1]);
-        let own = largest_step(sine);
-        let got = largest_step(out);
-        eprintln!(
-            "measured: vca gain 0/1 every 120 ms: largest step {got:.4}, the sine's {own:.4} ({:.2}x)",
-            got / own
-        );
-        assert!(own > 0.01, "the vco plays ({own})");
-        // The changes did happen: 50 ms stretches both silent and at full level.
-        let peaks: Vec<f32> = out
-            .chunks(2_400)
-            .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
-            .collect();
-        assert!(
-            peaks.iter().any(|&p| p < 1e-6),
-            "gain 0 was heard: {peaks:?}"
-        );
-        assert!(
-            peaks.iter().any(|&p| p > 0.45),
-            "gain 1 was heard: {peaks:?}"
-        );
-        assert!(got <= 2.0 * own, "{:.2}x the sine's own step", got / own);
-        return;
-    }
+        Ok((capture.record(64_800)?, ()))
+    })
+    .unwrap();
+    let (out, sine) = (&rec.channels[0], &rec.channels[1]);
+    let own = largest_step(sine);
+    let got = largest_step(out);
+    eprintln!(
+        "measured: vca gain 0/1 every 120 ms: largest step {got:.4}, the sine's {own:.4} ({:.2}x)",
+        got / own
+    );
+    assert!(own > 0.01, "the vco plays ({own})");
+    // The changes did happen: 50 ms stretches both silent and at full level.
+    let peaks: Vec<f32> = out
+        .chunks(2_400)
+        .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        .collect();
+    assert!(
+        peaks.iter().any(|&p| p < 1e-6),
+        "gain 0 was heard: {peaks:?}"
+    );
+    assert!(
+        peaks.iter().any(|&p| p > 0.45),
+        "gain 1 was heard: {peaks:?}"
+    );
+    assert!(got <= 2.0 * own, "{:.2}x the sine's own step", got / own);
 }
 
 /// Every connection `jack_lsp -c` lists for a port of JACK client `client`, as
