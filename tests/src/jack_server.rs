@@ -502,14 +502,8 @@ pub fn jack_turn() -> Result<std::sync::Arc<Turn>, String> {
     if let Some(turn) = THREAD_TURN.with(|t| t.borrow().upgrade()) {
         return Ok(turn);
     }
-    let dir = slots_dir()?;
-    let path = dir.join("turn.lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let path = slots_dir()?.join("turn.lock");
+    let file = open_lock_file(&path)?;
     // Waits until the test holding the turn is done; a test that crashed holds
     // nothing (the kernel drops a dead process's locks). The deadline turns a
     // thread that waits for its own test's turn (a server started from a spawned
@@ -536,6 +530,16 @@ pub fn jack_turn() -> Result<std::sync::Arc<Turn>, String> {
     let turn = std::sync::Arc::new(Turn { _lock: lock });
     THREAD_TURN.with(|t| *t.borrow_mut() = std::sync::Arc::downgrade(&turn));
     Ok(turn)
+}
+
+/// Opens (creating it if needed) a file that is only ever `flock`ed.
+fn open_lock_file(path: &Path) -> Result<fs::File, String> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))
 }
 
 /// Where the server-name slots and the turn lock live.
@@ -629,13 +633,7 @@ fn claim_server_name(wait: Duration) -> Result<(String, nix::fcntl::Flock<fs::Fi
     let deadline = Instant::now() + wait;
     loop {
         for slot in 0..SERVER_SLOTS {
-            let path = dir.join(format!("slot-{slot}.lock"));
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let file = open_lock_file(&dir.join(format!("slot-{slot}.lock")))?;
             if let Ok(lock) =
                 nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             {
