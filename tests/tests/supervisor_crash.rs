@@ -480,8 +480,6 @@ fn twenty_supervisor_kills_and_restarts_under_a_playing_set_leave_nothing_behind
 /// `modsynthd` SIGKILLed halfway through the recording.
 #[test]
 fn scripts_live_restarts_a_killed_modsynthd_which_takes_the_demo_back_without_a_gap() {
-    use std::io::{BufRead, BufReader};
-    use std::sync::{Arc, Mutex};
     // scripts/live starts its own jackd: take the turn the harness's servers take.
     let _turn = modsynth_tests::jack_server::jack_turn().unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -514,21 +512,7 @@ fn scripts_live_restarts_a_killed_modsynthd_which_takes_the_demo_back_without_a_
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let said = Arc::new(Mutex::new(String::new()));
-    for pipe in [
-        Box::new(live.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(live.stderr.take().unwrap()),
-    ] {
-        let said = said.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let mut text = said.lock().unwrap_or_else(|p| p.into_inner());
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-    }
+    let said = echo_and_keep_output(&mut live);
     let has_said = |what: &str| {
         said.lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -690,8 +674,6 @@ fn a_module_without_a_standby_whose_worker_died_while_no_supervisor_ran_is_repor
 /// `modsynthd` takes the workers back and stops them, so nothing is left running.
 #[test]
 fn scripts_live_whose_watchdog_gave_up_still_stops_every_worker_at_the_end() {
-    use std::io::{BufRead, BufReader};
-    use std::sync::{Arc, Mutex};
     let server = server();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let port = {
@@ -721,21 +703,7 @@ fn scripts_live_whose_watchdog_gave_up_still_stops_every_worker_at_the_end() {
         .unwrap();
     let name = format!("live{}", live.id());
     let _leftovers = Leftovers(name.clone());
-    let said = Arc::new(Mutex::new(String::new()));
-    for pipe in [
-        Box::new(live.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(live.stderr.take().unwrap()),
-    ] {
-        let said = said.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let mut text = said.lock().unwrap_or_else(|p| p.into_inner());
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-    }
+    let said = echo_and_keep_output(&mut live);
     let has_said = |what: &str| {
         said.lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -771,4 +739,29 @@ fn scripts_live_whose_watchdog_gave_up_still_stops_every_worker_at_the_end() {
         "no worker left running"
     );
     assert_eq!(segments_of(&name), Vec::<String>::new(), "no segment left");
+}
+
+/// Echoes `child`'s stdout and stderr line by line (so a failed test shows them) and
+/// keeps them, both in one text, for the test to look at.
+fn echo_and_keep_output(
+    child: &mut std::process::Child,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let said = Arc::new(Mutex::new(String::new()));
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut text = said.lock().unwrap_or_else(|p| p.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+    }
+    said
 }
