@@ -12,6 +12,7 @@
 //!   discontinuities); no JACK.
 //! - [`supervisor`]: runs `modsynthd` on a private server and talks OSC to it.
 //! - [`workers`]: finding the project's binaries and waiting for JACK ports.
+//! - [`threads`]: wake-ups and CPU time of each thread of a process, from `/proc`.
 //!
 //! The bench binary (`modsynth-bench`, `scripts/bench`) lives in `src/bin/bench/`.
 
@@ -20,6 +21,7 @@ pub mod capture;
 pub mod jack_server;
 pub mod player;
 pub mod supervisor;
+pub mod threads;
 pub mod workers;
 
 pub use capture::{Capture, Recording};

@@ -791,6 +791,60 @@ fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
     );
 }
 
+/// Wake-ups a second any thread of an idle worker but its JACK process thread may
+/// have: "a few". The process thread wakes once a period (187.5/s at 256 frames);
+/// the standby's watcher used to as well (200/s); what remains is the main loop's
+/// look around (5/s) and the standby's hang check (4/s).
+const IDLE_WAKEUPS_PER_S: f64 = 15.0;
+
+#[test]
+fn idle_workers_wake_only_their_audio_thread_every_period() {
+    use modsynth_tests::supervisor::workers_of;
+    use modsynth_tests::threads::{rates, snapshot};
+    let server = server();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    sup.new_module("vco", "idle", &[("freq", 440.0)]).unwrap();
+    let m = sup.wait_for_module("idle", PATIENCE, |m| m.standby_pid != 0);
+    sup.wait_until_settled(PATIENCE);
+    let spares: Vec<u32> = workers_of(&sup.name)
+        .into_iter()
+        .filter(|&p| p != m.pid && p != m.standby_pid)
+        .collect();
+    assert!(!spares.is_empty(), "the pool has spares");
+    let mut workers = vec![("primary", m.pid), ("standby", m.standby_pid)];
+    workers.extend(spares.iter().map(|&p| ("spare", p)));
+    let before: Vec<_> = workers.iter().map(|&(_, pid)| snapshot(pid)).collect();
+    let over = Duration::from_secs(2);
+    std::thread::sleep(over);
+    for ((role, pid), before) in workers.iter().zip(before) {
+        let threads = rates(&before, &snapshot(*pid), over);
+        eprintln!("measured: {role} {pid}: {threads:?}");
+        // The busiest is JACK's process thread: it runs every period, so the
+        // counting sees it (a test that would pass on a stopped process cannot).
+        let (audio, rest) = threads.split_first().expect("the worker's threads");
+        assert!(
+            audio.wakeups_per_s > 50.0,
+            "{role} {pid}: no thread wakes every period: {threads:?}"
+        );
+        for t in rest {
+            assert!(
+                t.wakeups_per_s <= IDLE_WAKEUPS_PER_S,
+                "{role} {pid}: thread {} ({}) woke {:.0} times a second besides the \
+                 audio thread ({:.0}/s)",
+                t.name,
+                t.tid,
+                t.wakeups_per_s,
+                audio.wakeups_per_s
+            );
+        }
+    }
+    // The watcher still does its job once asleep: the standby takes over at once.
+    let primary = nix::unistd::Pid::from_raw(m.pid as i32);
+    nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let after = sup.wait_for_module("idle", PATIENCE, |s| s.pid == m.standby_pid);
+    assert_eq!(after.jack_client, m.standby_client);
+}
+
 /// Every JACK pretty-name on the server, by what carries it: `client` or
 /// `client:port` (real names); and the pretty-names left on subjects that no longer
 /// exist (stale).

@@ -8,6 +8,7 @@
 //! - [`jack_host`]: runs the engine inside a JACK client.
 //! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
+//! - [`standby`]: a standby's watch over its primary, asleep until it dies.
 
 pub mod coalesce;
 pub mod denormals;
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod jack_host;
 pub mod pooled;
 pub mod shared_state;
+pub mod standby;
 
 // In the unit tests, allocations inside `assert_no_alloc` abort: that is how the
 // engine's tests prove the real-time path does not allocate.

@@ -11,24 +11,17 @@ use crate::engine::ParamChange;
 use crate::jack_host::Host;
 use crate::jack_host::StatePlan;
 use crate::shared_state::SharedState;
+use crate::standby::Watch;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
 use modsynth_control::catalog;
 use modsynth_control::protocol::{
     jack_server_name, process_start_time, Adoption, FromWorker, Playing, Role, ToWorker,
     WorkerCard, WorkerReport,
 };
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Periods a primary may go without publishing its state before its standby treats
-/// it as hung and takes the module over (16 x 256 frames = 85 ms at 48 kHz). Not
-/// fewer: when a client dies, jackd2 stalls parts of its graph for 2-3 cycles
-/// (measured), and a standby counting 4 took a healthy new primary for hung.
-const HANG_PERIODS: u64 = 16;
 
 /// How long the worker waits for its real-time thread before answering anyway.
 const RT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -209,8 +202,8 @@ pub fn run(
 struct Worker {
     host: Host,
     uplink: Uplink,
-    /// Set to stop the thread that watches this standby's primary.
-    watching: Option<Arc<AtomicBool>>,
+    /// The thread that watches this standby's primary; dropping it stops it.
+    watching: Option<Watch>,
     /// Parameter changes handed to the real-time thread so far.
     sent: u64,
     /// Parameter changes that met a full ring: held (the last value wins) or,
@@ -428,10 +421,8 @@ impl Worker {
         }
     }
 
-    /// As a standby: watch the primary's pidfd and take the module over the moment
-    /// it dies (the fast path of failover: ~0.5 ms, well inside a period). The owner
-    /// word is the fence: the compare-and-swap succeeds only if the primary still
-    /// owns the module.
+    /// As a standby: watch the primary and take the module over the moment it dies
+    /// (see [`crate::standby`]); tell the supervisor once promoted.
     fn watch(
         &mut self,
         primary_pid: u32,
@@ -439,79 +430,9 @@ impl Worker {
         type_index: u32,
         stats: Arc<crate::engine::Stats>,
     ) {
-        let stop = Arc::new(AtomicBool::new(false));
-        self.watching = Some(stop.clone());
         let uplink = self.uplink.clone();
-        std::thread::spawn(move || {
-            let Some(pid) = rustix::process::Pid::from_raw(primary_pid as i32) else {
-                return;
-            };
-            let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-            {
-                Ok(fd) => fd,
-                Err(e) => {
-                    tracing::error!("cannot watch primary {primary_pid}: {e}");
-                    return;
-                }
-            };
-            // Our own mapping of the state: the engine's is on the real-time thread.
-            let shared = match SharedState::open(&segment, type_index) {
-                Ok(s) => s,
-                Err(e) => {
-                    // A module freed right after its creation unlinks the segment
-                    // before this thread gets to it; the free reaches us after the
-                    // rest of the assignment (a loaded machine took over 200 ms).
-                    if wait_for(Duration::from_secs(1), || stop.load(Ordering::Acquire)) {
-                        tracing::debug!("standby freed before it mapped {segment}");
-                    } else {
-                        tracing::error!("standby cannot map {segment}: {e}");
-                    }
-                    return;
-                }
-            };
-            raise_priority();
-            let me = std::process::id() as u64;
-            // Hang detection: this standby's own periods keep counting while a hung
-            // (SIGSTOPped, looping) primary stops publishing.
-            let mut last_published = shared.published();
-            let mut cycles_at_publish = stats.cycles.load(Ordering::Relaxed);
-            while !stop.load(Ordering::Acquire) {
-                let mut fds = [nix::poll::PollFd::new(
-                    pidfd.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                // A short bounded wait: death wakes it at once; the hang check and a
-                // freed standby's stop flag are looked at every few milliseconds.
-                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5u16)) {
-                    Ok(n) if n > 0 => {
-                        if shared.take_over(primary_pid as u64, me) {
-                            uplink.send(FromWorker::Promoted);
-                        }
-                        return;
-                    }
-                    Ok(_) => {
-                        let published = shared.published();
-                        let cycles = stats.cycles.load(Ordering::Relaxed);
-                        if published != last_published {
-                            last_published = published;
-                            cycles_at_publish = cycles;
-                        } else if cycles.saturating_sub(cycles_at_publish) >= HANG_PERIODS
-                            && shared.owner() == primary_pid as u64
-                        {
-                            tracing::warn!("primary {primary_pid} published nothing for {HANG_PERIODS} periods: taking over");
-                            if shared.take_over(primary_pid as u64, me) {
-                                uplink.send(FromWorker::Promoted);
-                            }
-                            return;
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        tracing::error!("watching primary {primary_pid}: {e}");
-                        return;
-                    }
-                }
-            }
+        self.watching = Watch::start(primary_pid, segment, type_index, stats, move || {
+            uplink.send(FromWorker::Promoted);
         });
     }
 
@@ -562,8 +483,8 @@ impl Worker {
     }
 
     fn stop_watching(&mut self) {
-        if let Some(stop) = self.watching.take() {
-            stop.store(true, Ordering::Release);
+        if let Some(watch) = self.watching.take() {
+            watch.stop();
         }
     }
 
@@ -595,22 +516,6 @@ impl Worker {
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
         }
-    }
-}
-
-/// Makes the calling thread preempt ordinary threads (SCHED_FIFO, priority 1) where
-/// allowed: the standby's watcher must run the moment its primary dies, also on a
-/// loaded machine (seen: a watcher woken 4 periods late on a busy 2-core box). It
-/// only polls and does one compare-and-swap, so it costs nothing. Without the
-/// privilege (no rtprio limit) it stays an ordinary thread.
-fn raise_priority() {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: pthread_self() is the calling thread, and `param` is a valid
-    // sched_param that outlives the call; the call only changes its scheduling.
-    let result =
-        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
-    if result != 0 {
-        tracing::debug!("standby watcher stays SCHED_OTHER (error {result})");
     }
 }
 
