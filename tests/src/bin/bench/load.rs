@@ -5,10 +5,12 @@
 //! scheduler's nanosecond count, `/proc/<pid>/task/*/schedstat`; clock ticks of
 //! `/proc/<pid>/stat`, 10 ms each, where that is missing), in % of one core (so a
 //! 2-core machine tops out at 200 %); xruns are counted by a capture client of the
-//! same server over the same window.
+//! same server over the same window, and so are the wake-ups and CPU time of each
+//! thread ([`modsynth_tests::threads`]).
 
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::threads::{rates, snapshot, ThreadRate};
 use std::time::{Duration, Instant};
 
 /// How long CPU and xruns are measured for.
@@ -137,6 +139,8 @@ pub struct Load {
     pub cpu_pct: f64,
     /// xruns the server reported during the window.
     pub xruns: u64,
+    /// Each process's threads over the window (pid, busiest waker first).
+    pub threads: Vec<(u32, Vec<ThreadRate>)>,
 }
 
 impl Load {
@@ -144,14 +148,21 @@ impl Load {
     pub fn measure(server: &JackServer, pids: &[u32]) -> Result<Load, String> {
         let capture = Capture::start(server, 1)?;
         let xruns0 = capture.xruns();
+        let threads0: Vec<_> = pids.iter().map(|&p| snapshot(p)).collect();
         let t0: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
         let start = Instant::now();
         std::thread::sleep(WINDOW);
         let t1: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
-        let secs = start.elapsed().as_secs_f64();
+        let elapsed = start.elapsed();
+        let threads = pids
+            .iter()
+            .zip(threads0)
+            .map(|(&p, before)| (p, rates(&before, &snapshot(p), elapsed)))
+            .collect();
         Ok(Load {
-            cpu_pct: 100.0 * (t1 - t0).max(0.0) / secs,
+            cpu_pct: 100.0 * (t1 - t0).max(0.0) / elapsed.as_secs_f64(),
             xruns: capture.xruns() - xruns0,
+            threads,
         })
     }
 }

@@ -262,6 +262,21 @@ fn bench_dsp(period: usize, sample_rate: f32, iterations: usize) -> Vec<Row> {
             gliding.budget_pct = Some(gliding.median / budget_ns * 100.0);
             rows.push(gliding.compared_with(&at_rest));
         }
+        // The default wave is a sine; the edged waves are oversampled and filtered.
+        if let Some(wave) = spec.param_index("wave") {
+            for (i, name) in catalog::WAVEFORMS.iter().enumerate().skip(1) {
+                let mut module = Module::new(spec, sample_rate);
+                module.set_param(wave, i as f32);
+                let samples = time_periods(&mut module, &inputs, period, iterations, |_, _| {});
+                let mut row = Row::new(
+                    format!("dsp_ns_per_period.{}_{name}", spec.name),
+                    "ns",
+                    samples,
+                );
+                row.budget_pct = Some(row.median / budget_ns * 100.0);
+                rows.push(row.compared_with(&at_rest));
+            }
+        }
     }
     rows.extend(bench_denormal_tails(period, sample_rate, iterations));
     rows

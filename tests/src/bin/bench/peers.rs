@@ -5,18 +5,23 @@
 //!   trips, CPU and xruns of 16 and 64 sine synths, and the time from a SIGKILL to
 //!   sound again (restart, load the SynthDef, start the synth: with one process for
 //!   everything a crash silences every voice).
-//! - modsynth: CPU and xruns of 16 and 64 VCO modules with hot standbys (two workers
-//!   each) and without (`standby none`, one worker each), all processes (supervisor,
-//!   workers, the pool's spares), once every standby is ready.
+//! - modsynth: CPU and xruns of 8, 32 and 64 VCO modules with hot standbys (two
+//!   workers each) and without (`standby none`, one worker each), all processes
+//!   (supervisor, workers, the pool's spares), once every standby is ready; the same
+//!   CPU per module (`cpu_pct_per_module.*`), and the wake-ups a second of each
+//!   worker's threads over the same window: its busiest thread (JACK's process
+//!   thread, once a period: 187.5/s at 256 frames) and all its other threads
+//!   together (`wakeups_per_s.*.audio_thread`, `.other_threads`; n = workers), and
+//!   the supervisor's (`.supervisor`).
 //! - plain JACK clients (`jack_simple_client`, a C sine client from jackd2's
 //!   examples): CPU and xruns of 8, 32 and 64 of them, the floor any
-//!   one-process-per-voice design pays.
+//!   one-process-per-voice design pays, and their CPU per client.
 //!
-//! Only 16 synths and 8 plain clients in a quick run. [`compare`] gives every
-//! modsynth row with a peer its ratio: create and set + sync to scsynth's
-//! `/s_new` and `/n_set`, VCOs to scsynth's sines, the scale curve's N modules
-//! ([`crate::scale`]) to N plain clients, and the failover gaps to scsynth's kill to
-//! sound again.
+//! Only 8 of each in a quick run. [`compare`] gives every modsynth row with a peer
+//! its ratio: create and set + sync to scsynth's `/s_new` and `/n_set`, VCOs to
+//! scsynth's sines, CPU per module to CPU per plain client, the scale curve's N
+//! modules ([`crate::scale`]) to N plain clients, and the failover gaps to
+//! scsynth's kill to sound again.
 //!
 //! CPU and xruns are measured by [`Load`] (3 s window, % of one core).
 
@@ -248,10 +253,88 @@ fn single(name: String, unit: &'static str, value: f64) -> Row {
 /// The CPU and xrun rows of one measured group of processes.
 fn load_rows(server: &JackServer, what: &str, pids: &[u32]) -> Result<[Row; 2], String> {
     let load = Load::measure(server, pids)?;
-    Ok([
+    Ok(cpu_and_xruns(what, &load))
+}
+
+fn cpu_and_xruns(what: &str, load: &Load) -> [Row; 2] {
+    [
         single(format!("cpu_pct.{what}"), "% core", load.cpu_pct),
         single(format!("xruns.{what}"), "xruns", load.xruns as f64),
-    ])
+    ]
+}
+
+/// CPU per module (or plain client) of `count` of them.
+fn per_module(what: &str, load: &Load, count: usize) -> Row {
+    single(
+        format!("cpu_pct_per_module.{what}"),
+        "% core",
+        load.cpu_pct / count.max(1) as f64,
+    )
+}
+
+/// The thread rows of a measured modsynth: per worker, the wake-ups a second of its
+/// busiest thread and of its other threads together; per role (`primary`,
+/// `standby`, `spare`: `role` names it by pid), the CPU of a worker and of its busiest
+/// thread; the supervisor's wake-ups as a whole.
+fn thread_rows(
+    what: &str,
+    load: &Load,
+    supervisor: u32,
+    role: impl Fn(u32) -> &'static str,
+) -> Vec<Row> {
+    let mut audio = Vec::new();
+    let mut other = Vec::new();
+    let mut cpu: std::collections::BTreeMap<&str, (Vec<f64>, Vec<f64>)> = Default::default();
+    let mut rows = Vec::new();
+    for (pid, threads) in &load.threads {
+        let total: f64 = threads.iter().map(|t| t.wakeups_per_s).sum();
+        if *pid == supervisor {
+            rows.push(single(
+                format!("wakeups_per_s.{what}.supervisor"),
+                "1/s",
+                total,
+            ));
+        } else if let Some(busiest) = threads.first() {
+            audio.push(busiest.wakeups_per_s);
+            other.push(total - busiest.wakeups_per_s);
+            let (worker, audio_thread) = cpu.entry(role(*pid)).or_default();
+            worker.push(threads.iter().map(|t| t.cpu_pct).sum());
+            audio_thread.push(busiest.cpu_pct);
+        }
+    }
+    rows.push(Row::new(
+        format!("wakeups_per_s.{what}.audio_thread"),
+        "1/s",
+        audio,
+    ));
+    rows.push(Row::new(
+        format!("wakeups_per_s.{what}.other_threads"),
+        "1/s",
+        other,
+    ));
+    for (role, (worker, audio_thread)) in cpu {
+        rows.push(Row::new(
+            format!("cpu_pct.{what}.worker.{role}"),
+            "% core",
+            worker,
+        ));
+        rows.push(Row::new(
+            format!("cpu_pct.{what}.audio_thread.{role}"),
+            "% core",
+            audio_thread,
+        ));
+    }
+    rows
+}
+
+/// The module counts the CPU rows are measured at (scsynth, modsynth and plain
+/// clients alike, so each count has its peers).
+pub fn counts(quick: bool) -> &'static [usize] {
+    if quick {
+        &[8]
+    } else {
+        &[8, 32, 64]
+    }
 }
 
 /// Every peer row.
@@ -292,7 +375,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     sc.send(message("/n_free", vec![OscType::Int(999)]))?;
 
     // CPU of N sines in scsynth.
-    let counts: &[usize] = if quick { &[16] } else { &[16, 64] };
+    let counts = counts(quick);
     for &count in counts {
         for i in 0..count {
             sc.s_new(2000 + i as i32, 110.0 + i as f32)?;
@@ -337,18 +420,35 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
                 "modsynth_vco_{count}_{}",
                 if standby { "standby" } else { "no_standby" }
             );
-            rows.extend(load_rows(server, &what, &family(sup.pid()))?);
+            let status = sup.status()?;
+            let primaries: Vec<u32> = status.modules.iter().map(|m| m.pid).collect();
+            let standbys: Vec<u32> = status.modules.iter().map(|m| m.standby_pid).collect();
+            let role = |pid: u32| {
+                if primaries.contains(&pid) {
+                    "primary"
+                } else if standbys.contains(&pid) {
+                    "standby"
+                } else {
+                    "spare"
+                }
+            };
+            let load = Load::measure(server, &family(sup.pid()))?;
+            rows.extend(cpu_and_xruns(&what, &load));
+            rows.push(per_module(&what, &load, count));
+            rows.extend(thread_rows(&what, &load, sup.pid(), role));
         }
     }
 
     // Plain JACK sine clients: the floor of one process per voice.
-    let plain: &[usize] = if quick { &[8] } else { &[8, 32, 64] };
-    for &count in plain {
+    for &count in counts {
         let mut children = start_simple_clients(server, count)?;
         let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-        let measured = load_rows(server, &format!("plain_jack_sine_clients_{count}"), &pids);
+        let measured = Load::measure(server, &pids);
         stop_all(&mut children);
-        rows.extend(measured?);
+        let what = format!("plain_jack_sine_clients_{count}");
+        let load = measured?;
+        rows.extend(cpu_and_xruns(&what, &load));
+        rows.push(per_module(&what, &load, count));
     }
     Ok(rows)
 }
@@ -421,46 +521,6 @@ const PAIRS: &[(&str, &str, Factor)] = &[
         Factor::One,
     ),
     (
-        "cpu_pct.modsynth_vco_16_standby",
-        "cpu_pct.scsynth_sines_16",
-        Factor::One,
-    ),
-    (
-        "cpu_pct.modsynth_vco_16_no_standby",
-        "cpu_pct.scsynth_sines_16",
-        Factor::One,
-    ),
-    (
-        "cpu_pct.modsynth_vco_64_standby",
-        "cpu_pct.scsynth_sines_64",
-        Factor::One,
-    ),
-    (
-        "cpu_pct.modsynth_vco_64_no_standby",
-        "cpu_pct.scsynth_sines_64",
-        Factor::One,
-    ),
-    (
-        "xruns.modsynth_vco_16_standby",
-        "xruns.scsynth_sines_16",
-        Factor::One,
-    ),
-    (
-        "xruns.modsynth_vco_16_no_standby",
-        "xruns.scsynth_sines_16",
-        Factor::One,
-    ),
-    (
-        "xruns.modsynth_vco_64_standby",
-        "xruns.scsynth_sines_64",
-        Factor::One,
-    ),
-    (
-        "xruns.modsynth_vco_64_no_standby",
-        "xruns.scsynth_sines_64",
-        Factor::One,
-    ),
-    (
         "cpu_pct.running_8",
         "cpu_pct.plain_jack_sine_clients_8",
         Factor::One,
@@ -513,7 +573,31 @@ enum Factor {
 /// in the peer's unit). A peer median of 0 (no xruns) leaves the ratio out; the row
 /// still names its peer.
 pub fn compare(rows: &mut [Row], sample_rate: u32) {
-    for &(ours, theirs, factor) in PAIRS {
+    // Per count, as measured: VCOs to as many scsynth sines, CPU per module to CPU
+    // per plain client.
+    let mut pairs: Vec<(String, String, Factor)> = PAIRS
+        .iter()
+        .map(|&(a, b, f)| (a.to_string(), b.to_string(), f))
+        .collect();
+    for count in counts(false) {
+        for standby in ["standby", "no_standby"] {
+            let ours = format!("modsynth_vco_{count}_{standby}");
+            for measure in ["cpu_pct", "xruns"] {
+                pairs.push((
+                    format!("{measure}.{ours}"),
+                    format!("{measure}.scsynth_sines_{count}"),
+                    Factor::One,
+                ));
+            }
+            pairs.push((
+                format!("cpu_pct_per_module.{ours}"),
+                format!("cpu_pct_per_module.plain_jack_sine_clients_{count}"),
+                Factor::One,
+            ));
+        }
+    }
+    for (ours, theirs, factor) in &pairs {
+        let (ours, theirs, factor) = (ours.as_str(), theirs.as_str(), *factor);
         let Some(base) = rows.iter().find(|r| r.name == theirs).map(|r| r.median) else {
             continue;
         };
