@@ -8,6 +8,21 @@
 //! worker that dies closes its channel: the supervisor sees the receive fail.
 //!
 //! Requests that expect an answer carry a `token` the answer repeats.
+//!
+//! ```
+//! use modsynth_model::protocol::{Role, ToWorker};
+//!
+//! // Play osc1 as a vco at 220 Hz (parameter 0), creating its state segment.
+//! let assign = ToWorker::Assign {
+//!     token: 7,
+//!     id: "osc1".into(),
+//!     module_type: "vco".into(),
+//!     params: vec![(0, 220.0)],
+//!     role: Role::Primary,
+//!     state: "/live-osc1-state".into(),
+//! };
+//! assert!(matches!(assign, ToWorker::Assign { role: Role::Primary, .. }));
+//! ```
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,10 @@
 //! `adsr`: the envelope.
+//!
+//! ```
+//! use modsynth_model::catalog::adsr;
+//!
+//! assert_eq!(adsr::SPEC.params[adsr::SUSTAIN].name, "sustain");
+//! ```
 
 use super::{float, glided, input, jumps, output, params, ports, Kind, ModuleSpec, Signal};
 use super::{ParamSpec, PortSpec, Smoothing};

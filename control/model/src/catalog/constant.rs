@@ -1,4 +1,10 @@
 //! `const`: a manual CV source.
+//!
+//! ```
+//! use modsynth_model::catalog::constant;
+//!
+//! assert_eq!(constant::SPEC.params[constant::VALUE].name, "value");
+//! ```
 
 use super::{float, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec, Signal};
 

@@ -1,4 +1,10 @@
 //! `delay`: the delay line with feedback.
+//!
+//! ```
+//! use modsynth_model::catalog::delay;
+//!
+//! assert_eq!(delay::SPEC.params[delay::TIME].name, "time");
+//! ```
 
 use super::{float, glided, input, output, params, ports, Kind, ModuleSpec, Signal};
 use super::{ParamSpec, PortSpec, Smoothing};

@@ -1,4 +1,10 @@
 //! `lfo`: the low-frequency oscillator.
+//!
+//! ```
+//! use modsynth_model::catalog::lfo;
+//!
+//! assert_eq!(lfo::SPEC.params[lfo::RATE].name, "rate");
+//! ```
 
 use super::{choice, float, octaves, output, params, ports, Kind, ModuleSpec, Signal};
 use super::{ParamSpec, PortSpec, WAVEFORMS};

@@ -1,4 +1,10 @@
 //! `mixer`: the four-input mixer.
+//!
+//! ```
+//! use modsynth_model::catalog::mixer;
+//!
+//! assert_eq!(mixer::SPEC.params[mixer::MASTER].name, "master");
+//! ```
 
 use super::{float, input, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec, Signal};
 

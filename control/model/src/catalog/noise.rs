@@ -1,4 +1,10 @@
 //! `noise`: seeded white noise.
+//!
+//! ```
+//! use modsynth_model::catalog::noise;
+//!
+//! assert_eq!(noise::SPEC.params[noise::SEED].name, "seed");
+//! ```
 
 use super::{float, jumps, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec, Signal};
 

@@ -1,4 +1,10 @@
 //! `seq`: the step sequencer.
+//!
+//! ```
+//! use modsynth_model::catalog::seq;
+//!
+//! assert_eq!(seq::SPEC.params[seq::BPM].name, "bpm");
+//! ```
 
 use super::{float, jumps, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec, Signal};
 

@@ -1,4 +1,10 @@
 //! `vca`: the amplifier.
+//!
+//! ```
+//! use modsynth_model::catalog::vca;
+//!
+//! assert_eq!(vca::SPEC.params[vca::GAIN].name, "gain");
+//! ```
 
 use super::{float, input, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec, Signal};
 

@@ -1,4 +1,10 @@
 //! `vcf`: the state-variable filter.
+//!
+//! ```
+//! use modsynth_model::catalog::vcf;
+//!
+//! assert_eq!(vcf::SPEC.params[vcf::CUTOFF].name, "cutoff");
+//! ```
 
 use super::{choice, float, input, octaves, output, params, ports, Kind, ModuleSpec, Signal};
 use super::{ParamSpec, PortSpec};

@@ -1,4 +1,10 @@
 //! `vco`: the band-limited oscillator.
+//!
+//! ```
+//! use modsynth_model::catalog::vco;
+//!
+//! assert_eq!(vco::SPEC.params[vco::FREQ].name, "freq");
+//! ```
 
 use super::{choice, float, input, octaves, output, params, ports, Kind, ModuleSpec, Signal};
 use super::{ParamSpec, PortSpec, WAVEFORMS};
