@@ -5,7 +5,7 @@
 //! through a 63-tap low-pass (Kaiser, beta 8, cutoff 21 kHz): the strongest alias of
 //! a 2.9-3.3 kHz saw is then 54 dB or more below the fundamental.
 //!
-//! The decimator runs over blocks of [`BLOCK`] output frames laid out contiguously
+//! The decimator runs over blocks of 64 output frames laid out contiguously
 //! with the filter's history, as a dot product with 8 independent sums that the
 //! compiler vectorizes; reading the history ring sample by sample (a modulo per tap)
 //! kept it scalar. A sine has no edges to alias: it is computed at the sample rate,
