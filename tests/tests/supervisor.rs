@@ -791,13 +791,19 @@ fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
     );
 }
 
-/// Wake-ups a second any thread of an idle worker but its JACK process thread may
-/// have: "a few". The process thread wakes once a period (187.5/s at 256 frames);
-/// the standby's watcher used to as well (200/s); what remains is the main loop's
-/// look around (5/s) and the standby's hang check (4/s). libjack's notification
-/// thread wakes for every xrun the server reports, so only a window without xruns
-/// (an undisturbed recording of the same length) counts.
-const IDLE_WAKEUPS_PER_S: f64 = 15.0;
+/// Wake-ups a second the worker's own threads (its main thread and the threads it
+/// names: `standby-watch`, `adoption`) may have when idle: "a few". JACK's process
+/// thread wakes once a period (187.5/s at 256 frames); the standby's watcher used to
+/// as well (200/s); what remains is the main loop's look around (5/s) and the
+/// standby's hang check (4/s).
+const IDLE_WAKEUPS_PER_S: f64 = 10.0;
+
+/// Wake-ups a second libjack's other threads (unnamed, not the main thread) may have:
+/// its notification thread wakes for every xrun and graph or property change the
+/// server reports (measured 2-15/s in windows without xruns, 134/s with them), so
+/// only a window without xruns counts, and the bound is a quarter of the period
+/// rate: still far below a thread that wakes every period.
+const IDLE_LIBJACK_WAKEUPS_PER_S: f64 = 45.0;
 
 #[test]
 fn idle_workers_wake_only_their_audio_thread_every_period() {
@@ -835,8 +841,14 @@ fn idle_workers_wake_only_their_audio_thread_every_period() {
             "{role} {pid}: no thread wakes every period: {threads:?}"
         );
         for t in rest {
+            let ours = t.tid == *pid || t.name != "modsynth-worker";
+            let limit = if ours {
+                IDLE_WAKEUPS_PER_S
+            } else {
+                IDLE_LIBJACK_WAKEUPS_PER_S
+            };
             assert!(
-                t.wakeups_per_s <= IDLE_WAKEUPS_PER_S,
+                t.wakeups_per_s <= limit,
                 "{role} {pid}: thread {} ({}) woke {:.0} times a second besides the \
                  audio thread ({:.0}/s)",
                 t.name,
