@@ -77,6 +77,10 @@ struct Args {
     /// baseline always runs.
     #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "restart", "peers"])]
     only: Vec<String>,
+    /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
+    /// [default: 0,8,32,64; 0,8 with --quick].
+    #[arg(long, value_delimiter = ',')]
+    levels: Vec<usize>,
     /// When the run started.
     #[arg(skip = Instant::now())]
     started: Instant,
@@ -491,7 +495,8 @@ fn run(args: &Args) -> Result<(), String> {
         rows.extend(control::rows(&server, args.quick)?);
     }
     if args.runs("scale") {
-        let scale = scale::rows(&server, args.quick)?.into_iter().map(|row| {
+        let scale = scale::rows(&server, args.quick, &args.levels)?;
+        let scale = scale.into_iter().map(|row| {
             if row.name.starts_with("create_ms") {
                 row.compared_with(&baseline)
             } else {
