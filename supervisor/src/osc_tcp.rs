@@ -10,15 +10,15 @@
 //! [`REPLY_QUEUE`] replies pile up is disconnected. At most [`MAX_CONNECTIONS`]
 //! at once; senders outside the allowlist are closed at once.
 
-use crate::core::Event;
-use crate::osc_server::{self, Access, Clock, Traffic, WhenFull};
+use crate::event_loop::EventSender;
+use crate::osc_server::{self, Access, Clock, Traffic};
 use modsynth_control::logging::RateLimit;
 use modsynth_control::packet::MAX_PACKET;
 use modsynth_control::slip;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ impl Connections {
 pub fn spawn(
     listener: TcpListener,
     clock: Arc<dyn Clock>,
-    events: Sender<Event>,
+    events: EventSender,
     traffic: Arc<Traffic>,
     access: Access,
     conns: Connections,
@@ -128,7 +128,7 @@ fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     clock: &Arc<dyn Clock>,
-    events: &Sender<Event>,
+    events: &EventSender,
     traffic: &Arc<Traffic>,
     conns: &Connections,
 ) -> std::io::Result<()> {
@@ -186,14 +186,7 @@ fn serve(
                     // A frame too long or badly escaped is a packet that cannot
                     // be decoded: refused like a malformed one.
                     let bytes = frame.unwrap_or(&[]);
-                    alive = osc_server::deliver(
-                        bytes,
-                        peer,
-                        &*clock,
-                        &events,
-                        &traffic,
-                        WhenFull::Wait,
-                    );
+                    alive = osc_server::deliver(bytes, peer, &*clock, &events, &traffic);
                 });
                 if !alive {
                     break;

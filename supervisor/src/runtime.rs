@@ -1,6 +1,7 @@
 //! The real [`Effects`]: UDP replies, ipc messages, processes and JACK.
 
-use crate::core::{Effects, Event, WorkerId, WorkerLink};
+use crate::core::{Effects, WorkerId, WorkerLink};
+use crate::event_loop::EventSender;
 use crate::jack_client::Jack;
 use crate::osc_server::Traffic;
 use crate::osc_tcp::{Connections, Sent};
@@ -13,7 +14,6 @@ use modsynth_shm::StateSegment;
 use rosc::OscMessage;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +22,8 @@ pub struct Runtime {
     pub socket: UdpSocket,
     pub jack: Arc<Jack>,
     pub spawner: Spawner,
-    pub events: Sender<Event>,
+    /// Where spawned workers report (the loop's inbox).
+    pub events: EventSender,
     /// State segments mapped for the heartbeat check, by name.
     pub states: HashMap<String, StateSegment>,
     /// OSC traffic counts (refusals are counted as they are sent).
