@@ -10,7 +10,7 @@ impl Core {
             return;
         };
         self.killed_as_hung.remove(&wid);
-        self.ready.retain(|&w| w != wid);
+        self.pool.forget(wid);
         if self.shutting_down {
             self.stop_next_workers(fx);
             return;
@@ -130,7 +130,7 @@ impl Core {
         let Some(m) = self.modules.get(id) else {
             return;
         };
-        let Some(wid) = self.ready.pop_front() else {
+        let Some(wid) = self.pool.take() else {
             self.needs_replacement.insert(id.to_string(), fresh);
             self.refill(fx);
             return;
@@ -162,7 +162,7 @@ impl Core {
             w.role = Role::Primary(id.to_string());
             fx.send(&w.link, assign);
         }
-        self.refill_soon(fx.now());
+        self.pool.refill_soon(fx.now());
     }
 
     /// The replacement's ports exist: it is the module's primary now.
@@ -297,9 +297,9 @@ impl Core {
         };
         let (module_type, params, state) =
             (m.spec.name.to_string(), m.param_values(), m.state.clone());
-        let Some(wid) = self.ready.pop_front() else {
+        let Some(wid) = self.pool.take() else {
             self.needs_standby.insert(id.to_string());
-            self.refill_soon(fx.now());
+            self.pool.refill_soon(fx.now());
             return;
         };
         let token = self.token();
@@ -320,7 +320,7 @@ impl Core {
                 .insert(token, Pending::Standby { id: id.to_string() });
             fx.send(&w.link, assign);
         }
-        self.refill_soon(fx.now());
+        self.pool.refill_soon(fx.now());
     }
 
     /// The standby's ports exist: give them the primary's connections.

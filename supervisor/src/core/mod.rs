@@ -23,6 +23,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
+use pool::Pool;
+use subscribers::Subscribers;
 
 /// A worker's identity inside the supervisor (its pool slot number).
 pub type WorkerId = u32;
@@ -414,11 +416,8 @@ impl Default for Limits {
 pub struct Core {
     config: Config,
     workers: HashMap<WorkerId, Worker>,
-    /// Spares in the order they became ready (oldest first).
-    ready: VecDeque<WorkerId>,
-    /// Workers being started.
-    starting: HashSet<WorkerId>,
-    next_worker: WorkerId,
+    /// Spares and workers being started.
+    pool: Pool,
     modules: BTreeMap<String, Module>,
     /// Creates waiting for a spare (the pool was empty).
     waiting: VecDeque<(Origin, Request, Instant)>,
@@ -436,12 +435,9 @@ pub struct Core {
     /// Sync and Status, which wait for an answer from several workers.
     fan_out: HashMap<u64, (u64, WorkerId)>,
     next_token: u64,
-    /// `/notify` subscribers, each until its subscription expires.
-    subscribers: HashMap<ReplyTo, Instant>,
+    /// `/notify` subscribers.
+    subscribers: Subscribers,
     counters: Counters,
-    spawn_failures_in_a_row: u32,
-    /// A refill is due at this time (see [`REFILL_DELAY`]).
-    refill_after: Option<Instant>,
     /// When the heartbeats are checked next.
     next_heartbeat: Option<Instant>,
     /// Workers killed as hung whose death has not arrived yet.
@@ -456,9 +452,7 @@ impl Core {
         Core {
             config,
             workers: HashMap::new(),
-            ready: VecDeque::new(),
-            starting: HashSet::new(),
-            next_worker: 0,
+            pool: Pool::default(),
             modules: BTreeMap::new(),
             waiting: VecDeque::new(),
             wanted: Default::default(),
@@ -467,10 +461,8 @@ impl Core {
             pending: HashMap::new(),
             fan_out: HashMap::new(),
             next_token: 1,
-            subscribers: HashMap::new(),
+            subscribers: Subscribers::default(),
             counters: Counters::default(),
-            spawn_failures_in_a_row: 0,
-            refill_after: None,
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
             disconnections: Vec::new(),
@@ -485,7 +477,7 @@ impl Core {
 
     /// Spares ready now.
     pub fn spares_ready(&self) -> usize {
-        self.ready.len()
+        self.pool.spares()
     }
 
     /// Whether every worker has been told to stop.
@@ -505,12 +497,12 @@ impl Core {
 
     /// Workers still alive or starting.
     pub fn worker_count(&self) -> usize {
-        self.workers.len() + self.starting.len()
+        self.workers.len() + self.pool.starting()
     }
 
     /// After a shutdown: every worker is gone.
     pub fn is_stopped(&self) -> bool {
-        self.shutting_down && self.workers.is_empty() && self.starting.is_empty()
+        self.shutting_down && self.workers.is_empty() && self.pool.starting() == 0
     }
 
     /// Kills every worker still there (shutdown took too long).
@@ -535,11 +527,10 @@ impl Core {
             Event::Spawned(new) => self.spawned(new, fx),
             Event::SpawnFailed { id, reason } => {
                 tracing::error!("worker w{id:02} did not start: {reason}");
-                self.starting.remove(&id);
+                self.pool.start_failed(id);
                 self.counters.spawn_failures += 1;
-                self.spawn_failures_in_a_row += 1;
                 self.refill(fx);
-                if self.ready.is_empty() && self.starting.is_empty() {
+                if self.pool.spares() == 0 && self.pool.starting() == 0 {
                     let waiting: Vec<_> = self.waiting.drain(..).collect();
                     for (from, request, _) in waiting {
                         if let Request::New { id, .. } = request {
@@ -605,21 +596,10 @@ impl Core {
                 fx.reply(from, osc::done("/set/dir", vec![osc::text(&dir)]))
             }
             Request::Status => self.status(from, fx),
-            Request::Notify { on } => {
-                let now = fx.now();
-                self.subscribers.retain(|_, until| *until > now);
-                if !on {
-                    self.subscribers.remove(&from);
-                } else if self.subscribers.len() >= MAX_SUBSCRIBERS
-                    && !self.subscribers.contains_key(&from)
-                {
-                    let reason = format!("limit: {MAX_SUBSCRIBERS} subscribers already");
-                    return fx.reply(from, Fail::new("/notify", reason).to_message());
-                } else {
-                    self.subscribers.insert(from, now + NOTIFY_TTL);
-                }
-                fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)]));
-            }
+            Request::Notify { on } => match self.subscribers.request(from, on, fx.now()) {
+                Ok(()) => fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)])),
+                Err(reason) => fx.reply(from, Fail::new("/notify", reason).to_message()),
+            },
             Request::Sync { id } => self.sync(from, id, fx),
         }
     }
@@ -718,7 +698,8 @@ impl Core {
                 // Surplus spares are kept up to twice the pool: retiring one closes a
                 // JACK client, which on jackd2 is a synchronous notification to every
                 // client and slowed creates running at the same time (measured).
-                if self.ready.len() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down {
+                if self.pool.spares() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down
+                {
                     self.make_spare(wid);
                 } else {
                     self.retire(wid, fx);
@@ -767,10 +748,8 @@ impl Core {
 
     fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
         let now = fx.now();
-        for (&s, &until) in &self.subscribers {
-            if until > now {
-                fx.reply(s, msg.clone());
-            }
+        for to in self.subscribers.current(now) {
+            fx.reply(to, msg.clone());
         }
     }
 
@@ -778,8 +757,7 @@ impl Core {
     /// wake-up; [`Core::next_deadline`] says when it must wake at the latest.
     pub fn tick(&mut self, fx: &mut impl Effects) {
         let now = fx.now();
-        if self.refill_after.is_some_and(|t| now >= t) {
-            self.refill_after = None;
+        if self.pool.refill_due(now) {
             self.refill(fx);
         }
         if self.next_heartbeat.is_none_or(|t| now >= t) {
@@ -792,7 +770,7 @@ impl Core {
 
     /// When [`Core::tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.refill_after, self.next_heartbeat) {
+        match (self.pool.refill_deadline(), self.next_heartbeat) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -814,5 +792,6 @@ mod patching;
 mod pool;
 mod reports;
 mod sets;
+mod subscribers;
 #[cfg(test)]
 mod tests;

@@ -169,7 +169,7 @@ impl Core {
             .collect();
         StatusReport {
             pool_size: self.config.pool,
-            spare_ready: self.ready.len(),
+            spare_ready: self.pool.spares(),
             workers: self.workers.len(),
             modules,
             counters: self.counters.clone(),

@@ -651,9 +651,9 @@ fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
         if core.status_report().modules[0].role == "quarantined" {
             break;
         }
-        while core.ready.len() < 2 {
-            let id = core.next_worker;
-            core.next_worker += 1;
+        while core.pool.ready.len() < 2 {
+            let id = core.pool.next_worker;
+            core.pool.next_worker += 1;
             ready(&mut core, &mut fx, id);
         }
         let (next, token, role, _) = last_assign(&fx, "v");
@@ -1052,7 +1052,7 @@ fn a_module_freed_while_its_standby_is_set_up_returns_that_worker_once() {
         ),
         &mut fx,
     );
-    assert_eq!(core.ready.iter().filter(|&&w| w == standby).count(), 1);
+    assert_eq!(core.pool.ready.iter().filter(|&&w| w == standby).count(), 1);
     assert!(
         !fx.sent
             .iter()
@@ -1328,7 +1328,7 @@ fn a_connection_made_by_hand_to_a_standby_port_is_moved_to_its_module() {
 #[test]
 fn a_connection_made_by_hand_to_a_spare_port_is_undone() {
     let (mut core, mut fx) = started(2);
-    let spare = *core.ready.front().unwrap();
+    let spare = *core.pool.ready.front().unwrap();
     fx.ports.insert("system:capture_1".into());
     let port = format!("ms-w{spare:02}:in_1");
     fx.ports.insert(port.clone());
