@@ -3,9 +3,9 @@
 //!
 //! Why: UDP drops under load, and a `/status.reply` larger than one datagram cannot
 //! be sent at all; TCP does neither. Each connection has a reader thread (frames
-//! into the same bounded queue as UDP, but a full queue holds the reader back
-//! instead of dropping: TCP's flow control then slows the sender, and nothing is
-//! lost) and a writer thread fed through a bounded channel: the core only ever
+//! into the core's inbox, at most [`QUEUE_LIMIT`](crate::osc_server::QUEUE_LIMIT)
+//! messages waiting: a full inbox holds the reader back, TCP's flow control then
+//! slows the sender, and nothing is lost) and a writer thread fed through a bounded channel: the core only ever
 //! `try_send`s, so a slow or dead client never blocks it. A client that lets
 //! [`REPLY_QUEUE`] replies pile up is disconnected. At most [`MAX_CONNECTIONS`]
 //! at once; senders outside the allowlist are closed at once.

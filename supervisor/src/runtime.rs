@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Runtime {
-    /// A clone of the OSC socket, so replies come from the port clients sent to.
+    /// A clone of the OSC socket, so replies come from the port clients sent to
+    /// (non-blocking, like the socket the loop reads).
     pub socket: UdpSocket,
     pub jack: Arc<Jack>,
     pub spawner: Spawner,
@@ -61,6 +62,9 @@ impl Effects for Runtime {
             );
             bytes = osc::encode(fail.to_message());
         }
+        // The socket is non-blocking (the core's loop reads it): a reply that
+        // meets a full send buffer is dropped like a datagram lost on the way,
+        // rather than stall the core.
         if let Err(e) = self.socket.send_to(&bytes, to) {
             tracing::debug!("reply to {to}: {e}");
         }
