@@ -8,7 +8,7 @@
 use crate::dsp::{Io, Module};
 use crate::engine::{self, Controller, Engine, Ports};
 use crate::shared_state::SharedState;
-use modsynth_control::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
+use modsynth_model::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

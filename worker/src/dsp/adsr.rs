@@ -8,15 +8,8 @@
 //! its set time, whatever the bend.
 
 use super::{Context, Io};
+use modsynth_model::catalog::adsr::{ATTACK, CURVE, DECAY, GATE, IN_GATE, OUT, RELEASE, SUSTAIN};
 use std::ops::Range;
-
-const ATTACK: usize = 0;
-const DECAY: usize = 1;
-const SUSTAIN: usize = 2;
-const RELEASE: usize = 3;
-const GATE: usize = 4;
-const CURVE: usize = 5;
-const IN_GATE: usize = 0;
 
 const IDLE: u32 = 0;
 const ATTACKING: u32 = 1;
@@ -69,7 +62,7 @@ impl Adsr {
         });
         let manual = p[GATE] >= 0.5;
         let gate_in = io.inputs[IN_GATE];
-        let out = &mut *io.outputs[0];
+        let out = &mut *io.outputs[OUT];
         for i in range {
             let gate = manual || gate_in.get(i).copied().unwrap_or(0.0) >= 0.5;
             if gate && self.gate == 0 {

@@ -8,12 +8,9 @@
 //! the interpolation returns the stored sample exactly.
 
 use super::{Context, Io};
+use modsynth_model::catalog::delay::{FEEDBACK, IN, MIX, OUT, TIME};
 use std::ops::Range;
 
-const TIME: usize = 0;
-const FEEDBACK: usize = 1;
-const MIX: usize = 2;
-const IN: usize = 0;
 /// The longest delay, in seconds (the catalog's `time` maximum).
 pub const MAX_SECONDS: f32 = 2.0;
 /// Samples the interpolation reads beyond the delay: the longest delay still has
@@ -51,7 +48,7 @@ impl Delay {
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
         let p = ctx.params;
         let input = io.inputs[IN];
-        let out = &mut *io.outputs[0];
+        let out = &mut *io.outputs[OUT];
         let len = buffer.len();
         let (feedback, mix) = (p[FEEDBACK], p[MIX]);
         if len <= GUARD {

@@ -10,14 +10,14 @@
 //!
 //! ```
 //! use modsynth_worker::dsp::Module;
-//! use modsynth_control::catalog;
+//! use modsynth_model::catalog;
 //!
 //! let mut vco = Module::new(catalog::module("vco").unwrap(), 48_000.0);
 //! let out = vco.render(&[], 256);
 //! assert_eq!(out[0].len(), 256);
 //! ```
 
-use modsynth_control::catalog::{self, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
+use modsynth_model::catalog::{self, Kind, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
 use smooth::Ramps;
 use std::ops::Range;
 
@@ -83,18 +83,17 @@ pub enum Kernel {
 impl Kernel {
     /// The initial state for the module type at `type_index` in the catalog.
     fn new(type_index: usize) -> Kernel {
-        match catalog::modules()[type_index].name {
-            "vco" => Kernel::Vco(vco::Vco::default()),
-            "lfo" => Kernel::Lfo(lfo::Lfo::default()),
-            "vcf" => Kernel::Vcf(vcf::Vcf::default()),
-            "vca" => Kernel::Vca(vca::Vca::default()),
-            "adsr" => Kernel::Adsr(adsr::Adsr::default()),
-            "mixer" => Kernel::Mixer(mixer::Mixer::default()),
-            "noise" => Kernel::Noise(noise::Noise::default()),
-            "delay" => Kernel::Delay(delay::Delay::default()),
-            "seq" => Kernel::Seq(seq::Seq::default()),
-            "const" => Kernel::Const(constant::Const::default()),
-            other => unreachable!("catalog module '{other}' has no kernel"),
+        match catalog::modules()[type_index].kind {
+            Kind::Vco => Kernel::Vco(vco::Vco::default()),
+            Kind::Lfo => Kernel::Lfo(lfo::Lfo::default()),
+            Kind::Vcf => Kernel::Vcf(vcf::Vcf::default()),
+            Kind::Vca => Kernel::Vca(vca::Vca::default()),
+            Kind::Adsr => Kernel::Adsr(adsr::Adsr::default()),
+            Kind::Mixer => Kernel::Mixer(mixer::Mixer::default()),
+            Kind::Noise => Kernel::Noise(noise::Noise::default()),
+            Kind::Delay => Kernel::Delay(delay::Delay::default()),
+            Kind::Seq => Kernel::Seq(seq::Seq::default()),
+            Kind::Const => Kernel::Const(constant::Const::default()),
         }
     }
 
@@ -290,7 +289,7 @@ impl Module {
     }
 
     /// Sets parameter `index` (catalog order) to a value checked by
-    /// [`modsynth_control::param::validate`], gliding there from the next sample
+    /// [`modsynth_model::param::validate`], gliding there from the next sample
     /// processed as the catalog's [`Smoothing`](catalog::Smoothing) says. An index
     /// past the module's parameters or a non-finite value is ignored, so nothing
     /// unchecked reaches the DSP.

@@ -1,10 +1,8 @@
 //! `noise`: white noise from a seeded generator.
 
 use super::{Context, Io};
+use modsynth_model::catalog::noise::{GAIN, OUT, SEED};
 use std::ops::Range;
-
-const GAIN: usize = 0;
-const SEED: usize = 1;
 
 /// xorshift32 state and the seed it was started from: setting `seed` to a new value
 /// restarts the sequence, so the same seed always gives the same samples.
@@ -25,7 +23,7 @@ impl Noise {
             self.seeded_with = seed;
         }
         let gain = ctx.params[GAIN];
-        let out = &mut *io.outputs[0];
+        let out = &mut *io.outputs[OUT];
         for i in range {
             let mut x = self.state;
             x ^= x << 13;

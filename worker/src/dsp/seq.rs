@@ -6,14 +6,10 @@
 //! position in the sequence (no jump back to step 1).
 
 use super::{Context, Io};
-use modsynth_control::catalog::SEQ_STEPS;
+use modsynth_model::catalog::seq::{
+    BPM, DIV, FIRST_STEP, GATE_LEN, OUT_GATE, OUT_PITCH, STEPS, STEPS_HELD,
+};
 use std::ops::Range;
-
-const BPM: usize = 0;
-const DIV: usize = 1;
-const STEPS: usize = 2;
-const GATE_LEN: usize = 3;
-const FIRST_STEP: usize = 4;
 
 /// Position: `origin` steps at the last tempo change plus `samples` since then.
 #[repr(C)]
@@ -38,9 +34,10 @@ impl Seq {
             self.samples = 0;
             self.rate = rate;
         }
-        let steps = p[STEPS].round().clamp(1.0, SEQ_STEPS as f32) as u64;
+        let steps = p[STEPS].round().clamp(1.0, STEPS_HELD as f32) as u64;
         let gate_len = p[GATE_LEN] as f64;
-        // Outputs in catalog order: pitch, gate.
+        // Outputs in catalog order: pitch, gate (the build fails if that changes).
+        const _: () = assert!(OUT_PITCH == 0 && OUT_GATE == 1);
         let [pitch_out, gate_out] = &mut io.outputs;
         for i in range {
             // samples * rate is an exact integer in f64 for whole bpm, so the division
