@@ -39,7 +39,7 @@
 use crate::core::{Event, WorkerId};
 use crate::sentinel::Sentinel;
 use rustix::event::{epoll, eventfd, EventfdFlags};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,10 +132,10 @@ pub struct Poller {
 impl Poller {
     /// An epoll set with `inbox` and, when given, the OSC socket `osc` in it (the
     /// socket must be non-blocking: it is read until it has nothing more).
-    pub fn new(inbox: &Inbox, osc: Option<&impl AsFd>) -> Result<Poller, String> {
+    pub fn new(inbox: &Inbox, osc: Option<BorrowedFd<'_>>) -> Result<Poller, String> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)
             .map_err(|e| format!("event loop: epoll: {e}"))?;
-        let add = |fd: rustix::fd::BorrowedFd<'_>, key| {
+        let add = |fd: BorrowedFd<'_>, key| {
             epoll::add(
                 &epoll,
                 fd,
@@ -146,7 +146,7 @@ impl Poller {
         };
         add(inbox.sender.wake.as_fd(), INBOX)?;
         if let Some(osc) = osc {
-            add(osc.as_fd(), OSC)?;
+            add(osc, OSC)?;
         }
         Ok(Poller {
             epoll,
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn an_event_from_another_thread_wakes_the_loop_and_is_drained_once() {
         let inbox = Inbox::new().unwrap();
-        let mut poller = Poller::new(&inbox, None::<&OwnedFd>).unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
         let events = inbox.sender();
         std::thread::spawn(move || {
             events.send(Event::PortsAppeared).unwrap();
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn a_killed_child_is_reported_with_its_signal_and_reaped() {
         let inbox = Inbox::new().unwrap();
-        let mut poller = Poller::new(&inbox, None::<&OwnedFd>).unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         assert_eq!(poller.watch(3, child.id()), None);
         let mut ready = Vec::new();
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn an_exit_status_is_reported() {
         let inbox = Inbox::new().unwrap();
-        let mut poller = Poller::new(&inbox, None::<&OwnedFd>).unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
         let child = Command::new("sh")
             .args(["-c", "sleep 0.1; exit 3"])
             .spawn()
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn a_process_gone_before_it_is_watched_is_dead_at_once() {
         let inbox = Inbox::new().unwrap();
-        let mut poller = Poller::new(&inbox, None::<&OwnedFd>).unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
         let mut child = Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap(); // reaped: the pid names nobody now

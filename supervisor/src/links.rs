@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn what_workers_say_and_their_channels_closing_reach_the_inbox() {
         let inbox = Inbox::new().unwrap();
-        let mut poller = Poller::new(&inbox, None::<&rustix::fd::OwnedFd>).unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
         let links = Links::start(inbox.sender()).unwrap();
         let (to_core_a, from_a) = ipc::channel::<FromWorker>().unwrap();
         let (to_core_b, from_b) = ipc::channel::<FromWorker>().unwrap();
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn a_worker_that_sends_garbage_is_gone_once_and_not_read_again() {
         let inbox = Inbox::new().unwrap();
-        let mut poller = Poller::new(&inbox, None::<&rustix::fd::OwnedFd>).unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
         let links = Links::start(inbox.sender()).unwrap();
         // Same channel, another type: what arrives does not decode as FromWorker.
         let (garbage, receiver) = ipc::channel::<Vec<u8>>().unwrap();

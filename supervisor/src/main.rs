@@ -303,7 +303,7 @@ fn serve(
         traffic.clone(),
         access,
     )?;
-    let mut poller = Poller::new(&inbox, Some(osc.socket()))?;
+    let mut poller = Poller::new(&inbox, Some(std::os::fd::AsFd::as_fd(osc.socket())))?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // SIGHUP too: a closed terminal (or a session ending) stops it cleanly
     // instead of killing it with its segments and workers left behind.
