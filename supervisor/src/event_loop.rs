@@ -282,7 +282,7 @@ mod tests {
     fn an_exit_status_is_reported() {
         let inbox = Inbox::new().unwrap();
         let mut poller = Poller::new(&inbox, None).unwrap();
-        let child = Command::new("sh")
+        let mut child = Command::new("sh")
             .args(["-c", "sleep 0.1; exit 3"])
             .spawn()
             .unwrap();
@@ -295,6 +295,7 @@ mod tests {
                 how: "exited with status 3".into()
             }
         );
+        assert!(child.try_wait().is_err(), "already reaped");
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Pool {
     /// The workers to start now so that spares plus starting ones reach `want`,
     /// at most [`MAX_CONCURRENT_SPAWNS`] starting at once, none after
     /// [`MAX_SPAWN_FAILURES_IN_A_ROW`] failures; they count as starting from now.
-    pub fn to_start(&mut self, want: usize) -> Vec<WorkerId> {
+    pub fn start_more(&mut self, want: usize) -> Vec<WorkerId> {
         let mut ids = Vec::new();
         if self.failures_in_a_row >= MAX_SPAWN_FAILURES_IN_A_ROW {
             return ids;
@@ -211,7 +211,7 @@ impl Core {
             return;
         }
         let want = self.config.pool + self.waiting.len() + self.needs_replacement.len();
-        for id in self.pool.to_start(want) {
+        for id in self.pool.start_more(want) {
             fx.spawn(id);
         }
     }
@@ -225,16 +225,16 @@ mod tests {
     fn starts_up_to_the_wanted_count_a_few_at_a_time_with_fresh_ids() {
         let mut pool = Pool::default();
         pool.number_above(6);
-        assert_eq!(pool.to_start(5), [7, 8], "two at a time");
-        assert!(pool.to_start(5).is_empty(), "until one arrives");
+        assert_eq!(pool.start_more(5), [7, 8], "two at a time");
+        assert!(pool.start_more(5).is_empty(), "until one arrives");
         pool.started(7);
         pool.put_back(7);
-        assert_eq!(pool.to_start(5), [9]);
+        assert_eq!(pool.start_more(5), [9]);
         pool.started(8);
         pool.put_back(8);
         pool.started(9);
         pool.put_back(9);
-        assert_eq!(pool.to_start(5), [10, 11]);
+        assert_eq!(pool.start_more(5), [10, 11]);
         assert_eq!((pool.spares(), pool.starting()), (3, 2));
     }
 
@@ -242,21 +242,21 @@ mod tests {
     fn repeated_failures_stop_the_refill_until_a_user_asks_or_a_start_works() {
         let mut pool = Pool::default();
         for _ in 0..MAX_SPAWN_FAILURES_IN_A_ROW {
-            let ids = pool.to_start(1);
+            let ids = pool.start_more(1);
             assert_eq!(ids.len(), 1);
             pool.start_failed(ids[0]);
         }
         assert!(
-            pool.to_start(1).is_empty(),
+            pool.start_more(1).is_empty(),
             "a broken installation must not spin"
         );
         pool.try_again();
-        let id = pool.to_start(1);
+        let id = pool.start_more(1);
         assert_eq!(id.len(), 1, "one more try for a user's request");
         pool.started(id[0]);
         pool.put_back(id[0]);
         assert_eq!(
-            pool.to_start(2).len(),
+            pool.start_more(2).len(),
             1,
             "a start that worked resets the count"
         );
