@@ -55,8 +55,8 @@ impl Core {
             return self.died_while_created(id, fx);
         }
         // A replacement that died before it was ready is just another death.
-        self.pending
-            .retain(|_, p| !matches!(p, Pending::Replace { id: r, .. } if r == id));
+        self.requests
+            .retain(|p| !matches!(p, Pending::Replace { id: r, .. } if r == id));
         self.notify(fx, osc::message("/module/died", vec![osc::text(id)]));
         let Some(m) = self.modules.get_mut(id) else {
             return;
@@ -97,14 +97,11 @@ impl Core {
                 self.retire(standby, fx);
             }
         }
-        let creates: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Create { id: c, .. } if c == id))
-            .map(|(&t, _)| t)
-            .collect();
+        let creates = self
+            .requests
+            .tokens(|p| matches!(p, Pending::Create { id: c, .. } if c == id));
         for t in creates {
-            if let Some(Pending::Create { from, id, .. }) = self.pending.remove(&t) {
+            if let Some(Pending::Create { from, id, .. }) = self.requests.remove(t) {
                 self.create_failed(from, &id, "its worker died while starting it", fx);
             }
         }
@@ -151,7 +148,7 @@ impl Core {
             },
             state: m.state.clone(),
         };
-        self.pending.insert(
+        self.requests.insert(
             token,
             Pending::Replace {
                 id: id.to_string(),
@@ -316,7 +313,7 @@ impl Core {
         }
         if let Some(w) = self.workers.get_mut(&wid) {
             w.role = Role::Standby(id.to_string());
-            self.pending
+            self.requests
                 .insert(token, Pending::Standby { id: id.to_string() });
             fx.send(&w.link, assign);
         }

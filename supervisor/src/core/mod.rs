@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
 use pool::Pool;
+use requests::Requests;
 use subscribers::Subscribers;
 
 /// A worker's identity inside the supervisor (its pool slot number).
@@ -430,11 +431,8 @@ pub struct Core {
     /// and again whenever a port comes back (a program restarted). Module ports are
     /// kept as `module:port`.
     wanted: std::collections::BTreeSet<Connection>,
-    pending: HashMap<u64, Pending>,
-    /// token sent to a worker -> (the pending request it belongs to, that worker), for
-    /// Sync and Status, which wait for an answer from several workers.
-    fan_out: HashMap<u64, (u64, WorkerId)>,
-    next_token: u64,
+    /// Requests waiting for workers' answers.
+    requests: Requests,
     /// `/notify` subscribers.
     subscribers: Subscribers,
     counters: Counters,
@@ -458,9 +456,7 @@ impl Core {
             wanted: Default::default(),
             needs_standby: Default::default(),
             needs_replacement: Default::default(),
-            pending: HashMap::new(),
-            fan_out: HashMap::new(),
-            next_token: 1,
+            requests: Requests::default(),
             subscribers: Subscribers::default(),
             counters: Counters::default(),
             next_heartbeat: None,
@@ -605,15 +601,14 @@ impl Core {
     }
 
     fn token(&mut self) -> u64 {
-        self.next_token += 1;
-        self.next_token
+        self.requests.token()
     }
 
     fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
             FromWorker::Hello { .. } | FromWorker::Adopted { .. } => {}
             FromWorker::Assigned { token, result } => {
-                let (from, id, started, cold) = match self.pending.remove(&token) {
+                let (from, id, started, cold) = match self.requests.remove(token) {
                     Some(Pending::Create {
                         from,
                         id,
@@ -692,7 +687,7 @@ impl Core {
                 }
             }
             FromWorker::Freed { token } => {
-                if let Some(Pending::Free { from, id }) = self.pending.remove(&token) {
+                if let Some(Pending::Free { from, id }) = self.requests.remove(token) {
                     fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
                 }
                 // Surplus spares are kept up to twice the pool: retiring one closes a
@@ -706,7 +701,7 @@ impl Core {
                 }
             }
             FromWorker::Synced { token } | FromWorker::Report { token, .. }
-                if !self.fan_out.contains_key(&token) => {}
+                if !self.requests.expects(token) => {}
             FromWorker::Synced { token } => self.answered(token, fx),
             FromWorker::Report { token, report } => {
                 if let Some(w) = self.workers.get_mut(&wid) {
@@ -718,16 +713,9 @@ impl Core {
     }
 
     fn answered(&mut self, token: u64, fx: &mut impl Effects) {
-        let Some((request_token, _)) = self.fan_out.remove(&token) else {
-            return;
-        };
-        match self.pending.get_mut(&request_token) {
-            Some(Pending::Sync { waiting, .. }) | Some(Pending::Status { waiting, .. }) => {
-                waiting.remove(&token);
-            }
-            _ => {}
+        if let Some(request_token) = self.requests.answered(token) {
+            self.settle(request_token, fx);
         }
-        self.settle(request_token, fx);
     }
 
     fn worker_gone(&mut self, wid: WorkerId, fx: &mut impl Effects) {
@@ -735,12 +723,7 @@ impl Core {
         // Sync and status requests stop waiting for answers this worker owed, however
         // it left; only now, so that a status answered here sees the state after the
         // departure was dealt with (a failover done, not half done).
-        let owed: Vec<u64> = self
-            .fan_out
-            .iter()
-            .filter(|(_, &(_, w))| w == wid)
-            .map(|(&t, _)| t)
-            .collect();
+        let owed = self.requests.owed_by(wid);
         for token in owed {
             self.answered(token, fx);
         }
@@ -791,6 +774,7 @@ mod modules;
 mod patching;
 mod pool;
 mod reports;
+mod requests;
 mod sets;
 mod subscribers;
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl Core {
                 sent_since_frame: 0,
             },
         );
-        self.pending.insert(
+        self.requests.insert(
             token,
             Pending::Create {
                 from,
@@ -121,7 +121,7 @@ impl Core {
         };
         match self.release_module(&id, module, fx) {
             Some(token) => {
-                self.pending.insert(token, Pending::Free { from, id });
+                self.requests.insert(token, Pending::Free { from, id });
             }
             None => fx.reply(from, osc::done("/module/free", vec![osc::text(&id)])),
         }
