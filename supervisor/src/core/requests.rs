@@ -40,11 +40,6 @@ impl Requests {
         self.pending.remove(&token)
     }
 
-    /// The request waiting under `token`.
-    pub fn get(&self, token: u64) -> Option<&Pending> {
-        self.pending.get(&token)
-    }
-
     /// The request waiting under `token`, to change.
     pub fn get_mut(&mut self, token: u64) -> Option<&mut Pending> {
         self.pending.get_mut(&token)
