@@ -1,14 +1,18 @@
 //! The supervisor's core: one struct that owns all state and decides.
 //!
-//! Every other thread (OSC, worker links, spawners, signals) only turns what it sees
-//! into an [`Event`]; [`Core::handle`] takes one event at a time and acts through the
-//! [`Effects`] trait. Tests drive the core with a fake `Effects` and check what it did,
-//! without JACK, sockets or processes.
+//! The loop it runs in ([`event_loop`](crate::event_loop)) and the threads that
+//! remain (worker links, JACK notifications, TCP readers, spawners) only turn what
+//! they see into an [`Event`]; [`Core::handle`] takes one event at a time and acts
+//! through the [`Effects`] trait. Tests drive the core with a fake `Effects` and
+//! check what it did, without JACK, sockets or processes.
 //!
-//! The decisions are split by what they are about: `modules` (create, free, set),
-//! `patching` (connections), `sets` (set files), `pool` (spares), `failover`
-//! (deaths, hangs, standbys, replacements, quarantine) and `reports` (status, sync,
-//! registry). They are all methods of [`Core`], which stays the one owner of state.
+//! Parts that own their state and test it alone: `pool::Pool` (spares, workers
+//! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
+//! and `/status`) and `subscribers::Subscribers` (`/notify`). The rest is split by
+//! what it is about but still methods of [`Core`] over its fields: `modules`
+//! (create, free, set), `patching` (connections), `sets` (set files), `failover`
+//! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`
+//! (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
