@@ -41,7 +41,15 @@ fn release_port<PS>(
     if let Err(e) = client.disconnect(&port) {
         tracing::warn!("cannot disconnect a freed module's port: {e}");
     }
-    remove_name(client, port_uuid(&port));
+    // A kept port is labelled with its generic name rather than unlabelled: PipeWire
+    // 0.3.65 did not pass a removal of a name set long before on to other clients
+    // (a freed worker's `in_1` still showed `pitch` 10 s later), while a new name
+    // always arrived.
+    if pooled {
+        label_port(client, &port, &generic_name(direction, kept.len()));
+    } else {
+        remove_name(client, port_uuid(&port));
+    }
     if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
         let _ = port.unset_alias(&alias);
     }
@@ -178,7 +186,9 @@ impl JackPorts {
     /// PipeWire keeps the metadata of dead ports and reuses their ids, so a new port
     /// may be born with a dead worker's pretty-name (seen: a new spare's `in_3`
     /// labelled `tone:out`): it is removed. By key: PipeWire 0.3.65's
-    /// `jack_remove_properties` reports success and removes nothing (tried).
+    /// `jack_remove_properties` reports success and removes nothing (tried). Not
+    /// replaced by a name: on PipeWire a name set on a port just registered landed
+    /// on another object (other clients saw `in_3` on no port, in 2 of 2 runs).
     fn top_up(&mut self, client: &jack::Client) -> Result<(), jack::Error> {
         while self.inputs.len() < MAX_INPUTS {
             let name = generic_name("in", self.inputs.len());
@@ -622,10 +632,7 @@ impl Host {
             for (port, short) in &self.assigned {
                 want.push((port_uuid(port), Some(short.to_string())));
             }
-            if let Some(spare) = &self.spare_ports {
-                want.extend(spare.inputs.iter().map(|p| (port_uuid(p), None)));
-                want.extend(spare.outputs.iter().map(|p| (port_uuid(p), None)));
-            }
+
             self.settle_names(&want);
         }
     }
@@ -681,10 +688,14 @@ impl Host {
         let Some(JackPorts { inputs, outputs }) = self.unused_ports.take() else {
             return false;
         };
+        // Their generic names go first: a server may keep a port's metadata after
+        // the port is gone (PipeWire does), and no name may outlive its subject.
         for port in inputs {
+            remove_name(&self.client, port_uuid(&port));
             let _ = self.client.unregister_port(port);
         }
         for port in outputs {
+            remove_name(&self.client, port_uuid(&port));
             let _ = self.client.unregister_port(port);
         }
         true
@@ -744,14 +755,9 @@ impl Host {
             kept.top_up(client)
                 .map_err(|e| format!("cannot register spare ports again: {e}"))?;
             self.label_client(Some(SPARE_LABEL));
-            let mut want = vec![(self.client.uuid(), self.client_label.clone())];
-            for p in &kept.inputs {
-                want.push((port_uuid(p), None));
-            }
-            for p in &kept.outputs {
-                want.push((port_uuid(p), None));
-            }
-            self.settle_names(&want);
+            // The client's name only: the kept ports were labelled once by
+            // release_port, the new ones unlabelled by top_up (see there).
+            self.settle_names(&[(self.client.uuid(), self.client_label.clone())]);
             self.spare_ports = Some(kept);
         }
         Ok(())

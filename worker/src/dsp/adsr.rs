@@ -21,6 +21,7 @@ const RELEASING: u32 = 4;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Adsr {
+    /// Where the envelope is: idle, attack, decay, sustain or release.
     pub stage: u32,
     /// 1 while the gate is high.
     pub gate: u32,
@@ -47,6 +48,7 @@ fn coefficient(overshoot: f64, seconds: f32, sample_rate: f64) -> f64 {
 }
 
 impl Adsr {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let sr = ctx.sample_rate as f64;

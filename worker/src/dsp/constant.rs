@@ -13,6 +13,7 @@ pub struct Const {
 }
 
 impl Const {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let value = ctx.params[VALUE];
         io.outputs[OUT][range].fill(value);

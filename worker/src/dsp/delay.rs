@@ -31,6 +31,7 @@ pub fn buffer_len(sample_rate: f32) -> usize {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Delay {
+    /// Index in the delay buffer the next input sample goes to.
     pub write: u32,
 }
 
@@ -45,6 +46,7 @@ fn hermite(ym1: f32, y0: f32, y1: f32, y2: f32, t: f32) -> f32 {
 }
 
 impl Delay {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
         let p = ctx.params;
         let input = io.inputs[IN];

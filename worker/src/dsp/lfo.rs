@@ -9,10 +9,12 @@ use std::ops::Range;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Lfo {
+    /// Phase in 0..1, kept in f64 so a slow wave does not drift.
     pub phase: f64,
 }
 
 impl Lfo {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let dt = (p[RATE] / ctx.sample_rate).clamp(0.0, 0.5) as f64;

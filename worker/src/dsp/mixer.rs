@@ -13,6 +13,7 @@ pub struct Mixer {
 }
 
 impl Mixer {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let gains = GAINS.map(|g| p[g] * p[MASTER]);

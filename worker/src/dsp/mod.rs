@@ -39,7 +39,9 @@ mod wave;
 /// The ports of one period as a kernel sees them. Inputs and outputs are in catalog
 /// order; entries past the module's own port count are empty slices.
 pub struct Io<'a> {
+    /// This period's input buffers.
     pub inputs: [&'a [f32]; MAX_INPUTS],
+    /// This period's output buffers, written by the kernel.
     pub outputs: [&'a mut [f32]; MAX_OUTPUTS],
 }
 
@@ -55,6 +57,7 @@ impl<'a> Io<'a> {
 
 /// What every kernel reads besides its own state.
 pub struct Context<'a> {
+    /// The server's sample rate, Hz.
     pub sample_rate: f32,
     /// The module's parameters in catalog order (already validated), as they are at
     /// this sample: a smoothed parameter that is gliding reads its value on the way.
@@ -68,15 +71,25 @@ pub struct Context<'a> {
 #[repr(C, u32)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kernel {
+    /// A `vco`'s state.
     Vco(vco::Vco),
+    /// An `lfo`'s state.
     Lfo(lfo::Lfo),
+    /// A `vcf`'s state.
     Vcf(vcf::Vcf),
+    /// A `vca`'s state.
     Vca(vca::Vca),
+    /// An `adsr`'s state.
     Adsr(adsr::Adsr),
+    /// A `mixer`'s state.
     Mixer(mixer::Mixer),
+    /// A `noise`'s state.
     Noise(noise::Noise),
+    /// A `delay`'s state (its buffer is outside the state, see [`Module`]).
     Delay(delay::Delay),
+    /// A `seq`'s state.
     Seq(seq::Seq),
+    /// A `const`'s state.
     Const(constant::Const),
 }
 
@@ -154,9 +167,11 @@ pub fn buffer_len(spec: &ModuleSpec, sample_rate: f32) -> usize {
 pub struct ModuleState {
     /// Index of the module type in [`catalog::modules`].
     pub type_index: u32,
+    /// The sample rate the state was made at, Hz.
     pub sample_rate: f32,
     /// Parameter values: where each one is now and where it is gliding to.
     pub params: Ramps,
+    /// The DSP kernel's own state.
     pub kernel: Kernel,
 }
 

@@ -9,12 +9,14 @@ use std::ops::Range;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Noise {
+    /// The generator's state: the next sample comes from it.
     pub state: u32,
     /// The seed `state` was started from (0: not started yet).
     pub seeded_with: u32,
 }
 
 impl Noise {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let seed = (ctx.params[SEED] as u32).max(1);
         if seed != self.seeded_with {

@@ -15,13 +15,16 @@ use std::ops::Range;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Seq {
+    /// Samples played since the last tempo change.
     pub samples: u64,
+    /// The position, in steps, at the last tempo change.
     pub origin: f64,
     /// bpm * div the position was counted with (0: not started).
     pub rate: f64,
 }
 
 impl Seq {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let rate = p[BPM] as f64 * (p[DIV].round().clamp(1.0, 8.0)) as f64;

@@ -16,6 +16,7 @@ pub struct Vca {
 }
 
 impl Vca {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let gain = ctx.params[GAIN];
         let (input, cv) = (io.inputs[IN], io.inputs[IN_CV]);

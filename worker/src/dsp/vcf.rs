@@ -13,7 +13,9 @@ const K_MIN: f32 = 0.02;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Vcf {
+    /// The first integrator's state (the band-pass output's memory).
     pub ic1eq: f32,
+    /// The second integrator's state (the low-pass output's memory).
     pub ic2eq: f32,
 }
 
@@ -38,6 +40,7 @@ fn coefficients(fc: f32, k: f32, sample_rate: f32) -> Coefficients {
 }
 
 impl Vcf {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let k = (2.0 - 2.0 * p[RESONANCE]).max(K_MIN);

@@ -113,6 +113,7 @@ impl Default for Vco {
 }
 
 impl Vco {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let sr = ctx.sample_rate;
