@@ -2,6 +2,7 @@
 //!
 //! - [`catalog`]: which module types exist, with their ports and parameters.
 //! - [`client`]: an OSC client that waits for `modsynthd`'s answers.
+//! - [`histogram`]: medians and p99s of measurements, one way for every part.
 //! - [`logging`]: the `tracing` set-up every binary shares.
 //! - [`names`]: what a module id may look like.
 //! - [`osc`]: the OSC address space: requests decoded and checked, replies encoded.
@@ -16,6 +17,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod histogram;
 pub mod logging;
 pub mod names;
 pub mod osc;
