@@ -136,12 +136,44 @@ pub struct SourceCounts {
     pub dropped: u64,
 }
 
+/// Where a module stands, in `/status.reply` (`"primary"`, `"recovering"`,
+/// `"quarantined"`).
+///
+/// ```
+/// use modsynth_control::status::ModuleRole;
+///
+/// assert_eq!(serde_json::to_string(&ModuleRole::Recovering).unwrap(), r#""recovering""#);
+/// assert_eq!(ModuleRole::Quarantined.to_string(), "quarantined");
+/// ```
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleRole {
+    /// A primary worker plays it.
+    #[default]
+    Primary,
+    /// Its worker died and no other has taken it over yet.
+    Recovering,
+    /// It kept crashing after a fresh restart: left silent.
+    Quarantined,
+}
+
+impl std::fmt::Display for ModuleRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModuleRole::Primary => "primary",
+            ModuleRole::Recovering => "recovering",
+            ModuleRole::Quarantined => "quarantined",
+        })
+    }
+}
+
 /// One module in `/status.reply`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
     pub id: String,
     pub module_type: String,
-    pub role: String,
+    /// Whether a primary plays it, it waits for one, or it was given up on.
+    pub role: ModuleRole,
     pub pid: u32,
     pub jack_client: String,
     /// The hot standby's JACK client, once it is ready (empty otherwise).

@@ -3,7 +3,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::StatusReport;
+use modsynth_control::status::{ModuleRole, StatusReport};
 use modsynth_tests::analysis::{has_non_finite, magnitude_spectrum_db, peak};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
@@ -689,7 +689,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
         let pid = nix::unistd::Pid::from_raw(m.pid as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         sup.wait_for_module(&m.id, Duration::from_secs(10), |now| {
-            now.pid != m.pid && now.standby_pid != 0 && now.role == "primary"
+            now.pid != m.pid && now.standby_pid != 0 && now.role == ModuleRole::Primary
         });
     }
     wait_for_graph(&server, &sup, &first_graph, Duration::from_secs(10));

@@ -16,7 +16,7 @@ use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::param;
 use modsynth_control::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
+use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StatusReport};
 use rosc::{OscMessage, OscType};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
