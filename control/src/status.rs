@@ -3,7 +3,7 @@
 //! `/status.reply` carries one JSON string of a [`StatusReport`]; `modsynth status`
 //! prints it as a table.
 
-use crate::histogram::Histogram;
+use modsynth_model::histogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// Pool and timing counters reported by `/status`.

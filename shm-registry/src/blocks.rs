@@ -1,58 +1,5 @@
-//! The typed `#[repr(C)]` block that lives in a module's state segment:
-//! [`StateSegment`].
-//!
-//! A block starts with a 64-byte header, checked on open so that a wrong
-//! or corrupt segment is an error, never undefined behaviour:
-//!
-//! | offset | field       | type        | meaning                                    |
-//! |-------:|-------------|-------------|--------------------------------------------|
-//! | 0      | `magic`     | `AtomicU64` | `b"modsynth"` (LE); stored last, Release   |
-//! | 8      | `version`   | `AtomicU32` | 1 (bumped on any layout change)            |
-//! | 12     | `kind`      | `AtomicU32` | 2 = state segment (1 is retired)           |
-//! | 16     | `total_len` | `AtomicU64` | segment length the creator made            |
-//! | 24..64 | reserved    |             | zero                                       |
-//!
-//! The creator fills everything, then stores `magic` with Release; an opener loads it
-//! with Acquire, so a segment whose creator has not finished (or died half-way) reads
-//! as "not initialized" instead of half-written. All shared fields are atomics: any
-//! bit pattern is a valid value, so a hostile or stale segment can give wrong numbers
-//! but cannot make this process read out of bounds — every offset is checked against
-//! the mapping's real length before it is used.
-//!
-//! The state segment (after the common header):
-//!
-//! | offset | field          | type        | meaning                                 |
-//! |-------:|----------------|-------------|-----------------------------------------|
-//! | 64     | `module_type`  | `AtomicU32` | catalog index of the module type        |
-//! | 72     | `slot_size`    | `AtomicU64` | bytes of one state slot, as requested   |
-//! | 80     | `slot_offset`  | `AtomicU64` | 256: where slot 0 starts                |
-//! | 88     | `slot_stride`  | `AtomicU64` | `slot_size` rounded up to 64            |
-//! | 96     | `large_offset` | `AtomicU64` | where the f32 buffer starts (64-aligned)|
-//! | 104    | `large_len`    | `AtomicU64` | number of f32s in it                    |
-//! | 128    | `owner`        | `AtomicU64` | worker id that may write audio; 0: none |
-//! | 192    | `published`    | `AtomicU64` | `frame_time << 32 \| slot`              |
-//! | 256    | slot 0, slot 1, then the large buffer                                 |
-//!
-//! `owner` and `published` each sit on their own 64-byte cache line: `published` is
-//! stored every period by the owner and polled by the standby, `owner` is loaded every
-//! period by the owner.
-//!
-//! ## What fencing does and does not guarantee
-//!
-//! A worker writes audio and state only while `owner` is its id, and a standby takes
-//! over with [`StateSegment::try_take_ownership`] (a compare-and-swap), so at most one
-//! taker wins and a primary that checks `owner` each period goes silent within one
-//! period. A primary that is stopped *between* its owner check and its publish can
-//! still publish once after losing ownership. [`StateSegment::publish_from`] narrows
-//! that: publishing with a compare-and-swap from the writer's own last publication
-//! fails if anyone has published since (the worker publishes this way, and checks
-//! `published` before it writes the slot: only a publish racing that check writes).
-//! What remains: if the late primary publishes *before* the new owner's first
-//! publish, the new owner's `publish_from` fails and it must re-read `published`
-//! and continue from there; and in that window both wrote slot `1 - s`, which is
-//! harmless only because both computed the same period from the same state
-//! (modules are deterministic). Closing it fully needs a third slot or an owner epoch
-//! inside `published`.
+//! The typed `#[repr(C)]` block in a module's state segment: [`StateSegment`],
+//! whose docs give the byte layout and what fencing does and does not guarantee.
 
 use crate::{Segment, ShmError};
 use std::mem::{offset_of, size_of};
@@ -65,7 +12,7 @@ pub(crate) const LAYOUT_VERSION: u32 = 1;
 const KIND_STATE: u32 = 2;
 const ALIGN: usize = 64;
 
-/// The header every block starts with (see the module docs).
+/// The header a state segment starts with (see `StateSegment`'s docs).
 #[repr(C)]
 struct BlockHeader {
     magic: AtomicU64,
@@ -164,7 +111,7 @@ fn round_up(n: usize) -> Option<usize> {
     n.checked_add(ALIGN - 1).map(|n| n / ALIGN * ALIGN)
 }
 
-/// The fixed part of a state segment (see the module docs for the layout).
+/// The fixed part of a state segment (its layout is in `StateSegment`'s docs).
 #[repr(C)]
 struct StateHeader {
     block: BlockHeader,
@@ -235,8 +182,60 @@ impl StateLayout {
 /// [`published`](Self::published). Rust references to these bytes must not be kept
 /// across periods (another process may write them once ownership moves).
 ///
-/// The byte layout and what fencing does and does not guarantee are in the
-/// [module docs](self).
+/// # Layout
+///
+/// The segment starts with a 64-byte header, checked on open so that a wrong
+/// or corrupt segment is an error, never undefined behaviour:
+///
+/// | offset | field       | type        | meaning                                    |
+/// |-------:|-------------|-------------|--------------------------------------------|
+/// | 0      | `magic`     | `AtomicU64` | `b"modsynth"` (LE); stored last, Release   |
+/// | 8      | `version`   | `AtomicU32` | 1 (bumped on any layout change)            |
+/// | 12     | `kind`      | `AtomicU32` | 2 = state segment (1 is retired)           |
+/// | 16     | `total_len` | `AtomicU64` | segment length the creator made            |
+/// | 24..64 | reserved    |             | zero                                       |
+///
+/// The creator fills everything, then stores `magic` with Release; an opener loads it
+/// with Acquire, so a segment whose creator has not finished (or died half-way) reads
+/// as "not initialized" instead of half-written. All shared fields are atomics: any
+/// bit pattern is a valid value, so a hostile or stale segment can give wrong numbers
+/// but cannot make this process read out of bounds — every offset is checked against
+/// the mapping's real length before it is used.
+///
+/// The state segment (after the common header):
+///
+/// | offset | field          | type        | meaning                                 |
+/// |-------:|----------------|-------------|-----------------------------------------|
+/// | 64     | `module_type`  | `AtomicU32` | catalog index of the module type        |
+/// | 72     | `slot_size`    | `AtomicU64` | bytes of one state slot, as requested   |
+/// | 80     | `slot_offset`  | `AtomicU64` | 256: where slot 0 starts                |
+/// | 88     | `slot_stride`  | `AtomicU64` | `slot_size` rounded up to 64            |
+/// | 96     | `large_offset` | `AtomicU64` | where the f32 buffer starts (64-aligned)|
+/// | 104    | `large_len`    | `AtomicU64` | number of f32s in it                    |
+/// | 128    | `owner`        | `AtomicU64` | worker id that may write audio; 0: none |
+/// | 192    | `published`    | `AtomicU64` | `frame_time << 32 \| slot`              |
+/// | 256    | slot 0, slot 1, then the large buffer                                 |
+///
+/// `owner` and `published` each sit on their own 64-byte cache line: `published` is
+/// stored every period by the owner and polled by the standby, `owner` is loaded every
+/// period by the owner.
+///
+/// # What fencing does and does not guarantee
+///
+/// A worker writes audio and state only while `owner` is its id, and a standby takes
+/// over with [`StateSegment::try_take_ownership`] (a compare-and-swap), so at most one
+/// taker wins and a primary that checks `owner` each period goes silent within one
+/// period. A primary that is stopped *between* its owner check and its publish can
+/// still publish once after losing ownership. [`StateSegment::publish_from`] narrows
+/// that: publishing with a compare-and-swap from the writer's own last publication
+/// fails if anyone has published since (the worker publishes this way, and checks
+/// `published` before it writes the slot: only a publish racing that check writes).
+/// What remains: if the late primary publishes *before* the new owner's first
+/// publish, the new owner's `publish_from` fails and it must re-read `published`
+/// and continue from there; and in that window both wrote slot `1 - s`, which is
+/// harmless only because both computed the same period from the same state
+/// (modules are deterministic). Closing it fully needs a third slot or an owner epoch
+/// inside `published`.
 ///
 /// # Example
 ///

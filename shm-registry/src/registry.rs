@@ -138,7 +138,7 @@ pub struct Stats {
 
 /// Why [`Registry::open`] started from an empty registry. The text says what was
 /// wrong and what happened; the caller should log it and rebuild from a
-/// [`scan`](crate::scan) (see [`Registry::adopt`]).
+/// [`scan`](crate::scan) (see [`adopt`](crate::adopt)).
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("doc-warn-{}", std::process::id()));

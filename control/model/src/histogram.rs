@@ -16,7 +16,7 @@
 //! its latencies over a ring and the control thread records them.
 //!
 //! ```
-//! use modsynth_control::histogram::Histogram;
+//! use modsynth_model::histogram::Histogram;
 //!
 //! let mut h = Histogram::new();
 //! assert_eq!(h.quantile(0.99), None);
@@ -98,7 +98,7 @@ impl Histogram {
     /// value with at least `q` of all values at or below it. `None` while empty.
     ///
     /// ```
-    /// let mut h = modsynth_control::histogram::Histogram::new();
+    /// let mut h = modsynth_model::histogram::Histogram::new();
     /// for v in [1.0, 2.0, 3.0, 4.0] {
     ///     h.record(v);
     /// }
