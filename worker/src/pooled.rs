@@ -319,21 +319,19 @@ impl Worker {
                 tracing::debug!("assign received");
                 self.stop_watching();
                 self.takeovers_at_assign = self.takeovers();
-                self.assigned_state =
-                    (!state.is_empty()).then(|| (state.clone(), module_type.clone()));
+                self.assigned_state = Some((state.clone(), module_type.clone()));
                 let Some(spec) = catalog::module(&module_type) else {
                     let result = Err(format!("no module type '{module_type}'"));
                     return Some(FromWorker::Assigned { token, result });
                 };
                 let params: Vec<(usize, f32)> =
                     params.iter().map(|&(i, v)| (i as usize, v)).collect();
-                let result = match (role, state.is_empty()) {
-                    (_, true) => self.host.assign(spec, &params, Some(&id), StatePlan::None),
-                    (Role::Primary, false) => {
+                let result = match role {
+                    Role::Primary => {
                         self.host
                             .assign(spec, &params, Some(&id), StatePlan::Create(&state))
                     }
-                    (Role::Replacement, false) => {
+                    Role::Replacement => {
                         let result = self
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
@@ -342,7 +340,7 @@ impl Worker {
                         }
                         result
                     }
-                    (Role::Standby { primary_pid }, false) => {
+                    Role::Standby { primary_pid } => {
                         let result = self
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));

@@ -91,7 +91,7 @@ impl Core {
         let segments = self
             .modules
             .iter()
-            .filter(|(_, m)| !m.state.is_empty() && !m.quarantined)
+            .filter(|(_, m)| !m.quarantined)
             .map(|(id, m)| RegisteredSegment {
                 module: id.clone(),
                 segment: m.state.clone(),
