@@ -88,9 +88,12 @@ impl Effects for Runtime {
             // A worker adopted from an earlier modsynthd is not our child: as
             // before, signalled by pid. Keeping the pidfd opened (and checked by
             // start time) at adoption would close the pid-reuse gap for these too.
+            // (No pid 0: that would signal our own process group.)
             Err(NotChild) => {
-                let pid = nix::unistd::Pid::from_raw(worker.pid as i32);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                use rustix::process::{kill_process, Pid, Signal};
+                if let Some(pid) = Pid::from_raw(worker.pid as i32) {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
             }
         }
     }
@@ -147,7 +150,7 @@ impl Effects for Runtime {
     fn unlink_state(&mut self, name: &str) {
         // A segment of the same name made later is another one: map it anew.
         self.states.remove(name);
-        if let Err(e) = nix::sys::mman::shm_unlink(name) {
+        if let Err(e) = modsynth_shm::Segment::unlink(name) {
             tracing::warn!("cannot unlink {name}: {e}");
         }
     }
@@ -236,7 +239,7 @@ mod tests {
         // Reaped: nothing is sent, whoever has that pid now.
         assert_eq!(kill_child(child.id()), Ok(false));
         // Not our child (our parent, the test runner): refused, not signalled.
-        let parent = nix::unistd::getppid().as_raw() as u32;
+        let parent = rustix::process::Pid::as_raw(rustix::process::getppid()) as u32;
         assert_eq!(kill_child(parent), Err(NotChild));
     }
 }

@@ -17,7 +17,6 @@ use modsynth_model::protocol::{
     Adoption, FromWorker, Playing, Role, ToWorker, WorkerCard, WorkerReport,
 };
 use modsynth_process::{jack_server_name, process_start_time};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -29,6 +28,13 @@ use std::time::{Duration, Instant};
 /// fewer: when a client dies, jackd2 stalls parts of its graph for 2-3 cycles
 /// (measured), and a standby counting 4 took a healthy new primary for hung.
 const HANG_PERIODS: u64 = 16;
+
+/// How long the standby's watcher waits for its primary's death between two
+/// looks at the hang check and the stop flag.
+const WATCH_POLL: rustix::time::Timespec = rustix::time::Timespec {
+    tv_sec: 0,
+    tv_nsec: 5_000_000,
+};
 
 /// How long the worker waits for its real-time thread before answering anyway.
 const RT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -313,21 +319,19 @@ impl Worker {
                 tracing::debug!("assign received");
                 self.stop_watching();
                 self.takeovers_at_assign = self.takeovers();
-                self.assigned_state =
-                    (!state.is_empty()).then(|| (state.clone(), module_type.clone()));
+                self.assigned_state = Some((state.clone(), module_type.clone()));
                 let Some(spec) = catalog::module(&module_type) else {
                     let result = Err(format!("no module type '{module_type}'"));
                     return Some(FromWorker::Assigned { token, result });
                 };
                 let params: Vec<(usize, f32)> =
                     params.iter().map(|&(i, v)| (i as usize, v)).collect();
-                let result = match (role, state.is_empty()) {
-                    (_, true) => self.host.assign(spec, &params, Some(&id), StatePlan::None),
-                    (Role::Primary, false) => {
+                let result = match role {
+                    Role::Primary => {
                         self.host
                             .assign(spec, &params, Some(&id), StatePlan::Create(&state))
                     }
-                    (Role::Replacement, false) => {
+                    Role::Replacement => {
                         let result = self
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
@@ -336,7 +340,7 @@ impl Worker {
                         }
                         result
                     }
-                    (Role::Standby { primary_pid }, false) => {
+                    Role::Standby { primary_pid } => {
                         let result = self
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
@@ -476,13 +480,13 @@ impl Worker {
             let mut last_published = shared.published();
             let mut cycles_at_publish = stats.cycles.load(Ordering::Relaxed);
             while !stop.load(Ordering::Acquire) {
-                let mut fds = [nix::poll::PollFd::new(
-                    pidfd.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
+                let mut fds = [rustix::event::PollFd::new(
+                    &pidfd,
+                    rustix::event::PollFlags::IN,
                 )];
                 // A short bounded wait: death wakes it at once; the hang check and a
                 // freed standby's stop flag are looked at every few milliseconds.
-                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5u16)) {
+                match rustix::event::poll(&mut fds, Some(&WATCH_POLL)) {
                     Ok(n) if n > 0 => {
                         if shared.take_over(primary_pid as u64, me) {
                             uplink.send(FromWorker::Promoted);
@@ -505,7 +509,7 @@ impl Worker {
                             return;
                         }
                     }
-                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => {
                         tracing::error!("watching primary {primary_pid}: {e}");
                         return;
@@ -588,9 +592,9 @@ impl Worker {
             params_dropped: self.params.dropped,
             params_coalesced: self.params.coalesced,
             params_applied: stats.params_applied.load(Ordering::Relaxed),
-            latency_p50: stats.latency_percentile(50.0).unwrap_or(0),
-            latency_p95: stats.latency_percentile(95.0).unwrap_or(0),
-            latency_p99: stats.latency_percentile(99.0).unwrap_or(0),
+            latency_p50: self.host.controller().latency_quantile(0.5).unwrap_or(0),
+            latency_p95: self.host.controller().latency_quantile(0.95).unwrap_or(0),
+            latency_p99: self.host.controller().latency_quantile(0.99).unwrap_or(0),
             dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
@@ -687,17 +691,16 @@ impl CpuClock {
 }
 
 fn process_cpu_time() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
-        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-        .unwrap_or_default()
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Resident set size from /proc/self/statm, KiB (0 if unreadable).
 pub fn rss_kib() -> u64 {
-    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4, |b| b as u64 / 1024);
+    let page_kib = rustix::param::page_size() as u64 / 1024;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -17,7 +17,7 @@
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
+use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_model::param;
 use modsynth_model::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};

@@ -87,7 +87,7 @@ impl Core {
         let segments = self
             .modules
             .iter()
-            .filter(|(_, m)| !m.state.is_empty() && !m.quarantined)
+            .filter(|(_, m)| !m.quarantined)
             .map(|(id, m)| RegisteredSegment {
                 module: id.clone(),
                 segment: m.state.clone(),
@@ -132,13 +132,12 @@ impl Core {
                     id: id.clone(),
                     module_type: m.spec.name.to_string(),
                     role: if m.quarantined {
-                        "quarantined"
+                        ModuleRole::Quarantined
                     } else if m.recovering_since.is_some() && w.is_none() {
-                        "recovering"
+                        ModuleRole::Recovering
                     } else {
-                        "primary"
-                    }
-                    .into(),
+                        ModuleRole::Primary
+                    },
                     pid: w.map_or(0, |w| w.link.pid),
                     jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
                     standby_client: standby.map_or_else(String::new, |s| s.link.client.clone()),

@@ -500,7 +500,7 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
         .replies
         .iter()
         .any(|(_, m)| m.addr == "/module/died" && m.args == vec![s("n")]));
-    assert_eq!(core.status_report().modules[0].role, "recovering");
+    assert_eq!(core.status_report().modules[0].role, ModuleRole::Recovering);
     let (spare, token, role, state) = last_assign(&fx, "n");
     assert_ne!(spare, wid);
     assert_eq!(
@@ -539,7 +539,7 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
     took_over(&mut core, &mut fx, spare, 256);
     assert!(notified(&fx, "/module/failover", &[s("n"), T::Int(256)]));
     let report = core.status_report();
-    assert_eq!(report.modules[0].role, "primary");
+    assert_eq!(report.modules[0].role, ModuleRole::Primary);
     assert_eq!(report.modules[0].jack_client, format!("ms-w{spare:02}"));
     assert_eq!(
         (report.counters.crash_count, report.counters.replacements),
@@ -648,7 +648,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
     for death in 0..=limit + 1 {
         fx.clock = Some(t0 + Duration::from_secs(death as u64));
         core.handle(Event::WorkerGone(wid), &mut fx);
-        if core.status_report().modules[0].role == "quarantined" {
+        if core.status_report().modules[0].role == ModuleRole::Quarantined {
             break;
         }
         while core.pool.ready.len() < 2 {
@@ -677,7 +677,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
         "fresh, then quarantined"
     );
     let report = core.status_report();
-    assert_eq!(report.modules[0].role, "quarantined");
+    assert_eq!(report.modules[0].role, ModuleRole::Quarantined);
     assert_eq!(
         (report.counters.fresh_restarts, report.counters.quarantined),
         (1, 1)
