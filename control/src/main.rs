@@ -512,5 +512,8 @@ fn record_command(
             String::new()
         }
     );
+    if sum.server_stopped {
+        eprintln!("the JACK server stopped during the recording: the file ends there");
+    }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! `/status.reply` carries one JSON string of a [`StatusReport`]; `modsynth status`
 //! prints it as a table.
 
+use modsynth_model::histogram::Histogram;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 
 /// Pool and timing counters reported by `/status`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -55,34 +55,35 @@ pub struct Counters {
     pub params_held_back: u64,
 }
 
-/// A rolling window of samples with percentiles.
+/// The median and p99 of every sample since the supervisor started, and the last
+/// one, as `/status` reports them (see [`Histogram`] for their precision).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Percentiles {
+    /// The latest sample.
     pub last: f64,
+    /// The median of all samples.
     pub p50: f64,
+    /// The 99th percentile of all samples.
     pub p99: f64,
     #[serde(skip)]
-    window: VecDeque<f64>,
+    samples: Histogram,
 }
 
 impl Percentiles {
-    /// How many recent samples the percentiles cover.
-    const WINDOW: usize = 1000;
-
-    /// Adds a sample and recomputes `last`, `p50` and `p99`.
+    /// Adds a sample and updates `last`, `p50` and `p99`.
+    ///
+    /// ```
+    /// let mut create_ms = modsynth_control::status::Percentiles::default();
+    /// for ms in [3.0, 4.0, 5.0, 40.0] {
+    ///     create_ms.record(ms);
+    /// }
+    /// assert_eq!((create_ms.last, create_ms.p50, create_ms.p99), (40.0, 4.0, 40.0));
+    /// ```
     pub fn record(&mut self, value: f64) {
-        if self.window.len() == Self::WINDOW {
-            self.window.pop_front();
-        }
-        self.window.push_back(value);
-        let mut sorted: Vec<f64> = self.window.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)]
-        };
+        self.samples.record(value);
         self.last = value;
-        self.p50 = at(0.5);
-        self.p99 = at(0.99);
+        self.p50 = self.samples.quantile(0.5).unwrap_or(value);
+        self.p99 = self.samples.quantile(0.99).unwrap_or(value);
     }
 }
 
@@ -135,12 +136,44 @@ pub struct SourceCounts {
     pub dropped: u64,
 }
 
+/// Where a module stands, in `/status.reply` (`"primary"`, `"recovering"`,
+/// `"quarantined"`).
+///
+/// ```
+/// use modsynth_control::status::ModuleRole;
+///
+/// assert_eq!(serde_json::to_string(&ModuleRole::Recovering).unwrap(), r#""recovering""#);
+/// assert_eq!(ModuleRole::Quarantined.to_string(), "quarantined");
+/// ```
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleRole {
+    /// A primary worker plays it.
+    #[default]
+    Primary,
+    /// Its worker died and no other has taken it over yet.
+    Recovering,
+    /// It kept crashing after a fresh restart: left silent.
+    Quarantined,
+}
+
+impl std::fmt::Display for ModuleRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModuleRole::Primary => "primary",
+            ModuleRole::Recovering => "recovering",
+            ModuleRole::Quarantined => "quarantined",
+        })
+    }
+}
+
 /// One module in `/status.reply`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
     pub id: String,
     pub module_type: String,
-    pub role: String,
+    /// Whether a primary plays it, it waits for one, or it was given up on.
+    pub role: ModuleRole,
     pub pid: u32,
     pub jack_client: String,
     /// The hot standby's JACK client, once it is ready (empty otherwise).

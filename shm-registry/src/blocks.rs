@@ -1,58 +1,5 @@
-//! Typed `#[repr(C)]` blocks that live in segments: a worker's [`StatusBlock`] and a
-//! module's [`StateSegment`].
-//!
-//! Every block starts with the same 64-byte header, checked on open so that a wrong
-//! or corrupt segment is an error, never undefined behaviour:
-//!
-//! | offset | field       | type        | meaning                                    |
-//! |-------:|-------------|-------------|--------------------------------------------|
-//! | 0      | `magic`     | `AtomicU64` | `b"modsynth"` (LE); stored last, Release   |
-//! | 8      | `version`   | `AtomicU32` | 1 (bumped on any layout change)            |
-//! | 12     | `kind`      | `AtomicU32` | 1 = status block, 2 = state segment        |
-//! | 16     | `total_len` | `AtomicU64` | segment length the creator made            |
-//! | 24..64 | reserved    |             | zero                                       |
-//!
-//! The creator fills everything, then stores `magic` with Release; an opener loads it
-//! with Acquire, so a segment whose creator has not finished (or died half-way) reads
-//! as "not initialized" instead of half-written. All shared fields are atomics: any
-//! bit pattern is a valid value, so a hostile or stale segment can give wrong numbers
-//! but cannot make this process read out of bounds — every offset is checked against
-//! the mapping's real length before it is used.
-//!
-//! The state segment (after the common header):
-//!
-//! | offset | field          | type        | meaning                                 |
-//! |-------:|----------------|-------------|-----------------------------------------|
-//! | 64     | `module_type`  | `AtomicU32` | catalog index of the module type        |
-//! | 72     | `slot_size`    | `AtomicU64` | bytes of one state slot, as requested   |
-//! | 80     | `slot_offset`  | `AtomicU64` | 256: where slot 0 starts                |
-//! | 88     | `slot_stride`  | `AtomicU64` | `slot_size` rounded up to 64            |
-//! | 96     | `large_offset` | `AtomicU64` | where the f32 buffer starts (64-aligned)|
-//! | 104    | `large_len`    | `AtomicU64` | number of f32s in it                    |
-//! | 128    | `owner`        | `AtomicU64` | worker id that may write audio; 0: none |
-//! | 192    | `published`    | `AtomicU64` | `frame_time << 32 \| slot`              |
-//! | 256    | slot 0, slot 1, then the large buffer                                 |
-//!
-//! `owner` and `published` each sit on their own 64-byte cache line: `published` is
-//! stored every period by the owner and polled by the standby, `owner` is loaded every
-//! period by the owner.
-//!
-//! ## What fencing does and does not guarantee
-//!
-//! A worker writes audio and state only while `owner` is its id, and a standby takes
-//! over with [`StateSegment::try_take_ownership`] (a compare-and-swap), so at most one
-//! taker wins and a primary that checks `owner` each period goes silent within one
-//! period. A primary that is stopped *between* its owner check and its publish can
-//! still publish once after losing ownership. [`StateSegment::publish_from`] narrows
-//! that: publishing with a compare-and-swap from the writer's own last publication
-//! fails if anyone has published since (the worker publishes this way, and checks
-//! `published` before it writes the slot: only a publish racing that check writes).
-//! What remains: if the late primary publishes *before* the new owner's first
-//! publish, the new owner's `publish_from` fails and it must re-read `published`
-//! and continue from there; and in that window both wrote slot `1 - s`, which is
-//! harmless only because both computed the same period from the same state
-//! (modules are deterministic). Closing it fully needs a third slot or an owner epoch
-//! inside `published`.
+//! The typed `#[repr(C)]` block in a module's state segment: [`StateSegment`],
+//! whose docs give the byte layout and what fencing does and does not guarantee.
 
 use crate::{Segment, ShmError};
 use std::mem::{offset_of, size_of};
@@ -62,20 +9,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 const MAGIC: u64 = u64::from_le_bytes(*b"modsynth");
 /// Version of the block layouts in this file; bump on any change.
 pub(crate) const LAYOUT_VERSION: u32 = 1;
-const KIND_STATUS: u32 = 1;
 const KIND_STATE: u32 = 2;
 const ALIGN: usize = 64;
 
-/// Number of buckets in [`StatusBlock`]'s latency histogram. Bucket 0 counts
-/// latencies below 1 µs, bucket `i` (1 ≤ i < 15) those in `[2^(i-1), 2^i)` µs, and the
-/// last bucket everything from 2^14 µs (16.4 ms) up.
-///
-/// ```
-/// assert_eq!(modsynth_shm::LATENCY_BUCKETS, 16);
-/// ```
-pub const LATENCY_BUCKETS: usize = 16;
-
-/// The header every block starts with (see the module docs).
+/// The header a state segment starts with (see `StateSegment`'s docs).
 #[repr(C)]
 struct BlockHeader {
     magic: AtomicU64,
@@ -165,7 +102,6 @@ fn check_header(seg: &Segment, kind: u32, min_len: usize) -> Result<&BlockHeader
 
 fn kind_name(kind: u32) -> String {
     match kind {
-        KIND_STATUS => "status block".into(),
         KIND_STATE => "state segment".into(),
         k => format!("block of unknown kind {k}"),
     }
@@ -175,247 +111,7 @@ fn round_up(n: usize) -> Option<usize> {
     n.checked_add(ALIGN - 1).map(|n| n / ALIGN * ALIGN)
 }
 
-/// One worker's counters, in its status segment. The worker's real-time thread is the
-/// only writer of the counters; the supervisor and the standby read them. All
-/// accessors are single atomic operations (wait-free, no allocation).
-///
-/// Layout (offsets in bytes, after the common 64-byte header, see [`StateSegment`]):
-/// counters at 64..108
-/// (one cache line), the histogram at 128..256, `promote` alone at 256; 320 bytes.
-///
-/// ```
-/// use modsynth_shm::StatusSegment;
-/// use std::sync::atomic::Ordering;
-///
-/// let name = format!("/doc{}-w07-status", std::process::id());
-/// let worker = StatusSegment::create(&name)?;
-/// let supervisor = StatusSegment::open(&name)?;
-/// worker.heartbeat_frame.store(48_000, Ordering::Release);
-/// worker.cycles.fetch_add(1, Ordering::Relaxed);
-/// worker.set_dsp_load(0.25);
-/// worker.record_latency_us(300);
-/// assert_eq!(supervisor.heartbeat_frame.load(Ordering::Acquire), 48_000);
-/// assert_eq!(supervisor.dsp_load(), 0.25);
-/// assert_eq!(supervisor.latency_histogram()[9], 1); // 256..512 µs
-/// # modsynth_shm::Segment::unlink(&name)?;
-/// # Ok::<(), modsynth_shm::ShmError>(())
-/// ```
-#[repr(C)]
-pub struct StatusBlock {
-    header: BlockHeader,
-    /// JACK frame time of the last period the worker processed (its heartbeat).
-    pub heartbeat_frame: AtomicU64,
-    /// Process callbacks run.
-    pub cycles: AtomicU64,
-    /// Xruns the worker saw.
-    pub xruns: AtomicU64,
-    /// Control messages (parameter changes) received by the RT thread.
-    pub params_received: AtomicU64,
-    /// Control messages applied to the DSP state.
-    pub params_applied: AtomicU64,
-    dsp_load_bits: AtomicU32,
-    _pad0: [u32; 5],
-    latency: [AtomicU64; LATENCY_BUCKETS],
-    promote: AtomicU32,
-    _pad1: [u32; 15],
-}
-
-const _: () = {
-    assert!(offset_of!(StatusBlock, heartbeat_frame) == 64);
-    assert!(offset_of!(StatusBlock, dsp_load_bits) == 104);
-    assert!(offset_of!(StatusBlock, latency) == 128);
-    assert!(offset_of!(StatusBlock, promote) == 256);
-    assert!(size_of::<StatusBlock>() == 320);
-};
-
-impl StatusBlock {
-    /// Stores the DSP load (fraction of the period spent in the callback).
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w1-status", std::process::id());
-    /// # let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// block.set_dsp_load(0.5);
-    /// assert_eq!(block.dsp_load(), 0.5);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn set_dsp_load(&self, load: f32) {
-        self.dsp_load_bits.store(load.to_bits(), Ordering::Relaxed);
-    }
-
-    /// The DSP load last stored with [`set_dsp_load`](Self::set_dsp_load) (0.0 at
-    /// first).
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w2-status", std::process::id());
-    /// let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// assert_eq!(block.dsp_load(), 0.0);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn dsp_load(&self) -> f32 {
-        f32::from_bits(self.dsp_load_bits.load(Ordering::Relaxed))
-    }
-
-    /// Counts one latency of `us` microseconds in its histogram bucket (see
-    /// [`LATENCY_BUCKETS`]).
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w3-status", std::process::id());
-    /// # let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// block.record_latency_us(0); // bucket 0
-    /// block.record_latency_us(1); // bucket 1
-    /// block.record_latency_us(1_000_000); // last bucket
-    /// let h = block.latency_histogram();
-    /// assert_eq!((h[0], h[1], h[15]), (1, 1, 1));
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn record_latency_us(&self, us: u64) {
-        let bucket = (u64::BITS - us.leading_zeros()) as usize;
-        self.latency[bucket.min(LATENCY_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A copy of the latency histogram's counts.
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w4-status", std::process::id());
-    /// # let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// assert_eq!(block.latency_histogram(), [0; modsynth_shm::LATENCY_BUCKETS]);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn latency_histogram(&self) -> [u64; LATENCY_BUCKETS] {
-        std::array::from_fn(|i| self.latency[i].load(Ordering::Relaxed))
-    }
-
-    /// Asks the worker to promote itself: stores a non-zero `reason` (caller-defined,
-    /// e.g. 1 = primary died, 2 = primary hung) with Release. Meant for the standby's
-    /// watcher thread or the supervisor; the worker's RT thread polls
-    /// [`take_promote`](Self::take_promote) each period.
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w5-status", std::process::id());
-    /// # let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// block.request_promote(1);
-    /// assert_eq!(block.take_promote(), 1);
-    /// assert_eq!(block.take_promote(), 0); // taken once
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn request_promote(&self, reason: u32) {
-        self.promote.store(reason, Ordering::Release);
-    }
-
-    /// Returns the pending promote request (0: none) and clears it, in one atomic swap.
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w6-status", std::process::id());
-    /// # let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// assert_eq!(block.take_promote(), 0);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn take_promote(&self) -> u32 {
-        self.promote.swap(0, Ordering::AcqRel)
-    }
-
-    /// The pending promote request without clearing it (0: none).
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w9-status", std::process::id());
-    /// # let block = modsynth_shm::StatusSegment::create(&name)?;
-    /// block.request_promote(2);
-    /// assert_eq!(block.promote_requested(), 2);
-    /// assert_eq!(block.promote_requested(), 2);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn promote_requested(&self) -> u32 {
-        self.promote.load(Ordering::Acquire)
-    }
-}
-
-/// A status segment: a [`Segment`] holding one checked [`StatusBlock`], which it
-/// dereferences to.
-///
-/// ```
-/// use modsynth_shm::StatusSegment;
-///
-/// let name = format!("/doc{}-w08-status", std::process::id());
-/// let status = StatusSegment::create(&name)?;
-/// assert_eq!(status.segment().len(), 320);
-/// assert_eq!(status.cycles.load(std::sync::atomic::Ordering::Relaxed), 0);
-/// # modsynth_shm::Segment::unlink(&name)?;
-/// # Ok::<(), modsynth_shm::ShmError>(())
-/// ```
-pub struct StatusSegment {
-    seg: Segment,
-}
-
-impl StatusSegment {
-    /// Creates status segment `name` (all counters 0, no promote request).
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w09-status", std::process::id());
-    /// let status = modsynth_shm::StatusSegment::create(&name)?;
-    /// assert_eq!(status.take_promote(), 0);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn create(name: &str) -> Result<StatusSegment, ShmError> {
-        let seg = Segment::create(name, size_of::<StatusBlock>())?;
-        // SAFETY: the fresh mapping is page-aligned, exactly size_of::<StatusBlock>()
-        // bytes and zero-filled; StatusBlock is atomics and integers, for which all
-        // zeros is valid, accessed only atomically.
-        let block = unsafe { &*(seg.as_ptr() as *const StatusBlock) };
-        block.header.init(KIND_STATUS, seg.len());
-        Ok(StatusSegment { seg })
-    }
-
-    /// Opens status segment `name`, checking its header (magic, version, kind, size).
-    ///
-    /// ```
-    /// # use modsynth_shm::{Segment, StatusSegment};
-    /// let name = format!("/doc{}-w10-status", std::process::id());
-    /// Segment::create(&name, 320)?; // right size, but never initialized
-    /// assert!(StatusSegment::open(&name).is_err());
-    /// # Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn open(name: &str) -> Result<StatusSegment, ShmError> {
-        let seg = Segment::open(name)?;
-        check_header(&seg, KIND_STATUS, size_of::<StatusBlock>())?;
-        Ok(StatusSegment { seg })
-    }
-
-    /// The underlying segment.
-    ///
-    /// ```
-    /// # let name = format!("/doc{}-w11-status", std::process::id());
-    /// let status = modsynth_shm::StatusSegment::create(&name)?;
-    /// assert_eq!(status.segment().name(), name);
-    /// # modsynth_shm::Segment::unlink(&name)?;
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn segment(&self) -> &Segment {
-        &self.seg
-    }
-}
-
-impl std::ops::Deref for StatusSegment {
-    type Target = StatusBlock;
-
-    fn deref(&self) -> &StatusBlock {
-        // SAFETY: `create` made or `open` checked a mapping of exactly
-        // size_of::<StatusBlock>() bytes, page-aligned; StatusBlock is valid for any
-        // bit pattern and only accessed atomically. The borrow is tied to `self`,
-        // which keeps the mapping alive.
-        unsafe { &*(self.seg.as_ptr() as *const StatusBlock) }
-    }
-}
-
-/// The fixed part of a state segment (see the module docs for the layout).
+/// The fixed part of a state segment (its layout is in `StateSegment`'s docs).
 #[repr(C)]
 struct StateHeader {
     block: BlockHeader,
@@ -472,7 +168,7 @@ impl StateLayout {
 }
 
 /// A module's state segment: a 256-byte header with the `owner` and `published`
-/// words (see Layout below), two state slots of `slot_size` bytes (each 64-aligned) and a large buffer
+/// words, two state slots of `slot_size` bytes (each 64-aligned) and a large buffer
 /// of `large_len` f32s (64-aligned).
 ///
 /// Each period the owner reads slot `s` (from [`published`](Self::published)), writes
@@ -488,14 +184,14 @@ impl StateLayout {
 ///
 /// # Layout
 ///
-/// Every block starts with the same 64-byte header, checked on open so that a wrong
+/// The segment starts with a 64-byte header, checked on open so that a wrong
 /// or corrupt segment is an error, never undefined behaviour:
 ///
 /// | offset | field       | type        | meaning                                    |
 /// |-------:|-------------|-------------|--------------------------------------------|
 /// | 0      | `magic`     | `AtomicU64` | `b"modsynth"` (LE); stored last, Release   |
 /// | 8      | `version`   | `AtomicU32` | 1 (bumped on any layout change)            |
-/// | 12     | `kind`      | `AtomicU32` | 1 = status block, 2 = state segment        |
+/// | 12     | `kind`      | `AtomicU32` | 2 = state segment (1 is retired)           |
 /// | 16     | `total_len` | `AtomicU64` | segment length the creator made            |
 /// | 24..64 | reserved    |             | zero                                       |
 ///
@@ -535,7 +231,7 @@ impl StateLayout {
 /// fails if anyone has published since (the worker publishes this way, and checks
 /// `published` before it writes the slot: only a publish racing that check writes).
 /// What remains: if the late primary publishes *before* the new owner's first
-/// publish, the new owner's `publish_from` fails and it must re-read [`published`](StateSegment::published)
+/// publish, the new owner's `publish_from` fails and it must re-read `published`
 /// and continue from there; and in that window both wrote slot `1 - s`, which is
 /// harmless only because both computed the same period from the same state
 /// (modules are deterministic). Closing it fully needs a third slot or an owner epoch
@@ -623,11 +319,11 @@ impl StateSegment {
     /// [`expect_layout`](Self::expect_layout) before casting slots to a state type.
     ///
     /// ```
-    /// # use modsynth_shm::{StateSegment, StatusSegment};
-    /// let name = format!("/doc{}-w12-status", std::process::id());
-    /// StatusSegment::create(&name)?;
+    /// # use modsynth_shm::{Segment, StateSegment};
+    /// let name = format!("/doc{}-w12-state", std::process::id());
+    /// Segment::create(&name, 4096)?; // all zeros: no header
     /// let err = StateSegment::open(&name).err().unwrap();
-    /// assert!(err.to_string().contains("status block, not a state segment"));
+    /// assert!(err.to_string().contains("not initialized"));
     /// # modsynth_shm::Segment::unlink(&name)?;
     /// # Ok::<(), modsynth_shm::ShmError>(())
     /// ```
@@ -922,34 +618,6 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     #[test]
-    fn status_block_two_mappings_see_each_other() {
-        let names = Names::new();
-        let name = names.with("w1", "status");
-        let worker = StatusSegment::create(&name).unwrap();
-        let supervisor = StatusSegment::open(&name).unwrap();
-        worker.heartbeat_frame.store(1 << 40, Ordering::Release);
-        worker.xruns.fetch_add(2, Ordering::Relaxed);
-        worker.params_received.fetch_add(3, Ordering::Relaxed);
-        worker.params_applied.fetch_add(3, Ordering::Relaxed);
-        worker.set_dsp_load(0.125);
-        for us in [0, 1, 2, 3, 4, 1000, 16_383, 16_384, u64::MAX] {
-            worker.record_latency_us(us);
-        }
-        assert_eq!(supervisor.heartbeat_frame.load(Ordering::Acquire), 1 << 40);
-        assert_eq!(supervisor.xruns.load(Ordering::Relaxed), 2);
-        assert_eq!(supervisor.params_applied.load(Ordering::Relaxed), 3);
-        assert_eq!(supervisor.dsp_load(), 0.125);
-        let h = supervisor.latency_histogram();
-        assert_eq!(&h[..4], &[1, 1, 2, 1]);
-        assert_eq!(h[10], 1); // 1000 µs in [512, 1024)
-        assert_eq!(h[14], 1); // 16 383 µs in [8192, 16384)
-        assert_eq!(h[15], 2);
-        supervisor.request_promote(2);
-        assert_eq!(worker.take_promote(), 2);
-        assert_eq!(supervisor.promote_requested(), 0);
-    }
-
-    #[test]
     fn state_segment_two_mappings_see_each_other() {
         let names = Names::new();
         let name = names.with("vco1", "state");
@@ -1027,7 +695,7 @@ mod tests {
         // Too small to hold a header at all: refused before reading anything.
         let tiny = names.next("tiny");
         Segment::create(&tiny, 10).unwrap();
-        let err = StatusSegment::open(&tiny).err().unwrap();
+        let err = StateSegment::open(&tiny).err().unwrap();
         assert!(err.to_string().contains("too small"), "{err}");
 
         let name = names.with("vco4", "state");
@@ -1040,8 +708,10 @@ mod tests {
             .to_string()
             .contains("layout version 99"));
         h.block.version.store(LAYOUT_VERSION, Ordering::SeqCst);
-        let err = StatusSegment::open(&name).err().unwrap();
-        assert!(err.to_string().contains("not a status block"), "{err}");
+        h.block.kind.store(1, Ordering::SeqCst);
+        let err = StateSegment::open(&name).err().unwrap();
+        assert!(err.to_string().contains("unknown kind 1"), "{err}");
+        h.block.kind.store(KIND_STATE, Ordering::SeqCst);
         // A buffer length that would reach past the end of the segment.
         h.large_len.store(1 << 40, Ordering::SeqCst);
         let err = StateSegment::open(&name).err().unwrap();

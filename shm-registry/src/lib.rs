@@ -3,8 +3,6 @@
 //!
 //! - [`Segment`]: a named POSIX shared-memory segment (`/<instance>-<owner>-<kind>`,
 //!   mode 0600), mapped read/write. Dropping unmaps; unlinking is explicit.
-//! - [`StatusSegment`] / [`StatusBlock`]: a worker's counters (heartbeat, cycles,
-//!   xruns, DSP load, control counters, latency histogram, promote word).
 //! - [`StateSegment`]: a module's double-buffered DSP state, the `published` word and
 //!   the `owner` word used for fencing.
 //! - [`Registry`]: the JSON registry in the instance's state dir, rewritten atomically.
@@ -41,11 +39,11 @@ mod segment;
 #[cfg(test)]
 mod test_util;
 
-pub use blocks::{StateSegment, StatusBlock, StatusSegment, LATENCY_BUCKETS};
+pub use blocks::StateSegment;
 pub use error::ShmError;
 pub use instance::{default_base_dir, ensure_state_dir, InstanceLock, LOCK_FILE};
 pub use registry::{
     rfc3339_utc, Allocation, Registry, Role, Stats, Warning, Worker, REGISTRY_FILE,
 };
-pub use scan::{gc, pid_alive, scan, GcReport, ScanEntry, ScanReport, SegmentStatus};
+pub use scan::{adopt, gc, pid_alive, scan, GcReport, ScanEntry, ScanReport, SegmentStatus};
 pub use segment::{check_name, segment_name, Segment};

@@ -21,7 +21,6 @@
 //! thanks to the rename they always see a whole file.
 
 use crate::instance::ensure_state_dir;
-use crate::scan::{ScanReport, SegmentStatus};
 use crate::ShmError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -56,7 +55,7 @@ pub struct Allocation {
     pub segment: String,
     /// Bytes.
     pub size: u64,
-    /// What it holds, e.g. `state_snapshot` or `status_block`.
+    /// What it holds, e.g. `state_snapshot`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Who is responsible for it, e.g. `worker:4711` or `supervisor`.
@@ -69,8 +68,8 @@ impl Allocation {
     /// An allocation created now.
     ///
     /// ```
-    /// let a = modsynth_shm::Allocation::new("w07.status", "/live-w07-status", 320, "status_block", "supervisor");
-    /// assert_eq!((a.id.as_str(), a.size), ("w07.status", 320));
+    /// let a = modsynth_shm::Allocation::new("vco1.state", "/live-vco1-state", 448, "state_snapshot", "worker:4242");
+    /// assert_eq!((a.id.as_str(), a.size), ("vco1.state", 448));
     /// ```
     pub fn new(id: &str, segment: &str, size: u64, kind: &str, owner: &str) -> Allocation {
         Allocation {
@@ -139,7 +138,7 @@ pub struct Stats {
 
 /// Why [`Registry::open`] started from an empty registry. The text says what was
 /// wrong and what happened; the caller should log it and rebuild from a
-/// [`scan`](crate::scan) (see [`Registry::adopt`]).
+/// [`scan`](crate::scan) (see [`adopt`](crate::adopt)).
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("doc-warn-{}", std::process::id()));
@@ -243,8 +242,9 @@ impl Contents {
 ///
 /// let dir = std::env::temp_dir().join(format!("doc-reg-{}", std::process::id()));
 /// let (mut reg, _first_start) = Registry::open(&dir)?;
-/// reg.add_allocation(Allocation::new("vco1.state", "/live-vco1-state", 4096, "state_snapshot", "worker:4711"))?;
-/// reg.set_worker(Worker { pid: 4711, jack_client: "modsynth-w07".into(), role: Role::Primary, module: Some("vco1".into()) })?;
+/// let vco = Allocation::new("vco1.state", "/live-vco1-state", 4096, "state_snapshot", "worker:4711");
+/// let w = Worker { pid: 4711, jack_client: "modsynth-w07".into(), role: Role::Primary, module: Some("vco1".into()) };
+/// reg.replace(vec![vco], vec![w])?;
 /// assert_eq!(reg.stats().total_allocated, 4096);
 ///
 /// let (again, warning) = Registry::open(&dir)?;
@@ -320,7 +320,7 @@ impl Registry {
     /// assert!(modsynth_shm::Registry::load(&dir).is_err()); // nothing there yet
     /// let (mut writer, _) = modsynth_shm::Registry::open(&dir)?;
     /// let mut reader = modsynth_shm::Registry::load(&dir)?;
-    /// assert!(reader.remove_worker(1).is_err()); // read-only
+    /// assert!(reader.set_leaked_count(1).is_err()); // read-only
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// # Ok::<(), modsynth_shm::ShmError>(())
     /// ```
@@ -355,97 +355,6 @@ impl Registry {
         })
     }
 
-    /// Adds `allocation`, replacing one with the same id.
-    ///
-    /// ```
-    /// # let dir = std::env::temp_dir().join(format!("doc-add-{}", std::process::id()));
-    /// # let (mut reg, _) = modsynth_shm::Registry::open(&dir)?;
-    /// use modsynth_shm::Allocation;
-    /// reg.add_allocation(Allocation::new("a.state", "/i-a-state", 10, "state_snapshot", "supervisor"))?;
-    /// reg.add_allocation(Allocation::new("a.state", "/i-a-state", 20, "state_snapshot", "supervisor"))?;
-    /// assert_eq!((reg.allocations().len(), reg.stats().total_allocated), (1, 20));
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn add_allocation(&mut self, allocation: Allocation) -> Result<(), ShmError> {
-        self.update(
-            |c| match c.allocations.iter_mut().find(|a| a.id == allocation.id) {
-                Some(old) => *old = allocation,
-                None => c.allocations.push(allocation),
-            },
-        )
-    }
-
-    /// Removes the allocation `id` and returns it (`None` if there was none; then
-    /// nothing is written).
-    ///
-    /// ```
-    /// # let dir = std::env::temp_dir().join(format!("doc-rm-{}", std::process::id()));
-    /// # let (mut reg, _) = modsynth_shm::Registry::open(&dir)?;
-    /// # reg.add_allocation(modsynth_shm::Allocation::new("a.state", "/i-a-state", 10, "state_snapshot", "supervisor"))?;
-    /// assert!(reg.remove_allocation("a.state")?.is_some());
-    /// assert!(reg.remove_allocation("a.state")?.is_none());
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn remove_allocation(&mut self, id: &str) -> Result<Option<Allocation>, ShmError> {
-        self.check_writable()?;
-        let Some(i) = self.contents.allocations.iter().position(|a| a.id == id) else {
-            return Ok(None);
-        };
-        let removed = self.contents.allocations[i].clone();
-        self.update(|c| {
-            c.allocations.remove(i);
-        })?;
-        Ok(Some(removed))
-    }
-
-    /// Adds `worker`, replacing the entry with the same pid.
-    ///
-    /// ```
-    /// # let dir = std::env::temp_dir().join(format!("doc-setw-{}", std::process::id()));
-    /// # let (mut reg, _) = modsynth_shm::Registry::open(&dir)?;
-    /// use modsynth_shm::{Role, Worker};
-    /// let mut w = Worker { pid: 9, jack_client: "modsynth-w01".into(), role: Role::Spare, module: None };
-    /// reg.set_worker(w.clone())?;
-    /// w.role = Role::Standby;
-    /// w.module = Some("vco1".into());
-    /// reg.set_worker(w.clone())?;
-    /// assert_eq!(reg.workers(), &[w]);
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn set_worker(&mut self, worker: Worker) -> Result<(), ShmError> {
-        self.update(
-            |c| match c.workers.iter_mut().find(|w| w.pid == worker.pid) {
-                Some(old) => *old = worker,
-                None => c.workers.push(worker),
-            },
-        )
-    }
-
-    /// Removes the worker `pid` and returns it (`None` if there was none; then nothing
-    /// is written).
-    ///
-    /// ```
-    /// # let dir = std::env::temp_dir().join(format!("doc-rmw-{}", std::process::id()));
-    /// # let (mut reg, _) = modsynth_shm::Registry::open(&dir)?;
-    /// assert!(reg.remove_worker(4711)?.is_none());
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn remove_worker(&mut self, pid: u32) -> Result<Option<Worker>, ShmError> {
-        self.check_writable()?;
-        let Some(i) = self.contents.workers.iter().position(|w| w.pid == pid) else {
-            return Ok(None);
-        };
-        let removed = self.contents.workers[i].clone();
-        self.update(|c| {
-            c.workers.remove(i);
-        })?;
-        Ok(Some(removed))
-    }
-
     /// Replaces every allocation and every worker at once, with one write: for a
     /// supervisor that keeps the registry in step with its own picture of what exists
     /// (one fsync per change of that picture, not one per entry). The allocations
@@ -457,7 +366,8 @@ impl Registry {
     ///
     /// let dir = std::env::temp_dir().join(format!("doc-replace-{}", std::process::id()));
     /// let (mut reg, _) = Registry::open(&dir)?;
-    /// reg.add_allocation(Allocation::new("old.state", "/i-old-state", 10, "state_snapshot", "worker:1"))?;
+    /// let old = Allocation::new("old.state", "/i-old-state", 10, "state_snapshot", "worker:1");
+    /// reg.replace(vec![old], vec![])?;
     /// reg.set_leaked_count(2)?;
     ///
     /// let vco = Allocation::new("vco1.state", "/i-vco1-state", 4096, "state_snapshot", "worker:7");
@@ -498,58 +408,6 @@ impl Registry {
     /// ```
     pub fn set_leaked_count(&mut self, leaked: u64) -> Result<(), ShmError> {
         self.update(|c| c.stats.leaked_count = leaked)
-    }
-
-    /// Registers every segment the scan found unregistered, with owner `unknown`,
-    /// id `<owner>.<kind>` from its name and type `adopted:<kind>`; returns how many.
-    /// This is the rebuild after a missing or corrupt registry: the segments become
-    /// known again (and removable) instead of being lost or silently deleted.
-    ///
-    /// ```
-    /// # use modsynth_shm::{Registry, Segment, scan};
-    /// let instance = format!("docadopt{}", std::process::id());
-    /// let name = format!("/{instance}-vco1-state");
-    /// Segment::create(&name, 64)?;
-    /// let dir = std::env::temp_dir().join(&instance);
-    /// let (mut reg, _) = Registry::open(&dir)?;
-    /// assert_eq!(reg.adopt(&scan(&instance, &reg)?)?, 1);
-    /// assert_eq!(reg.allocations()[0].id, "vco1.state");
-    /// assert_eq!(scan(&instance, &reg)?.leaked_count(), 0);
-    /// # Segment::unlink(&name)?;
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok::<(), modsynth_shm::ShmError>(())
-    /// ```
-    pub fn adopt(&mut self, report: &ScanReport) -> Result<usize, ShmError> {
-        let prefix = format!("/{}-", report.instance);
-        let found: Vec<Allocation> = report
-            .entries
-            .iter()
-            .filter(|e| e.status == SegmentStatus::Unregistered)
-            .map(|e| {
-                let rest = e.name.strip_prefix(&prefix).unwrap_or(&e.name);
-                let (owner, kind) = rest.rsplit_once('-').unwrap_or((rest, "unknown"));
-                Allocation {
-                    id: format!("{owner}.{kind}"),
-                    segment: e.name.clone(),
-                    size: e.size.unwrap_or(0),
-                    kind: format!("adopted:{kind}"),
-                    owner: "unknown".to_string(),
-                    created: rfc3339_utc(SystemTime::now()),
-                }
-            })
-            .collect();
-        let n = found.len();
-        if n > 0 {
-            self.update(|c| {
-                for a in found {
-                    match c.allocations.iter_mut().find(|old| old.id == a.id) {
-                        Some(old) => *old = a,
-                        None => c.allocations.push(a),
-                    }
-                }
-            })?;
-        }
-        Ok(n)
     }
 
     /// The allocations, in the order they were added.
@@ -679,8 +537,8 @@ fn write_atomically(dir: &Path, path: &Path, contents: &Contents) -> Result<(), 
         .map_err(|e| ShmError::io(format!("sync state dir {}", dir.display()), e))
 }
 
-/// Formats `t` as RFC 3339 in UTC with second precision: `2026-11-22T10:00:00Z`.
-/// Times before 1970 are written as the epoch.
+/// Formats `t` as RFC 3339 in UTC with second precision: `2026-11-22T10:00:00Z`
+/// (by `humantime`). Times before 1970 are written as the epoch.
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
@@ -689,30 +547,9 @@ fn write_atomically(dir: &Path, path: &Path, contents: &Contents) -> Result<(), 
 /// assert_eq!(modsynth_shm::rfc3339_utc(t), "2026-11-22T10:00:00Z");
 /// ```
 pub fn rfc3339_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    // humantime panics on times before the epoch; a registry date is never one
+    // unless the clock is wrong, and then the epoch says so plainly.
+    humantime::format_rfc3339_seconds(t.max(UNIX_EPOCH)).to_string()
 }
 
 #[cfg(test)]
@@ -751,23 +588,21 @@ mod tests {
             0o700
         );
         let (a, w) = sample();
-        reg.add_allocation(a.clone()).unwrap();
-        reg.add_allocation(Allocation::new(
-            "w07.status",
-            "/live-w07-status",
+        let lfo = Allocation::new(
+            "lfo1.state",
+            "/live-lfo1-state",
             320,
-            "status_block",
-            "supervisor",
-        ))
-        .unwrap();
-        reg.set_worker(w.clone()).unwrap();
-        reg.set_worker(Worker {
+            "state_snapshot",
+            "worker:12",
+        );
+        let spare = Worker {
             pid: 12,
             jack_client: "modsynth-w01".into(),
             role: Role::Spare,
             module: None,
-        })
-        .unwrap();
+        };
+        reg.replace(vec![a, lfo.clone()], vec![w, spare.clone()])
+            .unwrap();
         reg.set_leaked_count(3).unwrap();
         let (again, warning) = Registry::open(&state).unwrap();
         assert_eq!(warning, None);
@@ -782,8 +617,7 @@ mod tests {
             }
         );
         assert_eq!(Registry::load(&state).unwrap().workers().len(), 2);
-        assert_eq!(reg.remove_allocation("vco1.state").unwrap(), Some(a));
-        assert_eq!(reg.remove_worker(4711).unwrap(), Some(w));
+        reg.replace(vec![lfo], vec![spare]).unwrap();
         let again = Registry::open(&state).unwrap().0;
         assert_eq!((again.allocations().len(), again.workers().len()), (1, 1));
         assert_eq!(again.stats().total_allocated, 320);
@@ -871,10 +705,8 @@ mod tests {
         Registry::open(&dir.0).unwrap();
         let mut reader = Registry::load(&dir.0).unwrap();
         let (a, w) = sample();
-        assert!(reader.add_allocation(a).is_err());
-        assert!(reader.set_worker(w).is_err());
+        assert!(reader.replace(vec![a], vec![w]).is_err());
         assert!(reader.set_leaked_count(1).is_err());
-        assert!(reader.replace(Vec::new(), Vec::new()).is_err());
     }
 
     #[test]

@@ -18,9 +18,11 @@
 //! matches; [`scan`] knows only one instance and lists everything under its prefix.
 
 use crate::instance::{try_lock, LOCK_FILE};
+use crate::registry::rfc3339_utc;
 use crate::registry::REGISTRY_FILE;
-use crate::{Registry, Segment, ShmError};
+use crate::{Allocation, Registry, Segment, ShmError};
 use std::path::Path;
+use std::time::SystemTime;
 
 const SHM_DIR: &str = "/dev/shm";
 
@@ -137,7 +139,7 @@ impl ScanReport {
 /// let name = format!("/{instance}-vco1-state");
 /// Segment::create(&name, 64)?;
 /// let me = format!("worker:{}", std::process::id());
-/// reg.add_allocation(Allocation::new("vco1.state", &name, 64, "state_snapshot", &me))?;
+/// reg.replace(vec![Allocation::new("vco1.state", &name, 64, "state_snapshot", &me)], vec![])?;
 /// let report = scan(&instance, &reg)?;
 /// assert_eq!(report.entries[0].status, SegmentStatus::Registered);
 /// # Segment::unlink(&name)?;
@@ -147,7 +149,7 @@ impl ScanReport {
 pub fn scan(instance: &str, registry: &Registry) -> Result<ScanReport, ShmError> {
     let found = list_shm(instance, &[])?;
     let mut entries = Vec::new();
-    let registered: Vec<(String, &crate::Allocation)> = registry
+    let registered: Vec<(String, &Allocation)> = registry
         .allocations()
         .iter()
         .map(|a| (segment_of(instance, a), a))
@@ -183,6 +185,60 @@ pub fn scan(instance: &str, registry: &Registry) -> Result<ScanReport, ShmError>
         instance: instance.to_string(),
         entries,
     })
+}
+
+/// Registers in `registry` every segment `report` found unregistered, with owner
+/// `unknown`, id `<owner>.<kind>` from its name and type `adopted:<kind>`; returns
+/// how many. This is the rebuild after a missing or corrupt registry: the segments
+/// become known again (and removable) instead of being lost or silently deleted.
+/// Nothing is written when there is nothing to adopt.
+///
+/// ```
+/// # use modsynth_shm::{adopt, Registry, Segment, scan};
+/// let instance = format!("docadopt{}", std::process::id());
+/// let name = format!("/{instance}-vco1-state");
+/// Segment::create(&name, 64)?;
+/// let dir = std::env::temp_dir().join(&instance);
+/// let (mut reg, _) = Registry::open(&dir)?;
+/// let report = scan(&instance, &reg)?;
+/// assert_eq!(adopt(&mut reg, &report)?, 1);
+/// assert_eq!(reg.allocations()[0].id, "vco1.state");
+/// assert_eq!(scan(&instance, &reg)?.leaked_count(), 0);
+/// # Segment::unlink(&name)?;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), modsynth_shm::ShmError>(())
+/// ```
+pub fn adopt(registry: &mut Registry, report: &ScanReport) -> Result<usize, ShmError> {
+    let prefix = format!("/{}-", report.instance);
+    let found: Vec<Allocation> = report
+        .entries
+        .iter()
+        .filter(|e| e.status == SegmentStatus::Unregistered)
+        .map(|e| {
+            let rest = e.name.strip_prefix(&prefix).unwrap_or(&e.name);
+            let (owner, kind) = rest.rsplit_once('-').unwrap_or((rest, "unknown"));
+            Allocation {
+                id: format!("{owner}.{kind}"),
+                segment: e.name.clone(),
+                size: e.size.unwrap_or(0),
+                kind: format!("adopted:{kind}"),
+                owner: "unknown".to_string(),
+                created: rfc3339_utc(SystemTime::now()),
+            }
+        })
+        .collect();
+    let n = found.len();
+    if n > 0 {
+        let mut allocations = registry.allocations().to_vec();
+        for a in found {
+            match allocations.iter_mut().find(|old| old.id == a.id) {
+                Some(old) => *old = a,
+                None => allocations.push(a),
+            }
+        }
+        registry.replace(allocations, registry.workers().to_vec())?;
+    }
+    Ok(n)
 }
 
 /// What [`gc`] did.
@@ -350,7 +406,7 @@ fn list_shm(instance: &str, longer: &[&str]) -> Result<Vec<(String, u64)>, ShmEr
 
 /// The segment name of `a`: its `segment` field, or derived from its id
 /// `<owner>.<kind>` for files written without one.
-fn segment_of(instance: &str, a: &crate::Allocation) -> String {
+fn segment_of(instance: &str, a: &Allocation) -> String {
     if !a.segment.is_empty() {
         return a.segment.clone();
     }
@@ -386,7 +442,7 @@ pub fn pid_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
     use crate::test_util::{Names, TempDir};
-    use crate::{Allocation, InstanceLock, StateSegment, StatusSegment};
+    use crate::{InstanceLock, StateSegment};
 
     fn dead_pid() -> u32 {
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -404,43 +460,42 @@ mod tests {
         let me = format!("worker:{}", std::process::id());
         let dead = format!("worker:{}", dead_pid());
 
+        let mut allocations = Vec::new();
         let ok = names.with("vco1", "state");
         let _ok = StateSegment::create(&ok, 0, 64, 0).unwrap();
-        reg.add_allocation(Allocation::new(
+        allocations.push(Allocation::new(
             "vco1.state",
             &ok,
             448,
             "state_snapshot",
             &me,
-        ))
-        .unwrap();
+        ));
         let leak = names.with("vco2", "state");
         let _leak = StateSegment::create(&leak, 0, 64, 0).unwrap();
-        let orphan = names.with("w3", "status");
-        let _orphan = StatusSegment::create(&orphan).unwrap();
-        reg.add_allocation(Allocation::new(
-            "w3.status",
+        let orphan = names.with("vco3", "state");
+        let _orphan = StateSegment::create(&orphan, 0, 64, 0).unwrap();
+        allocations.push(Allocation::new(
+            "vco3.state",
             &orphan,
-            320,
-            "status_block",
+            448,
+            "state_snapshot",
             &dead,
-        ))
-        .unwrap();
+        ));
         let missing = names.with("vco4", "state");
-        reg.add_allocation(Allocation::new(
+        allocations.push(Allocation::new(
             "vco4.state",
             &missing,
             1,
             "state_snapshot",
             &me,
-        ))
-        .unwrap();
+        ));
         // Registered without a segment field, as in DESIGN's example: derived name.
         let derived = names.with("lfo-1", "state");
         let _derived = Segment::create(&derived, 8).unwrap();
         let mut a = Allocation::new("lfo-1.state", "", 8, "state_snapshot", "supervisor");
         a.segment.clear();
-        reg.add_allocation(a).unwrap();
+        allocations.push(a);
+        reg.replace(allocations, Vec::new()).unwrap();
 
         let report = scan(&inst, &reg).unwrap();
         let status = |n: &str| {
@@ -460,7 +515,7 @@ mod tests {
         assert_eq!(report.leaked_count(), 2);
 
         // Rebuild: adopting the unregistered one leaves only the dead-owner leak.
-        assert_eq!(reg.adopt(&report).unwrap(), 1);
+        assert_eq!(adopt(&mut reg, &report).unwrap(), 1);
         let report = scan(&inst, &reg).unwrap();
         assert_eq!(report.leaked_count(), 1);
         reg.set_leaked_count(report.leaked_count()).unwrap();
@@ -512,14 +567,14 @@ mod tests {
         }
         let gone_dir = base.0.join(&gone.instance);
         let (mut reg, _) = Registry::open(&gone_dir).unwrap();
-        reg.add_allocation(Allocation::new(
+        let vco = Allocation::new(
             "vco1.state",
             &gone_segs[0],
             16,
             "state_snapshot",
             "worker:1",
-        ))
-        .unwrap();
+        );
+        reg.replace(vec![vco], Vec::new()).unwrap();
 
         let report = gc(&base.0).unwrap();
         assert_eq!(report.errors, Vec::<String>::new());

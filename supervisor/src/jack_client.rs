@@ -7,16 +7,16 @@
 //! the heartbeat check holds every module's published frame against.
 
 use crate::core::Event;
+use crate::event_loop::EventSender;
 use crate::osc_server::Clock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 /// Forwards graph changes to the core.
 pub struct GraphWatcher {
     // A Mutex only to make the handler Sync (rust-jack requires it); the callbacks
     // run on JACK's one notification thread, so it is never contended.
-    events: Mutex<Sender<Event>>,
+    events: Mutex<EventSender>,
 }
 
 impl GraphWatcher {
@@ -86,7 +86,7 @@ pub struct Jack {
 
 impl Jack {
     /// Opens client `name` (exactly; never starting a server) and activates it.
-    pub fn open(name: &str, events: Sender<Event>) -> Result<Jack, String> {
+    pub fn open(name: &str, events: EventSender) -> Result<Jack, String> {
         let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
         let (client, _) = jack::Client::new(name, options).map_err(|e| {
             let server = std::env::var("JACK_DEFAULT_SERVER").unwrap_or_else(|_| "default".into());

@@ -2,12 +2,17 @@
 //!
 //! - [`adoption`]: finds the workers a dead supervisor left and takes them back.
 //! - [`core`]: one struct owns all state and decides; everything else sends it events.
+//! - [`event_loop`]: the core's one poll loop: the OSC socket, every worker's pidfd,
+//!   the inbox the other threads post to, and the timers.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
-//! - [`sentinel`]: every worker's pidfd in one epoll loop: deaths and how they ended.
+//! - [`links`]: one thread reads every worker's ipc channel into the core's inbox.
+//! - [`sentinel`]: every worker's pidfd in the core's loop: deaths, how they ended,
+//!   reaping.
 //! - [`sets_dir`]: the sets directory, the only files OSC can read or write.
-//! - [`spawn`]: starts pool workers and forwards what they say.
-//! - [`osc_server`]: receives OSC, decodes it and stamps it with JACK time.
+//! - [`spawn`]: starts pool workers and hands their channels to [`links`].
+//! - [`osc_server`]: the OSC socket the loop reads: decoding, JACK time stamps,
+//!   allowlist, traffic counts.
 //! - [`osc_tcp`]: OSC over TCP (SLIP frames) beside UDP, replies on the connection.
 //! - [`runtime`]: the real effects (replies, ipc, processes, JACK connections).
 //! - [`state`]: the state dir: instance lock, shared-memory registry (written on its
@@ -15,7 +20,9 @@
 
 pub mod adoption;
 pub mod core;
+pub mod event_loop;
 pub mod jack_client;
+pub mod links;
 pub mod osc_server;
 pub mod osc_tcp;
 pub mod restart;

@@ -3,18 +3,18 @@
 use clap::Parser;
 use modsynth_shm::Warning;
 use modsynth_supervisor::core::{Config, Core, Event, Limits, RegistryView};
+use modsynth_supervisor::event_loop::{Inbox, Poller, Ready};
 use modsynth_supervisor::jack_client::Jack;
-use modsynth_supervisor::osc_server::{self, Access, Clock, Traffic};
+use modsynth_supervisor::links::Links;
+use modsynth_supervisor::osc_server::{Access, Clock, OscSocket, Traffic};
 use modsynth_supervisor::osc_tcp::{self, Connections};
 use modsynth_supervisor::runtime::Runtime;
-use modsynth_supervisor::sentinel::Sentinel;
 use modsynth_supervisor::sets_dir::SetsDir;
 use modsynth_supervisor::spawn::Spawner;
 use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -263,7 +263,8 @@ fn serve(
     adopted: Adopted,
 ) -> Result<(), String> {
     let state_dir = state.path();
-    let (events_tx, events) = mpsc::channel();
+    let inbox = Inbox::new()?;
+    let events_tx = inbox.sender();
     let jack = Arc::new(Jack::open(&args.name, events_tx.clone())?);
 
     let socket = UdpSocket::bind((args.osc_bind, args.osc_port)).map_err(|e| {
@@ -296,13 +297,13 @@ fn serve(
             "UDP only"
         }
     };
-    osc_server::spawn(
+    let mut osc = OscSocket::new(
         socket,
         jack.clone() as Arc<dyn Clock>,
-        events_tx.clone(),
         traffic.clone(),
         access,
     )?;
+    let mut poller = Poller::new(&inbox, Some(std::os::fd::AsFd::as_fd(osc.socket())))?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // SIGHUP too: a closed terminal (or a session ending) stops it cleanly
     // instead of killing it with its segments and workers left behind.
@@ -317,7 +318,7 @@ fn serve(
     let spawner = Spawner {
         binary: worker,
         instance: args.name.clone(),
-        sentinel: Sentinel::start(events_tx.clone())?,
+        links: Links::start(events_tx.clone())?,
         spare_grace: Duration::from_secs_f64(args.spare_grace),
         cards: state.cards_dir()?,
     };
@@ -350,13 +351,10 @@ fn serve(
     );
     if !adopted.found.is_empty() {
         let mut workers = Vec::new();
+        let mut died = Vec::new();
         for f in adopted.found {
-            runtime.spawner.follow(
-                f.worker.id,
-                f.worker.pid,
-                f.receiver,
-                runtime.events.clone(),
-            );
+            died.extend(poller.watch(f.worker.id, f.worker.pid));
+            runtime.spawner.follow(f.worker.id, f.receiver);
             workers.push(f.worker);
         }
         let n = workers.len();
@@ -366,6 +364,11 @@ fn serve(
             core.module_count(),
             adopted.took.as_millis()
         );
+        for dead in died {
+            if let Ready::Died { id, how } = dead {
+                core.handle(Event::WorkerDied { id, how }, &mut runtime);
+            }
+        }
     }
     if let Some(id) = adopted.highest_id {
         core.number_workers_above(id);
@@ -380,22 +383,41 @@ fn serve(
     let mut written_metrics = String::new();
     let mut written_saved = String::new();
     let mut next_metrics = Instant::now();
+    let mut ready = Vec::new();
     loop {
+        // At least every 50 ms: the registry, metrics and the stop flag are
+        // looked at on every turn.
         let wait = core
             .next_deadline()
             .map_or(Duration::from_millis(50), |t| {
                 t.saturating_duration_since(Instant::now())
             })
             .min(Duration::from_millis(50));
-        match events.recv_timeout(wait) {
-            Ok(event) => {
-                if let Event::Osc { from, .. } = &event {
-                    traffic.taken(*from);
+        poller.wait(Some(wait), &mut ready)?;
+        for source in ready.drain(..) {
+            match source {
+                Ready::Osc => osc.receive(|event| core.handle(event, &mut runtime)),
+                Ready::Died { id, how } => core.handle(Event::WorkerDied { id, how }, &mut runtime),
+                Ready::Inbox => {
+                    for event in inbox.drain() {
+                        match &event {
+                            // Over TCP: its place in the inbox is free again.
+                            Event::Osc { from, .. } => traffic.taken(*from),
+                            // Watched from now on; one that is gone already is dead.
+                            Event::Spawned(new) => {
+                                if let Some(Ready::Died { id, how }) = poller.watch(new.id, new.pid)
+                                {
+                                    core.handle(event, &mut runtime);
+                                    core.handle(Event::WorkerDied { id, how }, &mut runtime);
+                                    continue;
+                                }
+                            }
+                            _ => {}
+                        }
+                        core.handle(event, &mut runtime);
+                    }
                 }
-                core.handle(event, &mut runtime)
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
         core.tick(&mut runtime);
         let leaks = writer.shm_leaks();

@@ -1,21 +1,25 @@
-//! The OSC thread: receives datagrams, decodes them, stamps them with JACK time and
-//! hands them to the core as events. It decides nothing about modules; it does
-//! decide what reaches the core at all:
+//! The OSC UDP socket, read by the core's own loop: datagrams are decoded, stamped
+//! with JACK time and handed to the core with no thread in between. It decides
+//! nothing about modules; it does decide what reaches the core at all:
 //!
 //! - senders outside the allowlist ([`Access`]) get nothing, counted as `not_allowed`;
 //! - every packet is decoded by [`modsynth_control::packet`], which never panics
 //!   (timetags are plain numbers, nesting is limited, far future is refused);
-//! - at most [`QUEUE_LIMIT`] messages wait for the core, at most [`SENDER_LIMIT`]
-//!   of them from one sender: beyond that a message is dropped, counted and
-//!   answered `/fail / busy` (a flood cannot grow memory, nor delay another
-//!   sender's messages by more than its share of the queue);
-//! - the kernel's own drops (receive buffer full) are read with `SO_RXQ_OVFL`.
+//! - the loop reads at most [`BATCH`] datagrams per wake-up before it looks at its
+//!   other sources again, so a flood cannot keep worker messages, deaths or timers
+//!   waiting; what waits meanwhile waits in the socket's receive buffer
+//!   ([`RECEIVE_BUFFER`]), the one queue UDP has, and what the kernel drops when it
+//!   is full is counted (`SO_RXQ_OVFL`);
+//! - OSC over TCP ([`osc_tcp`](crate::osc_tcp)) is read on threads of its own and
+//!   reaches the core through its inbox: at most [`QUEUE_LIMIT`] messages wait
+//!   there, at most [`SENDER_LIMIT`] of them from one connection, and a full queue
+//!   holds the connection's reader back (TCP then slows the sender, nothing is lost).
 //!
 //! All of it is counted per sender in [`Traffic`], which `/status` reports.
 
 use crate::core::Event;
+use crate::event_loop::EventSender;
 use ipnet::IpNet;
-use modsynth_control::osc::{self, Fail};
 use modsynth_control::packet::{self, Due};
 use modsynth_control::status::{SourceCounts, TrafficReport};
 use modsynth_process::logging::RateLimit;
@@ -25,22 +29,24 @@ use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Messages that may wait for the core. The core handles a `/module/set` in a few
-/// microseconds, so 4096 is a few milliseconds of work: enough to absorb a burst
-/// from a controller, small enough that `/status` behind a flood still answers
-/// within a second.
+/// Messages over TCP that may wait in the core's inbox. The core handles a
+/// `/module/set` in a few microseconds, so 4096 is a few milliseconds of work:
+/// enough to absorb a burst, small enough that `/status` behind a flood still
+/// answers within a second.
 pub const QUEUE_LIMIT: u64 = 4096;
 
-/// Messages of one sender (address and port) that may wait for the core. The
-/// queue is first come, first served: a knob sent while another program floods
-/// waits behind what the flood has queued. Capping each sender's share keeps that
-/// wait to a quarter of the queue however hard one sender floods, and still lets
-/// a script send a burst of a thousand changes over UDP without a drop.
+/// Messages of one TCP connection that may wait in the core's inbox: a client
+/// sent while another floods waits behind no more than a quarter of the queue.
 pub const SENDER_LIMIT: u64 = 1024;
+
+/// Datagrams the loop reads from the socket per wake-up before it looks at its
+/// other sources (the rest wait in the receive buffer, and the socket is still
+/// ready at the next wait). 64 `/module/set`s are a few hundred microseconds of
+/// the core's time.
+pub const BATCH: usize = 64;
 
 /// The receive buffer asked for. Linux caps it at `net.core.rmem_max` unless the
 /// process may force it (CAP_NET_ADMIN); `/status` reports what was granted.
@@ -239,115 +245,101 @@ fn tune(socket: &UdpSocket, traffic: &Traffic) {
     }
 }
 
-/// Runs the OSC receive loop on a new thread.
-pub fn spawn(
+/// The OSC UDP socket as the core's loop reads it.
+pub struct OscSocket {
     socket: UdpSocket,
     clock: Arc<dyn Clock>,
-    events: Sender<Event>,
     traffic: Arc<Traffic>,
     access: Access,
-) -> Result<(), String> {
-    tune(&socket, &traffic);
-    std::thread::Builder::new()
-        .name("osc".into())
-        .spawn(move || receive_loop(&socket, &*clock, &events, &traffic, &access))
-        .map(|_| ())
-        .map_err(|e| format!("cannot start the OSC thread: {e}"))
+    buf: Vec<u8>,
+    cmsg: Vec<u8>,
+    error_log: RateLimit,
 }
 
-fn receive_loop(
-    socket: &UdpSocket,
-    clock: &dyn Clock,
-    events: &Sender<Event>,
-    traffic: &Traffic,
-    access: &Access,
-) {
-    let mut buf = vec![0u8; 65536];
-    let mut cmsg = nix::cmsg_space!(u32);
-    let mut error_log = RateLimit::new(Duration::from_secs(5));
-    loop {
-        let (len, from, dropped) = match receive(socket, &mut buf, &mut cmsg) {
-            Ok(Some(v)) => v,
-            Ok(None) => continue,
-            Err(e) => {
-                if let Some(held) = error_log.allow() {
-                    tracing::warn!("osc receive: {e} ({held} more not shown)");
+impl OscSocket {
+    /// Makes `socket` non-blocking, sizes its receive buffer and turns drop
+    /// counting on.
+    pub fn new(
+        socket: UdpSocket,
+        clock: Arc<dyn Clock>,
+        traffic: Arc<Traffic>,
+        access: Access,
+    ) -> Result<OscSocket, String> {
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| format!("OSC socket: {e}"))?;
+        tune(&socket, &traffic);
+        Ok(OscSocket {
+            socket,
+            clock,
+            traffic,
+            access,
+            buf: vec![0u8; 65536],
+            cmsg: nix::cmsg_space!(u32),
+            error_log: RateLimit::new(Duration::from_secs(5)),
+        })
+    }
+
+    /// The socket, for the loop's epoll set.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Reads what waits on the socket, [`BATCH`] datagrams at most, and gives each
+    /// message in them to `handle` as an [`Event::Osc`] (a refused one too: the
+    /// core answers it with its `/fail`).
+    pub fn receive(&mut self, mut handle: impl FnMut(Event)) {
+        for _ in 0..BATCH {
+            let (len, from, dropped) = match receive(&self.socket, &mut self.buf, &mut self.cmsg) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(e) => {
+                    if let Some(held) = self.error_log.allow() {
+                        tracing::warn!("osc receive: {e} ({held} more not shown)");
+                    }
+                    return;
                 }
-                // An error that repeats at once (none is known to) must not spin.
-                std::thread::sleep(Duration::from_millis(10));
+            };
+            if let Some(total) = dropped {
+                self.traffic.with(|c| c.kernel_drops = u64::from(total));
+            }
+            if !self.access.allows(from.ip()) {
+                not_allowed(&self.traffic);
                 continue;
             }
-        };
-        if let Some(total) = dropped {
-            traffic.with(|c| c.kernel_drops = u64::from(total));
-        }
-        if !access.allows(from.ip()) {
-            not_allowed(traffic);
-            continue;
-        }
-        let busy = |bytes: &[u8]| {
-            let _ = socket.send_to(bytes, from);
-        };
-        let alive = deliver(
-            &buf[..len],
-            from,
-            clock,
-            events,
-            traffic,
-            WhenFull::Drop(&busy),
-        );
-        if !alive {
-            return; // the core is gone: the supervisor is stopping
+            decode(
+                &self.buf[..len],
+                from,
+                &*self.clock,
+                &self.traffic,
+                |event| {
+                    handle(event);
+                    true
+                },
+            );
         }
     }
 }
 
-/// What a sender's message meets when the queue to the core is full.
-pub enum WhenFull<'a> {
-    /// Dropped, counted, and answered `/fail / busy` through this (UDP).
-    Drop(&'a dyn Fn(&[u8])),
-    /// Waits for room (TCP: the sender's stream is held back by TCP's own flow
-    /// control instead, and nothing is lost).
-    Wait,
-}
-
-/// Decodes one packet from `from` and hands its messages to the core (through the
-/// bounded queue), counting them. `false` once the core is gone.
-pub fn deliver(
+/// Decodes one packet from `from` and gives its messages to `each` as events,
+/// counting them; stops early (`false`) when `each` says so.
+fn decode(
     bytes: &[u8],
     from: SocketAddr,
     clock: &dyn Clock,
-    events: &Sender<Event>,
     traffic: &Traffic,
-    when_full: WhenFull,
+    mut each: impl FnMut(Event) -> bool,
 ) -> bool {
     let received = clock.frame_now();
-    let send = |request, at| {
+    let mut send = |request, at| {
         traffic.with(|c| c.source(from.ip()).received += 1);
-        if !traffic.admit(from) {
-            match &when_full {
-                WhenFull::Drop(reply) => {
-                    traffic.with(|c| c.source(from.ip()).dropped += 1);
-                    let busy =
-                        Fail::new("/", "busy: too many messages waiting; this one was dropped");
-                    reply(&osc::encode(busy.to_message()));
-                    return true;
-                }
-                WhenFull::Wait => {
-                    while !traffic.admit(from) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-            }
-        }
-        events
-            .send(Event::Osc {
-                from,
-                request,
-                received,
-                at,
-            })
-            .is_ok()
+        each(Event::Osc {
+            from,
+            request,
+            received,
+            at,
+        })
     };
     // The wall clock and JACK's clock read together, before decoding: a time
     // ahead of one is the same time ahead of the other, however long decoding
@@ -370,6 +362,26 @@ pub fn deliver(
             send(Err(refused.fail), None)
         }
     }
+}
+
+/// Decodes one packet from TCP peer `from` and puts its messages in the core's
+/// inbox, waiting while the inbox holds [`QUEUE_LIMIT`] messages or `from` has
+/// [`SENDER_LIMIT`] there (the caller is that connection's reader: waiting holds
+/// its sender back through TCP's flow control, and nothing is lost). `false` once
+/// the core is gone.
+pub fn deliver(
+    bytes: &[u8],
+    from: SocketAddr,
+    clock: &dyn Clock,
+    events: &EventSender,
+    traffic: &Traffic,
+) -> bool {
+    decode(bytes, from, clock, traffic, |event| {
+        while !traffic.admit(from) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        events.send(event).is_ok()
+    })
 }
 
 /// Counts a sender refused by the allowlist.

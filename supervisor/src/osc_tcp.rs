@@ -3,22 +3,22 @@
 //!
 //! Why: UDP drops under load, and a `/status.reply` larger than one datagram cannot
 //! be sent at all; TCP does neither. Each connection has a reader thread (frames
-//! into the same bounded queue as UDP, but a full queue holds the reader back
-//! instead of dropping: TCP's flow control then slows the sender, and nothing is
-//! lost) and a writer thread fed through a bounded channel: the core only ever
+//! into the core's inbox, at most [`QUEUE_LIMIT`](crate::osc_server::QUEUE_LIMIT)
+//! messages waiting: a full inbox holds the reader back, TCP's flow control then
+//! slows the sender, and nothing is lost) and a writer thread fed through a bounded channel: the core only ever
 //! `try_send`s, so a slow or dead client never blocks it. A client that lets
 //! [`REPLY_QUEUE`] replies pile up is disconnected. At most [`MAX_CONNECTIONS`]
 //! at once; senders outside the allowlist are closed at once.
 
-use crate::core::Event;
-use crate::osc_server::{self, Access, Clock, Traffic, WhenFull};
+use crate::event_loop::EventSender;
+use crate::osc_server::{self, Access, Clock, Traffic};
 use modsynth_control::packet::MAX_PACKET;
 use modsynth_control::slip;
 use modsynth_process::logging::RateLimit;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::{self, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ impl Connections {
 pub fn spawn(
     listener: TcpListener,
     clock: Arc<dyn Clock>,
-    events: Sender<Event>,
+    events: EventSender,
     traffic: Arc<Traffic>,
     access: Access,
     conns: Connections,
@@ -128,7 +128,7 @@ fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     clock: &Arc<dyn Clock>,
-    events: &Sender<Event>,
+    events: &EventSender,
     traffic: &Arc<Traffic>,
     conns: &Connections,
 ) -> std::io::Result<()> {
@@ -186,14 +186,7 @@ fn serve(
                     // A frame too long or badly escaped is a packet that cannot
                     // be decoded: refused like a malformed one.
                     let bytes = frame.unwrap_or(&[]);
-                    alive = osc_server::deliver(
-                        bytes,
-                        peer,
-                        &*clock,
-                        &events,
-                        &traffic,
-                        WhenFull::Wait,
-                    );
+                    alive = osc_server::deliver(bytes, peer, &*clock, &events, &traffic);
                 });
                 if !alive {
                     break;

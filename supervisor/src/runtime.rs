@@ -1,6 +1,7 @@
 //! The real [`Effects`]: UDP replies, ipc messages, processes and JACK.
 
-use crate::core::{Effects, Event, WorkerId, WorkerLink};
+use crate::core::{Effects, WorkerId, WorkerLink};
+use crate::event_loop::EventSender;
 use crate::jack_client::Jack;
 use crate::osc_server::Traffic;
 use crate::osc_tcp::{Connections, Sent};
@@ -13,16 +14,17 @@ use modsynth_shm::StateSegment;
 use rosc::OscMessage;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Runtime {
-    /// A clone of the OSC socket, so replies come from the port clients sent to.
+    /// A clone of the OSC socket, so replies come from the port clients sent to
+    /// (non-blocking, like the socket the loop reads).
     pub socket: UdpSocket,
     pub jack: Arc<Jack>,
     pub spawner: Spawner,
-    pub events: Sender<Event>,
+    /// Where spawned workers report (the loop's inbox).
+    pub events: EventSender,
     /// State segments mapped for the heartbeat check, by name.
     pub states: HashMap<String, StateSegment>,
     /// OSC traffic counts (refusals are counted as they are sent).
@@ -60,6 +62,9 @@ impl Effects for Runtime {
             );
             bytes = osc::encode(fail.to_message());
         }
+        // The socket is non-blocking (the core's loop reads it): a reply that
+        // meets a full send buffer is dropped like a datagram lost on the way,
+        // rather than stall the core.
         if let Err(e) = self.socket.send_to(&bytes, to) {
             tracing::debug!("reply to {to}: {e}");
         }
@@ -83,9 +88,12 @@ impl Effects for Runtime {
             // A worker adopted from an earlier modsynthd is not our child: as
             // before, signalled by pid. Keeping the pidfd opened (and checked by
             // start time) at adoption would close the pid-reuse gap for these too.
+            // (No pid 0: that would signal our own process group.)
             Err(NotChild) => {
-                let pid = nix::unistd::Pid::from_raw(worker.pid as i32);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                use rustix::process::{kill_process, Pid, Signal};
+                if let Some(pid) = Pid::from_raw(worker.pid as i32) {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
             }
         }
     }
@@ -142,7 +150,7 @@ impl Effects for Runtime {
     fn unlink_state(&mut self, name: &str) {
         // A segment of the same name made later is another one: map it anew.
         self.states.remove(name);
-        if let Err(e) = nix::sys::mman::shm_unlink(name) {
+        if let Err(e) = modsynth_shm::Segment::unlink(name) {
             tracing::warn!("cannot unlink {name}: {e}");
         }
     }
@@ -231,7 +239,7 @@ mod tests {
         // Reaped: nothing is sent, whoever has that pid now.
         assert_eq!(kill_child(child.id()), Ok(false));
         // Not our child (our parent, the test runner): refused, not signalled.
-        let parent = nix::unistd::getppid().as_raw() as u32;
+        let parent = rustix::process::Pid::as_raw(rustix::process::getppid()) as u32;
         assert_eq!(kill_child(parent), Err(NotChild));
     }
 }

@@ -1,8 +1,10 @@
 //! Starting pool workers and listening to them.
 //!
 //! Each spawn runs on its own thread: start `modsynth-worker --pool`, wait for its
-//! hello on an `IpcOneShotServer`, then keep reading its messages until its channel
-//! closes. `accept()` has no timeout and would block forever if the child died before
+//! hello on an `IpcOneShotServer`, then hand its channel to [`Links`] (the one
+//! thread that reads every worker's channel) and end. The core's loop watches the
+//! new worker's pidfd from its `Spawned` event on, and reaps it when it ends.
+//! `accept()` has no timeout and would block forever if the child died before
 //! connecting, so it runs on a helper thread while this one watches the child; if the
 //! child dies (or takes too long), this thread unblocks `accept()` by connecting to the
 //! server itself.
@@ -15,13 +17,14 @@
 //! every JACK application on it went silent (issue 11).
 
 use crate::core::{Event, NewWorker, WorkerId};
-use crate::sentinel::Sentinel;
+use crate::event_loop::EventSender;
+use crate::links::Links;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use modsynth_model::protocol::{FromWorker, ToWorker};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// How long a worker may take from spawn to hello (opening a JACK client on a busy
@@ -35,8 +38,8 @@ pub struct Spawner {
     pub binary: PathBuf,
     /// Instance name: workers are `<instance>-wNN`.
     pub instance: String,
-    /// Watches every worker that said hello.
-    pub sentinel: Sentinel,
+    /// Reads every worker's channel once it said hello.
+    pub links: Links,
     /// Where workers publish their cards (`<state dir>/workers`).
     pub cards: PathBuf,
     /// How long a worker without a module waits for a new supervisor after losing
@@ -51,7 +54,7 @@ impl Spawner {
     }
 
     /// Starts worker `id` on a new thread; the outcome arrives on `events`.
-    pub fn spawn(&self, id: WorkerId, events: Sender<Event>) {
+    pub fn spawn(&self, id: WorkerId, events: EventSender) {
         let this = self.clone();
         std::thread::Builder::new()
             .name(format!("worker-{id}"))
@@ -59,30 +62,13 @@ impl Spawner {
             .expect("spawning a thread");
     }
 
-    /// Watches an adopted worker and forwards what it says, as for one of ours;
-    /// it is not our child, so nothing is reaped.
-    pub fn follow(
-        &self,
-        id: WorkerId,
-        pid: u32,
-        receiver: IpcReceiver<FromWorker>,
-        events: Sender<Event>,
-    ) {
-        self.sentinel.watch(id, pid);
-        std::thread::Builder::new()
-            .name(format!("worker-{id}"))
-            .spawn(move || {
-                while let Ok(msg) = receiver.recv() {
-                    if events.send(Event::FromWorker(id, msg)).is_err() {
-                        return;
-                    }
-                }
-                let _ = events.send(Event::WorkerGone(id));
-            })
-            .expect("spawning a thread");
+    /// Reads an adopted worker's channel, as for one of ours (the caller watches
+    /// its pidfd).
+    pub fn follow(&self, id: WorkerId, receiver: IpcReceiver<FromWorker>) {
+        self.links.add(id, receiver);
     }
 
-    fn run(&self, id: WorkerId, events: Sender<Event>) {
+    fn run(&self, id: WorkerId, events: EventSender) {
         let started = Instant::now();
         let (receiver, hello, mut child) = match self.start(id) {
             Ok(v) => v,
@@ -105,7 +91,6 @@ impl Spawner {
             });
             return;
         };
-        self.sentinel.watch(id, pid);
         let new = NewWorker {
             id,
             pid,
@@ -115,17 +100,13 @@ impl Spawner {
         };
         if events.send(Event::Spawned(new)).is_err() {
             let _ = child.kill();
+            let _ = child.wait();
+            return;
         }
-        // Forward everything the worker says; its channel closing means it is gone.
-        while let Ok(msg) = receiver.recv() {
-            if events.send(Event::FromWorker(id, msg)).is_err() {
-                break;
-            }
-        }
-        // Reap it so no zombie is left and its pid cannot be reused while we hold it.
-        let status = child.wait();
-        tracing::debug!("worker {id} exited: {status:?}");
-        let _ = events.send(Event::WorkerGone(id));
+        // After `Spawned`, so that the core knows the worker before anything it
+        // says. Not reaped here: the loop reaps it when its pidfd says it ended
+        // (dropping a `Child` neither kills nor waits).
+        self.links.add(id, receiver);
     }
 
     fn start(&self, id: WorkerId) -> Result<(IpcReceiver<FromWorker>, FromWorker, Child), String> {

@@ -192,7 +192,7 @@ impl StateDir {
     pub fn open_registry(&self, keep: &HashSet<String>) -> Result<Opened, String> {
         let (mut registry, warning) = Registry::open(&self.dir).map_err(|e| e.to_string())?;
         let report = self.scan(&registry).map_err(|e| e.to_string())?;
-        if let Err(e) = registry.adopt(&report) {
+        if let Err(e) = modsynth_shm::adopt(&mut registry, &report) {
             tracing::warn!("{e}");
         }
         let mut removed = Vec::new();

@@ -1,23 +1,21 @@
-//! A JACK client that records what arrives on its input ports.
+//! The harness's capture client: a [`Recorder`] (the one JACK recorder, shared with
+//! `modsynth record`) on a test server, and recordings checked for gaps.
 //!
-//! The real-time callback only copies each period into preallocated `rtrb` rings (one
-//! per channel) and pushes the period's frame time into another ring: no allocation,
-//! no lock, no blocking. If the rings are full it drops the whole period and counts
-//! it. [`Capture::record`] runs on the caller's thread: it discards what was buffered
-//! before the call and collects the next periods, checking that their frame times are
-//! contiguous, so a lost period is reported ([`Recording::frame_jumps`]) instead of
-//! silently spliced out.
+//! [`Capture::record`] runs on the caller's thread: it discards what was buffered
+//! before the call and collects the next periods, checking that their frame times
+//! are contiguous, so a lost period is reported ([`Recording::frame_jumps`])
+//! instead of silently spliced out.
 //!
 //! Port numbers are 0-based everywhere in this module: port `k` is named `in_{k+1}`
 //! and is recorded in `channels[k]`.
 
 use crate::jack_server::{ClientLease, JackServer};
-use jack::{AudioIn, Client, ClientStatus, Control, Port, ProcessScope};
-use rtrb::{Consumer, Producer, RingBuffer};
+use modsynth_control::record::Recorder;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub use modsynth_control::record::RING_SECONDS;
 
 /// [`retake_while_disturbed`] takes a measurement at least this many times...
 pub const MIN_TAKES: u32 = 5;
@@ -58,107 +56,14 @@ pub fn retake_while_disturbed<T>(
     }
 }
 
-/// Seconds of audio each channel ring holds; [`Capture::record`] drains the rings
-/// while recording, so this only has to cover the reader's scheduling hiccups.
-pub const RING_SECONDS: u32 = 2;
-
 static CAPTURE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The frame time and length of one period, as pushed by the real-time side.
-#[derive(Clone, Copy, Debug)]
-struct PeriodInfo {
-    frame: u32,
-    n_frames: u32,
-    /// The drop counter when this period was stored: periods dropped between two
-    /// entries are the difference of their counters.
-    dropped_before: u64,
-}
-
-/// What the real-time callback owns.
-struct CaptureProcess {
-    ports: Vec<Port<AudioIn>>,
-    rings: Vec<Producer<f32>>,
-    periods: Producer<PeriodInfo>,
-    dropped_periods: Arc<AtomicU64>,
-}
-
-impl jack::ProcessHandler for CaptureProcess {
-    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
-        let n = ps.n_frames() as usize;
-        let fits = self.periods.slots() >= 1 && self.rings.iter().all(|r| r.slots() >= n);
-        if !fits {
-            self.dropped_periods.fetch_add(1, Ordering::Relaxed);
-            return Control::Continue;
-        }
-        for (port, ring) in self.ports.iter().zip(self.rings.iter_mut()) {
-            // Cannot fail: the space was checked above and only this thread writes.
-            let _ = ring.push_entire_slice(port.as_slice(ps));
-        }
-        // Samples first, then the period entry: the reader never sees an entry whose
-        // samples are not in the rings yet.
-        let _ = self.periods.push(PeriodInfo {
-            frame: ps.last_frame_time(),
-            n_frames: n as u32,
-            dropped_before: self.dropped_periods.load(Ordering::Relaxed),
-        });
-        Control::Continue
-    }
-}
-
-/// Notices the server going away, so [`Capture::record`] fails fast.
-struct CaptureNotify {
-    stopped: Arc<AtomicBool>,
-    xruns: Arc<AtomicU64>,
-}
-
-impl jack::NotificationHandler for CaptureNotify {
-    unsafe fn shutdown(&mut self, _status: ClientStatus, _reason: &str) {
-        self.stopped.store(true, Ordering::Release);
-    }
-
-    fn xrun(&mut self, _: &Client) -> Control {
-        self.xruns.fetch_add(1, Ordering::Relaxed);
-        Control::Continue
-    }
-}
-
-/// The non-real-time ends of the rings.
-struct Reader {
-    rings: Vec<Consumer<f32>>,
-    periods: Consumer<PeriodInfo>,
-}
-
-impl Reader {
-    /// Throws away every complete period currently buffered.
-    fn discard_buffered(&mut self) {
-        while let Ok(p) = self.periods.pop() {
-            self.skip(p.n_frames as usize);
-        }
-    }
-
-    /// Throws away `n` samples of every channel.
-    fn skip(&mut self, n: usize) {
-        for ring in &mut self.rings {
-            if let Ok(chunk) = ring.read_chunk(n.min(ring.slots())) {
-                chunk.commit_all();
-            }
-        }
-    }
-}
 
 /// A recording client with `n` input ports `in_1..in_n`, active until dropped.
 pub struct Capture {
-    client: jack::AsyncClient<CaptureNotify, CaptureProcess>,
-    /// Dropped after `client` (fields drop in order): keeps the process pinned to
+    recorder: Recorder,
+    /// Dropped after `recorder` (fields drop in order): keeps the process pinned to
     /// the server while the client is open.
     _lease: ClientLease,
-    name: String,
-    n_inputs: usize,
-    sample_rate: u32,
-    reader: Mutex<Reader>,
-    dropped_periods: Arc<AtomicU64>,
-    stopped: Arc<AtomicBool>,
-    xruns: Arc<AtomicU64>,
 }
 
 /// Frames captured from every input, starting at a period boundary.
@@ -240,88 +145,44 @@ impl Capture {
             CAPTURE_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let (client, lease) = server.open_client(&name)?.into_parts();
-        let sample_rate = client.sample_rate();
-        let period = (client.buffer_size() as usize).max(1);
-        let ring_len = (sample_rate * RING_SECONDS) as usize;
-        let mut ports = Vec::with_capacity(n_inputs);
-        let mut producers = Vec::with_capacity(n_inputs);
-        let mut consumers = Vec::with_capacity(n_inputs);
-        for k in 0..n_inputs {
-            let port = client
-                .register_port(&format!("in_{}", k + 1), AudioIn::default())
-                .map_err(|e| format!("registering {name}:in_{}: {e}", k + 1))?;
-            ports.push(port);
-            let (p, c) = RingBuffer::new(ring_len);
-            producers.push(p);
-            consumers.push(c);
-        }
-        // Enough entries even if the server switches to much smaller periods.
-        let (period_p, period_c) = RingBuffer::new(ring_len / period * 4 + 64);
-        let dropped_periods = Arc::new(AtomicU64::new(0));
-        let stopped = Arc::new(AtomicBool::new(false));
-        let process = CaptureProcess {
-            ports,
-            rings: producers,
-            periods: period_p,
-            dropped_periods: dropped_periods.clone(),
-        };
-        let xruns = Arc::new(AtomicU64::new(0));
-        let notify = CaptureNotify {
-            stopped: stopped.clone(),
-            xruns: xruns.clone(),
-        };
-        let client = client
-            .activate_async(notify, process)
-            .map_err(|e| format!("activating {name}: {e}"))?;
-        let name = client.as_client().name().to_string();
         Ok(Capture {
-            client,
+            recorder: Recorder::start(client, n_inputs)?,
             _lease: lease,
-            name,
-            n_inputs,
-            sample_rate,
-            reader: Mutex::new(Reader {
-                rings: consumers,
-                periods: period_c,
-            }),
-            dropped_periods,
-            stopped,
-            xruns,
         })
     }
 
     /// The JACK client name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.recorder.name()
     }
 
     /// The number of input ports.
     pub fn n_inputs(&self) -> usize {
-        self.n_inputs
+        self.recorder.n_inputs()
     }
 
     /// The server's sample rate.
     pub fn sample_rate(&self) -> u32 {
-        self.sample_rate
+        self.recorder.sample_rate()
     }
 
     /// The full JACK name of input port `k` (0-based): `<client>:in_{k+1}`.
     pub fn port(&self, k: usize) -> String {
-        format!("{}:in_{}", self.name, k + 1)
+        self.recorder.port(k)
     }
 
     /// The underlying JACK client (for connecting, querying ports, ...).
-    pub fn client(&self) -> &Client {
-        self.client.as_client()
+    pub fn client(&self) -> &jack::Client {
+        self.recorder.client()
     }
 
     /// Connects the output port named `src_port_name` (full JACK name) to input `k`
     /// (0-based).
     pub fn connect_from(&self, src_port_name: &str, k: usize) -> Result<(), String> {
-        if k >= self.n_inputs {
+        if k >= self.n_inputs() {
             return Err(format!(
                 "capture has {} inputs, no input {k}",
-                self.n_inputs
+                self.n_inputs()
             ));
         }
         let dst = self.port(k);
@@ -330,15 +191,15 @@ impl Capture {
             .map_err(|e| format!("connecting {src_port_name} -> {dst}: {e}"))
     }
 
-    /// Periods the real-time side has dropped for lack of ring space since start
+    /// Frames the real-time side has dropped for lack of ring space since start
     /// (including while nobody was recording, which is expected).
-    pub fn dropped_periods(&self) -> u64 {
-        self.dropped_periods.load(Ordering::Relaxed)
+    pub fn dropped_frames(&self) -> u64 {
+        self.recorder.dropped_frames()
     }
 
     /// xruns the server has reported to this client since start.
     pub fn xruns(&self) -> u64 {
-        self.xruns.load(Ordering::Relaxed)
+        self.recorder.xruns()
     }
 
     /// Discards everything captured before the call, then returns the next `frames`
@@ -346,14 +207,14 @@ impl Capture {
     /// hanging) if the server stops or the frames do not arrive within their own
     /// duration plus 10 s.
     pub fn record(&self, frames: usize) -> Result<Recording, String> {
-        let timeout = Duration::from_secs_f64(frames as f64 / self.sample_rate as f64)
+        let timeout = Duration::from_secs_f64(frames as f64 / self.sample_rate() as f64)
             + Duration::from_secs(10);
         self.record_timeout(frames, timeout)
     }
 
-    /// Records `frames` frames of steady-state signal, taking the recording again (at
-    /// most 5 tries) when the server skipped cycles in it: the dummy server does that
-    /// when a loaded 2-core machine starves it. This re-takes a disturbed
+    /// Records `frames` frames of steady-state signal, taking the recording again
+    /// while the server skipped cycles in it ([`retake_while_disturbed`]): the dummy
+    /// server does that when a loaded 2-core machine starves it. This re-takes a disturbed
     /// measurement, never a wrong result: every check runs on a whole one.
     pub fn record_continuous(&self, frames: usize) -> Result<Recording, String> {
         retake_while_disturbed(|| Ok((self.record(frames)?, ()))).map(|(rec, ())| rec)
@@ -379,11 +240,12 @@ impl Capture {
     ) -> Result<Recording, String> {
         let mut started = Some(started);
         let deadline = Instant::now() + timeout;
-        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let mut channels: Vec<Vec<f32>> = (0..self.n_inputs)
-            .map(|_| Vec::with_capacity(frames))
-            .collect();
-        reader.discard_buffered();
+        let n_inputs = self.n_inputs();
+        let name = self.name();
+        let mut periods = self.recorder.periods();
+        let mut channels: Vec<Vec<f32>> =
+            (0..n_inputs).map(|_| Vec::with_capacity(frames)).collect();
+        periods.discard();
         let xruns_before = self.xruns();
         let mut first_dropped: u64 = 0;
         let mut last_dropped: u64 = 0;
@@ -393,24 +255,19 @@ impl Capture {
         let mut frame_jumps: u32 = 0;
         let mut collected = 0usize;
         while collected < frames {
-            let period = match reader.periods.pop() {
-                Ok(p) => p,
-                Err(_) => {
-                    if self.stopped.load(Ordering::Acquire) {
-                        return Err(format!(
-                            "capture '{}': JACK server shut down after {collected} of {frames} frames",
-                            self.name
-                        ));
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(format!(
-                            "capture '{}': only {collected} of {frames} frames within {timeout:?}",
-                            self.name
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
+            let Some(period) = periods.pop(&mut channels, frames - collected) else {
+                if self.recorder.server_stopped() {
+                    return Err(format!(
+                        "capture '{name}': JACK server shut down after {collected} of {frames} frames"
+                    ));
                 }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "capture '{name}': only {collected} of {frames} frames within {timeout:?}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
             };
             match start_frame {
                 None => {
@@ -429,23 +286,14 @@ impl Capture {
             }
             expected = period.frame.wrapping_add(period.n_frames);
             last_dropped = period.dropped_before;
-            let n = period.n_frames as usize;
-            let take = n.min(frames - collected);
-            for (ring, out) in reader.rings.iter_mut().zip(channels.iter_mut()) {
-                let chunk = ring
-                    .read_chunk(n)
-                    .map_err(|e| format!("capture ring: {e}"))?;
-                let (a, b) = chunk.as_slices();
-                let both = a.iter().chain(b.iter());
-                out.extend(both.take(take).copied());
-                chunk.commit_all();
-            }
-            collected += take;
+            collected = channels
+                .first()
+                .map_or(collected + period.n_frames as usize, Vec::len);
         }
         let overflowed = last_dropped != first_dropped;
         Ok(Recording {
             start_frame: start_frame.unwrap_or(0),
-            sample_rate: self.sample_rate,
+            sample_rate: self.sample_rate(),
             channels,
             dropped_frames,
             frame_jumps,

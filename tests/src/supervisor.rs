@@ -4,7 +4,7 @@ use crate::jack_server::JackServer;
 use crate::workers::bin_path;
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
-use modsynth_control::status::{ModuleStatus, StatusReport};
+use modsynth_control::status::{ModuleRole, ModuleStatus, StatusReport};
 use rosc::OscType;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -280,10 +280,9 @@ impl Supervisor {
         loop {
             let status = self.status();
             if let Ok(s) = status.as_ref() {
-                let standbys_ready = s
-                    .modules
-                    .iter()
-                    .all(|m| m.role != "primary" || !m.standby || !m.standby_client.is_empty());
+                let standbys_ready = s.modules.iter().all(|m| {
+                    m.role != ModuleRole::Primary || !m.standby || !m.standby_client.is_empty()
+                });
                 if s.spare_ready >= s.pool_size && standbys_ready {
                     return s.clone();
                 }

@@ -4,6 +4,7 @@
 //! many kill cycles. Everything on a private JACK server with recorded audio.
 
 use modsynth_control::osc::{message, text};
+use modsynth_control::status::ModuleRole;
 use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
@@ -80,7 +81,7 @@ fn a_module_without_a_standby_is_taken_over_by_a_spare_with_its_connections() {
     assert!(gap < 24_000, "{gap} silent samples");
 
     let after = sup.wait_for_module("solo", PATIENCE, |m| {
-        m.pid != before.pid && m.role == "primary"
+        m.pid != before.pid && m.role == ModuleRole::Primary
     });
     let new_out = after.ports["out"].clone();
     wait_until("the connections' restoration", PATIENCE, || {
@@ -133,7 +134,7 @@ fn killing_primary_and_standby_together_brings_the_module_back() {
     sigkill(before.pid);
     sigkill(standby_pid);
     let after = sup.wait_for_module("pair", PATIENCE, |m| {
-        m.role == "primary" && m.pid != before.pid && m.pid != standby_pid && m.pid != 0
+        m.role == ModuleRole::Primary && m.pid != before.pid && m.pid != standby_pid && m.pid != 0
     });
     let out = after.ports["out"].clone();
     wait_until("the connection's restoration", PATIENCE, || {
@@ -170,7 +171,7 @@ fn killing_several_modules_at_once_recovers_every_one() {
     }
     for m in &before {
         sup.wait_for_module(&m.id, PATIENCE, |now| {
-            now.pid != m.pid && now.role == "primary" && !now.standby_client.is_empty()
+            now.pid != m.pid && now.role == ModuleRole::Primary && !now.standby_client.is_empty()
         });
     }
     sup.wait_until_settled(PATIENCE);
@@ -236,7 +237,7 @@ fn parameter_changes_sent_during_a_failover_are_all_applied() {
         "the changes were heard as they came: {played:?}"
     );
     let after = sup.wait_for_module("knob", PATIENCE, |m| {
-        m.pid != before.pid && m.role == "primary"
+        m.pid != before.pid && m.role == ModuleRole::Primary
     });
     sup.client().sync().unwrap();
     let out = after.ports["out"].clone();
@@ -286,14 +287,16 @@ fn a_module_that_keeps_crashing_restarts_fresh_then_is_quarantined_while_the_res
                 break;
             }
             victim = sup.wait_for_module("bad", PATIENCE, |m| {
-                !pids.contains(&m.pid) && m.role == "primary" && !m.standby_client.is_empty()
+                !pids.contains(&m.pid)
+                    && m.role == ModuleRole::Primary
+                    && !m.standby_client.is_empty()
             });
             // Not within the relapse time: each death counts as one, not as a loop.
             std::thread::sleep(Duration::from_millis(150));
         }
         rec.join().unwrap()
     });
-    let bad = sup.wait_for_module("bad", PATIENCE, |m| m.role == "quarantined");
+    let bad = sup.wait_for_module("bad", PATIENCE, |m| m.role == ModuleRole::Quarantined);
     assert_eq!(bad.pid, 0, "nothing plays it");
     let quarantined = events
         .wait_for(|m| m.addr == "/module/quarantined")
@@ -334,7 +337,9 @@ fn fifty_kill_cycles_leave_no_leaked_segment_and_a_clean_stop_leaves_nothing() {
         seen.push(m.pid);
         sigkill(m.pid);
         m = sup.wait_for_module("tough", PATIENCE, |now| {
-            !seen.contains(&now.pid) && now.role == "primary" && !now.standby_client.is_empty()
+            !seen.contains(&now.pid)
+                && now.role == ModuleRole::Primary
+                && !now.standby_client.is_empty()
         });
         // A worker killed right after it took over counts as a crash loop (it looks
         // like dying of the state it took over): let each one play a moment.
@@ -395,7 +400,7 @@ fn a_sigstopped_primary_without_a_standby_is_killed_by_the_heartbeat_check_and_r
     let started = Instant::now();
     kill(Pid::from_raw(before.pid as i32), Signal::SIGSTOP).unwrap();
     let after = sup.wait_for_module("alone", PATIENCE, |m| {
-        m.pid != before.pid && m.role == "primary"
+        m.pid != before.pid && m.role == ModuleRole::Primary
     });
     let took = started.elapsed();
     wait_until("the hung primary's death", PATIENCE, || {

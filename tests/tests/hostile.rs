@@ -75,8 +75,8 @@ fn blast(socket: &UdpSocket, to: std::net::SocketAddr, datagrams: impl Iterator<
 }
 
 /// `/status`, asked again every 200 ms until it answers or `within` passed: a
-/// request that meets a full queue is answered `/fail / busy` and dropped, and a
-/// client retries it (the queue is bounded, so it empties quickly).
+/// datagram that meets a full receive buffer is dropped (and counted), and a
+/// client retries it (the buffer is bounded, so it empties quickly).
 fn status_within(sup: &Supervisor, within: Duration) -> Result<StatusReport, String> {
     let deadline = Instant::now() + within;
     loop {

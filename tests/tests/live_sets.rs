@@ -3,7 +3,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::StatusReport;
+use modsynth_control::status::{ModuleRole, StatusReport};
 use modsynth_tests::analysis::{has_non_finite, magnitude_spectrum_db, peak};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
@@ -689,7 +689,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
         let pid = nix::unistd::Pid::from_raw(m.pid as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         sup.wait_for_module(&m.id, Duration::from_secs(10), |now| {
-            now.pid != m.pid && now.standby_pid != 0 && now.role == "primary"
+            now.pid != m.pid && now.standby_pid != 0 && now.role == ModuleRole::Primary
         });
     }
     wait_for_graph(&server, &sup, &first_graph, Duration::from_secs(10));
@@ -756,4 +756,61 @@ fn modsynth_record_follows_a_module_by_name_across_a_failover_and_never_leaves_a
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(files, vec![std::ffi::OsString::from("tone.wav")]);
+}
+
+#[test]
+fn modsynth_record_keeps_what_it_recorded_when_the_jack_server_stops() {
+    use std::io::Read;
+    let server = JackServer::start().unwrap();
+    let player = modsynth_tests::Player::start(&server, 1).unwrap();
+    let dir = TempDir::new("record-stop");
+    let wav = dir.0.join("take.wav");
+    let modsynth = bin_path("modsynth").unwrap();
+    // No modsynthd (nothing answers on port 9): port names are used as they are.
+    let mut recorder = server
+        .command(&modsynth)
+        .args(["--osc", "127.0.0.1:9", "record", wav.to_str().unwrap()])
+        .arg(player.port(0))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let connected = wait_connected(
+        &server,
+        &player.port(0),
+        "modsynth-record:in_1",
+        Duration::from_secs(20),
+    );
+    assert!(connected, "the recorder never connected to the player");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(player);
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = recorder.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = recorder.kill();
+            let _ = recorder.wait();
+            panic!("modsynth record went on for 20 s after the server stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    recorder
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("JACK server stopped"), "{err}");
+    let kept = hound::WavReader::open(&wav).unwrap().duration();
+    assert!(kept > 0, "the file holds nothing: {err}");
+    let files: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, vec![std::ffi::OsString::from("take.wav")]);
 }

@@ -1,6 +1,7 @@
 //! modsynthd end to end: a private JACK server, the supervisor, real OSC, recorded audio.
 
 use modsynth_control::osc::{message, text};
+use modsynth_control::status::ModuleRole;
 use modsynth_tests::analysis::{cents, pitch_hz};
 use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
@@ -984,7 +985,7 @@ fn every_pretty_name_names_what_its_worker_plays_after_create_failover_free_and_
         let pid = nix::unistd::Pid::from_raw(before.pid as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         sup.wait_for_module("tone", PATIENCE, |m| {
-            m.pid != before.pid && m.standby_pid != 0 && m.role == "primary"
+            m.pid != before.pid && m.standby_pid != 0 && m.role == ModuleRole::Primary
         });
         wait_for_pretty_names(&sup, &observer, &format!("failover {round}"));
     }

@@ -32,6 +32,7 @@ use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Module};
 use crate::shared_state::SharedState;
 use modsynth_model::catalog::ModuleSpec;
+use modsynth_model::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -78,12 +79,11 @@ pub struct ParamChange {
     pub received: Option<u32>,
 }
 
-/// Latencies the histogram tells apart, in samples: one bucket per sample from 0 to
-/// `LATENCY_RANGE - 2`; the last bucket holds everything from `LATENCY_RANGE - 1` on.
-/// One sample per bucket, because the target (p99 <= one period) sits right at the
-/// edge of any coarser bucket: with 16-sample buckets a p99 of 241 was reported as 256
-/// and one of 257 as 272. 4096 samples are two periods of 2048 frames.
-pub const LATENCY_RANGE: usize = 4096;
+/// How many latencies the ring from the real-time thread to the control thread
+/// holds: the control thread records them after every message it handles, and each
+/// latency comes from a message, so the ring only has to hold what arrives between
+/// two of them. A full ring counts [`Stats::latencies_unrecorded`].
+pub const LATENCY_RING: usize = 4096;
 
 /// Counters the engine keeps and any thread may read.
 #[derive(Debug)]
@@ -98,9 +98,9 @@ pub struct Stats {
     pub params_late: AtomicU64,
     /// Changes discarded because their module was replaced or removed first.
     pub params_dropped: AtomicU64,
-    /// Receipt-to-application latency of immediate changes: bucket `i` counts the
-    /// changes that landed `i` samples after their receipt (see [`LATENCY_RANGE`]).
-    pub latency: [AtomicU64; LATENCY_RANGE],
+    /// Immediate changes whose receipt-to-application latency was not recorded
+    /// because the ring to the control thread was full (see [`LATENCY_RING`]).
+    pub latencies_unrecorded: AtomicU64,
     /// Times this engine started owning a shared module (took it over or created it).
     pub takeovers: AtomicU64,
     /// At the last takeover (written before `takeovers` is incremented): the frames
@@ -123,7 +123,7 @@ impl Default for Stats {
             params_applied: AtomicU64::new(0),
             params_late: AtomicU64::new(0),
             params_dropped: AtomicU64::new(0),
-            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            latencies_unrecorded: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             last_takeover_gap: AtomicU64::new(0),
         }
@@ -134,42 +134,6 @@ impl Stats {
     /// Changes that have been dealt with: applied, or dropped with their module.
     pub fn params_settled(&self) -> u64 {
         self.params_applied.load(Ordering::Acquire) + self.params_dropped.load(Ordering::Acquire)
-    }
-
-    /// The latency (samples) within which `percent` % of measured changes landed (at
-    /// most `LATENCY_RANGE - 1`). `None` before anything was measured.
-    ///
-    /// ```
-    /// use modsynth_worker::engine::Stats;
-    /// use std::sync::atomic::Ordering;
-    ///
-    /// let stats = Stats::default();
-    /// assert_eq!(stats.latency_percentile(99.0), None);
-    /// stats.latency[200].fetch_add(98, Ordering::Relaxed);
-    /// stats.latency[257].fetch_add(2, Ordering::Relaxed);
-    /// assert_eq!(stats.latency_percentile(50.0), Some(200));
-    /// assert_eq!(stats.latency_percentile(98.0), Some(200));
-    /// assert_eq!(stats.latency_percentile(99.0), Some(257));
-    /// ```
-    pub fn latency_percentile(&self, percent: f64) -> Option<u32> {
-        let counts: Vec<u64> = self
-            .latency
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((percent / 100.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(i as u32);
-            }
-        }
-        Some(LATENCY_RANGE as u32 - 1)
     }
 }
 
@@ -197,6 +161,11 @@ struct Scheduled {
 pub struct Controller<P> {
     commands: rtrb::Producer<Command<P>>,
     retired: rtrb::Consumer<Box<Slot<P>>>,
+    /// Receipt-to-application latencies (samples) of immediate changes, from the
+    /// engine; recorded into `latency` off the real-time thread.
+    latencies: rtrb::Consumer<u32>,
+    /// Every latency recorded so far (see [`Controller::latency_quantile`]).
+    latency: Histogram,
     stats: Arc<Stats>,
 }
 
@@ -274,6 +243,23 @@ impl<P> Controller<P> {
         out
     }
 
+    /// Moves the latencies the engine measured into the histogram. Called after
+    /// every message the worker handles (by the host's tidy-up) and before a
+    /// quantile is read.
+    pub fn record_latencies(&mut self) {
+        while let Ok(samples) = self.latencies.pop() {
+            self.latency.record(f64::from(samples));
+        }
+    }
+
+    /// The latency (samples) within which `q` (0..=1) of the measured immediate
+    /// changes landed after their receipt, exact to the sample (see
+    /// [`Histogram`]). `None` before anything was measured.
+    pub fn latency_quantile(&mut self, q: f64) -> Option<u32> {
+        self.record_latencies();
+        self.latency.quantile(q).map(|samples| samples as u32)
+    }
+
     /// The engine's counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
@@ -305,6 +291,8 @@ impl<P> Controller<P> {
 pub struct Engine<P> {
     commands: rtrb::Consumer<Command<P>>,
     retired: rtrb::Producer<Box<Slot<P>>>,
+    /// Where the latency of each immediate change goes (see [`LATENCY_RING`]).
+    latencies: rtrb::Producer<u32>,
     slot: Option<Box<Slot<P>>>,
     /// A removed module still fading out.
     fading: Option<Fading<P>>,
@@ -329,16 +317,20 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
     // Room for every slot the controller could send before collecting: the engine
     // must never be unable to hand one back (it would have to free it itself).
     let (retired_tx, retired_rx) = rtrb::RingBuffer::new(capacity + 1);
+    let (latencies_tx, latencies_rx) = rtrb::RingBuffer::new(LATENCY_RING);
     let stats = Arc::new(Stats::default());
     (
         Controller {
             commands: commands_tx,
             retired: retired_rx,
+            latencies: latencies_rx,
+            latency: Histogram::new(),
             stats: stats.clone(),
         },
         Engine {
             commands: commands_rx,
             retired: retired_tx,
+            latencies: latencies_tx,
             slot: None,
             fading: None,
             schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
@@ -427,8 +419,11 @@ impl<P: Ports> Engine<P> {
             if let (None, Some(received)) = (change.at, change.received) {
                 let landed = frame_time.wrapping_add(start as u32);
                 let latency = frame_offset(landed, received).max(0) as u32;
-                let bucket = (latency as usize).min(LATENCY_RANGE - 1);
-                self.stats.latency[bucket].fetch_add(1, Ordering::Relaxed);
+                if self.latencies.push(latency).is_err() {
+                    self.stats
+                        .latencies_unrecorded
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             self.stats.params_applied.fetch_add(1, Ordering::Release);
         }

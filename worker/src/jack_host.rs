@@ -400,7 +400,7 @@ pub fn open_failure(name: &str, error: &jack::Error, server_runs: impl Fn(&str) 
 /// killed server does not). PipeWire's JACK has no such socket, so there this says
 /// no, and messages fall back to libjack's status alone.
 pub fn jackd_runs(server: &str) -> bool {
-    let uid = nix::unistd::getuid();
+    let uid = rustix::process::getuid().as_raw();
     std::os::unix::net::UnixStream::connect(format!("/dev/shm/jack_{server}_{uid}_0")).is_ok()
 }
 
@@ -626,6 +626,7 @@ impl Host {
     /// set just before its neighbours were unregistered was sometimes gone after
     /// (seen on 0.3.65: one random port of a new primary unnamed, in 3 of 3 runs).
     pub fn tidy(&mut self) {
+        self.controller.record_latencies();
         self.unregister_unused();
         if on_pipewire() {
             let mut want = vec![(self.client.uuid(), self.client_label.clone())];

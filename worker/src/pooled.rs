@@ -306,21 +306,19 @@ impl Worker {
                 tracing::debug!("assign received");
                 self.stop_watching();
                 self.takeovers_at_assign = self.takeovers();
-                self.assigned_state =
-                    (!state.is_empty()).then(|| (state.clone(), module_type.clone()));
+                self.assigned_state = Some((state.clone(), module_type.clone()));
                 let Some(spec) = catalog::module(&module_type) else {
                     let result = Err(format!("no module type '{module_type}'"));
                     return Some(FromWorker::Assigned { token, result });
                 };
                 let params: Vec<(usize, f32)> =
                     params.iter().map(|&(i, v)| (i as usize, v)).collect();
-                let result = match (role, state.is_empty()) {
-                    (_, true) => self.host.assign(spec, &params, Some(&id), StatePlan::None),
-                    (Role::Primary, false) => {
+                let result = match role {
+                    Role::Primary => {
                         self.host
                             .assign(spec, &params, Some(&id), StatePlan::Create(&state))
                     }
-                    (Role::Replacement, false) => {
+                    Role::Replacement => {
                         let result = self
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
@@ -329,7 +327,7 @@ impl Worker {
                         }
                         result
                     }
-                    (Role::Standby { primary_pid }, false) => {
+                    Role::Standby { primary_pid } => {
                         let result = self
                             .host
                             .assign(spec, &params, None, StatePlan::Open(&state));
@@ -509,9 +507,9 @@ impl Worker {
             params_dropped: self.params.dropped,
             params_coalesced: self.params.coalesced,
             params_applied: stats.params_applied.load(Ordering::Relaxed),
-            latency_p50: stats.latency_percentile(50.0).unwrap_or(0),
-            latency_p95: stats.latency_percentile(95.0).unwrap_or(0),
-            latency_p99: stats.latency_percentile(99.0).unwrap_or(0),
+            latency_p50: self.host.controller().latency_quantile(0.5).unwrap_or(0),
+            latency_p95: self.host.controller().latency_quantile(0.95).unwrap_or(0),
+            latency_p99: self.host.controller().latency_quantile(0.99).unwrap_or(0),
             dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
@@ -592,17 +590,16 @@ impl CpuClock {
 }
 
 fn process_cpu_time() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
-        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
-        .unwrap_or_default()
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Resident set size from /proc/self/statm, KiB (0 if unreadable).
 pub fn rss_kib() -> u64 {
-    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4, |b| b as u64 / 1024);
+    let page_kib = rustix::param::page_size() as u64 / 1024;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -29,7 +29,7 @@
 use crate::engine::Stats;
 use crate::shared_state::SharedState;
 use rustix::event::{eventfd, EventfdFlags};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,21 +119,24 @@ enum Wake {
 }
 
 /// Blocks until the primary dies (or `stop` is written, or `within` passes).
-fn wait(pidfd: &OwnedFd, stop: &OwnedFd, within: Duration) -> Result<Wake, nix::Error> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let timeout = PollTimeout::try_from(within).unwrap_or(PollTimeout::MAX);
+fn wait(pidfd: &OwnedFd, stop: &OwnedFd, within: Duration) -> rustix::io::Result<Wake> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let timeout = rustix::time::Timespec {
+        tv_sec: within.as_secs() as i64,
+        tv_nsec: within.subsec_nanos() as _,
+    };
     loop {
         let mut fds = [
-            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd, PollFlags::IN),
+            PollFd::new(stop, PollFlags::IN),
         ];
-        match poll(&mut fds, timeout) {
+        match poll(&mut fds, Some(&timeout)) {
             Ok(0) => return Ok(Wake::Timeout),
             // Death first: a standby stopped in the same instant its primary died
             // still takes the module (the supervisor would hand it over anyway).
-            Ok(_) if fds[0].any().unwrap_or(false) => return Ok(Wake::PrimaryDied),
+            Ok(_) if !fds[0].revents().is_empty() => return Ok(Wake::PrimaryDied),
             Ok(_) => return Ok(Wake::Stopped),
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e),
         }
     }

@@ -5,6 +5,7 @@
 //! - [`param`]: checks parameter values against the catalog.
 //! - [`names`]: what a module id and an instance name may look like.
 //! - [`protocol`]: the messages between the supervisor and its workers.
+//! - [`histogram`]: medians and p99s of measurements, one way for every part.
 //!
 //! Every process links this crate: the worker for the catalog and the protocol, the
 //! supervisor and the CLI for the catalog, validation and names.
@@ -20,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod histogram;
 pub mod names;
 pub mod param;
 pub mod protocol;

@@ -45,7 +45,8 @@ pub enum ToWorker {
         /// Primary (plays; names its ports) or standby (silent until it takes over).
         role: Role,
         /// The module's state segment (`/<instance>-<id>-state`): a primary creates
-        /// it, a standby opens it. Empty: no shared state (no failover).
+        /// it, a standby or a replacement opens it. Every module has one (an
+        /// assignment without a valid segment name fails).
         state: String,
     },
     /// The worker now plays module `id` (a standby that took over, or a replacement):

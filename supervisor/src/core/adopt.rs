@@ -56,7 +56,7 @@ impl Core {
 
     /// New workers get ids (and JACK client names) above `id`.
     pub fn number_workers_above(&mut self, id: WorkerId) {
-        self.next_worker = self.next_worker.max(id.saturating_add(1));
+        self.pool.number_above(id);
     }
 
     /// Rebuilds the state from running `workers` (before [`Core::start`]):
@@ -82,7 +82,7 @@ impl Core {
         let mut claims: BTreeMap<String, Vec<(WorkerId, modsynth_model::protocol::Playing)>> =
             BTreeMap::new();
         for w in workers {
-            self.next_worker = self.next_worker.max(w.id.saturating_add(1));
+            self.pool.number_above(w.id);
             let link = WorkerLink {
                 id: w.id,
                 pid: w.pid,
@@ -102,7 +102,7 @@ impl Core {
                     .entry(playing.id.clone())
                     .or_default()
                     .push((w.id, playing)),
-                None => self.ready.push_back(w.id),
+                None => self.pool.put_back(w.id),
             }
         }
         let mut promoted = Vec::new();
@@ -241,7 +241,7 @@ impl Core {
             "adopted {} worker(s): {} module(s), {} spare(s)",
             self.workers.len(),
             self.modules.len(),
-            self.ready.len()
+            self.pool.spares()
         );
         for id in ids {
             self.add_standby(&id, fx);

@@ -10,7 +10,7 @@ impl Core {
             return;
         };
         self.killed_as_hung.remove(&wid);
-        self.ready.retain(|&w| w != wid);
+        self.pool.forget(wid);
         if self.shutting_down {
             self.stop_next_workers(fx);
             return;
@@ -55,8 +55,8 @@ impl Core {
             return self.died_while_created(id, fx);
         }
         // A replacement that died before it was ready is just another death.
-        self.pending
-            .retain(|_, p| !matches!(p, Pending::Replace { id: r, .. } if r == id));
+        self.requests
+            .retain(|p| !matches!(p, Pending::Replace { id: r, .. } if r == id));
         self.notify(fx, osc::message("/module/died", vec![osc::text(id)]));
         let Some(m) = self.modules.get_mut(id) else {
             return;
@@ -97,14 +97,11 @@ impl Core {
                 self.retire(standby, fx);
             }
         }
-        let creates: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(p, Pending::Create { id: c, .. } if c == id))
-            .map(|(&t, _)| t)
-            .collect();
+        let creates = self
+            .requests
+            .tokens(|p| matches!(p, Pending::Create { id: c, .. } if c == id));
         for t in creates {
-            if let Some(Pending::Create { from, id, .. }) = self.pending.remove(&t) {
+            if let Some(Pending::Create { from, id, .. }) = self.requests.remove(t) {
                 self.create_failed(from, &id, "its worker died while starting it", fx);
             }
         }
@@ -130,7 +127,7 @@ impl Core {
         let Some(m) = self.modules.get(id) else {
             return;
         };
-        let Some(wid) = self.ready.pop_front() else {
+        let Some(wid) = self.pool.take() else {
             self.needs_replacement.insert(id.to_string(), fresh);
             self.refill(fx);
             return;
@@ -151,7 +148,7 @@ impl Core {
             },
             state: m.state.clone(),
         };
-        self.pending.insert(
+        self.requests.insert(
             token,
             Pending::Replace {
                 id: id.to_string(),
@@ -162,7 +159,7 @@ impl Core {
             w.role = Role::Primary(id.to_string());
             fx.send(&w.link, assign);
         }
-        self.refill_soon(fx.now());
+        self.pool.refill_soon(fx.now());
     }
 
     /// The replacement's ports exist: it is the module's primary now.
@@ -297,9 +294,9 @@ impl Core {
         };
         let (module_type, params, state) =
             (m.spec.name.to_string(), m.param_values(), m.state.clone());
-        let Some(wid) = self.ready.pop_front() else {
+        let Some(wid) = self.pool.take() else {
             self.needs_standby.insert(id.to_string());
-            self.refill_soon(fx.now());
+            self.pool.refill_soon(fx.now());
             return;
         };
         let token = self.token();
@@ -316,11 +313,11 @@ impl Core {
         }
         if let Some(w) = self.workers.get_mut(&wid) {
             w.role = Role::Standby(id.to_string());
-            self.pending
+            self.requests
                 .insert(token, Pending::Standby { id: id.to_string() });
             fx.send(&w.link, assign);
         }
-        self.refill_soon(fx.now());
+        self.pool.refill_soon(fx.now());
     }
 
     /// The standby's ports exist: give them the primary's connections.

@@ -1,19 +1,23 @@
 //! The supervisor's core: one struct that owns all state and decides.
 //!
-//! Every other thread (OSC, worker links, spawners, signals) only turns what it sees
-//! into an [`Event`]; [`Core::handle`] takes one event at a time and acts through the
-//! [`Effects`] trait. Tests drive the core with a fake `Effects` and check what it did,
-//! without JACK, sockets or processes.
+//! The loop it runs in ([`event_loop`](crate::event_loop)) and the threads that
+//! remain (worker links, JACK notifications, TCP readers, spawners) only turn what
+//! they see into an [`Event`]; [`Core::handle`] takes one event at a time and acts
+//! through the [`Effects`] trait. Tests drive the core with a fake `Effects` and
+//! check what it did, without JACK, sockets or processes.
 //!
-//! The decisions are split by what they are about: `modules` (create, free, set),
-//! `patching` (connections), `sets` (set files), `pool` (spares), `failover`
-//! (deaths, hangs, standbys, replacements, quarantine) and `reports` (status, sync,
-//! registry). They are all methods of [`Core`], which stays the one owner of state.
+//! Parts that own their state and test it alone: `pool::Pool` (spares, workers
+//! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
+//! and `/status`) and `subscribers::Subscribers` (`/notify`). The rest is split by
+//! what it is about but still methods of [`Core`] over its fields: `modules`
+//! (create, free, set), `patching` (connections), `sets` (set files), `failover`
+//! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`
+//! (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
+use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_model::param;
 use modsynth_model::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
@@ -23,6 +27,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
+use pool::Pool;
+use requests::Requests;
+use subscribers::Subscribers;
 
 /// A worker's identity inside the supervisor (its pool slot number).
 pub type WorkerId = u32;
@@ -414,11 +421,8 @@ impl Default for Limits {
 pub struct Core {
     config: Config,
     workers: HashMap<WorkerId, Worker>,
-    /// Spares in the order they became ready (oldest first).
-    ready: VecDeque<WorkerId>,
-    /// Workers being started.
-    starting: HashSet<WorkerId>,
-    next_worker: WorkerId,
+    /// Spares and workers being started.
+    pool: Pool,
     modules: BTreeMap<String, Module>,
     /// Creates waiting for a spare (the pool was empty).
     waiting: VecDeque<(Origin, Request, Instant)>,
@@ -431,17 +435,11 @@ pub struct Core {
     /// and again whenever a port comes back (a program restarted). Module ports are
     /// kept as `module:port`.
     wanted: std::collections::BTreeSet<Connection>,
-    pending: HashMap<u64, Pending>,
-    /// token sent to a worker -> (the pending request it belongs to, that worker), for
-    /// Sync and Status, which wait for an answer from several workers.
-    fan_out: HashMap<u64, (u64, WorkerId)>,
-    next_token: u64,
-    /// `/notify` subscribers, each until its subscription expires.
-    subscribers: HashMap<ReplyTo, Instant>,
+    /// Requests waiting for workers' answers.
+    requests: Requests,
+    /// `/notify` subscribers.
+    subscribers: Subscribers,
     counters: Counters,
-    spawn_failures_in_a_row: u32,
-    /// A refill is due at this time (see [`REFILL_DELAY`]).
-    refill_after: Option<Instant>,
     /// When the heartbeats are checked next.
     next_heartbeat: Option<Instant>,
     /// Workers killed as hung whose death has not arrived yet.
@@ -456,21 +454,15 @@ impl Core {
         Core {
             config,
             workers: HashMap::new(),
-            ready: VecDeque::new(),
-            starting: HashSet::new(),
-            next_worker: 0,
+            pool: Pool::default(),
             modules: BTreeMap::new(),
             waiting: VecDeque::new(),
             wanted: Default::default(),
             needs_standby: Default::default(),
             needs_replacement: Default::default(),
-            pending: HashMap::new(),
-            fan_out: HashMap::new(),
-            next_token: 1,
-            subscribers: HashMap::new(),
+            requests: Requests::default(),
+            subscribers: Subscribers::default(),
             counters: Counters::default(),
-            spawn_failures_in_a_row: 0,
-            refill_after: None,
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
             disconnections: Vec::new(),
@@ -485,7 +477,7 @@ impl Core {
 
     /// Spares ready now.
     pub fn spares_ready(&self) -> usize {
-        self.ready.len()
+        self.pool.spares()
     }
 
     /// Whether every worker has been told to stop.
@@ -505,12 +497,12 @@ impl Core {
 
     /// Workers still alive or starting.
     pub fn worker_count(&self) -> usize {
-        self.workers.len() + self.starting.len()
+        self.workers.len() + self.pool.starting()
     }
 
     /// After a shutdown: every worker is gone.
     pub fn is_stopped(&self) -> bool {
-        self.shutting_down && self.workers.is_empty() && self.starting.is_empty()
+        self.shutting_down && self.workers.is_empty() && self.pool.starting() == 0
     }
 
     /// Kills every worker still there (shutdown took too long).
@@ -535,11 +527,10 @@ impl Core {
             Event::Spawned(new) => self.spawned(new, fx),
             Event::SpawnFailed { id, reason } => {
                 tracing::error!("worker w{id:02} did not start: {reason}");
-                self.starting.remove(&id);
+                self.pool.start_failed(id);
                 self.counters.spawn_failures += 1;
-                self.spawn_failures_in_a_row += 1;
                 self.refill(fx);
-                if self.ready.is_empty() && self.starting.is_empty() {
+                if self.pool.spares() == 0 && self.pool.starting() == 0 {
                     let waiting: Vec<_> = self.waiting.drain(..).collect();
                     for (from, request, _) in waiting {
                         if let Request::New { id, .. } = request {
@@ -605,35 +596,23 @@ impl Core {
                 fx.reply(from, osc::done("/set/dir", vec![osc::text(&dir)]))
             }
             Request::Status => self.status(from, fx),
-            Request::Notify { on } => {
-                let now = fx.now();
-                self.subscribers.retain(|_, until| *until > now);
-                if !on {
-                    self.subscribers.remove(&from);
-                } else if self.subscribers.len() >= MAX_SUBSCRIBERS
-                    && !self.subscribers.contains_key(&from)
-                {
-                    let reason = format!("limit: {MAX_SUBSCRIBERS} subscribers already");
-                    return fx.reply(from, Fail::new("/notify", reason).to_message());
-                } else {
-                    self.subscribers.insert(from, now + NOTIFY_TTL);
-                }
-                fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)]));
-            }
+            Request::Notify { on } => match self.subscribers.request(from, on, fx.now()) {
+                Ok(()) => fx.reply(from, osc::done("/notify", vec![OscType::Int(on as i32)])),
+                Err(reason) => fx.reply(from, Fail::new("/notify", reason).to_message()),
+            },
             Request::Sync { id } => self.sync(from, id, fx),
         }
     }
 
     fn token(&mut self) -> u64 {
-        self.next_token += 1;
-        self.next_token
+        self.requests.token()
     }
 
     fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
             FromWorker::Hello { .. } | FromWorker::Adopted { .. } => {}
             FromWorker::Assigned { token, result } => {
-                let (from, id, started, cold) = match self.pending.remove(&token) {
+                let (from, id, started, cold) = match self.requests.remove(token) {
                     Some(Pending::Create {
                         from,
                         id,
@@ -712,20 +691,21 @@ impl Core {
                 }
             }
             FromWorker::Freed { token } => {
-                if let Some(Pending::Free { from, id }) = self.pending.remove(&token) {
+                if let Some(Pending::Free { from, id }) = self.requests.remove(token) {
                     fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
                 }
                 // Surplus spares are kept up to twice the pool: retiring one closes a
                 // JACK client, which on jackd2 is a synchronous notification to every
                 // client and slowed creates running at the same time (measured).
-                if self.ready.len() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down {
+                if self.pool.spares() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down
+                {
                     self.make_spare(wid);
                 } else {
                     self.retire(wid, fx);
                 }
             }
             FromWorker::Synced { token } | FromWorker::Report { token, .. }
-                if !self.fan_out.contains_key(&token) => {}
+                if !self.requests.expects(token) => {}
             FromWorker::Synced { token } => self.answered(token, fx),
             FromWorker::Report { token, report } => {
                 if let Some(w) = self.workers.get_mut(&wid) {
@@ -737,16 +717,9 @@ impl Core {
     }
 
     fn answered(&mut self, token: u64, fx: &mut impl Effects) {
-        let Some((request_token, _)) = self.fan_out.remove(&token) else {
-            return;
-        };
-        match self.pending.get_mut(&request_token) {
-            Some(Pending::Sync { waiting, .. }) | Some(Pending::Status { waiting, .. }) => {
-                waiting.remove(&token);
-            }
-            _ => {}
+        if let Some(request_token) = self.requests.answered(token) {
+            self.settle(request_token, fx);
         }
-        self.settle(request_token, fx);
     }
 
     fn worker_gone(&mut self, wid: WorkerId, fx: &mut impl Effects) {
@@ -754,12 +727,7 @@ impl Core {
         // Sync and status requests stop waiting for answers this worker owed, however
         // it left; only now, so that a status answered here sees the state after the
         // departure was dealt with (a failover done, not half done).
-        let owed: Vec<u64> = self
-            .fan_out
-            .iter()
-            .filter(|(_, &(_, w))| w == wid)
-            .map(|(&t, _)| t)
-            .collect();
+        let owed = self.requests.owed_by(wid);
         for token in owed {
             self.answered(token, fx);
         }
@@ -767,10 +735,8 @@ impl Core {
 
     fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
         let now = fx.now();
-        for (&s, &until) in &self.subscribers {
-            if until > now {
-                fx.reply(s, msg.clone());
-            }
+        for to in self.subscribers.current(now) {
+            fx.reply(to, msg.clone());
         }
     }
 
@@ -778,8 +744,7 @@ impl Core {
     /// wake-up; [`Core::next_deadline`] says when it must wake at the latest.
     pub fn tick(&mut self, fx: &mut impl Effects) {
         let now = fx.now();
-        if self.refill_after.is_some_and(|t| now >= t) {
-            self.refill_after = None;
+        if self.pool.refill_due(now) {
             self.refill(fx);
         }
         if self.next_heartbeat.is_none_or(|t| now >= t) {
@@ -792,7 +757,7 @@ impl Core {
 
     /// When [`Core::tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.refill_after, self.next_heartbeat) {
+        match (self.pool.refill_deadline(), self.next_heartbeat) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -813,6 +778,8 @@ mod modules;
 mod patching;
 mod pool;
 mod reports;
+mod requests;
 mod sets;
+mod subscribers;
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ impl Core {
             self.create_failed(from, &id, &reason, fx);
             return;
         }
-        let Some(wid) = self.ready.pop_front() else {
+        let Some(wid) = self.pool.take() else {
             // An empty pool makes the create wait for the next spare, never fail.
             tracing::info!("pool empty: /module/new {id} waits for a spare");
             self.waiting.push_back((
@@ -42,9 +42,7 @@ impl Core {
             ));
             // After repeated failures the pool stopped refilling; a user's request is
             // worth one more try (and fails with the reason if that fails too).
-            self.spawn_failures_in_a_row = self
-                .spawn_failures_in_a_row
-                .min(MAX_SPAWN_FAILURES_IN_A_ROW - 1);
+            self.pool.try_again();
             self.refill(fx);
             return;
         };
@@ -90,7 +88,7 @@ impl Core {
                 sent_since_frame: 0,
             },
         );
-        self.pending.insert(
+        self.requests.insert(
             token,
             Pending::Create {
                 from,
@@ -104,7 +102,7 @@ impl Core {
             // Its death arrives as WorkerGone, which fails the create.
             tracing::warn!("worker {} is gone before its assignment", link.client);
         }
-        self.refill_soon(fx.now());
+        self.pool.refill_soon(fx.now());
     }
 
     pub(super) fn is_waiting(&self, id: &str) -> bool {
@@ -123,7 +121,7 @@ impl Core {
         };
         match self.release_module(&id, module, fx) {
             Some(token) => {
-                self.pending.insert(token, Pending::Free { from, id });
+                self.requests.insert(token, Pending::Free { from, id });
             }
             None => fx.reply(from, osc::done("/module/free", vec![osc::text(&id)])),
         }

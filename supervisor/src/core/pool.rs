@@ -1,11 +1,124 @@
 //! The warm pool: spares arriving, kept, retired, and refilled a few at a time.
+//!
+//! [`Pool`] owns the spares' queue and the workers being started, and decides how
+//! many to start and when; the core's methods below tie it to the workers it
+//! knows and to the requests waiting for a spare.
 
 use super::*;
 
+/// The spares and the workers being started.
+#[derive(Debug, Default)]
+pub struct Pool {
+    /// Spares in the order they became ready (oldest first), each once. Seen by
+    /// the core's tests, which check which workers are spares.
+    pub(super) ready: VecDeque<WorkerId>,
+    /// Workers being started.
+    starting: HashSet<WorkerId>,
+    /// The id the next worker started gets (above every id used or seen).
+    pub(super) next_worker: WorkerId,
+    /// Spawns failed since the last one that worked (see
+    /// [`MAX_SPAWN_FAILURES_IN_A_ROW`]).
+    failures_in_a_row: u32,
+    /// A refill is due at this time (see [`REFILL_DELAY`]).
+    refill_after: Option<Instant>,
+}
+
+impl Pool {
+    /// Spares ready now.
+    pub fn spares(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Workers being started now.
+    pub fn starting(&self) -> usize {
+        self.starting.len()
+    }
+
+    /// Takes the spare that has waited longest.
+    pub fn take(&mut self) -> Option<WorkerId> {
+        self.ready.pop_front()
+    }
+
+    /// Puts `wid` at the back of the spares' queue (once).
+    pub fn put_back(&mut self, wid: WorkerId) {
+        if !self.ready.contains(&wid) {
+            self.ready.push_back(wid);
+        }
+    }
+
+    /// `wid` is no spare any more (gone, or retired).
+    pub fn forget(&mut self, wid: WorkerId) {
+        self.ready.retain(|&w| w != wid);
+    }
+
+    /// Worker `id` started: no longer starting, and spawning works again.
+    pub fn started(&mut self, id: WorkerId) {
+        self.starting.remove(&id);
+        self.failures_in_a_row = 0;
+    }
+
+    /// Worker `id` could not be started.
+    pub fn start_failed(&mut self, id: WorkerId) {
+        self.starting.remove(&id);
+        self.failures_in_a_row += 1;
+    }
+
+    /// A user asked for a worker: after repeated failures the pool stopped
+    /// refilling, and this is worth one more try (which fails with the reason if
+    /// it fails too).
+    pub fn try_again(&mut self) {
+        self.failures_in_a_row = self.failures_in_a_row.min(MAX_SPAWN_FAILURES_IN_A_ROW - 1);
+    }
+
+    /// New workers get ids (and JACK client names) above `id`.
+    pub fn number_above(&mut self, id: WorkerId) {
+        self.next_worker = self.next_worker.max(id.saturating_add(1));
+    }
+
+    /// The workers to start now so that spares plus starting ones reach `want`,
+    /// at most [`MAX_CONCURRENT_SPAWNS`] starting at once, none after
+    /// [`MAX_SPAWN_FAILURES_IN_A_ROW`] failures; they count as starting from now.
+    pub fn start_more(&mut self, want: usize) -> Vec<WorkerId> {
+        let mut ids = Vec::new();
+        if self.failures_in_a_row >= MAX_SPAWN_FAILURES_IN_A_ROW {
+            return ids;
+        }
+        while self.ready.len() + self.starting.len() < want
+            && self.starting.len() < MAX_CONCURRENT_SPAWNS
+        {
+            let id = self.next_worker;
+            self.next_worker += 1;
+            self.starting.insert(id);
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Schedules a refill [`REFILL_DELAY`] after `now` (see there), unless one is
+    /// due already.
+    pub fn refill_soon(&mut self, now: Instant) {
+        self.refill_after.get_or_insert(now + REFILL_DELAY);
+    }
+
+    /// Whether the scheduled refill is due at `now` (then it is no longer
+    /// scheduled).
+    pub fn refill_due(&mut self, now: Instant) -> bool {
+        let due = self.refill_after.is_some_and(|t| now >= t);
+        if due {
+            self.refill_after = None;
+        }
+        due
+    }
+
+    /// When the scheduled refill is due.
+    pub fn refill_deadline(&self) -> Option<Instant> {
+        self.refill_after
+    }
+}
+
 impl Core {
     pub(super) fn spawned(&mut self, new: NewWorker, fx: &mut impl Effects) {
-        self.starting.remove(&new.id);
-        self.spawn_failures_in_a_row = 0;
+        self.pool.started(new.id);
         self.counters
             .spawn_time_ms
             .record(new.spawn_time.as_secs_f64() * 1e3);
@@ -27,10 +140,10 @@ impl Core {
             self.stop_next_workers(fx);
             return;
         }
-        self.ready.push_back(new.id);
+        self.pool.put_back(new.id);
         self.notify(
             fx,
-            osc::message("/pool/spare", vec![OscType::Int(self.ready.len() as i32)]),
+            osc::message("/pool/spare", vec![OscType::Int(self.pool.spares() as i32)]),
         );
         // A module that lost its primary goes first, then a create that waited for
         // this spare, then a module without its standby.
@@ -78,40 +191,100 @@ impl Core {
     pub(super) fn make_spare(&mut self, wid: WorkerId) {
         if let Some(w) = self.workers.get_mut(&wid) {
             w.role = Role::Spare;
-            if !self.ready.contains(&wid) {
-                self.ready.push_back(wid);
-            }
+            self.pool.put_back(wid);
         }
     }
 
     /// Tells a worker to exit; its exit is then expected, not a death.
     pub(super) fn retire(&mut self, wid: WorkerId, fx: &mut impl Effects) {
-        self.ready.retain(|&w| w != wid);
+        self.pool.forget(wid);
         if let Some(w) = self.workers.get_mut(&wid) {
             w.role = Role::Retiring;
             fx.send(&w.link, ToWorker::Shutdown);
         }
     }
 
-    /// Schedules a refill [`REFILL_DELAY`] from now (see there), unless one is due.
-    pub(super) fn refill_soon(&mut self, now: Instant) {
-        self.refill_after.get_or_insert(now + REFILL_DELAY);
-    }
-
     /// Starts workers until spares plus starting ones reach the pool size, a few at
     /// a time; each arrival calls this again.
     pub(super) fn refill(&mut self, fx: &mut impl Effects) {
-        if self.shutting_down || self.spawn_failures_in_a_row >= MAX_SPAWN_FAILURES_IN_A_ROW {
+        if self.shutting_down {
             return;
         }
         let want = self.config.pool + self.waiting.len() + self.needs_replacement.len();
-        while self.ready.len() + self.starting.len() < want
-            && self.starting.len() < MAX_CONCURRENT_SPAWNS
-        {
-            let id = self.next_worker;
-            self.next_worker += 1;
-            self.starting.insert(id);
+        for id in self.pool.start_more(want) {
             fx.spawn(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_up_to_the_wanted_count_a_few_at_a_time_with_fresh_ids() {
+        let mut pool = Pool::default();
+        pool.number_above(6);
+        assert_eq!(pool.start_more(5), [7, 8], "two at a time");
+        assert!(pool.start_more(5).is_empty(), "until one arrives");
+        pool.started(7);
+        pool.put_back(7);
+        assert_eq!(pool.start_more(5), [9]);
+        pool.started(8);
+        pool.put_back(8);
+        pool.started(9);
+        pool.put_back(9);
+        assert_eq!(pool.start_more(5), [10, 11]);
+        assert_eq!((pool.spares(), pool.starting()), (3, 2));
+    }
+
+    #[test]
+    fn repeated_failures_stop_the_refill_until_a_user_asks_or_a_start_works() {
+        let mut pool = Pool::default();
+        for _ in 0..MAX_SPAWN_FAILURES_IN_A_ROW {
+            let ids = pool.start_more(1);
+            assert_eq!(ids.len(), 1);
+            pool.start_failed(ids[0]);
+        }
+        assert!(
+            pool.start_more(1).is_empty(),
+            "a broken installation must not spin"
+        );
+        pool.try_again();
+        let id = pool.start_more(1);
+        assert_eq!(id.len(), 1, "one more try for a user's request");
+        pool.started(id[0]);
+        pool.put_back(id[0]);
+        assert_eq!(
+            pool.start_more(2).len(),
+            1,
+            "a start that worked resets the count"
+        );
+    }
+
+    #[test]
+    fn spares_are_taken_oldest_first_each_once() {
+        let mut pool = Pool::default();
+        for id in [3, 1, 3, 2] {
+            pool.put_back(id);
+        }
+        pool.forget(1);
+        assert_eq!(
+            [pool.take(), pool.take(), pool.take()],
+            [Some(3), Some(2), None]
+        );
+    }
+
+    #[test]
+    fn a_refill_is_due_once_its_delay_has_passed() {
+        let mut pool = Pool::default();
+        let t0 = Instant::now();
+        pool.refill_soon(t0);
+        pool.refill_soon(t0 + REFILL_DELAY); // one due already: kept
+        assert_eq!(pool.refill_deadline(), Some(t0 + REFILL_DELAY));
+        assert!(!pool.refill_due(t0));
+        assert!(pool.refill_due(t0 + REFILL_DELAY));
+        assert!(!pool.refill_due(t0 + REFILL_DELAY), "once");
+        assert_eq!(pool.refill_deadline(), None);
     }
 }

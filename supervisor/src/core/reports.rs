@@ -17,15 +17,16 @@ impl Core {
         let request_token = self.token();
         let mut waiting = HashSet::new();
         for wid in self.playing_workers() {
-            let token = self.token();
             if let Some(w) = self.workers.get(&wid) {
+                let token = self.requests.ask(request_token, wid);
                 if fx.send(&w.link, ToWorker::Sync { token }) {
                     waiting.insert(token);
-                    self.fan_out.insert(token, (request_token, wid));
+                } else {
+                    self.requests.answered(token);
                 }
             }
         }
-        self.pending.insert(
+        self.requests.insert(
             request_token,
             Pending::Sync {
                 from,
@@ -48,29 +49,24 @@ impl Core {
             .collect();
         ids.sort_unstable();
         for wid in ids {
-            let token = self.token();
+            let token = self.requests.ask(request_token, wid);
             if fx.send(&self.workers[&wid].link, ToWorker::Report { token }) {
                 waiting.insert(token);
-                self.fan_out.insert(token, (request_token, wid));
+            } else {
+                self.requests.answered(token);
             }
         }
-        self.pending
+        self.requests
             .insert(request_token, Pending::Status { from, waiting });
         self.settle(request_token, fx);
     }
 
     /// Answers a fanned-out request once nothing is outstanding.
     pub(super) fn settle(&mut self, request_token: u64, fx: &mut impl Effects) {
-        let done = match self.pending.get(&request_token) {
-            Some(Pending::Sync { waiting, .. }) | Some(Pending::Status { waiting, .. }) => {
-                waiting.is_empty()
-            }
-            _ => false,
-        };
-        if !done {
+        if !self.requests.settled(request_token) {
             return;
         }
-        match self.pending.remove(&request_token) {
+        match self.requests.remove(request_token) {
             Some(Pending::Sync { from, sync_id, .. }) => {
                 fx.reply(from, osc::message("/synced", vec![OscType::Int(sync_id)]));
             }
@@ -91,7 +87,7 @@ impl Core {
         let segments = self
             .modules
             .iter()
-            .filter(|(_, m)| !m.state.is_empty() && !m.quarantined)
+            .filter(|(_, m)| !m.quarantined)
             .map(|(id, m)| RegisteredSegment {
                 module: id.clone(),
                 segment: m.state.clone(),
@@ -136,13 +132,12 @@ impl Core {
                     id: id.clone(),
                     module_type: m.spec.name.to_string(),
                     role: if m.quarantined {
-                        "quarantined"
+                        ModuleRole::Quarantined
                     } else if m.recovering_since.is_some() && w.is_none() {
-                        "recovering"
+                        ModuleRole::Recovering
                     } else {
-                        "primary"
-                    }
-                    .into(),
+                        ModuleRole::Primary
+                    },
                     pid: w.map_or(0, |w| w.link.pid),
                     jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
                     standby_client: standby.map_or_else(String::new, |s| s.link.client.clone()),
@@ -169,7 +164,7 @@ impl Core {
             .collect();
         StatusReport {
             pool_size: self.config.pool,
-            spare_ready: self.ready.len(),
+            spare_ready: self.pool.spares(),
             workers: self.workers.len(),
             modules,
             counters: self.counters.clone(),

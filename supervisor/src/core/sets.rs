@@ -71,7 +71,7 @@ impl Core {
                 to: c.to.clone(),
             });
         }
-        self.pending.insert(
+        self.requests.insert(
             token,
             Pending::Load {
                 from,
@@ -103,7 +103,7 @@ impl Core {
     ) {
         let Some(Pending::Load {
             creating, failures, ..
-        }) = self.pending.get_mut(&token)
+        }) = self.requests.get_mut(token)
         else {
             return;
         };
@@ -119,7 +119,7 @@ impl Core {
             path,
             failures,
             ..
-        }) = self.pending.remove(&token)
+        }) = self.requests.remove(token)
         {
             self.make_wanted_connections(fx);
             if failures.is_empty() {

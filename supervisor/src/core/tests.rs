@@ -500,7 +500,7 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
         .replies
         .iter()
         .any(|(_, m)| m.addr == "/module/died" && m.args == vec![s("n")]));
-    assert_eq!(core.status_report().modules[0].role, "recovering");
+    assert_eq!(core.status_report().modules[0].role, ModuleRole::Recovering);
     let (spare, token, role, state) = last_assign(&fx, "n");
     assert_ne!(spare, wid);
     assert_eq!(
@@ -539,7 +539,7 @@ fn a_dead_primary_without_a_standby_is_taken_over_by_a_spare_from_its_state() {
     took_over(&mut core, &mut fx, spare, 256);
     assert!(notified(&fx, "/module/failover", &[s("n"), T::Int(256)]));
     let report = core.status_report();
-    assert_eq!(report.modules[0].role, "primary");
+    assert_eq!(report.modules[0].role, ModuleRole::Primary);
     assert_eq!(report.modules[0].jack_client, format!("ms-w{spare:02}"));
     assert_eq!(
         (report.counters.crash_count, report.counters.replacements),
@@ -648,12 +648,12 @@ fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
     for death in 0..=limit + 1 {
         fx.clock = Some(t0 + Duration::from_secs(death as u64));
         core.handle(Event::WorkerGone(wid), &mut fx);
-        if core.status_report().modules[0].role == "quarantined" {
+        if core.status_report().modules[0].role == ModuleRole::Quarantined {
             break;
         }
-        while core.ready.len() < 2 {
-            let id = core.next_worker;
-            core.next_worker += 1;
+        while core.pool.ready.len() < 2 {
+            let id = core.pool.next_worker;
+            core.pool.next_worker += 1;
             ready(&mut core, &mut fx, id);
         }
         let (next, token, role, _) = last_assign(&fx, "v");
@@ -677,7 +677,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_once_then_is_quarantined() {
         "fresh, then quarantined"
     );
     let report = core.status_report();
-    assert_eq!(report.modules[0].role, "quarantined");
+    assert_eq!(report.modules[0].role, ModuleRole::Quarantined);
     assert_eq!(
         (report.counters.fresh_restarts, report.counters.quarantined),
         (1, 1)
@@ -1052,7 +1052,7 @@ fn a_module_freed_while_its_standby_is_set_up_returns_that_worker_once() {
         ),
         &mut fx,
     );
-    assert_eq!(core.ready.iter().filter(|&&w| w == standby).count(), 1);
+    assert_eq!(core.pool.ready.iter().filter(|&&w| w == standby).count(), 1);
     assert!(
         !fx.sent
             .iter()
@@ -1328,7 +1328,7 @@ fn a_connection_made_by_hand_to_a_standby_port_is_moved_to_its_module() {
 #[test]
 fn a_connection_made_by_hand_to_a_spare_port_is_undone() {
     let (mut core, mut fx) = started(2);
-    let spare = *core.ready.front().unwrap();
+    let spare = *core.pool.ready.front().unwrap();
     fx.ports.insert("system:capture_1".into());
     let port = format!("ms-w{spare:02}:in_1");
     fx.ports.insert(port.clone());

@@ -6,8 +6,8 @@
 //!   to the worker: applied, or coalesced into a later value of the same
 //!   parameter, in the worker or, beyond 128 per period, in the supervisor), per
 //!   second from the first send to the `/sync` after the last.
-//! - `set_flood_lost_pct.udp`: the share of the UDP flood dropped (kernel receive
-//!   buffer full, or the queue to the core full: counted, answered `/fail / busy`).
+//! - `set_flood_lost_pct.udp`: the share of the UDP flood dropped (the socket's
+//!   receive buffer full: counted by the kernel, `kernel_drops`).
 //!   TCP loses none (the test `a_flood_over_tcp_loses_nothing...` checks it).
 //! - `set_sync_ms.flooded` / `control_latency_samples.flooded`: `/module/set` +
 //!   `/sync` round trips over TCP to the *other* module while a UDP flood runs at

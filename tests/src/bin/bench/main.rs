@@ -42,6 +42,7 @@ mod supervisor;
 
 use clap::Parser;
 use modsynth_model::catalog::{self, Signal, MAX_OUTPUTS};
+use modsynth_model::histogram::Histogram;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_worker::dsp::{Io, Module};
 use serde::Serialize;
@@ -77,6 +78,10 @@ struct Args {
     /// baseline always runs.
     #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "restart", "peers"])]
     only: Vec<String>,
+    /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
+    /// [default: 0,8,32,64; 0,8 with --quick].
+    #[arg(long, value_delimiter = ',')]
+    levels: Vec<usize>,
     /// When the run started.
     #[arg(skip = Instant::now())]
     started: Instant,
@@ -127,11 +132,16 @@ struct Row {
 }
 
 impl Row {
-    /// The median and p99 of `samples`.
-    fn new(name: impl Into<String>, unit: &'static str, mut samples: Vec<f64>) -> Row {
-        samples.sort_by(f64::total_cmp);
-        let mut row = Row::summary(name, unit, median(&samples), samples.len());
-        row.p99 = percentile(&samples, 0.99);
+    /// The median and p99 of `samples` (nearest rank, see
+    /// [`Histogram`]; NaN for none).
+    fn new(name: impl Into<String>, unit: &'static str, samples: Vec<f64>) -> Row {
+        let mut histogram = Histogram::new();
+        for &s in &samples {
+            histogram.record(s);
+        }
+        let at = |q| histogram.quantile(q).unwrap_or(f64::NAN);
+        let mut row = Row::summary(name, unit, at(0.5), samples.len());
+        row.p99 = at(0.99);
         row
     }
 
@@ -178,25 +188,6 @@ struct Report {
     period: u32,
     jack_server: String,
     rows: Vec<Row>,
-}
-
-/// Median of sorted samples (mean of the two middle ones for an even count).
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
-    }
-}
-
-/// Nearest-rank percentile of sorted samples (`q` in 0..=1).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Opens + activates a fresh client `n` times, closing each; milliseconds.
@@ -506,7 +497,8 @@ fn run(args: &Args) -> Result<(), String> {
         rows.extend(control::rows(&server, args.quick)?);
     }
     if args.runs("scale") {
-        let scale = scale::rows(&server, args.quick)?.into_iter().map(|row| {
+        let scale = scale::rows(&server, args.quick, &args.levels)?;
+        let scale = scale.into_iter().map(|row| {
             if row.name.starts_with("create_ms") {
                 row.compared_with(&baseline)
             } else {

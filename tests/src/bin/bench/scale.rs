@@ -15,6 +15,8 @@
 //! - `cpu_pct.running_<n>`: CPU of `modsynthd` and all its workers (spares
 //!   included), in % of one core, over 3 s; `xruns.running_<n>`: xruns in the same
 //!   window.
+//! - `create_p99_vs_idle.running_<n>`: the create p99 at that level over the one
+//!   with none playing (issue 11's target: at most 1.2 at 32 modules).
 //! - `scale.modules_reached`: only when a level could not be reached: how many
 //!   modules played, and the error that stopped the next one (jackd2 1.9.21 as built
 //!   by Debian accepts 253 external clients; 64 modules with standbys and the pool
@@ -42,9 +44,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Every row of the scale curve.
-pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
-    let levels: &[usize] = if quick { &[0, 8] } else { &[0, 8, 32, 64] };
+/// Every row of the scale curve, at `levels` (default: 0, 8, 32 and 64 modules;
+/// 0 and 8 in a quick run).
+pub fn rows(server: &JackServer, quick: bool, levels: &[usize]) -> Result<Vec<Row>, String> {
+    let levels: &[usize] = match (levels, quick) {
+        ([], true) => &[0, 8],
+        ([], false) => &[0, 8, 32, 64],
+        (chosen, _) => chosen,
+    };
     // 64 background modules plus the probes measured at that level: above the
     // default --max-modules (64).
     let sup = Supervisor::start_with(server, 8, &["--max-modules", "80"])?;
@@ -65,7 +72,31 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         }
         rows.extend(level_rows(server, &sup, &client, level, quick)?);
     }
+    rows.extend(create_vs_idle(&rows));
     Ok(rows)
+}
+
+/// `create_p99_vs_idle.running_<n>` for every level above 0 measured beside 0.
+fn create_vs_idle(rows: &[Row]) -> Vec<Row> {
+    let Some(idle) = rows.iter().find(|r| r.name == "create_ms.running_0") else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter(|r| r.name.starts_with("create_ms.running_") && r.name != idle.name)
+        .map(|r| {
+            let level = r.name.trim_start_matches("create_ms.running_");
+            Row::summary(
+                format!("create_p99_vs_idle.running_{level}"),
+                "x",
+                r.p99 / idle.p99,
+                r.n,
+            )
+            .note(format!(
+                "create p99 {:.2} ms over {:.2} ms with none playing; target at 32: <= 1.2",
+                r.p99, idle.p99
+            ))
+        })
+        .collect()
 }
 
 /// Adds background VCOs (`bg<k>`) until `level` play, then waits until every

@@ -4,7 +4,7 @@
 //! module at once (all recovered after a round of kills, all standbys ready before a
 //! measurement), and an error rather than a panic when it does not happen.
 
-use modsynth_control::status::{ModuleStatus, StatusReport};
+use modsynth_control::status::{ModuleRole, ModuleStatus, StatusReport};
 use modsynth_tests::supervisor::Supervisor;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ pub fn wait_status(
 
 /// Whether module `m` plays, with its hot standby ready unless it has none.
 pub fn plays_protected(m: &ModuleStatus) -> bool {
-    m.role == "primary" && m.pid != 0 && (!m.standby || m.standby_pid != 0)
+    m.role == ModuleRole::Primary && m.pid != 0 && (!m.standby || m.standby_pid != 0)
 }
 
 /// Every module plays with its standby ready, and the pool is full: nothing is being
