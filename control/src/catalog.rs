@@ -16,8 +16,8 @@
 pub const MAX_PARAMS: usize = 24;
 /// How many input ports a module may have at most.
 pub const MAX_INPUTS: usize = 4;
-/// How many output ports a module may have at most.
-pub const MAX_OUTPUTS: usize = 2;
+/// How many output ports a module may have at most (`midi2cv` has six).
+pub const MAX_OUTPUTS: usize = 6;
 
 /// Whether a port receives or sends signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +28,8 @@ pub enum Direction {
     Out,
 }
 
-/// What a port carries. All are JACK audio ports (32-bit float at audio rate); the
-/// kind only says how the values are meant.
+/// What a port carries. All but [`Signal::Midi`] are JACK audio ports (32-bit float
+/// at audio rate), where the kind only says how the values are meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// Audio, nominally within ±1.0.
@@ -38,6 +38,9 @@ pub enum Signal {
     Cv,
     /// Gates and triggers: high at >= 0.5.
     Gate,
+    /// A JACK MIDI port: timestamped MIDI messages, not samples. Only inputs so far;
+    /// the DSP never sees it as a buffer ([`ModuleSpec::input_ports`] leaves it out).
+    Midi,
 }
 
 impl Signal {
@@ -47,6 +50,7 @@ impl Signal {
             Signal::Audio => "audio",
             Signal::Cv => "cv",
             Signal::Gate => "gate",
+            Signal::Midi => "midi",
         }
     }
 }
@@ -203,9 +207,19 @@ impl ModuleSpec {
             })
     }
 
-    /// Input ports in catalog order (the order the DSP sees them in).
+    /// Audio-rate input ports in catalog order (the order the DSP sees them in);
+    /// the MIDI input is [`ModuleSpec::midi_input`].
     pub fn input_ports(&self) -> impl Iterator<Item = &'static PortSpec> {
-        self.ports.iter().filter(|p| p.direction == Direction::In)
+        self.ports
+            .iter()
+            .filter(|p| p.direction == Direction::In && p.signal != Signal::Midi)
+    }
+
+    /// The module's MIDI input port, if it has one (at most one).
+    pub fn midi_input(&self) -> Option<&'static PortSpec> {
+        self.ports
+            .iter()
+            .find(|p| p.direction == Direction::In && p.signal == Signal::Midi)
     }
 
     /// Output ports in catalog order (the order the DSP writes them in).
@@ -314,6 +328,12 @@ const fn choice(
 pub const WAVEFORMS: &[&str] = &["sine", "saw", "square", "triangle"];
 /// Filter responses of the `vcf`, in the order their index is stored.
 pub const FILTER_MODES: &[&str] = &["lowpass", "bandpass", "highpass"];
+
+/// Which held note `midi2cv` plays, in the order their index is stored.
+pub const NOTE_PRIORITIES: &[&str] = &["last", "low", "high"];
+/// Whether a note played while another is held retriggers (`off`) or only changes
+/// the pitch (`on`), in the order their index is stored.
+pub const LEGATO_MODES: &[&str] = &["off", "on"];
 
 /// Number of steps the `seq` module holds.
 pub const SEQ_STEPS: usize = 16;
@@ -494,6 +514,28 @@ static MODULES: &[ModuleSpec] = &[
         ports: &[output("out", Signal::Cv, "the value, every sample")],
         params: &[float("value", "", -10.0, 10.0, 0.0, "the output value")],
     },
+    // MIDI in: every parameter is read when an event arrives, so none glides.
+    ModuleSpec {
+        name: "midi2cv",
+        doc: "MIDI notes to CV (monophonic): pitch, gate, trigger, velocity, aftertouch, mod wheel, each change on the frame JACK timestamps its event.",
+        ports: &[
+            input("midi", Signal::Midi, "JACK MIDI input (a keyboard, `a2jmidid`, a sequencer)"),
+            output("pitch", Signal::Cv, "the played note, 1.0 per octave above `base_note`, plus pitch bend"),
+            output("gate", Signal::Gate, "1.0 while a note is held; with `legato` off a new note drops it for 1 ms"),
+            output("trigger", Signal::Gate, "a 1 ms pulse at each note that (re)starts the gate"),
+            output("velocity", Signal::Cv, "note-on velocity of the played note, 0..1"),
+            output("aftertouch", Signal::Cv, "channel pressure (or the played note's key pressure), 0..1"),
+            output("modwheel", Signal::Cv, "mod wheel (CC 1), 0..1"),
+        ],
+        params: &[
+            jumps(float("channel", "", 0.0, 16.0, 0.0, "MIDI channel listened to, 1-16; 0 = all (omni)")),
+            choice("priority", NOTE_PRIORITIES, 0, "which held note sounds: the last pressed, the lowest or the highest"),
+            choice("legato", LEGATO_MODES, 0, "off: every new note retriggers gate and trigger; on: a note played while one is held only moves the pitch"),
+            jumps(float("glide", "s", 0.0, 10.0, 0.0, "portamento: time the pitch takes to reach a new note (0 = jump)")),
+            jumps(float("base_note", "", 0.0, 127.0, 60.0, "MIDI note whose pitch is 0.0 (60 = middle C)")),
+            jumps(float("bend_range", "st", 0.0, 24.0, 2.0, "pitch bend at full deflection, in semitones")),
+        ],
+    },
 ];
 
 #[cfg(test)]
@@ -519,6 +561,12 @@ mod tests {
                 m.name
             );
             assert!(m.output_ports().count() >= 1, "{} has no output", m.name);
+            let midi = m.ports.iter().filter(|p| p.signal == Signal::Midi);
+            assert!(
+                midi.clone().count() <= 1 && midi.clone().all(|p| p.direction == Direction::In),
+                "{}: at most one MIDI port, an input",
+                m.name
+            );
         }
     }
 

@@ -17,6 +17,7 @@
 //! assert_eq!(out[0].len(), 256);
 //! ```
 
+use crate::midi::MidiEvent;
 use modsynth_control::catalog::{self, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
 use smooth::Ramps;
 use std::ops::Range;
@@ -25,6 +26,7 @@ pub mod adsr;
 pub mod constant;
 pub mod delay;
 pub mod lfo;
+pub mod midi2cv;
 pub mod mixer;
 pub mod noise;
 pub mod seq;
@@ -41,6 +43,9 @@ mod wave;
 pub struct Io<'a> {
     pub inputs: [&'a [f32]; MAX_INPUTS],
     pub outputs: [&'a mut [f32]; MAX_OUTPUTS],
+    /// The period's messages at the MIDI input, sorted by frame (empty for modules
+    /// without one). A kernel called for a part of the period reads those inside it.
+    pub midi: &'a [MidiEvent],
 }
 
 impl<'a> Io<'a> {
@@ -48,7 +53,8 @@ impl<'a> Io<'a> {
     pub fn empty() -> Io<'a> {
         Io {
             inputs: [&[]; MAX_INPUTS],
-            outputs: [&mut [], &mut []],
+            outputs: std::array::from_fn(|_| <&mut [f32]>::default()),
+            midi: &[],
         }
     }
 }
@@ -78,6 +84,7 @@ pub enum Kernel {
     Delay(delay::Delay),
     Seq(seq::Seq),
     Const(constant::Const),
+    Midi2cv(midi2cv::Midi2cv),
 }
 
 impl Kernel {
@@ -94,6 +101,7 @@ impl Kernel {
             "delay" => Kernel::Delay(delay::Delay::default()),
             "seq" => Kernel::Seq(seq::Seq::default()),
             "const" => Kernel::Const(constant::Const::default()),
+            "midi2cv" => Kernel::Midi2cv(midi2cv::Midi2cv::default()),
             other => unreachable!("catalog module '{other}' has no kernel"),
         }
     }
@@ -116,6 +124,7 @@ impl Kernel {
             Kernel::Vcf(k) => k.ic1eq.is_finite() && k.ic2eq.is_finite(),
             Kernel::Adsr(k) => k.level.is_finite() && k.release_step.is_finite(),
             Kernel::Seq(k) => k.origin.is_finite() && k.rate.is_finite() && k.samples < MAX_COUNT,
+            Kernel::Midi2cv(k) => k.is_sane(),
             Kernel::Vca(_)
             | Kernel::Mixer(_)
             | Kernel::Noise(_)
@@ -136,6 +145,7 @@ impl Kernel {
             Kernel::Delay(k) => k.process(ctx, io, range, buffer),
             Kernel::Seq(k) => k.process(ctx, io, range),
             Kernel::Const(k) => k.process(ctx, io, range),
+            Kernel::Midi2cv(k) => k.process(ctx, io, range),
         }
     }
 }
@@ -360,6 +370,16 @@ impl Module {
     /// read silence. Returns one buffer per output port. Allocates: for tests and the
     /// bench, not for the real-time thread.
     pub fn render(&mut self, inputs: &[&[f32]], frames: usize) -> Vec<Vec<f32>> {
+        self.render_with_midi(inputs, &[], frames)
+    }
+
+    /// [`Module::render`] with `midi` (sorted by frame) at the MIDI input.
+    pub fn render_with_midi(
+        &mut self,
+        inputs: &[&[f32]],
+        midi: &[MidiEvent],
+        frames: usize,
+    ) -> Vec<Vec<f32>> {
         let silence = vec![0.0; frames];
         let n_out = self.spec.output_ports().count();
         let mut outs = vec![vec![0.0; frames]; MAX_OUTPUTS];
@@ -371,6 +391,7 @@ impl Module {
             for (slot, buf) in io.outputs.iter_mut().zip(outs.iter_mut()) {
                 *slot = &mut buf[..];
             }
+            io.midi = midi;
             self.process(&mut io, 0..frames);
         }
         outs.truncate(n_out);

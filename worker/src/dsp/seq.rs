@@ -41,7 +41,7 @@ impl Seq {
         let steps = p[STEPS].round().clamp(1.0, SEQ_STEPS as f32) as u64;
         let gate_len = p[GATE_LEN] as f64;
         // Outputs in catalog order: pitch, gate.
-        let [pitch_out, gate_out] = &mut io.outputs;
+        let [pitch_out, gate_out, ..] = &mut io.outputs;
         for i in range {
             // samples * rate is an exact integer in f64 for whole bpm, so the division
             // gives floor() the right step even on a boundary.
