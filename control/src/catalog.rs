@@ -335,6 +335,9 @@ pub const NOTE_PRIORITIES: &[&str] = &["last", "low", "high"];
 /// the pitch (`on`), in the order their index is stored.
 pub const LEGATO_MODES: &[&str] = &["off", "on"];
 
+/// Where `seq` takes its timing from, in the order their index is stored.
+pub const CLOCK_SOURCES: &[&str] = &["internal", "external"];
+
 /// Number of steps the `seq` module holds.
 pub const SEQ_STEPS: usize = 16;
 
@@ -478,8 +481,11 @@ static MODULES: &[ModuleSpec] = &[
     },
     ModuleSpec {
         name: "seq",
-        doc: "Step sequencer: `steps` steps at `bpm`, `div` steps per beat, each with a pitch.",
+        doc: "Step sequencer: `steps` steps at `bpm`, `div` steps per beat, each with a pitch; or one step per pulse at `clock` (`clock` = external).",
         ports: &[
+            input("clock", Signal::Gate, "with `clock` external: each rising edge plays the next step"),
+            input("run", Signal::Gate, "with `clock` external: the gate output is silent while this is low"),
+            input("reset", Signal::Gate, "with `clock` external: a rising edge makes the next clock play step 1"),
             output("pitch", Signal::Cv, "pitch of the current step, 1.0 per octave"),
             output("gate", Signal::Gate, "1.0 for the first `gate_len` of each step, else 0.0"),
         ],
@@ -506,6 +512,7 @@ static MODULES: &[ModuleSpec] = &[
             step("step14"),
             step("step15"),
             step("step16"),
+            choice("clock", CLOCK_SOURCES, 0, "internal: runs at `bpm`; external: follows the `clock`, `run` and `reset` inputs (patch them from a `clock` module)"),
         ],
     },
     ModuleSpec {
@@ -535,6 +542,17 @@ static MODULES: &[ModuleSpec] = &[
             jumps(float("base_note", "", 0.0, 127.0, 60.0, "MIDI note whose pitch is 0.0 (60 = middle C)")),
             jumps(float("bend_range", "st", 0.0, 24.0, 2.0, "pitch bend at full deflection, in semitones")),
         ],
+    },
+    ModuleSpec {
+        name: "clock",
+        doc: "MIDI clock to gates: a pulse every `div` MIDI clocks while the transport runs, a run gate (Start/Continue to Stop) and a reset pulse (Start), each on the frame JACK timestamps its message.",
+        ports: &[
+            input("midi", Signal::Midi, "JACK MIDI input carrying clock (24 per quarter note), Start, Stop, Continue, Song Position"),
+            output("clock", Signal::Gate, "50 % square wave, one period every `div` MIDI clocks, rising on the clock that starts it"),
+            output("run", Signal::Gate, "1.0 from Start or Continue until Stop"),
+            output("reset", Signal::Gate, "a 1 ms pulse at Start and at a Song Position of 0"),
+        ],
+        params: &[jumps(float("div", "", 1.0, 96.0, 6.0, "MIDI clocks per output pulse (whole number): 6 = sixteenths, 24 = quarter notes"))],
     },
 ];
 

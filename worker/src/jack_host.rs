@@ -655,7 +655,15 @@ impl Host {
         unused.outputs = spare.outputs.split_off(n_out.min(spare.outputs.len()));
         self.unused_ports = Some(unused);
         let client = &self.client;
-        spare.top_up(client, n_out)?;
+        // Only outputs: the inputs it does not use still hold their generic names.
+        while spare.outputs.len() < n_out {
+            let port = client.register_port(
+                &generic_name("out", spare.outputs.len()),
+                jack::AudioOut::default(),
+            )?;
+            remove_name(client, port_uuid(&port));
+            spare.outputs.push(port);
+        }
         if spec.midi_input().is_some() {
             let port = client.register_port(MIDI_PORT, jack::MidiIn::default())?;
             remove_name(client, port_uuid(&port));

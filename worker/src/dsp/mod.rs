@@ -23,6 +23,7 @@ use smooth::Ramps;
 use std::ops::Range;
 
 pub mod adsr;
+pub mod clock;
 pub mod constant;
 pub mod delay;
 pub mod lfo;
@@ -85,6 +86,7 @@ pub enum Kernel {
     Seq(seq::Seq),
     Const(constant::Const),
     Midi2cv(midi2cv::Midi2cv),
+    Clock(clock::Clock),
 }
 
 impl Kernel {
@@ -102,6 +104,7 @@ impl Kernel {
             "seq" => Kernel::Seq(seq::Seq::default()),
             "const" => Kernel::Const(constant::Const::default()),
             "midi2cv" => Kernel::Midi2cv(midi2cv::Midi2cv::default()),
+            "clock" => Kernel::Clock(clock::Clock::default()),
             other => unreachable!("catalog module '{other}' has no kernel"),
         }
     }
@@ -123,8 +126,17 @@ impl Kernel {
             Kernel::Lfo(k) => k.phase.is_finite(),
             Kernel::Vcf(k) => k.ic1eq.is_finite() && k.ic2eq.is_finite(),
             Kernel::Adsr(k) => k.level.is_finite() && k.release_step.is_finite(),
-            Kernel::Seq(k) => k.origin.is_finite() && k.rate.is_finite() && k.samples < MAX_COUNT,
+            Kernel::Seq(k) => {
+                k.origin.is_finite()
+                    && k.rate.is_finite()
+                    && k.samples < MAX_COUNT
+                    && k.next_step < catalog::SEQ_STEPS as u64
+                    && k.step < MAX_COUNT
+                    && k.clocked <= 1
+                    && k.inputs_high <= 3
+            }
             Kernel::Midi2cv(k) => k.is_sane(),
+            Kernel::Clock(k) => k.is_sane(),
             Kernel::Vca(_)
             | Kernel::Mixer(_)
             | Kernel::Noise(_)
@@ -146,6 +158,7 @@ impl Kernel {
             Kernel::Seq(k) => k.process(ctx, io, range),
             Kernel::Const(k) => k.process(ctx, io, range),
             Kernel::Midi2cv(k) => k.process(ctx, io, range),
+            Kernel::Clock(k) => k.process(ctx, io, range),
         }
     }
 }
