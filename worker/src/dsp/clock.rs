@@ -104,7 +104,7 @@ impl Clock {
                 }
                 self.since_clock = 0;
                 if self.running == 1 {
-                    if self.count % div == 0 {
+                    if self.count.is_multiple_of(div) {
                         let half = (self.interval as u64 * div / 2).max(1);
                         self.high_left = half.min((96 * MAX_INTERVAL) as u64) as u32;
                     }

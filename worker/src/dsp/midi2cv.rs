@@ -112,7 +112,7 @@ impl Midi2cv {
         let events = io.midi;
         let first = events.partition_point(|e| (e.frame as usize) < range.start);
         let mut next = first;
-        let bend_range = p[BEND_RANGE] as f32;
+        let bend_range = p[BEND_RANGE];
         let [pitch, gate, trigger, velocity, aftertouch, modwheel] = &mut io.outputs;
         for i in range {
             while let Some(e) = events.get(next).filter(|e| e.frame as usize <= i) {
@@ -171,7 +171,7 @@ impl Midi2cv {
     /// changes nothing.
     fn handle(&mut self, e: &MidiEvent, p: &[f32], sample_rate: f32, pulse: u32) {
         let status = e.bytes[0];
-        if status < 0x80 || status >= 0xF0 {
+        if !(0x80..0xF0).contains(&status) {
             return; // a data byte without status (no running status in JACK), or system
         }
         let channel = p[CHANNEL].round() as u8;
