@@ -14,7 +14,7 @@ use super::{Context, Io};
 use crate::midi::MidiEvent;
 use std::ops::Range;
 
-const DIV: usize = 0;
+use modsynth_model::catalog::clock::{DIV, OUT_CLOCK, OUT_RESET, OUT_RUN};
 
 /// Length of the `reset` pulse.
 pub const RESET_SECONDS: f32 = 0.001;
@@ -66,11 +66,15 @@ impl Clock {
             && self.reset_left <= 192
     }
 
+    /// Writes the module's outputs for the samples in `range` of this period,
+    /// applying the MIDI messages inside it on their frames.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let div = (ctx.params[DIV].round() as u64).clamp(1, 96);
         let pulse = ((RESET_SECONDS * ctx.sample_rate) as u32).clamp(1, 192);
         let events = io.midi;
         let mut next = events.partition_point(|e| (e.frame as usize) < range.start);
+        // Outputs in catalog order (the build fails if that changes).
+        const _: () = assert!(OUT_CLOCK == 0 && OUT_RUN == 1 && OUT_RESET == 2);
         let [clock, run, reset, ..] = &mut io.outputs;
         for i in range {
             while let Some(e) = events.get(next).filter(|e| e.frame as usize <= i) {
@@ -139,7 +143,7 @@ impl Clock {
 mod tests {
     use crate::dsp::Module;
     use crate::midi::MidiEvents;
-    use modsynth_control::catalog;
+    use modsynth_model::catalog;
 
     const SR: f32 = 48_000.0;
     /// 24 MIDI clocks per quarter note at 120 BPM: one every 1000 frames at 48 kHz.

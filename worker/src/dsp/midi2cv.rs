@@ -16,12 +16,10 @@ use super::{Context, Io};
 use crate::midi::MidiEvent;
 use std::ops::Range;
 
-const CHANNEL: usize = 0;
-const PRIORITY: usize = 1;
-const LEGATO: usize = 2;
-const GLIDE: usize = 3;
-const BASE_NOTE: usize = 4;
-const BEND_RANGE: usize = 5;
+use modsynth_model::catalog::midi2cv::{
+    BASE_NOTE, BEND_RANGE, CHANNEL, GLIDE, LEGATO, OUT_AFTERTOUCH, OUT_GATE, OUT_MODWHEEL,
+    OUT_PITCH, OUT_TRIGGER, OUT_VELOCITY, PRIORITY,
+};
 
 /// How many keys the note stack remembers; pressing one more forgets the oldest.
 pub const HELD_MAX: usize = 16;
@@ -104,6 +102,8 @@ impl Midi2cv {
                 .all(|v| (0.0..=1.0).contains(v))
     }
 
+    /// Writes the module's outputs for the samples in `range` of this period,
+    /// applying the MIDI messages inside it on their frames.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let pulse = ((RETRIGGER_SECONDS * ctx.sample_rate) as u32).clamp(1, 192);
@@ -113,6 +113,15 @@ impl Midi2cv {
         let first = events.partition_point(|e| (e.frame as usize) < range.start);
         let mut next = first;
         let bend_range = p[BEND_RANGE];
+        // Outputs in catalog order (the build fails if that changes).
+        const _: () = assert!(
+            OUT_PITCH == 0
+                && OUT_GATE == 1
+                && OUT_TRIGGER == 2
+                && OUT_VELOCITY == 3
+                && OUT_AFTERTOUCH == 4
+                && OUT_MODWHEEL == 5
+        );
         let [pitch, gate, trigger, velocity, aftertouch, modwheel] = &mut io.outputs;
         for i in range {
             while let Some(e) = events.get(next).filter(|e| e.frame as usize <= i) {
@@ -288,7 +297,7 @@ mod tests {
     use super::*;
     use crate::dsp::Module;
     use crate::midi::MidiEvents;
-    use modsynth_control::catalog;
+    use modsynth_model::catalog;
 
     const N: usize = 4800;
     const SR: f32 = 48_000.0;

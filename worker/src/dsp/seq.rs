@@ -12,15 +12,12 @@
 //! come: while the clock input is high).
 
 use super::{Context, Io};
-use modsynth_control::catalog::SEQ_STEPS;
+use modsynth_model::catalog::seq::{
+    BPM, CLOCK, DIV, FIRST_STEP, GATE_LEN, IN_CLOCK, IN_RESET, IN_RUN, OUT_GATE, OUT_PITCH, STEPS,
+    STEPS_HELD,
+};
 use std::ops::Range;
 
-const BPM: usize = 0;
-const DIV: usize = 1;
-const STEPS: usize = 2;
-const GATE_LEN: usize = 3;
-const FIRST_STEP: usize = 4;
-const CLOCK: usize = FIRST_STEP + SEQ_STEPS;
 /// The longest time between clock edges still taken as a step length (10 s at
 /// 192 kHz); the counters stop there.
 const MAX_INTERVAL: u32 = 10 * 192_000;
@@ -29,7 +26,9 @@ const MAX_INTERVAL: u32 = 10 * 192_000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Seq {
+    /// Samples played since the last tempo change.
     pub samples: u64,
+    /// The position, in steps, at the last tempo change.
     pub origin: f64,
     /// bpm * div the position was counted with (0: not started).
     pub rate: f64,
@@ -50,6 +49,7 @@ pub struct Seq {
 }
 
 impl Seq {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         if ctx.params[CLOCK] >= 0.5 {
             return self.follow_clock(ctx, io, range);
@@ -65,9 +65,10 @@ impl Seq {
             self.samples = 0;
             self.rate = rate;
         }
-        let steps = p[STEPS].round().clamp(1.0, SEQ_STEPS as f32) as u64;
+        let steps = p[STEPS].round().clamp(1.0, STEPS_HELD as f32) as u64;
         let gate_len = p[GATE_LEN] as f64;
-        // Outputs in catalog order: pitch, gate.
+        // Outputs in catalog order: pitch, gate (the build fails if that changes).
+        const _: () = assert!(OUT_PITCH == 0 && OUT_GATE == 1);
         let [pitch_out, gate_out, ..] = &mut io.outputs;
         for i in range {
             // samples * rate is an exact integer in f64 for whole bpm, so the division
@@ -88,10 +89,9 @@ impl Seq {
     /// `clock` external: steps on the rising edges of the `clock` input.
     fn follow_clock(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
-        let steps = p[STEPS].round().clamp(1.0, SEQ_STEPS as f32) as u64;
+        let steps = p[STEPS].round().clamp(1.0, STEPS_HELD as f32) as u64;
         let gate_len = p[GATE_LEN] as f64;
-        // Inputs in catalog order: clock, run, reset.
-        let [clock, run, reset, ..] = io.inputs;
+        let (clock, run, reset) = (io.inputs[IN_CLOCK], io.inputs[IN_RUN], io.inputs[IN_RESET]);
         let [pitch_out, gate_out, ..] = &mut io.outputs;
         let high = |input: &[f32], i: usize| input.get(i).is_some_and(|&v| v >= 0.5);
         for i in range {
