@@ -83,9 +83,11 @@ fn a_c_major_scale_over_jack_midi_plays_in_tune_with_gates_on_the_note_frames_an
         let (on, off) = note_frames(k);
         let (on_i, off_i) = (at(on), at(off));
         // Where the gate rose and fell, searched around the note's frames.
-        let rose = (on_i - 512..off_i).find(|&i| gate[i] >= 0.5).unwrap();
+        let rose = (on_i.saturating_sub(512)..off_i)
+            .find(|&i| gate[i] >= 0.5)
+            .unwrap();
         let fell = (rose..off_i + 4096).find(|&i| gate[i] < 0.5).unwrap();
-        latencies.push((rose - on_i, fell - off_i));
+        latencies.push((rose as i64 - on_i as i64, fell as i64 - off_i as i64));
         let want = (key as f32 - 60.0) / 12.0;
         assert!(
             pitch[rose..fell].iter().all(|&p| p == want),
