@@ -18,6 +18,7 @@
 //!   modules playing.
 //! - [`failover`]: SIGKILL of a playing module's primary, over and over: detection,
 //!   gap, discontinuity, xruns, rebuild, and the same without a standby.
+//! - [`midi`]: MIDI note-on frame to gate at the output.
 //! - [`leaks`]: 1000 kill cycles, then what is left in `/dev/shm`.
 //! - [`restart`]: SIGKILL of `modsynthd` under a playing set and a new one taking
 //!   it back, over and over: re-adoption time, gap at the output.
@@ -34,6 +35,7 @@ mod events;
 mod failover;
 mod leaks;
 mod load;
+mod midi;
 mod peers;
 mod restart;
 mod scale;
@@ -74,9 +76,9 @@ struct Args {
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
-    /// failover, leaks, restart, peers (`peers` implies `--peers`). The cold open
-    /// baseline always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "restart", "peers"])]
+    /// failover, midi, leaks, restart, peers (`peers` implies `--peers`). The cold
+    /// open baseline always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "peers"])]
     only: Vec<String>,
     /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
     /// [default: 0,8,32,64; 0,8 with --quick].
@@ -494,6 +496,9 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.runs("failover") {
         rows.extend(failover::rows(&server, args.quick)?);
+    }
+    if args.runs("midi") {
+        rows.extend(midi::rows(&server, args.quick)?);
     }
     if args.runs("leaks") {
         rows.extend(leaks::rows(&server, args.quick)?);
