@@ -4,6 +4,8 @@ use rosc::OscType as T;
 
 // Re-adoption decisions, in a file of their own.
 mod adoption;
+// Bursts of creates: set loads, replaces, failing worker starts.
+mod bursts;
 
 /// Records what the core did; ports listed in `ports` exist.
 #[derive(Default)]
