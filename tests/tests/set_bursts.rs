@@ -1,0 +1,73 @@
+//! Whole sets arriving at once: a set load or a `--replace` of 32 modules is a burst
+//! of 64 assignments, which the pool must absorb (issue 18).
+
+use modsynth_control::osc::{message, text};
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::Supervisor;
+use rosc::OscType;
+use std::time::Duration;
+
+/// A set file of `n` VCOs named `<prefix>0..`, each with a hot standby (the default).
+fn vco_set(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[module]]\nid = \"{prefix}{i}\"\ntype = \"vco\"\nparams = {{ freq = {} }}\n\n",
+                110 + 10 * i
+            )
+        })
+        .collect()
+}
+
+/// Every module of the status report plays as a primary, and their ids are
+/// `<prefix>0..<n>`.
+fn plays_exactly(sup: &Supervisor, prefix: &str, n: usize) -> Result<(), String> {
+    let status = sup.status()?;
+    let mut ids: Vec<String> = status.modules.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    want.sort();
+    if ids != want {
+        return Err(format!("modules {ids:?}, wanted {want:?}"));
+    }
+    match status
+        .modules
+        .iter()
+        .find(|m| m.role != "primary" || m.pid == 0)
+    {
+        Some(m) => Err(format!("{} is {} (pid {})", m.id, m.role, m.pid)),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn replacing_a_32_module_set_by_another_succeeds_every_time_in_10_runs() {
+    let server = JackServer::start().unwrap();
+    // The default pool, as a user starts it; 64 modules fit the default limits.
+    let sup = Supervisor::start(&server, 8).unwrap();
+    std::fs::write(sup.sets_dir.join("a.toml"), vco_set("a", 32)).unwrap();
+    std::fs::write(sup.sets_dir.join("b.toml"), vco_set("b", 32)).unwrap();
+    let client = sup.client().with_timeout(Duration::from_secs(60));
+    client
+        .call(message("/set/load", vec![text("a.toml")]))
+        .expect("the first set loads");
+    plays_exactly(&sup, "a", 32).unwrap();
+    for run in 0..10 {
+        // Straight on, without waiting for standbys or the pool: a performer
+        // switching songs does not wait either.
+        let (next, prefix) = if run % 2 == 0 {
+            ("b.toml", "b")
+        } else {
+            ("a.toml", "a")
+        };
+        let answer = client.call(message("/set/load", vec![text(next), OscType::Int(1)]));
+        assert!(answer.is_ok(), "replace {run} to {next} failed: {answer:?}");
+        plays_exactly(&sup, prefix, 32).unwrap_or_else(|e| panic!("after replace {run}: {e}"));
+    }
+    let settled = sup.wait_until_settled(Duration::from_secs(120));
+    assert_eq!(settled.modules.len(), 32);
+    assert!(
+        settled.modules.iter().all(|m| m.standby_pid != 0),
+        "every module has its standby again"
+    );
+}
