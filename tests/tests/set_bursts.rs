@@ -5,7 +5,7 @@ use modsynth_control::osc::{message, text};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
 use rosc::OscType;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A set file of `n` VCOs named `<prefix>0..`, each with a hot standby (the default).
 fn vco_set(prefix: &str, n: usize) -> String {
@@ -19,24 +19,36 @@ fn vco_set(prefix: &str, n: usize) -> String {
         .collect()
 }
 
-/// Every module of the status report plays as a primary, and their ids are
-/// `<prefix>0..<n>`.
+/// Exactly the modules `<prefix>0..<n>` exist and each plays as a primary; polls
+/// `/status` for up to a minute. On this 2-core machine 64 debug-built workers
+/// overload it: `/status` may go unanswered for seconds and standbys take over
+/// from primaries that fell behind (see DESIGN.md, "Overload makes standbys
+/// misfire"), so the modules are given time to play again; what must hold at once
+/// is the `/done` of the load.
 fn plays_exactly(sup: &Supervisor, prefix: &str, n: usize) -> Result<(), String> {
-    let status = sup.status()?;
-    let mut ids: Vec<String> = status.modules.iter().map(|m| m.id.clone()).collect();
-    ids.sort();
     let mut want: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     want.sort();
-    if ids != want {
-        return Err(format!("modules {ids:?}, wanted {want:?}"));
-    }
-    match status
-        .modules
-        .iter()
-        .find(|m| m.role != "primary" || m.pid == 0)
-    {
-        Some(m) => Err(format!("{} is {} (pid {})", m.id, m.role, m.pid)),
-        None => Ok(()),
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let verdict = sup.status().and_then(|status| {
+            let mut ids: Vec<String> = status.modules.iter().map(|m| m.id.clone()).collect();
+            ids.sort();
+            if ids != want {
+                return Err(format!("modules {ids:?}, wanted {want:?}"));
+            }
+            match status
+                .modules
+                .iter()
+                .find(|m| m.role != "primary" || m.pid == 0)
+            {
+                Some(m) => Err(format!("{} is {} (pid {})", m.id, m.role, m.pid)),
+                None => Ok(()),
+            }
+        });
+        if verdict.is_ok() || Instant::now() > deadline {
+            return verdict;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -7,7 +7,9 @@
 //!   -> `/done`, which comes once every primary plays (standbys may follow); a
 //!   fresh `modsynthd --pool 8` each run, settled before. Target: 32 in < 500 ms.
 //!   `set_load_settled_ms.modules_<n>`: from the same `/set/load` until every
-//!   standby is ready and the pool is full again.
+//!   standby is ready and the pool is full again. `..._ms.modules_32.pool_72`: the
+//!   same from `modsynthd --pool 72`, a pool sized for the set (32 primaries, 32
+//!   standbys, the 8 spares): the load is assignments only.
 //! - `set_replace_ms.modules_32`: `/set/load other --replace` from 32 playing VCOs to
 //!   32 others, -> `/done`, alternating between the two sets; `set_replace_failures`:
 //!   how many of those replaces answered `/fail` (issue 18 found every create of
@@ -43,9 +45,9 @@ pub fn vco_set(prefix: &str, n: usize) -> String {
         .collect()
 }
 
-/// A `modsynthd` at the default pool with room for 64 modules, settled.
-fn fresh(server: &JackServer) -> Result<Supervisor, String> {
-    let sup = Supervisor::start_with(server, 8, &["--max-modules", "80"])?;
+/// A `modsynthd --pool <pool>` with room for 64 modules, settled.
+fn fresh(server: &JackServer, pool: usize) -> Result<Supervisor, String> {
+    let sup = Supervisor::start_with(server, pool, &["--max-modules", "80"])?;
     wait_settled(&sup)?;
     Ok(sup)
 }
@@ -59,11 +61,15 @@ fn put(sup: &Supervisor, name: &str, contents: &str) -> Result<(), String> {
 pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     let runs = if quick { 1 } else { 3 };
-    let sizes: &[usize] = if quick { &[8, 32] } else { &[8, 32, 64] };
-    for &n in sizes {
+    let sizes: &[(usize, usize)] = if quick {
+        &[(8, 8), (32, 8), (32, 72)]
+    } else {
+        &[(8, 8), (32, 8), (64, 8), (32, 72)]
+    };
+    for &(n, pool) in sizes {
         let (mut load, mut settled) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            let sup = fresh(server)?;
+            let sup = fresh(server, pool)?;
             put(&sup, "s.toml", &vco_set("v", n))?;
             let client = sup.client().with_timeout(Duration::from_secs(60));
             let t0 = Instant::now();
@@ -72,15 +78,24 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             wait_settled(&sup)?;
             settled.push(ms(t0.elapsed()));
         }
-        rows.push(Row::new(format!("set_load_ms.modules_{n}"), "ms", load));
+        let pool = if pool == 8 {
+            String::new()
+        } else {
+            format!(".pool_{pool}")
+        };
         rows.push(Row::new(
-            format!("set_load_settled_ms.modules_{n}"),
+            format!("set_load_ms.modules_{n}{pool}"),
+            "ms",
+            load,
+        ));
+        rows.push(Row::new(
+            format!("set_load_settled_ms.modules_{n}{pool}"),
             "ms",
             settled,
         ));
     }
 
-    let sup = fresh(server)?;
+    let sup = fresh(server, 8)?;
     put(&sup, "a.toml", &vco_set("a", 32))?;
     put(&sup, "b.toml", &vco_set("b", 32))?;
     let client = sup.client().with_timeout(Duration::from_secs(60));
