@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::StatusReport;
-use modsynth_control::{catalog, record, reference, setfile};
+use modsynth_control::{record, reference, setfile};
+use modsynth_model::catalog;
 use rosc::OscType;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -133,7 +134,7 @@ enum ShmCommand {
 }
 
 fn main() -> ExitCode {
-    modsynth_control::logging::init();
+    modsynth_process::logging::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -21,10 +21,10 @@
 //! assert_eq!((spec.name, id.as_str(), params), ("vco", "vco1", vec![(0, 220.0)]));
 //! ```
 
-use crate::catalog::{self, ModuleSpec};
-use crate::names::check_module_id;
-use crate::param::{self, Value};
 use crate::setfile::check_set_name;
+use modsynth_model::catalog::{self, ModuleSpec};
+use modsynth_model::names::check_module_id;
+use modsynth_model::param::{self, Value};
 use rosc::{OscMessage, OscPacket, OscType};
 
 /// An argument that is either a number or text, owned.

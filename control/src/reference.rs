@@ -8,7 +8,7 @@
 //! assert!(text.contains("### `vco`"));
 //! ```
 
-use crate::catalog::{self, Direction, ModuleSpec, ParamSpec};
+use modsynth_model::catalog::{self, Direction, ModuleSpec, ParamSpec};
 use std::fmt::Write;
 
 fn range(p: &ParamSpec) -> String {

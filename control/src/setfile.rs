@@ -22,10 +22,10 @@
 //! assert_eq!(set.connections[0].to, "system:playback_1");
 //! ```
 
-use crate::catalog::{self, Direction, ModuleSpec};
-use crate::names::{check_module_id, is_worker_port, worker_port_error};
 use crate::osc::{check_port_name, Standby};
-use crate::param::{self, Value};
+use modsynth_model::catalog::{self, Direction, ModuleSpec};
+use modsynth_model::names::{check_module_id, is_worker_port, worker_port_error};
+use modsynth_model::param::{self, Value};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

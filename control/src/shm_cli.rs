@@ -210,7 +210,7 @@ pub fn gc() -> Result<ExitCode, String> {
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    modsynth_control::names::check_instance_name(name).map_err(|e| format!("--name: {e}"))
+    modsynth_model::names::check_instance_name(name).map_err(|e| format!("--name: {e}"))
 }
 
 fn row(e: &ScanEntry, registry: &Registry) -> Row {

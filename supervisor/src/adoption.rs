@@ -11,9 +11,8 @@
 
 use crate::core::{AdoptedWorker, WorkerId};
 use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
-use modsynth_control::protocol::{
-    jack_server_name, process_start_time, Adoption, FromWorker, ToWorker, WorkerCard,
-};
+use modsynth_model::protocol::{Adoption, FromWorker, ToWorker, WorkerCard};
+use modsynth_process::{jack_server_name, process_start_time};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -97,10 +97,10 @@ macro_rules! say {
 }
 
 fn main() -> ExitCode {
-    modsynth_control::logging::init();
+    modsynth_process::logging::init();
     // A thread of ours that panics takes the process down, to be restarted by its
     // watchdog and re-adopt the workers, rather than leave it deaf or blind.
-    modsynth_control::logging::abort_on_panic();
+    modsynth_process::logging::abort_on_panic();
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
-    modsynth_control::names::check_module_id(&args.name)
+    modsynth_model::names::check_module_id(&args.name)
         .map_err(|e| format!("--name: {}", e.replace("module id", "instance name")))?;
     if args.pool == 0 || args.pool > 256 {
         return Err(format!("--pool must be 1..256, got {}", args.pool));
@@ -148,7 +148,7 @@ fn run(args: Args) -> Result<(), String> {
             args.name
         ));
     }
-    modsynth_control::names::check_instance_name(&args.name).map_err(|e| format!("--name: {e}"))?;
+    modsynth_model::names::check_instance_name(&args.name).map_err(|e| format!("--name: {e}"))?;
     let worker = match &args.worker {
         Some(w) => w.clone(),
         None => std::env::current_exe()

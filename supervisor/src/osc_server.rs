@@ -15,10 +15,10 @@
 
 use crate::core::Event;
 use ipnet::IpNet;
-use modsynth_control::logging::RateLimit;
 use modsynth_control::osc::{self, Fail};
 use modsynth_control::packet::{self, Due};
 use modsynth_control::status::{SourceCounts, TrafficReport};
+use modsynth_process::logging::RateLimit;
 use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use std::collections::HashMap;
 use std::io::IoSliceMut;

@@ -12,9 +12,9 @@
 
 use crate::core::Event;
 use crate::osc_server::{self, Access, Clock, Traffic, WhenFull};
-use modsynth_control::logging::RateLimit;
 use modsynth_control::packet::MAX_PACKET;
 use modsynth_control::slip;
+use modsynth_process::logging::RateLimit;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -8,7 +8,7 @@ use crate::sets_dir::SetsDir;
 use crate::spawn::Spawner;
 use modsynth_control::osc;
 use modsynth_control::packet::MAX_PACKET;
-use modsynth_control::protocol::ToWorker;
+use modsynth_model::protocol::ToWorker;
 use modsynth_shm::StateSegment;
 use rosc::OscMessage;
 use std::collections::HashMap;

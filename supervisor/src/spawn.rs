@@ -17,7 +17,7 @@
 use crate::core::{Event, NewWorker, WorkerId};
 use crate::sentinel::Sentinel;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
-use modsynth_control::protocol::{FromWorker, ToWorker};
+use modsynth_model::protocol::{FromWorker, ToWorker};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

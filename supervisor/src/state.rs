@@ -141,7 +141,7 @@ impl StateDir {
 
     /// How many workers with a card in `workers/` are alive.
     fn live_workers(&self) -> usize {
-        let cards = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        let cards = self.dir.join(modsynth_model::protocol::WORKER_CARDS_DIR);
         let Ok(entries) = std::fs::read_dir(cards) else {
             return 0;
         };
@@ -149,7 +149,7 @@ impl StateDir {
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .filter_map(|json| {
-                serde_json::from_str::<modsynth_control::protocol::WorkerCard>(&json).ok()
+                serde_json::from_str::<modsynth_model::protocol::WorkerCard>(&json).ok()
             })
             .filter(|card| shm::pid_alive(card.pid))
             .count()
@@ -157,7 +157,7 @@ impl StateDir {
 
     /// The dir of the workers' cards (`workers/`, made 0700 if missing).
     pub fn cards_dir(&self) -> Result<PathBuf, String> {
-        let dir = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        let dir = self.dir.join(modsynth_model::protocol::WORKER_CARDS_DIR);
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -285,7 +285,7 @@ impl StateDir {
             let _ = std::fs::remove_file(self.dir.join(file));
         }
         // Every worker has stopped: cards still there are of workers killed earlier.
-        let cards = self.dir.join(modsynth_control::protocol::WORKER_CARDS_DIR);
+        let cards = self.dir.join(modsynth_model::protocol::WORKER_CARDS_DIR);
         if let Ok(entries) = std::fs::read_dir(&cards) {
             for e in entries.flatten() {
                 let _ = std::fs::remove_file(e.path());

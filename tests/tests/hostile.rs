@@ -4,10 +4,10 @@
 //! grows less than 20 MB, no log line says "panicked" and nothing is written
 //! outside its sets dir. A second test checks that a flood is fully accounted for.
 
-use modsynth_control::catalog;
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::StatusReport;
+use modsynth_model::catalog;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{unique_name, Supervisor};
 use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscType};

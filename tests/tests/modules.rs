@@ -28,10 +28,7 @@ impl Worker {
             .spawn()
             .expect("modsynth-worker starts");
         let worker = Worker(child);
-        let first_port = modsynth_control::catalog::module(module_type)
-            .unwrap()
-            .ports[0]
-            .name;
+        let first_port = modsynth_model::catalog::module(module_type).unwrap().ports[0].name;
         wait_for_port(
             server,
             &format!("{id}:{first_port}"),

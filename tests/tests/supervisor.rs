@@ -826,7 +826,8 @@ fn pretty_names(observer: &jack::Client) -> (BTreeMap<String, String>, Vec<Strin
 
 /// The pretty-names `sup`'s workers should carry now, from its `/status`: a module's
 /// primary client is the module, its standby `<id> (standby)`, their ports their own
-/// names (`out`); every other worker is a `spare` with unnamed ports.
+/// names (`out`); every other worker is a `spare` whose ports carry their own generic
+/// names (`in_1`).
 fn expected_pretty_names(sup: &Supervisor, observer: &jack::Client) -> BTreeMap<String, String> {
     let status = sup.status().unwrap();
     let mut want = BTreeMap::new();
@@ -849,9 +850,10 @@ fn expected_pretty_names(sup: &Supervisor, observer: &jack::Client) -> BTreeMap<
         }
     }
     for port in observer.ports(Some(&format!("^{prefix}")), None, jack::PortFlags::empty()) {
-        let client = port.split(':').next().unwrap().to_string();
-        if !playing.contains(&client) {
-            want.insert(client, "spare".into());
+        let (client, generic) = port.split_once(':').unwrap();
+        if !playing.contains(client) {
+            want.insert(client.to_string(), "spare".into());
+            want.insert(port.clone(), generic.to_string());
         }
     }
     want

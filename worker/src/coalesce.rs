@@ -30,8 +30,8 @@
 //! ```
 
 use crate::engine::{ParamChange, SendError};
-use modsynth_control::catalog::MAX_PARAMS;
-use modsynth_control::logging::RateLimit;
+use modsynth_model::catalog::MAX_PARAMS;
+use modsynth_process::logging::RateLimit;
 use std::time::Duration;
 
 /// Held changes, one per parameter, and what became of the others.

@@ -11,7 +11,7 @@
 //! parameter's glide starts on that sample (see [`crate::dsp::smooth`]).
 //!
 //! ```
-//! use modsynth_control::catalog;
+//! use modsynth_model::catalog;
 //! use modsynth_worker::dsp::Module;
 //! use modsynth_worker::engine::{self, Buffers};
 //!
@@ -31,7 +31,7 @@
 use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Module};
 use crate::shared_state::SharedState;
-use modsynth_control::catalog::ModuleSpec;
+use modsynth_model::catalog::ModuleSpec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -688,7 +688,7 @@ impl Ports for Buffers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modsynth_control::catalog;
+    use modsynth_model::catalog;
 
     const N: usize = 256;
 

@@ -8,7 +8,7 @@
 use crate::dsp::{Io, Module};
 use crate::engine::{self, Controller, Engine, Ports};
 use crate::shared_state::SharedState;
-use modsynth_control::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
+use modsynth_model::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,7 +41,15 @@ fn release_port<PS>(
     if let Err(e) = client.disconnect(&port) {
         tracing::warn!("cannot disconnect a freed module's port: {e}");
     }
-    remove_name(client, port_uuid(&port));
+    // A kept port is labelled with its generic name rather than unlabelled: PipeWire
+    // 0.3.65 did not pass a removal of a name set long before on to other clients
+    // (a freed worker's `in_1` still showed `pitch` 10 s later), while a new name
+    // always arrived.
+    if pooled {
+        label_port(client, &port, &generic_name(direction, kept.len()));
+    } else {
+        remove_name(client, port_uuid(&port));
+    }
     if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
         let _ = port.unset_alias(&alias);
     }
@@ -172,24 +180,36 @@ impl JackPorts {
         Ok(ports)
     }
 
+    /// Each port with the pretty-name a spare's port carries: its generic name.
+    fn generic_names(
+        &self,
+    ) -> impl Iterator<Item = (jack::jack_sys::jack_uuid_t, Option<String>)> + '_ {
+        let inputs = self.inputs.iter().enumerate();
+        let outputs = self.outputs.iter().enumerate();
+        inputs
+            .map(|(i, p)| (port_uuid(p), Some(generic_name("in", i))))
+            .chain(outputs.map(|(i, p)| (port_uuid(p), Some(generic_name("out", i)))))
+    }
+
     /// Registers generic ports until there are `MAX_INPUTS` inputs and
     /// `MAX_OUTPUTS` outputs.
     ///
     /// PipeWire keeps the metadata of dead ports and reuses their ids, so a new port
     /// may be born with a dead worker's pretty-name (seen: a new spare's `in_3`
-    /// labelled `tone:out`): it is removed. By key: PipeWire 0.3.65's
-    /// `jack_remove_properties` reports success and removes nothing (tried).
+    /// labelled `tone:out`): its own generic name replaces it. Not a removal:
+    /// PipeWire 0.3.65's `jack_remove_properties` reports success and removes
+    /// nothing (tried), and single removals did not always reach other clients.
     fn top_up(&mut self, client: &jack::Client) -> Result<(), jack::Error> {
         while self.inputs.len() < MAX_INPUTS {
             let name = generic_name("in", self.inputs.len());
             let port = client.register_port(&name, jack::AudioIn::default())?;
-            remove_name(client, port_uuid(&port));
+            label_port(client, &port, &name);
             self.inputs.push(port);
         }
         while self.outputs.len() < MAX_OUTPUTS {
             let name = generic_name("out", self.outputs.len());
             let port = client.register_port(&name, jack::AudioOut::default())?;
-            remove_name(client, port_uuid(&port));
+            label_port(client, &port, &name);
             self.outputs.push(port);
         }
         Ok(())
@@ -623,8 +643,7 @@ impl Host {
                 want.push((port_uuid(port), Some(short.to_string())));
             }
             if let Some(spare) = &self.spare_ports {
-                want.extend(spare.inputs.iter().map(|p| (port_uuid(p), None)));
-                want.extend(spare.outputs.iter().map(|p| (port_uuid(p), None)));
+                want.extend(spare.generic_names());
             }
             self.settle_names(&want);
         }
@@ -681,10 +700,14 @@ impl Host {
         let Some(JackPorts { inputs, outputs }) = self.unused_ports.take() else {
             return false;
         };
+        // Their generic names go first: a server may keep a port's metadata after
+        // the port is gone (PipeWire does), and no name may outlive its subject.
         for port in inputs {
+            remove_name(&self.client, port_uuid(&port));
             let _ = self.client.unregister_port(port);
         }
         for port in outputs {
+            remove_name(&self.client, port_uuid(&port));
             let _ = self.client.unregister_port(port);
         }
         true
@@ -745,12 +768,7 @@ impl Host {
                 .map_err(|e| format!("cannot register spare ports again: {e}"))?;
             self.label_client(Some(SPARE_LABEL));
             let mut want = vec![(self.client.uuid(), self.client_label.clone())];
-            for p in &kept.inputs {
-                want.push((port_uuid(p), None));
-            }
-            for p in &kept.outputs {
-                want.push((port_uuid(p), None));
-            }
+            want.extend(kept.generic_names());
             self.settle_names(&want);
             self.spare_ports = Some(kept);
         }

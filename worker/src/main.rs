@@ -1,7 +1,7 @@
 //! `modsynth-worker`: one process, one JACK client, one module.
 
 use clap::Parser;
-use modsynth_control::{catalog, names, param};
+use modsynth_model::{catalog, names, param};
 use modsynth_worker::jack_host::Host;
 use modsynth_worker::pooled;
 use std::io::BufRead;
@@ -57,10 +57,10 @@ enum Event {
 }
 
 fn main() -> ExitCode {
-    modsynth_control::logging::init();
+    modsynth_process::logging::init();
     // A panicking control or watcher thread must not leave a worker that plays on
     // but no longer obeys or watches: dead, its module fails over to its standby.
-    modsynth_control::logging::abort_on_panic();
+    modsynth_process::logging::abort_on_panic();
     let args = Args::parse();
     let result = if args.pool {
         let (client, server) = (args.client.as_deref(), args.connect.as_deref());

@@ -12,11 +12,11 @@ use crate::jack_host::Host;
 use crate::jack_host::StatePlan;
 use crate::shared_state::SharedState;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
-use modsynth_control::catalog;
-use modsynth_control::protocol::{
-    jack_server_name, process_start_time, Adoption, FromWorker, Playing, Role, ToWorker,
-    WorkerCard, WorkerReport,
+use modsynth_model::catalog;
+use modsynth_model::protocol::{
+    Adoption, FromWorker, Playing, Role, ToWorker, WorkerCard, WorkerReport,
 };
+use modsynth_process::{jack_server_name, process_start_time};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -5,7 +5,7 @@
 //! parameter held at either end. Without smoothing, a gain step on a 220 Hz sine made
 //! a step 34.7x the sine's own (issue 13).
 
-use modsynth_control::catalog::{self, ModuleSpec, ParamSpec, Signal};
+use modsynth_model::catalog::{self, ModuleSpec, ParamSpec, Signal};
 use modsynth_worker::dsp::Module;
 use modsynth_worker::engine::{self, Buffers};
 

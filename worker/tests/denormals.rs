@@ -5,7 +5,7 @@
 //! engine's state and outputs never hold a subnormal. Counting them, rather than
 //! timing periods, makes this a test that fails for the right reason only.
 
-use modsynth_control::catalog;
+use modsynth_model::catalog;
 use modsynth_worker::denormals::FlushToZero;
 use modsynth_worker::dsp::{Kernel, Module};
 use modsynth_worker::engine::{self, Buffers};

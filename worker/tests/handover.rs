@@ -8,7 +8,7 @@
 //! with the supervisor's replay of every value to the new owner (which must not
 //! disturb a glide).
 
-use modsynth_control::catalog::{self, ModuleSpec, Signal};
+use modsynth_model::catalog::{self, ModuleSpec, Signal};
 use modsynth_worker::dsp::Module;
 use modsynth_worker::engine::{self, Buffers, Controller, Engine};
 use modsynth_worker::shared_state::SharedState;

@@ -24,7 +24,7 @@ pub struct AdoptedWorker {
     /// The new channel to it.
     pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
     /// What it plays; `None` for a spare.
-    pub playing: Option<modsynth_control::protocol::Playing>,
+    pub playing: Option<modsynth_model::protocol::Playing>,
 }
 
 /// What a new supervisor needs that no worker can tell it, kept in the state dir.
@@ -79,7 +79,7 @@ impl Core {
             .into_iter()
             .map(|(from, to)| Connection { from, to })
             .collect();
-        let mut claims: BTreeMap<String, Vec<(WorkerId, modsynth_control::protocol::Playing)>> =
+        let mut claims: BTreeMap<String, Vec<(WorkerId, modsynth_model::protocol::Playing)>> =
             BTreeMap::new();
         for w in workers {
             self.next_worker = self.next_worker.max(w.id.saturating_add(1));

@@ -11,12 +11,12 @@
 //! registry). They are all methods of [`Core`], which stays the one owner of state.
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
-use modsynth_control::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
-use modsynth_control::param;
-use modsynth_control::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
 use modsynth_control::setfile::{self, Connection};
 use modsynth_control::status::{Counters, ModuleStatus, StatusReport};
+use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
+use modsynth_model::param;
+use modsynth_model::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
 use rosc::{OscMessage, OscType};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! a replacement gets its primary's connections back.
 
 use super::*;
-use modsynth_control::names;
+use modsynth_model::names;
 
 /// What a JACK port is to the supervisor (see [`Core::owner_of`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

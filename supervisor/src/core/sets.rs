@@ -2,7 +2,7 @@
 
 use super::patching::PortOwner;
 use super::*;
-use modsynth_control::names;
+use modsynth_model::names;
 
 impl Core {
     /// `/set/load`: checks the whole file, then applies it as a diff against what

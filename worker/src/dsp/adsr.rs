@@ -8,15 +8,8 @@
 //! its set time, whatever the bend.
 
 use super::{Context, Io};
+use modsynth_model::catalog::adsr::{ATTACK, CURVE, DECAY, GATE, IN_GATE, OUT, RELEASE, SUSTAIN};
 use std::ops::Range;
-
-const ATTACK: usize = 0;
-const DECAY: usize = 1;
-const SUSTAIN: usize = 2;
-const RELEASE: usize = 3;
-const GATE: usize = 4;
-const CURVE: usize = 5;
-const IN_GATE: usize = 0;
 
 const IDLE: u32 = 0;
 const ATTACKING: u32 = 1;
@@ -28,6 +21,7 @@ const RELEASING: u32 = 4;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Adsr {
+    /// Where the envelope is: idle, attack, decay, sustain or release.
     pub stage: u32,
     /// 1 while the gate is high.
     pub gate: u32,
@@ -54,6 +48,7 @@ fn coefficient(overshoot: f64, seconds: f32, sample_rate: f64) -> f64 {
 }
 
 impl Adsr {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let sr = ctx.sample_rate as f64;
@@ -69,7 +64,7 @@ impl Adsr {
         });
         let manual = p[GATE] >= 0.5;
         let gate_in = io.inputs[IN_GATE];
-        let out = &mut *io.outputs[0];
+        let out = &mut *io.outputs[OUT];
         for i in range {
             let gate = manual || gate_in.get(i).copied().unwrap_or(0.0) >= 0.5;
             if gate && self.gate == 0 {

@@ -1,9 +1,8 @@
 //! `const`: outputs its `value` every sample.
 
 use super::{Context, Io};
+use modsynth_model::catalog::constant::{OUT, VALUE};
 use std::ops::Range;
-
-const VALUE: usize = 0;
 
 /// No state beyond the parameter: the output is the value.
 #[repr(C)]
@@ -14,8 +13,9 @@ pub struct Const {
 }
 
 impl Const {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let value = ctx.params[VALUE];
-        io.outputs[0][range].fill(value);
+        io.outputs[OUT][range].fill(value);
     }
 }

@@ -8,12 +8,9 @@
 //! the interpolation returns the stored sample exactly.
 
 use super::{Context, Io};
+use modsynth_model::catalog::delay::{FEEDBACK, IN, MIX, OUT, TIME};
 use std::ops::Range;
 
-const TIME: usize = 0;
-const FEEDBACK: usize = 1;
-const MIX: usize = 2;
-const IN: usize = 0;
 /// The longest delay, in seconds (the catalog's `time` maximum).
 pub const MAX_SECONDS: f32 = 2.0;
 /// Samples the interpolation reads beyond the delay: the longest delay still has
@@ -34,6 +31,7 @@ pub fn buffer_len(sample_rate: f32) -> usize {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Delay {
+    /// Index in the delay buffer the next input sample goes to.
     pub write: u32,
 }
 
@@ -48,10 +46,11 @@ fn hermite(ym1: f32, y0: f32, y1: f32, y2: f32, t: f32) -> f32 {
 }
 
 impl Delay {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
         let p = ctx.params;
         let input = io.inputs[IN];
-        let out = &mut *io.outputs[0];
+        let out = &mut *io.outputs[OUT];
         let len = buffer.len();
         let (feedback, mix) = (p[FEEDBACK], p[MIX]);
         if len <= GUARD {

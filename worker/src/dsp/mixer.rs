@@ -1,9 +1,8 @@
 //! `mixer`: `out = master * sum(gainN * inN)`.
 
 use super::{Context, Io};
+use modsynth_model::catalog::mixer::{GAINS, INPUTS, MASTER, OUT};
 use std::ops::Range;
-
-const MASTER: usize = 4;
 
 /// Stateless.
 #[repr(C)]
@@ -14,16 +13,12 @@ pub struct Mixer {
 }
 
 impl Mixer {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
-        let gains = [
-            p[0] * p[MASTER],
-            p[1] * p[MASTER],
-            p[2] * p[MASTER],
-            p[3] * p[MASTER],
-        ];
-        let inputs = io.inputs;
-        let out = &mut *io.outputs[0];
+        let gains = GAINS.map(|g| p[g] * p[MASTER]);
+        let inputs = INPUTS.map(|i| io.inputs[i]);
+        let out = &mut *io.outputs[OUT];
         for i in range {
             let mut sum = 0.0;
             for (input, g) in inputs.iter().zip(gains) {

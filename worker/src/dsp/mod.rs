@@ -10,14 +10,14 @@
 //!
 //! ```
 //! use modsynth_worker::dsp::Module;
-//! use modsynth_control::catalog;
+//! use modsynth_model::catalog;
 //!
 //! let mut vco = Module::new(catalog::module("vco").unwrap(), 48_000.0);
 //! let out = vco.render(&[], 256);
 //! assert_eq!(out[0].len(), 256);
 //! ```
 
-use modsynth_control::catalog::{self, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
+use modsynth_model::catalog::{self, Kind, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
 use smooth::Ramps;
 use std::ops::Range;
 
@@ -39,7 +39,9 @@ mod wave;
 /// The ports of one period as a kernel sees them. Inputs and outputs are in catalog
 /// order; entries past the module's own port count are empty slices.
 pub struct Io<'a> {
+    /// This period's input buffers.
     pub inputs: [&'a [f32]; MAX_INPUTS],
+    /// This period's output buffers, written by the kernel.
     pub outputs: [&'a mut [f32]; MAX_OUTPUTS],
 }
 
@@ -55,6 +57,7 @@ impl<'a> Io<'a> {
 
 /// What every kernel reads besides its own state.
 pub struct Context<'a> {
+    /// The server's sample rate, Hz.
     pub sample_rate: f32,
     /// The module's parameters in catalog order (already validated), as they are at
     /// this sample: a smoothed parameter that is gliding reads its value on the way.
@@ -68,33 +71,42 @@ pub struct Context<'a> {
 #[repr(C, u32)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kernel {
+    /// A `vco`'s state.
     Vco(vco::Vco),
+    /// An `lfo`'s state.
     Lfo(lfo::Lfo),
+    /// A `vcf`'s state.
     Vcf(vcf::Vcf),
+    /// A `vca`'s state.
     Vca(vca::Vca),
+    /// An `adsr`'s state.
     Adsr(adsr::Adsr),
+    /// A `mixer`'s state.
     Mixer(mixer::Mixer),
+    /// A `noise`'s state.
     Noise(noise::Noise),
+    /// A `delay`'s state (its buffer is outside the state, see [`Module`]).
     Delay(delay::Delay),
+    /// A `seq`'s state.
     Seq(seq::Seq),
+    /// A `const`'s state.
     Const(constant::Const),
 }
 
 impl Kernel {
     /// The initial state for the module type at `type_index` in the catalog.
     fn new(type_index: usize) -> Kernel {
-        match catalog::modules()[type_index].name {
-            "vco" => Kernel::Vco(vco::Vco::default()),
-            "lfo" => Kernel::Lfo(lfo::Lfo::default()),
-            "vcf" => Kernel::Vcf(vcf::Vcf::default()),
-            "vca" => Kernel::Vca(vca::Vca::default()),
-            "adsr" => Kernel::Adsr(adsr::Adsr::default()),
-            "mixer" => Kernel::Mixer(mixer::Mixer::default()),
-            "noise" => Kernel::Noise(noise::Noise::default()),
-            "delay" => Kernel::Delay(delay::Delay::default()),
-            "seq" => Kernel::Seq(seq::Seq::default()),
-            "const" => Kernel::Const(constant::Const::default()),
-            other => unreachable!("catalog module '{other}' has no kernel"),
+        match catalog::modules()[type_index].kind {
+            Kind::Vco => Kernel::Vco(vco::Vco::default()),
+            Kind::Lfo => Kernel::Lfo(lfo::Lfo::default()),
+            Kind::Vcf => Kernel::Vcf(vcf::Vcf::default()),
+            Kind::Vca => Kernel::Vca(vca::Vca::default()),
+            Kind::Adsr => Kernel::Adsr(adsr::Adsr::default()),
+            Kind::Mixer => Kernel::Mixer(mixer::Mixer::default()),
+            Kind::Noise => Kernel::Noise(noise::Noise::default()),
+            Kind::Delay => Kernel::Delay(delay::Delay::default()),
+            Kind::Seq => Kernel::Seq(seq::Seq::default()),
+            Kind::Const => Kernel::Const(constant::Const::default()),
         }
     }
 
@@ -155,9 +167,11 @@ pub fn buffer_len(spec: &ModuleSpec, sample_rate: f32) -> usize {
 pub struct ModuleState {
     /// Index of the module type in [`catalog::modules`].
     pub type_index: u32,
+    /// The sample rate the state was made at, Hz.
     pub sample_rate: f32,
     /// Parameter values: where each one is now and where it is gliding to.
     pub params: Ramps,
+    /// The DSP kernel's own state.
     pub kernel: Kernel,
 }
 
@@ -290,7 +304,7 @@ impl Module {
     }
 
     /// Sets parameter `index` (catalog order) to a value checked by
-    /// [`modsynth_control::param::validate`], gliding there from the next sample
+    /// [`modsynth_model::param::validate`], gliding there from the next sample
     /// processed as the catalog's [`Smoothing`](catalog::Smoothing) says. An index
     /// past the module's parameters or a non-finite value is ignored, so nothing
     /// unchecked reaches the DSP.

@@ -6,26 +6,25 @@
 //! position in the sequence (no jump back to step 1).
 
 use super::{Context, Io};
-use modsynth_control::catalog::SEQ_STEPS;
+use modsynth_model::catalog::seq::{
+    BPM, DIV, FIRST_STEP, GATE_LEN, OUT_GATE, OUT_PITCH, STEPS, STEPS_HELD,
+};
 use std::ops::Range;
-
-const BPM: usize = 0;
-const DIV: usize = 1;
-const STEPS: usize = 2;
-const GATE_LEN: usize = 3;
-const FIRST_STEP: usize = 4;
 
 /// Position: `origin` steps at the last tempo change plus `samples` since then.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Seq {
+    /// Samples played since the last tempo change.
     pub samples: u64,
+    /// The position, in steps, at the last tempo change.
     pub origin: f64,
     /// bpm * div the position was counted with (0: not started).
     pub rate: f64,
 }
 
 impl Seq {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let rate = p[BPM] as f64 * (p[DIV].round().clamp(1.0, 8.0)) as f64;
@@ -38,9 +37,10 @@ impl Seq {
             self.samples = 0;
             self.rate = rate;
         }
-        let steps = p[STEPS].round().clamp(1.0, SEQ_STEPS as f32) as u64;
+        let steps = p[STEPS].round().clamp(1.0, STEPS_HELD as f32) as u64;
         let gate_len = p[GATE_LEN] as f64;
-        // Outputs in catalog order: pitch, gate.
+        // Outputs in catalog order: pitch, gate (the build fails if that changes).
+        const _: () = assert!(OUT_PITCH == 0 && OUT_GATE == 1);
         let [pitch_out, gate_out] = &mut io.outputs;
         for i in range {
             // samples * rate is an exact integer in f64 for whole bpm, so the division

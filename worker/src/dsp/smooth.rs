@@ -1,7 +1,7 @@
 //! Parameter smoothing: linear ramps from a parameter's old value to its new one.
 //!
 //! The catalog declares per parameter how a change glides
-//! ([`Smoothing`](modsynth_control::catalog::Smoothing)). The ramps are plain data
+//! ([`Smoothing`](modsynth_model::catalog::Smoothing)). The ramps are plain data
 //! inside [`ModuleState`](super::ModuleState), so they are published with the rest of
 //! the state every period and a standby that takes over mid-ramp continues it on the
 //! same sample. A ramp is a fixed number of equal steps whose last one lands exactly
@@ -16,7 +16,7 @@
 //! assert_eq!(seen, [0.25, 0.5, 0.75, 1.0, 1.0]);
 //! ```
 
-use modsynth_control::catalog::MAX_PARAMS;
+use modsynth_model::catalog::MAX_PARAMS;
 
 /// Where every parameter's value is now and where it is heading.
 #[repr(C)]

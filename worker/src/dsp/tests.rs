@@ -1,7 +1,7 @@
 //! Offline tests of the kernels (the JACK-level tests in `tests/` record real ports).
 
 use super::{Io, Module};
-use modsynth_control::catalog;
+use modsynth_model::catalog;
 
 const SR: f32 = 48_000.0;
 
@@ -68,7 +68,7 @@ fn vcf_at_maximum_resonance_stays_finite_and_bounded_for_ten_seconds() {
         .map(|i| if (i / 55) % 2 == 0 { 1.0 } else { -1.0 })
         .collect();
     for mode in ["lowpass", "bandpass", "highpass"] {
-        let mode_index = catalog::FILTER_MODES
+        let mode_index = catalog::vcf::FILTER_MODES
             .iter()
             .position(|m| *m == mode)
             .unwrap() as f32;

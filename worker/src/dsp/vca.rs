@@ -1,11 +1,9 @@
 //! `vca`: `out = in * max(0, gain + cv)`.
 
 use super::{Context, Io};
+use modsynth_model::catalog::vca::{GAIN, IN, IN_CV, OUT};
 use std::ops::Range;
 
-const GAIN: usize = 0;
-const IN: usize = 0;
-const CV: usize = 1;
 /// The level is clamped here: a runaway CV must not turn a VCA into a +40 dB amp.
 const MAX_LEVEL: f32 = 4.0;
 
@@ -18,10 +16,11 @@ pub struct Vca {
 }
 
 impl Vca {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let gain = ctx.params[GAIN];
-        let (input, cv) = (io.inputs[IN], io.inputs[CV]);
-        let out = &mut *io.outputs[0];
+        let (input, cv) = (io.inputs[IN], io.inputs[IN_CV]);
+        let out = &mut *io.outputs[OUT];
         for i in range {
             let x = input.get(i).copied().unwrap_or(0.0);
             let level = (gain + cv.get(i).copied().unwrap_or(0.0)).clamp(0.0, MAX_LEVEL);

@@ -3,13 +3,9 @@
 //! resonance, and modulation does not blow it up.
 
 use super::{Context, Io};
+use modsynth_model::catalog::vcf::{CUTOFF, IN, IN_CUTOFF_CV, MODE, OUT, RESONANCE};
 use std::ops::Range;
 
-const MODE: usize = 0;
-const CUTOFF: usize = 1;
-const RESONANCE: usize = 2;
-const IN: usize = 0;
-const CUTOFF_CV: usize = 1;
 /// Damping at full resonance: Q = 1/K_MIN = 50, loud but finite.
 const K_MIN: f32 = 0.02;
 
@@ -17,7 +13,9 @@ const K_MIN: f32 = 0.02;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Vcf {
+    /// The first integrator's state (the band-pass output's memory).
     pub ic1eq: f32,
+    /// The second integrator's state (the low-pass output's memory).
     pub ic2eq: f32,
 }
 
@@ -42,12 +40,13 @@ fn coefficients(fc: f32, k: f32, sample_rate: f32) -> Coefficients {
 }
 
 impl Vcf {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let k = (2.0 - 2.0 * p[RESONANCE]).max(K_MIN);
         let mode = p[MODE] as u32;
-        let (input, cutoff_cv) = (io.inputs[IN], io.inputs[CUTOFF_CV]);
-        let out = &mut *io.outputs[0];
+        let (input, cutoff_cv) = (io.inputs[IN], io.inputs[IN_CUTOFF_CV]);
+        let out = &mut *io.outputs[OUT];
         let mut last_cv = 0.0f32;
         let mut c = coefficients(p[CUTOFF], k, ctx.sample_rate);
         for i in range {

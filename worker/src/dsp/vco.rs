@@ -7,15 +7,8 @@
 
 use super::wave::{self, poly_blep};
 use super::{Context, Io};
+use modsynth_model::catalog::vco::{FM_DEPTH, FREQ, GAIN, IN_FM, IN_PITCH, OUT, PW, WAVE};
 use std::ops::Range;
-
-const FREQ: usize = 0;
-const WAVE: usize = 1;
-const PW: usize = 2;
-const GAIN: usize = 3;
-const FM_DEPTH: usize = 4;
-const IN_PITCH: usize = 0;
-const IN_FM: usize = 1;
 
 /// Oversampling factor of the oscillator core.
 const OVERSAMPLE: usize = 2;
@@ -120,6 +113,7 @@ impl Default for Vco {
 }
 
 impl Vco {
+    /// Writes the module's outputs for the samples in `range` of this period.
     pub fn process(&mut self, ctx: &Context, io: &mut Io, range: Range<usize>) {
         let p = ctx.params;
         let sr = ctx.sample_rate;
@@ -129,7 +123,7 @@ impl Vco {
         let gain = p[GAIN];
         let pitch = io.inputs[IN_PITCH];
         let fm = io.inputs[IN_FM];
-        let out = &mut *io.outputs[0];
+        let out = &mut *io.outputs[OUT];
         for i in range {
             let cv = pitch.get(i).copied().unwrap_or(0.0);
             let dev = fm.get(i).copied().unwrap_or(0.0) * p[FM_DEPTH];

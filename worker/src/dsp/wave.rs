@@ -1,6 +1,6 @@
 //! Waveform shapes shared by the oscillators.
 
-/// Index of each waveform in [`modsynth_control::catalog::WAVEFORMS`]; 0 is sine,
+/// Index of each waveform in [`modsynth_model::catalog::WAVEFORMS`]; 0 is sine,
 /// which every `match` on a waveform takes as its default arm.
 pub const SAW: u32 = 1;
 pub const SQUARE: u32 = 2;

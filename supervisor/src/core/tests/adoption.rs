@@ -13,7 +13,7 @@ fn found(id: WorkerId, playing: Option<(&str, &str, WorkerRole, bool, Vec<f32>)>
         commands,
         playing: playing.map(|(module, ty, role, owner, params)| {
             let spec = catalog::module(ty).unwrap();
-            modsynth_control::protocol::Playing {
+            modsynth_model::protocol::Playing {
                 id: module.into(),
                 module_type: ty.into(),
                 role,

@@ -28,7 +28,7 @@
 use crate::failover::{AFTER_TAKEOVER, NO_CRASH_LOOP};
 use crate::settle::{plays_protected, wait_settled, wait_status, PATIENCE};
 use crate::Row;
-use modsynth_control::catalog;
+use modsynth_model::catalog;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{segments_of, Supervisor};
 use nix::sys::signal::{kill, Signal};

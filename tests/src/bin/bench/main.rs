@@ -44,7 +44,7 @@ mod settle;
 mod supervisor;
 
 use clap::Parser;
-use modsynth_control::catalog::{self, Signal, MAX_OUTPUTS};
+use modsynth_model::catalog::{self, Signal, MAX_OUTPUTS};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_worker::dsp::{Io, Module};
 use serde::Serialize;

@@ -4,13 +4,32 @@
 //! parameter validator checks values against it, the CLI lists it and the README's
 //! module reference is generated from it (a test keeps the two in step).
 //!
-//! ```
-//! use modsynth_control::catalog;
+//! Each module type has its own module here ([`vco`], [`vcf`], ...) holding its
+//! ports, its parameters and the index constants its DSP kernel reads them by. The
+//! tables are built from those constants (`params` places every parameter at the
+//! index named beside it, `ports` checks every port's), so a kernel cannot read a
+//! parameter at an index the catalog gives another: a mismatch fails the build.
 //!
-//! let vco = catalog::module("vco").unwrap();
-//! assert_eq!(vco.output_ports().next().unwrap().name, "out");
-//! assert_eq!(vco.param("freq").unwrap().default, 440.0);
 //! ```
+//! use modsynth_model::catalog::{self, vco};
+//!
+//! let spec = catalog::module("vco").unwrap();
+//! assert_eq!(spec.output_ports().next().unwrap().name, "out");
+//! assert_eq!(spec.param("freq").unwrap().default, 440.0);
+//! // The kernel reads the frequency at vco::FREQ: the catalog's entry there is freq.
+//! assert_eq!(spec.params[vco::FREQ].name, "freq");
+//! ```
+
+pub mod adsr;
+pub mod constant;
+pub mod delay;
+pub mod lfo;
+pub mod mixer;
+pub mod noise;
+pub mod seq;
+pub mod vca;
+pub mod vcf;
+pub mod vco;
 
 /// How many parameters a module may have at most (the state keeps a fixed array).
 pub const MAX_PARAMS: usize = 24;
@@ -52,11 +71,13 @@ impl Signal {
 }
 
 /// One JACK port of a module.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PortSpec {
     /// Port name, e.g. `out`; the JACK alias is `<module id>:<name>`.
     pub name: &'static str,
+    /// Whether the module reads or writes it.
     pub direction: Direction,
+    /// What it carries.
     pub signal: Signal,
     /// One line for the reference.
     pub doc: &'static str,
@@ -66,13 +87,17 @@ pub struct PortSpec {
 ///
 /// Every parameter is stored as an `f32`. An enum parameter stores the index of its
 /// value in [`ParamSpec::values`] and accepts either the name or the index.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ParamSpec {
+    /// Parameter name, e.g. `freq`, as in `/module/set osc1 freq 220`.
     pub name: &'static str,
     /// Unit shown in listings (`Hz`, `s`, `oct`, ...); empty when unitless.
     pub unit: &'static str,
+    /// The lowest value accepted.
     pub min: f32,
+    /// The highest value accepted.
     pub max: f32,
+    /// The value a new module starts with.
     pub default: f32,
     /// Names of the values of an enum parameter; empty for a continuous one.
     pub values: &'static [&'static str],
@@ -125,7 +150,7 @@ impl Smoothing {
     /// (at least 1: the new value is reached on the last of them). 1 for `None`.
     ///
     /// ```
-    /// use modsynth_control::catalog::Smoothing;
+    /// use modsynth_model::catalog::Smoothing;
     /// assert_eq!(Smoothing::Ramp(0.005).samples(0.0, 1.0, 48_000.0), 240);
     /// assert_eq!(Smoothing::Slew(0.5).samples(0.0, 1.0, 48_000.0), 96_000);
     /// assert_eq!(Smoothing::None.samples(0.0, 1.0, 48_000.0), 1);
@@ -159,14 +184,44 @@ impl Smoothing {
     }
 }
 
+/// Which DSP kernel plays a module type: one per type, so the worker picks the
+/// kernel with a `match` the compiler checks for completeness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// [`vco`]
+    Vco,
+    /// [`lfo`]
+    Lfo,
+    /// [`vcf`]
+    Vcf,
+    /// [`vca`]
+    Vca,
+    /// [`adsr`]
+    Adsr,
+    /// [`mixer`]
+    Mixer,
+    /// [`noise`]
+    Noise,
+    /// [`delay`]
+    Delay,
+    /// [`seq`]
+    Seq,
+    /// [`constant`]
+    Const,
+}
+
 /// One module type.
 #[derive(Debug, PartialEq)]
 pub struct ModuleSpec {
     /// Type name as used in `/module/new`, e.g. `vco`.
     pub name: &'static str,
+    /// Which DSP kernel plays it.
+    pub kind: Kind,
     /// One line for the reference.
     pub doc: &'static str,
+    /// Its JACK ports; inputs and outputs each in the order the kernel sees them.
     pub ports: &'static [PortSpec],
+    /// Its parameters, in the order they are stored (the kernel's index constants).
     pub params: &'static [ParamSpec],
 }
 
@@ -312,189 +367,67 @@ const fn choice(
 
 /// Oscillator and LFO waveforms, in the order their index is stored.
 pub const WAVEFORMS: &[&str] = &["sine", "saw", "square", "triangle"];
-/// Filter responses of the `vcf`, in the order their index is stored.
-pub const FILTER_MODES: &[&str] = &["lowpass", "bandpass", "highpass"];
-
-/// Number of steps the `seq` module holds.
-pub const SEQ_STEPS: usize = 16;
-
-const fn step(name: &'static str) -> ParamSpec {
-    jumps(float(
-        name,
-        "oct",
-        -4.0,
-        4.0,
-        0.0,
-        "pitch of this step, added to the `pitch` output",
-    ))
-}
 
 static MODULES: &[ModuleSpec] = &[
-    ModuleSpec {
-        name: "vco",
-        doc: "Band-limited oscillator (PolyBLEP): sine, saw, square, triangle.",
-        ports: &[
-            input("pitch", Signal::Cv, "pitch CV, 1.0 per octave above `freq`"),
-            input("fm", Signal::Cv, "linear FM, `fm_depth` Hz per 1.0"),
-            output("out", Signal::Audio, "the waveform, amplitude `gain`"),
-        ],
-        params: &[
-            octaves(float("freq", "Hz", 0.1, 20000.0, 440.0, "base frequency")),
-            choice("wave", WAVEFORMS, 0, "waveform"),
-            float("pw", "", 0.01, 0.99, 0.5, "pulse width of the square wave"),
-            float("gain", "", 0.0, 1.0, 0.5, "output amplitude"),
-            float("fm_depth", "Hz", 0.0, 20000.0, 100.0, "frequency deviation per 1.0 at `fm`"),
-        ],
-    },
-    ModuleSpec {
-        name: "lfo",
-        doc: "Low-frequency oscillator: `offset + depth * wave`.",
-        ports: &[output("out", Signal::Cv, "the modulation signal")],
-        params: &[
-            octaves(float("rate", "Hz", 0.01, 100.0, 1.0, "frequency")),
-            choice("wave", WAVEFORMS, 0, "waveform"),
-            float("depth", "", 0.0, 8.0, 1.0, "amplitude of the wave"),
-            float("offset", "", -8.0, 8.0, 0.0, "added to the output"),
-        ],
-    },
-    ModuleSpec {
-        name: "vcf",
-        doc: "State-variable filter (TPT/zero-delay feedback), stable at every setting.",
-        ports: &[
-            input("in", Signal::Audio, "signal to filter"),
-            input("cutoff_cv", Signal::Cv, "cutoff CV, 1.0 per octave above `cutoff`"),
-            output("out", Signal::Audio, "filtered signal"),
-        ],
-        params: &[
-            choice("mode", FILTER_MODES, 0, "filter response"),
-            octaves(float("cutoff", "Hz", 20.0, 20000.0, 1000.0, "cutoff frequency")),
-            float("resonance", "", 0.0, 1.0, 0.1, "0 = none, 1 = maximum (Q 50)"),
-        ],
-    },
-    ModuleSpec {
-        name: "vca",
-        doc: "Amplifier: `out = in * max(0, gain + cv)`.",
-        ports: &[
-            input("in", Signal::Audio, "signal to amplify"),
-            input("cv", Signal::Cv, "added to `gain` (patch an envelope here with gain 0)"),
-            output("out", Signal::Audio, "amplified signal"),
-        ],
-        params: &[float("gain", "", 0.0, 2.0, 1.0, "level with nothing at `cv`")],
-    },
-    ModuleSpec {
-        name: "adsr",
-        doc: "Envelope: attack, decay, sustain, release, linear or exponential (`curve`); gate from the input or the `gate` param.",
-        ports: &[
-            input("gate", Signal::Gate, "high (>= 0.5) holds the envelope open"),
-            output("out", Signal::Cv, "envelope, 0..1"),
-        ],
-        params: &[
-            // Stage times only set a slope: the level never jumps when they change.
-            jumps(float("attack", "s", 0.0005, 10.0, 0.01, "time from 0 to 1")),
-            jumps(float("decay", "s", 0.001, 10.0, 0.1, "time from 1 to `sustain`")),
-            // Longer than the default ramp: a held note's level glides like a fader.
-            glided(
-                float("sustain", "", 0.0, 1.0, 0.7, "level held while the gate is high; changes glide"),
-                Smoothing::Ramp(0.02),
-            ),
-            jumps(float("release", "s", 0.001, 10.0, 0.3, "time from the level at gate off to 0")),
-            jumps(float("gate", "", 0.0, 1.0, 0.0, "manual gate, or-ed with the input")),
-            // A shape, not a level: changing it bends the rest of a stage, the level
-            // itself never jumps.
-            jumps(float(
-                "curve",
-                "",
-                0.0,
-                1.0,
-                0.0,
-                "0 = straight segments; above, exponential ones as analog envelopes have (1 = most curved); stage times stay as set",
-            )),
-        ],
-    },
-    ModuleSpec {
-        name: "mixer",
-        doc: "Four-input mixer: `master * sum(gainN * inN)`.",
-        ports: &[
-            input("in1", Signal::Audio, "input 1"),
-            input("in2", Signal::Audio, "input 2"),
-            input("in3", Signal::Audio, "input 3"),
-            input("in4", Signal::Audio, "input 4"),
-            output("out", Signal::Audio, "the mix"),
-        ],
-        params: &[
-            float("gain1", "", 0.0, 2.0, 1.0, "level of input 1"),
-            float("gain2", "", 0.0, 2.0, 1.0, "level of input 2"),
-            float("gain3", "", 0.0, 2.0, 1.0, "level of input 3"),
-            float("gain4", "", 0.0, 2.0, 1.0, "level of input 4"),
-            float("master", "", 0.0, 2.0, 1.0, "level of the sum"),
-        ],
-    },
-    ModuleSpec {
-        name: "noise",
-        doc: "White noise from a seeded generator: the same seed gives the same samples.",
-        ports: &[output("out", Signal::Audio, "uniform white noise, amplitude `gain`")],
-        params: &[
-            float("gain", "", 0.0, 1.0, 0.5, "output amplitude"),
-            jumps(float("seed", "", 1.0, 16777216.0, 1.0, "generator seed (whole number); setting it restarts the sequence")),
-        ],
-    },
-    ModuleSpec {
-        name: "delay",
-        doc: "Delay line up to 2 s with feedback: `out = (1-mix)*in + mix*delayed`.",
-        ports: &[
-            input("in", Signal::Audio, "signal to delay"),
-            output("out", Signal::Audio, "dry/wet mix"),
-        ],
-        params: &[
-            // The glide speed is the pitch shift heard while the time moves: 0.5 s per
-            // second plays the delayed signal at 0.5x..1.5x speed, a glide, not a click.
-            glided(
-                float("time", "s", 0.0, 2.0, 0.25, "delay time (fractional, cubic interpolation); changes glide at 0.5 s per second"),
-                Smoothing::Slew(0.5),
-            ),
-            float("feedback", "", 0.0, 0.99, 0.3, "share of the delayed signal fed back"),
-            float("mix", "", 0.0, 1.0, 0.5, "0 = dry only, 1 = delayed only"),
-        ],
-    },
-    ModuleSpec {
-        name: "seq",
-        doc: "Step sequencer: `steps` steps at `bpm`, `div` steps per beat, each with a pitch.",
-        ports: &[
-            output("pitch", Signal::Cv, "pitch of the current step, 1.0 per octave"),
-            output("gate", Signal::Gate, "1.0 for the first `gate_len` of each step, else 0.0"),
-        ],
-        params: &[
-            // Timing: a new tempo or gate length applies from the next sample, which
-            // clicks nothing; a gliding tempo would break the exact step grid.
-            jumps(float("bpm", "bpm", 20.0, 300.0, 120.0, "tempo in beats per minute")),
-            jumps(float("div", "", 1.0, 8.0, 4.0, "steps per beat (whole number)")),
-            jumps(float("steps", "", 1.0, 16.0, 8.0, "number of steps played (whole number)")),
-            jumps(float("gate_len", "", 0.01, 1.0, 0.5, "gate length as a share of the step")),
-            step("step1"),
-            step("step2"),
-            step("step3"),
-            step("step4"),
-            step("step5"),
-            step("step6"),
-            step("step7"),
-            step("step8"),
-            step("step9"),
-            step("step10"),
-            step("step11"),
-            step("step12"),
-            step("step13"),
-            step("step14"),
-            step("step15"),
-            step("step16"),
-        ],
-    },
-    ModuleSpec {
-        name: "const",
-        doc: "Outputs its `value`: a manual CV source.",
-        ports: &[output("out", Signal::Cv, "the value, every sample")],
-        params: &[float("value", "", -10.0, 10.0, 0.0, "the output value")],
-    },
+    vco::SPEC,
+    lfo::SPEC,
+    vcf::SPEC,
+    vca::SPEC,
+    adsr::SPEC,
+    mixer::SPEC,
+    noise::SPEC,
+    delay::SPEC,
+    seq::SPEC,
+    constant::SPEC,
 ];
+
+/// Places each parameter at the index named beside it, so the constant a kernel
+/// reads a parameter by and the catalog entry of that parameter cannot drift apart.
+/// Fails the build if an index repeats or is out of range.
+const fn params<const N: usize>(entries: [(usize, ParamSpec); N]) -> [ParamSpec; N] {
+    let mut table = [PLACEHOLDER; N];
+    let mut placed = [false; N];
+    let mut i = 0;
+    while i < N {
+        let (index, spec) = entries[i];
+        assert!(index < N, "parameter index out of range");
+        assert!(!placed[index], "two parameters at one index");
+        placed[index] = true;
+        table[index] = spec;
+        i += 1;
+    }
+    table
+}
+
+/// What [`params`] fills its table with before it places the real entries.
+const PLACEHOLDER: ParamSpec = float("", "", 0.0, 0.0, 0.0, "");
+
+/// Checks that the index named beside each port is its position among the ports of
+/// its direction (inputs and outputs are counted apart, in table order: the order
+/// the kernel sees them in), and returns the ports. Fails the build otherwise.
+const fn ports<const N: usize>(entries: [(usize, PortSpec); N]) -> [PortSpec; N] {
+    let mut table = [PLACEHOLDER_PORT; N];
+    let (mut inputs, mut outputs) = (0, 0);
+    let mut i = 0;
+    while i < N {
+        let (index, spec) = entries[i];
+        let next = match spec.direction {
+            Direction::In => &mut inputs,
+            Direction::Out => &mut outputs,
+        };
+        assert!(
+            index == *next,
+            "port index is not its position among its direction"
+        );
+        *next += 1;
+        table[i] = spec;
+        i += 1;
+    }
+    table
+}
+
+/// What [`ports`] fills its table with before it copies the real entries.
+const PLACEHOLDER_PORT: PortSpec = output("", Signal::Audio, "");
 
 #[cfg(test)]
 mod tests {
@@ -568,9 +501,36 @@ mod tests {
     }
 
     #[test]
+    fn every_parameter_sits_at_the_index_named_beside_it() {
+        let a = float("a", "", 0.0, 1.0, 0.0, "");
+        let b = float("b", "", 0.0, 1.0, 0.0, "");
+        let table = params([(1, a), (0, b)]);
+        assert_eq!([table[0].name, table[1].name], ["b", "a"]);
+        assert_eq!(vco::SPEC.params[vco::FM_DEPTH].name, "fm_depth");
+        assert_eq!(seq::SPEC.params[seq::FIRST_STEP + 15].name, "step16");
+    }
+
+    #[test]
+    #[should_panic(expected = "two parameters at one index")]
+    fn a_parameter_table_with_an_index_twice_is_refused() {
+        let a = float("a", "", 0.0, 1.0, 0.0, "");
+        params([(0, a), (0, a)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "port index is not its position")]
+    fn a_port_table_whose_index_is_not_the_position_is_refused() {
+        ports([
+            (0, input("a", Signal::Cv, "")),
+            (0, output("out", Signal::Cv, "")),
+            (2, input("b", Signal::Cv, "")),
+        ]);
+    }
+
+    #[test]
     fn seq_has_one_param_per_step() {
         let seq = module("seq").unwrap();
-        for i in 1..=SEQ_STEPS {
+        for i in 1..=seq::STEPS_HELD {
             assert!(seq.param(&format!("step{i}")).is_some());
         }
     }

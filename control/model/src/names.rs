@@ -4,7 +4,7 @@
 //! and of shared-memory segment names, so it is kept to characters all three accept.
 //!
 //! ```
-//! use modsynth_control::names::check_module_id;
+//! use modsynth_model::names::check_module_id;
 //!
 //! assert!(check_module_id("vco1").is_ok());
 //! assert!(check_module_id("bass-filter_2").is_ok());
@@ -46,7 +46,7 @@ pub fn check_module_id(id: &str) -> Result<(), String> {
 /// two instances can name the same segment and a scan by prefix finds only its own.
 ///
 /// ```
-/// use modsynth_control::names::check_instance_name;
+/// use modsynth_model::names::check_instance_name;
 /// assert!(check_instance_name("live2").is_ok());
 /// assert!(check_instance_name("live-2").unwrap_err().contains("'-'"));
 /// ```
@@ -74,7 +74,7 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
 /// never `in_1`; callers that know the modules check them first anyway.
 ///
 /// ```
-/// use modsynth_control::names::is_worker_port;
+/// use modsynth_model::names::is_worker_port;
 ///
 /// assert!(is_worker_port("qj-w09:in_1"));
 /// assert!(is_worker_port("modsynth-w120:out_2"));

@@ -5,7 +5,7 @@
 //! module, the parameter and what would have been accepted.
 //!
 //! ```
-//! use modsynth_control::{catalog, param::{self, Value}};
+//! use modsynth_model::{catalog, param::{self, Value}};
 //!
 //! let vco = catalog::module("vco").unwrap();
 //! assert_eq!(param::validate(vco, "wave", Value::Text("saw")).unwrap(), (1, 1.0));
@@ -20,7 +20,9 @@ use std::fmt;
 /// written out, as on a command line).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value<'a> {
+    /// A number (an OSC float or int); for an enum parameter, the index of a value.
     Float(f32),
+    /// Text: a number written out, or the name of an enum parameter's value.
     Text(&'a str),
 }
 
@@ -28,32 +30,51 @@ pub enum Value<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamError {
     /// The module has no parameter of that name.
-    UnknownParam { module: &'static str, param: String },
+    UnknownParam {
+        /// The module type.
+        module: &'static str,
+        /// The name as given.
+        param: String,
+    },
     /// NaN or infinite.
     NotFinite {
+        /// The module type.
         module: &'static str,
+        /// The parameter.
         spec: &'static ParamSpec,
     },
     /// Outside `min..=max`.
     OutOfRange {
+        /// The module type.
         module: &'static str,
+        /// The parameter, with its range.
         spec: &'static ParamSpec,
+        /// The value given.
         value: f32,
     },
     /// Not one of an enum parameter's values.
     UnknownChoice {
+        /// The module type.
         module: &'static str,
+        /// The parameter, with its values.
         spec: &'static ParamSpec,
+        /// The text given.
         given: String,
     },
     /// Text that is not a number, for a numeric parameter.
     NotANumber {
+        /// The module type.
         module: &'static str,
+        /// The parameter's name.
         param: &'static str,
+        /// The text given.
         given: String,
     },
     /// A `PARAM=VALUE` argument without `=`.
-    NotAnAssignment { given: String },
+    NotAnAssignment {
+        /// The argument given.
+        given: String,
+    },
 }
 
 impl fmt::Display for ParamError {
@@ -192,7 +213,7 @@ pub fn validate(
 /// Parses and checks one `PARAM=VALUE` argument, as given on a command line.
 ///
 /// ```
-/// use modsynth_control::{catalog, param};
+/// use modsynth_model::{catalog, param};
 ///
 /// let vcf = catalog::module("vcf").unwrap();
 /// assert_eq!(param::parse_assignment(vcf, "cutoff=2000").unwrap(), (1, 2000.0));

@@ -19,7 +19,7 @@ pub fn init() {
 /// once wrote 82,121 ERROR lines in 5 s, one per lost change).
 ///
 /// ```
-/// use modsynth_control::logging::RateLimit;
+/// use modsynth_process::logging::RateLimit;
 /// use std::time::Duration;
 ///
 /// let mut limit = RateLimit::new(Duration::from_secs(60));

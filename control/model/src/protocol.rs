@@ -8,6 +8,21 @@
 //! worker that dies closes its channel: the supervisor sees the receive fail.
 //!
 //! Requests that expect an answer carry a `token` the answer repeats.
+//!
+//! ```
+//! use modsynth_model::protocol::{Role, ToWorker};
+//!
+//! // Play osc1 as a vco at 220 Hz (parameter 0), creating its state segment.
+//! let assign = ToWorker::Assign {
+//!     token: 7,
+//!     id: "osc1".into(),
+//!     module_type: "vco".into(),
+//!     params: vec![(0, 220.0)],
+//!     role: Role::Primary,
+//!     state: "/live-osc1-state".into(),
+//! };
+//! assert!(matches!(assign, ToWorker::Assign { role: Role::Primary, .. }));
+//! ```
 
 use serde::{Deserialize, Serialize};
 
@@ -19,9 +34,13 @@ pub enum ToWorker {
     /// `params` (index, value; already validated) and swap it into the callback.
     /// Answered by [`FromWorker::Assigned`].
     Assign {
+        /// Repeated by the answer.
         token: u64,
+        /// The module's id.
         id: String,
+        /// Its catalog type.
         module_type: String,
+        /// Parameter values to start with: (index, value), already validated.
         params: Vec<(u16, f32)>,
         /// Primary (plays; names its ports) or standby (silent until it takes over).
         role: Role,
@@ -32,24 +51,40 @@ pub enum ToWorker {
     /// The worker now plays module `id` (a standby that took over, or a replacement):
     /// give its ports the module's aliases and pretty-names. Answered by
     /// [`FromWorker::TookOver`] once its first period as the owner has run.
-    TakeNames { id: String },
+    TakeNames {
+        /// The module's id.
+        id: String,
+    },
     /// Set parameter `index` (already validated) at JACK frame `at`, or as soon as
     /// possible. `received` is the JACK frame time at which the supervisor received the
     /// request; the worker counts the latency from it to the frame the change lands on.
     SetParam {
+        /// The parameter's index (catalog order).
         index: u16,
+        /// Its new value.
         value: f32,
+        /// The JACK frame it applies on; `None`: as soon as possible.
         at: Option<u32>,
+        /// The JACK frame time the supervisor received the request at.
         received: u32,
     },
     /// Answer [`FromWorker::Synced`] once every `SetParam` sent before this one has
     /// been applied by the real-time thread.
-    Sync { token: u64 },
+    Sync {
+        /// Repeated by the answer.
+        token: u64,
+    },
     /// Stop playing the module: remove it from the callback, unregister its ports,
     /// aliases and metadata. Answered by [`FromWorker::Freed`].
-    Free { token: u64 },
+    Free {
+        /// Repeated by the answer.
+        token: u64,
+    },
     /// Answer [`FromWorker::Report`] with the current counters.
-    Report { token: u64 },
+    Report {
+        /// Repeated by the answer.
+        token: u64,
+    },
     /// Close the JACK client and exit.
     Shutdown,
 }
@@ -57,9 +92,11 @@ pub enum ToWorker {
 /// What an assignment makes of a worker.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Role {
+    /// Plays the module and names its ports.
     Primary,
     /// Watches `primary_pid` and takes the module over when it dies.
     Standby {
+        /// The process of the primary it watches.
         primary_pid: u32,
     },
     /// Replaces a primary that died without a ready standby: opens the existing
@@ -74,23 +111,39 @@ pub enum Role {
 pub enum FromWorker {
     /// First message: the worker's JACK client is open and active, playing silence.
     Hello {
+        /// The worker's process.
         pid: u32,
+        /// Its JACK client name.
         client: String,
+        /// Where the supervisor sends it commands.
         commands: ipc_channel::ipc::IpcSender<ToWorker>,
     },
     /// The module's ports are registered and named, and the module is on its way to
     /// the audio thread, which plays it from its next period (this reply does not
     /// wait for that period). `ports` are its full JACK port names, catalog order.
     Assigned {
+        /// The `Assign`'s token.
         token: u64,
+        /// The port names, or why the module could not be assigned.
         result: Result<Vec<String>, String>,
     },
     /// Every `SetParam` before the matching `Sync` has been applied.
-    Synced { token: u64 },
+    Synced {
+        /// The `Sync`'s token.
+        token: u64,
+    },
     /// The module is gone; the worker is blank again and may be reused.
-    Freed { token: u64 },
+    Freed {
+        /// The `Free`'s token.
+        token: u64,
+    },
     /// Counters, as asked for by `Report`.
-    Report { token: u64, report: WorkerReport },
+    Report {
+        /// The `Report`'s token.
+        token: u64,
+        /// The counters.
+        report: WorkerReport,
+    },
     /// This standby saw its primary die and took the module over (the state's owner
     /// word is now this worker's pid).
     Promoted,
@@ -99,11 +152,17 @@ pub enum FromWorker {
     /// of the periods it ran silent after the end of the last period its predecessor
     /// published (0: no sample missing; cycles the server skipped are not counted);
     /// `None` if the first owned period did not come within a second.
-    TookOver { silent_frames: Option<u32> },
+    TookOver {
+        /// Frames the new owner ran silent (see above).
+        silent_frames: Option<u32>,
+    },
     /// Answer to an [`Adoption`]: who the worker is and what it plays.
     Adopted {
+        /// The worker's process.
         pid: u32,
+        /// Its JACK client name.
         client: String,
+        /// The module it plays, if any.
         playing: Option<Playing>,
     },
 }
@@ -145,13 +204,17 @@ pub struct Playing {
 /// What a worker counts about itself.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WorkerReport {
+    /// The worker's process.
     pub pid: u32,
+    /// Its JACK client name.
     pub client: String,
     /// Periods processed.
     pub cycles: u64,
+    /// Xruns the worker's JACK client was told of.
     pub xruns: u64,
     /// Parameter changes received from the supervisor / applied by the callback.
     pub params_received: u64,
+    /// See `params_received`.
     pub params_applied: u64,
     /// Of those received, scheduled ones dropped because the audio thread's ring
     /// was full.
@@ -164,7 +227,9 @@ pub struct WorkerReport {
     /// Latency from the supervisor's receipt to the sample a change landed on, in
     /// samples (50th, 95th, 99th percentile; 0 when nothing was measured).
     pub latency_p50: u32,
+    /// See `latency_p50`.
     pub latency_p95: u32,
+    /// See `latency_p50`.
     pub latency_p99: u32,
     /// Share of the wall time this worker's process callback ran since the last
     /// report, %: the module's own DSP load (JACK's `cpu_load` is the whole server's).
@@ -182,44 +247,17 @@ pub struct WorkerReport {
 pub struct WorkerCard {
     /// The worker's process.
     pub pid: u32,
-    /// See [`process_start_time`]: with the pid, it names one process for ever.
+    /// See `modsynth_process::process_start_time`: with the pid, it names one process for ever.
     pub start_time: u64,
     /// Its JACK client name, `<instance>-wNN`.
     pub client: String,
     /// The name of its `IpcOneShotServer<Adoption>`.
     pub server: String,
-    /// The JACK server it plays on ([`jack_server_name`]): a supervisor on another
+    /// The JACK server it plays on (`modsynth_process::jack_server_name`): a supervisor on another
     /// server does not adopt it.
     #[serde(default)]
     pub jack_server: String,
 }
 
-/// The name of the JACK server this process talks to: `JACK_DEFAULT_SERVER`, else
-/// `default` (what libjack picks).
-pub fn jack_server_name() -> String {
-    std::env::var("JACK_DEFAULT_SERVER")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "default".into())
-}
-
 /// The directory of the worker cards in a state dir.
 pub const WORKER_CARDS_DIR: &str = "workers";
-
-/// When process `pid` started (field 22 of `/proc/<pid>/stat`, in clock ticks since
-/// boot); `None` if there is no such process. Pids are reused; a pid with its start
-/// time is not.
-///
-/// ```
-/// use modsynth_control::protocol::process_start_time;
-///
-/// let me = process_start_time(std::process::id()).unwrap();
-/// assert_eq!(process_start_time(std::process::id()), Some(me));
-/// ```
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold anything, ')' too:
-    // the fields after it start after the last ')'. Field 3 is the first of them.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
-}
