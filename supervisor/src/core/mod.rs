@@ -418,8 +418,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_modules: 64,
-            jack_clients: 192,
+            max_modules: modsynth_control::capacity::DEFAULT_MAX_MODULES,
+            jack_clients: modsynth_control::capacity::DEFAULT_MODULE_CLIENTS,
         }
     }
 }
