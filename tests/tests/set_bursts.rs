@@ -83,3 +83,55 @@ fn replacing_a_32_module_set_by_another_succeeds_every_time_in_10_runs() {
         "every module has its standby again"
     );
 }
+
+#[test]
+fn a_worker_killed_during_its_start_is_retried_and_fails_no_create() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 1).unwrap();
+    let mut known = modsynth_tests::supervisor::workers_of(&sup.name);
+    let client = sup.client().with_timeout(Duration::from_secs(60));
+    // More creates than spares: they wait for workers to start, and each worker
+    // that appears is killed at once (a process just started needs tens of ms to
+    // open its JACK client and say hello), until one death counts as a failed start.
+    let ids: Vec<String> = (0..6).map(|i| format!("l{i}")).collect();
+    for id in &ids {
+        let args = vec![text("lfo"), text(id), text("standby"), text("none")];
+        client.send(message("/module/new", args)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut killed = 0;
+    while sup.status().map_or(0, |s| s.counters.spawn_failures) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no worker start failed after {killed} kills"
+        );
+        for pid in modsynth_tests::supervisor::workers_of(&sup.name) {
+            if !known.contains(&pid) {
+                known.push(pid);
+                if kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Every create is answered /done: none failed with the killed start.
+    let mut done = Vec::new();
+    while done.len() < ids.len() {
+        let reply = client
+            .wait_for(|m| {
+                (m.addr == "/done" || m.addr == "/fail")
+                    && m.args.first() == Some(&text("/module/new"))
+            })
+            .unwrap();
+        assert_eq!(reply.addr, "/done", "a create failed: {reply:?}");
+        done.push(reply.args[1].clone());
+    }
+    let status = sup.wait_until_settled(Duration::from_secs(60));
+    assert!(status.counters.spawn_failures >= 1);
+    let mut playing: Vec<String> = status.modules.iter().map(|m| m.id.clone()).collect();
+    playing.sort();
+    assert_eq!(playing, ids, "every module plays");
+}

@@ -456,6 +456,8 @@ pub struct Core {
     spawn_failures_in_a_row: u32,
     /// Why the last worker start failed, for the creates that time out waiting.
     last_spawn_error: Option<String>,
+    /// Modules whose create is on its second worker (the first died during it).
+    create_retried: HashSet<String>,
     /// A refill is due at this time (see [`REFILL_DELAY`]).
     refill_after: Option<Instant>,
     /// When the heartbeats are checked next.
@@ -487,6 +489,7 @@ impl Core {
             counters: Counters::default(),
             spawn_failures_in_a_row: 0,
             last_spawn_error: None,
+            create_retried: HashSet::new(),
             refill_after: None,
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
@@ -646,6 +649,7 @@ impl Core {
                     }
                     _ => return,
                 };
+                self.create_retried.remove(&id);
                 match result {
                     Ok(ports) => {
                         let mut wants_standby = false;

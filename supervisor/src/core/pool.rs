@@ -39,7 +39,7 @@ impl Core {
     /// A spare just became ready: gives it to whoever waits for one. A module that
     /// lost its primary goes first, then a create that waited for a spare, then a
     /// module without its standby.
-    fn serve_one(&mut self, fx: &mut impl Effects) {
+    pub(super) fn serve_one(&mut self, fx: &mut impl Effects) {
         if let Some((id, fresh)) = self.needs_replacement.pop_first() {
             self.replace(&id, fresh, fx);
         } else if let Some((from, request, started)) = self.waiting.pop_front() {

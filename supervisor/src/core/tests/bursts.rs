@@ -306,3 +306,43 @@ fn a_create_waiting_past_the_limit_fails_alone_with_the_last_start_failure() {
     assert_eq!(fails[0].args[1], s("b"));
     assert!(matches!(&fails[0].args[2], T::String(r) if r.contains("did not connect")));
 }
+
+#[test]
+fn a_create_whose_worker_dies_during_it_is_tried_once_more_on_another_worker() {
+    let (mut core, mut fx) = started(3);
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/new",
+        vec![
+            s("lfo"),
+            s("l"),
+            s("standby"),
+            s("none"),
+            s("rate"),
+            T::Float(3.0),
+        ],
+    );
+    let (first, _, _, _) = last_assign(&fx, "l");
+    core.handle(Event::WorkerGone(first), &mut fx);
+    assert!(
+        !fx.replies.iter().any(|(_, m)| m.addr == "/fail"),
+        "one dead worker fails no create: {:?}",
+        fx.replies
+    );
+    let (second, token, _, _) = last_assign(&fx, "l");
+    assert_ne!(second, first, "another worker took it");
+    let rate = catalog::module("lfo").unwrap().param_index("rate").unwrap();
+    assert_eq!(
+        core.modules["l"].params[rate], 3.0,
+        "with the same parameters"
+    );
+    // A second death in a row fails it: a module that crashes every worker it
+    // starts on must not eat the pool.
+    core.handle(Event::WorkerGone(second), &mut fx);
+    let (addr, args) = last_reply(&fx);
+    assert_eq!((addr.as_str(), &args[1]), ("/fail", &s("l")));
+    assert!(matches!(&args[2], T::String(r) if r.contains("twice")));
+    assert!(!core.modules.contains_key("l"));
+    let _ = token;
+}
