@@ -826,13 +826,19 @@ fn pretty_names(observer: &jack::Client) -> (BTreeMap<String, String>, Vec<Strin
 
 /// The pretty-names `sup`'s workers should carry now, from its `/status`: a module's
 /// primary client is the module, its standby `<id> (standby)`, their ports their own
-/// names (`out`); every other worker is a `spare` whose ports carry their own generic
-/// names (`in_1`).
-fn expected_pretty_names(sup: &Supervisor, observer: &jack::Client) -> BTreeMap<String, String> {
+/// names (`out`); every other worker is a `spare`. A spare's ports carry no
+/// pretty-name or their own generic one (`in_1`, set when a module gave the port
+/// back): the patchbay shows `in_1` either way. Returns the names wanted and the
+/// spare ports with their generic names.
+fn expected_pretty_names(
+    sup: &Supervisor,
+    observer: &jack::Client,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let status = sup.status().unwrap();
     let mut want = BTreeMap::new();
     let prefix = format!("{}-w", sup.name);
     let mut playing = HashSet::new();
+    let mut spare_ports = BTreeMap::new();
     for m in &status.modules {
         let client = m.jack_client.clone();
         want.insert(client.clone(), m.id.clone());
@@ -853,10 +859,10 @@ fn expected_pretty_names(sup: &Supervisor, observer: &jack::Client) -> BTreeMap<
         let (client, generic) = port.split_once(':').unwrap();
         if !playing.contains(client) {
             want.insert(client.to_string(), "spare".into());
-            want.insert(port.clone(), generic.to_string());
+            spare_ports.insert(port.clone(), generic.to_string());
         }
     }
-    want
+    (want, spare_ports)
 }
 
 /// Waits until every pretty-name on the server's modsynth clients and ports is the
@@ -871,11 +877,12 @@ fn wait_for_pretty_names(sup: &Supervisor, observer: &jack::Client, after: &str)
     let prefix = format!("{}-w", sup.name);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let want = expected_pretty_names(sup, observer);
+        let (want, spare_ports) = expected_pretty_names(sup, observer);
         let (got, stale) = pretty_names(observer);
         let got: BTreeMap<String, String> = got
             .into_iter()
             .filter(|(subject, _)| subject.starts_with(&prefix))
+            .filter(|(subject, name)| spare_ports.get(subject) != Some(name))
             .collect();
         if got == want && (stale.is_empty() || stale_allowed) {
             return;

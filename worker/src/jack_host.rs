@@ -180,36 +180,26 @@ impl JackPorts {
         Ok(ports)
     }
 
-    /// Each port with the pretty-name a spare's port carries: its generic name.
-    fn generic_names(
-        &self,
-    ) -> impl Iterator<Item = (jack::jack_sys::jack_uuid_t, Option<String>)> + '_ {
-        let inputs = self.inputs.iter().enumerate();
-        let outputs = self.outputs.iter().enumerate();
-        inputs
-            .map(|(i, p)| (port_uuid(p), Some(generic_name("in", i))))
-            .chain(outputs.map(|(i, p)| (port_uuid(p), Some(generic_name("out", i)))))
-    }
-
     /// Registers generic ports until there are `MAX_INPUTS` inputs and
     /// `MAX_OUTPUTS` outputs.
     ///
     /// PipeWire keeps the metadata of dead ports and reuses their ids, so a new port
     /// may be born with a dead worker's pretty-name (seen: a new spare's `in_3`
-    /// labelled `tone:out`): its own generic name replaces it. Not a removal:
-    /// PipeWire 0.3.65's `jack_remove_properties` reports success and removes
-    /// nothing (tried), and single removals did not always reach other clients.
+    /// labelled `tone:out`): it is removed. By key: PipeWire 0.3.65's
+    /// `jack_remove_properties` reports success and removes nothing (tried). Not
+    /// replaced by a name: on PipeWire a name set on a port just registered landed
+    /// on another object (other clients saw `in_3` on no port, in 2 of 2 runs).
     fn top_up(&mut self, client: &jack::Client) -> Result<(), jack::Error> {
         while self.inputs.len() < MAX_INPUTS {
             let name = generic_name("in", self.inputs.len());
             let port = client.register_port(&name, jack::AudioIn::default())?;
-            label_port(client, &port, &name);
+            remove_name(client, port_uuid(&port));
             self.inputs.push(port);
         }
         while self.outputs.len() < MAX_OUTPUTS {
             let name = generic_name("out", self.outputs.len());
             let port = client.register_port(&name, jack::AudioOut::default())?;
-            label_port(client, &port, &name);
+            remove_name(client, port_uuid(&port));
             self.outputs.push(port);
         }
         Ok(())
@@ -642,9 +632,7 @@ impl Host {
             for (port, short) in &self.assigned {
                 want.push((port_uuid(port), Some(short.to_string())));
             }
-            if let Some(spare) = &self.spare_ports {
-                want.extend(spare.generic_names());
-            }
+
             self.settle_names(&want);
         }
     }
@@ -767,9 +755,9 @@ impl Host {
             kept.top_up(client)
                 .map_err(|e| format!("cannot register spare ports again: {e}"))?;
             self.label_client(Some(SPARE_LABEL));
-            let mut want = vec![(self.client.uuid(), self.client_label.clone())];
-            want.extend(kept.generic_names());
-            self.settle_names(&want);
+            // The client's name only: the kept ports were labelled once by
+            // release_port, the new ones unlabelled by top_up (see there).
+            self.settle_names(&[(self.client.uuid(), self.client_label.clone())]);
             self.spare_ports = Some(kept);
         }
         Ok(())
