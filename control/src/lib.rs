@@ -2,6 +2,7 @@
 //! network about modules. The modules themselves (catalog, parameters, names, the
 //! worker protocol) are plain data in [`modsynth_model`].
 //!
+//! - [`capacity`]: how many workers and JACK clients a set needs, and whether it fits.
 //! - [`client`]: an OSC client that waits for `modsynthd`'s answers.
 //! - [`osc`]: the OSC address space: requests decoded and checked, replies encoded.
 //! - [`packet`]: raw OSC packets into checked requests with due times (hostile input).
@@ -15,6 +16,7 @@
 //! (`modsynth_control::catalog`, ...) for code written before the split; new code
 //! names [`modsynth_model`] directly.
 
+pub mod capacity;
 pub mod client;
 pub mod osc;
 pub mod packet;

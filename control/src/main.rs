@@ -1,6 +1,7 @@
 //! `modsynth`: the command line of modsynth.
 
 use clap::{Parser, Subcommand};
+use modsynth_control::capacity::{self, Capacity};
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::StatusReport;
@@ -218,6 +219,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     set.jack.rate.map_or("auto".into(), |r| r.to_string()),
                     set.jack.period.map_or("auto".into(), |p| p.to_string()),
                 );
+                let needs = Capacity::of(&set);
+                println!(
+                    "{file}: needs {} workers = JACK clients ({} modules, {} hot standbys); \
+                     loads as assignments only from modsynthd --pool {} (default pool 8: \
+                     the other {} start during the load, one JACK client open each)",
+                    needs.jack_clients(),
+                    needs.modules,
+                    needs.standbys,
+                    needs.pool_for_instant_load(8),
+                    needs.jack_clients().saturating_sub(8),
+                );
+                let problems = needs.problems(capacity::DEFAULT_MAX_MODULES, 8);
+                if !problems.is_empty() {
+                    return Err(format!(
+                        "{file}: does not fit a default modsynthd on jackd2: {}",
+                        problems.join("; ")
+                    ));
+                }
             }
             _ => return Err("use `set ID PARAM VALUE`, `set load FILE [--replace]`, `set save FILE` or `set check FILE`".into()),
         },

@@ -23,7 +23,7 @@
 //! ```
 
 use crate::osc::{check_port_name, Standby};
-use modsynth_model::catalog::{self, Direction, ModuleSpec};
+use modsynth_model::catalog::{self, Direction, ModuleSpec, Signal};
 use modsynth_model::names::{check_module_id, is_worker_port, worker_port_error};
 use modsynth_model::param::{self, Value};
 use serde::Deserialize;
@@ -274,6 +274,19 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
             }
             check_module_port(&modules, name, want).map_err(|e| err(end.span().start, e))?;
         }
+        let midi = |name: &str| module_port(&modules, name).map(|p| p.signal == Signal::Midi);
+        if let (Some(from), Some(to)) = (midi(c.from.get_ref()), midi(c.to.get_ref())) {
+            if from != to {
+                return Err(err(
+                    c.to.span().start,
+                    format!(
+                        "'{}' and '{}' cannot be connected: one is a MIDI port, the other carries samples",
+                        c.from.get_ref(),
+                        c.to.get_ref()
+                    ),
+                ));
+            }
+        }
         connections.push(Connection {
             from: c.from.get_ref().clone(),
             to: c.to.get_ref().clone(),
@@ -290,6 +303,12 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
 fn names_a_module(modules: &[SetModule], name: &str) -> bool {
     name.split_once(':')
         .is_some_and(|(client, _)| modules.iter().any(|m| m.id == client))
+}
+
+/// The catalog port `name` stands for, if it is `<module of this set>:<port>`.
+fn module_port(modules: &[SetModule], name: &str) -> Option<&'static catalog::PortSpec> {
+    let (client, port) = name.split_once(':')?;
+    modules.iter().find(|m| m.id == client)?.spec.port(port)
 }
 
 /// If `name` is `<module of this set>:<port>`, the port must exist and face the right
@@ -448,6 +467,37 @@ to = "system:playback_1"
 
     fn error(text: &str) -> String {
         parse("set.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_midi_port_connected_to_an_audio_port_is_refused_with_both_names() {
+        let e = error(
+            "[[module]]\nid = \"k\"\ntype = \"midi2cv\"\n\n[[module]]\nid = \"o\"\ntype = \"vco\"\n\n\
+             [[connect]]\nfrom = \"o:out\"\nto = \"k:midi\"\n",
+        );
+        assert!(
+            e.contains("'o:out' and 'k:midi' cannot be connected"),
+            "{e}"
+        );
+        assert!(e.contains("set.toml:"), "{e}");
+    }
+
+    #[test]
+    fn every_example_set_in_scripts_sets_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sets");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 3,
+            "only {checked} example sets in {}",
+            dir.display()
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value = "")]
     allow: String,
     /// Modules at most (created or waiting for a spare); more are refused.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = modsynth_control::capacity::DEFAULT_MAX_MODULES)]
     max_modules: usize,
     /// Where set files live: OSC /set/load and /set/save take names in it
     /// [default: $XDG_DATA_HOME/modsynth/sets, else ~/.local/share/modsynth/sets].

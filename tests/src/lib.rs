@@ -8,6 +8,8 @@
 //!   frame time of the first sample.
 //! - [`player`]: a JACK client that plays given buffers (gates, impulses) and reports
 //!   the frame time of their first sample.
+//! - [`midi_player`]: a JACK client that plays timed MIDI messages and reports the
+//!   frame time they started at.
 //! - [`analysis`]: pure signal analysis (pitch by FFT, levels, spectra, gaps,
 //!   discontinuities); no JACK.
 //! - [`supervisor`]: runs `modsynthd` on a private server and talks OSC to it.
@@ -19,6 +21,7 @@
 pub mod analysis;
 pub mod capture;
 pub mod jack_server;
+pub mod midi_player;
 pub mod player;
 pub mod supervisor;
 pub mod threads;

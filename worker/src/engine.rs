@@ -652,6 +652,8 @@ fn due_offset(schedule: &[Scheduled], frame_time: u32, n_frames: usize) -> Optio
 pub struct Buffers {
     pub inputs: Vec<Vec<f32>>,
     pub outputs: Vec<Vec<f32>>,
+    /// The MIDI input's messages, every period the same (sorted by frame).
+    pub midi: Vec<crate::midi::MidiEvent>,
 }
 
 impl Buffers {
@@ -660,6 +662,7 @@ impl Buffers {
         Buffers {
             inputs: vec![vec![0.0; n_frames]; spec.input_ports().count()],
             outputs: vec![vec![0.0; n_frames]; spec.output_ports().count()],
+            midi: Vec::new(),
         }
     }
 }
@@ -676,6 +679,7 @@ impl Ports for Buffers {
             let n = n_frames.min(buf.len());
             *slot = &mut buf[..n];
         }
+        io.midi = &self.midi;
         io
     }
 }
@@ -917,6 +921,36 @@ mod tests {
         assert!(out(&e)[RAMP - 1..].iter().all(|&v| v == 0.75));
     }
 
+    /// A period of every kind of MIDI message, well-formed and not: notes held and
+    /// released, more keys than the stack holds, bend, pressure, CCs, clock, junk.
+    fn midi_workout(n: usize) -> Vec<crate::midi::MidiEvent> {
+        let mut events = crate::midi::MidiEvents::new();
+        let mut messages: Vec<Vec<u8>> = Vec::new();
+        for key in 40..60u8 {
+            messages.push(vec![0x90, key, 100]);
+        }
+        for key in 40..50u8 {
+            messages.push(vec![0x80, key, 0]);
+        }
+        messages.extend([
+            vec![0xE0, 0x7F, 0x7F],
+            vec![0xD0, 90],
+            vec![0xA0, 59, 80],
+            vec![0xB0, 1, 64],
+            vec![0xF8],
+            vec![0x45, 0x90],
+            vec![0x90, 200, 200],
+            vec![0x9F, 61],
+            vec![0xB0, 123, 0],
+            vec![0x91, 62, 90],
+        ]);
+        let count = messages.len();
+        for (i, m) in messages.iter().enumerate() {
+            events.push((i * n / count) as u32, m, n);
+        }
+        events.as_slice().to_vec()
+    }
+
     /// Every module, every parameter at its min, max and default, scheduled inside
     /// and across periods, plus module swaps: all under `assert_no_alloc`, which
     /// aborts the test process on any allocation or free.
@@ -930,6 +964,9 @@ mod tests {
                 for (i, s) in input.iter_mut().enumerate() {
                     *s = ((i * (k + 3)) % 17) as f32 / 17.0 - 0.4;
                 }
+            }
+            if spec.midi_input().is_some() {
+                buffers.midi = midi_workout(N);
             }
             c.install(Module::new(spec, 48_000.0), buffers).unwrap();
             for (index, p) in spec.params.iter().enumerate() {

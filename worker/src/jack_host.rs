@@ -8,7 +8,7 @@
 use crate::dsp::{Io, Module};
 use crate::engine::{self, Controller, Engine, Ports};
 use crate::shared_state::SharedState;
-use modsynth_model::catalog::{ModuleSpec, MAX_INPUTS, MAX_OUTPUTS};
+use modsynth_model::catalog::{Direction, ModuleSpec, Signal, MAX_INPUTS, MAX_OUTPUTS};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,15 +53,15 @@ fn release_port<PS>(
     if let Some(alias) = port.aliases().ok().and_then(|a| a.into_iter().next()) {
         let _ = port.unset_alias(&alias);
     }
-    // The port kept its generic name (`in_3`) while it played: it goes back to the
-    // spares as it is, in its place.
-    debug_assert_eq!(
-        port.name()
-            .ok()
-            .and_then(|n| n.rsplit(':').next().map(str::to_string)),
-        Some(generic_name(direction, kept.len()))
-    );
     if pooled {
+        // The port kept its generic name (`in_3`) while it played: it goes back to
+        // the spares as it is, in its place.
+        debug_assert_eq!(
+            port.name()
+                .ok()
+                .and_then(|n| n.rsplit(':').next().map(str::to_string)),
+            Some(generic_name(direction, kept.len()))
+        );
         kept.push(port);
     } else {
         let _ = client.unregister_port(port);
@@ -143,19 +143,73 @@ fn port_uuid<PS>(port: &jack::Port<PS>) -> jack::jack_sys::jack_uuid_t {
     unsafe { jack::jack_sys::jack_port_uuid(port.raw()) }
 }
 
+/// How many generic outputs a warm spare keeps: enough for every module but
+/// `midi2cv`, which registers the rest when it is assigned. Every port a spare keeps
+/// costs a latency pass of the whole graph when it is registered, and the unused
+/// ones another when they are unregistered after an assignment.
+pub const SPARE_OUTPUTS: usize = 2;
+
 /// The JACK ports of one module, in catalog order.
 pub struct JackPorts {
     pub inputs: Vec<jack::Port<jack::AudioIn>>,
     pub outputs: Vec<jack::Port<jack::AudioOut>>,
+    /// The MIDI input, for modules that have one (registered on assignment: no
+    /// spare keeps one).
+    pub midi: Option<jack::Port<jack::MidiIn>>,
+    /// The MIDI input's messages of the current period, copied out of JACK's
+    /// buffer into storage allocated here, off the real-time thread.
+    pub midi_events: crate::midi::MidiEvents,
 }
 
+/// The generic name of a module's MIDI input on a worker (`in_midi`: patching
+/// tells inputs by `:in_`).
+pub const MIDI_PORT: &str = "in_midi";
+
 impl JackPorts {
-    /// Registers `spec`'s ports on `client` under their catalog names.
-    pub fn register(client: &jack::Client, spec: &ModuleSpec) -> Result<JackPorts, jack::Error> {
-        let mut ports = JackPorts {
+    fn empty() -> JackPorts {
+        JackPorts {
             inputs: Vec::new(),
             outputs: Vec::new(),
-        };
+            midi: None,
+            midi_events: crate::midi::MidiEvents::new(),
+        }
+    }
+
+    /// The port names in catalog order (what `spec.ports[i]` is on JACK).
+    fn names_in_catalog_order(&self, spec: &ModuleSpec) -> Vec<String> {
+        let (mut inputs, mut outputs) = (self.inputs.iter(), self.outputs.iter());
+        spec.ports
+            .iter()
+            .map(|p| {
+                let name = match (p.direction, p.signal) {
+                    (Direction::In, Signal::Midi) => self.midi.as_ref().map(|p| p.name()),
+                    (Direction::In, _) => inputs.next().map(|p| p.name()),
+                    (Direction::Out, _) => outputs.next().map(|p| p.name()),
+                };
+                name.and_then(Result::ok).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Unowned handles to the ports in catalog order.
+    fn handles_in_catalog_order(&self, spec: &ModuleSpec) -> Vec<jack::Port<jack::Unowned>> {
+        let (mut inputs, mut outputs) = (self.inputs.iter(), self.outputs.iter());
+        spec.ports
+            .iter()
+            .filter_map(|p| match (p.direction, p.signal) {
+                (Direction::In, Signal::Midi) => self.midi.as_ref().map(|p| p.clone_unowned()),
+                (Direction::In, _) => inputs.next().map(|p| p.clone_unowned()),
+                (Direction::Out, _) => outputs.next().map(|p| p.clone_unowned()),
+            })
+            .collect()
+    }
+
+    /// Registers `spec`'s ports on `client` under their catalog names.
+    pub fn register(client: &jack::Client, spec: &ModuleSpec) -> Result<JackPorts, jack::Error> {
+        let mut ports = JackPorts::empty();
+        if let Some(p) = spec.midi_input() {
+            ports.midi = Some(client.register_port(p.name, jack::MidiIn::default())?);
+        }
         for p in spec.input_ports() {
             ports
                 .inputs
@@ -170,18 +224,15 @@ impl JackPorts {
     }
 
     /// Registers the generic ports a warm spare holds: `in_1..in_4`, `out_1..out_2`
-    /// (as many as the largest module needs). See [`Host::keep_spare_ports`].
+    /// (see [`SPARE_OUTPUTS`]). See [`Host::keep_spare_ports`].
     fn register_generic(client: &jack::Client) -> Result<JackPorts, jack::Error> {
-        let mut ports = JackPorts {
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        };
-        ports.top_up(client)?;
+        let mut ports = JackPorts::empty();
+        ports.top_up(client, SPARE_OUTPUTS)?;
         Ok(ports)
     }
 
-    /// Registers generic ports until there are `MAX_INPUTS` inputs and
-    /// `MAX_OUTPUTS` outputs.
+    /// Registers generic ports until there are `MAX_INPUTS` inputs and `outputs`
+    /// outputs.
     ///
     /// PipeWire keeps the metadata of dead ports and reuses their ids, so a new port
     /// may be born with a dead worker's pretty-name (seen: a new spare's `in_3`
@@ -189,14 +240,14 @@ impl JackPorts {
     /// `jack_remove_properties` reports success and removes nothing (tried). Not
     /// replaced by a name: on PipeWire a name set on a port just registered landed
     /// on another object (other clients saw `in_3` on no port, in 2 of 2 runs).
-    fn top_up(&mut self, client: &jack::Client) -> Result<(), jack::Error> {
+    fn top_up(&mut self, client: &jack::Client, outputs: usize) -> Result<(), jack::Error> {
         while self.inputs.len() < MAX_INPUTS {
             let name = generic_name("in", self.inputs.len());
             let port = client.register_port(&name, jack::AudioIn::default())?;
             remove_name(client, port_uuid(&port));
             self.inputs.push(port);
         }
-        while self.outputs.len() < MAX_OUTPUTS {
+        while self.outputs.len() < outputs.min(MAX_OUTPUTS) {
             let name = generic_name("out", self.outputs.len());
             let port = client.register_port(&name, jack::AudioOut::default())?;
             remove_name(client, port_uuid(&port));
@@ -214,8 +265,15 @@ fn generic_name(direction: &str, index: usize) -> String {
 impl Ports for JackPorts {
     type Scope = jack::ProcessScope;
 
-    fn bind<'a>(&'a mut self, _n_frames: usize, scope: &'a jack::ProcessScope) -> Io<'a> {
+    fn bind<'a>(&'a mut self, n_frames: usize, scope: &'a jack::ProcessScope) -> Io<'a> {
+        self.midi_events.clear();
+        if let Some(port) = &self.midi {
+            for event in port.iter(scope) {
+                self.midi_events.push(event.time, event.bytes, n_frames);
+            }
+        }
         let mut io = Io::empty();
+        io.midi = self.midi_events.as_slice();
         for (slot, port) in io.inputs.iter_mut().zip(&self.inputs) {
             *slot = port.as_slice(scope);
         }
@@ -506,26 +564,15 @@ impl Host {
         };
         let ports = match self.spare_ports.take() {
             Some(spare) => self.take_spare(spare, spec),
-            None => JackPorts::register(self.client(), spec)
-                .map_err(|e| format!("cannot register the ports of {}: {e}", spec.name))?,
-        };
+            None => JackPorts::register(self.client(), spec),
+        }
+        .map_err(|e| format!("cannot register the ports of {}: {e}", spec.name))?;
         let t1 = Instant::now();
-        let mut full_names: Vec<String> = ports
-            .inputs
-            .iter()
-            .map(|p| p.name().unwrap_or_default())
-            .collect();
-        full_names.extend(ports.outputs.iter().map(|p| p.name().unwrap_or_default()));
-        let port_names = spec
-            .input_ports()
-            .chain(spec.output_ports())
-            .map(|p| p.name);
-        let handles = ports
-            .inputs
-            .iter()
-            .map(|p| p.clone_unowned())
-            .chain(ports.outputs.iter().map(|p| p.clone_unowned()));
-        self.assigned = handles.zip(port_names).collect();
+        // In catalog order: the supervisor finds `spec.ports[i]` at index i.
+        let full_names = ports.names_in_catalog_order(spec);
+        let port_names = spec.ports.iter().map(|p| p.name);
+        let handles = ports.handles_in_catalog_order(spec);
+        self.assigned = handles.into_iter().zip(port_names).collect();
         // A standby or a replacement keeps `spare` until it is named (at once for a
         // standby, at TakeNames for a replacement): a removal followed at once by a
         // new name lost the new name on PipeWire.
@@ -603,15 +650,36 @@ impl Host {
     /// client of a rename, and with 32 modules playing (~100 clients) that took 31 ms
     /// median (measured), against 0.1 ms for aliases and pretty-names. PipeWire never
     /// honoured renames anyway.
-    fn take_spare(&mut self, mut spare: JackPorts, spec: &ModuleSpec) -> JackPorts {
+    ///
+    /// A module with more outputs than a spare keeps ([`SPARE_OUTPUTS`]) or a MIDI
+    /// input gets them registered here (generic names too: `out_3`, `in_midi`).
+    fn take_spare(
+        &mut self,
+        mut spare: JackPorts,
+        spec: &ModuleSpec,
+    ) -> Result<JackPorts, jack::Error> {
         let n_in = spec.input_ports().count();
         let n_out = spec.output_ports().count();
-        let unused = JackPorts {
-            inputs: spare.inputs.split_off(n_in),
-            outputs: spare.outputs.split_off(n_out),
-        };
+        let mut unused = JackPorts::empty();
+        unused.inputs = spare.inputs.split_off(n_in.min(spare.inputs.len()));
+        unused.outputs = spare.outputs.split_off(n_out.min(spare.outputs.len()));
         self.unused_ports = Some(unused);
-        spare
+        let client = &self.client;
+        // Only outputs: the inputs it does not use still hold their generic names.
+        // Unlabelled until the module's naming names them, like new spare ports (a
+        // reused id may carry a dead worker's name on PipeWire; see `top_up`).
+        while spare.outputs.len() < n_out {
+            let name = generic_name("out", spare.outputs.len());
+            let port = client.register_port(&name, jack::AudioOut::default())?;
+            remove_name(client, port_uuid(&port));
+            spare.outputs.push(port);
+        }
+        if spec.midi_input().is_some() {
+            let port = client.register_port(MIDI_PORT, jack::MidiIn::default())?;
+            remove_name(client, port_uuid(&port));
+            spare.midi = Some(port);
+        }
+        Ok(spare)
     }
 
     /// Whether this host keeps generic spare ports between modules.
@@ -686,7 +754,10 @@ impl Host {
 
     /// Unregisters the ports the last assignment did not need; whether there were.
     fn unregister_unused(&mut self) -> bool {
-        let Some(JackPorts { inputs, outputs }) = self.unused_ports.take() else {
+        let Some(JackPorts {
+            inputs, outputs, ..
+        }) = self.unused_ports.take()
+        else {
             return false;
         };
         // Their generic names go first: a server may keep a port's metadata after
@@ -739,21 +810,30 @@ impl Host {
         let client = &self.client;
         // PipeWire keeps metadata after its subject is gone: remove it explicitly.
         remove_name(client, client.uuid());
-        let mut kept = JackPorts {
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-        };
+        let mut kept = JackPorts::empty();
         for slot in slots {
-            let JackPorts { inputs, outputs } = slot.ports;
+            let JackPorts {
+                inputs,
+                outputs,
+                midi,
+                ..
+            } = slot.ports;
             for port in inputs {
                 release_port(client, port, "in", &mut kept.inputs, pooled);
             }
             for port in outputs {
-                release_port(client, port, "out", &mut kept.outputs, pooled);
+                // Past what a spare keeps (midi2cv's extra outputs): unregistered.
+                let keep = pooled && kept.outputs.len() < SPARE_OUTPUTS;
+                release_port(client, port, "out", &mut kept.outputs, keep);
+            }
+            if let Some(port) = midi {
+                let _ = client.disconnect(&port);
+                remove_name(client, port_uuid(&port));
+                let _ = client.unregister_port(port);
             }
         }
         if pooled {
-            kept.top_up(client)
+            kept.top_up(client, SPARE_OUTPUTS)
                 .map_err(|e| format!("cannot register spare ports again: {e}"))?;
             self.label_client(Some(SPARE_LABEL));
             // The client's name only: the kept ports were labelled once by

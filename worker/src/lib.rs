@@ -6,6 +6,7 @@
 //! - [`engine`]: the real-time engine that plays a module and applies parameter
 //!   changes at their sample, fed through `rtrb` rings.
 //! - [`jack_host`]: runs the engine inside a JACK client.
+//! - [`midi`]: a period's MIDI messages, as the real-time thread hands them over.
 //! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 //! - [`standby`]: a standby's watch over its primary, asleep until it dies.
@@ -15,6 +16,7 @@ pub mod denormals;
 pub mod dsp;
 pub mod engine;
 pub mod jack_host;
+pub mod midi;
 pub mod pooled;
 pub mod shared_state;
 pub mod standby;

@@ -28,6 +28,7 @@ fn input(spec: &ModuleSpec, port: usize, i: usize) -> f32 {
         (Signal::Gate, _) => (i / 4_800).is_multiple_of(2) as u8 as f32,
         (Signal::Cv, "vco") => 0.1 * (std::f32::consts::TAU * 3.0 * t).sin(),
         (Signal::Cv, _) => 0.0,
+        (Signal::Midi, _) => unreachable!("a MIDI port is not among the audio inputs"),
     }
 }
 

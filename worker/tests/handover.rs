@@ -47,6 +47,7 @@ fn input(signal: Signal, port: usize, i: usize) -> f32 {
         }
         Signal::Cv => 0.3 * (std::f32::consts::TAU * 7.0 * t).sin(),
         Signal::Gate => (i / 300).is_multiple_of(2) as u8 as f32,
+        Signal::Midi => unreachable!("a MIDI port is not among the audio inputs"),
     }
 }
 

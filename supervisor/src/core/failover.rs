@@ -88,21 +88,44 @@ impl Core {
         }
     }
 
-    /// The primary died before its module was confirmed: the create fails and the
-    /// module is gone.
+    /// The primary died before its module was confirmed (killed, or crashed while
+    /// opening the module): the create is tried once more on another worker, at
+    /// the head of the queue, so one bad worker fails no create; if that one dies
+    /// too (a module that crashes every worker it starts on), the create fails and
+    /// the module is gone.
     pub(super) fn died_while_created(&mut self, id: &str, fx: &mut impl Effects) {
-        if let Some(m) = self.modules.remove(id) {
-            fx.unlink_state(&m.state);
-            if let Some(standby) = m.standby_worker {
-                self.retire(standby, fx);
-            }
+        let Some(m) = self.modules.remove(id) else {
+            return;
+        };
+        fx.unlink_state(&m.state);
+        if let Some(standby) = m.standby_worker {
+            self.retire(standby, fx);
         }
         let creates = self
             .requests
             .tokens(|p| matches!(p, Pending::Create { id: c, .. } if c == id));
         for t in creates {
-            if let Some(Pending::Create { from, id, .. }) = self.requests.remove(t) {
-                self.create_failed(from, &id, "its worker died while starting it", fx);
+            let Some(Pending::Create {
+                from, id, started, ..
+            }) = self.requests.remove(t)
+            else {
+                continue;
+            };
+            if self.create_retried.insert(id.clone()) {
+                tracing::warn!("the worker of {id} died while starting it: trying another");
+                let request = Request::New {
+                    spec: m.spec,
+                    params: (0..m.spec.params.len()).map(|i| (i, m.params[i])).collect(),
+                    id,
+                    standby: m.standby,
+                };
+                self.waiting.push_front((from, request, started));
+                if self.pool.spares() > 0 {
+                    self.serve_one(fx);
+                }
+            } else {
+                self.create_retried.remove(&id);
+                self.create_failed(from, &id, "its worker died while starting it, twice", fx);
             }
         }
     }

@@ -321,6 +321,20 @@ pub const MAX_SPARES_FACTOR: usize = 2;
 /// installation must not spin); any successful spawn resets the count.
 pub const MAX_SPAWN_FAILURES_IN_A_ROW: u32 = 3;
 
+/// The first retry of a worker start that failed waits this long, each further
+/// failure in a row twice as long (up to [`SPAWN_RETRY_MAX`]): a server busy
+/// closing clients (seen: 64 at once during a `set load --replace`) refuses or
+/// stalls opens for a moment, and retrying at once only adds to its queue.
+pub const SPAWN_RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between two tries of a failing worker start.
+pub const SPAWN_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A create that has waited this long for a spare fails (with the last spawn
+/// failure as its reason), alone: the others keep waiting. Three times a worker's
+/// own start timeout, so a slow start or two does not fail anything.
+pub const CREATE_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
 /// Periods a primary may fall behind the server's cycles without publishing its
 /// state before the supervisor kills it as hung (SIGSTOPped, looping, zombified by
 /// jackd). Twice the standby's own limit: a standby normally notices first and takes
@@ -411,8 +425,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_modules: 64,
-            jack_clients: 192,
+            max_modules: modsynth_control::capacity::DEFAULT_MAX_MODULES,
+            jack_clients: modsynth_control::capacity::DEFAULT_MODULE_CLIENTS,
         }
     }
 }
@@ -440,6 +454,10 @@ pub struct Core {
     /// `/notify` subscribers.
     subscribers: Subscribers,
     counters: Counters,
+    /// Why the last worker start failed, for the creates that time out waiting.
+    last_spawn_error: Option<String>,
+    /// Modules whose create is on its second worker (the first died during it).
+    create_retried: HashSet<String>,
     /// When the heartbeats are checked next.
     next_heartbeat: Option<Instant>,
     /// Workers killed as hung whose death has not arrived yet.
@@ -463,6 +481,8 @@ impl Core {
             requests: Requests::default(),
             subscribers: Subscribers::default(),
             counters: Counters::default(),
+            last_spawn_error: None,
+            create_retried: HashSet::new(),
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
             disconnections: Vec::new(),
@@ -525,25 +545,7 @@ impl Core {
                 Err(fail) => fx.reply(from, fail.to_message()),
             },
             Event::Spawned(new) => self.spawned(new, fx),
-            Event::SpawnFailed { id, reason } => {
-                tracing::error!("worker w{id:02} did not start: {reason}");
-                self.pool.start_failed(id);
-                self.counters.spawn_failures += 1;
-                self.refill(fx);
-                if self.pool.spares() == 0 && self.pool.starting() == 0 {
-                    let waiting: Vec<_> = self.waiting.drain(..).collect();
-                    for (from, request, _) in waiting {
-                        if let Request::New { id, .. } = request {
-                            self.create_failed(
-                                from,
-                                &id,
-                                &format!("no worker could be started: {reason}"),
-                                fx,
-                            );
-                        }
-                    }
-                }
-            }
+            Event::SpawnFailed { id, reason } => self.spawn_failed(id, reason, fx),
             Event::FromWorker(id, msg) => self.worker_said(id, msg, fx),
             Event::WorkerGone(id) => self.worker_gone(id, fx),
             Event::WorkerDied { id, how } => {
@@ -627,6 +629,7 @@ impl Core {
                     }
                     _ => return,
                 };
+                self.create_retried.remove(&id);
                 match result {
                     Ok(ports) => {
                         let mut wants_standby = false;
@@ -636,7 +639,12 @@ impl Core {
                             m.playing_since = Some(now);
                             wants_standby = m.standby == Standby::Hot;
                         }
-                        if wants_standby {
+                        if wants_standby && !self.waiting.is_empty() {
+                            // Primaries first: while creates wait for spares (a set
+                            // being loaded), a standby would take the spare the next
+                            // module needs to play. It follows once they are served.
+                            self.needs_standby.insert(id.clone());
+                        } else if wants_standby {
                             self.add_standby(&id, fx);
                         }
                         let ms = fx.now().duration_since(started).as_secs_f64() * 1e3;
@@ -694,15 +702,7 @@ impl Core {
                 if let Some(Pending::Free { from, id }) = self.requests.remove(token) {
                     fx.reply(from, osc::done("/module/free", vec![osc::text(&id)]));
                 }
-                // Surplus spares are kept up to twice the pool: retiring one closes a
-                // JACK client, which on jackd2 is a synchronous notification to every
-                // client and slowed creates running at the same time (measured).
-                if self.pool.spares() < MAX_SPARES_FACTOR * self.config.pool && !self.shutting_down
-                {
-                    self.make_spare(wid);
-                } else {
-                    self.retire(wid, fx);
-                }
+                self.worker_freed(wid, fx);
             }
             FromWorker::Synced { token } | FromWorker::Report { token, .. }
                 if !self.requests.expects(token) => {}
@@ -750,6 +750,7 @@ impl Core {
         if self.next_heartbeat.is_none_or(|t| now >= t) {
             self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
             self.check_heartbeats(fx);
+            self.expire_waiting(fx);
             self.send_held(false, fx);
         }
         self.follow_disconnections(fx);

@@ -372,6 +372,7 @@ impl Core {
         reason: &str,
         fx: &mut impl Effects,
     ) {
+        self.create_retried.remove(id);
         match from {
             Origin::Client(to) => fx.reply(to, fail("/module/new", id, reason)),
             Origin::Load(token) => self.load_progress(token, id, Some(reason), fx),

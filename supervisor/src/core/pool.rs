@@ -63,6 +63,11 @@ impl Pool {
         self.failures_in_a_row += 1;
     }
 
+    /// Worker starts that failed since the last one that worked.
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.failures_in_a_row
+    }
+
     /// A user asked for a worker: after repeated failures the pool stopped
     /// refilling, and this is worth one more try (which fails with the reason if
     /// it fails too).
@@ -110,6 +115,11 @@ impl Pool {
         due
     }
 
+    /// Schedules a refill at `due`, or keeps the one due earlier.
+    pub fn refill_at(&mut self, due: Instant) {
+        self.refill_after = Some(self.refill_after.map_or(due, |t| t.min(due)));
+    }
+
     /// When the scheduled refill is due.
     pub fn refill_deadline(&self) -> Option<Instant> {
         self.refill_after
@@ -145,8 +155,14 @@ impl Core {
             fx,
             osc::message("/pool/spare", vec![OscType::Int(self.pool.spares() as i32)]),
         );
-        // A module that lost its primary goes first, then a create that waited for
-        // this spare, then a module without its standby.
+        self.serve_one(fx);
+        self.refill(fx);
+    }
+
+    /// A spare just became ready: gives it to whoever waits for one. A module that
+    /// lost its primary goes first, then a create that waited for a spare, then a
+    /// module without its standby.
+    pub(super) fn serve_one(&mut self, fx: &mut impl Effects) {
         if let Some((id, fresh)) = self.needs_replacement.pop_first() {
             self.replace(&id, fresh, fx);
         } else if let Some((from, request, started)) = self.waiting.pop_front() {
@@ -155,7 +171,103 @@ impl Core {
         } else if let Some(id) = self.needs_standby.pop_first() {
             self.add_standby(&id, fx);
         }
-        self.refill(fx);
+    }
+
+    /// Spares that requests known now will take: waiting creates (two each with a
+    /// hot standby), replacements, and the standbys of modules that have none yet
+    /// (including those whose primary is still being assigned: a set load's
+    /// standbys are known as soon as its creates are).
+    fn demand(&self) -> usize {
+        let creates: usize = self
+            .waiting
+            .iter()
+            .map(|(_, r, _)| match r {
+                Request::New {
+                    standby: Standby::Hot,
+                    ..
+                } => 2,
+                _ => 1,
+            })
+            .sum();
+        let standbys = self
+            .modules
+            .values()
+            .filter(|m| m.standby == Standby::Hot && m.standby_worker.is_none() && !m.quarantined)
+            .count();
+        creates + self.needs_replacement.len() + standbys
+    }
+
+    /// A worker let its module go (ports unregistered, names and properties
+    /// removed): it is reused, first by whoever waits for a spare, instead of
+    /// closing its JACK client and starting a new one. A `set load --replace`
+    /// frees the old set's workers while the new set's creates wait, and a JACK
+    /// client closed and opened again costs jackd2 two passes over every client
+    /// (that is how all 32 creates of a replace failed in issue 18). Surplus spares
+    /// are kept up to [`MAX_SPARES_FACTOR`] times the pool beyond what is waited
+    /// for; only beyond that are they retired (closing a JACK client is a
+    /// synchronous notification to every client and slowed creates running at the
+    /// same time, measured).
+    pub(super) fn worker_freed(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        let keep = MAX_SPARES_FACTOR * self.config.pool + self.demand();
+        if self.shutting_down || self.pool.spares() >= keep {
+            return self.retire(wid, fx);
+        }
+        self.make_spare(wid);
+        self.serve_one(fx);
+    }
+
+    /// A worker could not be started. Nothing fails at once: the start is tried
+    /// again after a backoff (see [`SPAWN_RETRY_BACKOFF`]). Only when starts keep
+    /// failing ([`MAX_SPAWN_FAILURES_IN_A_ROW`]) and no spare is on its way does
+    /// the create that waited longest fail, with the reason; each other waiting
+    /// create gets a try of its own before it can fail too. So one spare that
+    /// could not open its JACK client in time fails no create, and a broken
+    /// installation fails them one by one, each with the reason, never spinning.
+    pub(super) fn spawn_failed(&mut self, id: WorkerId, reason: String, fx: &mut impl Effects) {
+        tracing::error!("worker w{id:02} did not start: {reason}");
+        self.pool.start_failed(id);
+        self.counters.spawn_failures += 1;
+        let tries = self.pool.failures_in_a_row();
+        if tries >= MAX_SPAWN_FAILURES_IN_A_ROW
+            && self.pool.spares() == 0
+            && self.pool.starting() == 0
+        {
+            if let Some((from, Request::New { id, .. }, _)) = self.waiting.pop_front() {
+                let why = format!("no worker could be started ({tries} tries in a row): {reason}");
+                self.create_failed(from, &id, &why, fx);
+            }
+            if !self.waiting.is_empty() {
+                self.pool.try_again();
+            }
+        }
+        self.last_spawn_error = Some(reason);
+        let doublings = self.pool.failures_in_a_row().saturating_sub(1).min(8);
+        let backoff = (SPAWN_RETRY_BACKOFF * 2u32.pow(doublings)).min(SPAWN_RETRY_MAX);
+        self.pool.refill_at(fx.now() + backoff);
+    }
+
+    /// Fails the creates that have waited for a spare longer than
+    /// [`CREATE_WAIT_LIMIT`], each alone, with the last spawn failure as reason.
+    pub(super) fn expire_waiting(&mut self, fx: &mut impl Effects) {
+        let now = fx.now();
+        while let Some((_, _, started)) = self.waiting.front() {
+            if now.duration_since(*started) < CREATE_WAIT_LIMIT {
+                break;
+            }
+            let Some((from, request, _)) = self.waiting.pop_front() else {
+                break;
+            };
+            if let Request::New { id, .. } = request {
+                let why = match &self.last_spawn_error {
+                    Some(e) => format!(
+                        "no spare within {} s (last worker start failed: {e})",
+                        CREATE_WAIT_LIMIT.as_secs()
+                    ),
+                    None => format!("no spare within {} s", CREATE_WAIT_LIMIT.as_secs()),
+                };
+                self.create_failed(from, &id, &why, fx);
+            }
+        }
     }
 
     /// During shutdown: keeps [`MAX_CONCURRENT_SPAWNS`] workers closing at a time.
@@ -210,8 +322,17 @@ impl Core {
         if self.shutting_down {
             return;
         }
-        let want = self.config.pool + self.waiting.len() + self.needs_replacement.len();
-        for id in self.pool.start_more(want) {
+        // Sized for what waits, standbys included: a set load queues its creates
+        // here, so the pool grows for the whole set at once, not a spare at a time.
+        // Workers being freed count as spares on their way: a replace frees the old
+        // set's workers as its creates start waiting, and they serve them.
+        let want = self.config.pool + self.demand();
+        let freeing = self
+            .workers
+            .values()
+            .filter(|w| w.role == Role::Freeing)
+            .count();
+        for id in self.pool.start_more(want.saturating_sub(freeing)) {
             fx.spawn(id);
         }
     }

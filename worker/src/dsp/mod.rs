@@ -17,14 +17,17 @@
 //! assert_eq!(out[0].len(), 256);
 //! ```
 
+use crate::midi::MidiEvent;
 use modsynth_model::catalog::{self, Kind, ModuleSpec, MAX_INPUTS, MAX_OUTPUTS, MAX_PARAMS};
 use smooth::Ramps;
 use std::ops::Range;
 
 pub mod adsr;
+pub mod clock;
 pub mod constant;
 pub mod delay;
 pub mod lfo;
+pub mod midi2cv;
 pub mod mixer;
 pub mod noise;
 pub mod seq;
@@ -43,6 +46,9 @@ pub struct Io<'a> {
     pub inputs: [&'a [f32]; MAX_INPUTS],
     /// This period's output buffers, written by the kernel.
     pub outputs: [&'a mut [f32]; MAX_OUTPUTS],
+    /// The period's messages at the MIDI input, sorted by frame (empty for modules
+    /// without one). A kernel called for a part of the period reads those inside it.
+    pub midi: &'a [MidiEvent],
 }
 
 impl<'a> Io<'a> {
@@ -50,7 +56,8 @@ impl<'a> Io<'a> {
     pub fn empty() -> Io<'a> {
         Io {
             inputs: [&[]; MAX_INPUTS],
-            outputs: [&mut [], &mut []],
+            outputs: std::array::from_fn(|_| <&mut [f32]>::default()),
+            midi: &[],
         }
     }
 }
@@ -91,6 +98,10 @@ pub enum Kernel {
     Seq(seq::Seq),
     /// A `const`'s state.
     Const(constant::Const),
+    /// A `midi2cv`'s state.
+    Midi2cv(midi2cv::Midi2cv),
+    /// A `clock`'s state.
+    Clock(clock::Clock),
 }
 
 impl Kernel {
@@ -107,6 +118,8 @@ impl Kernel {
             Kind::Delay => Kernel::Delay(delay::Delay::default()),
             Kind::Seq => Kernel::Seq(seq::Seq::default()),
             Kind::Const => Kernel::Const(constant::Const::default()),
+            Kind::Midi2cv => Kernel::Midi2cv(midi2cv::Midi2cv::default()),
+            Kind::Clock => Kernel::Clock(clock::Clock::default()),
         }
     }
 
@@ -127,7 +140,17 @@ impl Kernel {
             Kernel::Lfo(k) => k.phase.is_finite(),
             Kernel::Vcf(k) => k.ic1eq.is_finite() && k.ic2eq.is_finite(),
             Kernel::Adsr(k) => k.level.is_finite() && k.release_step.is_finite(),
-            Kernel::Seq(k) => k.origin.is_finite() && k.rate.is_finite() && k.samples < MAX_COUNT,
+            Kernel::Seq(k) => {
+                k.origin.is_finite()
+                    && k.rate.is_finite()
+                    && k.samples < MAX_COUNT
+                    && k.next_step < catalog::seq::STEPS_HELD as u64
+                    && k.step < MAX_COUNT
+                    && k.clocked <= 1
+                    && k.inputs_high <= 3
+            }
+            Kernel::Midi2cv(k) => k.is_sane(),
+            Kernel::Clock(k) => k.is_sane(),
             Kernel::Vca(_)
             | Kernel::Mixer(_)
             | Kernel::Noise(_)
@@ -148,6 +171,8 @@ impl Kernel {
             Kernel::Delay(k) => k.process(ctx, io, range, buffer),
             Kernel::Seq(k) => k.process(ctx, io, range),
             Kernel::Const(k) => k.process(ctx, io, range),
+            Kernel::Midi2cv(k) => k.process(ctx, io, range),
+            Kernel::Clock(k) => k.process(ctx, io, range),
         }
     }
 }
@@ -374,6 +399,16 @@ impl Module {
     /// read silence. Returns one buffer per output port. Allocates: for tests and the
     /// bench, not for the real-time thread.
     pub fn render(&mut self, inputs: &[&[f32]], frames: usize) -> Vec<Vec<f32>> {
+        self.render_with_midi(inputs, &[], frames)
+    }
+
+    /// [`Module::render`] with `midi` (sorted by frame) at the MIDI input.
+    pub fn render_with_midi(
+        &mut self,
+        inputs: &[&[f32]],
+        midi: &[MidiEvent],
+        frames: usize,
+    ) -> Vec<Vec<f32>> {
         let silence = vec![0.0; frames];
         let n_out = self.spec.output_ports().count();
         let mut outs = vec![vec![0.0; frames]; MAX_OUTPUTS];
@@ -385,6 +420,7 @@ impl Module {
             for (slot, buf) in io.outputs.iter_mut().zip(outs.iter_mut()) {
                 *slot = &mut buf[..];
             }
+            io.midi = midi;
             self.process(&mut io, 0..frames);
         }
         outs.truncate(n_out);

@@ -34,19 +34,35 @@ fn splitting_a_period_does_not_change_the_output() {
             }
             m
         };
-        let whole = gliding().render(&inputs, 1024);
+        // MIDI on the frames the period is split at, and between them.
+        let mut midi = crate::midi::MidiEvents::new();
+        if spec.midi_input().is_some() {
+            for (frame, bytes) in [
+                (1, [0x90, 60, 100]),
+                (7, [0x90, 64, 90]),
+                (100, [0xE0, 0, 0x50]),
+                (256, [0x80, 64, 0]),
+                (299, [0x90, 67, 20]),
+                (300, [0xB0, 1, 90]),
+                (1023, [0x80, 60, 0]),
+            ] {
+                midi.push(frame, &bytes, 1024);
+            }
+        }
+        let midi = midi.as_slice();
+        let whole = gliding().render_with_midi(&inputs, midi, 1024);
         let mut split = gliding();
-        let mut outs = vec![vec![0.0f32; 1024]; 2];
+        let mut outs = vec![vec![0.0f32; 1024]; whole.len()];
         let bounds = [0, 1, 7, 256, 300, 1023, 1024];
         for w in bounds.windows(2) {
             let mut io = Io::empty();
             for (slot, buf) in io.inputs.iter_mut().zip(&inputs) {
                 *slot = buf;
             }
-            let [a, b] = &mut outs[..] else {
-                unreachable!()
-            };
-            io.outputs = [&mut a[..], &mut b[..]];
+            for (slot, buf) in io.outputs.iter_mut().zip(outs.iter_mut()) {
+                *slot = &mut buf[..];
+            }
+            io.midi = midi;
             split.process(&mut io, w[0]..w[1]);
         }
         for (k, o) in whole.iter().enumerate() {

@@ -21,9 +21,11 @@
 //! ```
 
 pub mod adsr;
+pub mod clock;
 pub mod constant;
 pub mod delay;
 pub mod lfo;
+pub mod midi2cv;
 pub mod mixer;
 pub mod noise;
 pub mod seq;
@@ -35,8 +37,8 @@ pub mod vco;
 pub const MAX_PARAMS: usize = 24;
 /// How many input ports a module may have at most.
 pub const MAX_INPUTS: usize = 4;
-/// How many output ports a module may have at most.
-pub const MAX_OUTPUTS: usize = 2;
+/// How many output ports a module may have at most (`midi2cv` has six).
+pub const MAX_OUTPUTS: usize = 6;
 
 /// Whether a port receives or sends signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +49,8 @@ pub enum Direction {
     Out,
 }
 
-/// What a port carries. All are JACK audio ports (32-bit float at audio rate); the
-/// kind only says how the values are meant.
+/// What a port carries. All but [`Signal::Midi`] are JACK audio ports (32-bit float
+/// at audio rate), where the kind only says how the values are meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// Audio, nominally within ±1.0.
@@ -57,6 +59,9 @@ pub enum Signal {
     Cv,
     /// Gates and triggers: high at >= 0.5.
     Gate,
+    /// A JACK MIDI port: timestamped MIDI messages, not samples. Only inputs so far;
+    /// the DSP never sees it as a buffer ([`ModuleSpec::input_ports`] leaves it out).
+    Midi,
 }
 
 impl Signal {
@@ -66,6 +71,7 @@ impl Signal {
             Signal::Audio => "audio",
             Signal::Cv => "cv",
             Signal::Gate => "gate",
+            Signal::Midi => "midi",
         }
     }
 }
@@ -208,6 +214,10 @@ pub enum Kind {
     Seq,
     /// [`constant`]
     Const,
+    /// [`midi2cv`]
+    Midi2cv,
+    /// [`clock`]
+    Clock,
 }
 
 /// One module type.
@@ -258,9 +268,19 @@ impl ModuleSpec {
             })
     }
 
-    /// Input ports in catalog order (the order the DSP sees them in).
+    /// Audio-rate input ports in catalog order (the order the DSP sees them in);
+    /// the MIDI input is [`ModuleSpec::midi_input`].
     pub fn input_ports(&self) -> impl Iterator<Item = &'static PortSpec> {
-        self.ports.iter().filter(|p| p.direction == Direction::In)
+        self.ports
+            .iter()
+            .filter(|p| p.direction == Direction::In && p.signal != Signal::Midi)
+    }
+
+    /// The module's MIDI input port, if it has one (at most one).
+    pub fn midi_input(&self) -> Option<&'static PortSpec> {
+        self.ports
+            .iter()
+            .find(|p| p.direction == Direction::In && p.signal == Signal::Midi)
     }
 
     /// Output ports in catalog order (the order the DSP writes them in).
@@ -379,6 +399,8 @@ static MODULES: &[ModuleSpec] = &[
     delay::SPEC,
     seq::SPEC,
     constant::SPEC,
+    midi2cv::SPEC,
+    clock::SPEC,
 ];
 
 /// Places each parameter at the index named beside it, so the constant a kernel
@@ -404,16 +426,18 @@ const PLACEHOLDER: ParamSpec = float("", "", 0.0, 0.0, 0.0, "");
 
 /// Checks that the index named beside each port is its position among the ports of
 /// its direction (inputs and outputs are counted apart, in table order: the order
-/// the kernel sees them in), and returns the ports. Fails the build otherwise.
+/// the kernel sees them in; a MIDI input apart from both), and returns the ports. Fails the build otherwise.
 const fn ports<const N: usize>(entries: [(usize, PortSpec); N]) -> [PortSpec; N] {
     let mut table = [PLACEHOLDER_PORT; N];
-    let (mut inputs, mut outputs) = (0, 0);
+    let (mut inputs, mut outputs, mut midi) = (0, 0, 0);
     let mut i = 0;
     while i < N {
         let (index, spec) = entries[i];
-        let next = match spec.direction {
-            Direction::In => &mut inputs,
-            Direction::Out => &mut outputs,
+        let next = match (spec.direction, spec.signal) {
+            // The MIDI input is no buffer of the kernel's: counted apart.
+            (Direction::In, Signal::Midi) => &mut midi,
+            (Direction::In, _) => &mut inputs,
+            (Direction::Out, _) => &mut outputs,
         };
         assert!(
             index == *next,
@@ -452,6 +476,12 @@ mod tests {
                 m.name
             );
             assert!(m.output_ports().count() >= 1, "{} has no output", m.name);
+            let midi = m.ports.iter().filter(|p| p.signal == Signal::Midi);
+            assert!(
+                midi.clone().count() <= 1 && midi.clone().all(|p| p.direction == Direction::In),
+                "{}: at most one MIDI port, an input",
+                m.name
+            );
         }
     }
 

@@ -6,7 +6,10 @@
 //! assert_eq!(seq::SPEC.params[seq::BPM].name, "bpm");
 //! ```
 
-use super::{float, jumps, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec, Signal};
+use super::{
+    choice, float, input, jumps, output, params, ports, Kind, ModuleSpec, ParamSpec, PortSpec,
+    Signal,
+};
 
 /// Number of steps the sequencer holds.
 pub const STEPS_HELD: usize = 16;
@@ -21,12 +24,46 @@ pub const STEPS: usize = 2;
 pub const GATE_LEN: usize = 3;
 /// Parameter: the pitch of step `n` (from 0) is at `FIRST_STEP + n`.
 pub const FIRST_STEP: usize = 4;
+/// Parameter: where the timing comes from, an index into [`CLOCK_SOURCES`].
+pub const CLOCK: usize = FIRST_STEP + STEPS_HELD;
+/// Where the timing comes from, in the order their index is stored.
+pub const CLOCK_SOURCES: &[&str] = &["internal", "external"];
+/// Input: with `clock` external, each rising edge plays the next step.
+pub const IN_CLOCK: usize = 0;
+/// Input: with `clock` external, the gate is silent while this is low.
+pub const IN_RUN: usize = 1;
+/// Input: with `clock` external, a rising edge makes the next clock play step 1.
+pub const IN_RESET: usize = 2;
 /// Output: pitch of the current step.
 pub const OUT_PITCH: usize = 0;
 /// Output: the gate.
 pub const OUT_GATE: usize = 1;
 
-const PORTS: [PortSpec; 2] = ports([
+const PORTS: [PortSpec; 5] = ports([
+    (
+        IN_CLOCK,
+        input(
+            "clock",
+            Signal::Gate,
+            "with `clock` external: each rising edge plays the next step",
+        ),
+    ),
+    (
+        IN_RUN,
+        input(
+            "run",
+            Signal::Gate,
+            "with `clock` external: the gate output is silent while this is low",
+        ),
+    ),
+    (
+        IN_RESET,
+        input(
+            "reset",
+            Signal::Gate,
+            "with `clock` external: a rising edge makes the next clock play step 1",
+        ),
+    ),
     (
         OUT_PITCH,
         output(
@@ -56,7 +93,7 @@ const fn step(name: &'static str) -> ParamSpec {
     ))
 }
 
-const PARAMS: [ParamSpec; FIRST_STEP + STEPS_HELD] = params([
+const PARAMS: [ParamSpec; FIRST_STEP + STEPS_HELD + 1] = params([
     // Timing: a new tempo or gate length applies from the next sample, which clicks
     // nothing; a gliding tempo would break the exact step grid.
     (
@@ -119,13 +156,14 @@ const PARAMS: [ParamSpec; FIRST_STEP + STEPS_HELD] = params([
     (FIRST_STEP + 13, step("step14")),
     (FIRST_STEP + 14, step("step15")),
     (FIRST_STEP + 15, step("step16")),
+    (CLOCK, choice("clock", CLOCK_SOURCES, 0, "internal: runs at `bpm`; external: follows the `clock`, `run` and `reset` inputs (patch them from a `clock` module)")),
 ]);
 
 /// The `seq` module type.
 pub const SPEC: ModuleSpec = ModuleSpec {
     name: "seq",
     kind: Kind::Seq,
-    doc: "Step sequencer: `steps` steps at `bpm`, `div` steps per beat, each with a pitch.",
+    doc: "Step sequencer: `steps` steps at `bpm`, `div` steps per beat, each with a pitch; or one step per pulse at `clock` (`clock` = external).",
     ports: &PORTS,
     params: &PARAMS,
 };

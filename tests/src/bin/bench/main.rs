@@ -18,9 +18,12 @@
 //!   modules playing.
 //! - [`failover`]: SIGKILL of a playing module's primary, over and over: detection,
 //!   gap, discontinuity, xruns, rebuild, and the same without a standby.
+//! - [`midi`]: MIDI note-on frame to gate at the output.
 //! - [`leaks`]: 1000 kill cycles, then what is left in `/dev/shm`.
 //! - [`restart`]: SIGKILL of `modsynthd` under a playing set and a new one taking
 //!   it back, over and over: re-adoption time, gap at the output.
+//! - [`sets`]: set load of 8/32/64 modules, a replace of 32 by 32 others, bursts
+//!   of 40 creates 3 ms apart.
 //! - with `--peers`, [`peers`]: scsynth and plain JACK clients on the same server,
 //!   with modsynth's matching rows given as a ratio to them.
 //!
@@ -34,9 +37,11 @@ mod events;
 mod failover;
 mod leaks;
 mod load;
+mod midi;
 mod peers;
 mod restart;
 mod scale;
+mod sets;
 mod settle;
 mod supervisor;
 
@@ -74,9 +79,9 @@ struct Args {
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
-    /// failover, leaks, restart, peers (`peers` implies `--peers`). The cold open
-    /// baseline always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "leaks", "restart", "peers"])]
+    /// failover, midi, leaks, restart, sets, peers (`peers` implies `--peers`). The cold
+    /// open baseline always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "peers"])]
     only: Vec<String>,
     /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
     /// [default: 0,8,32,64; 0,8 with --quick].
@@ -510,11 +515,17 @@ fn run(args: &Args) -> Result<(), String> {
     if args.runs("failover") {
         rows.extend(failover::rows(&server, args.quick)?);
     }
+    if args.runs("midi") {
+        rows.extend(midi::rows(&server, args.quick)?);
+    }
     if args.runs("leaks") {
         rows.extend(leaks::rows(&server, args.quick)?);
     }
     if args.runs("restart") {
         rows.extend(restart::rows(&server, args.quick)?);
+    }
+    if args.runs("sets") {
+        rows.extend(sets::rows(&server, args.quick)?);
     }
     if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);

@@ -1,0 +1,186 @@
+//! Set loads and bursts of creates (issue 18): how fast a whole set plays from a
+//! fresh `modsynthd` at the default pool of 8, whether a replace by another set of
+//! the same size succeeds, and how creates fare when they arrive faster than the
+//! pool refills.
+//!
+//! - `set_load_ms.modules_<n>` (8, 32, 64 VCOs, each with a hot standby): `/set/load`
+//!   -> `/done`, which comes once every primary plays (standbys may follow); a
+//!   fresh `modsynthd --pool 8` each run, settled before. Target: 32 in < 500 ms.
+//!   `set_load_settled_ms.modules_<n>`: from the same `/set/load` until every
+//!   standby is ready and the pool is full again. `..._ms.modules_32.pool_72`: the
+//!   same from `modsynthd --pool 72`, a pool sized for the set (32 primaries, 32
+//!   standbys, the 8 spares): the load is assignments only.
+//! - `set_replace_ms.modules_32`: `/set/load other --replace` from 32 playing VCOs to
+//!   32 others, -> `/done`, alternating between the two sets; `set_replace_failures`:
+//!   how many of those replaces answered `/fail` (issue 18 found every create of
+//!   the first replace failing).
+//! - `burst_create_ms.pool_<p>`: 40 `/module/new` (VCOs with standby, the default)
+//!   sent 3 ms apart to `modsynthd --pool <p>`, each send -> its `/done` (target:
+//!   p99 < 10 ms). Creates beyond the pool wait for a worker to start, which costs
+//!   a JACK client open: the pool size decides this row.
+
+use crate::settle::wait_settled;
+use crate::Row;
+use modsynth_control::osc::{message, text};
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::Supervisor;
+use rosc::{OscPacket, OscType};
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A set file of `n` VCOs named `<prefix>0..`, each with a hot standby.
+pub fn vco_set(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[module]]\nid = \"{prefix}{i}\"\ntype = \"vco\"\nparams = {{ freq = {} }}\n\n",
+                110 + 10 * i
+            )
+        })
+        .collect()
+}
+
+/// A `modsynthd --pool <pool>` with room for 64 modules, settled.
+fn fresh(server: &JackServer, pool: usize) -> Result<Supervisor, String> {
+    let sup = Supervisor::start_with(server, pool, &["--max-modules", "80"])?;
+    wait_settled(&sup)?;
+    Ok(sup)
+}
+
+/// Writes set `name` into the supervisor's sets dir.
+fn put(sup: &Supervisor, name: &str, contents: &str) -> Result<(), String> {
+    std::fs::write(sup.sets_dir.join(name), contents).map_err(|e| format!("writing {name}: {e}"))
+}
+
+/// Every row of this module.
+pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let runs = if quick { 1 } else { 3 };
+    let sizes: &[(usize, usize)] = if quick {
+        &[(8, 8), (32, 8), (32, 72)]
+    } else {
+        &[(8, 8), (32, 8), (64, 8), (32, 72)]
+    };
+    for &(n, pool) in sizes {
+        let (mut load, mut settled) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let sup = fresh(server, pool)?;
+            put(&sup, "s.toml", &vco_set("v", n))?;
+            let client = sup.client().with_timeout(Duration::from_secs(60));
+            let t0 = Instant::now();
+            client.call(message("/set/load", vec![text("s.toml")]))?;
+            load.push(ms(t0.elapsed()));
+            wait_settled(&sup)?;
+            settled.push(ms(t0.elapsed()));
+        }
+        let pool = if pool == 8 {
+            String::new()
+        } else {
+            format!(".pool_{pool}")
+        };
+        rows.push(Row::new(
+            format!("set_load_ms.modules_{n}{pool}"),
+            "ms",
+            load,
+        ));
+        rows.push(Row::new(
+            format!("set_load_settled_ms.modules_{n}{pool}"),
+            "ms",
+            settled,
+        ));
+    }
+
+    let sup = fresh(server, 8)?;
+    put(&sup, "a.toml", &vco_set("a", 32))?;
+    put(&sup, "b.toml", &vco_set("b", 32))?;
+    let client = sup.client().with_timeout(Duration::from_secs(60));
+    client.call(message("/set/load", vec![text("a.toml")]))?;
+    wait_settled(&sup)?;
+    let (mut replace, mut failures, mut reasons) = (Vec::new(), 0, Vec::new());
+    for i in 0..if quick { 2 } else { 6 } {
+        let next = if i % 2 == 0 { "b.toml" } else { "a.toml" };
+        let t0 = Instant::now();
+        match client.call(message("/set/load", vec![text(next), OscType::Int(1)])) {
+            Ok(_) => replace.push(ms(t0.elapsed())),
+            Err(e) => {
+                failures += 1;
+                reasons.push(e);
+            }
+        }
+        wait_settled(&sup)?;
+    }
+    let n = replace.len() + failures;
+    rows.push(Row::new("set_replace_ms.modules_32", "ms", replace));
+    rows.push(
+        Row::summary("set_replace_failures", "replaces", failures as f64, n)
+            .note(reasons.first().cloned().unwrap_or_default()),
+    );
+    drop(sup);
+
+    for pool in [4, 8] {
+        rows.push(burst(server, pool, if quick { 20 } else { 40 })?);
+    }
+    Ok(rows)
+}
+
+/// `creates` `/module/new` sent 3 ms apart to a fresh `modsynthd --pool <pool>`;
+/// each send -> its `/done`, timed on a receiving thread.
+fn burst(server: &JackServer, pool: usize, creates: usize) -> Result<Row, String> {
+    let sup = Supervisor::start_with(server, pool, &["--max-modules", "80"])?;
+    wait_settled(&sup)?;
+    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let receiver = socket.try_clone().map_err(|e| e.to_string())?;
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let listen = std::thread::spawn(move || {
+        let mut answered = HashMap::new();
+        let mut buf = vec![0u8; 4096];
+        while answered.len() < creates {
+            let Ok(len) = receiver.recv(&mut buf) else {
+                break;
+            };
+            let at = Instant::now();
+            if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) {
+                if (m.addr == "/done" || m.addr == "/fail") && m.args.len() >= 2 {
+                    if let OscType::String(id) = &m.args[1] {
+                        answered.insert(id.clone(), (at, m.addr == "/done"));
+                    }
+                }
+            }
+        }
+        answered
+    });
+    let mut sent = HashMap::new();
+    let start = Instant::now();
+    for i in 0..creates {
+        let due = start + Duration::from_millis(3 * i as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let id = format!("burst{i}");
+        let msg = message("/module/new", vec![text("vco"), text(&id)]);
+        let bytes =
+            rosc::encoder::encode(&OscPacket::Message(msg)).map_err(|e| format!("{e:?}"))?;
+        sent.insert(id, Instant::now());
+        socket.send_to(&bytes, sup.osc).map_err(|e| e.to_string())?;
+    }
+    let answered = listen.join().map_err(|_| "the receiving thread panicked")?;
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for (id, t) in &sent {
+        match answered.get(id) {
+            Some((at, true)) => times.push(ms(at.duration_since(*t))),
+            _ => failed += 1,
+        }
+    }
+    let note = if failed > 0 {
+        format!("{failed} of {creates} creates failed or got no answer in 30 s")
+    } else {
+        String::new()
+    };
+    Ok(Row::new(format!("burst_create_ms.pool_{pool}"), "ms", times).note(note))
+}
