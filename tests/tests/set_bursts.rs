@@ -48,7 +48,7 @@ fn plays_exactly(sup: &Supervisor, prefix: &str, n: usize) -> Result<(), String>
             match status
                 .modules
                 .iter()
-                .find(|m| m.role != "primary" || m.pid == 0)
+                .find(|m| m.role != modsynth_control::status::ModuleRole::Primary || m.pid == 0)
             {
                 Some(m) => Err(format!("{} is {} (pid {})", m.id, m.role, m.pid)),
                 None => Ok(()),
