@@ -47,7 +47,9 @@ fn a_c_major_scale_over_jack_midi_plays_in_tune_with_gates_on_the_note_frames_an
     sup.connect("osc:out", &capture.port(2)).unwrap();
     sup.wait_until_settled(PATIENCE);
 
-    let mut events = Vec::new();
+    // Each take starts from no key held and the bend centred: a retake follows a
+    // take that ended with middle C held and bent.
+    let mut events = vec![(0, vec![0xB0, 123, 0]), (0, vec![0xE0, 0x00, 0x40])];
     for (k, &key) in SCALE.iter().enumerate() {
         let (on, off) = note_frames(k);
         events.push((on, vec![0x90, key, 100]));
@@ -83,7 +85,7 @@ fn a_c_major_scale_over_jack_midi_plays_in_tune_with_gates_on_the_note_frames_an
         let (on, off) = note_frames(k);
         let (on_i, off_i) = (at(on), at(off));
         // Where the gate rose and fell, searched around the note's frames.
-        let rose = (on_i.saturating_sub(512)..off_i)
+        let rose = (on_i.saturating_sub(512).max(at(1))..off_i)
             .find(|&i| gate[i] >= 0.5)
             .unwrap();
         let fell = (rose..off_i + 4096).find(|&i| gate[i] < 0.5).unwrap();

@@ -108,6 +108,11 @@ impl Clock {
                 }
                 self.since_clock = 0;
                 if self.running == 1 {
+                    // The pulse ends half way through its clocks at the latest: its
+                    // time is estimated from the last tempo, which may be stale.
+                    if div >= 2 && self.count % div == div / 2 {
+                        self.high_left = 0;
+                    }
                     if self.count.is_multiple_of(div) {
                         let half = (self.interval as u64 * div / 2).max(1);
                         self.high_left = half.min((96 * MAX_INTERVAL) as u64) as u32;
@@ -115,16 +120,24 @@ impl Clock {
                     self.count += 1;
                 }
             }
+            // A gap across a Stop is no tempo: the first clock after Start or
+            // Continue does not measure one (a pause of 2 s once made the first
+            // pulse 2 s * div long, so the next pulses had no edge).
             0xFA => {
                 self.count = 0;
                 self.running = 1;
                 self.reset_left = pulse;
                 self.high_left = 0;
+                self.since_clock = MAX_INTERVAL;
             }
-            0xFB => self.running = 1,
+            0xFB => {
+                self.running = 1;
+                self.since_clock = MAX_INTERVAL;
+            }
             0xFC => {
                 self.running = 0;
                 self.high_left = 0;
+                self.since_clock = MAX_INTERVAL;
             }
             0xF2 if e.len == 3 && e.bytes[1] < 128 && e.bytes[2] < 128 => {
                 // Song position in MIDI beats (sixteenths): 6 clocks each.
@@ -201,6 +214,29 @@ mod tests {
         assert_eq!(out[1][8 * 1000 + 29], 1.0);
         assert_eq!(out[1][8 * 1000 + 30], 0.0);
         assert_eq!(out[1][12 * 1000 + 30], 1.0);
+    }
+
+    #[test]
+    fn a_start_after_a_pause_pulses_on_the_clocks_as_before_the_pause() {
+        let mut clock = Module::new(catalog::module("clock").unwrap(), SR);
+        // 12 clocks, Stop, 2 s of nothing (no clocks either), Start, 24 clocks.
+        let mut events = transport(12);
+        events.push((12 * TICK + 30, 0xFC));
+        let restart = 12 * TICK + 96_000;
+        events.push((restart, 0xFA));
+        events.extend((0..24).map(|k| (restart + 10 + k * TICK, 0xF8)));
+        let out = render(&mut clock, &events, (restart + 25 * TICK) as usize);
+        let after: Vec<usize> = rising_edges(&out[0])
+            .into_iter()
+            .filter(|&i| i >= restart as usize)
+            .collect();
+        let want: Vec<usize> = (0..4)
+            .map(|k| (restart + 10 + k * 6 * TICK) as usize)
+            .collect();
+        assert_eq!(after, want, "a pulse on every 6th clock after the Start");
+        let first = want[0];
+        assert_eq!(out[0][first + 2999], 1.0);
+        assert_eq!(out[0][first + 3000], 0.0, "half of 6 clocks high");
     }
 
     #[test]
