@@ -11,10 +11,8 @@
 //! - [`slip`]: SLIP framing of OSC packets over TCP (OSC 1.1).
 //! - [`status`]: what `/status` reports.
 //! - [`reference`](mod@reference): the module reference (plain text and Markdown) made from the catalog.
-//!
-//! The model's modules are re-exported here under their old paths
-//! (`modsynth_control::catalog`, ...) for code written before the split; new code
-//! names [`modsynth_model`] directly.
+
+#![deny(missing_docs)]
 
 pub mod capacity;
 pub mod client;
@@ -25,8 +23,3 @@ pub mod reference;
 pub mod setfile;
 pub mod slip;
 pub mod status;
-
-#[doc(no_inline)]
-pub use modsynth_model::{catalog, names, param, protocol};
-#[doc(no_inline)]
-pub use modsynth_process::logging;

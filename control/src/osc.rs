@@ -30,7 +30,9 @@ use rosc::{OscMessage, OscPacket, OscType};
 /// An argument that is either a number or text, owned.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arg {
+    /// A number (an OSC float or int).
     Float(f32),
+    /// Text: a number written out, or an enum parameter's value name.
     Text(String),
 }
 
@@ -59,48 +61,90 @@ pub enum Standby {
 pub enum Request {
     /// `/module/new type id [param value]...`
     New {
+        /// The module type.
         spec: &'static ModuleSpec,
+        /// The new module's id.
         id: String,
+        /// Checked parameter values: (index in the catalog, value).
         params: Vec<(usize, f32)>,
+        /// Whether it gets a hot standby.
         standby: Standby,
     },
     /// `/module/free id`
-    Free { id: String },
+    Free {
+        /// The module to free.
+        id: String,
+    },
     /// `/module/set id param value`, or `/<id>/<param> value`.
     Set {
+        /// The module.
         id: String,
+        /// The parameter's name.
         param: String,
+        /// The value, checked against the module's type by the supervisor.
         value: Arg,
     },
     /// `/module/get id param`
-    Get { id: String, param: String },
+    Get {
+        /// The module.
+        id: String,
+        /// The parameter's name.
+        param: String,
+    },
     /// `/patch/connect src dst`
-    Connect { src: String, dst: String },
+    Connect {
+        /// The output port (`module:port` or a JACK port).
+        src: String,
+        /// The input port.
+        dst: String,
+    },
     /// `/patch/disconnect src dst`
-    Disconnect { src: String, dst: String },
+    Disconnect {
+        /// The output port.
+        src: String,
+        /// The input port.
+        dst: String,
+    },
     /// `/set/load name [replace]`: with replace 1, modules not in the file are
     /// freed. `path` is a name in the sets directory ([`check_set_name`]).
-    LoadSet { path: String, replace: bool },
+    LoadSet {
+        /// The set's name in the sets directory.
+        path: String,
+        /// Whether modules not in the file are freed.
+        replace: bool,
+    },
     /// `/set/save name`, a name in the sets directory.
-    SaveSet { path: String },
+    SaveSet {
+        /// The set's name in the sets directory.
+        path: String,
+    },
     /// `/set/dir`: where the sets directory is (`/done /set/dir PATH`).
     SetsDir,
     /// `/status`
     Status,
     /// `/notify 1|0`
-    Notify { on: bool },
+    Notify {
+        /// Subscribe (true) or unsubscribe.
+        on: bool,
+    },
     /// `/sync id`
-    Sync { id: i32 },
+    Sync {
+        /// Repeated in the reply `/synced id`.
+        id: i32,
+    },
 }
 
 /// A refused request: becomes `/fail <address> <reason>`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fail {
+    /// The address of the refused request.
     pub address: String,
+    /// Why, for the user.
     pub reason: String,
 }
 
 impl Fail {
+    /// A refusal of a request to `address`.
     pub fn new(address: &str, reason: impl Into<String>) -> Fail {
         Fail {
             address: address.to_string(),

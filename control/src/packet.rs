@@ -56,7 +56,9 @@ pub enum Due {
 /// One message of a packet, checked, with its time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
+    /// The request, or why it was refused.
     pub request: Result<Request, Fail>,
+    /// When it is due.
     pub due: Due,
 }
 

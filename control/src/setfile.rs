@@ -38,7 +38,9 @@ use toml::Spanned;
 pub struct SetFile {
     /// Settings for a JACK server the launcher starts (ignored when one runs).
     pub jack: JackSettings,
+    /// The modules, in file order.
     pub modules: Vec<SetModule>,
+    /// The connections, in file order.
     pub connections: Vec<Connection>,
 }
 
@@ -48,33 +50,42 @@ pub struct SetFile {
 pub struct JackSettings {
     /// `dummy` or `alsa`; unset: ALSA when a sound card exists, else dummy.
     pub driver: Option<String>,
+    /// Sample rate, Hz; unset: 48000.
     pub rate: Option<u32>,
+    /// Frames per period; unset: 256.
     pub period: Option<u32>,
 }
 
 /// One module of a set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetModule {
+    /// The module's id.
     pub id: String,
+    /// Its type.
     pub spec: &'static ModuleSpec,
     /// (index, value), checked against the catalog, in file order.
     pub params: Vec<(usize, f32)>,
+    /// Whether it gets a hot standby (`standby = "none"` in the file: no).
     pub standby: Standby,
 }
 
 /// One connection: `module:port` or any JACK port name on either side.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Connection {
+    /// The output port.
     pub from: String,
+    /// The input port.
     pub to: String,
 }
 
 /// What is wrong with a set file, and where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetError {
+    /// The file, as given.
     pub file: String,
     /// 1-based; 0 when the problem is not at one place (a missing file).
     pub line: usize,
+    /// What is wrong, for the user.
     pub message: String,
 }
 

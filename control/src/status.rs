@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 /// Pool and timing counters reported by `/status`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Counters {
+    /// Modules created since `modsynthd` started.
     pub creates: u64,
+    /// Of those, creates that had to wait for a worker to start (no spare was ready).
     pub cold_creates: u64,
+    /// Workers that could not be started.
     pub spawn_failures: u64,
     /// Workers that died without being told to (killed, crashed, hung).
     #[serde(alias = "worker_deaths")]
@@ -28,7 +31,9 @@ pub struct Counters {
     /// Modules quarantined: left silent because they kept crashing after a fresh restart.
     #[serde(default)]
     pub quarantined: u64,
+    /// Time from a `/module/new` to its reply, ms.
     pub create_time_ms: Percentiles,
+    /// Time from starting a worker to its hello, ms.
     pub spawn_time_ms: Percentiles,
     /// From the supervisor learning of a primary's death to the replacement having
     /// its names and its first period as the owner played.
@@ -90,10 +95,15 @@ impl Percentiles {
 /// `/status.reply`'s content.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// Spares the pool keeps ready (`--pool`).
     pub pool_size: usize,
+    /// Spares ready now.
     pub spare_ready: usize,
+    /// Workers alive: spares, primaries, standbys and those starting or stopping.
     pub workers: usize,
+    /// Every module.
     pub modules: Vec<ModuleStatus>,
+    /// The counters since `modsynthd` started.
     pub counters: Counters,
     /// What arrived over OSC and what became of it.
     #[serde(default)]
@@ -170,11 +180,15 @@ impl std::fmt::Display for ModuleRole {
 /// One module in `/status.reply`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
+    /// The module's id.
     pub id: String,
+    /// Its type.
     pub module_type: String,
     /// Whether a primary plays it, it waits for one, or it was given up on.
     pub role: ModuleRole,
+    /// The primary's process id (0 while it has none).
     pub pid: u32,
+    /// The primary's JACK client name.
     pub jack_client: String,
     /// The hot standby's JACK client, once it is ready (empty otherwise).
     #[serde(default)]
@@ -187,8 +201,11 @@ pub struct ModuleStatus {
     /// names are aliases and pretty-names). Empty while it has no primary.
     #[serde(default)]
     pub ports: std::collections::BTreeMap<String, String>,
+    /// Whether the module wants a hot standby.
     pub standby: bool,
+    /// Parameter changes the primary received.
     pub params_received: u64,
+    /// Parameter changes its audio thread applied.
     pub params_applied: u64,
     /// Of those received, scheduled ones dropped because the audio thread's ring
     /// was full.
@@ -200,11 +217,14 @@ pub struct ModuleStatus {
     pub params_coalesced: u64,
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
+    /// Xruns the primary's JACK client saw.
     pub xruns: u64,
     /// Share of the wall time the primary's process callback ran since the last
     /// report, %: the module's own DSP load, not the server's.
     pub dsp_load: f32,
+    /// CPU time of the primary's whole process since its last report, % of one core.
     pub cpu_percent: f32,
+    /// The primary's resident memory, KiB.
     pub rss_kib: u64,
 }
 

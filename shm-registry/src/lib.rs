@@ -28,7 +28,7 @@
 //! # Ok::<(), modsynth_shm::ShmError>(())
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod blocks;
 mod error;

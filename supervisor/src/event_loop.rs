@@ -119,7 +119,12 @@ pub enum Ready {
     Osc,
     /// A watched worker's process ended (`how`: exit status or signal); reaped if
     /// it was our child.
-    Died { id: WorkerId, how: String },
+    Died {
+        /// The worker's number.
+        id: WorkerId,
+        /// Exit status or signal.
+        how: String,
+    },
 }
 
 /// The epoll set and the pidfds in it.

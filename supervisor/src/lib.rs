@@ -18,6 +18,8 @@
 //! - [`state`]: the state dir: instance lock, shared-memory registry (written on its
 //!   own thread), leak scan, `metrics.json`.
 
+#![deny(missing_docs)]
+
 pub mod adoption;
 pub mod core;
 pub mod event_loop;

@@ -26,7 +26,7 @@
 use crate::core::{Event, WorkerId};
 use crate::event_loop::EventSender;
 use ipc_channel::ipc::{self, IpcReceiver, IpcReceiverSet, IpcSelectionResult, IpcSender};
-use modsynth_control::protocol::FromWorker;
+use modsynth_model::protocol::FromWorker;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};

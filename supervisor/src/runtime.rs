@@ -17,11 +17,15 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// What the core's effects act on: the OSC socket, the JACK client, the spawner
+/// and the mapped state segments.
 pub struct Runtime {
     /// A clone of the OSC socket, so replies come from the port clients sent to
     /// (non-blocking, like the socket the loop reads).
     pub socket: UdpSocket,
+    /// The supervisor's own JACK client (connections, port lookups).
     pub jack: Arc<Jack>,
+    /// Starts workers off the core's thread.
     pub spawner: Spawner,
     /// Where spawned workers report (the loop's inbox).
     pub events: EventSender,

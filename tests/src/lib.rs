@@ -18,6 +18,8 @@
 //!
 //! The bench binary (`modsynth-bench`, `scripts/bench`) lives in `src/bin/bench/`.
 
+#![deny(missing_docs)]
+
 pub mod analysis;
 pub mod capture;
 pub mod jack_server;

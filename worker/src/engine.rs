@@ -47,7 +47,9 @@ pub trait Ports: Send + 'static {
 
 /// A module together with its ports: what the engine plays.
 pub struct Slot<P> {
+    /// The module: its state and kernel.
     pub module: Module,
+    /// Where it reads and writes its samples.
     pub ports: P,
     /// The module's state in shared memory, when it has one (see
     /// [`crate::shared_state`]): then the engine plays only while this worker owns it.
@@ -650,7 +652,9 @@ fn due_offset(schedule: &[Scheduled], frame_time: u32, n_frames: usize) -> Optio
 
 /// In-memory ports: input and output buffers of a fixed size, for tests and benches.
 pub struct Buffers {
+    /// One buffer per input, read by the module.
     pub inputs: Vec<Vec<f32>>,
+    /// One buffer per output, written by the module.
     pub outputs: Vec<Vec<f32>>,
     /// The MIDI input's messages, every period the same (sorted by frame).
     pub midi: Vec<crate::midi::MidiEvent>,

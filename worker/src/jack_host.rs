@@ -151,7 +151,9 @@ pub const SPARE_OUTPUTS: usize = 2;
 
 /// The JACK ports of one module, in catalog order.
 pub struct JackPorts {
+    /// The input ports, in the order the kernel reads them.
     pub inputs: Vec<jack::Port<jack::AudioIn>>,
+    /// The output ports, in the order the kernel writes them.
     pub outputs: Vec<jack::Port<jack::AudioOut>>,
     /// The MIDI input, for modules that have one (registered on assignment: no
     /// spare keeps one).

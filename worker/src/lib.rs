@@ -11,6 +11,8 @@
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 //! - [`standby`]: a standby's watch over its primary, asleep until it dies.
 
+#![deny(missing_docs)]
+
 pub mod coalesce;
 pub mod denormals;
 pub mod dsp;

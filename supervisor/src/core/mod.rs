@@ -40,9 +40,13 @@ pub type ReplyTo = SocketAddr;
 /// A spawned, connected, ready worker.
 #[derive(Debug)]
 pub struct NewWorker {
+    /// The core's number for it.
     pub id: WorkerId,
+    /// Its process.
     pub pid: u32,
+    /// Its JACK client name.
     pub client: String,
+    /// Where the core sends it commands.
     pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
     /// Time from spawn to hello.
     pub spawn_time: Duration,
@@ -54,26 +58,47 @@ pub enum Event {
     /// A decoded (or refused) OSC message from `from`. `received` is the JACK frame at
     /// receipt; `at` the JACK frame its bundle's timetag names, if in the future.
     Osc {
+        /// Where the reply goes.
         from: ReplyTo,
+        /// The request, or why it was refused.
         request: Result<Request, Fail>,
+        /// JACK frame time at receipt.
         received: u32,
+        /// JACK frame its bundle's timetag names, if in the future.
         at: Option<u32>,
     },
     /// A worker finished starting.
     Spawned(NewWorker),
     /// A worker could not be started.
-    SpawnFailed { id: WorkerId, reason: String },
+    SpawnFailed {
+        /// The worker's number.
+        id: WorkerId,
+        /// What went wrong.
+        reason: String,
+    },
     /// A message from a worker.
     FromWorker(WorkerId, FromWorker),
     /// A worker's channel closed: it exited or was killed.
     WorkerGone(WorkerId),
     /// The sentinel saw a worker's process end (`how`: exit status or signal). The
     /// same death also arrives as `WorkerGone`; whichever comes first counts.
-    WorkerDied { id: WorkerId, how: String },
+    WorkerDied {
+        /// The worker's number.
+        id: WorkerId,
+        /// Exit status or signal.
+        how: String,
+    },
     /// New JACK ports exist: pending connections may now be made.
     PortsAppeared,
     /// Two JACK ports (by JACK port id) were connected or disconnected, by anyone.
-    PortsConnected { a: u32, b: u32, connected: bool },
+    PortsConnected {
+        /// One port's JACK id.
+        a: u32,
+        /// The other port's JACK id.
+        b: u32,
+        /// Connected (true) or disconnected.
+        connected: bool,
+    },
     /// The leak scan found this many leaked shared-memory segments.
     ShmLeaks(u64),
     /// Stop everything.
@@ -137,6 +162,7 @@ pub struct RegistryView {
 /// One module's state segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredSegment {
+    /// The module's id.
     pub module: String,
     /// `/<instance>-<module>-state`.
     pub segment: String,
@@ -147,26 +173,37 @@ pub struct RegisteredSegment {
 /// One worker as the registry lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredWorker {
+    /// Its process.
     pub pid: u32,
+    /// Its JACK client name.
     pub jack_client: String,
+    /// What it does.
     pub role: RegisteredRole,
+    /// The module it plays or stands by for.
     pub module: Option<String>,
 }
 
 /// A worker's role in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisteredRole {
+    /// In the pool, playing nothing.
     Spare,
+    /// Plays a module.
     Primary,
+    /// Stands by for a module.
     Standby,
 }
 
 /// How the core reaches one worker.
 #[derive(Debug)]
 pub struct WorkerLink {
+    /// The core's number for it.
     pub id: WorkerId,
+    /// Its process.
     pub pid: u32,
+    /// Its JACK client name.
     pub client: String,
+    /// Where the core sends it commands.
     pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
 }
 
@@ -468,6 +505,7 @@ pub struct Core {
 }
 
 impl Core {
+    /// A core with no workers yet, set up by `config`.
     pub fn new(config: Config) -> Core {
         Core {
             config,
