@@ -683,7 +683,8 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     // published as it died, which the server never delivered (jackd2 drops the cycle
     // a client dies in). A standby that repeated a period, or lost one of its own,
     // would be off by a period more or less, and a 440 Hz tone tells those apart
-    // (256 frames is 2.35 of its cycles).
+    // (a period is not a whole number of its cycles: 256 frames are 2.35 of them,
+    // 1024 frames 9.39).
     // Judged on recordings where the kill's was the only jump: a second one (an xrun
     // on a loaded machine) inside a window smears its phase estimate.
     if rec.frame_jumps <= 1 {
@@ -810,7 +811,8 @@ const IDLE_LIBJACK_WAKEUPS_PER_S: f64 = 45.0;
 fn idle_workers_wake_only_their_audio_thread_every_period() {
     use modsynth_tests::supervisor::workers_of;
     use modsynth_tests::threads::{rates, snapshot};
-    let server = server();
+    // At the period users play at: the bounds are about what wakes every period.
+    let server = JackServer::start_with(48_000, 256).expect("a private JACK server");
     let sup = Supervisor::start(&server, 2).unwrap();
     sup.new_module("vco", "idle", &[("freq", 440.0)]).unwrap();
     let m = sup.wait_for_module("idle", PATIENCE, |m| m.standby_pid != 0);
