@@ -115,6 +115,9 @@ pub struct Stats {
     /// heard (measured: 256 and 512 reported, recordings seamless, as many frames
     /// dropped by the server).
     pub last_takeover_gap: AtomicU64,
+    /// Non-finite samples the module's plugin wrote, replaced by silence (an LV2
+    /// plugin's; built-in modules never write any).
+    pub non_finite: AtomicU64,
 }
 
 impl Default for Stats {
@@ -128,6 +131,7 @@ impl Default for Stats {
             latencies_unrecorded: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             last_takeover_gap: AtomicU64::new(0),
+            non_finite: AtomicU64::new(0),
         }
     }
 }
@@ -375,6 +379,20 @@ impl<P: Ports> Engine<P> {
         if let Some(shared) = shared.as_ref() {
             if shared.owner() != self.owner_id {
                 // A standby, or a primary that lost its module: silent, state untouched.
+                // A module whose state is opaque (an LV2 plugin) is played in
+                // lockstep with its primary instead, its output thrown away, so that
+                // its state is the primary's when it takes over.
+                if module.is_lockstep() {
+                    let mut period = Period {
+                        schedule: &mut self.schedule,
+                        scheduled: &mut self.scheduled,
+                        latencies: &mut self.latencies,
+                        stats: &self.stats,
+                        frame_time,
+                        n_frames,
+                    };
+                    period.play(module, &mut io, None);
+                }
                 for out in io.outputs.iter_mut() {
                     out.fill(0.0);
                 }
@@ -400,35 +418,15 @@ impl<P: Ports> Engine<P> {
             // and this is the only reference to the buffer this period.
             large = Some(unsafe { shared.large() });
         }
-        let mut start = 0;
-        loop {
-            // The next scheduled change inside this period splits the period there.
-            let next = due_offset(&self.schedule[..self.scheduled], frame_time, n_frames);
-            let end = next.map_or(n_frames, |(_, offset)| offset);
-            if end > start {
-                match large.as_deref_mut() {
-                    Some(buffer) => module.process_with_buffer(&mut io, start..end, buffer),
-                    None => module.process(&mut io, start..end),
-                }
-                start = end;
-            }
-            let Some((i, _)) = next else { break };
-            let Scheduled { change, .. } = self.schedule[i];
-            // Keep arrival order among changes for the same frame: shift, don't swap.
-            self.schedule.copy_within(i + 1..self.scheduled, i);
-            self.scheduled -= 1;
-            module.set_param(change.index as usize, change.value);
-            if let (None, Some(received)) = (change.at, change.received) {
-                let landed = frame_time.wrapping_add(start as u32);
-                let latency = frame_offset(landed, received).max(0) as u32;
-                if self.latencies.push(latency).is_err() {
-                    self.stats
-                        .latencies_unrecorded
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            self.stats.params_applied.fetch_add(1, Ordering::Release);
-        }
+        let mut period = Period {
+            schedule: &mut self.schedule,
+            scheduled: &mut self.scheduled,
+            latencies: &mut self.latencies,
+            stats: &self.stats,
+            frame_time,
+            n_frames,
+        };
+        period.play(module, &mut io, large.as_deref_mut());
         if let Some(shared) = shared.as_ref() {
             let end = frame_time.wrapping_add(n_frames as u32);
             // Fenced twice: the owner word again (a standby may have taken over
@@ -648,6 +646,58 @@ fn due_offset(schedule: &[Scheduled], frame_time: u32, n_frames: usize) -> Optio
         }
     }
     best
+}
+
+/// What one period of playing a module needs besides the module: the schedule of
+/// parameter changes, where their latencies go, the counters, the period.
+struct Period<'a> {
+    schedule: &'a mut [Scheduled; SCHEDULE_CAPACITY],
+    scheduled: &'a mut usize,
+    latencies: &'a mut rtrb::Producer<u32>,
+    stats: &'a Stats,
+    frame_time: u32,
+    n_frames: usize,
+}
+
+impl Period<'_> {
+    /// Runs `module` over the period, split at every scheduled change that falls
+    /// inside it (applied on its sample), with `large` as its large buffer when
+    /// it lives in shared memory.
+    fn play(&mut self, module: &mut Module, io: &mut Io, mut large: Option<&mut [f32]>) {
+        let (frame_time, n_frames) = (self.frame_time, self.n_frames);
+        let mut start = 0;
+        loop {
+            // The next scheduled change inside this period splits the period there.
+            let next = due_offset(&self.schedule[..*self.scheduled], frame_time, n_frames);
+            let end = next.map_or(n_frames, |(_, offset)| offset);
+            if end > start {
+                match large.as_deref_mut() {
+                    Some(buffer) => module.process_with_buffer(io, start..end, buffer),
+                    None => module.process(io, start..end),
+                }
+                start = end;
+            }
+            let Some((i, _)) = next else { break };
+            let Scheduled { change, .. } = self.schedule[i];
+            // Keep arrival order among changes for the same frame: shift, don't swap.
+            self.schedule.copy_within(i + 1..*self.scheduled, i);
+            *self.scheduled -= 1;
+            module.set_param(change.index as usize, change.value);
+            if let (None, Some(received)) = (change.at, change.received) {
+                let landed = frame_time.wrapping_add(start as u32);
+                let latency = frame_offset(landed, received).max(0) as u32;
+                if self.latencies.push(latency).is_err() {
+                    self.stats
+                        .latencies_unrecorded
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.stats.params_applied.fetch_add(1, Ordering::Release);
+        }
+        self.stats
+            .non_finite
+            .store(module.non_finite_samples(), Ordering::Relaxed);
+    }
 }
 
 /// In-memory ports: input and output buffers of a fixed size, for tests and benches.

@@ -540,7 +540,10 @@ impl Host {
         state: StatePlan,
     ) -> Result<Vec<String>, String> {
         let t0 = Instant::now();
-        let mut module = Module::new(spec, self.client().sample_rate() as f32);
+        // An LV2 plugin is instantiated here, on the control thread, before any
+        // port is touched: a plugin that cannot be loaded leaves a clean spare.
+        let max_block = self.client().buffer_size() as usize;
+        let mut module = Module::create(spec, self.client().sample_rate() as f32, max_block)?;
         // The values it is created with are where it starts, not changes to glide.
         for &(index, value) in params {
             module.init_param(index, value);

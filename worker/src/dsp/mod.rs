@@ -102,12 +102,15 @@ pub enum Kernel {
     Midi2cv(midi2cv::Midi2cv),
     /// A `clock`'s state.
     Clock(clock::Clock),
+    /// An LV2 plugin: its state is inside the plugin ([`Module`] holds it), which
+    /// is why its standby runs in lockstep instead of loading it.
+    Lv2,
 }
 
 impl Kernel {
-    /// The initial state for the module type at `type_index` in the catalog.
-    fn new(type_index: usize) -> Kernel {
-        match catalog::modules()[type_index].kind {
+    /// The initial state for a module of kind `kind`.
+    fn new(kind: Kind) -> Kernel {
+        match kind {
             Kind::Vco => Kernel::Vco(vco::Vco::default()),
             Kind::Lfo => Kernel::Lfo(lfo::Lfo::default()),
             Kind::Vcf => Kernel::Vcf(vcf::Vcf::default()),
@@ -120,6 +123,7 @@ impl Kernel {
             Kind::Const => Kernel::Const(constant::Const::default()),
             Kind::Midi2cv => Kernel::Midi2cv(midi2cv::Midi2cv::default()),
             Kind::Clock => Kernel::Clock(clock::Clock::default()),
+            Kind::Lv2 => Kernel::Lv2,
         }
     }
 
@@ -155,7 +159,8 @@ impl Kernel {
             | Kernel::Mixer(_)
             | Kernel::Noise(_)
             | Kernel::Delay(_)
-            | Kernel::Const(_) => true,
+            | Kernel::Const(_)
+            | Kernel::Lv2 => true,
         }
     }
 
@@ -173,6 +178,8 @@ impl Kernel {
             Kernel::Const(k) => k.process(ctx, io, range),
             Kernel::Midi2cv(k) => k.process(ctx, io, range),
             Kernel::Clock(k) => k.process(ctx, io, range),
+            // Played by the module's plugin (see `run`), not by a kernel.
+            Kernel::Lv2 => {}
         }
     }
 }
@@ -249,12 +256,17 @@ fn check_ramps(r: &mut Ramps, spec: &ModuleSpec) {
 /// sample at a time with the ramps advanced before each sample (the kernels read
 /// their parameters once per call); once nothing moves, the rest of the range runs
 /// in one call, so a module at rest costs what it did before smoothing existed.
+///
+/// A module with a plugin runs the plugin instead of its (empty) kernel, and
+/// counts the non-finite samples the plugin wrote (replaced by silence) in
+/// `non_finite`.
 fn run(
     state: &mut ModuleState,
     n_params: usize,
     io: &mut Io,
     range: Range<usize>,
     buffer: &mut [f32],
+    mut plugin: Option<&mut PluginSlot>,
 ) {
     let ModuleState {
         sample_rate,
@@ -262,34 +274,47 @@ fn run(
         kernel,
         ..
     } = state;
+    let mut play =
+        |params: &[f32; MAX_PARAMS], io: &mut Io, r: Range<usize>| match plugin.as_deref_mut() {
+            Some(slot) => slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r),
+            None => {
+                let ctx = Context {
+                    sample_rate: *sample_rate,
+                    params,
+                };
+                kernel.process(&ctx, io, r, buffer);
+            }
+        };
     let mut start = range.start;
     while params.moving() && start < range.end {
         params.advance(n_params);
-        let ctx = Context {
-            sample_rate: *sample_rate,
-            params: &params.current,
-        };
-        kernel.process(&ctx, io, start..start + 1, buffer);
+        play(&params.current, io, start..start + 1);
         start += 1;
     }
     if start < range.end {
-        let ctx = Context {
-            sample_rate: *sample_rate,
-            params: &params.current,
-        };
-        kernel.process(&ctx, io, start..range.end, buffer);
+        play(&params.current, io, start..range.end);
     }
 }
 
-/// One running module: its state and its large buffer.
+/// A module's LV2 plugin instance, with the count of the non-finite samples it
+/// wrote (replaced by silence before anyone heard them).
+#[derive(Debug)]
+struct PluginSlot {
+    host: Box<modsynth_lv2::host::Host>,
+    non_finite: u64,
+}
+
+/// One running module: its state and its large buffer, or its LV2 plugin.
 ///
-/// Building one allocates (the delay line); do it off the real-time thread and hand
-/// it over. [`Module::set_param`] and [`Module::process`] never allocate.
-#[derive(Clone, Debug)]
+/// Building one allocates (the delay line, the plugin instance); do it off the
+/// real-time thread and hand it over. [`Module::set_param`] and
+/// [`Module::process`] never allocate.
+#[derive(Debug)]
 pub struct Module {
     spec: &'static ModuleSpec,
     state: ModuleState,
     buffer: Box<[f32]>,
+    plugin: Option<PluginSlot>,
 }
 
 impl Module {
@@ -302,10 +327,43 @@ impl Module {
                 type_index: type_index as u32,
                 sample_rate,
                 params: Ramps::at(&spec.defaults()),
-                kernel: Kernel::new(type_index),
+                kernel: Kernel::new(spec.kind),
             },
             buffer: vec![0.0; buffer_len(spec, sample_rate)].into_boxed_slice(),
+            plugin: None,
         }
+    }
+
+    /// A module of type `spec` ready to play: for an LV2 type, with its plugin
+    /// instantiated for periods of at most `max_block` frames (which can fail:
+    /// the reason says why). Allocates, loads a library: off the real-time thread.
+    pub fn create(
+        spec: &'static ModuleSpec,
+        sample_rate: f32,
+        max_block: usize,
+    ) -> Result<Module, String> {
+        let mut module = Module::new(spec, sample_rate);
+        if let Some(uri) = spec.lv2_uri() {
+            let host = modsynth_lv2::host::Host::new(uri, sample_rate as f64, max_block)?;
+            module.plugin = Some(PluginSlot {
+                host: Box::new(host),
+                non_finite: 0,
+            });
+        }
+        Ok(module)
+    }
+
+    /// Whether a standby of this module must run it in lockstep with its primary
+    /// (same inputs, same parameter changes, output silenced) because its state
+    /// is opaque (an LV2 plugin's) and cannot be loaded from shared memory.
+    pub fn is_lockstep(&self) -> bool {
+        self.spec.kind == Kind::Lv2
+    }
+
+    /// Non-finite samples the module's plugin wrote so far, each replaced by
+    /// silence before it left the module (0 for built-in modules, which cannot).
+    pub fn non_finite_samples(&self) -> u64 {
+        self.plugin.as_ref().map_or(0, |p| p.non_finite)
     }
 
     /// The module type.
@@ -373,7 +431,7 @@ impl Module {
         checked.sample_rate = self.state.sample_rate;
         check_ramps(&mut checked.params, self.spec);
         if !checked.kernel.is_sane() {
-            checked.kernel = Kernel::new(self.state.type_index as usize);
+            checked.kernel = Kernel::new(self.spec.kind);
         }
         self.state = checked;
     }
@@ -381,7 +439,14 @@ impl Module {
     /// Runs the module over `range`, with `buffer` as its large buffer (the one in
     /// shared memory) instead of its own.
     pub fn process_with_buffer(&mut self, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
-        run(&mut self.state, self.spec.params.len(), io, range, buffer);
+        run(
+            &mut self.state,
+            self.spec.params.len(),
+            io,
+            range,
+            buffer,
+            self.plugin.as_mut(),
+        );
     }
 
     /// Runs the module over `range` of the period's buffers.
@@ -392,6 +457,7 @@ impl Module {
             io,
             range,
             &mut self.buffer,
+            self.plugin.as_mut(),
         );
     }
 
