@@ -126,6 +126,25 @@ pub fn pitch_hz(signal: &[f32], sample_rate: f64) -> f64 {
     parabolic_peak(&mag, k).0 * bin_hz
 }
 
+/// The phase (radians, -pi..pi) of the `hz` partial of `signal` at its first
+/// sample, by correlation with a cosine and a sine of that frequency: for a sine
+/// of a known pitch, where its cycle stands.
+///
+/// ```
+/// # use modsynth_tests::analysis::phase_at;
+/// let x: Vec<f32> = (0..4800).map(|n| (std::f64::consts::TAU * 440.0 * n as f64 / 48_000.0 + 1.0).cos() as f32).collect();
+/// assert!((phase_at(&x, 440.0, 48_000.0) - 1.0).abs() < 0.01);
+/// ```
+pub fn phase_at(signal: &[f32], hz: f64, sample_rate: f64) -> f64 {
+    let (mut c, mut s) = (0.0f64, 0.0f64);
+    for (n, &v) in signal.iter().enumerate() {
+        let w = std::f64::consts::TAU * hz * n as f64 / sample_rate;
+        c += v as f64 * w.cos();
+        s += v as f64 * w.sin();
+    }
+    (-s).atan2(c)
+}
+
 /// The interval from `reference` to `f` in cents (1200 per octave; positive when
 /// `f` is higher).
 ///

@@ -5,10 +5,11 @@
 //! plugin whose standby runs in lockstep.
 
 use modsynth_control::osc::{message, text};
-use modsynth_tests::analysis::{band_energy_db, longest_silent_run, max_step_beyond_slope};
+use modsynth_control::setfile;
+use modsynth_tests::analysis::{band_energy_db, longest_silent_run, phase_at};
 use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
-use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::supervisor::{unique_name, Supervisor};
 use rosc::OscType;
 use std::time::Duration;
 
@@ -108,4 +109,135 @@ fn an_lv2_lowpass_attenuates_a_high_tone_by_its_cutoff_and_refuses_values_outsid
         ))
         .unwrap_err();
     assert!(missing.contains("no LV2 plugin"), "{missing}");
+}
+
+fn get(sup: &Supervisor, id: &str, param: &str) -> OscType {
+    sup.client()
+        .query(
+            message("/module/get", vec![text(id), text(param)]),
+            "/module/value",
+        )
+        .unwrap()
+        .args[2]
+        .clone()
+}
+
+#[test]
+fn a_set_mixing_built_in_modules_and_an_lv2_plugin_saves_its_uri_and_params_and_loads_back() {
+    modsynth_lv2::install();
+    let server = server();
+    let sets = std::env::temp_dir().join(format!("modsynth-lv2-sets-{}", unique_name()));
+    let sets_arg = ["--sets-dir", sets.to_str().unwrap()];
+    {
+        let mut sup = Supervisor::start_with(&server, 3, &sets_arg).unwrap();
+        sup.new_module_without_standby("vco", "tone", &[("freq", 880.0)])
+            .unwrap();
+        sup.new_module_without_standby(&format!("lv2:{LOWPASS}"), "lp", &[("stages", 3.0)])
+            .unwrap();
+        sup.set("lp", "cutoff", 1234.0).unwrap();
+        sup.connect("tone:out", "lp:input").unwrap();
+        sup.client()
+            .call(message("/set/save", vec![text("mixed.toml")]))
+            .unwrap();
+        sup.stop().unwrap();
+    }
+    let path = sets.join("mixed.toml");
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        saved.contains(&format!("type = \"lv2\"\nuri = \"{LOWPASS}\"")),
+        "{saved}"
+    );
+    let set = setfile::load(&path).unwrap();
+    let lp = set.modules.iter().find(|m| m.id == "lp").unwrap();
+    assert_eq!(lp.spec.lv2_uri(), Some(LOWPASS));
+    assert!(lp.params.contains(&(0, 1234.0)), "{:?}", lp.params);
+    assert!(lp.params.contains(&(1, 3.0)), "{:?}", lp.params);
+
+    let sup = Supervisor::start_with(&server, 3, &sets_arg).unwrap();
+    sup.client()
+        .with_timeout(Duration::from_secs(30))
+        .call(message("/set/load", vec![text("mixed.toml")]))
+        .unwrap();
+    assert_eq!(get(&sup, "lp", "cutoff"), OscType::Float(1234.0));
+    assert_eq!(get(&sup, "lp", "stages"), OscType::Float(3.0));
+    let lp = sup.module_status("lp").unwrap();
+    assert_eq!(lp.module_type, format!("lv2:{LOWPASS}"));
+    let _ = std::fs::remove_dir_all(&sets);
+}
+
+#[test]
+fn sigkill_of_an_lv2_delay_fails_over_to_its_lockstep_standby_without_a_silent_sample_or_a_step() {
+    let server = server();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module_without_standby("vco", "tone", &[("freq", 440.0), ("gain", 0.5)])
+        .unwrap();
+    // A delay's output is its input 50 ms ago: a standby that had not played in
+    // lockstep, with the same input, would start from an empty delay line.
+    sup.new_module(&format!("lv2:{DELAY}"), "echo", &[("delay_time", 0.05)])
+        .unwrap();
+    sup.connect("tone:out", "echo:in").unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("echo:out", &capture.port(0)).unwrap();
+    let mut takes = Vec::new();
+    for run in 0..3 {
+        let before = sup.wait_for_module("echo", PATIENCE, |m| !m.standby_client.is_empty());
+        sup.wait_until_settled(PATIENCE);
+        // The standby has heard more than the delay's length of the same input.
+        std::thread::sleep(Duration::from_millis(300));
+        let rec = std::thread::scope(|s| {
+            let rec = s.spawn(|| capture.record(48_000).unwrap());
+            std::thread::sleep(Duration::from_millis(400));
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(before.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            rec.join().unwrap()
+        });
+        let out = &rec.channels[0];
+        let gap = longest_silent_run(out, 1e-6);
+        let phase = (rec.frame_jumps <= 1).then(|| phase_error(out, server.period()));
+        eprintln!(
+            "measured: run {run}: lockstep failover of lv2 delay_n: {gap} silent samples, phase after it {phase:?} frames (from seamless, from one period ahead), {} frames dropped by the server",
+            rec.dropped_frames
+        );
+        takes.push((gap, phase, rec.dropped_frames));
+        sup.wait_for_module("echo", PATIENCE, |m| m.pid != before.pid && m.pid != 0);
+    }
+    // The bar: no silent sample in >= 9 of 10 kills. Three here (the
+    // suite's time budget), each checked: a takeover that lost the delay line
+    // would play 50 ms of silence (2400 samples), and one that was not in step
+    // with the primary would be off in phase.
+    for (gap, phase, dropped) in takes {
+        assert!(
+            gap <= server.period() as usize,
+            "{gap} silent samples ({dropped} frames dropped by the server)"
+        );
+        // As for a built-in module (supervisor.rs): seamless, or exactly one
+        // period ahead (the period the primary played as it died, which jackd2
+        // never delivered). Not judged when the server skipped more than that.
+        if let Some((seamless, one_ahead)) = phase {
+            assert!(
+                seamless.abs() < 4.0 || one_ahead.abs() < 4.0,
+                "the delay's phase after the takeover is {seamless:.1} frames from seamless, {one_ahead:.1} from one period ahead"
+            );
+        }
+    }
+}
+
+/// How far (in frames) the 440 Hz tone in `out` is, at its end, from where its
+/// beginning says it should be: (seamless, one `period` ahead).
+fn phase_error(out: &[f32], period: u32) -> (f64, f64) {
+    let window = 12_000;
+    let late = out.len() - window;
+    let cycle = RATE / 440.0;
+    let tau = std::f64::consts::TAU;
+    let expected = phase_at(&out[..window], 440.0, RATE) + late as f64 / cycle * tau;
+    let got = phase_at(&out[late..], 440.0, RATE);
+    let off_by = |periods_ahead: f64| {
+        let e = got - expected - periods_ahead * period as f64 / cycle * tau;
+        let e = (e + std::f64::consts::PI).rem_euclid(tau) - std::f64::consts::PI;
+        e / tau * cycle
+    };
+    (off_by(0.0), off_by(1.0))
 }

@@ -337,8 +337,9 @@ pub fn lookup(name: &str) -> Result<&'static ModuleSpec, String> {
 
 /// The type index every LV2 plugin's state carries ([`module_index`]): a plugin's
 /// state lives in the plugin, not in the index-tagged state slots, so all plugins
-/// share one tag past the built-in ones.
-pub const LV2_TYPE_INDEX: usize = 1000;
+/// share one, the one after the built-in types (the worker's kernel variants are
+/// in catalog order, `Lv2` last, and a state slot's tag is its variant's index).
+pub const LV2_TYPE_INDEX: usize = 12;
 
 /// Index of the module type called `name` in [`modules`]; [`LV2_TYPE_INDEX`] for
 /// an LV2 plugin.
@@ -520,6 +521,11 @@ mod tests {
                 m.name
             );
         }
+    }
+
+    #[test]
+    fn the_lv2_type_index_follows_the_built_in_types() {
+        assert_eq!(LV2_TYPE_INDEX, modules().len());
     }
 
     #[test]
