@@ -179,7 +179,7 @@ fn sigkill_of_an_lv2_delay_fails_over_to_its_lockstep_standby_without_a_silent_s
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("echo:out", &capture.port(0)).unwrap();
     let mut takes = Vec::new();
-    for run in 0..3 {
+    for run in 0..2 {
         let before = sup.wait_for_module("echo", PATIENCE, |m| !m.standby_client.is_empty());
         sup.wait_until_settled(PATIENCE);
         // The standby has heard more than the delay's length of the same input.
@@ -204,8 +204,8 @@ fn sigkill_of_an_lv2_delay_fails_over_to_its_lockstep_standby_without_a_silent_s
         takes.push((gap, phase, rec.dropped_frames));
         sup.wait_for_module("echo", PATIENCE, |m| m.pid != before.pid && m.pid != 0);
     }
-    // The bar: no silent sample in >= 9 of 10 kills. Three here (the
-    // suite's time budget), each checked: a takeover that lost the delay line
+    // Two kills, each checked (ten, of a plugin that crashes by itself, are in
+    // lv2_crash.rs): a takeover that lost the delay line
     // would play 50 ms of silence (2400 samples), and one that was not in step
     // with the primary would be off in phase.
     for (gap, phase, dropped) in takes {

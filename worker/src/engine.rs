@@ -29,7 +29,7 @@
 //! ```
 
 use crate::denormals::FlushToZero;
-use crate::dsp::{Io, Module};
+use crate::dsp::{Io, Kernel, Module};
 use crate::shared_state::SharedState;
 use modsynth_model::catalog::ModuleSpec;
 use modsynth_model::histogram::Histogram;
@@ -383,6 +383,24 @@ impl<P: Ports> Engine<P> {
                 // lockstep with its primary instead, its output thrown away, so that
                 // its state is the primary's when it takes over.
                 if module.is_lockstep() {
+                    // In step means having run as many frames as the primary: a
+                    // standby made after it catches up (see `Module::catch_up`).
+                    let (published_end, published_slot) = shared.published();
+                    let type_index = module.state().type_index;
+                    if let Some(Kernel::Lv2(clock)) =
+                        shared.load(published_slot, type_index).map(|s| s.kernel)
+                    {
+                        // Its count at this period's start: what it published, less
+                        // this period if it has played it already. Never projected
+                        // forward over periods it has not published: the server may
+                        // have skipped them for everyone.
+                        let primary =
+                            clock.frames as i64 + frame_offset(frame_time, published_end).min(0);
+                        let behind = primary - module.plugin_frames() as i64;
+                        if behind > 0 {
+                            module.catch_up(behind as u64, false);
+                        }
+                    }
                     let mut period = Period {
                         schedule: &mut self.schedule,
                         scheduled: &mut self.scheduled,

@@ -520,6 +520,7 @@ impl Worker {
             dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
+            non_finite: stats.non_finite.load(Ordering::Relaxed),
         }
     }
 }

@@ -103,8 +103,19 @@ pub enum Kernel {
     /// A `clock`'s state.
     Clock(clock::Clock),
     /// An LV2 plugin: its state is inside the plugin ([`Module`] holds it), which
-    /// is why its standby runs in lockstep instead of loading it.
-    Lv2,
+    /// is why its standby runs in lockstep instead of loading it. What is here is
+    /// how far the plugin has run.
+    Lv2(Lv2Clock),
+}
+
+/// How many frames an LV2 plugin instance has run since it was made: published by
+/// the primary, so that a standby made later can catch up (see
+/// [`Module::catch_up`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lv2Clock {
+    /// Frames run.
+    pub frames: u64,
 }
 
 impl Kernel {
@@ -123,7 +134,7 @@ impl Kernel {
             Kind::Const => Kernel::Const(constant::Const::default()),
             Kind::Midi2cv => Kernel::Midi2cv(midi2cv::Midi2cv::default()),
             Kind::Clock => Kernel::Clock(clock::Clock::default()),
-            Kind::Lv2 => Kernel::Lv2,
+            Kind::Lv2 => Kernel::Lv2(Lv2Clock::default()),
         }
     }
 
@@ -160,7 +171,7 @@ impl Kernel {
             | Kernel::Noise(_)
             | Kernel::Delay(_)
             | Kernel::Const(_)
-            | Kernel::Lv2 => true,
+            | Kernel::Lv2(_) => true,
         }
     }
 
@@ -179,7 +190,7 @@ impl Kernel {
             Kernel::Midi2cv(k) => k.process(ctx, io, range),
             Kernel::Clock(k) => k.process(ctx, io, range),
             // Played by the module's plugin (see `run`), not by a kernel.
-            Kernel::Lv2 => {}
+            Kernel::Lv2(_) => {}
         }
     }
 }
@@ -276,7 +287,12 @@ fn run(
     } = state;
     let mut play =
         |params: &[f32; MAX_PARAMS], io: &mut Io, r: Range<usize>| match plugin.as_deref_mut() {
-            Some(slot) => slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r),
+            Some(slot) => {
+                if let Kernel::Lv2(clock) = kernel {
+                    clock.frames += r.len() as u64;
+                }
+                slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r)
+            }
             None => {
                 let ctx = Context {
                     sample_rate: *sample_rate,
@@ -302,7 +318,21 @@ fn run(
 struct PluginSlot {
     host: Box<modsynth_lv2::host::Host>,
     non_finite: u64,
+    /// Silence to run the plugin on while it catches up, and where its output
+    /// then goes: one period each, made with the module.
+    zeros: Box<[f32]>,
+    scratch: Box<[f32]>,
 }
+
+/// How many frames a standby catches up at most per period on the real-time
+/// thread, in periods: it runs its plugin at up to twice the real rate until it is
+/// in step (the bulk was caught up at assignment, off that thread).
+const CATCH_UP_PERIODS: usize = 1;
+
+/// How much a standby catches up at assignment, off the real-time thread, at most:
+/// a minute of the primary's playing (an oscillator made an hour ago is not
+/// replayed; its standby then takes over without a gap but not in phase).
+pub const CATCH_UP_MAX_SECONDS: f32 = 60.0;
 
 /// One running module: its state and its large buffer, or its LV2 plugin.
 ///
@@ -345,9 +375,12 @@ impl Module {
         let mut module = Module::new(spec, sample_rate);
         if let Some(uri) = spec.lv2_uri() {
             let host = modsynth_lv2::host::Host::new(uri, sample_rate as f64, max_block)?;
+            let n_out = spec.output_ports().count();
             module.plugin = Some(PluginSlot {
                 host: Box::new(host),
                 non_finite: 0,
+                zeros: vec![0.0; max_block.max(1)].into_boxed_slice(),
+                scratch: vec![0.0; max_block.max(1) * n_out.max(1)].into_boxed_slice(),
             });
         }
         Ok(module)
@@ -358,6 +391,59 @@ impl Module {
     /// is opaque (an LV2 plugin's) and cannot be loaded from shared memory.
     pub fn is_lockstep(&self) -> bool {
         self.spec.kind == Kind::Lv2
+    }
+
+    /// Frames its plugin has run (0 for built-in modules).
+    pub fn plugin_frames(&self) -> u64 {
+        match self.state.kernel {
+            Kernel::Lv2(clock) => clock.frames,
+            _ => 0,
+        }
+    }
+
+    /// Runs the plugin of a lockstep standby on silence, its output thrown away,
+    /// for up to `frames` frames (at most [`CATCH_UP_PERIODS`] periods, or
+    /// `unbounded` off the real-time thread), so that it has run as many frames as
+    /// its primary: a plugin whose state depends on how long it has run (an
+    /// oscillator's phase) and on recent input only is then in step with it.
+    /// Returns the frames run. Never allocates.
+    pub fn catch_up(&mut self, frames: u64, unbounded: bool) -> u64 {
+        let Some(slot) = self.plugin.as_mut() else {
+            return 0;
+        };
+        let block = slot.zeros.len();
+        let limit = if unbounded {
+            frames
+        } else {
+            frames.min((block * CATCH_UP_PERIODS) as u64)
+        };
+        let n_out = self.spec.output_ports().count();
+        let n_in = self.spec.input_ports().count();
+        let mut done = 0;
+        while done < limit {
+            let n = (limit - done).min(block as u64) as usize;
+            let inputs: [&[f32]; MAX_INPUTS] = [&slot.zeros[..]; MAX_INPUTS];
+            let mut outputs: [&mut [f32]; MAX_OUTPUTS] =
+                std::array::from_fn(|_| <&mut [f32]>::default());
+            for (o, chunk) in outputs
+                .iter_mut()
+                .zip(slot.scratch.chunks_mut(block))
+                .take(n_out)
+            {
+                *o = chunk;
+            }
+            let _ = slot.host.run(
+                &self.state.params.current,
+                &inputs[..n_in.max(0)],
+                &mut outputs[..],
+                0..n,
+            );
+            done += n as u64;
+        }
+        if let Kernel::Lv2(clock) = &mut self.state.kernel {
+            clock.frames += done;
+        }
+        done
     }
 
     /// Non-finite samples the module's plugin wrote so far, each replaced by
