@@ -637,4 +637,38 @@ to = "system:playback_1"
         assert_eq!(leftovers, 1, "no temporary file is left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn an_lv2_plugin_is_type_lv2_with_its_uri_and_is_written_back_so() {
+        modsynth_lv2::install();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/sets/lv2-mix.toml");
+        let set = load(Path::new(path)).unwrap();
+        let lp = &set.modules[1];
+        assert_eq!(
+            lp.spec.lv2_uri(),
+            Some("http://plugin.org.uk/swh-plugins/lowpass_iir")
+        );
+        let text = set.to_toml();
+        assert!(
+            text.contains("type = \"lv2\"\nuri = \"http://plugin.org.uk/swh-plugins/lowpass_iir\"")
+        );
+        assert_eq!(parse("again.toml", &text).unwrap(), set);
+        for (bad, says) in [
+            (
+                "[[module]]\nid = \"a\"\ntype = \"lv2\"\n",
+                "set.toml:3: a: type = \"lv2\" needs uri",
+            ),
+            (
+                "[[module]]\nid = \"a\"\ntype = \"vco\"\nuri = \"x\"\n",
+                "set.toml:4: a: uri is for type = \"lv2\" only",
+            ),
+            (
+                "[[module]]\nid = \"a\"\ntype = \"lv2\"\nuri = \"urn:nothing\"\n",
+                "set.toml:4: no LV2 plugin 'urn:nothing'",
+            ),
+        ] {
+            let err = parse("set.toml", bad).unwrap_err().to_string();
+            assert!(err.starts_with(says), "{err}");
+        }
+    }
 }

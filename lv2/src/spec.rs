@@ -223,3 +223,49 @@ fn label(text: &str) -> String {
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against the Debian plugin packs `scripts/setup` installs (swh-lv2, mda-lv2).
+    use super::*;
+
+    #[test]
+    fn a_sample_rate_relative_cutoff_is_in_hz_and_an_integer_control_says_so() {
+        set_sample_rate(48_000);
+        let lp = resolve("lv2:lowpass_iir").unwrap();
+        assert_eq!(lp.name, "lv2:http://plugin.org.uk/swh-plugins/lowpass_iir");
+        let names: Vec<&str> = lp.ports.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["input", "output"]);
+        let cutoff = lp.param("cutoff").unwrap();
+        // 0.0001..0.45 of the sample rate.
+        assert!((cutoff.min - 4.8).abs() < 1e-3 && (cutoff.max - 21_600.0).abs() < 0.5);
+        assert_eq!(cutoff.unit, "Hz");
+        assert_eq!(lp.param("stages").unwrap().unit, "integer");
+    }
+
+    #[test]
+    fn an_enumeration_takes_its_labels_and_maps_them_to_the_plugins_values() {
+        let info = discover::find("http://drobilla.net/plugins/mda/Leslie").unwrap();
+        let leslie = module_spec(&info).unwrap();
+        let mode = leslie.param("mode").unwrap();
+        assert_eq!(mode.values, ["stop", "slow", "fast"]);
+        let mapping = &controls(&info)[0].mapping;
+        let Mapping::Choice(values) = mapping else {
+            panic!("{mapping:?}")
+        };
+        assert_eq!(mapping.control_value(2.0), values[2]);
+        assert_eq!(
+            mapping.control_value(99.0),
+            values[2],
+            "clamped to the last"
+        );
+    }
+
+    #[test]
+    fn plugins_modsynth_cannot_host_are_refused_with_the_reason() {
+        let err = resolve("lv2:DX10").unwrap_err();
+        assert!(err.contains("atom"), "{err}");
+        let err = resolve("lv2:no_such_plugin").unwrap_err();
+        assert!(err.contains("modsynth plugins"), "{err}");
+    }
+}

@@ -444,7 +444,7 @@ impl<P: Ports> Engine<P> {
             frame_time,
             n_frames,
         };
-        period.play(module, &mut io, large.as_deref_mut());
+        period.play(module, &mut io, large);
         if let Some(shared) = shared.as_ref() {
             let end = frame_time.wrapping_add(n_frames as u32);
             // Fenced twice: the owner word again (a standby may have taken over
@@ -1030,7 +1030,12 @@ mod tests {
     fn the_real_time_path_never_allocates() {
         let (mut c, mut e) = new::<Buffers>(4096);
         let mut frame = 0u32;
-        for spec in catalog::modules() {
+        // Every built-in module, and LV2 plugins of the Debian packs scripts/setup
+        // installs (a filter, a delay, one with an enumeration).
+        modsynth_lv2::install();
+        let plugins = ["lv2:lowpass_iir", "lv2:delay_n", "lv2:Leslie"]
+            .map(|name| catalog::lookup(name).unwrap());
+        for spec in catalog::modules().iter().chain(plugins) {
             let mut buffers = Buffers::new(spec, N);
             for (k, input) in buffers.inputs.iter_mut().enumerate() {
                 for (i, s) in input.iter_mut().enumerate() {
@@ -1040,7 +1045,8 @@ mod tests {
             if spec.midi_input().is_some() {
                 buffers.midi = midi_workout(N);
             }
-            c.install(Module::new(spec, 48_000.0), buffers).unwrap();
+            c.install(Module::create(spec, 48_000.0, N).unwrap(), buffers)
+                .unwrap();
             for (index, p) in spec.params.iter().enumerate() {
                 for (j, v) in [p.min, p.max, p.default].into_iter().enumerate() {
                     let at = frame.wrapping_add((j * 97 + index * 13) as u32);

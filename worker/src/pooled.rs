@@ -308,7 +308,7 @@ impl Worker {
                 self.takeovers_at_assign = self.takeovers();
                 self.assigned_state = Some((state.clone(), module_type.clone()));
                 // Plugin ranges given as fractions of the rate are scaled by ours.
-                modsynth_lv2::spec::set_sample_rate(self.host.client().sample_rate() as u32);
+                modsynth_lv2::spec::set_sample_rate(self.host.client().sample_rate());
                 let spec = match catalog::lookup(&module_type) {
                     Ok(spec) => spec,
                     Err(e) => {

@@ -327,7 +327,7 @@ struct PluginSlot {
 /// How many frames a standby catches up at most per period on the real-time
 /// thread, in periods: it runs its plugin at up to twice the real rate until it is
 /// in step (the bulk was caught up at assignment, off that thread).
-const CATCH_UP_PERIODS: usize = 1;
+pub const CATCH_UP_PERIODS: usize = 1;
 
 /// How much a standby catches up at assignment, off the real-time thread, at most:
 /// a minute of the primary's playing (an oscillator made an hour ago is not
@@ -434,7 +434,7 @@ impl Module {
             }
             let _ = slot.host.run(
                 &self.state.params.current,
-                &inputs[..n_in.max(0)],
+                &inputs[..n_in],
                 &mut outputs[..],
                 0..n,
             );
