@@ -5,7 +5,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
-use modsynth_tests::analysis::{has_non_finite, longest_silent_run, phase_at, rms};
+use modsynth_tests::analysis::{has_non_finite, longest_silent_run, phase_error_frames, rms};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
@@ -55,33 +55,6 @@ fn set(sup: &Supervisor, id: &str, param: &str, value: f32) {
         .unwrap();
 }
 
-/// How far (in frames) the 440 Hz tone in `out` is, at its end, from where its
-/// beginning says it should be, allowing the module to be 0 to `ahead` whole
-/// periods ahead: the smallest error over those.
-///
-/// Why periods ahead are in step: a takeover continues the module's own time, and
-/// the periods the server skipped as the primary died (jackd2 drops the cycle a
-/// client dies in, and those downstream of it) were played by the module but never
-/// delivered, so the recording skips them. A standby out of step would be off by
-/// some fraction of a period (a period of 1024 frames is 9.39 cycles of 440 Hz,
-/// so each whole period lands 42 frames further in the cycle).
-fn phase_error(out: &[f32], period: u32, ahead: u64) -> f64 {
-    let window = 12_000;
-    let late = out.len() - window;
-    let cycle = RATE / 440.0;
-    let tau = std::f64::consts::TAU;
-    let expected = phase_at(&out[..window], 440.0, RATE) + late as f64 / cycle * tau;
-    let got = phase_at(&out[late..], 440.0, RATE);
-    (0..=ahead)
-        .map(|k| {
-            let e = got - expected - k as f64 * period as f64 / cycle * tau;
-            let e = (e + std::f64::consts::PI).rem_euclid(tau) - std::f64::consts::PI;
-            e / tau * cycle
-        })
-        .min_by(|a, b| a.abs().total_cmp(&b.abs()))
-        .unwrap_or(f64::INFINITY)
-}
-
 #[test]
 fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_sample_in_9_of_10_crashes(
 ) {
@@ -96,7 +69,7 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_
     sup.connect("osc:out", &capture.port(0)).unwrap();
     let mut gaps = Vec::new();
     for run in 0..10 {
-        let before = sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+        let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
         sup.wait_until_settled(PATIENCE);
         let rec = std::thread::scope(|s| {
             let rec = s.spawn(|| capture.record(36_000).unwrap());
@@ -112,7 +85,7 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_
         let gap = longest_silent_run(out, 1e-6);
         let period = server.period();
         let ahead = rec.dropped_frames / period as u64 + 1;
-        let phase = phase_error(out, period, ahead);
+        let phase = phase_error_frames(out, 440.0, RATE, period, ahead);
         eprintln!(
             "measured: crash {run}: {gap} silent samples, phase after the takeover {phase:+.2} frames from the module's own time (up to {ahead} undelivered periods ahead), {} frames dropped by the server",
             rec.dropped_frames
@@ -127,7 +100,11 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_
         let after = sup.wait_for_module("osc", PATIENCE, |m| {
             m.pid != before.pid && m.role == ModuleRole::Primary
         });
-        assert_eq!(after.pid, before.standby_pid, "the standby took over");
+        assert_eq!(
+            after.pid,
+            before.standby_worker.as_ref().unwrap().pid,
+            "the standby took over"
+        );
     }
     let seamless = gaps.iter().filter(|&&g| g <= 1).count();
     eprintln!("measured: {seamless} of 10 crashes without a silent sample: {gaps:?}");
