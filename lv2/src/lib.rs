@@ -12,8 +12,10 @@
 //!
 //! A process that wants `lv2:` types in its catalog calls [`install`] once at
 //! start; from then on `modsynth_model::catalog::lookup("lv2:lowpass_iir")`
-//! resolves the plugin (the first time: loading lilv's world, ~0.1-0.3 s with a
-//! hundred plugins installed).
+//! resolves the plugin. The first lookup in a process loads lilv's world and
+//! describes every plugin once (39 ms here with 143 plugins installed, in
+//! `modsynthd`'s core thread on the first `lv2:` create); later ones are a scan of
+//! that list.
 
 #![deny(missing_docs)]
 
