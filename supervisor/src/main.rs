@@ -322,8 +322,10 @@ fn serve(
         spare_grace: Duration::from_secs_f64(args.spare_grace),
         cards: state.cards_dir()?,
     };
+    let midi = jack.take_midi();
     let mut runtime = Runtime {
         socket: reply_socket,
+        midi,
         jack,
         spawner,
         events: events_tx,
