@@ -233,3 +233,88 @@ fn program_changes_load_their_sets_as_a_diff_and_shared_modules_keep_running() {
     std::thread::sleep(Duration::from_millis(300));
     wait_for_modules(&["chorus_lead", "knob"]);
 }
+
+/// The level `knob:out` plays, from a short recording.
+fn level(capture: &Capture) -> f32 {
+    let rec = capture.record(4096).unwrap();
+    let out = &rec.channels[0];
+    let last = *out.last().expect("frames");
+    assert!(
+        out[out.len() / 2..].iter().all(|&v| (v - last).abs() < 1e-4),
+        "knob:out is not steady"
+    );
+    last
+}
+
+#[test]
+fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_over() {
+    let server = JackServer::start().unwrap();
+    let name = modsynth_tests::supervisor::unique_name();
+    let mut sup = Supervisor::start_named(&server, &name, 2, &[]).unwrap();
+    sup.new_module("const", "knob", &[("value", 0.0)]).unwrap();
+    let player = MidiPlayer::start(&server).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let _leftovers = Leftovers(name.clone());
+    sup.connect(&player.port(), &format!("{name}:midi_in"))
+        .unwrap();
+    sup.connect("knob:out", &capture.port(0)).unwrap();
+    let args = vec![OscType::Int(7), OscType::Int(0), text("knob"), text("value"), OscType::Float(-1.0), OscType::Float(1.0)];
+    sup.client().call(message("/map/cc", args)).unwrap();
+    let before = sup.wait_for_module("knob", PATIENCE, |m| m.standby_pid != 0);
+
+    // Failover: the standby plays knob, and the CC reaches it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    sup.wait_for_module("knob", PATIENCE, |m| m.pid == before.standby_pid && m.standby_pid != 0);
+    play(&player, vec![(0, cc(1, 7, 127))]);
+    wait_for_value(&sup, "knob", "value", 1.0);
+    sup.client().sync().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!((level(&capture) - 1.0).abs() < 1e-4, "the new primary plays the CC's value");
+
+    // modsynthd SIGKILLed: a new one takes the set back, with the map and the
+    // controller's connection to its own midi_in.
+    sup.sigkill().unwrap();
+    let again = Supervisor::start_named(&server, &name, 2, &[]).unwrap();
+    let list = again
+        .client()
+        .query(message("/map/list", vec![]), "/map/list.reply")
+        .unwrap();
+    assert_eq!(list.args[..4], [OscType::Int(7), OscType::Int(0), text("knob"), text("value")]);
+    let deadline = Instant::now() + PATIENCE;
+    while !player
+        .client()
+        .port_by_name(&player.port())
+        .is_some_and(|p| p.connected_count().unwrap_or(0) > 0)
+    {
+        assert!(Instant::now() < deadline, "the controller was not connected again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    play(&player, vec![(0, cc(1, 7, 0))]);
+    wait_for_value(&again, "knob", "value", -1.0);
+    again.client().sync().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!((level(&capture) + 1.0).abs() < 1e-4, "the adopted module plays the CC's value");
+}
+
+/// Kills what the instance left behind when the test ends, passed or failed: its
+/// workers outlive a SIGKILLed supervisor on purpose.
+struct Leftovers(String);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        use modsynth_tests::supervisor::{segments_of, workers_of};
+        for pid in workers_of(&self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for segment in segments_of(&self.0) {
+            let _ = nix::sys::mman::shm_unlink(format!("/{segment}").as_str());
+        }
+    }
+}
