@@ -26,7 +26,7 @@
 //! midi.map(map).unwrap();
 //! let cc = MidiIn { frame: 4096, status: 0xB2, data1: 7, data2: 127 };
 //! let actions = midi.on_message(cc, |_| Some(vca));
-//! assert_eq!(actions, vec![Action::Set { module: "amp1".into(), param: "gain".into(), value: 1.0, frame: 4096 }]);
+//! assert_eq!(actions, vec![Action::Set { module: "amp1".into(), param: "gain".into(), value: 2.0, frame: 4096 }]); // gain's range is 0..2
 //! ```
 
 use modsynth_model::catalog::ModuleSpec;

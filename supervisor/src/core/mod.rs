@@ -8,7 +8,8 @@
 //!
 //! Parts that own their state and test it alone: `pool::Pool` (spares, workers
 //! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
-//! and `/status`) and `subscribers::Subscribers` (`/notify`). The rest is split by
+//! and `/status`), `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC
+//! maps, learn, program sets; `maps` acts on what it decides). The rest is split by
 //! what it is about but still methods of [`Core`] over its fields: `modules`
 //! (create, free, set), `patching` (connections), `sets` (set files), `failover`
 //! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`

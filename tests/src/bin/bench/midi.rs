@@ -6,8 +6,22 @@
 //!   their period. 0 is the design: the player runs before the module in JACK's
 //!   graph, and the kernel applies each message on its own frame.
 //! - `midi_note_off_to_gate_frames`: the same for the falling edge.
+//! - `midi_cc_to_param_frames`: frames from a CC's JACK timestamp (played into
+//!   `modsynthd`'s own `midi_in`, mapped to a `const` module's `value`) to the
+//!   first sample of the module's output that moved: the change applied in the
+//!   worker, heard at its output. The supervisor's callback copies the CC into a
+//!   ring, its core drains it every quarter period and sends the change to the
+//!   worker, which applies it at the start of its next period: so at most one
+//!   period when the hops take less than three quarters of one, two otherwise.
+//! - `midi_map_supervisor_cpu_pct`: `modsynthd`'s own CPU (its process only) while
+//!   a map listens and CCs arrive, against the same window with no map
+//!   (`midi_idle_supervisor_cpu_pct`): the cost of draining `midi_in` every
+//!   quarter period.
 
+use crate::load::cpu_seconds;
 use crate::Row;
+use modsynth_control::osc::{message, text};
+use rosc::OscType;
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
@@ -65,8 +79,73 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         on_delays.len(),
         rec.dropped_frames
     );
-    Ok(vec![
+    let mut rows = vec![
         Row::new("midi_note_to_gate_frames", "frames", on_delays).note(note),
         Row::new("midi_note_off_to_gate_frames", "frames", off_delays),
+    ];
+    drop(sup);
+    rows.extend(cc_rows(server, &player, &capture, quick)?);
+    Ok(rows)
+}
+
+/// The CC -> parameter rows (see the module doc).
+fn cc_rows(
+    server: &JackServer,
+    player: &MidiPlayer,
+    capture: &Capture,
+    quick: bool,
+) -> Result<Vec<Row>, String> {
+    let ccs: u64 = if quick { 50 } else { 200 };
+    let period = server.period() as u64;
+    let sup = Supervisor::start(server, 2)?;
+    sup.new_module("const", "ctl", &[("value", 0.0)])?;
+    sup.connect(&player.port(), &format!("{}:midi_in", sup.name))?;
+    sup.connect("ctl:out", &capture.port(0))?;
+    sup.wait_until_settled(Duration::from_secs(30));
+    let seconds = |d: Duration| d.as_secs_f64();
+    let idle_from = (std::time::Instant::now(), cpu_seconds(sup.pid()));
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_pct = (cpu_seconds(sup.pid()) - idle_from.1) / seconds(idle_from.0.elapsed()) * 100.0;
+    let args = vec![OscType::Int(1), OscType::Int(0), text("ctl"), text("value"), OscType::Float(0.0), OscType::Float(1.0)];
+    sup.client().call(message("/map/cc", args))?;
+    // A CC every 4000 frames (more than two periods of 1024 and the 5 ms glide),
+    // not a multiple of the period: the CCs walk through every position in it.
+    let every = 4000u64;
+    let events: Vec<(u64, Vec<u8>)> = (0..ccs)
+        .map(|k| (64 + k * every, vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }]))
+        .collect();
+    let frames = (ccs * every + 4 * period) as usize;
+    let mut started = None;
+    let busy_from = (std::time::Instant::now(), cpu_seconds(sup.pid()));
+    let rec = capture.record_then(frames, Duration::from_secs(120), |_| {
+        started = Some(player.play(events.clone()));
+    })?;
+    let busy_pct = (cpu_seconds(sup.pid()) - busy_from.1) / seconds(busy_from.0.elapsed()) * 100.0;
+    let start = started.ok_or("the recording never started")??;
+    let out = &rec.channels[0];
+    let mut delays = Vec::new();
+    for k in 1..ccs {
+        let at = start + 64 + k * every;
+        let (Some(i), Some(end)) = (rec.index_of_frame(at), rec.index_of_frame(at + every)) else {
+            continue;
+        };
+        let old = out[i.saturating_sub(1)];
+        if let Some(moved) = (i..end).find(|&j| (out[j] - old).abs() > 1e-4) {
+            delays.push((moved - i) as f64);
+        }
+    }
+    if delays.is_empty() {
+        return Err("no CC was measured (recording disturbed)".into());
+    }
+    let note = format!(
+        "{} of {} CCs measured; period {period} frames; {} frames dropped by the server",
+        delays.len(),
+        ccs - 1,
+        rec.dropped_frames
+    );
+    Ok(vec![
+        Row::new("midi_cc_to_param_frames", "frames", delays).note(note),
+        Row::new("midi_map_supervisor_cpu_pct", "%", vec![busy_pct]),
+        Row::new("midi_idle_supervisor_cpu_pct", "%", vec![idle_pct]),
     ])
 }
