@@ -424,9 +424,13 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
         }
         "/map/cc" => {
             if !(4..=7).contains(&a.args.len()) {
-                a.count(4, "cc, channel, id, param, then optionally min max, then optionally a curve")?;
+                a.count(
+                    4,
+                    "cc, channel, id, param, then optionally min max, then optionally a curve",
+                )?;
             }
-            let cc = ccmap::check_cc(a.int(0, "cc")? as i64).map_err(|e| Fail::new(&msg.addr, e))?;
+            let cc =
+                ccmap::check_cc(a.int(0, "cc")? as i64).map_err(|e| Fail::new(&msg.addr, e))?;
             let channel = ccmap::check_channel(a.int(1, "channel (0 = any)")? as i64)
                 .map_err(|e| Fail::new(&msg.addr, e))?;
             let (range, curve) = decode_range_curve(&a, 4)?;
@@ -435,7 +439,10 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
         }
         "/map/learn" => {
             if !(2..=5).contains(&a.args.len()) {
-                a.count(2, "id, param, then optionally min max, then optionally a curve")?;
+                a.count(
+                    2,
+                    "id, param, then optionally min max, then optionally a curve",
+                )?;
             }
             let (range, curve) = decode_range_curve(&a, 2)?;
             let map = CcMap::new(0, None, &a.id(0)?, a.string(1, "param")?, range, curve);
@@ -703,20 +710,43 @@ mod tests {
         let f = OscType::Float;
         let m = msg(
             "/map/cc",
-            vec![i(74), i(2), s("filt1"), s("cutoff"), f(100.0), f(8000.0), s("exp")],
+            vec![
+                i(74),
+                i(2),
+                s("filt1"),
+                s("cutoff"),
+                f(100.0),
+                f(8000.0),
+                s("exp"),
+            ],
         );
         assert_eq!(
             decode(&m).unwrap(),
             Request::MapCc {
-                map: CcMap::new(74, Some(2), "filt1", "cutoff", Some((100.0, 8000.0)), Curve::Exp)
+                map: CcMap::new(
+                    74,
+                    Some(2),
+                    "filt1",
+                    "cutoff",
+                    Some((100.0, 8000.0)),
+                    Curve::Exp
+                )
             }
         );
         let short = msg("/map/cc", vec![i(1), i(0), s("a"), s("gain")]);
-        assert!(matches!(decode(&short).unwrap(), Request::MapCc { map } if map.range.is_none() && map.channel.is_none()));
+        assert!(
+            matches!(decode(&short).unwrap(), Request::MapCc { map } if map.range.is_none() && map.channel.is_none())
+        );
         let curve_only = msg("/map/learn", vec![s("a"), s("freq"), s("exp")]);
-        assert!(matches!(decode(&curve_only).unwrap(), Request::Learn { map } if map.curve == Curve::Exp));
-        assert!(fail_reason(msg("/map/cc", vec![i(128), i(0), s("a"), s("gain")])).contains("0..119"));
-        assert!(fail_reason(msg("/map/cc", vec![i(7), i(17), s("a"), s("gain")])).contains("1..16"));
+        assert!(
+            matches!(decode(&curve_only).unwrap(), Request::Learn { map } if map.curve == Curve::Exp)
+        );
+        assert!(
+            fail_reason(msg("/map/cc", vec![i(128), i(0), s("a"), s("gain")])).contains("0..119")
+        );
+        assert!(
+            fail_reason(msg("/map/cc", vec![i(7), i(17), s("a"), s("gain")])).contains("1..16")
+        );
         assert!(fail_reason(msg(
             "/map/cc",
             vec![i(7), i(1), s("a"), s("gain"), s("log")]
@@ -727,7 +757,8 @@ mod tests {
             vec![i(7), i(1), s("a"), s("gain"), f(f32::NAN), f(1.0)]
         ))
         .contains("finite"));
-        assert!(fail_reason(msg("/map/cc", vec![i(7), i(1), s("a")])).contains("cc, channel, id, param"));
+        assert!(fail_reason(msg("/map/cc", vec![i(7), i(1), s("a")]))
+            .contains("cc, channel, id, param"));
         assert!(fail_reason(msg("/map/unmap", vec![s("a")])).contains("id, param"));
         assert!(fail_reason(msg("/map/list", vec![i(1)])).contains("no arguments"));
     }

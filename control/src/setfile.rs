@@ -23,8 +23,8 @@
 //! ```
 
 use crate::osc::{check_port_name, Standby};
-use modsynth_model::ccmap::{self, CcMap, Curve};
 use modsynth_model::catalog::{self, Direction, ModuleSpec, Signal};
+use modsynth_model::ccmap::{self, CcMap, Curve};
 use modsynth_model::names::{check_module_id, is_worker_port, worker_port_error};
 use modsynth_model::param::{self, Value};
 use serde::Deserialize;
@@ -511,10 +511,7 @@ impl SetFile {
             ));
         }
         for m in &self.maps {
-            out.push_str(&format!(
-                "\n[[map]]\ncc = {}\n",
-                m.cc
-            ));
+            out.push_str(&format!("\n[[map]]\ncc = {}\n", m.cc));
             if let Some(ch) = m.channel {
                 out.push_str(&format!("channel = {ch}\n"));
             }
@@ -712,7 +709,11 @@ program_sets = { 1 = "verse.toml", 2 = "chorus.toml" }
         assert_eq!(set.connections.len(), 2);
         assert_eq!(set.maps.len(), 2);
         assert_eq!(set.maps[0].range, Some((100.0, 8000.0)));
-        assert_eq!(set.maps[1].range, Some((0.0, 1.0)), "a map without min/max spans the range");
+        assert_eq!(
+            set.maps[1].range,
+            Some((0.0, 1.0)),
+            "a map without min/max spans the range"
+        );
         assert_eq!(set.midi.program_sets[&2], "chorus.toml");
     }
 

@@ -326,6 +326,7 @@ fn serve(
     let mut runtime = Runtime {
         socket: reply_socket,
         midi,
+        midi_dropped: 0,
         jack,
         spawner,
         events: events_tx,

@@ -39,6 +39,8 @@ pub struct Runtime {
     pub tcp: Connections,
     /// What the JACK client's `midi_in` received ([`Jack::take_midi`]).
     pub midi: Option<rtrb::Consumer<crate::core::midi::MidiIn>>,
+    /// MIDI messages dropped (ring full) as last logged.
+    pub midi_dropped: u64,
 }
 
 impl Effects for Runtime {
@@ -49,6 +51,14 @@ impl Effects for Runtime {
         let mut out = Vec::with_capacity(ring.slots());
         while let Ok(msg) = ring.pop() {
             out.push(msg);
+        }
+        let dropped = self.jack.midi_dropped();
+        if dropped != self.midi_dropped {
+            tracing::warn!(
+                "midi_in: {} control message(s) dropped, more than the ring holds arrived between two drains",
+                dropped - self.midi_dropped
+            );
+            self.midi_dropped = dropped;
         }
         out
     }

@@ -69,14 +69,54 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
     // Bad maps are refused and change nothing.
     let client = sup.client();
     for (args, want) in [
-        (vec![OscType::Int(120), OscType::Int(0), text("knob"), text("value")], "0..119"),
-        (vec![OscType::Int(7), OscType::Int(17), text("knob"), text("value")], "1..16"),
-        (vec![OscType::Int(7), OscType::Int(0), text("nope"), text("value")], "no module 'nope'"),
         (
-            vec![OscType::Int(7), OscType::Int(0), text("knob"), text("value"), OscType::Float(-20.0), OscType::Float(1.0)],
+            vec![
+                OscType::Int(120),
+                OscType::Int(0),
+                text("knob"),
+                text("value"),
+            ],
+            "0..119",
+        ),
+        (
+            vec![
+                OscType::Int(7),
+                OscType::Int(17),
+                text("knob"),
+                text("value"),
+            ],
+            "1..16",
+        ),
+        (
+            vec![
+                OscType::Int(7),
+                OscType::Int(0),
+                text("nope"),
+                text("value"),
+            ],
+            "no module 'nope'",
+        ),
+        (
+            vec![
+                OscType::Int(7),
+                OscType::Int(0),
+                text("knob"),
+                text("value"),
+                OscType::Float(-20.0),
+                OscType::Float(1.0),
+            ],
             "outside",
         ),
-        (vec![OscType::Int(7), OscType::Int(0), text("knob"), text("value"), text("exp")], "above 0"),
+        (
+            vec![
+                OscType::Int(7),
+                OscType::Int(0),
+                text("knob"),
+                text("value"),
+                text("exp"),
+            ],
+            "above 0",
+        ),
     ] {
         let e = client.call(message("/map/cc", args)).unwrap_err();
         assert!(e.contains(want), "{e}");
@@ -90,7 +130,12 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
     client
         .send(message(
             "/map/learn",
-            vec![text("knob"), text("value"), OscType::Float(-1.0), OscType::Float(1.0)],
+            vec![
+                text("knob"),
+                text("value"),
+                OscType::Float(-1.0),
+                OscType::Float(1.0),
+            ],
         ))
         .unwrap();
     client.sync().unwrap();
@@ -100,7 +145,13 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
         .unwrap();
     assert_eq!(
         learned.args,
-        vec![text("/map/learn"), text("knob"), text("value"), OscType::Int(21), OscType::Int(3)]
+        vec![
+            text("/map/learn"),
+            text("knob"),
+            text("value"),
+            OscType::Int(21),
+            OscType::Int(3)
+        ]
     );
     wait_for_value(&sup, "knob", "value", 1.0);
     for (value, want) in [(0u8, -1.0f32), (64, -1.0 + 2.0 * 64.0 / 127.0)] {
@@ -119,17 +170,26 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
     let cc_at = 8 * period + 100;
     let (rec, start) = retake_while_disturbed(|| {
         let mut start = None;
-        let rec = capture.record_then(16 * period as usize + 8192, Duration::from_secs(20), |_| {
-            start = Some(player.play(vec![(0, cc(3, 21, 0)), (cc_at, cc(3, 21, 127))]));
-        })?;
+        let rec =
+            capture.record_then(16 * period as usize + 8192, Duration::from_secs(20), |_| {
+                start = Some(player.play(vec![(0, cc(3, 21, 0)), (cc_at, cc(3, 21, 127))]));
+            })?;
         Ok((rec, start.expect("the recording started")?))
     })
     .unwrap();
     let out = &rec.channels[0];
-    let at = rec.index_of_frame(start + cc_at).expect("the CC is inside the recording");
+    let at = rec
+        .index_of_frame(start + cc_at)
+        .expect("the CC is inside the recording");
     let before = &out[at.saturating_sub(period as usize)..at];
-    assert!(before.iter().all(|&v| (v + 1.0).abs() < 1e-4), "not at -1 before the CC");
-    let moved = out[at..].iter().position(|&v| v > -0.999).expect("the output moved");
+    assert!(
+        before.iter().all(|&v| (v + 1.0).abs() < 1e-4),
+        "not at -1 before the CC"
+    );
+    let moved = out[at..]
+        .iter()
+        .position(|&v| v > -0.999)
+        .expect("the output moved");
     assert!(
         out.last().is_some_and(|&v| (v - 1.0).abs() < 1e-4),
         "the output ends at {:?}, not 1",
@@ -159,7 +219,10 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
     ] {
         assert!(saved.contains(want), "no {want:?} in\n{saved}");
     }
-    assert!(!saved.contains(&midi_in), "the instance's own port is not in the set:\n{saved}");
+    assert!(
+        !saved.contains(&midi_in),
+        "the instance's own port is not in the set:\n{saved}"
+    );
     sup.stop().unwrap();
     drop(sup);
 
@@ -174,7 +237,15 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
         .client()
         .query(message("/map/list", vec![]), "/map/list.reply")
         .unwrap();
-    assert_eq!(list.args[..4], [OscType::Int(21), OscType::Int(3), text("knob"), text("value")]);
+    assert_eq!(
+        list.args[..4],
+        [
+            OscType::Int(21),
+            OscType::Int(3),
+            text("knob"),
+            text("value")
+        ]
+    );
     for (value, want) in [(127u8, 1.0f32), (0, -1.0)] {
         play(&player, vec![(0, cc(3, 21, value))]);
         wait_for_value(&sup2, "knob", "value", want);
@@ -191,14 +262,23 @@ fn program_changes_load_their_sets_as_a_diff_and_shared_modules_keep_running() {
             "[[module]]\nid = \"knob\"\ntype = \"const\"\nstandby = \"none\"\nparams = {{ value = {value} }}\n\n{extra}{midi}"
         )
     };
-    let module = |id: &str| format!("[[module]]\nid = \"{id}\"\ntype = \"const\"\nstandby = \"none\"\n\n");
+    let module =
+        |id: &str| format!("[[module]]\nid = \"{id}\"\ntype = \"const\"\nstandby = \"none\"\n\n");
     let midi = format!(
         "[midi]\ninputs = [\"{}\"]\nprogram_sets = {{ 1 = \"verse.toml\", 2 = \"chorus.toml\" }}\n",
         player.port()
     );
     std::fs::write(sup.sets_dir.join("show.toml"), set("", 0.25, &midi)).unwrap();
-    std::fs::write(sup.sets_dir.join("verse.toml"), set(&module("verse_pad"), 0.5, "")).unwrap();
-    std::fs::write(sup.sets_dir.join("chorus.toml"), set(&module("chorus_lead"), 0.75, "")).unwrap();
+    std::fs::write(
+        sup.sets_dir.join("verse.toml"),
+        set(&module("verse_pad"), 0.5, ""),
+    )
+    .unwrap();
+    std::fs::write(
+        sup.sets_dir.join("chorus.toml"),
+        set(&module("chorus_lead"), 0.75, ""),
+    )
+    .unwrap();
     let client = sup.client().with_timeout(PATIENCE);
     client
         .call(message("/set/load", vec![text("show.toml")]))
@@ -208,7 +288,13 @@ fn program_changes_load_their_sets_as_a_diff_and_shared_modules_keep_running() {
     let wait_for_modules = |want: &[&str]| {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let mut ids: Vec<String> = sup.status().unwrap().modules.into_iter().map(|m| m.id).collect();
+            let mut ids: Vec<String> = sup
+                .status()
+                .unwrap()
+                .modules
+                .into_iter()
+                .map(|m| m.id)
+                .collect();
             ids.sort();
             if ids == want {
                 return;
@@ -226,7 +312,11 @@ fn program_changes_load_their_sets_as_a_diff_and_shared_modules_keep_running() {
     play(&player, vec![(0, vec![0xC4, 1])]);
     wait_for_modules(&["chorus_lead", "knob"]);
     wait_for_value(&sup, "knob", "value", 0.75);
-    assert_eq!(pid_of("knob"), Some(knob_pid), "knob was restarted by a program change");
+    assert_eq!(
+        pid_of("knob"),
+        Some(knob_pid),
+        "knob was restarted by a program change"
+    );
     // A program with no set changes nothing.
     play(&player, vec![(0, vec![0xC0, 9])]);
     client.sync().unwrap();
@@ -240,7 +330,9 @@ fn level(capture: &Capture) -> f32 {
     let out = &rec.channels[0];
     let last = *out.last().expect("frames");
     assert!(
-        out[out.len() / 2..].iter().all(|&v| (v - last).abs() < 1e-4),
+        out[out.len() / 2..]
+            .iter()
+            .all(|&v| (v - last).abs() < 1e-4),
         "knob:out is not steady"
     );
     last
@@ -258,7 +350,14 @@ fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_o
     sup.connect(&player.port(), &format!("{name}:midi_in"))
         .unwrap();
     sup.connect("knob:out", &capture.port(0)).unwrap();
-    let args = vec![OscType::Int(7), OscType::Int(0), text("knob"), text("value"), OscType::Float(-1.0), OscType::Float(1.0)];
+    let args = vec![
+        OscType::Int(7),
+        OscType::Int(0),
+        text("knob"),
+        text("value"),
+        OscType::Float(-1.0),
+        OscType::Float(1.0),
+    ];
     sup.client().call(message("/map/cc", args)).unwrap();
     let before = sup.wait_for_module("knob", PATIENCE, |m| m.standby_pid != 0);
 
@@ -268,12 +367,17 @@ fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_o
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    sup.wait_for_module("knob", PATIENCE, |m| m.pid == before.standby_pid && m.standby_pid != 0);
+    sup.wait_for_module("knob", PATIENCE, |m| {
+        m.pid == before.standby_pid && m.standby_pid != 0
+    });
     play(&player, vec![(0, cc(1, 7, 127))]);
     wait_for_value(&sup, "knob", "value", 1.0);
     sup.client().sync().unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert!((level(&capture) - 1.0).abs() < 1e-4, "the new primary plays the CC's value");
+    assert!(
+        (level(&capture) - 1.0).abs() < 1e-4,
+        "the new primary plays the CC's value"
+    );
 
     // modsynthd SIGKILLed: a new one takes the set back, with the map and the
     // controller's connection to its own midi_in.
@@ -283,21 +387,37 @@ fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_o
         .client()
         .query(message("/map/list", vec![]), "/map/list.reply")
         .unwrap();
-    assert_eq!(list.args[..4], [OscType::Int(7), OscType::Int(0), text("knob"), text("value")]);
+    assert_eq!(
+        list.args[..4],
+        [
+            OscType::Int(7),
+            OscType::Int(0),
+            text("knob"),
+            text("value")
+        ]
+    );
     let deadline = Instant::now() + PATIENCE;
-    while !player
-        .client()
-        .port_by_name(&player.port())
-        .is_some_and(|p| p.connected_count().unwrap_or(0) > 0)
-    {
-        assert!(Instant::now() < deadline, "the controller was not connected again");
+    let connected = || {
+        player
+            .client()
+            .port_by_name(&player.port())
+            .is_some_and(|p| p.connected_count().unwrap_or(0) > 0)
+    };
+    while !connected() {
+        assert!(
+            Instant::now() < deadline,
+            "the controller was not connected again"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     play(&player, vec![(0, cc(1, 7, 0))]);
     wait_for_value(&again, "knob", "value", -1.0);
     again.client().sync().unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert!((level(&capture) + 1.0).abs() < 1e-4, "the adopted module plays the CC's value");
+    assert!(
+        (level(&capture) + 1.0).abs() < 1e-4,
+        "the adopted module plays the CC's value"
+    );
 }
 
 /// Kills what the instance left behind when the test ends, passed or failed: its

@@ -140,7 +140,10 @@ impl CcMap {
             ));
         }
         if self.curve == Curve::Exp && p.is_enum() {
-            return Err(format!("{}.{} is a choice of names: use lin", self.module, self.param));
+            return Err(format!(
+                "{}.{} is a choice of names: use lin",
+                self.module, self.param
+            ));
         }
         self.range = Some((min, max));
         Ok(self)
@@ -218,7 +221,10 @@ mod tests {
             let values: Vec<f32> = (0..=127).map(|v| m.value(vco, v)).collect();
             assert_eq!((values[0], values[127]), (min, max));
             for w in values.windows(2) {
-                assert!(w[0].is_finite() && (w[1] - w[0]) * (max - min) >= 0.0, "{w:?}");
+                assert!(
+                    w[0].is_finite() && (w[1] - w[0]) * (max - min) >= 0.0,
+                    "{w:?}"
+                );
             }
         }
     }
@@ -232,9 +238,11 @@ mod tests {
         let n = vco.params[vco.param_index("wave").unwrap()].values.len() as f32;
         assert_eq!(m.value(vco, 0), 0.0);
         assert_eq!(m.value(vco, 127), n - 1.0);
-        assert!(CcMap::new(1, None, "o", "wave", Some((1.0, 2.0)), Curve::Exp)
-            .check(vco)
-            .is_err());
+        assert!(
+            CcMap::new(1, None, "o", "wave", Some((1.0, 2.0)), Curve::Exp)
+                .check(vco)
+                .is_err()
+        );
     }
 
     #[test]
@@ -245,12 +253,33 @@ mod tests {
         assert!(e(CcMap::new(1, Some(17), "o", "freq", None, Curve::Lin)).contains("1..16"));
         assert!(e(CcMap::new(1, Some(0), "o", "freq", None, Curve::Lin)).contains("1..16"));
         assert!(e(CcMap::new(1, None, "o", "nope", None, Curve::Lin)).contains("parameters: freq"));
-        assert!(e(CcMap::new(1, None, "o", "freq", Some((f32::NAN, 1.0)), Curve::Lin))
-            .contains("outside"));
-        assert!(e(CcMap::new(1, None, "o", "freq", Some((1.0, 1e9)), Curve::Lin))
-            .contains("outside"));
-        assert!(e(CcMap::new(1, None, "o", "gain", Some((0.0, 1.0)), Curve::Exp))
-            .contains("above 0"));
+        assert!(e(CcMap::new(
+            1,
+            None,
+            "o",
+            "freq",
+            Some((f32::NAN, 1.0)),
+            Curve::Lin
+        ))
+        .contains("outside"));
+        assert!(e(CcMap::new(
+            1,
+            None,
+            "o",
+            "freq",
+            Some((1.0, 1e9)),
+            Curve::Lin
+        ))
+        .contains("outside"));
+        assert!(e(CcMap::new(
+            1,
+            None,
+            "o",
+            "gain",
+            Some((0.0, 1.0)),
+            Curve::Exp
+        ))
+        .contains("above 0"));
         assert!(Curve::parse("log").unwrap_err().contains("'lin' or 'exp'"));
         assert!(check_channel(-1).is_err() && check_channel(0) == Ok(None));
         assert!(check_cc(-1).is_err() && check_cc(119) == Ok(119));

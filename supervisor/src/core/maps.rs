@@ -35,7 +35,8 @@ impl Core {
                     let _ = fx.read_midi();
                     if let Some(old) = self.midi.learn(map, fx.now()) {
                         if let Some(to) = self.learner.take() {
-                            let reason = format!("{}.{}: a newer learn replaced it", old.module, old.param);
+                            let reason =
+                                format!("{}.{}: a newer learn replaced it", old.module, old.param);
                             fx.reply(to, Fail::new("/map/learn", reason).to_message());
                         }
                     }
@@ -51,7 +52,8 @@ impl Core {
                         osc::done("/map/unmap", vec![osc::text(&id), osc::text(&param)]),
                     )
                 } else {
-                    let reason = format!("{id}.{param} is not mapped (`modsynth maps` lists the maps)");
+                    let reason =
+                        format!("{id}.{param} is not mapped (`modsynth maps` lists the maps)");
                     fx.reply(from, Fail::new("/map/unmap", reason).to_message())
                 }
             }
@@ -122,7 +124,10 @@ impl Core {
         let mut loads = Vec::new();
         for msg in messages {
             let modules = &self.modules;
-            for action in self.midi.on_message(msg, |id| modules.get(id).map(|m| m.spec)) {
+            for action in self
+                .midi
+                .on_message(msg, |id| modules.get(id).map(|m| m.spec))
+            {
                 match action {
                     Action::Set {
                         module,

@@ -128,14 +128,19 @@ impl Midi {
     /// Removes the map of `module`.`param`; `false` if there was none.
     pub fn unmap(&mut self, module: &str, param: &str) -> bool {
         let before = self.maps.len();
-        self.maps.retain(|m| !(m.module == module && m.param == param));
+        self.maps
+            .retain(|m| !(m.module == module && m.param == param));
         self.maps.len() != before
     }
 
     /// Removes every map of a module that is gone (and a learn for it).
     pub fn forget_module(&mut self, module: &str) {
         self.maps.retain(|m| m.module != module);
-        if self.learning.as_ref().is_some_and(|(m, _)| m.module == module) {
+        if self
+            .learning
+            .as_ref()
+            .is_some_and(|(m, _)| m.module == module)
+        {
             self.learning = None;
         }
     }
@@ -203,7 +208,11 @@ impl Midi {
                         actions.push(Action::Learned(map));
                     }
                 }
-                for m in self.maps.iter().filter(|m| m.listens_to(msg.channel(), msg.data1)) {
+                for m in self
+                    .maps
+                    .iter()
+                    .filter(|m| m.listens_to(msg.channel(), msg.data1))
+                {
                     if let Some(spec) = spec_of(&m.module) {
                         actions.push(Action::Set {
                             module: m.module.clone(),
@@ -251,8 +260,14 @@ mod tests {
         assert!(matches!(&actions[1], Action::Set { value, .. } if *value == 0.0));
         let actions = midi.on_message(cc(3, 21, 127), spec);
         assert!(matches!(&actions[..], [Action::Set { value, .. }] if *value == 1.0));
-        assert!(midi.on_message(cc(4, 21, 127), spec).is_empty(), "another channel");
-        assert!(midi.on_message(cc(3, 22, 127), spec).is_empty(), "another CC");
+        assert!(
+            midi.on_message(cc(4, 21, 127), spec).is_empty(),
+            "another channel"
+        );
+        assert!(
+            midi.on_message(cc(3, 22, 127), spec).is_empty(),
+            "another CC"
+        );
     }
 
     #[test]
@@ -262,7 +277,10 @@ mod tests {
             .check(catalog::module("vco").unwrap())
             .unwrap();
         midi.learn(map, Instant::now());
-        assert!(midi.on_message(cc(1, 123, 0), spec).is_empty(), "All Notes Off");
+        assert!(
+            midi.on_message(cc(1, 123, 0), spec).is_empty(),
+            "All Notes Off"
+        );
         assert!(midi.listening(), "the learn still waits");
         assert!(midi.on_message(cc(1, 5, 0), |_| None).is_empty());
         assert!(midi.maps().is_empty());
@@ -295,7 +313,9 @@ mod tests {
         assert!(midi.expired_learn(t0 + LEARN_TIMEOUT).is_some());
         assert!(!midi.listening());
         for n in [1, 2] {
-            let m = CcMap::new(n, None, "o", "gain", None, Curve::Lin).check(vco).unwrap();
+            let m = CcMap::new(n, None, "o", "gain", None, Curve::Lin)
+                .check(vco)
+                .unwrap();
             midi.map(m).unwrap();
         }
         assert_eq!(midi.maps().len(), 1);

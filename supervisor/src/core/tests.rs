@@ -1653,14 +1653,35 @@ fn more_immediate_changes_in_one_period_than_the_budget_wait_and_the_last_goes_o
 }
 
 #[test]
-fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_until_the_module_goes() {
+fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_until_the_module_goes(
+) {
     let (mut core, mut fx) = started(2);
     let wid = create(&mut core, &mut fx, "vca", "amp");
-    osc(&mut core, &mut fx, "/map/cc", vec![T::Int(7), T::Int(2), s("amp"), s("gain")]);
-    assert_eq!(last_reply(&fx), ("/done".into(), vec![s("/map/cc"), s("amp"), s("gain")]));
+    osc(
+        &mut core,
+        &mut fx,
+        "/map/cc",
+        vec![T::Int(7), T::Int(2), s("amp"), s("gain")],
+    );
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/map/cc"), s("amp"), s("gain")])
+    );
     // Two CCs in one drain: only the last value goes out, stamped with its frame.
-    let cc = |frame, value| super::midi::MidiIn { frame, status: 0xB1, data1: 7, data2: value };
-    fx.midi = vec![cc(5000, 10), cc(5100, 127), super::midi::MidiIn { status: 0xB2, ..cc(5200, 0) }];
+    let cc = |frame, value| super::midi::MidiIn {
+        frame,
+        status: 0xB1,
+        data1: 7,
+        data2: value,
+    };
+    fx.midi = vec![
+        cc(5000, 10),
+        cc(5100, 127),
+        super::midi::MidiIn {
+            status: 0xB2,
+            ..cc(5200, 0)
+        },
+    ];
     fx.sent.clear();
     fx.clock = Some(fx.now() + Duration::from_millis(10));
     core.tick(&mut fx);
@@ -1674,7 +1695,10 @@ fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_un
         .map(|(_, m)| m)
         .collect();
     assert_eq!(sets.len(), 1, "{sets:?}");
-    assert!(matches!(sets[0], ToWorker::SetParam { index, value, received: 5100, at: None } if *index == gain && *value == max), "{sets:?}");
+    assert!(
+        matches!(sets[0], ToWorker::SetParam { index, value, received: 5100, at: None } if *index == gain && *value == max),
+        "{sets:?}"
+    );
     osc(&mut core, &mut fx, "/set/save", vec![s("m.toml")]);
     let saved = setfile::parse("m.toml", &fx.files["m.toml"]).unwrap();
     assert_eq!(saved.maps.len(), 1);

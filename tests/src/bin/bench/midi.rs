@@ -21,21 +21,42 @@
 use crate::load::cpu_seconds;
 use crate::Row;
 use modsynth_control::osc::{message, text};
-use rosc::OscType;
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::Supervisor;
+use rosc::OscType;
 use std::time::Duration;
 
-/// Every row of this module.
+/// Every row of this module: a disturbed recording of the notes does not keep
+/// the CC rows from being measured.
 pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
+    let player = MidiPlayer::start(server)?;
+    let capture = Capture::start(server, 1)?;
+    let notes = note_rows(server, &player, &capture, quick);
+    let ccs = cc_rows(server, &player, &capture, quick);
+    match (notes, ccs) {
+        (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+        (notes, ccs) => {
+            for e in [&notes, &ccs].into_iter().filter_map(|r| r.as_ref().err()) {
+                eprintln!("bench: midi: {e}");
+            }
+            Ok(notes.into_iter().chain(ccs).flatten().collect())
+        }
+    }
+}
+
+/// The note-on and note-off rows (see the module doc).
+fn note_rows(
+    server: &JackServer,
+    player: &MidiPlayer,
+    capture: &Capture,
+    quick: bool,
+) -> Result<Vec<Row>, String> {
     let notes: u64 = if quick { 50 } else { 400 };
     let period = server.period() as u64;
     let sup = Supervisor::start(server, 2)?;
     sup.new_module("midi2cv", "keys", &[])?;
-    let player = MidiPlayer::start(server)?;
-    let capture = Capture::start(server, 1)?;
     sup.connect(&player.port(), "keys:midi")?;
     sup.connect("keys:gate", &capture.port(0))?;
     sup.wait_until_settled(Duration::from_secs(30));
@@ -79,13 +100,10 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         on_delays.len(),
         rec.dropped_frames
     );
-    let mut rows = vec![
+    Ok(vec![
         Row::new("midi_note_to_gate_frames", "frames", on_delays).note(note),
         Row::new("midi_note_off_to_gate_frames", "frames", off_delays),
-    ];
-    drop(sup);
-    rows.extend(cc_rows(server, &player, &capture, quick)?);
-    Ok(rows)
+    ])
 }
 
 /// The CC -> parameter rows (see the module doc).
@@ -106,13 +124,25 @@ fn cc_rows(
     let idle_from = (std::time::Instant::now(), cpu_seconds(sup.pid()));
     std::thread::sleep(Duration::from_secs(3));
     let idle_pct = (cpu_seconds(sup.pid()) - idle_from.1) / seconds(idle_from.0.elapsed()) * 100.0;
-    let args = vec![OscType::Int(1), OscType::Int(0), text("ctl"), text("value"), OscType::Float(0.0), OscType::Float(1.0)];
+    let args = vec![
+        OscType::Int(1),
+        OscType::Int(0),
+        text("ctl"),
+        text("value"),
+        OscType::Float(0.0),
+        OscType::Float(1.0),
+    ];
     sup.client().call(message("/map/cc", args))?;
     // A CC every 4000 frames (more than two periods of 1024 and the 5 ms glide),
     // not a multiple of the period: the CCs walk through every position in it.
     let every = 4000u64;
     let events: Vec<(u64, Vec<u8>)> = (0..ccs)
-        .map(|k| (64 + k * every, vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }]))
+        .map(|k| {
+            (
+                64 + k * every,
+                vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }],
+            )
+        })
         .collect();
     let frames = (ccs * every + 4 * period) as usize;
     let mut started = None;
