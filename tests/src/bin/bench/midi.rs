@@ -21,7 +21,7 @@
 use crate::load::cpu_seconds;
 use crate::Row;
 use modsynth_control::osc::{message, text};
-use modsynth_tests::capture::Capture;
+use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::Supervisor;
@@ -135,43 +135,49 @@ fn cc_rows(
     sup.client().call(message("/map/cc", args))?;
     // A CC every 4000 frames (more than two periods of 1024 and the 5 ms glide),
     // not a multiple of the period: the CCs walk through every position in it.
+    // In takes of 20 CCs (under 2 s), each taken again while the server dropped
+    // frames in it (a whole run in one take was always disturbed at 256 frames).
     let every = 4000u64;
-    let events: Vec<(u64, Vec<u8>)> = (0..ccs)
-        .map(|k| {
-            (
-                64 + k * every,
-                vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }],
-            )
-        })
+    let per_take = 20u64;
+    let events: Vec<(u64, Vec<u8>)> = (0..per_take)
+        .map(|k| (64 + k * every, vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }]))
         .collect();
-    let frames = (ccs * every + 4 * period) as usize;
-    let mut started = None;
+    let frames = (per_take * every + 4 * period) as usize;
     let busy_from = (std::time::Instant::now(), cpu_seconds(sup.pid()));
-    let rec = capture.record_then(frames, Duration::from_secs(120), |_| {
-        started = Some(player.play(events.clone()));
-    })?;
-    let busy_pct = (cpu_seconds(sup.pid()) - busy_from.1) / seconds(busy_from.0.elapsed()) * 100.0;
-    let start = started.ok_or("the recording never started")??;
-    let out = &rec.channels[0];
     let mut delays = Vec::new();
-    for k in 1..ccs {
-        let at = start + 64 + k * every;
-        let (Some(i), Some(end)) = (rec.index_of_frame(at), rec.index_of_frame(at + every)) else {
-            continue;
-        };
-        let old = out[i.saturating_sub(1)];
-        if let Some(moved) = (i..end).find(|&j| (out[j] - old).abs() > 1e-4) {
-            delays.push((moved - i) as f64);
+    let mut dropped = 0;
+    for _ in 0..ccs / per_take {
+        let (rec, start) = retake_while_disturbed(|| {
+            let mut started = None;
+            let rec = capture.record_then(frames, Duration::from_secs(60), |_| {
+                started = Some(player.play(events.clone()));
+            })?;
+            Ok((rec, started.ok_or("the recording never started")??))
+        })?;
+        dropped += rec.dropped_frames;
+        let out = &rec.channels[0];
+        // The first CC of a take may repeat the value the last take ended on.
+        for k in 1..per_take {
+            let at = start + 64 + k * every;
+            let (Some(i), Some(end)) = (rec.index_of_frame(at), rec.index_of_frame(at + every))
+            else {
+                continue;
+            };
+            let old = out[i.saturating_sub(1)];
+            if let Some(moved) = (i..end).find(|&j| (out[j] - old).abs() > 1e-4) {
+                delays.push((moved - i) as f64);
+            }
         }
     }
+    let busy_pct = (cpu_seconds(sup.pid()) - busy_from.1) / seconds(busy_from.0.elapsed()) * 100.0;
     if delays.is_empty() {
         return Err("no CC was measured (recording disturbed)".into());
     }
     let note = format!(
-        "{} of {} CCs measured; period {period} frames; {} frames dropped by the server",
+        "{} of {} CCs measured, in takes of {per_take} (each retaken while disturbed); \
+         period {period} frames; {dropped} frames dropped by the server in the kept takes",
         delays.len(),
-        ccs - 1,
-        rec.dropped_frames
+        ccs / per_take * (per_take - 1),
     );
     Ok(vec![
         Row::new("midi_cc_to_param_frames", "frames", delays).note(note),
