@@ -153,24 +153,9 @@ impl Core {
                 Standby::Hot
             };
             let mut module = Module {
-                spec,
-                worker: wid,
-                params,
                 ports: playing.ports.clone(),
-                standby,
-                state: playing.state.clone(),
-                standby_worker: None,
-                standby_ports: Vec::new(),
-                links: Default::default(),
-                history: CrashHistory::default(),
-                quarantined: false,
-                recovering_since: None,
-                degraded_since: None,
                 playing_since: Some(now),
-                held: 0,
-                held_values: [0.0; MAX_PARAMS],
-                last_frame: None,
-                sent_since_frame: 0,
+                ..Module::new(spec, wid, params, standby, playing.state.clone())
             };
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.role = Role::Primary(id.clone());

@@ -18,7 +18,7 @@
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StatusReport};
+use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_model::param;
 use modsynth_model::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
@@ -285,6 +285,37 @@ const _: () = assert!(MAX_PARAMS <= 32);
 const NO_WORKER: WorkerId = WorkerId::MAX;
 
 impl Module {
+    /// A module played by `worker`, with nothing assigned yet besides: no ports
+    /// confirmed, no standby worker, no links, no crashes and no held changes.
+    fn new(
+        spec: &'static ModuleSpec,
+        worker: WorkerId,
+        params: [f32; MAX_PARAMS],
+        standby: Standby,
+        state: String,
+    ) -> Module {
+        Module {
+            spec,
+            worker,
+            params,
+            ports: Vec::new(),
+            standby,
+            state,
+            standby_worker: None,
+            standby_ports: Vec::new(),
+            links: Default::default(),
+            history: CrashHistory::default(),
+            quarantined: false,
+            recovering_since: None,
+            degraded_since: None,
+            playing_since: None,
+            held: 0,
+            held_values: [0.0; MAX_PARAMS],
+            last_frame: None,
+            sent_since_frame: 0,
+        }
+    }
+
     /// The supervisor's copy of every parameter value, as (catalog index, value).
     fn param_values(&self) -> Vec<(u16, f32)> {
         (0..self.spec.params.len())

@@ -65,29 +65,8 @@ impl Core {
         };
         let worker = self.workers.get_mut(&wid).expect("ready workers are known");
         worker.role = Role::Primary(id.clone());
-        self.modules.insert(
-            id.clone(),
-            Module {
-                spec,
-                worker: wid,
-                params: values,
-                ports: Vec::new(),
-                standby,
-                state,
-                standby_worker: None,
-                standby_ports: Vec::new(),
-                links: Default::default(),
-                history: CrashHistory::default(),
-                quarantined: false,
-                recovering_since: None,
-                degraded_since: None,
-                playing_since: None,
-                held: 0,
-                held_values: [0.0; MAX_PARAMS],
-                last_frame: None,
-                sent_since_frame: 0,
-            },
-        );
+        self.modules
+            .insert(id.clone(), Module::new(spec, wid, values, standby, state));
         self.requests.insert(
             token,
             Pending::Create {
