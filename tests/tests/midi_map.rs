@@ -359,7 +359,8 @@ fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_o
         OscType::Float(1.0),
     ];
     sup.client().call(message("/map/cc", args)).unwrap();
-    let before = sup.wait_for_module("knob", PATIENCE, |m| m.standby_pid != 0);
+    let before = sup.wait_for_module("knob", PATIENCE, |m| m.standby_worker.is_some());
+    let standby_pid = before.standby_worker.as_ref().map(|w| w.pid);
 
     // Failover: the standby plays knob, and the CC reaches it.
     nix::sys::signal::kill(
@@ -368,7 +369,7 @@ fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_o
     )
     .unwrap();
     sup.wait_for_module("knob", PATIENCE, |m| {
-        m.pid == before.standby_pid && m.standby_pid != 0
+        Some(m.pid) == standby_pid && m.standby_worker.is_some()
     });
     play(&player, vec![(0, cc(1, 7, 127))]);
     wait_for_value(&sup, "knob", "value", 1.0);

@@ -140,7 +140,12 @@ fn cc_rows(
     let every = 4000u64;
     let per_take = 20u64;
     let events: Vec<(u64, Vec<u8>)> = (0..per_take)
-        .map(|k| (64 + k * every, vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }]))
+        .map(|k| {
+            (
+                64 + k * every,
+                vec![0xB0, 1, if k % 2 == 0 { 127 } else { 0 }],
+            )
+        })
         .collect();
     let frames = (per_take * every + 4 * period) as usize;
     let busy_from = (std::time::Instant::now(), cpu_seconds(sup.pid()));
