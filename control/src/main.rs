@@ -246,9 +246,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ([op, file], false) if op == "check" => {
                 let set = setfile::load(std::path::Path::new(file)).map_err(|e| e.to_string())?;
                 println!(
-                    "{file}: {} module(s), {} connection(s); jack driver={} rate={} period={}",
+                    "{file}: {} module(s), {} connection(s), {} CC map(s), {} program set(s); jack driver={} rate={} period={}",
                     set.modules.len(),
                     set.connections.len(),
+                    set.maps.len(),
+                    set.midi.program_sets.len(),
                     set.jack.driver.as_deref().unwrap_or("auto"),
                     set.jack.rate.map_or("auto".into(), |r| r.to_string()),
                     set.jack.period.map_or("auto".into(), |p| p.to_string()),

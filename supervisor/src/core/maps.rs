@@ -31,8 +31,9 @@ impl Core {
             },
             Request::Learn { map } => match self.check_map(map) {
                 Ok(map) => {
-                    // Nothing moved before this request is learned.
-                    let _ = fx.read_midi();
+                    // Nothing moved before this request is learned: what waits in
+                    // the ring goes to the maps there are (or nowhere) first.
+                    self.act_on_midi(fx);
                     if let Some(old) = self.midi.learn(map, fx.now()) {
                         if let Some(to) = self.learner.take() {
                             let reason =
@@ -112,12 +113,18 @@ impl Core {
         if self.next_midi_poll.is_some_and(|t| now < t) {
             return;
         }
-        let messages = fx.read_midi();
         if !self.midi.listening() {
+            let _ = fx.read_midi();
             self.next_midi_poll = None;
             return;
         }
         self.next_midi_poll = Some(now + fx.midi_poll_interval());
+        self.act_on_midi(fx);
+    }
+
+    /// Reads what arrived at `midi_in` and acts on it (nothing listening: drops it).
+    fn act_on_midi(&mut self, fx: &mut impl Effects) {
+        let messages = fx.read_midi();
         // Within one drain only the last value of each parameter matters: they
         // would all be applied at the same period start.
         let mut sets: Vec<(String, String, f32, u32)> = Vec::new();
