@@ -8,7 +8,8 @@
 //!
 //! Parts that own their state and test it alone: `pool::Pool` (spares, workers
 //! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
-//! and `/status`) and `subscribers::Subscribers` (`/notify`). The rest is split by
+//! and `/status`), `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC
+//! maps, learn, program sets; `maps` acts on what it decides). The rest is split by
 //! what it is about but still methods of [`Core`] over its fields: `modules`
 //! (create, free, set), `patching` (connections), `sets` (set files), `failover`
 //! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`
@@ -143,6 +144,15 @@ pub trait Effects {
     /// mappings alone (`None`: cannot map it, or not known).
     fn published_frame(&mut self, _segment: &str) -> Option<u32> {
         None
+    }
+    /// The control and program changes that arrived at `midi_in` since the last
+    /// call, oldest first.
+    fn read_midi(&mut self) -> Vec<midi::MidiIn> {
+        Vec::new()
+    }
+    /// How often `midi_in` is drained while something listens to it.
+    fn midi_poll_interval(&mut self) -> Duration {
+        Duration::from_millis(1)
     }
     /// OSC traffic counts for `/status` (the OSC thread keeps them).
     fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
@@ -339,7 +349,8 @@ enum Pending {
         cold: bool,
     },
     Load {
-        from: ReplyTo,
+        /// `None`: a program change asked for it.
+        from: Option<ReplyTo>,
         path: String,
         creating: HashSet<String>,
         failures: Vec<String>,
@@ -532,6 +543,13 @@ pub struct Core {
     killed_as_hung: HashSet<WorkerId>,
     /// Disconnections waiting to be followed.
     disconnections: Vec<Disconnection>,
+    /// CC maps, a learn, program sets.
+    midi: midi::Midi,
+    /// When `midi_in` is drained next (`None`: nothing listens; drained with the
+    /// heartbeat and dropped).
+    next_midi_poll: Option<Instant>,
+    /// Who waits for the answer of a `/map/learn`.
+    learner: Option<ReplyTo>,
     shutting_down: bool,
 }
 
@@ -555,6 +573,9 @@ impl Core {
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
             disconnections: Vec::new(),
+            midi: Default::default(),
+            next_midi_poll: None,
+            learner: None,
             shutting_down: false,
         }
     }
@@ -660,7 +681,7 @@ impl Core {
             Request::Get { id, param } => self.get(from, &id, &param, fx),
             Request::Connect { src, dst } => self.patch(from, true, &src, &dst, fx),
             Request::Disconnect { src, dst } => self.patch(from, false, &src, &dst, fx),
-            Request::LoadSet { path, replace } => self.load_set(from, &path, replace, fx),
+            Request::LoadSet { path, replace } => self.load_set(Some(from), &path, replace, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
             Request::SetsDir => {
                 let dir = fx.sets_dir();
@@ -672,6 +693,10 @@ impl Core {
                 Err(reason) => fx.reply(from, Fail::new("/notify", reason).to_message()),
             },
             Request::Sync { id } => self.sync(from, id, fx),
+            request @ (Request::MapCc { .. }
+            | Request::Learn { .. }
+            | Request::Unmap { .. }
+            | Request::ListMaps) => self.map_request(from, request, fx),
         }
     }
 
@@ -821,16 +846,26 @@ impl Core {
             self.check_heartbeats(fx);
             self.expire_waiting(fx);
             self.send_held(false, fx);
+            if self.next_midi_poll.is_none() {
+                self.poll_midi(fx);
+            }
+        }
+        if self.next_midi_poll.is_some() {
+            self.poll_midi(fx);
         }
         self.follow_disconnections(fx);
     }
 
     /// When [`Core::tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.pool.refill_deadline(), self.next_heartbeat) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.pool.refill_deadline(),
+            self.next_heartbeat,
+            self.next_midi_poll,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -844,6 +879,8 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
 
 mod adopt;
 mod failover;
+mod maps;
+pub mod midi;
 mod modules;
 mod patching;
 mod pool;

@@ -8,9 +8,11 @@ impl Core {
     /// `/set/load`: checks the whole file, then applies it as a diff against what
     /// runs: new modules are created, existing ones get the file's parameter values,
     /// connections are made (or kept pending until their ports exist).
+    /// `from` is `None` for a load a program change asked for: its answer goes to
+    /// the `/notify` subscribers.
     pub(super) fn load_set(
         &mut self,
-        from: ReplyTo,
+        from: Option<ReplyTo>,
         path: &str,
         replace: bool,
         fx: &mut impl Effects,
@@ -20,7 +22,7 @@ impl Core {
             .and_then(|text| setfile::parse(path, &text).map_err(|e| e.to_string()))
         {
             Ok(set) => set,
-            Err(e) => return fx.reply(from, Fail::new("/set/load", e).to_message()),
+            Err(e) => return self.answer(from, Fail::new("/set/load", e).to_message(), fx),
         };
         // A module of the same id but another type cannot be changed into it: refuse
         // before doing anything, so a bad file changes nothing.
@@ -28,7 +30,7 @@ impl Core {
             if let Some(running) = self.modules.get(&m.id) {
                 if running.spec.name != m.spec.name && !replace {
                     let reason = format!("{path}: module '{}' runs as a {} but the set has a {} (load with replace to swap it)", m.id, running.spec.name, m.spec.name);
-                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                    return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
                 }
             }
         }
@@ -53,13 +55,7 @@ impl Core {
         for m in &set.modules {
             if self.modules.contains_key(&m.id) {
                 for &(index, value) in &m.params {
-                    let spec = &m.spec.params[index];
-                    let arg = if spec.is_enum() {
-                        Arg::Text(spec.values[value as usize].to_string())
-                    } else {
-                        Arg::Float(value)
-                    };
-                    self.set(from, &m.id, spec.name, &arg, 0, None, fx);
+                    self.set_value(&m.id, index, value, 0, None, fx);
                 }
             } else {
                 creating.insert(m.id.clone());
@@ -71,6 +67,25 @@ impl Core {
                 to: c.to.clone(),
             });
         }
+        let midi_in = self.midi_in_port();
+        for input in &set.midi.inputs {
+            self.wanted.insert(Connection {
+                from: input.clone(),
+                to: midi_in.clone(),
+            });
+        }
+        // The set's maps replace the maps of the same parameters; with replace,
+        // they are all the maps there are.
+        if replace {
+            self.midi.set_maps(Vec::new());
+        }
+        for map in set.maps {
+            let _ = self.midi.map(map);
+        }
+        if !set.midi.program_sets.is_empty() {
+            self.midi.set_program_sets(set.midi.program_sets);
+        }
+        self.midi_listening_changed(fx);
         self.requests.insert(
             token,
             Pending::Load {
@@ -123,12 +138,22 @@ impl Core {
         {
             self.make_wanted_connections(fx);
             if failures.is_empty() {
-                fx.reply(from, osc::done("/set/load", vec![osc::text(&path)]));
+                self.answer(from, osc::done("/set/load", vec![osc::text(&path)]), fx);
             } else {
-                fx.reply(
-                    from,
-                    Fail::new("/set/load", format!("{path}: {}", failures.join("; "))).to_message(),
-                );
+                let reason = format!("{path}: {}", failures.join("; "));
+                self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
+            }
+        }
+    }
+
+    /// Replies to `to`, or with no one asking (a program change), tells the
+    /// `/notify` subscribers and the log.
+    fn answer(&self, to: Option<ReplyTo>, msg: OscMessage, fx: &mut impl Effects) {
+        match to {
+            Some(to) => fx.reply(to, msg),
+            None => {
+                tracing::info!("{} {:?}", msg.addr, msg.args);
+                self.notify(fx, msg);
             }
         }
     }
@@ -156,10 +181,22 @@ impl Core {
     /// name: the links of standbys are mirrors of the patch, not part of it, and a
     /// worker's name would patch whatever that worker plays in the next `modsynthd`.
     pub fn current_set(&self, fx: &mut impl Effects) -> setfile::SetFile {
+        // Connections to `midi_in` are saved as [midi] inputs: the port's name
+        // holds the instance's, which the next modsynthd may not share.
+        let midi_in = self.midi_in_port();
+        let mut inputs: std::collections::BTreeSet<String> =
+            fx.connections(&midi_in).into_iter().collect();
+        inputs.extend(
+            self.wanted
+                .iter()
+                .filter(|c| c.to == midi_in)
+                .map(|c| c.from.clone()),
+        );
         let mut connections: std::collections::BTreeSet<Connection> = self
             .wanted
             .iter()
             .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
+            .filter(|c| c.to != midi_in)
             .cloned()
             .collect();
         for (id, m) in &self.modules {
@@ -206,6 +243,11 @@ impl Core {
             jack: Default::default(),
             modules,
             connections: connections.into_iter().collect(),
+            maps: self.midi.maps().to_vec(),
+            midi: setfile::MidiSettings {
+                inputs: inputs.into_iter().collect(),
+                program_sets: self.midi.program_sets().clone(),
+            },
         }
     }
 }
