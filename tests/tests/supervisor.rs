@@ -2,7 +2,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
-use modsynth_tests::analysis::{cents, pitch_hz};
+use modsynth_tests::analysis::{cents, phase_at, pitch_hz};
 use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
@@ -53,17 +53,6 @@ fn an_osc_patch_of_vco_vcf_vca_plays_its_pitch_and_follows_a_set() {
         cents(f, 660.0).abs() < 1.0,
         "after /module/set measured {f} Hz"
     );
-}
-
-/// Phase (radians) of a 440 Hz sine at the first sample of `x`.
-fn phase_at_440(x: &[f32]) -> f64 {
-    let (mut c, mut s) = (0.0f64, 0.0f64);
-    for (n, &v) in x.iter().enumerate() {
-        let w = std::f64::consts::TAU * 440.0 * n as f64 / RATE;
-        c += v as f64 * w.cos();
-        s += v as f64 * w.sin();
-    }
-    (-s).atan2(c)
 }
 
 /// The wall-clock time `ahead` from now as an OSC timetag.
@@ -693,9 +682,9 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         let window = 12_000;
         let late = out.len() - window;
         let cycle_frames = RATE / 440.0;
-        let expected =
-            phase_at_440(&out[..window]) + late as f64 / cycle_frames * std::f64::consts::TAU;
-        let got = phase_at_440(&out[late..]);
+        let expected = phase_at(&out[..window], 440.0, RATE)
+            + late as f64 / cycle_frames * std::f64::consts::TAU;
+        let got = phase_at(&out[late..], 440.0, RATE);
         let off_by = |periods_ahead: f64| {
             let e = got
                 - expected
