@@ -223,6 +223,10 @@ pub struct ModuleStatus {
     pub params_coalesced: u64,
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
+    /// Changes applied whose latency is missing from `latency_samples` (the ring
+    /// that carries latencies off the primary's audio thread was full).
+    #[serde(default)]
+    pub latencies_unrecorded: u64,
     /// Xruns the primary's JACK client saw.
     pub xruns: u64,
     /// Share of the wall time the primary's process callback ran since the last

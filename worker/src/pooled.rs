@@ -517,6 +517,7 @@ impl Worker {
             latency_p50: self.host.controller().latency_quantile(0.5).unwrap_or(0),
             latency_p95: self.host.controller().latency_quantile(0.95).unwrap_or(0),
             latency_p99: self.host.controller().latency_quantile(0.99).unwrap_or(0),
+            latencies_unrecorded: stats.latencies_unrecorded.load(Ordering::Relaxed),
             dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),

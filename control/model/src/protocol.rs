@@ -232,6 +232,10 @@ pub struct WorkerReport {
     pub latency_p95: u32,
     /// See `latency_p50`.
     pub latency_p99: u32,
+    /// Changes applied whose latency is missing from those percentiles: the ring
+    /// that carries latencies off the audio thread was full.
+    #[serde(default)]
+    pub latencies_unrecorded: u64,
     /// Share of the wall time this worker's process callback ran since the last
     /// report, %: the module's own DSP load (JACK's `cpu_load` is the whole server's).
     pub dsp_load: f32,

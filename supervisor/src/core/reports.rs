@@ -157,6 +157,7 @@ impl Core {
                     params_dropped: r.params_dropped,
                     params_coalesced: r.params_coalesced,
                     latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
+                    latencies_unrecorded: r.latencies_unrecorded,
                     xruns: r.xruns,
                     dsp_load: r.dsp_load,
                     cpu_percent: r.cpu_percent,

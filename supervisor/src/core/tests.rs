@@ -164,7 +164,6 @@ fn s(v: &str) -> T {
     T::String(v.into())
 }
 
-/// Creates `id` of `ty` and acknowledges the assignment.
 /// Creates `id` of `ty` without a standby and acknowledges the assignment.
 fn create(core: &mut Core, fx: &mut Fake, ty: &str, id: &str) -> WorkerId {
     create_with(core, fx, ty, id, "none")
@@ -870,6 +869,40 @@ fn loading_with_replace_frees_modules_that_are_not_in_the_set() {
         .iter()
         .any(|(_, m)| matches!(m, ToWorker::Free { .. })));
     assert_eq!(last_reply(&fx).0, "/done");
+}
+
+#[test]
+fn status_passes_on_what_the_primary_counted_but_could_not_measure_or_play() {
+    let (mut core, mut fx) = started(1);
+    let wid = create(&mut core, &mut fx, "vco", "v");
+    osc(&mut core, &mut fx, "/status", vec![]);
+    let asked: Vec<(WorkerId, u64)> = fx
+        .sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Report { token } => Some((*w, *token)),
+            _ => None,
+        })
+        .collect();
+    for (w, token) in asked {
+        let mut report = WorkerReport::default();
+        if w == wid {
+            report.latencies_unrecorded = 7;
+            report.non_finite = 3;
+        }
+        core.handle(
+            Event::FromWorker(w, FromWorker::Report { token, report }),
+            &mut fx,
+        );
+    }
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/status.reply");
+    let T::String(json) = &args[0] else {
+        panic!("{args:?}")
+    };
+    let status: StatusReport = serde_json::from_str(json).unwrap();
+    let m = status.modules.iter().find(|m| m.id == "v").unwrap();
+    assert_eq!((m.latencies_unrecorded, m.non_finite), (7, 3));
 }
 
 #[test]
