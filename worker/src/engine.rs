@@ -30,6 +30,7 @@
 
 use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Module};
+use crate::gate::{GateChange, OutputGate};
 use crate::shared_state::SharedState;
 use modsynth_model::catalog::ModuleSpec;
 use modsynth_model::histogram::Histogram;
@@ -62,6 +63,8 @@ pub enum Command<P> {
     SetParam(ParamChange),
     /// Play this slot from the next period on; the previous one is handed back.
     Install(Box<Slot<P>>),
+    /// Move the output gate (see [`crate::gate`]); an installed module starts open.
+    Gate(GateChange),
     /// Stop playing: the module fades out (see [`FADE_SECONDS`]), one whole period
     /// of silence is written to every output, then the slot is handed back.
     Remove,
@@ -230,6 +233,13 @@ impl<P> Controller<P> {
         })))
     }
 
+    /// Moves the module's output gate at a frame (see [`crate::gate`]): a set
+    /// switch mutes and unmutes whole sets on one sample. Waits for room like an
+    /// install: a lost gate change would leave a set silent or sounding.
+    pub fn set_gate(&mut self, change: GateChange) -> Result<(), SendError> {
+        self.send_waiting(Command::Gate(change))
+    }
+
     /// Asks the engine to stop playing its module.
     pub fn remove(&mut self) -> Result<(), SendError> {
         self.send_waiting(Command::Remove)
@@ -298,6 +308,8 @@ pub struct Engine<P> {
     slot: Option<Box<Slot<P>>>,
     /// A removed module still fading out.
     fading: Option<Fading<P>>,
+    /// The gain on the module's outputs (set switches).
+    gate: OutputGate,
     schedule: [Scheduled; SCHEDULE_CAPACITY],
     scheduled: usize,
     stats: Arc<Stats>,
@@ -335,6 +347,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             latencies: latencies_tx,
             slot: None,
             fading: None,
+            gate: OutputGate::default(),
             schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
             scheduled: 0,
             stats,
@@ -378,6 +391,8 @@ impl<P: Ports> Engine<P> {
                 for out in io.outputs.iter_mut() {
                     out.fill(0.0);
                 }
+                // Scaling zeros changes nothing, but a scheduled change comes due.
+                self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
                 self.owning = false;
                 self.silent.note(frame_time, n_frames);
                 self.stats.cycles.fetch_add(1, Ordering::Relaxed);
@@ -429,6 +444,7 @@ impl<P: Ports> Engine<P> {
             }
             self.stats.params_applied.fetch_add(1, Ordering::Release);
         }
+        self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
         if let Some(shared) = shared.as_ref() {
             let end = frame_time.wrapping_add(n_frames as u32);
             // Fenced twice: the owner word again (a standby may have taken over
@@ -497,9 +513,11 @@ impl<P: Ports> Engine<P> {
                     self.schedule[self.scheduled] = Scheduled { at, change };
                     self.scheduled += 1;
                 }
+                Command::Gate(change) => self.gate.schedule(change, frame_time),
                 Command::Install(slot) => {
                     self.drop_schedule();
                     self.owning = false;
+                    self.gate = OutputGate::default();
                     if let Some(old) = self.slot.replace(slot) {
                         self.retire(old);
                     }
@@ -522,6 +540,8 @@ impl<P: Ports> Engine<P> {
     fn fade_out(&mut self, n_frames: usize, scope: &P::Scope) {
         let owner_id = self.owner_id;
         let owning = self.owning;
+        // A muted module (the outgoing set of a switch) fades out muted.
+        let gain = self.gate.gain();
         let Some(fading) = self.fading.as_mut() else {
             return;
         };
@@ -553,7 +573,7 @@ impl<P: Ports> Engine<P> {
                 let n = left.min(out.len());
                 for (i, s) in out[..n].iter_mut().enumerate() {
                     // Linear, from just below 1 down to 0 on the fade's last sample.
-                    *s *= 1.0 - (fading.done + i + 1) as f32 / fade as f32;
+                    *s *= gain * (1.0 - (fading.done + i + 1) as f32 / fade as f32);
                 }
             }
         }

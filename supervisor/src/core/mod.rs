@@ -300,6 +300,17 @@ enum Origin {
     Load(u64),
 }
 
+/// What a set load does once its last create is done.
+enum AfterLoad {
+    /// `/set/load`: answer.
+    Answer,
+    /// `/set/load ... atomic`: the rest of the load if every create succeeded,
+    /// else undo the creates.
+    Atomic(Box<sets::Deferred>),
+    /// `/set/prepare`: the prepared set of this name is ready (or undone).
+    Prepare(String),
+}
+
 enum Pending {
     Create {
         from: Origin,
@@ -312,6 +323,8 @@ enum Pending {
         path: String,
         creating: HashSet<String>,
         failures: Vec<String>,
+        /// What happens once every create is done.
+        then: AfterLoad,
     },
     Free {
         from: ReplyTo,
@@ -501,6 +514,10 @@ pub struct Core {
     killed_as_hung: HashSet<WorkerId>,
     /// Disconnections waiting to be followed.
     disconnections: Vec<Disconnection>,
+    /// Prepared sets by name, waiting for their switch.
+    prepared: BTreeMap<String, switch::Prepared>,
+    /// The set switch under way.
+    switching: Option<switch::Switch>,
     shutting_down: bool,
 }
 
@@ -524,6 +541,8 @@ impl Core {
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
             disconnections: Vec::new(),
+            prepared: BTreeMap::new(),
+            switching: None,
             shutting_down: false,
         }
     }
@@ -629,7 +648,13 @@ impl Core {
             Request::Get { id, param } => self.get(from, &id, &param, fx),
             Request::Connect { src, dst } => self.patch(from, true, &src, &dst, fx),
             Request::Disconnect { src, dst } => self.patch(from, false, &src, &dst, fx),
-            Request::LoadSet { path, replace } => self.load_set(from, &path, replace, fx),
+            Request::LoadSet {
+                path,
+                replace,
+                atomic,
+            } => self.load_set(from, &path, replace, atomic, fx),
+            Request::PrepareSet { path, name } => self.prepare_set(from, &path, &name, fx),
+            Request::SwitchSet { name, fade_ms } => self.switch_set(from, &name, fade_ms, at, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
             Request::SetsDir => {
                 let dir = fx.sets_dir();
@@ -792,14 +817,19 @@ impl Core {
             self.send_held(false, fx);
         }
         self.follow_disconnections(fx);
+        self.follow_switch(fx);
     }
 
     /// When [`Core::tick`] has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match (self.pool.refill_deadline(), self.next_heartbeat) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.pool.refill_deadline(),
+            self.next_heartbeat,
+            self.switch_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -820,5 +850,6 @@ mod reports;
 mod requests;
 mod sets;
 mod subscribers;
+mod switch;
 #[cfg(test)]
 mod tests;

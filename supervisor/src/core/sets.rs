@@ -4,6 +4,18 @@ use super::patching::PortOwner;
 use super::*;
 use modsynth_model::names;
 
+/// What an atomic load does only once every create succeeded.
+pub(super) struct Deferred {
+    /// Modules to free (`replace`: not in the file).
+    stale: Vec<String>,
+    /// New parameter values for modules that run already: (id, param, value).
+    params: Vec<(String, &'static str, Arg)>,
+    /// The file's connections.
+    connections: Vec<Connection>,
+    /// The modules the load creates.
+    created: Vec<String>,
+}
+
 impl Core {
     /// `/set/load`: checks the whole file, then applies it as a diff against what
     /// runs: new modules are created, existing ones get the file's parameter values,
@@ -13,6 +25,7 @@ impl Core {
         from: ReplyTo,
         path: &str,
         replace: bool,
+        atomic: bool,
         fx: &mut impl Effects,
     ) {
         let set = match fx
@@ -26,6 +39,10 @@ impl Core {
         // before doing anything, so a bad file changes nothing.
         for m in &set.modules {
             if let Some(running) = self.modules.get(&m.id) {
+                if running.spec.name != m.spec.name && atomic {
+                    let reason = format!("{path}: module '{}' runs as a {} but the set has a {}: an atomic load cannot swap it (free it first)", m.id, running.spec.name, m.spec.name);
+                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                }
                 if running.spec.name != m.spec.name && !replace {
                     let reason = format!("{path}: module '{}' runs as a {} but the set has a {} (load with replace to swap it)", m.id, running.spec.name, m.spec.name);
                     return fx.reply(from, Fail::new("/set/load", reason).to_message());
@@ -45,13 +62,16 @@ impl Core {
             })
             .map(|(id, _)| id.clone())
             .collect();
-        for id in stale {
-            self.free_quietly(&id, fx);
-        }
+        let mut deferred = Deferred {
+            stale,
+            params: Vec::new(),
+            connections: set.connections.clone(),
+            created: Vec::new(),
+        };
         let token = self.token();
         let mut creating = HashSet::new();
         for m in &set.modules {
-            if self.modules.contains_key(&m.id) {
+            if self.modules.contains_key(&m.id) && !deferred.stale.contains(&m.id) {
                 for &(index, value) in &m.params {
                     let spec = &m.spec.params[index];
                     let arg = if spec.is_enum() {
@@ -59,18 +79,19 @@ impl Core {
                     } else {
                         Arg::Float(value)
                     };
-                    self.set(from, &m.id, spec.name, &arg, 0, None, fx);
+                    deferred.params.push((m.id.clone(), spec.name, arg));
                 }
             } else {
                 creating.insert(m.id.clone());
+                deferred.created.push(m.id.clone());
             }
         }
-        for c in &set.connections {
-            self.wanted.insert(Connection {
-                from: c.from.clone(),
-                to: c.to.clone(),
-            });
-        }
+        let then = if atomic {
+            AfterLoad::Atomic(Box::new(deferred))
+        } else {
+            self.apply_deferred(from, deferred, fx);
+            AfterLoad::Answer
+        };
         self.requests.insert(
             token,
             Pending::Load {
@@ -78,6 +99,7 @@ impl Core {
                 path: path.to_string(),
                 creating: creating.clone(),
                 failures: Vec::new(),
+                then,
             },
         );
         for m in set.modules.into_iter().filter(|m| creating.contains(&m.id)) {
@@ -118,9 +140,24 @@ impl Core {
             from,
             path,
             failures,
+            then,
             ..
         }) = self.requests.remove(token)
         {
+            match then {
+                AfterLoad::Answer => {}
+                AfterLoad::Prepare(name) => return self.prepared(from, &name, &failures, fx),
+                AfterLoad::Atomic(deferred) if failures.is_empty() => {
+                    self.apply_deferred(from, *deferred, fx)
+                }
+                AfterLoad::Atomic(deferred) => {
+                    for id in &deferred.created {
+                        self.free_quietly(id, fx);
+                    }
+                    let reason = format!("{path}: {}; nothing was changed", failures.join("; "));
+                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                }
+            }
             self.make_wanted_connections(fx);
             if failures.is_empty() {
                 fx.reply(from, osc::done("/set/load", vec![osc::text(&path)]));
@@ -131,6 +168,22 @@ impl Core {
                 );
             }
         }
+    }
+
+    /// The part of a set load that changes what runs already: frees the modules
+    /// the set replaces, sets the parameters of those it keeps, and wants its
+    /// connections (at once, or once an atomic load's creates all succeeded).
+    fn apply_deferred(&mut self, from: ReplyTo, deferred: Deferred, fx: &mut impl Effects) {
+        for id in &deferred.stale {
+            self.free_quietly(id, fx);
+        }
+        for (id, param, arg) in &deferred.params {
+            self.set(from, id, param, arg, 0, None, fx);
+        }
+        for c in deferred.connections {
+            self.wanted.insert(c);
+        }
+        self.make_wanted_connections(fx);
     }
 
     /// Frees a module with no one to answer (a set load replacing it).
