@@ -88,6 +88,13 @@ enum Command {
     Disconnect { src: String, dst: String },
     /// List the running modules.
     Ls,
+    /// Print one line (`ADDRESS`) per OSC message to `ADDRESS` received on
+    /// 127.0.0.1:`PORT`, until stopped: how `scripts/live` hears `/live/next`.
+    Listen {
+        port: u16,
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
     /// Show the pool, every module and its numbers.
     Status {
         /// Refresh every second until Ctrl-C.
@@ -311,6 +318,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Disconnect { src, dst } => {
             client(&cli.osc)?.call(message("/patch/disconnect", vec![text(&src), text(&dst)]))?;
         }
+        Command::Listen { port, address } => listen(port, &address)?,
         Command::Ls => {
             let report = status(&client(&cli.osc)?)?;
             for m in &report.modules {
@@ -381,6 +389,39 @@ fn set_name_of(path: &std::path::Path) -> Result<String, String> {
         .ok_or_else(|| format!("{}: not a file name", path.display()))?;
     setfile::check_set_name(name)?;
     Ok(name.to_string())
+}
+
+/// `modsynth listen PORT ADDRESS`: a line on stdout for every message to `address`
+/// (also inside bundles); anything else, malformed packets included, is ignored.
+fn listen(port: u16, address: &str) -> Result<(), String> {
+    use std::io::Write;
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    let mut out = std::io::stdout();
+    loop {
+        let n = socket.recv(&mut buf).map_err(|e| e.to_string())?;
+        // Nesting first: a packet of bundles in bundles must not overflow the stack.
+        if modsynth_control::packet::check_nesting(&buf[..n]).is_err() {
+            continue;
+        }
+        let Ok((_, packet)) = rosc::decoder::decode_udp(&buf[..n]) else {
+            continue;
+        };
+        let mut stack = vec![packet];
+        while let Some(p) = stack.pop() {
+            match p {
+                rosc::OscPacket::Message(m) if m.addr == address => {
+                    // A closed stdout (the reader is gone) ends the listener.
+                    writeln!(out, "{address}")
+                        .and_then(|()| out.flush())
+                        .map_err(|e| e.to_string())?;
+                }
+                rosc::OscPacket::Message(_) => {}
+                rosc::OscPacket::Bundle(b) => stack.extend(b.content.into_iter().rev()),
+            }
+        }
+    }
 }
 
 /// The time `--at` names: Unix seconds, or `+SECONDS` from now.

@@ -2,7 +2,9 @@
 //! then switched to on the frame a timetag names.
 
 use modsynth_control::osc::{message, text};
-use modsynth_tests::analysis::{band_energy_db, cents, longest_silent_run, pitch_hz, rms};
+use modsynth_tests::analysis::{
+    band_energy_db, cents, first_index_above, longest_silent_run, pitch_hz, rms,
+};
 use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
@@ -151,5 +153,125 @@ fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a
     );
     eprintln!(
         "switch {old} -> {new} Hz at frame {frame}: leak before {leak_before:.1} dB, after {leak_after:.1} dB, longest silence {silent} samples"
+    );
+}
+
+/// The repository's root.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free UDP port on 127.0.0.1.
+fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+#[test]
+fn scripts_live_plays_a_set_list_in_order_advancing_on_osc_live_next() {
+    use std::io::BufRead;
+    // scripts/live starts its own jackd: take the turn the harness's servers take.
+    let _turn = modsynth_tests::jack_server::jack_turn().unwrap();
+    let dir = std::env::temp_dir().join(format!("modsynth-setlist-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sets")).unwrap();
+    let freqs = [220.0f64, 330.0, 440.0];
+    let files: Vec<String> = freqs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let path = dir.join(format!("song{i}.toml"));
+            std::fs::write(&path, set_at(*f as f32, "system:playback_1")).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let wav = dir.join("list.wav");
+    let (osc_port, live_port) = (free_port(), free_port());
+    let mut child = std::process::Command::new(repo().join("scripts/live"))
+        .args(&files)
+        .args([
+            "--duration",
+            "6",
+            "--period",
+            "1024",
+            "--record",
+            wav.to_str().unwrap(),
+        ])
+        .env(
+            "JACK_DEFAULT_SERVER",
+            format!("modsynth-setlist-{}", std::process::id()),
+        )
+        .env("MODSYNTH_OSC_PORT", osc_port.to_string())
+        .env("MODSYNTH_LIVE_PORT", live_port.to_string())
+        .env("MODSYNTH_SETS_DIR", dir.join("sets"))
+        .env(
+            "MODSYNTH_BIN_DIR",
+            modsynth_tests::workers::bin_path("modsynth")
+                .unwrap()
+                .parent()
+                .unwrap(),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Ready once it says how to advance (the recording runs from then on).
+    for line in out.by_ref() {
+        let line = line.unwrap();
+        eprintln!("{line}");
+        if line.contains("/live/next") {
+            break;
+        }
+    }
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(2));
+        let next = modsynth_control::osc::encode(message("/live/next", vec![]));
+        sender.send_to(&next, ("127.0.0.1", live_port)).unwrap();
+    }
+    for line in out {
+        eprintln!("{}", line.unwrap());
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "scripts/live exited with {status}");
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let channels = reader.spec().channels as usize;
+    let rate = f64::from(reader.spec().sample_rate);
+    let samples: Vec<f32> = reader.into_samples::<f32>().map(Result::unwrap).collect();
+    let left: Vec<f32> = samples.iter().step_by(channels).copied().collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Which set plays in each 100 ms: the index of the pitch, or none.
+    let window = (0.1 * rate) as usize;
+    let heard: Vec<Option<usize>> = left
+        .chunks_exact(window)
+        .map(|w| {
+            let f = pitch_hz(w, rate);
+            freqs.iter().position(|&want| cents(f, want).abs() < 50.0)
+        })
+        .collect();
+    // In order, each set for at least a second, nothing else between them (a
+    // window holding a switch may show either neighbour).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, h) in heard.iter().enumerate() {
+        match (h, runs.last_mut()) {
+            (Some(set), Some((last, len))) if last == set => *len += 1,
+            (Some(set), _) => runs.push((*set, 1)),
+            (None, _) => panic!("window {i} of {}: no set's pitch ({heard:?})", heard.len()),
+        }
+    }
+    let order: Vec<usize> = runs
+        .iter()
+        .filter(|(_, len)| *len >= 10)
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(order, [0, 1, 2], "sets heard in 100 ms windows: {heard:?}");
+    // The recorder's first periods may be silent (its connections land a period
+    // or two after it starts); from the first sound on, no gap.
+    let first = first_index_above(&left, 0.01).expect("a silent recording");
+    assert!(first < 8192, "silent for the first {first} samples");
+    let silent = longest_silent_run(&left[first..], 1e-3);
+    assert!(
+        silent < 16,
+        "{silent} silent samples in the set list's recording (sets {runs:?})"
     );
 }
