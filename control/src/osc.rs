@@ -610,6 +610,60 @@ mod tests {
     }
 
     #[test]
+    fn prepare_and_switch_check_names_and_the_crossfade() {
+        assert_eq!(
+            decode(&msg("/set/prepare", vec![s("song-2.toml")])),
+            Ok(Request::PrepareSet {
+                path: "song-2.toml".into(),
+                name: "song-2".into()
+            })
+        );
+        assert_eq!(
+            decode(&msg("/set/switch", vec![s("b"), OscType::Int(250)])),
+            Ok(Request::SwitchSet {
+                name: "b".into(),
+                fade_ms: 250
+            })
+        );
+        assert_eq!(
+            decode(&msg("/set/switch", vec![s("b")])),
+            Ok(Request::SwitchSet {
+                name: "b".into(),
+                fade_ms: DEFAULT_SWITCH_FADE_MS
+            })
+        );
+        // A file name that makes no prepared set's name needs an explicit one.
+        assert!(fail_reason(msg("/set/prepare", vec![s("my set.toml")])).contains("--as NAME"));
+        assert!(
+            fail_reason(msg("/set/prepare", vec![s("../x.toml"), s("x")]))
+                .contains("not a set name")
+        );
+        assert!(
+            fail_reason(msg("/set/prepare", vec![s("a.toml"), s("b.c")])).contains("cannot name")
+        );
+        for bad in [
+            OscType::Int(-1),
+            OscType::Int(10_001),
+            OscType::Float(f32::NAN),
+            s("x"),
+        ] {
+            let reason = fail_reason(msg("/set/switch", vec![s("b"), bad.clone()]));
+            assert!(reason.contains("crossfade"), "{bad:?}: {reason}");
+        }
+        assert!(fail_reason(msg("/set/switch", vec![])).contains("prepared set name"));
+        assert!(fail_reason(msg(
+            "/set/load",
+            vec![
+                s("a.toml"),
+                OscType::Int(1),
+                OscType::Int(1),
+                OscType::Int(1)
+            ]
+        ))
+        .contains("atomic"));
+    }
+
+    #[test]
     fn new_checks_type_id_and_every_param() {
         let ok = msg(
             "/module/new",

@@ -1000,6 +1000,11 @@ mod tests {
                 }
                 c.set_param(index, p.max, None).unwrap();
             }
+            // A set switch's gate: closed, then opened with a crossfade mid-period.
+            let gate = |gain, at, ramp| crate::gate::GateChange { gain, at, ramp };
+            c.set_gate(gate(0.0, None, 0)).unwrap();
+            c.set_gate(gate(1.0, Some(frame.wrapping_add(N as u32 + 7)), 100))
+                .unwrap();
             for _ in 0..8 {
                 assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
                 frame = frame.wrapping_add(N as u32);
@@ -1025,6 +1030,8 @@ mod tests {
             }
             drop(c.collect_retired());
         }
+        // A muted module being freed (the outgoing set after a switch).
+        c.set_gate(crate::gate::GateChange::default()).unwrap();
         c.remove().unwrap();
         for _ in 0..2 {
             assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));

@@ -518,6 +518,9 @@ pub struct Core {
     prepared: BTreeMap<String, switch::Prepared>,
     /// The set switch under way.
     switching: Option<switch::Switch>,
+    /// Workers the last set switch freed, kept as spares beyond the usual limit
+    /// for the next prepare.
+    switch_reserve: usize,
     shutting_down: bool,
 }
 
@@ -543,6 +546,7 @@ impl Core {
             disconnections: Vec::new(),
             prepared: BTreeMap::new(),
             switching: None,
+            switch_reserve: 0,
             shutting_down: false,
         }
     }

@@ -58,7 +58,9 @@ impl Core {
                     .modules
                     .iter()
                     .any(|s| &s.id == *id && s.spec.name != m.spec.name);
-                (replace && !in_set.contains(id.as_str())) || other_type
+                // A prepared set is not what plays: a replace leaves it for its switch.
+                let playing = !self.is_prepared(id);
+                playing && ((replace && !in_set.contains(id.as_str())) || other_type)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -186,6 +188,12 @@ impl Core {
         self.make_wanted_connections(fx);
     }
 
+    /// Whether port name `end` (`module:port`) is a prepared module's.
+    fn touches_prepared(&self, end: &str) -> bool {
+        end.split_once(':')
+            .is_some_and(|(m, _)| self.is_prepared(m))
+    }
+
     /// Frees a module with no one to answer (a set load replacing it).
     pub(super) fn free_quietly(&mut self, id: &str, fx: &mut impl Effects) {
         if let Some(module) = self.modules.remove(id) {
@@ -213,13 +221,16 @@ impl Core {
             .wanted
             .iter()
             .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
+            .filter(|c| !self.touches_prepared(&c.from) && !self.touches_prepared(&c.to))
             .cloned()
             .collect();
-        for (id, m) in &self.modules {
+        // A prepared set is not part of the patch until its switch.
+        for (id, m) in self.modules.iter().filter(|(id, _)| !self.is_prepared(id)) {
             for (real, spec) in m.ports.iter().zip(m.spec.ports) {
                 let here = format!("{id}:{}", spec.name);
                 for other in fx.connections(real) {
                     let other = match self.owner_of(&other) {
+                        PortOwner::Primary { id, .. } if self.is_prepared(&id) => continue,
                         PortOwner::Primary { id, index } => match self.module_port(&id, index) {
                             Some(name) => name,
                             None => continue,
@@ -248,6 +259,7 @@ impl Core {
         let modules = self
             .modules
             .iter()
+            .filter(|(id, _)| !self.is_prepared(id))
             .map(|(id, m)| setfile::SetModule {
                 id: id.clone(),
                 spec: m.spec,

@@ -59,6 +59,21 @@ fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_
         "nothing outside before the switch"
     );
     assert_eq!(gates(&fx, old), []);
+    // Not part of the patch until its switch: a save leaves it out, a replace
+    // leaves it alone.
+    osc(&mut core, &mut fx, "/set/save", vec![s("saved.toml")]);
+    assert!(
+        !fx.files["saved.toml"].contains("b.osc"),
+        "{}",
+        fx.files["saved.toml"]
+    );
+    osc(
+        &mut core,
+        &mut fx,
+        "/set/load",
+        vec![s("a.toml"), T::Int(1)],
+    );
+    assert!(core.modules.contains_key("b.osc"));
 
     fx.cycle = Some(1000);
     core.handle(

@@ -14,6 +14,14 @@
 //!   32 others, -> `/done`, alternating between the two sets; `set_replace_failures`:
 //!   how many of those replaces answered `/fail` (issue 18 found every create of
 //!   the first replace failing).
+//! - `set_prepare_ms.modules_16` and `set_switch_ms.modules_16`: with 16 VCOs
+//!   playing (without standbys; why not 32: see [`switch_rows`]), `/set/prepare`
+//!   of 16 others (-> `/done`: every module plays, muted),
+//!   then `/set/switch` -> `/done`, alternating between the two sets. The switch's
+//!   `/done` comes once the whole switch is over: the gates moved (3 periods after
+//!   the request: what a listener hears as the switch time), the 5 ms crossfade
+//!   and one more period played, the old set freed and the new one renamed.
+//!   Target: < 50 ms.
 //! - `burst_create_ms.pool_<p>`: 40 `/module/new` (VCOs with standby, the default)
 //!   sent 3 ms apart to `modsynthd --pool <p>`, each send -> its `/done` (target:
 //!   p99 < 10 ms). Creates beyond the pool wait for a worker to start, which costs
@@ -121,11 +129,56 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             .note(reasons.first().cloned().unwrap_or_default()),
     );
     drop(sup);
+    rows.extend(switch_rows(server, quick)?);
 
     for pool in [4, 8] {
         rows.push(burst(server, pool, if quick { 20 } else { 40 })?);
     }
     Ok(rows)
+}
+
+/// The size of the sets the switch rows prepare and switch between.
+const SWITCH_SET: usize = 16;
+
+/// The prepare and switch rows alone (`--only switch`): prepares and switches
+/// between two 32-VCO sets.
+pub fn switch_rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
+    let n = if quick { 2 } else { 6 };
+    let sup = fresh(server, 8)?;
+    // 16 modules without standbys: on this 2-core VM's dummy jackd2 no worker
+    // past the 72nd ever connected (32 playing + 32 prepared + the pool's spares,
+    // with or without standbys, at 256 or 1024 frames: every start timed out after
+    // 10 s and the prepare failed). The gates move on standbys the same way, and a
+    // switch's work (a message per worker, then the frees) grows with the set only
+    // by microseconds per module.
+    let set = vco_set("v", SWITCH_SET)
+        .replace("type = \"vco\"\n", "type = \"vco\"\nstandby = \"none\"\n");
+    put(&sup, "a.toml", &set)?;
+    // The same ids, other pitches: the prepared set must not collide.
+    put(&sup, "b.toml", &set.replace("freq = ", "freq = 1"))?;
+    let client = sup.client().with_timeout(Duration::from_secs(60));
+    client.call(message("/set/load", vec![text("a.toml")]))?;
+    wait_settled(&sup)?;
+    let (mut prepare, mut switch) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let next = if i % 2 == 0 { "b.toml" } else { "a.toml" };
+        let t0 = Instant::now();
+        client.call(message("/set/prepare", vec![text(next), text("next")]))?;
+        prepare.push(ms(t0.elapsed()));
+        wait_settled(&sup)?;
+        let t0 = Instant::now();
+        client.call(message("/set/switch", vec![text("next")]))?;
+        switch.push(ms(t0.elapsed()));
+        wait_settled(&sup)?;
+    }
+    Ok(vec![
+        Row::new(
+            format!("set_prepare_ms.modules_{SWITCH_SET}"),
+            "ms",
+            prepare,
+        ),
+        Row::new(format!("set_switch_ms.modules_{SWITCH_SET}"), "ms", switch),
+    ])
 }
 
 /// `creates` `/module/new` sent 3 ms apart to a fresh `modsynthd --pool <pool>`;
