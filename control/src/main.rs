@@ -128,6 +128,40 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
     },
+    /// Map a MIDI CC to a parameter: `modsynth map 74 filt1 cutoff 100 8000 --curve exp`.
+    ///
+    /// CCs arrive at modsynthd's own MIDI input (`<instance>:midi_in`): connect the
+    /// controller there. Without MIN MAX the parameter's whole range.
+    Map {
+        /// The controller number, 0..119.
+        cc: u8,
+        id: String,
+        param: String,
+        /// The value at CC 0 and at CC 127 (MIN above MAX turns the knob round).
+        #[arg(num_args = 0..=2, value_name = "MIN MAX", allow_negative_numbers = true)]
+        range: Vec<f32>,
+        /// MIDI channel 1..16; 0 or none: every channel.
+        #[arg(long, default_value_t = 0)]
+        channel: u8,
+        /// lin, or exp (equal ratios: frequencies; MIN and MAX above 0).
+        #[arg(long, default_value = "lin")]
+        curve: String,
+    },
+    /// Map the next CC moved on the controller to a parameter (waits up to 60 s).
+    Learn {
+        id: String,
+        param: String,
+        /// The value at CC 0 and at CC 127.
+        #[arg(num_args = 0..=2, value_name = "MIN MAX", allow_negative_numbers = true)]
+        range: Vec<f32>,
+        /// lin or exp.
+        #[arg(long, default_value = "lin")]
+        curve: String,
+    },
+    /// Remove a parameter's CC map.
+    Unmap { id: String, param: String },
+    /// List the CC maps.
+    Maps,
     /// Shared memory: list an instance's segments and leaks, or remove what
     /// instances that died left behind.
     Shm {
@@ -276,9 +310,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             ([op, file], false) if op == "check" => {
                 let set = setfile::load(std::path::Path::new(file)).map_err(|e| e.to_string())?;
                 println!(
-                    "{file}: {} module(s), {} connection(s); jack driver={} rate={} period={}",
+                    "{file}: {} module(s), {} connection(s), {} CC map(s), {} program set(s); jack driver={} rate={} period={}",
                     set.modules.len(),
                     set.connections.len(),
+                    set.maps.len(),
+                    set.midi.program_sets.len(),
                     set.jack.driver.as_deref().unwrap_or("auto"),
                     set.jack.rate.map_or("auto".into(), |r| r.to_string()),
                     set.jack.period.map_or("auto".into(), |p| p.to_string()),
@@ -361,6 +397,41 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Record { out, ports, duration } => {
             record_command(&cli.osc, out, ports, duration)?
         }
+        Command::Map { cc, id, param, range, channel, curve } => {
+            let mut args = vec![OscType::Int(cc as i32), OscType::Int(channel as i32), text(&id), text(&param)];
+            args.extend(range_args(&range)?);
+            args.push(text(&curve));
+            client(&cli.osc)?.call(message("/map/cc", args))?;
+            let on = if channel == 0 { "any channel".to_string() } else { format!("channel {channel}") };
+            println!("CC {cc} ({on}) -> {id}.{param}");
+        }
+        Command::Learn { id, param, range, curve } => {
+            let mut args = vec![text(&id), text(&param)];
+            args.extend(range_args(&range)?);
+            args.push(text(&curve));
+            let client = client(&cli.osc)?.with_timeout(Duration::from_secs(65));
+            eprintln!("move a knob on the controller connected to modsynthd's midi_in...");
+            let reply = client.call(message("/map/learn", args))?;
+            match (reply.args.get(3), reply.args.get(4)) {
+                (Some(OscType::Int(cc)), Some(OscType::Int(ch))) => {
+                    println!("CC {cc} (channel {ch}) -> {id}.{param}")
+                }
+                _ => return Err(format!("unexpected reply {reply:?}")),
+            }
+        }
+        Command::Unmap { id, param } => {
+            client(&cli.osc)?.call(message("/map/unmap", vec![text(&id), text(&param)]))?;
+            println!("{id}.{param}: unmapped");
+        }
+        Command::Maps => {
+            let reply = client(&cli.osc)?.query(message("/map/list", vec![]), "/map/list.reply")?;
+            for m in reply.args.chunks(7) {
+                if let [OscType::Int(cc), OscType::Int(ch), OscType::String(id), OscType::String(param), OscType::Float(min), OscType::Float(max), OscType::String(curve)] = m {
+                    let ch = if *ch == 0 { "any".to_string() } else { ch.to_string() };
+                    println!("CC {cc:<3} channel {ch:<3} {id}.{param} {min}..{max} {curve}");
+                }
+            }
+        }
         Command::Shm { command } => {
             return match command {
                 ShmCommand::Ls { name, state_dir, json } => shm_cli::ls(&name, state_dir, json),
@@ -369,6 +440,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[MIN MAX]` of `map` and `learn` as OSC arguments: none or both.
+fn range_args(range: &[f32]) -> Result<Vec<OscType>, String> {
+    match range {
+        [] => Ok(vec![]),
+        [min, max] => Ok(vec![OscType::Float(*min), OscType::Float(*max)]),
+        _ => Err("give both MIN and MAX, or neither".into()),
+    }
 }
 
 /// `file` as an absolute path: the supervisor resolves paths from its own directory.

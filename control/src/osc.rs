@@ -23,6 +23,7 @@
 
 use crate::setfile::check_set_name;
 use modsynth_model::catalog::{self, ModuleSpec};
+use modsynth_model::ccmap::{self, CcMap, Curve};
 use modsynth_model::names::check_module_id;
 use modsynth_model::param::{self, Value};
 use rosc::{OscMessage, OscPacket, OscType};
@@ -152,6 +153,26 @@ pub enum Request {
         /// Repeated in the reply `/synced id`.
         id: i32,
     },
+    /// `/map/cc cc channel id param [min max] [curve]`: CC `cc` drives a
+    /// parameter. Checked here except against the module (the supervisor does that).
+    MapCc {
+        /// The map; `range` `None` for the parameter's whole range.
+        map: CcMap,
+    },
+    /// `/map/learn id param [min max] [curve]`: the next CC moved drives it.
+    Learn {
+        /// The map to make, its CC and channel taken from the next CC that arrives.
+        map: CcMap,
+    },
+    /// `/map/unmap id param`
+    Unmap {
+        /// The module.
+        id: String,
+        /// The parameter.
+        param: String,
+    },
+    /// `/map/list`
+    ListMaps,
 }
 
 /// A refused request: becomes `/fail <address> <reason>`.
@@ -486,8 +507,70 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
                 id: a.int(0, "sync id")?,
             })
         }
+        "/map/cc" => {
+            if !(4..=7).contains(&a.args.len()) {
+                a.count(
+                    4,
+                    "cc, channel, id, param, then optionally min max, then optionally a curve",
+                )?;
+            }
+            let cc =
+                ccmap::check_cc(a.int(0, "cc")? as i64).map_err(|e| Fail::new(&msg.addr, e))?;
+            let channel = ccmap::check_channel(a.int(1, "channel (0 = any)")? as i64)
+                .map_err(|e| Fail::new(&msg.addr, e))?;
+            let (range, curve) = decode_range_curve(&a, 4)?;
+            let map = CcMap::new(cc, channel, &a.id(2)?, a.string(3, "param")?, range, curve);
+            Ok(Request::MapCc { map })
+        }
+        "/map/learn" => {
+            if !(2..=5).contains(&a.args.len()) {
+                a.count(
+                    2,
+                    "id, param, then optionally min max, then optionally a curve",
+                )?;
+            }
+            let (range, curve) = decode_range_curve(&a, 2)?;
+            let map = CcMap::new(0, None, &a.id(0)?, a.string(1, "param")?, range, curve);
+            Ok(Request::Learn { map })
+        }
+        "/map/unmap" => {
+            a.count(2, "id, param")?;
+            Ok(Request::Unmap {
+                id: a.id(0)?,
+                param: a.string(1, "param")?.into(),
+            })
+        }
+        "/map/list" => {
+            a.count(0, "no arguments")?;
+            Ok(Request::ListMaps)
+        }
         addr => decode_shortcut(addr, &a),
     }
+}
+
+/// The optional `[min max] [curve]` tail of `/map/cc` and `/map/learn`, from
+/// argument `first` on.
+fn decode_range_curve(a: &Args, first: usize) -> Result<(Option<(f32, f32)>, Curve), Fail> {
+    let rest = a.args.len() - first;
+    let number = |i: usize, what: &str| match a.value(i)? {
+        Arg::Float(v) => Ok(v),
+        Arg::Text(_) => Err(Fail::new(
+            a.address,
+            format!("argument {} ({what}) must be a number", i + 1),
+        )),
+    };
+    let range = if rest >= 2 {
+        Some((number(first, "min")?, number(first + 1, "max")?))
+    } else {
+        None
+    };
+    let curve = if rest % 2 == 1 {
+        Curve::parse(a.string(a.args.len() - 1, "curve (lin or exp)")?)
+            .map_err(|e| Fail::new(a.address, e))?
+    } else {
+        Curve::Lin
+    };
+    Ok((range, curve))
 }
 
 fn decode_new(a: &Args) -> Result<Request, Fail> {
@@ -758,6 +841,65 @@ mod tests {
             fail_reason(msg("/patch/connect", vec![s("vco1"), s("x:y")]))
                 .contains("not a port name")
         );
+    }
+
+    #[test]
+    fn map_requests_are_checked_and_bad_numbers_curves_and_counts_refused() {
+        let i = OscType::Int;
+        let f = OscType::Float;
+        let m = msg(
+            "/map/cc",
+            vec![
+                i(74),
+                i(2),
+                s("filt1"),
+                s("cutoff"),
+                f(100.0),
+                f(8000.0),
+                s("exp"),
+            ],
+        );
+        assert_eq!(
+            decode(&m).unwrap(),
+            Request::MapCc {
+                map: CcMap::new(
+                    74,
+                    Some(2),
+                    "filt1",
+                    "cutoff",
+                    Some((100.0, 8000.0)),
+                    Curve::Exp
+                )
+            }
+        );
+        let short = msg("/map/cc", vec![i(1), i(0), s("a"), s("gain")]);
+        assert!(
+            matches!(decode(&short).unwrap(), Request::MapCc { map } if map.range.is_none() && map.channel.is_none())
+        );
+        let curve_only = msg("/map/learn", vec![s("a"), s("freq"), s("exp")]);
+        assert!(
+            matches!(decode(&curve_only).unwrap(), Request::Learn { map } if map.curve == Curve::Exp)
+        );
+        assert!(
+            fail_reason(msg("/map/cc", vec![i(128), i(0), s("a"), s("gain")])).contains("0..119")
+        );
+        assert!(
+            fail_reason(msg("/map/cc", vec![i(7), i(17), s("a"), s("gain")])).contains("1..16")
+        );
+        assert!(fail_reason(msg(
+            "/map/cc",
+            vec![i(7), i(1), s("a"), s("gain"), s("log")]
+        ))
+        .contains("'lin' or 'exp'"));
+        assert!(fail_reason(msg(
+            "/map/cc",
+            vec![i(7), i(1), s("a"), s("gain"), f(f32::NAN), f(1.0)]
+        ))
+        .contains("finite"));
+        assert!(fail_reason(msg("/map/cc", vec![i(7), i(1), s("a")]))
+            .contains("cc, channel, id, param"));
+        assert!(fail_reason(msg("/map/unmap", vec![s("a")])).contains("id, param"));
+        assert!(fail_reason(msg("/map/list", vec![i(1)])).contains("no arguments"));
     }
 
     #[test]

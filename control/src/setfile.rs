@@ -24,6 +24,7 @@
 
 use crate::osc::{check_port_name, Standby};
 use modsynth_model::catalog::{self, Direction, ModuleSpec, Signal};
+use modsynth_model::ccmap::{self, CcMap, Curve};
 use modsynth_model::names::{check_module_id, is_worker_port, worker_port_error};
 use modsynth_model::param::{self, Value};
 use serde::Deserialize;
@@ -42,6 +43,21 @@ pub struct SetFile {
     pub modules: Vec<SetModule>,
     /// The connections, in file order.
     pub connections: Vec<Connection>,
+    /// `[[map]]`: CC mappings, checked against the modules of the set.
+    pub maps: Vec<CcMap>,
+    /// `[midi]`: where control MIDI comes from, and program changes.
+    pub midi: MidiSettings,
+}
+
+/// `[midi]`: the MIDI input `modsynthd` reads CC maps and program changes from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MidiSettings {
+    /// JACK MIDI output ports (a controller, `a2j:...`) connected to the
+    /// supervisor's `midi_in` port.
+    pub inputs: Vec<String>,
+    /// Program number (1..128, as devices show them) -> set name in the sets
+    /// directory, loaded as a diff when that program change arrives.
+    pub program_sets: BTreeMap<u8, String>,
 }
 
 /// `[jack]`: how `scripts/live` starts a server when none runs.
@@ -109,6 +125,30 @@ struct RawSet {
     module: Vec<Spanned<RawModule>>,
     #[serde(default)]
     connect: Vec<Spanned<RawConnect>>,
+    #[serde(default)]
+    map: Vec<Spanned<RawMap>>,
+    midi: Option<RawMidi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    cc: Spanned<i64>,
+    channel: Option<Spanned<i64>>,
+    module: Spanned<String>,
+    param: Spanned<String>,
+    min: Option<Spanned<f64>>,
+    max: Option<Spanned<f64>>,
+    curve: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMidi {
+    #[serde(default)]
+    inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    program_sets: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -303,10 +343,88 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
             to: c.to.get_ref().clone(),
         });
     }
+    let mut maps: Vec<CcMap> = Vec::new();
+    for m in &raw.map {
+        let at = m.span().start;
+        let m = m.get_ref();
+        let cc = ccmap::check_cc(*m.cc.get_ref()).map_err(|e| err(m.cc.span().start, e))?;
+        let channel = match &m.channel {
+            Some(c) => ccmap::check_channel(*c.get_ref()).map_err(|e| err(c.span().start, e))?,
+            None => None,
+        };
+        let id = m.module.get_ref();
+        let spec = modules
+            .iter()
+            .find(|s| &s.id == id)
+            .map(|s| s.spec)
+            .ok_or_else(|| {
+                err(
+                    m.module.span().start,
+                    format!("map to module '{id}', which the set does not have"),
+                )
+            })?;
+        let range = match (&m.min, &m.max) {
+            (Some(lo), Some(hi)) => Some((*lo.get_ref() as f32, *hi.get_ref() as f32)),
+            (None, None) => None,
+            _ => return Err(err(at, "a map gives both min and max, or neither".into())),
+        };
+        let curve = match &m.curve {
+            Some(c) => Curve::parse(c.get_ref()).map_err(|e| err(c.span().start, e))?,
+            None => Curve::Lin,
+        };
+        let map = CcMap::new(cc, channel, id, m.param.get_ref(), range, curve)
+            .check(spec)
+            .map_err(|e| err(at, e))?;
+        if maps
+            .iter()
+            .any(|o| o.module == map.module && o.param == map.param)
+        {
+            return Err(err(
+                at,
+                format!("{}.{} is mapped twice", map.module, map.param),
+            ));
+        }
+        maps.push(map);
+    }
+    if maps.len() > ccmap::MAX_MAPS {
+        return Err(SetError {
+            file: file.to_string(),
+            line: 0,
+            message: format!("{} maps; at most {}", maps.len(), ccmap::MAX_MAPS),
+        });
+    }
+
+    let mut midi = MidiSettings::default();
+    if let Some(raw_midi) = &raw.midi {
+        for input in &raw_midi.inputs {
+            check_port_name(input.get_ref()).map_err(|e| err(input.span().start, e))?;
+            midi.inputs.push(input.get_ref().clone());
+        }
+        for (program, set) in &raw_midi.program_sets {
+            let n = program
+                .get_ref()
+                .parse::<u8>()
+                .ok()
+                .filter(|n| (1..=128).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        program.span().start,
+                        format!(
+                            "program_sets key '{}' is not a program number 1..128",
+                            program.get_ref().chars().take(32).collect::<String>()
+                        ),
+                    )
+                })?;
+            check_set_name(set.get_ref()).map_err(|e| err(set.span().start, e))?;
+            midi.program_sets.insert(n, set.get_ref().clone());
+        }
+    }
     Ok(SetFile {
         jack: raw.jack.unwrap_or_default(),
         modules,
         connections,
+        maps,
+        midi,
     })
 }
 
@@ -392,7 +510,50 @@ impl SetFile {
                 quote(&c.to)
             ));
         }
+        for m in &self.maps {
+            out.push_str(&format!("\n[[map]]\ncc = {}\n", m.cc));
+            if let Some(ch) = m.channel {
+                out.push_str(&format!("channel = {ch}\n"));
+            }
+            out.push_str(&format!(
+                "module = {}\nparam = {}\n",
+                quote(&m.module),
+                quote(&m.param)
+            ));
+            if let Some((lo, hi)) = m.range {
+                out.push_str(&format!("min = {}\nmax = {}\n", float(lo), float(hi)));
+            }
+            if m.curve != Curve::Lin {
+                out.push_str(&format!("curve = {}\n", quote(m.curve.name())));
+            }
+        }
+        if self.midi != MidiSettings::default() {
+            out.push_str("\n[midi]\n");
+            if !self.midi.inputs.is_empty() {
+                let inputs: Vec<String> = self.midi.inputs.iter().map(|i| quote(i)).collect();
+                out.push_str(&format!("inputs = [{}]\n", inputs.join(", ")));
+            }
+            if !self.midi.program_sets.is_empty() {
+                let sets: Vec<String> = self
+                    .midi
+                    .program_sets
+                    .iter()
+                    .map(|(n, set)| format!("{n} = {}", quote(set)))
+                    .collect();
+                out.push_str(&format!("program_sets = {{ {} }}\n", sets.join(", ")));
+            }
+        }
         out
+    }
+}
+
+/// `v` as a TOML float (`100.0`, not `100`: the set file's `min`/`max` are floats).
+fn float(v: f32) -> String {
+    let text = format!("{v}");
+    if text.contains(['.', 'e', 'i', 'N']) {
+        text
+    } else {
+        format!("{text}.0")
     }
 }
 
@@ -474,6 +635,24 @@ to = "filt1:in"
 [[connect]]
 from = "filt1:out"
 to = "system:playback_1"
+
+[[map]]
+cc = 74
+channel = 1
+module = "filt1"
+param = "cutoff"
+min = 100.0
+max = 8000
+curve = "exp"
+
+[[map]]
+cc = 7
+module = "osc1"
+param = "gain"
+
+[midi]
+inputs = ["a2j:Keys [20] (capture): Keys MIDI 1"]
+program_sets = { 1 = "verse.toml", 2 = "chorus.toml" }
 "#;
 
     fn error(text: &str) -> String {
@@ -528,6 +707,14 @@ to = "system:playback_1"
         assert_eq!(params, vec![(0, 110.0), (1, 1.0), (3, 0.5)]);
         assert_eq!(set.modules[1].standby, Standby::None);
         assert_eq!(set.connections.len(), 2);
+        assert_eq!(set.maps.len(), 2);
+        assert_eq!(set.maps[0].range, Some((100.0, 8000.0)));
+        assert_eq!(
+            set.maps[1].range,
+            Some((0.0, 1.0)),
+            "a map without min/max spans the range"
+        );
+        assert_eq!(set.midi.program_sets[&2], "chorus.toml");
     }
 
     #[test]
@@ -542,6 +729,8 @@ to = "system:playback_1"
         let set = SetFile {
             jack: Default::default(),
             modules: vec![],
+            maps: vec![],
+            midi: Default::default(),
             connections: vec![Connection {
                 from: "x:out\n[[module]]\nid = \"evil\"\r\u{1b}[2J\u{85}".into(),
                 to: "system:playback_1\"\\".into(),
@@ -577,6 +766,13 @@ to = "system:playback_1"
             ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[connect]]\nfrom = \"modsynth-w13:out_1\"\nto = \"a:pitch\"\n", "set.toml:5: modsynth-w13:out_1 is a modsynth worker port"),
             ("[[module]]\nid = \"a\"\ntype = \"vco\"\nvolume = 3\n", "set.toml:"),
             ("[[module]\nid = 1\n", "set.toml:1:"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[map]]\ncc = 120\nmodule = \"a\"\nparam = \"gain\"\n", "set.toml:5: CC 120 cannot be mapped"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[map]]\ncc = 1\nchannel = 17\nmodule = \"a\"\nparam = \"gain\"\n", "set.toml:6: MIDI channel 17"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[map]]\ncc = 1\nmodule = \"b\"\nparam = \"gain\"\n", "set.toml:6: map to module 'b'"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[map]]\ncc = 1\nmodule = \"a\"\nparam = \"gain\"\ncurve = \"exp\"\n", "set.toml:4: an exp curve needs min and max above 0"),
+            ("[[module]]\nid = \"a\"\ntype = \"vco\"\n[[map]]\ncc = 1\nmodule = \"a\"\nparam = \"gain\"\nmin = 0.5\n", "set.toml:4: a map gives both min and max"),
+            ("[midi]\nprogram_sets = { 0 = \"a.toml\" }\n", "set.toml:2: program_sets key '0'"),
+            ("[midi]\nprogram_sets = { 3 = \"../a.toml\" }\n", "set.toml:2: \"../a.toml\" is not a set name"),
         ];
         for (text, want) in cases {
             let got = error(text);

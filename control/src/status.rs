@@ -177,6 +177,15 @@ impl std::fmt::Display for ModuleRole {
     }
 }
 
+/// A module's ready hot standby in `/status.reply`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyWorker {
+    /// Its JACK client name.
+    pub client: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
 /// One module in `/status.reply`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ModuleStatus {
@@ -190,12 +199,9 @@ pub struct ModuleStatus {
     pub pid: u32,
     /// The primary's JACK client name.
     pub jack_client: String,
-    /// The hot standby's JACK client, once it is ready (empty otherwise).
+    /// The hot standby, once it is ready (`None` without one, or while it starts).
     #[serde(default)]
-    pub standby_client: String,
-    /// The standby's process id (0 without a ready standby).
-    #[serde(default)]
-    pub standby_pid: u32,
+    pub standby_worker: Option<StandbyWorker>,
     /// The module's ports: module port name -> full JACK port name of the primary
     /// (`out` -> `modsynth-w07:out_1`; workers keep generic port names, the module's
     /// names are aliases and pretty-names). Empty while it has no primary.

@@ -1,15 +1,18 @@
-//! The supervisor's own JACK client: no ports, watches the graph.
+//! The supervisor's own JACK client: watches the graph, and reads control MIDI.
 //!
 //! Its notification callbacks only forward what happened to the core as events;
 //! libjack is never called from inside them (that deadlocks jackd2). The core then
 //! connects, disconnects and looks ports up through this client from its own thread.
 //! Its process callback only notes the frame each cycle starts at: the reference
-//! the heartbeat check holds every module's published frame against.
+//! the heartbeat check holds every module's published frame against, and copies the
+//! control and program changes arriving at its one port, `midi_in`, into a ring the
+//! core drains (see [`crate::core::midi`]).
 
+use crate::core::midi::{MidiIn, MIDI_IN_PORT};
 use crate::core::Event;
 use crate::event_loop::EventSender;
 use crate::osc_server::Clock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Forwards graph changes to the core.
@@ -66,14 +69,43 @@ pub fn no_earlier_than(frame: u32, floor: u32) -> u32 {
     }
 }
 
-/// Notes the first frame of every cycle the server runs.
+/// Control MIDI messages the ring between the process callback and the core holds:
+/// at the quarter-period drain of a 1024-frame period, a controller would have to
+/// send 48,000 messages a second to fill it.
+pub const MIDI_RING: usize = 1024;
+
+/// Notes the first frame of every cycle the server runs, and copies control MIDI
+/// into the core's ring.
 pub struct CycleClock {
     frame: Arc<AtomicU32>,
+    midi_in: jack::Port<jack::MidiIn>,
+    midi: rtrb::Producer<MidiIn>,
+    /// Messages the ring had no room for (the core not draining it).
+    midi_dropped: Arc<AtomicU64>,
 }
 
 impl jack::ProcessHandler for CycleClock {
     fn process(&mut self, _: &jack::Client, scope: &jack::ProcessScope) -> jack::Control {
-        self.frame.store(scope.last_frame_time(), Ordering::Relaxed);
+        let start = scope.last_frame_time();
+        self.frame.store(start, Ordering::Relaxed);
+        // Real-time: only copies of three bytes into a pre-allocated ring.
+        for event in self.midi_in.iter(scope) {
+            let (Some(&status), Some(&data1)) = (event.bytes.first(), event.bytes.get(1)) else {
+                continue;
+            };
+            if !MidiIn::wanted(status) {
+                continue;
+            }
+            let msg = MidiIn {
+                frame: start.wrapping_add(event.time),
+                status,
+                data1,
+                data2: event.bytes.get(2).copied().unwrap_or(0),
+            };
+            if self.midi.push(msg).is_err() {
+                self.midi_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         jack::Control::Continue
     }
 }
@@ -82,6 +114,9 @@ impl jack::ProcessHandler for CycleClock {
 pub struct Jack {
     client: jack::AsyncClient<GraphWatcher, CycleClock>,
     cycle: Arc<AtomicU32>,
+    /// The core's end of the MIDI ring, until the core's effects take it.
+    midi: Mutex<Option<rtrb::Consumer<MidiIn>>>,
+    midi_dropped: Arc<AtomicU64>,
 }
 
 impl Jack {
@@ -100,13 +135,36 @@ impl Jack {
             events: Mutex::new(events),
         };
         let cycle = Arc::new(AtomicU32::new(0));
+        let midi_in = client
+            .register_port(MIDI_IN_PORT, jack::MidiIn::default())
+            .map_err(|e| format!("cannot register JACK port '{name}:{MIDI_IN_PORT}': {e}"))?;
+        let (producer, consumer) = rtrb::RingBuffer::new(MIDI_RING);
+        let midi_dropped = Arc::new(AtomicU64::new(0));
         let clock = CycleClock {
             frame: cycle.clone(),
+            midi_in,
+            midi: producer,
+            midi_dropped: midi_dropped.clone(),
         };
         let client = client
             .activate_async(watcher, clock)
             .map_err(|e| format!("cannot activate JACK client '{name}': {e}"))?;
-        Ok(Jack { client, cycle })
+        Ok(Jack {
+            client,
+            cycle,
+            midi: Mutex::new(Some(consumer)),
+            midi_dropped,
+        })
+    }
+
+    /// The reading end of the `midi_in` ring (once; `None` after).
+    pub fn take_midi(&self) -> Option<rtrb::Consumer<MidiIn>> {
+        self.midi.lock().ok()?.take()
+    }
+
+    /// Control MIDI messages dropped because the ring was full.
+    pub fn midi_dropped(&self) -> u64 {
+        self.midi_dropped.load(Ordering::Relaxed)
     }
 
     /// The first frame of the last cycle the server ran, and the period in frames.

@@ -322,8 +322,11 @@ fn serve(
         spare_grace: Duration::from_secs_f64(args.spare_grace),
         cards: state.cards_dir()?,
     };
+    let midi = jack.take_midi();
     let mut runtime = Runtime {
         socket: reply_socket,
+        midi,
+        midi_dropped: 0,
         jack,
         spawner,
         events: events_tx,
@@ -383,6 +386,7 @@ fn serve(
     let mut written_metrics = String::new();
     let mut written_saved = String::new();
     let mut next_metrics = Instant::now();
+    let mut next_bookkeeping = Instant::now();
     let mut ready = Vec::new();
     loop {
         // At least every 50 ms: the registry, metrics and the stop flag are
@@ -394,6 +398,7 @@ fn serve(
             })
             .min(Duration::from_millis(50));
         poller.wait(Some(wait), &mut ready)?;
+        let woken_by_events = !ready.is_empty();
         for source in ready.drain(..) {
             match source {
                 Ready::Osc => osc.receive(|event| core.handle(event, &mut runtime)),
@@ -424,15 +429,21 @@ fn serve(
         if leaks != core.shm_leaks() {
             core.handle(Event::ShmLeaks(leaks), &mut runtime);
         }
-        let view = core.registry_view();
-        if view != written_view {
-            writer.view(view.clone());
-            written_view = view;
-        }
-        let saved = serde_json::to_string(&core.saved()).unwrap_or_default();
-        if saved != written_saved {
-            writer.saved(saved.clone());
-            written_saved = saved;
+        // While a CC map listens, the loop wakes every quarter period only to drain
+        // `midi_in`; the registry and saved.json are looked at after events, and
+        // at least every 50 ms, not on each of those turns.
+        if woken_by_events || Instant::now() >= next_bookkeeping {
+            next_bookkeeping = Instant::now() + Duration::from_millis(50);
+            let view = core.registry_view();
+            if view != written_view {
+                writer.view(view.clone());
+                written_view = view;
+            }
+            let saved = serde_json::to_string(&core.saved()).unwrap_or_default();
+            if saved != written_saved {
+                writer.saved(saved.clone());
+                written_saved = saved;
+            }
         }
         if Instant::now() >= next_metrics {
             next_metrics = Instant::now() + METRICS_INTERVAL;

@@ -37,9 +37,40 @@ pub struct Runtime {
     pub sets: SetsDir,
     /// OSC over TCP connections, for replies to their peers.
     pub tcp: Connections,
+    /// What the JACK client's `midi_in` received ([`Jack::take_midi`]).
+    pub midi: Option<rtrb::Consumer<crate::core::midi::MidiIn>>,
+    /// MIDI messages dropped (ring full) as last logged.
+    pub midi_dropped: u64,
 }
 
 impl Effects for Runtime {
+    fn read_midi(&mut self) -> Vec<crate::core::midi::MidiIn> {
+        let Some(ring) = &mut self.midi else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(ring.slots());
+        while let Ok(msg) = ring.pop() {
+            out.push(msg);
+        }
+        let dropped = self.jack.midi_dropped();
+        if dropped != self.midi_dropped {
+            tracing::warn!(
+                "midi_in: {} control message(s) dropped, more than the ring holds arrived between two drains",
+                dropped - self.midi_dropped
+            );
+            self.midi_dropped = dropped;
+        }
+        out
+    }
+
+    /// A quarter period (1-5 ms): a CC read in one cycle reaches its worker before
+    /// the next cycle starts, with time to spare for the two hops (core, worker).
+    fn midi_poll_interval(&mut self) -> std::time::Duration {
+        let client = self.jack.client();
+        let period = client.buffer_size() as f64 / client.sample_rate().max(1) as f64;
+        std::time::Duration::from_secs_f64((period / 4.0).clamp(0.001, 0.005))
+    }
+
     fn reply(&mut self, to: SocketAddr, msg: OscMessage) {
         let address = msg.addr.clone();
         let mut bytes = osc::encode(msg);

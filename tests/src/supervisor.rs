@@ -4,7 +4,7 @@ use crate::jack_server::JackServer;
 use crate::workers::bin_path;
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
-use modsynth_control::status::{ModuleRole, ModuleStatus, StatusReport};
+use modsynth_control::status::{ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use rosc::OscType;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -281,7 +281,7 @@ impl Supervisor {
             let status = self.status();
             if let Ok(s) = status.as_ref() {
                 let standbys_ready = s.modules.iter().all(|m| {
-                    m.role != ModuleRole::Primary || !m.standby || !m.standby_client.is_empty()
+                    m.role != ModuleRole::Primary || !m.standby || m.standby_worker.is_some()
                 });
                 if s.spare_ready >= s.pool_size && standbys_ready {
                     return s.clone();
@@ -393,4 +393,19 @@ pub fn descriptors_of(pid: u32) -> Vec<String> {
         .filter_map(|e| std::fs::read_link(e.path()).ok())
         .map(|p| p.to_string_lossy().into_owned())
         .collect()
+}
+
+/// A module's standby, for tests that waited until it has one.
+pub trait ReadyStandby {
+    /// The module's ready hot standby; panics, naming the module, if it has none
+    /// (a test asks only after waiting for one: see [`Supervisor::wait_for_module`]).
+    fn ready_standby(&self) -> &StandbyWorker;
+}
+
+impl ReadyStandby for ModuleStatus {
+    fn ready_standby(&self) -> &StandbyWorker {
+        self.standby_worker
+            .as_ref()
+            .unwrap_or_else(|| panic!("module {} has no ready standby", self.id))
+    }
 }

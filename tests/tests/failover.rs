@@ -8,6 +8,7 @@ use modsynth_control::status::ModuleRole;
 use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::{segments_of, Supervisor};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -58,7 +59,7 @@ fn a_module_without_a_standby_is_taken_over_by_a_spare_with_its_connections() {
         .unwrap();
     assert!(by_hand.success());
     let before = sup.module_status("solo").unwrap();
-    assert!(before.standby_client.is_empty(), "standby none has none");
+    assert!(before.standby_worker.is_none(), "standby none has none");
 
     let rec = std::thread::scope(|s| {
         let rec = s.spawn(|| capture.record(96_000).unwrap());
@@ -93,7 +94,7 @@ fn a_module_without_a_standby_is_taken_over_by_a_spare_with_its_connections() {
     let status = sup.status().unwrap();
     assert_eq!(status.counters.replacements, 1);
     assert_eq!(status.counters.crash_count, 1);
-    assert!(after.standby_client.is_empty(), "still no standby");
+    assert!(after.standby_worker.is_none(), "still no standby");
 }
 
 #[test]
@@ -104,8 +105,8 @@ fn killing_the_standby_gets_a_new_one_while_the_primary_plays_on() {
         .unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("lead:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("lead", PATIENCE, |m| !m.standby_client.is_empty());
-    let standby_pid = before.standby_pid;
+    let before = sup.wait_for_module("lead", PATIENCE, |m| m.standby_worker.is_some());
+    let standby_pid = before.ready_standby().pid;
     let rec = std::thread::scope(|s| {
         let rec = s.spawn(|| capture.record(48_000).unwrap());
         std::thread::sleep(Duration::from_millis(300));
@@ -116,7 +117,7 @@ fn killing_the_standby_gets_a_new_one_while_the_primary_plays_on() {
     eprintln!("measured: {gap} silent samples while the standby died");
     assert_eq!(gap, 0, "the primary never stopped");
     let after = sup.wait_for_module("lead", PATIENCE, |m| {
-        !m.standby_client.is_empty() && m.standby_client != before.standby_client
+        m.standby_worker.is_some() && m.ready_standby().client != before.ready_standby().client
     });
     assert_eq!(after.pid, before.pid, "the primary is the same process");
 }
@@ -129,8 +130,8 @@ fn killing_primary_and_standby_together_brings_the_module_back() {
         .unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("pair:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("pair", PATIENCE, |m| !m.standby_client.is_empty());
-    let standby_pid = before.standby_pid;
+    let before = sup.wait_for_module("pair", PATIENCE, |m| m.standby_worker.is_some());
+    let standby_pid = before.ready_standby().pid;
     sigkill(before.pid);
     sigkill(standby_pid);
     let after = sup.wait_for_module("pair", PATIENCE, |m| {
@@ -148,7 +149,7 @@ fn killing_primary_and_standby_together_brings_the_module_back() {
         sup.status().unwrap().counters
     );
     assert!(cents(f, 330.0).abs() < 5.0, "plays again: {f} Hz");
-    sup.wait_for_module("pair", PATIENCE, |m| !m.standby_client.is_empty());
+    sup.wait_for_module("pair", PATIENCE, |m| m.standby_worker.is_some());
 }
 
 #[test]
@@ -164,14 +165,14 @@ fn killing_several_modules_at_once_recovers_every_one() {
         sup.connect(&format!("{id}:out"), &capture.port(i)).unwrap();
     }
     let before: Vec<_> = (0..freqs.len())
-        .map(|i| sup.wait_for_module(&format!("v{i}"), PATIENCE, |m| !m.standby_client.is_empty()))
+        .map(|i| sup.wait_for_module(&format!("v{i}"), PATIENCE, |m| m.standby_worker.is_some()))
         .collect();
     for m in &before {
         sigkill(m.pid);
     }
     for m in &before {
         sup.wait_for_module(&m.id, PATIENCE, |now| {
-            now.pid != m.pid && now.role == ModuleRole::Primary && !now.standby_client.is_empty()
+            now.pid != m.pid && now.role == ModuleRole::Primary && now.standby_worker.is_some()
         });
     }
     sup.wait_until_settled(PATIENCE);
@@ -193,7 +194,7 @@ fn parameter_changes_sent_during_a_failover_are_all_applied() {
     sup.new_module("const", "knob", &[("value", 0.0)]).unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("knob:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("knob", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("knob", PATIENCE, |m| m.standby_worker.is_some());
     let client = sup.client();
     let last = 300;
     // Recorded while the values are sent, across the kill: what the listener heard.
@@ -276,7 +277,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_then_is_quarantined_while_the_res
         .unwrap();
 
     let mut pids = Vec::new();
-    let mut victim = sup.wait_for_module("bad", PATIENCE, |m| !m.standby_client.is_empty());
+    let mut victim = sup.wait_for_module("bad", PATIENCE, |m| m.standby_worker.is_some());
     let rec = std::thread::scope(|s| {
         let rec = s.spawn(|| capture.record(4 * 48_000).unwrap());
         // Deaths 1 and 2 fail over; 3 is a crash loop: fresh restart; 4: quarantine.
@@ -289,7 +290,7 @@ fn a_module_that_keeps_crashing_restarts_fresh_then_is_quarantined_while_the_res
             victim = sup.wait_for_module("bad", PATIENCE, |m| {
                 !pids.contains(&m.pid)
                     && m.role == ModuleRole::Primary
-                    && !m.standby_client.is_empty()
+                    && m.standby_worker.is_some()
             });
             // Not within the relapse time: each death counts as one, not as a loop.
             std::thread::sleep(Duration::from_millis(150));
@@ -330,7 +331,7 @@ fn fifty_kill_cycles_leave_no_leaked_segment_and_a_clean_stop_leaves_nothing() {
     sup.new_module("vco", "tough", &[("freq", 440.0)]).unwrap();
     sup.new_module("lfo", "calm", &[]).unwrap();
     let mut seen = Vec::new();
-    let mut m = sup.wait_for_module("tough", PATIENCE, |m| !m.standby_client.is_empty());
+    let mut m = sup.wait_for_module("tough", PATIENCE, |m| m.standby_worker.is_some());
     let started = Instant::now();
     let cycles = 50;
     for _ in 0..cycles {
@@ -339,7 +340,7 @@ fn fifty_kill_cycles_leave_no_leaked_segment_and_a_clean_stop_leaves_nothing() {
         m = sup.wait_for_module("tough", PATIENCE, |now| {
             !seen.contains(&now.pid)
                 && now.role == ModuleRole::Primary
-                && !now.standby_client.is_empty()
+                && now.standby_worker.is_some()
         });
         // A worker killed right after it took over counts as a crash loop (it looks
         // like dying of the state it took over): let each one play a moment.

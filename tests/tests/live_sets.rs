@@ -7,6 +7,7 @@ use modsynth_control::status::{ModuleRole, StatusReport};
 use modsynth_tests::analysis::{has_non_finite, magnitude_spectrum_db, peak};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::Supervisor;
 use modsynth_tests::workers::{bin_path, wait_for_port};
 use rosc::OscType;
@@ -513,8 +514,8 @@ fn module_graph(server: &JackServer, sup: &Supervisor) -> ModuleGraph {
         for (port, real) in &m.ports {
             primary.insert(real.clone(), format!("{}:{port}", m.id));
         }
-        if !m.standby_client.is_empty() {
-            standby_clients.insert(m.standby_client.clone(), m.clone());
+        if let Some(standby) = &m.standby_worker {
+            standby_clients.insert(standby.client.clone(), m.clone());
         }
     }
     // A standby's ports are in the same order as its primary's and carry the same
@@ -563,7 +564,7 @@ fn wait_for_standbys(sup: &Supervisor, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let s = status(sup);
-        if s.modules.iter().all(|m| m.standby_pid != 0) {
+        if s.modules.iter().all(|m| m.standby_worker.is_some()) {
             return;
         }
         assert!(
@@ -571,7 +572,7 @@ fn wait_for_standbys(sup: &Supervisor, within: Duration) {
             "standbys not ready within {within:?}: {:?}",
             s.modules
                 .iter()
-                .map(|m| (&m.id, m.standby_pid))
+                .map(|m| (&m.id, m.ready_standby().pid))
                 .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -691,7 +692,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
         let pid = nix::unistd::Pid::from_raw(m.pid as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         sup.wait_for_module(&m.id, Duration::from_secs(10), |now| {
-            now.pid != m.pid && now.standby_pid != 0 && now.role == ModuleRole::Primary
+            now.pid != m.pid && now.standby_worker.is_some() && now.role == ModuleRole::Primary
         });
     }
     wait_for_graph(&server, &sup, &first_graph, Duration::from_secs(10));
@@ -704,7 +705,9 @@ fn modsynth_record_follows_a_module_by_name_across_a_failover_and_never_leaves_a
     let server = JackServer::start().unwrap();
     let sup = Supervisor::start(&server, 3).unwrap();
     sup.new_module("vco", "tone", &[("freq", 440.0)]).unwrap();
-    let before = sup.wait_for_module("tone", Duration::from_secs(10), |m| m.standby_pid != 0);
+    let before = sup.wait_for_module("tone", Duration::from_secs(10), |m| {
+        m.standby_worker.is_some()
+    });
     let dir = TempDir::new("record");
     let wav = dir.0.join("tone.wav");
     let osc = sup.osc.to_string();
@@ -731,7 +734,8 @@ fn modsynth_record_follows_a_module_by_name_across_a_failover_and_never_leaves_a
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let standby_out = before.ports["out"].replace(&before.jack_client, &before.standby_client);
+    let standby_out =
+        before.ports["out"].replace(&before.jack_client, &before.ready_standby().client);
     // The recorder's connection to the module is mirrored onto the standby, and the
     // recorder leaves that mirror alone: it is what carries the recording on.
     let mirrored = wait_connected(

@@ -6,6 +6,7 @@ use modsynth_tests::analysis::{cents, pitch_hz};
 use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
+use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::Supervisor;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -140,7 +141,7 @@ fn a_held_note_stays_held_when_the_midi2cv_primary_is_killed() {
     sup.connect(&player.port(), "keys:midi").unwrap();
     sup.connect("keys:gate", &capture.port(0)).unwrap();
     sup.connect("keys:pitch", &capture.port(1)).unwrap();
-    let before = sup.wait_for_module("keys", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("keys", PATIENCE, |m| m.standby_worker.is_some());
     sup.wait_until_settled(PATIENCE);
     player.play(vec![(0, vec![0x90, 67, 100])]).unwrap();
     let held = capture.record_continuous(4096).unwrap();
@@ -156,7 +157,11 @@ fn a_held_note_stays_held_when_the_midi2cv_primary_is_killed() {
         rec.join().unwrap()
     });
     let after = sup.wait_for_module("keys", PATIENCE, |m| m.pid != before.pid);
-    assert_eq!(after.pid, before.standby_pid, "the standby took over");
+    assert_eq!(
+        after.pid,
+        before.ready_standby().pid,
+        "the standby took over"
+    );
     let [gate, pitch] = &rec.channels[..] else {
         unreachable!()
     };

@@ -5,6 +5,7 @@
 use modsynth_control::osc::{message, text};
 use modsynth_shm::{default_base_dir, scan, InstanceLock, Registry, Role, Segment};
 use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::{unique_name, Supervisor};
 use modsynth_tests::workers::bin_path;
 use std::path::{Path, PathBuf};
@@ -184,7 +185,7 @@ fn the_registry_lists_every_module_state_segment_and_worker() {
     sup.new_module("vco", "a", &[]).unwrap();
     sup.new_module("lfo", "b", &[]).unwrap();
     for id in ["a", "b"] {
-        sup.wait_for_module(id, PATIENCE, |m| m.pid != 0 && m.standby_pid != 0);
+        sup.wait_for_module(id, PATIENCE, |m| m.pid != 0 && m.standby_worker.is_some());
     }
 
     wait_until(
@@ -209,7 +210,7 @@ fn the_registry_lists_every_module_state_segment_and_worker() {
                     w.pid == m.pid && w.role == Role::Primary && w.module.as_deref() == Some(id)
                 });
                 let standby = reg.workers().iter().any(|w| {
-                    w.pid == m.standby_pid
+                    w.pid == m.ready_standby().pid
                         && w.role == Role::Standby
                         && w.module.as_deref() == Some(id)
                 });
@@ -248,7 +249,7 @@ fn a_clean_shutdown_leaves_no_segments_no_processes_and_no_state_dir() {
     let dir = state_dir_of(&name);
     sup.new_module("vco", "v", &[]).unwrap();
     sup.new_module_without_standby("noise", "n", &[]).unwrap();
-    sup.wait_for_module("v", PATIENCE, |m| m.standby_pid != 0);
+    sup.wait_for_module("v", PATIENCE, |m| m.standby_worker.is_some());
     // Every worker, spares included, as the registry lists them once it has both.
     let pids: Vec<u32> = wait_until("both modules in the registry", |last| {
         let reg = Registry::load(&dir).ok()?;

@@ -5,6 +5,7 @@ use modsynth_control::status::ModuleRole;
 use modsynth_tests::analysis::{cents, pitch_hz};
 use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::Supervisor;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -601,7 +602,7 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         .unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("lead:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("lead", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("lead", PATIENCE, |m| m.standby_worker.is_some());
     let primary = nix::unistd::Pid::from_raw(before.pid as i32);
     // Patched by hand, after the standby exists: it must survive the failover too.
     let by_hand = server
@@ -611,7 +612,8 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         .unwrap();
     assert!(by_hand.success());
     // The standby's ports are named as its primary's (generic names, in catalog order).
-    let standby_out = before.ports["out"].replace(&before.jack_client, &before.standby_client);
+    let standby_out =
+        before.ports["out"].replace(&before.jack_client, &before.ready_standby().client);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !capture
         .client()
@@ -716,14 +718,16 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     }
 
     let after = sup.wait_for_module("lead", PATIENCE, |m| {
-        m.pid != before.pid && !m.standby_client.is_empty()
+        m.pid != before.pid && m.standby_worker.is_some()
     });
     assert_eq!(
-        after.jack_client, before.standby_client,
+        after.jack_client,
+        before.ready_standby().client,
         "the standby became the primary"
     );
     assert_ne!(
-        after.standby_client, before.standby_client,
+        after.ready_standby().client,
+        before.ready_standby().client,
         "and a new standby was made"
     );
     let lsp = server.command("jack_lsp").arg("-A").output().unwrap();
@@ -770,13 +774,13 @@ fn a_sigstopped_primary_is_detected_as_hung_and_failed_over() {
     sup.new_module("vco", "frozen", &[("freq", 440.0)]).unwrap();
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("frozen:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("frozen", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("frozen", PATIENCE, |m| m.standby_worker.is_some());
     let primary = nix::unistd::Pid::from_raw(before.pid as i32);
     let started = Instant::now();
     nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let after = sup.wait_for_module("frozen", PATIENCE, |m| m.pid != before.pid);
     let took = started.elapsed();
-    assert_eq!(after.jack_client, before.standby_client);
+    assert_eq!(after.jack_client, before.ready_standby().client);
     // The hung process was killed by the supervisor, not left stopped.
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::path::Path::new(&format!("/proc/{}", before.pid)).exists() {
@@ -815,14 +819,14 @@ fn idle_workers_wake_only_their_audio_thread_every_period() {
     let server = JackServer::start_with(48_000, 256).expect("a private JACK server");
     let sup = Supervisor::start(&server, 2).unwrap();
     sup.new_module("vco", "idle", &[("freq", 440.0)]).unwrap();
-    let m = sup.wait_for_module("idle", PATIENCE, |m| m.standby_pid != 0);
+    let m = sup.wait_for_module("idle", PATIENCE, |m| m.standby_worker.is_some());
     sup.wait_until_settled(PATIENCE);
     let spares: Vec<u32> = workers_of(&sup.name)
         .into_iter()
-        .filter(|&p| p != m.pid && p != m.standby_pid)
+        .filter(|&p| p != m.pid && p != m.ready_standby().pid)
         .collect();
     assert!(!spares.is_empty(), "the pool has spares");
-    let mut workers = vec![("primary", m.pid), ("standby", m.standby_pid)];
+    let mut workers = vec![("primary", m.pid), ("standby", m.ready_standby().pid)];
     workers.extend(spares.iter().map(|&p| ("spare", p)));
     let capture = Capture::start(&server, 1).unwrap();
     let (_, (before, after, over)) = retake_while_disturbed(|| {
@@ -864,8 +868,8 @@ fn idle_workers_wake_only_their_audio_thread_every_period() {
     // The watcher still does its job once asleep: the standby takes over at once.
     let primary = nix::unistd::Pid::from_raw(m.pid as i32);
     nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let after = sup.wait_for_module("idle", PATIENCE, |s| s.pid == m.standby_pid);
-    assert_eq!(after.jack_client, m.standby_client);
+    let after = sup.wait_for_module("idle", PATIENCE, |s| s.pid == m.ready_standby().pid);
+    assert_eq!(after.jack_client, m.ready_standby().client);
 }
 
 /// Every JACK pretty-name on the server, by what carries it: `client` or
@@ -923,12 +927,12 @@ fn expected_pretty_names(
         for (short, real) in &m.ports {
             want.insert(real.clone(), short.clone());
         }
-        if !m.standby_client.is_empty() {
-            want.insert(m.standby_client.clone(), format!("{} (standby)", m.id));
-            playing.insert(m.standby_client.clone());
+        if let Some(standby) = &m.standby_worker {
+            want.insert(standby.client.clone(), format!("{} (standby)", m.id));
+            playing.insert(standby.client.clone());
             for (short, real) in &m.ports {
                 let generic = real.split_once(':').unwrap().1;
-                want.insert(format!("{}:{generic}", m.standby_client), short.clone());
+                want.insert(format!("{}:{generic}", standby.client), short.clone());
             }
         }
     }
@@ -980,19 +984,22 @@ fn every_pretty_name_names_what_its_worker_plays_after_create_failover_free_and_
     let (observer, _lease) = server.open_client("observer").unwrap().into_parts();
     wait_for_pretty_names(&sup, &observer, "start");
     sup.new_module("vco", "tone", &[]).unwrap();
-    sup.wait_for_module("tone", PATIENCE, |m| m.standby_pid != 0);
+    sup.wait_for_module("tone", PATIENCE, |m| m.standby_worker.is_some());
     wait_for_pretty_names(&sup, &observer, "create");
     for round in 0..2 {
         let before = sup.module_status("tone").unwrap();
         let pid = nix::unistd::Pid::from_raw(before.pid as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
         sup.wait_for_module("tone", PATIENCE, |m| {
-            m.pid != before.pid && m.standby_pid != 0 && m.role == ModuleRole::Primary
+            m.pid != before.pid && m.standby_worker.is_some() && m.role == ModuleRole::Primary
         });
         wait_for_pretty_names(&sup, &observer, &format!("failover {round}"));
     }
     let last = sup.module_status("tone").unwrap();
-    let freed = [last.jack_client.clone(), last.standby_client.clone()];
+    let freed = [
+        last.jack_client.clone(),
+        last.ready_standby().client.clone(),
+    ];
     sup.client()
         .call(message("/module/free", vec![text("tone")]))
         .unwrap();
@@ -1000,14 +1007,17 @@ fn every_pretty_name_names_what_its_worker_plays_after_create_failover_free_and_
     // The freed workers went back to the pool: the next modules take them.
     sup.new_module("vcf", "filter", &[]).unwrap();
     sup.new_module("lfo", "wobble", &[]).unwrap();
-    sup.wait_for_module("wobble", PATIENCE, |m| m.standby_pid != 0);
-    sup.wait_for_module("filter", PATIENCE, |m| m.standby_pid != 0);
+    sup.wait_for_module("wobble", PATIENCE, |m| m.standby_worker.is_some());
+    sup.wait_for_module("filter", PATIENCE, |m| m.standby_worker.is_some());
     let recycled = sup
         .status()
         .unwrap()
         .modules
         .iter()
-        .flat_map(|m| [m.jack_client.clone(), m.standby_client.clone()])
+        .flat_map(|m| {
+            std::iter::once(m.jack_client.clone())
+                .chain(m.standby_worker.as_ref().map(|s| s.client.clone()))
+        })
         .any(|c| freed.contains(&c));
     assert!(recycled, "no worker of the freed module was taken again");
     wait_for_pretty_names(&sup, &observer, "recycle");

@@ -6,6 +6,7 @@ use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::{
     descriptors_of, segments_of, unique_name, workers_of, Supervisor,
 };
@@ -82,7 +83,7 @@ fn sigkill_of_modsynthd_leaves_the_jack_server_running_and_no_worker_holds_its_c
     // wedges the server, and closing the capture would then hang instead of fail.
     let _leftovers = Leftovers(name.clone());
     sup.connect("osc:out", &capture.port(0)).unwrap();
-    sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
     // Spares are refilled after the create: wait until they are there too, so
     // workers spawned long after the supervisor's JACK client opened are checked.
     wait_until("a full pool besides the module", PATIENCE, || {
@@ -166,7 +167,7 @@ fn a_module_plays_on_without_its_supervisor_its_standby_still_takes_over_and_spa
     let capture = Capture::start(&server, 1).unwrap();
     let _leftovers = Leftovers(name.clone());
     sup.connect("osc:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
     wait_until("a full pool besides the module", PATIENCE, || {
         workers_of(&name).len() >= 4
     });
@@ -187,7 +188,7 @@ fn a_module_plays_on_without_its_supervisor_its_standby_still_takes_over_and_spa
     });
     let mut left = workers_of(&name);
     left.sort_unstable();
-    let mut players = vec![before.pid, before.standby_pid];
+    let mut players = vec![before.pid, before.ready_standby().pid];
     players.sort_unstable();
     assert_eq!(left, players, "the primary and its standby are left");
 
@@ -201,7 +202,7 @@ fn a_module_plays_on_without_its_supervisor_its_standby_still_takes_over_and_spa
         "{gap} silent samples: the standby did not take over"
     );
     assert!(cents(f, 440.0).abs() < 5.0, "pitch after the takeover {f}");
-    assert_eq!(workers_of(&name), vec![before.standby_pid]);
+    assert_eq!(workers_of(&name), vec![before.ready_standby().pid]);
 }
 
 #[test]
@@ -211,7 +212,7 @@ fn workers_whose_supervisor_and_server_are_both_gone_exit() {
     let mut sup = Supervisor::start_named(&server, &name, 2, &[]).unwrap();
     let _leftovers = Leftovers(name.clone());
     sup.new_module("vco", "osc", &[("freq", 440.0)]).unwrap();
-    sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
     sup.sigkill().unwrap();
     sigkill(server.pid());
     wait_until("the exit of every worker", PATIENCE, || {
@@ -243,7 +244,7 @@ fn play_a_chain(sup: &Supervisor, capture: &Capture) {
     sup.connect("filt1:out", "amp1:in").unwrap();
     sup.connect("amp1:out", &capture.port(0)).unwrap();
     for id in ["osc1", "filt1", "amp1"] {
-        sup.wait_for_module(id, PATIENCE, |m| !m.standby_client.is_empty());
+        sup.wait_for_module(id, PATIENCE, |m| m.standby_worker.is_some());
     }
 }
 
@@ -308,8 +309,8 @@ fn a_set_plays_on_through_modsynthd_sigkill_and_a_new_modsynthd_takes_it_back() 
             .find(|a| a.id == m.id)
             .unwrap_or_else(|| panic!("module {} after the re-adoption", m.id));
         assert_eq!(
-            (&a.module_type, a.pid, &a.ports, a.standby_pid),
-            (&m.module_type, m.pid, &m.ports, m.standby_pid),
+            (&a.module_type, a.pid, &a.ports, a.ready_standby().pid),
+            (&m.module_type, m.pid, &m.ports, m.ready_standby().pid),
             "module {} is played by the same workers",
             m.id
         );
@@ -357,7 +358,7 @@ fn a_primary_killed_while_no_supervisor_runs_fails_over_and_the_next_supervisor_
     let capture = Capture::start(&server, 1).unwrap();
     let _leftovers = Leftovers(name.clone());
     sup.connect("lead:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("lead", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("lead", PATIENCE, |m| m.standby_worker.is_some());
     let failovers_before = sup.status().unwrap().counters.failovers;
     sup.sigkill().unwrap();
 
@@ -368,7 +369,9 @@ fn a_primary_killed_while_no_supervisor_runs_fails_over_and_the_next_supervisor_
 
     let again = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
     let after = again.wait_for_module("lead", PATIENCE, |m| {
-        m.pid == before.standby_pid && m.standby_pid != 0 && m.standby_pid != before.pid
+        m.pid == before.ready_standby().pid
+            && m.standby_worker.is_some()
+            && m.ready_standby().pid != before.pid
     });
     let status = again.status().unwrap();
     assert_eq!(
@@ -394,7 +397,7 @@ fn a_primary_killed_while_no_supervisor_runs_fails_over_and_the_next_supervisor_
     let gap = longest_silent_run(&out, 1e-6);
     eprintln!("measured: {gap} silent samples across a SIGKILL of the adopted primary");
     assert_eq!(gap, 0, "the new standby took over without a silent sample");
-    again.wait_for_module("lead", PATIENCE, |m| m.pid == after.standby_pid);
+    again.wait_for_module("lead", PATIENCE, |m| m.pid == after.ready_standby().pid);
 }
 
 #[test]
@@ -596,7 +599,7 @@ fn a_modsynthd_that_fails_after_taking_workers_back_leaves_them_playing_for_the_
     let capture = Capture::start(&server, 1).unwrap();
     let _leftovers = Leftovers(name.clone());
     sup.connect("osc:out", &capture.port(0)).unwrap();
-    let before = sup.wait_for_module("osc", PATIENCE, |m| !m.standby_client.is_empty());
+    let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
     sup.sigkill().unwrap();
 
     // The next modsynthd takes the workers back, then cannot listen for OSC.
@@ -630,10 +633,10 @@ fn a_modsynthd_that_fails_after_taking_workers_back_leaves_them_playing_for_the_
     assert!(cents(f, 440.0).abs() < 5.0, "still playing {f}");
 
     let again = Supervisor::start_named(&server, &name, 1, &extra).unwrap();
-    let after = again.wait_for_module("osc", PATIENCE, |m| m.standby_pid != 0);
+    let after = again.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
     assert_eq!(
-        (after.pid, after.standby_pid),
-        (before.pid, before.standby_pid)
+        (after.pid, after.ready_standby().pid),
+        (before.pid, before.ready_standby().pid)
     );
 }
 
@@ -648,7 +651,7 @@ fn a_module_without_a_standby_whose_worker_died_while_no_supervisor_ran_is_repor
         .unwrap();
     sup.new_module("vco", "kept", &[("freq", 440.0)]).unwrap();
     let solo = sup.wait_for_module("solo", PATIENCE, |_| true);
-    sup.wait_for_module("kept", PATIENCE, |m| m.standby_pid != 0);
+    sup.wait_for_module("kept", PATIENCE, |m| m.standby_worker.is_some());
     // The registry has both on record before the supervisor dies.
     let registry = modsynth_shm::default_base_dir().join(&name);
     wait_until("both modules in the registry", PATIENCE, || {

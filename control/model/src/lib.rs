@@ -3,6 +3,7 @@
 //! - [`catalog`]: the module types, their ports and their parameters; each module
 //!   type's parameter table is built from the index constants its DSP kernel uses.
 //! - [`param`]: checks parameter values against the catalog.
+//! - [`ccmap`]: MIDI CC mappings (a knob drives a parameter), checked and evaluated.
 //! - [`names`]: what a module id and an instance name may look like.
 //! - [`protocol`]: the messages between the supervisor and its workers.
 //! - [`histogram`]: medians and p99s of measurements, one way for every part.
@@ -21,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod ccmap;
 pub mod histogram;
 pub mod names;
 pub mod param;

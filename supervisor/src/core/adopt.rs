@@ -28,12 +28,18 @@ pub struct AdoptedWorker {
 }
 
 /// What a new supervisor needs that no worker can tell it, kept in the state dir.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Saved {
     /// Connections to keep (`module:port` or JACK names), as `(from, to)`.
     pub connections: Vec<(String, String)>,
     /// Modules created with `standby none`.
     pub no_standby: Vec<String>,
+    /// The CC maps (checked when they were made).
+    #[serde(default)]
+    pub maps: Vec<modsynth_model::ccmap::CcMap>,
+    /// Program number -> set name.
+    #[serde(default)]
+    pub program_sets: BTreeMap<u8, String>,
 }
 
 impl Core {
@@ -51,6 +57,8 @@ impl Core {
                 .filter(|(_, m)| m.standby == Standby::None)
                 .map(|(id, _)| id.clone())
                 .collect(),
+            maps: self.midi.maps().to_vec(),
+            program_sets: self.midi.program_sets().clone(),
         }
     }
 
@@ -79,6 +87,9 @@ impl Core {
             .into_iter()
             .map(|(from, to)| Connection { from, to })
             .collect();
+        // Maps of modules that did not come back are dropped below (with the module).
+        self.midi.set_maps(saved.maps);
+        self.midi.set_program_sets(saved.program_sets);
         let mut claims: BTreeMap<String, Vec<(WorkerId, modsynth_model::protocol::Playing)>> =
             BTreeMap::new();
         for w in workers {
@@ -142,24 +153,9 @@ impl Core {
                 Standby::Hot
             };
             let mut module = Module {
-                spec,
-                worker: wid,
-                params,
                 ports: playing.ports.clone(),
-                standby,
-                state: playing.state.clone(),
-                standby_worker: None,
-                standby_ports: Vec::new(),
-                links: Default::default(),
-                history: CrashHistory::default(),
-                quarantined: false,
-                recovering_since: None,
-                degraded_since: None,
                 playing_since: Some(now),
-                held: 0,
-                held_values: [0.0; MAX_PARAMS],
-                last_frame: None,
-                sent_since_frame: 0,
+                ..Module::new(spec, wid, params, standby, playing.state.clone())
             };
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.role = Role::Primary(id.clone());
@@ -188,6 +184,14 @@ impl Core {
                 promoted.push(id);
             }
         }
+        let gone: Vec<String> = (self.midi.maps().iter())
+            .filter(|m| !self.modules.contains_key(&m.module))
+            .map(|m| m.module.clone())
+            .collect();
+        for id in gone {
+            self.midi.forget_module(&id);
+        }
+        self.midi_listening_changed(fx);
         // Connections after every module is known: the other end of a link is named
         // as a module port when it is one; standbys' ports carry mirrors, not the patch.
         let standby_ports: HashSet<String> = self

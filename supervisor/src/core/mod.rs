@@ -8,7 +8,8 @@
 //!
 //! Parts that own their state and test it alone: `pool::Pool` (spares, workers
 //! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
-//! and `/status`) and `subscribers::Subscribers` (`/notify`). The rest is split by
+//! and `/status`), `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC
+//! maps, learn, program sets; `maps` acts on what it decides). The rest is split by
 //! what it is about but still methods of [`Core`] over its fields: `modules`
 //! (create, free, set), `patching` (connections), `sets` (set files), `failover`
 //! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`
@@ -17,7 +18,7 @@
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
 use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StatusReport};
+use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_model::param;
 use modsynth_model::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
@@ -143,6 +144,15 @@ pub trait Effects {
     /// mappings alone (`None`: cannot map it, or not known).
     fn published_frame(&mut self, _segment: &str) -> Option<u32> {
         None
+    }
+    /// The control and program changes that arrived at `midi_in` since the last
+    /// call, oldest first.
+    fn read_midi(&mut self) -> Vec<midi::MidiIn> {
+        Vec::new()
+    }
+    /// How often `midi_in` is drained while something listens to it.
+    fn midi_poll_interval(&mut self) -> Duration {
+        Duration::from_millis(1)
     }
     /// OSC traffic counts for `/status` (the OSC thread keeps them).
     fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
@@ -275,6 +285,37 @@ const _: () = assert!(MAX_PARAMS <= 32);
 const NO_WORKER: WorkerId = WorkerId::MAX;
 
 impl Module {
+    /// A module played by `worker`, with nothing assigned yet besides: no ports
+    /// confirmed, no standby worker, no links, no crashes and no held changes.
+    fn new(
+        spec: &'static ModuleSpec,
+        worker: WorkerId,
+        params: [f32; MAX_PARAMS],
+        standby: Standby,
+        state: String,
+    ) -> Module {
+        Module {
+            spec,
+            worker,
+            params,
+            ports: Vec::new(),
+            standby,
+            state,
+            standby_worker: None,
+            standby_ports: Vec::new(),
+            links: Default::default(),
+            history: CrashHistory::default(),
+            quarantined: false,
+            recovering_since: None,
+            degraded_since: None,
+            playing_since: None,
+            held: 0,
+            held_values: [0.0; MAX_PARAMS],
+            last_frame: None,
+            sent_since_frame: 0,
+        }
+    }
+
     /// The supervisor's copy of every parameter value, as (catalog index, value).
     fn param_values(&self) -> Vec<(u16, f32)> {
         (0..self.spec.params.len())
@@ -319,7 +360,8 @@ enum Pending {
         cold: bool,
     },
     Load {
-        from: ReplyTo,
+        /// `None`: a program change asked for it.
+        from: Option<ReplyTo>,
         path: String,
         creating: HashSet<String>,
         failures: Vec<String>,
@@ -521,6 +563,13 @@ pub struct Core {
     /// Workers the last set switch freed, kept as spares beyond the usual limit
     /// for the next prepare.
     switch_reserve: usize,
+    /// CC maps, a learn, program sets.
+    midi: midi::Midi,
+    /// When `midi_in` is drained next (`None`: nothing listens; drained with the
+    /// heartbeat and dropped).
+    next_midi_poll: Option<Instant>,
+    /// Who waits for the answer of a `/map/learn`.
+    learner: Option<ReplyTo>,
     shutting_down: bool,
 }
 
@@ -547,6 +596,9 @@ impl Core {
             prepared: BTreeMap::new(),
             switching: None,
             switch_reserve: 0,
+            midi: Default::default(),
+            next_midi_poll: None,
+            learner: None,
             shutting_down: false,
         }
     }
@@ -656,7 +708,7 @@ impl Core {
                 path,
                 replace,
                 atomic,
-            } => self.load_set(from, &path, replace, atomic, fx),
+            } => self.load_set(Some(from), &path, replace, atomic, fx),
             Request::PrepareSet { path, name } => self.prepare_set(from, &path, &name, fx),
             Request::SwitchSet { name, fade_ms } => self.switch_set(from, &name, fade_ms, at, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
@@ -670,6 +722,10 @@ impl Core {
                 Err(reason) => fx.reply(from, Fail::new("/notify", reason).to_message()),
             },
             Request::Sync { id } => self.sync(from, id, fx),
+            request @ (Request::MapCc { .. }
+            | Request::Learn { .. }
+            | Request::Unmap { .. }
+            | Request::ListMaps) => self.map_request(from, request, fx),
         }
     }
 
@@ -819,6 +875,12 @@ impl Core {
             self.check_heartbeats(fx);
             self.expire_waiting(fx);
             self.send_held(false, fx);
+            if self.next_midi_poll.is_none() {
+                self.poll_midi(fx);
+            }
+        }
+        if self.next_midi_poll.is_some() {
+            self.poll_midi(fx);
         }
         self.follow_disconnections(fx);
         self.follow_switch(fx);
@@ -830,6 +892,7 @@ impl Core {
             self.pool.refill_deadline(),
             self.next_heartbeat,
             self.switch_deadline(),
+            self.next_midi_poll,
         ]
         .into_iter()
         .flatten()
@@ -847,6 +910,8 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
 
 mod adopt;
 mod failover;
+mod maps;
+pub mod midi;
 mod modules;
 mod patching;
 mod pool;

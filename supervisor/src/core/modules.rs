@@ -65,29 +65,8 @@ impl Core {
         };
         let worker = self.workers.get_mut(&wid).expect("ready workers are known");
         worker.role = Role::Primary(id.clone());
-        self.modules.insert(
-            id.clone(),
-            Module {
-                spec,
-                worker: wid,
-                params: values,
-                ports: Vec::new(),
-                standby,
-                state,
-                standby_worker: None,
-                standby_ports: Vec::new(),
-                links: Default::default(),
-                history: CrashHistory::default(),
-                quarantined: false,
-                recovering_since: None,
-                degraded_since: None,
-                playing_since: None,
-                held: 0,
-                held_values: [0.0; MAX_PARAMS],
-                last_frame: None,
-                sent_since_frame: 0,
-            },
-        );
+        self.modules
+            .insert(id.clone(), Module::new(spec, wid, values, standby, state));
         let muted = self.starts_muted(&id);
         self.requests.insert(
             token,
@@ -168,6 +147,7 @@ impl Core {
                 || module.standby_ports.iter().any(|p| p == name)
         };
         self.wanted.retain(|c| !own(&c.from) && !own(&c.to));
+        self.midi.forget_module(id);
         self.needs_standby.remove(id);
         if let Some(standby) = module.standby_worker {
             self.free_worker(standby, fx);
@@ -213,6 +193,23 @@ impl Core {
         let (index, value) = match param::validate(module.spec, name, value.as_value()) {
             Ok(v) => v,
             Err(e) => return fx.reply(from, Fail::new("/module/set", e.to_string()).to_message()),
+        };
+        self.set_value(id, index, value, received, at, fx);
+    }
+
+    /// Sets parameter `index` of module `id` to a checked `value` and sends it to
+    /// the module's worker (or holds it back while the worker is stalled).
+    pub(super) fn set_value(
+        &mut self,
+        id: &str,
+        index: usize,
+        value: f32,
+        received: u32,
+        at: Option<u32>,
+        fx: &mut impl Effects,
+    ) {
+        let Some(module) = self.modules.get(id) else {
+            return;
         };
         let wid = module.worker;
         let stalled = self.stalled(id, fx);

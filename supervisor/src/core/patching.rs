@@ -165,6 +165,23 @@ impl Core {
             // the record keeps them for a replacement.
             return;
         }
+        // Whoever connects a controller to `midi_in` (qjackctl, a2j, modsynth), the
+        // connection is kept: made again for the next modsynthd, saved in sets.
+        let midi_in = self.midi_in_port();
+        for (here, other) in [(&na, &nb), (&nb, &na)] {
+            if *here == midi_in {
+                let c = Connection {
+                    from: other.clone(),
+                    to: midi_in.clone(),
+                };
+                if connected {
+                    self.wanted.insert(c);
+                } else {
+                    self.wanted.remove(&c);
+                }
+                return;
+            }
+        }
         let (oa, ob) = (self.owner_of(&na), self.owner_of(&nb));
         if connected && (oa == PortOwner::Spare || ob == PortOwner::Spare) {
             return self.undo_spare_connection(&na, &nb, fx);

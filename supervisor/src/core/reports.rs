@@ -140,8 +140,10 @@ impl Core {
                     },
                     pid: w.map_or(0, |w| w.link.pid),
                     jack_client: w.map_or_else(String::new, |w| w.link.client.clone()),
-                    standby_client: standby.map_or_else(String::new, |s| s.link.client.clone()),
-                    standby_pid: standby.map_or(0, |s| s.link.pid),
+                    standby_worker: standby.map(|s| StandbyWorker {
+                        client: s.link.client.clone(),
+                        pid: s.link.pid,
+                    }),
                     ports: m
                         .spec
                         .ports

@@ -8,10 +8,15 @@ use modsynth_model::names;
 pub(super) struct Deferred {
     /// Modules to free (`replace`: not in the file).
     stale: Vec<String>,
-    /// New parameter values for modules that run already: (id, param, value).
-    params: Vec<(String, &'static str, Arg)>,
-    /// The file's connections.
+    /// New parameter values for modules that run already: (id, index, value).
+    params: Vec<(String, usize, f32)>,
+    /// The file's connections, and its MIDI inputs' connections to `midi_in`.
     connections: Vec<Connection>,
+    /// The file's CC maps (with replace: all the maps there are).
+    maps: Vec<modsynth_model::ccmap::CcMap>,
+    replace: bool,
+    /// The file's program sets, if it has any.
+    program_sets: Option<std::collections::BTreeMap<u8, String>>,
     /// The modules the load creates.
     created: Vec<String>,
 }
@@ -20,9 +25,11 @@ impl Core {
     /// `/set/load`: checks the whole file, then applies it as a diff against what
     /// runs: new modules are created, existing ones get the file's parameter values,
     /// connections are made (or kept pending until their ports exist).
+    /// `from` is `None` for a load a program change asked for: its answer goes to
+    /// the `/notify` subscribers.
     pub(super) fn load_set(
         &mut self,
-        from: ReplyTo,
+        from: Option<ReplyTo>,
         path: &str,
         replace: bool,
         atomic: bool,
@@ -33,7 +40,7 @@ impl Core {
             .and_then(|text| setfile::parse(path, &text).map_err(|e| e.to_string()))
         {
             Ok(set) => set,
-            Err(e) => return fx.reply(from, Fail::new("/set/load", e).to_message()),
+            Err(e) => return self.answer(from, Fail::new("/set/load", e).to_message(), fx),
         };
         // A module of the same id but another type cannot be changed into it: refuse
         // before doing anything, so a bad file changes nothing.
@@ -41,11 +48,11 @@ impl Core {
             if let Some(running) = self.modules.get(&m.id) {
                 if running.spec.name != m.spec.name && atomic {
                     let reason = format!("{path}: module '{}' runs as a {} but the set has a {}: an atomic load cannot swap it (free it first)", m.id, running.spec.name, m.spec.name);
-                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                    return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
                 }
                 if running.spec.name != m.spec.name && !replace {
                     let reason = format!("{path}: module '{}' runs as a {} but the set has a {} (load with replace to swap it)", m.id, running.spec.name, m.spec.name);
-                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                    return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
                 }
             }
         }
@@ -64,10 +71,20 @@ impl Core {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        let midi_in = self.midi_in_port();
+        let mut connections = set.connections.clone();
+        connections.extend(set.midi.inputs.iter().map(|input| Connection {
+            from: input.clone(),
+            to: midi_in.clone(),
+        }));
         let mut deferred = Deferred {
             stale,
             params: Vec::new(),
-            connections: set.connections.clone(),
+            connections,
+            maps: set.maps.clone(),
+            replace,
+            program_sets: (!set.midi.program_sets.is_empty())
+                .then(|| set.midi.program_sets.clone()),
             created: Vec::new(),
         };
         let token = self.token();
@@ -75,13 +92,7 @@ impl Core {
         for m in &set.modules {
             if self.modules.contains_key(&m.id) && !deferred.stale.contains(&m.id) {
                 for &(index, value) in &m.params {
-                    let spec = &m.spec.params[index];
-                    let arg = if spec.is_enum() {
-                        Arg::Text(spec.values[value as usize].to_string())
-                    } else {
-                        Arg::Float(value)
-                    };
-                    deferred.params.push((m.id.clone(), spec.name, arg));
+                    deferred.params.push((m.id.clone(), index, value));
                 }
             } else {
                 creating.insert(m.id.clone());
@@ -91,7 +102,7 @@ impl Core {
         let then = if atomic {
             AfterLoad::Atomic(Box::new(deferred))
         } else {
-            self.apply_deferred(from, deferred, fx);
+            self.apply_deferred(deferred, fx);
             AfterLoad::Answer
         };
         self.requests.insert(
@@ -148,43 +159,68 @@ impl Core {
         {
             match then {
                 AfterLoad::Answer => {}
-                AfterLoad::Prepare(name) => return self.prepared(from, &name, &failures, fx),
+                AfterLoad::Prepare(name) => {
+                    return self.prepared(from, &name, &failures, fx);
+                }
                 AfterLoad::Atomic(deferred) if failures.is_empty() => {
-                    self.apply_deferred(from, *deferred, fx)
+                    self.apply_deferred(*deferred, fx)
                 }
                 AfterLoad::Atomic(deferred) => {
                     for id in &deferred.created {
                         self.free_quietly(id, fx);
                     }
                     let reason = format!("{path}: {}; nothing was changed", failures.join("; "));
-                    return fx.reply(from, Fail::new("/set/load", reason).to_message());
+                    return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
                 }
             }
             self.make_wanted_connections(fx);
             if failures.is_empty() {
-                fx.reply(from, osc::done("/set/load", vec![osc::text(&path)]));
+                self.answer(from, osc::done("/set/load", vec![osc::text(&path)]), fx);
             } else {
-                fx.reply(
-                    from,
-                    Fail::new("/set/load", format!("{path}: {}", failures.join("; "))).to_message(),
-                );
+                let reason = format!("{path}: {}", failures.join("; "));
+                self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
+            }
+        }
+    }
+
+    /// Replies to `to`, or with no one asking (a program change), tells the
+    /// `/notify` subscribers and the log.
+    pub(super) fn answer(&self, to: Option<ReplyTo>, msg: OscMessage, fx: &mut impl Effects) {
+        match to {
+            Some(to) => fx.reply(to, msg),
+            None => {
+                tracing::info!("{} {:?}", msg.addr, msg.args);
+                self.notify(fx, msg);
             }
         }
     }
 
     /// The part of a set load that changes what runs already: frees the modules
-    /// the set replaces, sets the parameters of those it keeps, and wants its
-    /// connections (at once, or once an atomic load's creates all succeeded).
-    fn apply_deferred(&mut self, from: ReplyTo, deferred: Deferred, fx: &mut impl Effects) {
+    /// the set replaces, sets the parameters of those it keeps, wants its
+    /// connections and takes its MIDI maps and program sets (at once, or once an
+    /// atomic load's creates all succeeded).
+    fn apply_deferred(&mut self, deferred: Deferred, fx: &mut impl Effects) {
         for id in &deferred.stale {
             self.free_quietly(id, fx);
         }
-        for (id, param, arg) in &deferred.params {
-            self.set(from, id, param, arg, 0, None, fx);
+        for (id, index, value) in &deferred.params {
+            self.set_value(id, *index, *value, 0, None, fx);
         }
         for c in deferred.connections {
             self.wanted.insert(c);
         }
+        // The set's maps replace the maps of the same parameters; with replace,
+        // they are all the maps there are.
+        if deferred.replace {
+            self.midi.set_maps(Vec::new());
+        }
+        for map in deferred.maps {
+            let _ = self.midi.map(map);
+        }
+        if let Some(program_sets) = deferred.program_sets {
+            self.midi.set_program_sets(program_sets);
+        }
+        self.midi_listening_changed(fx);
         self.make_wanted_connections(fx);
     }
 
@@ -217,10 +253,22 @@ impl Core {
     /// name: the links of standbys are mirrors of the patch, not part of it, and a
     /// worker's name would patch whatever that worker plays in the next `modsynthd`.
     pub fn current_set(&self, fx: &mut impl Effects) -> setfile::SetFile {
+        // Connections to `midi_in` are saved as [midi] inputs: the port's name
+        // holds the instance's, which the next modsynthd may not share.
+        let midi_in = self.midi_in_port();
+        let mut inputs: std::collections::BTreeSet<String> =
+            fx.connections(&midi_in).into_iter().collect();
+        inputs.extend(
+            self.wanted
+                .iter()
+                .filter(|c| c.to == midi_in)
+                .map(|c| c.from.clone()),
+        );
         let mut connections: std::collections::BTreeSet<Connection> = self
             .wanted
             .iter()
             .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
+            .filter(|c| c.to != midi_in)
             .filter(|c| !self.touches_prepared(&c.from) && !self.touches_prepared(&c.to))
             .cloned()
             .collect();
@@ -271,6 +319,11 @@ impl Core {
             jack: Default::default(),
             modules,
             connections: connections.into_iter().collect(),
+            maps: self.midi.maps().to_vec(),
+            midi: setfile::MidiSettings {
+                inputs: inputs.into_iter().collect(),
+                program_sets: self.midi.program_sets().clone(),
+            },
         }
     }
 }

@@ -131,7 +131,7 @@ impl Core {
         self.requests.insert(
             token,
             Pending::Load {
-                from,
+                from: Some(from),
                 path: path.to_string(),
                 creating,
                 failures: Vec::new(),
@@ -155,7 +155,7 @@ impl Core {
     /// again if anything failed (a half set is no set to switch to).
     pub(super) fn prepared(
         &mut self,
-        from: ReplyTo,
+        from: Option<ReplyTo>,
         name: &str,
         failures: &[String],
         fx: &mut impl Effects,
@@ -164,8 +164,7 @@ impl Core {
             if let Some(p) = self.prepared.get_mut(name) {
                 p.building = false;
             }
-            fx.reply(from, osc::done("/set/prepare", vec![osc::text(name)]));
-            return;
+            return self.answer(from, osc::done("/set/prepare", vec![osc::text(name)]), fx);
         }
         if let Some(p) = self.prepared.remove(name) {
             for (_, pid) in p.modules {
@@ -173,7 +172,7 @@ impl Core {
             }
         }
         let reason = format!("{name}: {}; nothing was prepared", failures.join("; "));
-        fx.reply(from, Fail::new("/set/prepare", reason).to_message());
+        self.answer(from, Fail::new("/set/prepare", reason).to_message(), fx);
     }
 
     /// Whether module `id` (a prepared one) keeps its gate closed until a switch.

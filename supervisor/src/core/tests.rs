@@ -28,9 +28,14 @@ struct Fake {
     /// The server's last cycle, and each state segment's published frame.
     cycle: Option<u32>,
     published: HashMap<String, u32>,
+    /// What arrives at `midi_in` next.
+    midi: Vec<super::midi::MidiIn>,
 }
 
 impl Effects for Fake {
+    fn read_midi(&mut self) -> Vec<super::midi::MidiIn> {
+        std::mem::take(&mut self.midi)
+    }
     fn reply(&mut self, to: ReplyTo, msg: OscMessage) {
         self.replies.push((to, msg));
     }
@@ -1647,4 +1652,63 @@ fn more_immediate_changes_in_one_period_than_the_budget_wait_and_the_last_goes_o
     fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
     core.tick(&mut fx);
     assert_eq!(sets_to(&fx).last(), Some(&7.5));
+}
+
+#[test]
+fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_until_the_module_goes(
+) {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "vca", "amp");
+    osc(
+        &mut core,
+        &mut fx,
+        "/map/cc",
+        vec![T::Int(7), T::Int(2), s("amp"), s("gain")],
+    );
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/map/cc"), s("amp"), s("gain")])
+    );
+    // Two CCs in one drain: only the last value goes out, stamped with its frame.
+    let cc = |frame, value| super::midi::MidiIn {
+        frame,
+        status: 0xB1,
+        data1: 7,
+        data2: value,
+    };
+    fx.midi = vec![
+        cc(5000, 10),
+        cc(5100, 127),
+        super::midi::MidiIn {
+            status: 0xB2,
+            ..cc(5200, 0)
+        },
+    ];
+    fx.sent.clear();
+    fx.clock = Some(fx.now() + Duration::from_millis(10));
+    core.tick(&mut fx);
+    let vca = catalog::module("vca").unwrap();
+    let gain = vca.param_index("gain").unwrap() as u16;
+    let max = vca.params[gain as usize].max;
+    let sets: Vec<&ToWorker> = fx
+        .sent
+        .iter()
+        .filter(|(w, m)| *w == wid && matches!(m, ToWorker::SetParam { .. }))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert!(
+        matches!(sets[0], ToWorker::SetParam { index, value, received: 5100, at: None } if *index == gain && *value == max),
+        "{sets:?}"
+    );
+    osc(&mut core, &mut fx, "/set/save", vec![s("m.toml")]);
+    let saved = setfile::parse("m.toml", &fx.files["m.toml"]).unwrap();
+    assert_eq!(saved.maps.len(), 1);
+    assert_eq!((saved.maps[0].cc, saved.maps[0].channel), (7, Some(2)));
+    assert_eq!(core.saved().maps, saved.maps);
+    osc(&mut core, &mut fx, "/module/free", vec![s("amp")]);
+    osc(&mut core, &mut fx, "/map/list", vec![]);
+    assert_eq!(last_reply(&fx), ("/map/list.reply".into(), vec![]));
+    osc(&mut core, &mut fx, "/map/unmap", vec![s("amp"), s("gain")]);
+    assert!(last_reply(&fx).1[1] == s("amp.gain is not mapped (`modsynth maps` lists the maps)"));
 }

@@ -80,6 +80,7 @@ fn adoption_rebuilds_modules_standbys_values_connections_spares_and_counters() {
     let saved = Saved {
         connections: vec![("amp:out".into(), "system:playback_1".into())],
         no_standby: vec!["amp".into()],
+        ..Saved::default()
     };
     let counters = Counters {
         creates: 7,

@@ -31,7 +31,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 /// Seconds a process has spent on a CPU so far, all its live threads together (0
 /// if it is gone).
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     schedstat_seconds(pid).unwrap_or_else(|| stat_seconds(pid).unwrap_or(0.0))
 }
 

@@ -422,7 +422,11 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             );
             let status = sup.status()?;
             let primaries: Vec<u32> = status.modules.iter().map(|m| m.pid).collect();
-            let standbys: Vec<u32> = status.modules.iter().map(|m| m.standby_pid).collect();
+            let standbys: Vec<u32> = status
+                .modules
+                .iter()
+                .filter_map(|m| m.standby_worker.as_ref().map(|s| s.pid))
+                .collect();
             let role = |pid: u32| {
                 if primaries.contains(&pid) {
                     "primary"

@@ -29,7 +29,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     sup.connect("filt1:out", "amp1:in")?;
     sup.connect("amp1:out", &capture.port(0))?;
     for id in ["osc1", "filt1", "amp1"] {
-        sup.wait_for_module(id, Duration::from_secs(15), |m| m.standby_pid != 0);
+        sup.wait_for_module(id, Duration::from_secs(15), |m| m.standby_worker.is_some());
     }
     let (mut ready_ms, mut gaps, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..if quick { 3 } else { 20 } {

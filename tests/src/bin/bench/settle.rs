@@ -42,7 +42,7 @@ pub fn wait_status(
 
 /// Whether module `m` plays, with its hot standby ready unless it has none.
 pub fn plays_protected(m: &ModuleStatus) -> bool {
-    m.role == ModuleRole::Primary && m.pid != 0 && (!m.standby || m.standby_pid != 0)
+    m.role == ModuleRole::Primary && m.pid != 0 && (!m.standby || m.standby_worker.is_some())
 }
 
 /// Every module plays with its standby ready, and the pool is full: nothing is being
@@ -67,7 +67,10 @@ fn summary(r: &StatusReport) -> String {
         .modules
         .iter()
         .filter(|m| !plays_protected(m))
-        .map(|m| format!("{} ({}, standby pid {})", m.id, m.role, m.standby_pid))
+        .map(|m| match &m.standby_worker {
+            Some(s) => format!("{} ({}, standby pid {})", m.id, m.role, s.pid),
+            None => format!("{} ({}, no standby)", m.id, m.role),
+        })
         .collect();
     format!(
         "pool {}/{}, {} workers, {} modules, not ready: [{}]",
