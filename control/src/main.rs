@@ -514,7 +514,7 @@ fn switch_time(at: &str) -> Result<std::time::SystemTime, String> {
         None => (false, at),
     };
     let secs: f64 = number.parse().map_err(|_| bad())?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e11 {
+    if !(0.0..=1e11).contains(&secs) {
         return Err(bad());
     }
     let offset = Duration::from_secs_f64(secs);

@@ -63,10 +63,9 @@ impl Requests {
                 {
                     *id = new.to_string()
                 }
-                Pending::Load { creating, .. } => {
-                    if creating.remove(old) {
-                        creating.insert(new.to_string());
-                    }
+                Pending::Load { creating, .. } if creating.contains(old) => {
+                    creating.remove(old);
+                    creating.insert(new.to_string());
                 }
                 _ => {}
             }
