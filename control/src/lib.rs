@@ -18,6 +18,7 @@ pub mod capacity;
 pub mod client;
 pub mod osc;
 pub mod packet;
+pub mod plugins;
 pub mod record;
 pub mod reference;
 pub mod setfile;

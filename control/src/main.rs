@@ -5,7 +5,7 @@ use modsynth_control::capacity::{self, Capacity};
 use modsynth_control::client::Client;
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::StatusReport;
-use modsynth_control::{record, reference, setfile};
+use modsynth_control::{plugins, record, reference, setfile};
 use modsynth_model::catalog;
 use rosc::OscType;
 use std::io::IsTerminal;
@@ -114,6 +114,18 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// List the installed LV2 plugins (URI, name, class, ports): each one is a
+    /// module type `lv2:<URI>` (or `lv2:<last part of the URI>` when unique).
+    Plugins {
+        /// Only plugins whose URI, name or class contains this (any case).
+        filter: Option<String>,
+        /// Print JSON (every port, its range and hints) instead of one line each.
+        #[arg(long)]
+        json: bool,
+        /// List the plugins modsynth cannot host too, with the reason.
+        #[arg(long)]
+        all: bool,
+    },
     /// Record JACK ports into a 32-bit float WAV file, one channel per port.
     ///
     /// A port that is an input (like system:playback_1) records whatever is
@@ -193,6 +205,8 @@ enum ShmCommand {
 
 fn main() -> ExitCode {
     modsynth_process::logging::init();
+    // `lv2:<plugin>` types (new, set check, modules) resolve through lilv.
+    modsynth_lv2::install();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -383,16 +397,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Modules { module, markdown } => {
             let only = match module.as_deref() {
                 None => None,
-                Some(name) => Some(catalog::module(name).ok_or_else(|| {
-                    let known: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
-                    format!("no module type '{name}' (types: {})", known.join(", "))
-                })?),
+                Some(name) => Some(catalog::lookup(name)?),
             };
             if markdown {
                 print!("{}", reference::markdown());
             } else {
                 print!("{}", reference::plain(only));
             }
+        }
+        Command::Plugins { filter, json, all } => {
+            print!("{}", plugins::listing(filter.as_deref(), json, all)?)
         }
         Command::Record { out, ports, duration } => {
             record_command(&cli.osc, out, ports, duration)?

@@ -584,13 +584,7 @@ fn decode_new(a: &Args) -> Result<Request, Fail> {
         ));
     }
     let type_name = a.string(0, "module type")?;
-    let spec = catalog::module(type_name).ok_or_else(|| {
-        let types: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
-        Fail::new(
-            a.address,
-            format!("no module type '{type_name}' (types: {})", types.join(", ")),
-        )
-    })?;
+    let spec = catalog::lookup(type_name).map_err(|e| Fail::new(a.address, e))?;
     let id = a.id(1)?;
     let mut params = Vec::new();
     let mut standby = Standby::Hot;

@@ -74,10 +74,12 @@ pub fn markdown() -> String {
 /// The reference for a terminal: one block per module, one line per port and param.
 pub fn plain(only: Option<&ModuleSpec>) -> String {
     let mut out = String::new();
-    for m in catalog::modules()
-        .iter()
-        .filter(|m| only.is_none_or(|o| o.name == m.name))
-    {
+    // One type asked for (an LV2 plugin's is not in the built-in list), or all.
+    let all: Vec<&ModuleSpec> = match only {
+        Some(m) => vec![m],
+        None => catalog::modules().iter().collect(),
+    };
+    for m in all {
         let _ = writeln!(out, "{:<6} {}", m.name, m.doc);
         for p in m.ports {
             let dir = match p.direction {

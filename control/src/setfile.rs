@@ -23,7 +23,7 @@
 //! ```
 
 use crate::osc::{check_port_name, Standby};
-use modsynth_model::catalog::{self, Direction, ModuleSpec, Signal};
+use modsynth_model::catalog::{self, runtime::LV2_PREFIX, Direction, ModuleSpec, Signal};
 use modsynth_model::ccmap::{self, CcMap, Curve};
 use modsynth_model::names::{check_module_id, is_worker_port, worker_port_error};
 use modsynth_model::param::{self, Value};
@@ -157,6 +157,8 @@ struct RawModule {
     id: Spanned<String>,
     #[serde(rename = "type")]
     module_type: Spanned<String>,
+    /// The plugin of `type = "lv2"`.
+    uri: Option<Spanned<String>>,
     standby: Option<Spanned<String>>,
     #[serde(default)]
     params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
@@ -261,13 +263,28 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
                 format!("module id '{id}' is used twice (first on line {first})"),
             ));
         }
-        let type_name = m.module_type.get_ref();
-        let spec = catalog::module(type_name).ok_or_else(|| {
-            let types: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
-            err(
-                m.module_type.span().start,
-                format!("no module type '{type_name}' (types: {})", types.join(", ")),
-            )
+        let type_name = match (m.module_type.get_ref().as_str(), &m.uri) {
+            ("lv2", Some(uri)) => format!("{LV2_PREFIX}{}", uri.get_ref()),
+            ("lv2", None) => {
+                return Err(err(
+                    m.module_type.span().start,
+                    format!("{id}: type = \"lv2\" needs uri = \"<plugin URI>\" (`modsynth plugins` lists them)"),
+                ))
+            }
+            (_, Some(uri)) => {
+                return Err(err(
+                    uri.span().start,
+                    format!("{id}: uri is for type = \"lv2\" only"),
+                ))
+            }
+            (other, None) => other.to_string(),
+        };
+        let spec = catalog::lookup(&type_name).map_err(|e| {
+            let at = m
+                .uri
+                .as_ref()
+                .map_or(m.module_type.span().start, |u| u.span().start);
+            err(at, e)
         })?;
         let standby = match m
             .standby
@@ -478,11 +495,18 @@ impl SetFile {
             }
         }
         for m in &self.modules {
-            out.push_str(&format!(
-                "\n[[module]]\nid = {}\ntype = {}\n",
-                quote(&m.id),
-                quote(m.spec.name)
-            ));
+            match m.spec.lv2_uri() {
+                Some(uri) => out.push_str(&format!(
+                    "\n[[module]]\nid = {}\ntype = \"lv2\"\nuri = {}\n",
+                    quote(&m.id),
+                    quote(uri)
+                )),
+                None => out.push_str(&format!(
+                    "\n[[module]]\nid = {}\ntype = {}\n",
+                    quote(&m.id),
+                    quote(m.spec.name)
+                )),
+            }
             if m.standby == Standby::None {
                 out.push_str("standby = \"none\"\n");
             }
@@ -808,5 +832,39 @@ program_sets = { 1 = "verse.toml", 2 = "chorus.toml" }
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary file is left behind");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_lv2_plugin_is_type_lv2_with_its_uri_and_is_written_back_so() {
+        modsynth_lv2::install();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/sets/lv2-mix.toml");
+        let set = load(Path::new(path)).unwrap();
+        let lp = &set.modules[1];
+        assert_eq!(
+            lp.spec.lv2_uri(),
+            Some("http://plugin.org.uk/swh-plugins/lowpass_iir")
+        );
+        let text = set.to_toml();
+        assert!(
+            text.contains("type = \"lv2\"\nuri = \"http://plugin.org.uk/swh-plugins/lowpass_iir\"")
+        );
+        assert_eq!(parse("again.toml", &text).unwrap(), set);
+        for (bad, says) in [
+            (
+                "[[module]]\nid = \"a\"\ntype = \"lv2\"\n",
+                "set.toml:3: a: type = \"lv2\" needs uri",
+            ),
+            (
+                "[[module]]\nid = \"a\"\ntype = \"vco\"\nuri = \"x\"\n",
+                "set.toml:4: a: uri is for type = \"lv2\" only",
+            ),
+            (
+                "[[module]]\nid = \"a\"\ntype = \"lv2\"\nuri = \"urn:nothing\"\n",
+                "set.toml:4: no LV2 plugin 'urn:nothing'",
+            ),
+        ] {
+            let err = parse("set.toml", bad).unwrap_err().to_string();
+            assert!(err.starts_with(says), "{err}");
+        }
     }
 }

@@ -232,6 +232,10 @@ pub struct ModuleStatus {
     pub cpu_percent: f32,
     /// The primary's resident memory, KiB.
     pub rss_kib: u64,
+    /// Non-finite samples (NaN, inf) the primary's LV2 plugin wrote, replaced by
+    /// silence (muted and counted, never passed on).
+    #[serde(default)]
+    pub non_finite: u64,
 }
 
 impl StatusReport {

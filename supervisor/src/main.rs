@@ -266,6 +266,10 @@ fn serve(
     let inbox = Inbox::new()?;
     let events_tx = inbox.sender();
     let jack = Arc::new(Jack::open(&args.name, events_tx.clone())?);
+    // `lv2:<plugin>` module types resolve through lilv, with plugin ranges given
+    // as fractions of the sample rate scaled by the server's.
+    modsynth_lv2::spec::set_sample_rate(jack.client().sample_rate());
+    modsynth_lv2::install();
 
     let socket = UdpSocket::bind((args.osc_bind, args.osc_port)).map_err(|e| {
         format!(

@@ -126,6 +126,66 @@ pub fn pitch_hz(signal: &[f32], sample_rate: f64) -> f64 {
     parabolic_peak(&mag, k).0 * bin_hz
 }
 
+/// The phase (radians, -pi..pi) of the `hz` partial of `signal` at its first
+/// sample, by correlation with a cosine and a sine of that frequency: for a sine
+/// of a known pitch, where its cycle stands.
+///
+/// ```
+/// # use modsynth_tests::analysis::phase_at;
+/// let x: Vec<f32> = (0..4800).map(|n| (std::f64::consts::TAU * 440.0 * n as f64 / 48_000.0 + 1.0).cos() as f32).collect();
+/// assert!((phase_at(&x, 440.0, 48_000.0) - 1.0).abs() < 0.01);
+/// ```
+pub fn phase_at(signal: &[f32], hz: f64, sample_rate: f64) -> f64 {
+    let (mut c, mut s) = (0.0f64, 0.0f64);
+    for (n, &v) in signal.iter().enumerate() {
+        let w = std::f64::consts::TAU * hz * n as f64 / sample_rate;
+        c += v as f64 * w.cos();
+        s += v as f64 * w.sin();
+    }
+    (-s).atan2(c)
+}
+
+/// How far (in frames) the `hz` tone in `signal` is, in its last 12 000 samples,
+/// from where its first 12 000 say it should be, allowing it to be 0 to `ahead`
+/// whole `period`s ahead: the smallest error over those (signed).
+///
+/// For a takeover: the module's own time goes on, and the periods the server
+/// skipped as a worker died were played but never delivered, so the recording
+/// skips them. A module out of step is off by a fraction of a cycle that no whole
+/// number of periods explains (1024 frames are 9.39 cycles of 440 Hz: each period
+/// lands 42 frames further in the 109-frame cycle).
+///
+/// ```
+/// # use modsynth_tests::analysis::phase_error_frames;
+/// let sine = |n: usize| (std::f64::consts::TAU * 440.0 * n as f64 / 48_000.0).sin() as f32;
+/// // 1024 frames were played and never recorded, after sample 24 000.
+/// let x: Vec<f32> = (0..48_000).map(|n| sine(if n < 24_000 { n } else { n + 1024 })).collect();
+/// assert!(phase_error_frames(&x, 440.0, 48_000.0, 1024, 0).abs() > 10.0);
+/// assert!(phase_error_frames(&x, 440.0, 48_000.0, 1024, 1).abs() < 0.01);
+/// ```
+pub fn phase_error_frames(
+    signal: &[f32],
+    hz: f64,
+    sample_rate: f64,
+    period: u32,
+    ahead: u64,
+) -> f64 {
+    let window = 12_000.min(signal.len() / 2);
+    let late = signal.len() - window;
+    let cycle = sample_rate / hz;
+    let tau = std::f64::consts::TAU;
+    let expected = phase_at(&signal[..window], hz, sample_rate) + late as f64 / cycle * tau;
+    let got = phase_at(&signal[late..], hz, sample_rate);
+    (0..=ahead)
+        .map(|k| {
+            let e = got - expected - k as f64 * period as f64 / cycle * tau;
+            let e = (e + std::f64::consts::PI).rem_euclid(tau) - std::f64::consts::PI;
+            e / tau * cycle
+        })
+        .min_by(|a, b| a.abs().total_cmp(&b.abs()))
+        .unwrap_or(f64::INFINITY)
+}
+
 /// The interval from `reference` to `f` in cents (1200 per octave; positive when
 /// `f` is higher).
 ///

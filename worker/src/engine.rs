@@ -29,7 +29,7 @@
 //! ```
 
 use crate::denormals::FlushToZero;
-use crate::dsp::{Io, Module};
+use crate::dsp::{Io, Kernel, Module};
 use crate::gate::{GateChange, OutputGate};
 use crate::shared_state::SharedState;
 use modsynth_model::catalog::ModuleSpec;
@@ -118,6 +118,9 @@ pub struct Stats {
     /// heard (measured: 256 and 512 reported, recordings seamless, as many frames
     /// dropped by the server).
     pub last_takeover_gap: AtomicU64,
+    /// Non-finite samples the module's plugin wrote, replaced by silence (an LV2
+    /// plugin's; built-in modules never write any).
+    pub non_finite: AtomicU64,
 }
 
 impl Default for Stats {
@@ -131,6 +134,7 @@ impl Default for Stats {
             latencies_unrecorded: AtomicU64::new(0),
             takeovers: AtomicU64::new(0),
             last_takeover_gap: AtomicU64::new(0),
+            non_finite: AtomicU64::new(0),
         }
     }
 }
@@ -388,6 +392,38 @@ impl<P: Ports> Engine<P> {
         if let Some(shared) = shared.as_ref() {
             if shared.owner() != self.owner_id {
                 // A standby, or a primary that lost its module: silent, state untouched.
+                // A module whose state is opaque (an LV2 plugin) is played in
+                // lockstep with its primary instead, its output thrown away, so that
+                // its state is the primary's when it takes over.
+                if module.is_lockstep() {
+                    // In step means having run as many frames as the primary: a
+                    // standby made after it catches up (see `Module::catch_up`).
+                    let (published_end, published_slot) = shared.published();
+                    let type_index = module.state().type_index;
+                    if let Some(Kernel::Lv2(clock)) =
+                        shared.load(published_slot, type_index).map(|s| s.kernel)
+                    {
+                        // Its count at this period's start: what it published, less
+                        // this period if it has played it already. Never projected
+                        // forward over periods it has not published: the server may
+                        // have skipped them for everyone.
+                        let primary =
+                            clock.frames as i64 + frame_offset(frame_time, published_end).min(0);
+                        let behind = primary - module.plugin_frames() as i64;
+                        if behind > 0 {
+                            module.catch_up(behind as u64, false);
+                        }
+                    }
+                    let mut period = Period {
+                        schedule: &mut self.schedule,
+                        scheduled: &mut self.scheduled,
+                        latencies: &mut self.latencies,
+                        stats: &self.stats,
+                        frame_time,
+                        n_frames,
+                    };
+                    period.play(module, &mut io, None);
+                }
                 for out in io.outputs.iter_mut() {
                     out.fill(0.0);
                 }
@@ -415,35 +451,15 @@ impl<P: Ports> Engine<P> {
             // and this is the only reference to the buffer this period.
             large = Some(unsafe { shared.large() });
         }
-        let mut start = 0;
-        loop {
-            // The next scheduled change inside this period splits the period there.
-            let next = due_offset(&self.schedule[..self.scheduled], frame_time, n_frames);
-            let end = next.map_or(n_frames, |(_, offset)| offset);
-            if end > start {
-                match large.as_deref_mut() {
-                    Some(buffer) => module.process_with_buffer(&mut io, start..end, buffer),
-                    None => module.process(&mut io, start..end),
-                }
-                start = end;
-            }
-            let Some((i, _)) = next else { break };
-            let Scheduled { change, .. } = self.schedule[i];
-            // Keep arrival order among changes for the same frame: shift, don't swap.
-            self.schedule.copy_within(i + 1..self.scheduled, i);
-            self.scheduled -= 1;
-            module.set_param(change.index as usize, change.value);
-            if let (None, Some(received)) = (change.at, change.received) {
-                let landed = frame_time.wrapping_add(start as u32);
-                let latency = frame_offset(landed, received).max(0) as u32;
-                if self.latencies.push(latency).is_err() {
-                    self.stats
-                        .latencies_unrecorded
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            self.stats.params_applied.fetch_add(1, Ordering::Release);
-        }
+        let mut period = Period {
+            schedule: &mut self.schedule,
+            scheduled: &mut self.scheduled,
+            latencies: &mut self.latencies,
+            stats: &self.stats,
+            frame_time,
+            n_frames,
+        };
+        period.play(module, &mut io, large);
         self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
         if let Some(shared) = shared.as_ref() {
             let end = frame_time.wrapping_add(n_frames as u32);
@@ -668,6 +684,58 @@ fn due_offset(schedule: &[Scheduled], frame_time: u32, n_frames: usize) -> Optio
         }
     }
     best
+}
+
+/// What one period of playing a module needs besides the module: the schedule of
+/// parameter changes, where their latencies go, the counters, the period.
+struct Period<'a> {
+    schedule: &'a mut [Scheduled; SCHEDULE_CAPACITY],
+    scheduled: &'a mut usize,
+    latencies: &'a mut rtrb::Producer<u32>,
+    stats: &'a Stats,
+    frame_time: u32,
+    n_frames: usize,
+}
+
+impl Period<'_> {
+    /// Runs `module` over the period, split at every scheduled change that falls
+    /// inside it (applied on its sample), with `large` as its large buffer when
+    /// it lives in shared memory.
+    fn play(&mut self, module: &mut Module, io: &mut Io, mut large: Option<&mut [f32]>) {
+        let (frame_time, n_frames) = (self.frame_time, self.n_frames);
+        let mut start = 0;
+        loop {
+            // The next scheduled change inside this period splits the period there.
+            let next = due_offset(&self.schedule[..*self.scheduled], frame_time, n_frames);
+            let end = next.map_or(n_frames, |(_, offset)| offset);
+            if end > start {
+                match large.as_deref_mut() {
+                    Some(buffer) => module.process_with_buffer(io, start..end, buffer),
+                    None => module.process(io, start..end),
+                }
+                start = end;
+            }
+            let Some((i, _)) = next else { break };
+            let Scheduled { change, .. } = self.schedule[i];
+            // Keep arrival order among changes for the same frame: shift, don't swap.
+            self.schedule.copy_within(i + 1..*self.scheduled, i);
+            *self.scheduled -= 1;
+            module.set_param(change.index as usize, change.value);
+            if let (None, Some(received)) = (change.at, change.received) {
+                let landed = frame_time.wrapping_add(start as u32);
+                let latency = frame_offset(landed, received).max(0) as u32;
+                if self.latencies.push(latency).is_err() {
+                    self.stats
+                        .latencies_unrecorded
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.stats.params_applied.fetch_add(1, Ordering::Release);
+        }
+        self.stats
+            .non_finite
+            .store(module.non_finite_samples(), Ordering::Relaxed);
+    }
 }
 
 /// In-memory ports: input and output buffers of a fixed size, for tests and benches.
@@ -982,7 +1050,12 @@ mod tests {
     fn the_real_time_path_never_allocates() {
         let (mut c, mut e) = new::<Buffers>(4096);
         let mut frame = 0u32;
-        for spec in catalog::modules() {
+        // Every built-in module, and LV2 plugins of the Debian packs scripts/setup
+        // installs (a filter, a delay, one with an enumeration).
+        modsynth_lv2::install();
+        let plugins = ["lv2:lowpass_iir", "lv2:delay_n", "lv2:Leslie"]
+            .map(|name| catalog::lookup(name).unwrap());
+        for spec in catalog::modules().iter().chain(plugins) {
             let mut buffers = Buffers::new(spec, N);
             for (k, input) in buffers.inputs.iter_mut().enumerate() {
                 for (i, s) in input.iter_mut().enumerate() {
@@ -992,7 +1065,8 @@ mod tests {
             if spec.midi_input().is_some() {
                 buffers.midi = midi_workout(N);
             }
-            c.install(Module::new(spec, 48_000.0), buffers).unwrap();
+            c.install(Module::create(spec, 48_000.0, N).unwrap(), buffers)
+                .unwrap();
             for (index, p) in spec.params.iter().enumerate() {
                 for (j, v) in [p.min, p.max, p.default].into_iter().enumerate() {
                     let at = frame.wrapping_add((j * 97 + index * 13) as u32);

@@ -540,7 +540,10 @@ impl Host {
         state: StatePlan,
     ) -> Result<Vec<String>, String> {
         let t0 = Instant::now();
-        let mut module = Module::new(spec, self.client().sample_rate() as f32);
+        // An LV2 plugin is instantiated here, on the control thread, before any
+        // port is touched: a plugin that cannot be loaded leaves a clean spare.
+        let max_block = self.client().buffer_size() as usize;
+        let mut module = Module::create(spec, self.client().sample_rate() as f32, max_block)?;
         // The values it is created with are where it starts, not changes to glide.
         for &(index, value) in params {
             module.init_param(index, value);
@@ -564,6 +567,9 @@ impl Host {
                 Some(SharedState::open(segment, module.state().type_index)?)
             }
         };
+        if let (Some(shared), true) = (shared.as_ref(), module.is_lockstep()) {
+            self.catch_up(&mut module, shared);
+        }
         let ports = match self.spare_ports.take() {
             Some(spare) => self.take_spare(spare, spec),
             None => JackPorts::register(self.client(), spec),
@@ -593,6 +599,33 @@ impl Host {
             spec.name
         );
         Ok(full_names)
+    }
+
+    /// Runs a plugin module that joins a playing one (a standby, a replacement)
+    /// for as many frames as the playing one has, on silence, here on the control
+    /// thread: the bulk of what its audio thread would otherwise catch up period by
+    /// period (see `Module::catch_up`). At most `CATCH_UP_MAX_SECONDS`.
+    fn catch_up(&self, module: &mut Module, shared: &SharedState) {
+        let (published_end, slot) = shared.published();
+        let Some(crate::dsp::Kernel::Lv2(clock)) = shared
+            .load(slot, module.state().type_index)
+            .map(|s| s.kernel)
+        else {
+            return;
+        };
+        // What it has published, no more: the audio thread catches up the rest
+        // exactly, period by period, and can never undo running too far.
+        let _ = published_end;
+        let behind = clock.frames;
+        let cap = (crate::dsp::CATCH_UP_MAX_SECONDS * self.client().sample_rate() as f32) as u64;
+        let t0 = Instant::now();
+        let ran = module.catch_up(behind.min(cap), true);
+        tracing::debug!(
+            frames = ran,
+            behind,
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "caught up with the playing plugin"
+        );
     }
 
     /// Keeps generic ports registered while idle, so that an assignment takes ports

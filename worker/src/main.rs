@@ -58,6 +58,8 @@ enum Event {
 
 fn main() -> ExitCode {
     modsynth_process::logging::init();
+    // `lv2:<plugin>` types resolve through lilv.
+    modsynth_lv2::install();
     // A panicking control or watcher thread must not leave a worker that plays on
     // but no longer obeys or watches: dead, its module fails over to its standby.
     modsynth_process::logging::abort_on_panic();
@@ -95,13 +97,7 @@ fn run_standalone(args: &Args) -> Result<(), (u8, String)> {
         .id
         .as_deref()
         .ok_or_else(|| usage("--standalone needs TYPE and ID".into()))?;
-    let spec = catalog::module(module_type).ok_or_else(|| {
-        let types: Vec<&str> = catalog::modules().iter().map(|m| m.name).collect();
-        usage(format!(
-            "no module type '{module_type}' (types: {})",
-            types.join(", ")
-        ))
-    })?;
+    let spec = catalog::lookup(module_type).map_err(usage)?;
     names::check_module_id(id).map_err(usage)?;
     let params = args
         .params

@@ -307,9 +307,16 @@ impl Worker {
                 self.stop_watching();
                 self.takeovers_at_assign = self.takeovers();
                 self.assigned_state = Some((state.clone(), module_type.clone()));
-                let Some(spec) = catalog::module(&module_type) else {
-                    let result = Err(format!("no module type '{module_type}'"));
-                    return Some(FromWorker::Assigned { token, result });
+                // Plugin ranges given as fractions of the rate are scaled by ours.
+                modsynth_lv2::spec::set_sample_rate(self.host.client().sample_rate());
+                let spec = match catalog::lookup(&module_type) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return Some(FromWorker::Assigned {
+                            token,
+                            result: Err(e),
+                        })
+                    }
                 };
                 let params: Vec<(usize, f32)> =
                     params.iter().map(|&(i, v)| (i as usize, v)).collect();
@@ -532,6 +539,7 @@ impl Worker {
             dsp_load: self.dsp.percent_since_last(self.host.events()),
             cpu_percent: self.cpu.percent_since_last(),
             rss_kib: rss_kib(),
+            non_finite: stats.non_finite.load(Ordering::Relaxed),
         }
     }
 }

@@ -258,6 +258,10 @@ pub struct WorkerReport {
     pub cpu_percent: f32,
     /// Resident memory, KiB.
     pub rss_kib: u64,
+    /// Non-finite samples (NaN, inf) the module's LV2 plugin wrote, each replaced
+    /// by silence before it left the worker.
+    #[serde(default)]
+    pub non_finite: u64,
 }
 
 /// A pooled worker's card, `<state dir>/workers/<client>.json`, written by the worker

@@ -244,16 +244,24 @@ impl Core {
                 self.counters.params_held_back += 1;
             }
         }
+        let change = ToWorker::SetParam {
+            index: index as u16,
+            value,
+            at,
+            received,
+        };
+        // A plugin's standby plays in lockstep (its state is the plugin's, not in
+        // shared memory): it gets every change its primary gets.
+        let lockstep = self
+            .modules
+            .get(id)
+            .filter(|m| m.spec.kind == catalog::Kind::Lv2)
+            .and_then(|m| m.standby_worker);
+        if let Some(standby) = lockstep.and_then(|w| self.workers.get(&w)) {
+            fx.send(&standby.link, change.clone());
+        }
         if let Some(worker) = self.workers.get(&wid) {
-            fx.send(
-                &worker.link,
-                ToWorker::SetParam {
-                    index: index as u16,
-                    value,
-                    at,
-                    received,
-                },
-            );
+            fx.send(&worker.link, change);
         }
     }
 
@@ -310,8 +318,14 @@ impl Core {
                 .filter(|i| bits & (1 << i) != 0)
                 .map(|i| (i as u16, m.held_values[i]))
                 .collect();
-            if let Some(worker) = self.workers.get(&wid) {
-                for (index, value) in values {
+            let lockstep = self
+                .modules
+                .get(&id)
+                .filter(|m| m.spec.kind == catalog::Kind::Lv2)
+                .and_then(|m| m.standby_worker);
+            let to = [Some(wid), lockstep];
+            for worker in to.iter().flatten().filter_map(|w| self.workers.get(w)) {
+                for &(index, value) in &values {
                     fx.send(
                         &worker.link,
                         ToWorker::SetParam {

@@ -161,6 +161,7 @@ impl Core {
                     dsp_load: r.dsp_load,
                     cpu_percent: r.cpu_percent,
                     rss_kib: r.rss_kib,
+                    non_finite: r.non_finite,
                 }
             })
             .collect();

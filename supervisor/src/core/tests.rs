@@ -1654,6 +1654,86 @@ fn more_immediate_changes_in_one_period_than_the_budget_wait_and_the_last_goes_o
     assert_eq!(sets_to(&fx).last(), Some(&7.5));
 }
 
+/// A plugin type for the core's tests: one parameter, no plugin behind it (the
+/// core never looks further than the catalog entry).
+fn fake_plugins(name: &str) -> Result<ModuleSpec, String> {
+    use modsynth_model::catalog::{Direction, Kind, ParamSpec, PortSpec, Signal, Smoothing};
+    static PORTS: [PortSpec; 1] = [PortSpec {
+        name: "out",
+        direction: Direction::Out,
+        signal: Signal::Audio,
+        doc: "",
+    }];
+    static PARAMS: [ParamSpec; 1] = [ParamSpec {
+        name: "level",
+        unit: "",
+        min: 0.0,
+        max: 1.0,
+        default: 0.5,
+        values: &[],
+        doc: "",
+        smoothing: Smoothing::None,
+    }];
+    match name {
+        "lv2:urn:test:level" => Ok(ModuleSpec {
+            name: "lv2:urn:test:level",
+            kind: Kind::Lv2,
+            doc: "a test plugin",
+            ports: &PORTS,
+            params: &PARAMS,
+        }),
+        _ => Err(format!("no LV2 plugin '{name}' is installed")),
+    }
+}
+
+#[test]
+fn a_plugins_parameter_changes_go_to_its_lockstep_standby_too_and_a_built_ins_do_not() {
+    catalog::runtime::set_resolver(fake_plugins);
+    let (mut core, mut fx) = started(4);
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "lv2:urn:test:level", "p");
+    let (vco, vco_standby) = create_with_standby(&mut core, &mut fx, "vco", "v");
+    let sent = fx.sent.len();
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/set",
+        vec![s("p"), s("level"), T::Float(0.25)],
+    );
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/set",
+        vec![s("v"), s("freq"), T::Float(220.0)],
+    );
+    let to = |w: WorkerId| -> Vec<f32> {
+        fx.sent[sent..]
+            .iter()
+            .filter_map(|(to, m)| match m {
+                ToWorker::SetParam { value, .. } if *to == w => Some(*value),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(to(primary), [0.25]);
+    assert_eq!(
+        to(standby),
+        [0.25],
+        "the plugin's standby plays in lockstep"
+    );
+    assert_eq!(to(vco), [220.0]);
+    assert!(
+        to(vco_standby).is_empty(),
+        "a built-in standby loads the state"
+    );
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/set",
+        vec![s("p"), s("level"), T::Float(2.0)],
+    );
+    assert_eq!(last_reply(&fx).0, "/fail", "the plugin's range holds");
+}
+
 #[test]
 fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_until_the_module_goes(
 ) {

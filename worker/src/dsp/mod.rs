@@ -102,12 +102,26 @@ pub enum Kernel {
     Midi2cv(midi2cv::Midi2cv),
     /// A `clock`'s state.
     Clock(clock::Clock),
+    /// An LV2 plugin: its state is inside the plugin ([`Module`] holds it), which
+    /// is why its standby runs in lockstep instead of loading it. What is here is
+    /// how far the plugin has run.
+    Lv2(Lv2Clock),
+}
+
+/// How many frames an LV2 plugin instance has run since it was made: published by
+/// the primary, so that a standby made later can catch up (see
+/// [`Module::catch_up`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Lv2Clock {
+    /// Frames run.
+    pub frames: u64,
 }
 
 impl Kernel {
-    /// The initial state for the module type at `type_index` in the catalog.
-    fn new(type_index: usize) -> Kernel {
-        match catalog::modules()[type_index].kind {
+    /// The initial state for a module of kind `kind`.
+    fn new(kind: Kind) -> Kernel {
+        match kind {
             Kind::Vco => Kernel::Vco(vco::Vco::default()),
             Kind::Lfo => Kernel::Lfo(lfo::Lfo::default()),
             Kind::Vcf => Kernel::Vcf(vcf::Vcf::default()),
@@ -120,6 +134,7 @@ impl Kernel {
             Kind::Const => Kernel::Const(constant::Const::default()),
             Kind::Midi2cv => Kernel::Midi2cv(midi2cv::Midi2cv::default()),
             Kind::Clock => Kernel::Clock(clock::Clock::default()),
+            Kind::Lv2 => Kernel::Lv2(Lv2Clock::default()),
         }
     }
 
@@ -155,7 +170,8 @@ impl Kernel {
             | Kernel::Mixer(_)
             | Kernel::Noise(_)
             | Kernel::Delay(_)
-            | Kernel::Const(_) => true,
+            | Kernel::Const(_)
+            | Kernel::Lv2(_) => true,
         }
     }
 
@@ -173,6 +189,8 @@ impl Kernel {
             Kernel::Const(k) => k.process(ctx, io, range),
             Kernel::Midi2cv(k) => k.process(ctx, io, range),
             Kernel::Clock(k) => k.process(ctx, io, range),
+            // Played by the module's plugin (see `run`), not by a kernel.
+            Kernel::Lv2(_) => {}
         }
     }
 }
@@ -249,12 +267,17 @@ fn check_ramps(r: &mut Ramps, spec: &ModuleSpec) {
 /// sample at a time with the ramps advanced before each sample (the kernels read
 /// their parameters once per call); once nothing moves, the rest of the range runs
 /// in one call, so a module at rest costs what it did before smoothing existed.
+///
+/// A module with a plugin runs the plugin instead of its (empty) kernel, and
+/// counts the non-finite samples the plugin wrote (replaced by silence) in
+/// `non_finite`.
 fn run(
     state: &mut ModuleState,
     n_params: usize,
     io: &mut Io,
     range: Range<usize>,
     buffer: &mut [f32],
+    mut plugin: Option<&mut PluginSlot>,
 ) {
     let ModuleState {
         sample_rate,
@@ -262,34 +285,66 @@ fn run(
         kernel,
         ..
     } = state;
+    let mut play =
+        |params: &[f32; MAX_PARAMS], io: &mut Io, r: Range<usize>| match plugin.as_deref_mut() {
+            Some(slot) => {
+                if let Kernel::Lv2(clock) = kernel {
+                    clock.frames += r.len() as u64;
+                }
+                slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r)
+            }
+            None => {
+                let ctx = Context {
+                    sample_rate: *sample_rate,
+                    params,
+                };
+                kernel.process(&ctx, io, r, buffer);
+            }
+        };
     let mut start = range.start;
     while params.moving() && start < range.end {
         params.advance(n_params);
-        let ctx = Context {
-            sample_rate: *sample_rate,
-            params: &params.current,
-        };
-        kernel.process(&ctx, io, start..start + 1, buffer);
+        play(&params.current, io, start..start + 1);
         start += 1;
     }
     if start < range.end {
-        let ctx = Context {
-            sample_rate: *sample_rate,
-            params: &params.current,
-        };
-        kernel.process(&ctx, io, start..range.end, buffer);
+        play(&params.current, io, start..range.end);
     }
 }
 
-/// One running module: its state and its large buffer.
+/// A module's LV2 plugin instance, with the count of the non-finite samples it
+/// wrote (replaced by silence before anyone heard them).
+#[derive(Debug)]
+struct PluginSlot {
+    host: Box<modsynth_lv2::host::Host>,
+    non_finite: u64,
+    /// Silence to run the plugin on while it catches up, and where its output
+    /// then goes: one period each, made with the module.
+    zeros: Box<[f32]>,
+    scratch: Box<[f32]>,
+}
+
+/// How many frames a standby catches up at most per period on the real-time
+/// thread, in periods: it runs its plugin at up to twice the real rate until it is
+/// in step (the bulk was caught up at assignment, off that thread).
+pub const CATCH_UP_PERIODS: usize = 1;
+
+/// How much a standby catches up at assignment, off the real-time thread, at most:
+/// a minute of the primary's playing (an oscillator made an hour ago is not
+/// replayed; its standby then takes over without a gap but not in phase).
+pub const CATCH_UP_MAX_SECONDS: f32 = 60.0;
+
+/// One running module: its state and its large buffer, or its LV2 plugin.
 ///
-/// Building one allocates (the delay line); do it off the real-time thread and hand
-/// it over. [`Module::set_param`] and [`Module::process`] never allocate.
-#[derive(Clone, Debug)]
+/// Building one allocates (the delay line, the plugin instance); do it off the
+/// real-time thread and hand it over. [`Module::set_param`] and
+/// [`Module::process`] never allocate.
+#[derive(Debug)]
 pub struct Module {
     spec: &'static ModuleSpec,
     state: ModuleState,
     buffer: Box<[f32]>,
+    plugin: Option<PluginSlot>,
 }
 
 impl Module {
@@ -302,10 +357,99 @@ impl Module {
                 type_index: type_index as u32,
                 sample_rate,
                 params: Ramps::at(&spec.defaults()),
-                kernel: Kernel::new(type_index),
+                kernel: Kernel::new(spec.kind),
             },
             buffer: vec![0.0; buffer_len(spec, sample_rate)].into_boxed_slice(),
+            plugin: None,
         }
+    }
+
+    /// A module of type `spec` ready to play: for an LV2 type, with its plugin
+    /// instantiated for periods of at most `max_block` frames (which can fail:
+    /// the reason says why). Allocates, loads a library: off the real-time thread.
+    pub fn create(
+        spec: &'static ModuleSpec,
+        sample_rate: f32,
+        max_block: usize,
+    ) -> Result<Module, String> {
+        let mut module = Module::new(spec, sample_rate);
+        if let Some(uri) = spec.lv2_uri() {
+            let host = modsynth_lv2::host::Host::new(uri, sample_rate as f64, max_block)?;
+            let n_out = spec.output_ports().count();
+            module.plugin = Some(PluginSlot {
+                host: Box::new(host),
+                non_finite: 0,
+                zeros: vec![0.0; max_block.max(1)].into_boxed_slice(),
+                scratch: vec![0.0; max_block.max(1) * n_out.max(1)].into_boxed_slice(),
+            });
+        }
+        Ok(module)
+    }
+
+    /// Whether a standby of this module must run it in lockstep with its primary
+    /// (same inputs, same parameter changes, output silenced) because its state
+    /// is opaque (an LV2 plugin's) and cannot be loaded from shared memory.
+    pub fn is_lockstep(&self) -> bool {
+        self.spec.kind == Kind::Lv2
+    }
+
+    /// Frames its plugin has run (0 for built-in modules).
+    pub fn plugin_frames(&self) -> u64 {
+        match self.state.kernel {
+            Kernel::Lv2(clock) => clock.frames,
+            _ => 0,
+        }
+    }
+
+    /// Runs the plugin of a lockstep standby on silence, its output thrown away,
+    /// for up to `frames` frames (at most [`CATCH_UP_PERIODS`] periods, or
+    /// `unbounded` off the real-time thread), so that it has run as many frames as
+    /// its primary: a plugin whose state depends on how long it has run (an
+    /// oscillator's phase) and on recent input only is then in step with it.
+    /// Returns the frames run. Never allocates.
+    pub fn catch_up(&mut self, frames: u64, unbounded: bool) -> u64 {
+        let Some(slot) = self.plugin.as_mut() else {
+            return 0;
+        };
+        let block = slot.zeros.len();
+        let limit = if unbounded {
+            frames
+        } else {
+            frames.min((block * CATCH_UP_PERIODS) as u64)
+        };
+        let n_out = self.spec.output_ports().count();
+        let n_in = self.spec.input_ports().count();
+        let mut done = 0;
+        while done < limit {
+            let n = (limit - done).min(block as u64) as usize;
+            let inputs: [&[f32]; MAX_INPUTS] = [&slot.zeros[..]; MAX_INPUTS];
+            let mut outputs: [&mut [f32]; MAX_OUTPUTS] =
+                std::array::from_fn(|_| <&mut [f32]>::default());
+            for (o, chunk) in outputs
+                .iter_mut()
+                .zip(slot.scratch.chunks_mut(block))
+                .take(n_out)
+            {
+                *o = chunk;
+            }
+            let _ = slot.host.run(
+                &self.state.params.current,
+                &inputs[..n_in],
+                &mut outputs[..],
+                0..n,
+            );
+            done += n as u64;
+        }
+        if let Kernel::Lv2(clock) = &mut self.state.kernel {
+            clock.frames += done;
+        }
+        done
+    }
+
+    /// Non-finite samples the module's plugin wrote so far, each replaced by
+    /// silence before it left the module (0 for built-in modules, which cannot).
+    pub fn non_finite_samples(&self) -> u64 {
+        self.plugin.as_ref().map_or(0, |p| p.non_finite)
     }
 
     /// The module type.
@@ -373,7 +517,7 @@ impl Module {
         checked.sample_rate = self.state.sample_rate;
         check_ramps(&mut checked.params, self.spec);
         if !checked.kernel.is_sane() {
-            checked.kernel = Kernel::new(self.state.type_index as usize);
+            checked.kernel = Kernel::new(self.spec.kind);
         }
         self.state = checked;
     }
@@ -381,7 +525,14 @@ impl Module {
     /// Runs the module over `range`, with `buffer` as its large buffer (the one in
     /// shared memory) instead of its own.
     pub fn process_with_buffer(&mut self, io: &mut Io, range: Range<usize>, buffer: &mut [f32]) {
-        run(&mut self.state, self.spec.params.len(), io, range, buffer);
+        run(
+            &mut self.state,
+            self.spec.params.len(),
+            io,
+            range,
+            buffer,
+            self.plugin.as_mut(),
+        );
     }
 
     /// Runs the module over `range` of the period's buffers.
@@ -392,6 +543,7 @@ impl Module {
             io,
             range,
             &mut self.buffer,
+            self.plugin.as_mut(),
         );
     }
 

@@ -28,6 +28,7 @@ pub mod lfo;
 pub mod midi2cv;
 pub mod mixer;
 pub mod noise;
+pub mod runtime;
 pub mod seq;
 pub mod vca;
 pub mod vcf;
@@ -218,6 +219,8 @@ pub enum Kind {
     Midi2cv,
     /// [`clock`]
     Clock,
+    /// An LV2 plugin ([`runtime`]): its DSP is the plugin's, its state opaque.
+    Lv2,
 }
 
 /// One module type.
@@ -236,6 +239,14 @@ pub struct ModuleSpec {
 }
 
 impl ModuleSpec {
+    /// The LV2 plugin's URI, for a plugin type (`lv2:<URI>`).
+    pub fn lv2_uri(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Lv2 => self.name.strip_prefix(runtime::LV2_PREFIX),
+            _ => None,
+        }
+    }
+
     /// The parameter called `name`, if the module has one.
     pub fn param(&self, name: &str) -> Option<&'static ParamSpec> {
         self.params.iter().find(|p| p.name == name)
@@ -303,14 +314,41 @@ pub fn modules() -> &'static [ModuleSpec] {
     MODULES
 }
 
-/// The module type called `name`.
+/// The module type called `name`: a built-in one, or an LV2 plugin
+/// (`lv2:<short name or URI>`, see [`runtime`]).
 pub fn module(name: &str) -> Option<&'static ModuleSpec> {
-    MODULES.iter().find(|m| m.name == name)
+    lookup(name).ok()
 }
 
-/// Index of the module type called `name` in [`modules`].
+/// [`module`], or why there is no such type, in words for the user.
+pub fn lookup(name: &str) -> Result<&'static ModuleSpec, String> {
+    if let Some(spec) = MODULES.iter().find(|m| m.name == name) {
+        return Ok(spec);
+    }
+    if name.starts_with(runtime::LV2_PREFIX) {
+        return runtime::lookup(name);
+    }
+    let types: Vec<&str> = MODULES.iter().map(|m| m.name).collect();
+    Err(format!(
+        "no module type '{name}' (types: {}, or lv2:<plugin>: `modsynth plugins` lists them)",
+        types.join(", ")
+    ))
+}
+
+/// The type index every LV2 plugin's state carries ([`module_index`]): a plugin's
+/// state lives in the plugin, not in the index-tagged state slots, so all plugins
+/// share one, the one after the built-in types (the worker's kernel variants are
+/// in catalog order, `Lv2` last, and a state slot's tag is its variant's index).
+pub const LV2_TYPE_INDEX: usize = 12;
+
+/// Index of the module type called `name` in [`modules`]; [`LV2_TYPE_INDEX`] for
+/// an LV2 plugin.
 pub fn module_index(name: &str) -> Option<usize> {
-    MODULES.iter().position(|m| m.name == name)
+    MODULES.iter().position(|m| m.name == name).or_else(|| {
+        module(name)
+            .filter(|m| m.kind == Kind::Lv2)
+            .map(|_| LV2_TYPE_INDEX)
+    })
 }
 
 const fn input(name: &'static str, signal: Signal, doc: &'static str) -> PortSpec {
@@ -483,6 +521,11 @@ mod tests {
                 m.name
             );
         }
+    }
+
+    #[test]
+    fn the_lv2_type_index_follows_the_built_in_types() {
+        assert_eq!(LV2_TYPE_INDEX, modules().len());
     }
 
     #[test]

@@ -1,0 +1,179 @@
+//! Crash containment for LV2 plugins, with a plugin built for it: `crashy`
+//! (tests/lv2/crashy.lv2, compiled here with `cc`), a 440 Hz sine whose phase is
+//! the plugin's own state, which segfaults in the process its `crash` control
+//! names (-1: in every process) and writes NaN while its `nan` control is on.
+
+use modsynth_control::osc::{message, text};
+use modsynth_control::status::ModuleRole;
+use modsynth_tests::analysis::{has_non_finite, longest_silent_run, phase_error_frames, rms};
+use modsynth_tests::capture::Capture;
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::Supervisor;
+use rosc::OscType;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const RATE: f64 = 48_000.0;
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Builds the `crashy` bundle into a directory of this test process and puts it
+/// on `LV2_PATH` (before any supervisor starts: workers inherit it), once.
+fn crashy() {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lv2/crashy.lv2");
+        let dir = std::env::temp_dir().join(format!("modsynth-lv2-{}", std::process::id()));
+        let bundle = dir.join("crashy.lv2");
+        std::fs::create_dir_all(&bundle).unwrap();
+        for file in ["manifest.ttl", "crashy.ttl"] {
+            std::fs::copy(source.join(file), bundle.join(file)).unwrap();
+        }
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+            .arg(bundle.join("crashy.so"))
+            .arg(source.join("crashy.c"))
+            .arg("-lm")
+            .status()
+            .expect("cc runs (scripts/setup installs gcc)");
+        assert!(built.success(), "crashy.c did not compile");
+        let path = format!("{}:/usr/lib/lv2", dir.display());
+        // Set once, before this process starts any thread that reads the
+        // environment (every test waits here first).
+        std::env::set_var("LV2_PATH", path);
+        dir
+    });
+}
+
+fn set(sup: &Supervisor, id: &str, param: &str, value: f32) {
+    sup.client()
+        .send(message(
+            "/module/set",
+            vec![text(id), text(param), OscType::Float(value)],
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_sample_in_9_of_10_crashes(
+) {
+    crashy();
+    let server = JackServer::start().unwrap();
+    // Ten crashes in ~15 s are a crash loop by the default rule (more than 5 in
+    // 10 s: restart fresh, then quarantine), which the other test checks: here
+    // each crash is a failover.
+    let sup = Supervisor::start_with(&server, 4, &["--crash-loop", "50/10"]).unwrap();
+    sup.new_module("lv2:crashy", "osc", &[]).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("osc:out", &capture.port(0)).unwrap();
+    let mut gaps = Vec::new();
+    for run in 0..10 {
+        let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
+        sup.wait_until_settled(PATIENCE);
+        let rec = std::thread::scope(|s| {
+            let rec = s.spawn(|| capture.record(36_000).unwrap());
+            std::thread::sleep(Duration::from_millis(300));
+            // Only the primary's process crashes: its standby has the same
+            // control value and plays on.
+            set(&sup, "osc", "crash", before.pid as f32);
+            rec.join().unwrap()
+        });
+        let out = &rec.channels[0];
+        // A 440 Hz sine at 0.5 moves 0.029 a sample: one sample within 1e-6 of 0
+        // is a zero crossing; two in a row are silence.
+        let gap = longest_silent_run(out, 1e-6);
+        let period = server.period();
+        let ahead = rec.dropped_frames / period as u64 + 1;
+        let phase = phase_error_frames(out, 440.0, RATE, period, ahead);
+        eprintln!(
+            "measured: crash {run}: {gap} silent samples, phase after the takeover {phase:+.2} frames from the module's own time (up to {ahead} undelivered periods ahead), {} frames dropped by the server",
+            rec.dropped_frames
+        );
+        assert!(!has_non_finite(out));
+        assert!(gap <= period as usize, "crash {run}: {gap} silent samples");
+        assert!(
+            phase.abs() < 4.0,
+            "crash {run}: the plugin's phase is {phase:.1} frames out of step"
+        );
+        gaps.push(gap);
+        let after = sup.wait_for_module("osc", PATIENCE, |m| {
+            m.pid != before.pid && m.role == ModuleRole::Primary
+        });
+        assert_eq!(
+            after.pid,
+            before.standby_worker.as_ref().unwrap().pid,
+            "the standby took over"
+        );
+    }
+    let seamless = gaps.iter().filter(|&&g| g <= 1).count();
+    eprintln!("measured: {seamless} of 10 crashes without a silent sample: {gaps:?}");
+    assert!(seamless >= 9, "silent samples per crash: {gaps:?}");
+}
+
+#[test]
+fn nan_from_an_lv2_plugin_is_silenced_and_counted_and_a_plugin_that_keeps_crashing_is_quarantined_while_the_set_plays_on(
+) {
+    crashy();
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module_without_standby("vco", "other", &[("freq", 220.0), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module("lv2:crashy", "bad", &[]).unwrap();
+    let capture = Capture::start(&server, 2).unwrap();
+    sup.connect("bad:out", &capture.port(0)).unwrap();
+    sup.connect("other:out", &capture.port(1)).unwrap();
+    sup.wait_until_settled(PATIENCE);
+
+    sup.set("bad", "nan", 1.0).unwrap();
+    let rec = capture.record(12_000).unwrap();
+    assert!(!has_non_finite(&rec.channels[0]), "NaN left the worker");
+    assert_eq!(rms(&rec.channels[0]), 0.0, "NaN output is muted");
+    let counted = sup.module_status("bad").unwrap().non_finite;
+    eprintln!("measured: {counted} non-finite samples replaced by silence");
+    assert!(counted >= 12_000, "only {counted} counted");
+    sup.set("bad", "nan", 0.0).unwrap();
+    let rec = capture.record(12_000).unwrap();
+    assert!(rms(&rec.channels[0][2_048..]) > 0.3, "the sine is back");
+
+    // Crashes in every process (primary, standby, each replacement): the
+    // restart policy restarts it from its defaults once, then quarantines it.
+    let started = Instant::now();
+    let rec = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(144_000).unwrap());
+        let mut crashes = 0;
+        loop {
+            let m = sup.module_status("bad").unwrap();
+            if m.role == ModuleRole::Quarantined {
+                break;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "not quarantined after {crashes} crash orders: {m:?}"
+            );
+            if m.role == ModuleRole::Primary {
+                set(&sup, "bad", "crash", -1.0);
+                crashes += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rec.join().unwrap()
+    });
+    eprintln!(
+        "measured: quarantined {:.1} s after the first crash order",
+        started.elapsed().as_secs_f64()
+    );
+    let other = &rec.channels[1];
+    let gap = longest_silent_run(other, 1e-6);
+    eprintln!(
+        "measured: the rest of the set meanwhile: {gap} silent samples of 'other' ({} frames dropped by the server)",
+        rec.dropped_frames
+    );
+    assert_eq!(gap, 0, "the rest of the set stopped");
+    let status = sup.status().unwrap();
+    assert!(status.counters.quarantined >= 1);
+    assert!(status
+        .modules
+        .iter()
+        .any(|m| m.id == "other" && m.role == ModuleRole::Primary));
+}
