@@ -221,6 +221,30 @@ impl Client {
         }
     }
 
+    /// Like [`Client::call`], with the message in a bundle timetagged `at`: modsynthd
+    /// applies it on the JACK frame of that time.
+    pub fn call_at(
+        &self,
+        msg: OscMessage,
+        at: std::time::SystemTime,
+    ) -> Result<OscMessage, String> {
+        let address = msg.addr.clone();
+        let timetag = rosc::OscTime::try_from(at)
+            .map_err(|e| format!("cannot name that time in OSC: {e:?}"))?;
+        self.send_packet(&OscPacket::Bundle(rosc::OscBundle {
+            timetag,
+            content: vec![OscPacket::Message(msg)],
+        }))?;
+        let reply = self.wait_for(|m| {
+            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&osc::text(&address))
+        })?;
+        if reply.addr == "/fail" {
+            Err(fail_reason(&reply))
+        } else {
+            Ok(reply)
+        }
+    }
+
     /// Sends a message with no reply of its own (like `/module/set`), then `/sync`:
     /// returns once it is applied, or with the `/fail` it caused.
     pub fn call_then_sync(&self, msg: OscMessage) -> Result<(), String> {

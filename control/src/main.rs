@@ -53,9 +53,11 @@ enum Command {
     /// `set ID PARAM VALUE` sets a parameter (returns once applied);
     /// `set load FILE [--replace]` and `set save FILE` load and save set files
     /// (copied through modsynthd's sets dir; a bare name there works too);
-    /// `set check FILE` checks one without a running modsynthd.
+    /// `set check FILE` checks one without a running modsynthd;
+    /// `set prepare FILE [--as NAME]` builds a set silently beside what plays and
+    /// `set switch NAME [--at TIME] [--fade MS]` switches to it on one frame.
     #[command(
-        override_usage = "modsynth set <ID> <PARAM> <VALUE>\n       modsynth set load <FILE> [--replace]\n       modsynth set save <FILE>\n       modsynth set check <FILE>"
+        override_usage = "modsynth set <ID> <PARAM> <VALUE>\n       modsynth set load <FILE> [--replace] [--atomic]\n       modsynth set save <FILE>\n       modsynth set check <FILE>\n       modsynth set prepare <FILE> [--as NAME]\n       modsynth set switch <NAME> [--at TIME] [--fade MS]"
     )]
     Set {
         #[arg(required = true, num_args = 2..=3, value_name = "ARGS")]
@@ -63,6 +65,20 @@ enum Command {
         /// With `load`: free running modules that are not in the file.
         #[arg(long)]
         replace: bool,
+        /// With `load`: change nothing at all unless every module is created.
+        #[arg(long)]
+        atomic: bool,
+        /// With `prepare`: the prepared set's name (default: the file's name
+        /// without `.toml`).
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// With `switch`: when, as Unix time in seconds (`1764630000.25`) or
+        /// seconds from now (`+0.5`); default: at once (a few periods ahead).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        at: Option<String>,
+        /// With `switch`: crossfade in ms (default 5).
+        #[arg(long, value_name = "MS")]
+        fade: Option<u32>,
     },
     /// Print a parameter's value.
     Get { id: String, param: String },
@@ -72,6 +88,13 @@ enum Command {
     Disconnect { src: String, dst: String },
     /// List the running modules.
     Ls,
+    /// Print one line (`ADDRESS`) per OSC message to `ADDRESS` received on
+    /// 127.0.0.1:`PORT`, until stopped: how `scripts/live` hears `/live/next`.
+    Listen {
+        port: u16,
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
     /// Show the pool, every module and its numbers.
     Status {
         /// Refresh every second until Ctrl-C.
@@ -230,7 +253,44 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             client(&cli.osc)?.call(message("/module/free", vec![text(&id)]))?;
             println!("{id}: freed");
         }
-        Command::Set { args, replace } => match (args.as_slice(), replace) {
+        Command::Set {
+            args,
+            replace,
+            atomic,
+            as_name,
+            at,
+            fade,
+        } => match (args.as_slice(), replace) {
+            ([op, file], false) if op == "prepare" => {
+                let client = client(&cli.osc)?.with_timeout(Duration::from_secs(30));
+                let name = into_sets_dir(&client, file)?;
+                let mut args = vec![text(&name)];
+                if let Some(as_name) = &as_name {
+                    args.push(text(as_name));
+                }
+                let reply = client.call(message("/set/prepare", args))?;
+                let prepared = match reply.args.get(1) {
+                    Some(OscType::String(n)) => n.clone(),
+                    _ => name,
+                };
+                println!("{file}: prepared as {prepared}");
+            }
+            ([op, name], false) if op == "switch" => {
+                let client = client(&cli.osc)?.with_timeout(Duration::from_secs(30));
+                let mut args = vec![text(name)];
+                if let Some(ms) = fade {
+                    args.push(OscType::Int(ms.min(i32::MAX as u32) as i32));
+                }
+                let msg = message("/set/switch", args);
+                let reply = match at.as_deref().map(switch_time).transpose()? {
+                    Some(when) => client.call_at(msg, when)?,
+                    None => client.call(msg)?,
+                };
+                match reply.args.get(2) {
+                    Some(OscType::Int(frame)) => println!("{name}: playing from frame {}", *frame as u32),
+                    _ => println!("{name}: playing"),
+                }
+            }
             ([id, param, value], false) => {
                 let msg = message("/module/set", vec![text(id), text(param), value_arg(value)]);
                 client(&cli.osc)?.call_then_sync(msg)?;
@@ -239,7 +299,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 // Loading creates modules: give it the time a big set needs.
                 let client = client(&cli.osc)?.with_timeout(Duration::from_secs(30));
                 let name = into_sets_dir(&client, file)?;
-                let args = vec![text(&name), OscType::Int(replace as i32)];
+                let args = vec![
+                    text(&name),
+                    OscType::Int(replace as i32),
+                    OscType::Int(atomic as i32),
+                ];
                 client.call(message("/set/load", args))?;
                 println!("{file}: loaded");
             }
@@ -288,7 +352,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     ));
                 }
             }
-            _ => return Err("use `set ID PARAM VALUE`, `set load FILE [--replace]`, `set save FILE` or `set check FILE`".into()),
+            _ => return Err("use `set ID PARAM VALUE`, `set load FILE [--replace] [--atomic]`, `set save FILE`, `set check FILE`, `set prepare FILE [--as NAME]` or `set switch NAME [--at TIME] [--fade MS]`".into()),
         },
         Command::Get { id, param } => {
             let reply = client(&cli.osc)?.query(message("/module/get", vec![text(&id), text(&param)]), "/module/value")?;
@@ -304,6 +368,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Disconnect { src, dst } => {
             client(&cli.osc)?.call(message("/patch/disconnect", vec![text(&src), text(&dst)]))?;
         }
+        Command::Listen { port, address } => listen(port, &address)?,
         Command::Ls => {
             let report = status(&client(&cli.osc)?)?;
             for m in &report.modules {
@@ -418,6 +483,60 @@ fn set_name_of(path: &std::path::Path) -> Result<String, String> {
         .ok_or_else(|| format!("{}: not a file name", path.display()))?;
     setfile::check_set_name(name)?;
     Ok(name.to_string())
+}
+
+/// `modsynth listen PORT ADDRESS`: a line on stdout for every message to `address`
+/// (also inside bundles); anything else, malformed packets included, is ignored.
+fn listen(port: u16, address: &str) -> Result<(), String> {
+    use std::io::Write;
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let mut buf = vec![0u8; 65536];
+    let mut out = std::io::stdout();
+    loop {
+        let n = socket.recv(&mut buf).map_err(|e| e.to_string())?;
+        // Nesting first: a packet of bundles in bundles must not overflow the stack.
+        if modsynth_control::packet::check_nesting(&buf[..n]).is_err() {
+            continue;
+        }
+        let Ok((_, packet)) = rosc::decoder::decode_udp(&buf[..n]) else {
+            continue;
+        };
+        let mut stack = vec![packet];
+        while let Some(p) = stack.pop() {
+            match p {
+                rosc::OscPacket::Message(m) if m.addr == address => {
+                    // A closed stdout (the reader is gone) ends the listener.
+                    writeln!(out, "{address}")
+                        .and_then(|()| out.flush())
+                        .map_err(|e| e.to_string())?;
+                }
+                rosc::OscPacket::Message(_) => {}
+                rosc::OscPacket::Bundle(b) => stack.extend(b.content.into_iter().rev()),
+            }
+        }
+    }
+}
+
+/// The time `--at` names: Unix seconds, or `+SECONDS` from now.
+fn switch_time(at: &str) -> Result<std::time::SystemTime, String> {
+    let bad = || {
+        format!("--at {at}: give Unix time in seconds (1764630000.25) or seconds from now (+0.5)")
+    };
+    let (relative, number) = match at.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, at),
+    };
+    let secs: f64 = number.parse().map_err(|_| bad())?;
+    if !(0.0..=1e11).contains(&secs) {
+        return Err(bad());
+    }
+    let offset = Duration::from_secs_f64(secs);
+    Ok(if relative {
+        std::time::SystemTime::now() + offset
+    } else {
+        std::time::UNIX_EPOCH + offset
+    })
 }
 
 /// What `/set/load` is given for `file`: a set name in modsynthd's sets dir as

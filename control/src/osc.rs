@@ -106,13 +106,33 @@ pub enum Request {
         /// The input port.
         dst: String,
     },
-    /// `/set/load name [replace]`: with replace 1, modules not in the file are
-    /// freed. `path` is a name in the sets directory ([`check_set_name`]).
+    /// `/set/load name [replace [atomic]]`: with replace 1, modules not in the file
+    /// are freed; with atomic 1, nothing changes at all unless every create
+    /// succeeds. `path` is a name in the sets directory ([`check_set_name`]).
     LoadSet {
         /// The set's name in the sets directory.
         path: String,
         /// Whether modules not in the file are freed.
         replace: bool,
+        /// Whether a failed create undoes the whole load.
+        atomic: bool,
+    },
+    /// `/set/prepare name [as]`: builds set file `name` (in the sets directory)
+    /// silently beside what plays, as prepared set `as` (default: the file name
+    /// without `.toml`), for a later `/set/switch`.
+    PrepareSet {
+        /// The set file's name in the sets directory.
+        path: String,
+        /// The prepared set's name ([`check_prepared_name`]).
+        name: String,
+    },
+    /// `/set/switch name [fade_ms]`: the prepared set replaces what plays, at the
+    /// frame of the bundle's timetag (or at once), crossfading over `fade_ms`.
+    SwitchSet {
+        /// The prepared set's name.
+        name: String,
+        /// The crossfade, ms (0 to [`MAX_SWITCH_FADE_MS`]).
+        fade_ms: u32,
     },
     /// `/set/save name`, a name in the sets directory.
     SaveSet {
@@ -341,6 +361,33 @@ impl<'a> Args<'a> {
     }
 }
 
+/// The longest crossfade `/set/switch` takes, ms.
+pub const MAX_SWITCH_FADE_MS: u32 = 10_000;
+
+/// The crossfade of a `/set/switch` that names none, ms: as long as a module's
+/// fade-out on free, so neither set starts or stops with a click.
+pub const DEFAULT_SWITCH_FADE_MS: u32 = 5;
+
+/// Checks a prepared set's name: the rules of a module id (a letter first, then
+/// letters, digits, `_` and `-`, at most 32), because it names the prepared
+/// modules (`<name>.<id>`) until the switch.
+///
+/// ```
+/// use modsynth_control::osc::check_prepared_name;
+///
+/// assert!(check_prepared_name("song-2").is_ok());
+/// assert!(check_prepared_name("my set").is_err());
+/// ```
+pub fn check_prepared_name(name: &str) -> Result<(), String> {
+    check_module_id(name).map_err(|_| {
+        format!(
+            "'{}' cannot name a prepared set: use a letter, then letters, digits, '_' or '-' \
+             (at most 32; `modsynth set prepare FILE --as NAME` names it)",
+            name.chars().take(64).collect::<String>()
+        )
+    })
+}
+
 /// Decodes and checks one message.
 pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
     let a = Args {
@@ -382,17 +429,55 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
             }
         }
         "/set/load" => {
-            if a.args.len() != 1 && a.args.len() != 2 {
-                a.count(1, "path, then optionally replace (1 or 0)")?;
+            if a.args.is_empty() || a.args.len() > 3 {
+                a.count(1, "path, then optionally replace and atomic (1 or 0)")?;
             }
             let path = a.string(0, "set name")?.to_string();
             check_set_name(&path).map_err(|e| Fail::new(&msg.addr, e))?;
-            let replace = if a.args.len() == 2 {
-                a.int(1, "replace (1 or 0)")? != 0
-            } else {
-                false
+            let flag = |i: usize, what: &str| -> Result<bool, Fail> {
+                Ok(a.args.len() > i && a.int(i, what)? != 0)
             };
-            Ok(Request::LoadSet { path, replace })
+            let replace = flag(1, "replace (1 or 0)")?;
+            let atomic = flag(2, "atomic (1 or 0)")?;
+            Ok(Request::LoadSet {
+                path,
+                replace,
+                atomic,
+            })
+        }
+        "/set/prepare" => {
+            if a.args.is_empty() || a.args.len() > 2 {
+                a.count(1, "set file name, then optionally the prepared set's name")?;
+            }
+            let path = a.string(0, "set name")?.to_string();
+            check_set_name(&path).map_err(|e| Fail::new(&msg.addr, e))?;
+            let name = if a.args.len() == 2 {
+                a.string(1, "prepared set name")?.to_string()
+            } else {
+                path.strip_suffix(".toml").unwrap_or(&path).to_string()
+            };
+            check_prepared_name(&name).map_err(|e| Fail::new(&msg.addr, e))?;
+            Ok(Request::PrepareSet { path, name })
+        }
+        "/set/switch" => {
+            if a.args.is_empty() || a.args.len() > 2 {
+                a.count(1, "prepared set name, then optionally the crossfade in ms")?;
+            }
+            let name = a.string(0, "prepared set name")?.to_string();
+            check_prepared_name(&name).map_err(|e| Fail::new(&msg.addr, e))?;
+            let fade_ms = if a.args.len() == 2 {
+                let ms = a.int(1, "crossfade (ms, an integer)")?;
+                if !(0..=MAX_SWITCH_FADE_MS as i32).contains(&ms) {
+                    return Err(Fail::new(
+                        &msg.addr,
+                        format!("crossfade {ms} ms: give 0 to {MAX_SWITCH_FADE_MS} ms"),
+                    ));
+                }
+                ms as u32
+            } else {
+                DEFAULT_SWITCH_FADE_MS
+            };
+            Ok(Request::SwitchSet { name, fade_ms })
         }
         "/set/save" => {
             a.count(1, "set name")?;
@@ -599,6 +684,60 @@ mod tests {
 
     fn fail_reason(m: OscMessage) -> String {
         decode(&m).unwrap_err().reason
+    }
+
+    #[test]
+    fn prepare_and_switch_check_names_and_the_crossfade() {
+        assert_eq!(
+            decode(&msg("/set/prepare", vec![s("song-2.toml")])),
+            Ok(Request::PrepareSet {
+                path: "song-2.toml".into(),
+                name: "song-2".into()
+            })
+        );
+        assert_eq!(
+            decode(&msg("/set/switch", vec![s("b"), OscType::Int(250)])),
+            Ok(Request::SwitchSet {
+                name: "b".into(),
+                fade_ms: 250
+            })
+        );
+        assert_eq!(
+            decode(&msg("/set/switch", vec![s("b")])),
+            Ok(Request::SwitchSet {
+                name: "b".into(),
+                fade_ms: DEFAULT_SWITCH_FADE_MS
+            })
+        );
+        // A file name that makes no prepared set's name needs an explicit one.
+        assert!(fail_reason(msg("/set/prepare", vec![s("my set.toml")])).contains("--as NAME"));
+        assert!(
+            fail_reason(msg("/set/prepare", vec![s("../x.toml"), s("x")]))
+                .contains("not a set name")
+        );
+        assert!(
+            fail_reason(msg("/set/prepare", vec![s("a.toml"), s("b.c")])).contains("cannot name")
+        );
+        for bad in [
+            OscType::Int(-1),
+            OscType::Int(10_001),
+            OscType::Float(f32::NAN),
+            s("x"),
+        ] {
+            let reason = fail_reason(msg("/set/switch", vec![s("b"), bad.clone()]));
+            assert!(reason.contains("crossfade"), "{bad:?}: {reason}");
+        }
+        assert!(fail_reason(msg("/set/switch", vec![])).contains("prepared set name"));
+        assert!(fail_reason(msg(
+            "/set/load",
+            vec![
+                s("a.toml"),
+                OscType::Int(1),
+                OscType::Int(1),
+                OscType::Int(1)
+            ]
+        ))
+        .contains("atomic"));
     }
 
     #[test]

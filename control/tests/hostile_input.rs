@@ -117,6 +117,8 @@ fn arb_message() -> impl Strategy<Value = OscPacket> {
         Just("/patch/connect".to_string()),
         Just("/set/load".to_string()),
         Just("/set/save".to_string()),
+        Just("/set/prepare".to_string()),
+        Just("/set/switch".to_string()),
         Just("/status".to_string()),
         Just("/notify".to_string()),
         Just("/sync".to_string()),

@@ -30,6 +30,7 @@
 
 use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Kernel, Module};
+use crate::gate::{GateChange, OutputGate};
 use crate::shared_state::SharedState;
 use modsynth_model::catalog::ModuleSpec;
 use modsynth_model::histogram::Histogram;
@@ -62,6 +63,8 @@ pub enum Command<P> {
     SetParam(ParamChange),
     /// Play this slot from the next period on; the previous one is handed back.
     Install(Box<Slot<P>>),
+    /// Move the output gate (see [`crate::gate`]); an installed module starts open.
+    Gate(GateChange),
     /// Stop playing: the module fades out (see [`FADE_SECONDS`]), one whole period
     /// of silence is written to every output, then the slot is handed back.
     Remove,
@@ -234,6 +237,13 @@ impl<P> Controller<P> {
         })))
     }
 
+    /// Moves the module's output gate at a frame (see [`crate::gate`]): a set
+    /// switch mutes and unmutes whole sets on one sample. Waits for room like an
+    /// install: a lost gate change would leave a set silent or sounding.
+    pub fn set_gate(&mut self, change: GateChange) -> Result<(), SendError> {
+        self.send_waiting(Command::Gate(change))
+    }
+
     /// Asks the engine to stop playing its module.
     pub fn remove(&mut self) -> Result<(), SendError> {
         self.send_waiting(Command::Remove)
@@ -302,6 +312,8 @@ pub struct Engine<P> {
     slot: Option<Box<Slot<P>>>,
     /// A removed module still fading out.
     fading: Option<Fading<P>>,
+    /// The gain on the module's outputs (set switches).
+    gate: OutputGate,
     schedule: [Scheduled; SCHEDULE_CAPACITY],
     scheduled: usize,
     stats: Arc<Stats>,
@@ -339,6 +351,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
             latencies: latencies_tx,
             slot: None,
             fading: None,
+            gate: OutputGate::default(),
             schedule: [Scheduled::default(); SCHEDULE_CAPACITY],
             scheduled: 0,
             stats,
@@ -414,6 +427,8 @@ impl<P: Ports> Engine<P> {
                 for out in io.outputs.iter_mut() {
                     out.fill(0.0);
                 }
+                // Scaling zeros changes nothing, but a scheduled change comes due.
+                self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
                 self.owning = false;
                 self.silent.note(frame_time, n_frames);
                 self.stats.cycles.fetch_add(1, Ordering::Relaxed);
@@ -445,6 +460,7 @@ impl<P: Ports> Engine<P> {
             n_frames,
         };
         period.play(module, &mut io, large);
+        self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
         if let Some(shared) = shared.as_ref() {
             let end = frame_time.wrapping_add(n_frames as u32);
             // Fenced twice: the owner word again (a standby may have taken over
@@ -513,9 +529,11 @@ impl<P: Ports> Engine<P> {
                     self.schedule[self.scheduled] = Scheduled { at, change };
                     self.scheduled += 1;
                 }
+                Command::Gate(change) => self.gate.schedule(change, frame_time),
                 Command::Install(slot) => {
                     self.drop_schedule();
                     self.owning = false;
+                    self.gate = OutputGate::default();
                     if let Some(old) = self.slot.replace(slot) {
                         self.retire(old);
                     }
@@ -538,6 +556,8 @@ impl<P: Ports> Engine<P> {
     fn fade_out(&mut self, n_frames: usize, scope: &P::Scope) {
         let owner_id = self.owner_id;
         let owning = self.owning;
+        // A muted module (the outgoing set of a switch) fades out muted.
+        let gain = self.gate.gain();
         let Some(fading) = self.fading.as_mut() else {
             return;
         };
@@ -569,7 +589,7 @@ impl<P: Ports> Engine<P> {
                 let n = left.min(out.len());
                 for (i, s) in out[..n].iter_mut().enumerate() {
                     // Linear, from just below 1 down to 0 on the fade's last sample.
-                    *s *= 1.0 - (fading.done + i + 1) as f32 / fade as f32;
+                    *s *= gain * (1.0 - (fading.done + i + 1) as f32 / fade as f32);
                 }
             }
         }
@@ -1054,6 +1074,11 @@ mod tests {
                 }
                 c.set_param(index, p.max, None).unwrap();
             }
+            // A set switch's gate: closed, then opened with a crossfade mid-period.
+            let gate = |gain, at, ramp| crate::gate::GateChange { gain, at, ramp };
+            c.set_gate(gate(0.0, None, 0)).unwrap();
+            c.set_gate(gate(1.0, Some(frame.wrapping_add(N as u32 + 7)), 100))
+                .unwrap();
             for _ in 0..8 {
                 assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));
                 frame = frame.wrapping_add(N as u32);
@@ -1079,6 +1104,8 @@ mod tests {
             }
             drop(c.collect_retired());
         }
+        // A muted module being freed (the outgoing set after a switch).
+        c.set_gate(crate::gate::GateChange::default()).unwrap();
         c.remove().unwrap();
         for _ in 0..2 {
             assert_no_alloc::assert_no_alloc(|| e.process(frame, N, &()));

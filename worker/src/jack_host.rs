@@ -818,6 +818,22 @@ impl Host {
         }
     }
 
+    /// Gives the ports of a module that changed its id (a prepared set's module,
+    /// after the switch) the new id's names: the old aliases go first (jackd2 keeps
+    /// two per port, and the old ones would still resolve to this module).
+    pub fn rename_ports(&mut self, name: &str) {
+        if !on_pipewire() {
+            for (port, _) in self.assigned.iter_mut() {
+                for alias in port.aliases().unwrap_or_default() {
+                    if let Err(e) = port.unset_alias(&alias) {
+                        tracing::warn!("cannot remove alias {alias}: {e}");
+                    }
+                }
+            }
+        }
+        self.name_ports(name);
+    }
+
     /// Stops playing the module and removes its ports' connections, aliases and
     /// metadata. Waits up to `timeout` for the real-time thread to hand the module
     /// back, which it does after a 5 ms fade-out and one whole period of silence

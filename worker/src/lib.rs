@@ -17,6 +17,7 @@ pub mod coalesce;
 pub mod denormals;
 pub mod dsp;
 pub mod engine;
+pub mod gate;
 pub mod jack_host;
 pub mod midi;
 pub mod pooled;

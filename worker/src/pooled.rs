@@ -392,6 +392,25 @@ impl Worker {
                     .offer(change, &mut |c| controller.send_change(c));
                 None
             }
+            ToWorker::Gate { gain, at, fade_ms } => {
+                let rate = self.host.client().sample_rate() as u64;
+                let ramp = (u64::from(fade_ms) * rate / 1000).min(u64::from(u32::MAX)) as u32;
+                let change = crate::gate::GateChange { gain, at, ramp };
+                if let Err(e) = self.host.controller().set_gate(change) {
+                    tracing::error!("output gate not moved: {e}");
+                }
+                None
+            }
+            ToWorker::Rename { id } => {
+                if let Some(a) = &mut self.assigned {
+                    a.id = id.clone();
+                    match a.role {
+                        Role::Standby { .. } => self.host.label_standby(&id),
+                        Role::Primary | Role::Replacement => self.host.rename_ports(&id),
+                    }
+                }
+                None
+            }
             ToWorker::Sync { token } => {
                 // Held changes were sent before the sync: they go first.
                 let deadline = Instant::now() + RT_TIMEOUT;

@@ -69,6 +69,25 @@ pub enum ToWorker {
         /// The JACK frame time the supervisor received the request at.
         received: u32,
     },
+    /// Move the module's output gate (a gain on all its outputs) to `gain` (0 muted,
+    /// 1 open), ramping over `fade_ms` from JACK frame `at` (`None`: at once).
+    /// A set switch closes the outgoing set's gates and opens the incoming set's on
+    /// the same frame. A newly assigned module starts open. No answer.
+    Gate {
+        /// 0 (muted) to 1 (open).
+        gain: f32,
+        /// The JACK frame the ramp starts on; `None`: as soon as possible.
+        at: Option<u32>,
+        /// How long the ramp takes, ms (0: a step).
+        fade_ms: u32,
+    },
+    /// The module now has id `id` (a prepared set's module after the switch): give
+    /// the ports of a primary the aliases and pretty-names of the new id, label a
+    /// standby's with it. No answer.
+    Rename {
+        /// The module's new id.
+        id: String,
+    },
     /// Answer [`FromWorker::Synced`] once every `SetParam` sent before this one has
     /// been applied by the real-time thread.
     Sync {

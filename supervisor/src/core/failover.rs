@@ -182,6 +182,7 @@ impl Core {
             w.role = Role::Primary(id.to_string());
             fx.send(&w.link, assign);
         }
+        self.mute_if_prepared(id, wid, fx);
         self.pool.refill_soon(fx.now());
     }
 
@@ -340,6 +341,7 @@ impl Core {
                 .insert(token, Pending::Standby { id: id.to_string() });
             fx.send(&w.link, assign);
         }
+        self.mute_if_prepared(id, wid, fx);
         self.pool.refill_soon(fx.now());
     }
 

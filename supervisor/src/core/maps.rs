@@ -185,7 +185,7 @@ impl Core {
         // Only the last program change of a drain: the one the performer ended on.
         if let Some(set) = loads.pop() {
             tracing::info!("program change: loading {set}");
-            self.load_set(None, &set, true, fx);
+            self.load_set(None, &set, true, false, fx);
         }
     }
 }

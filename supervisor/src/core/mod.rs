@@ -341,6 +341,17 @@ enum Origin {
     Load(u64),
 }
 
+/// What a set load does once its last create is done.
+enum AfterLoad {
+    /// `/set/load`: answer.
+    Answer,
+    /// `/set/load ... atomic`: the rest of the load if every create succeeded,
+    /// else undo the creates.
+    Atomic(Box<sets::Deferred>),
+    /// `/set/prepare`: the prepared set of this name is ready (or undone).
+    Prepare(String),
+}
+
 enum Pending {
     Create {
         from: Origin,
@@ -354,6 +365,8 @@ enum Pending {
         path: String,
         creating: HashSet<String>,
         failures: Vec<String>,
+        /// What happens once every create is done.
+        then: AfterLoad,
     },
     Free {
         from: ReplyTo,
@@ -543,6 +556,13 @@ pub struct Core {
     killed_as_hung: HashSet<WorkerId>,
     /// Disconnections waiting to be followed.
     disconnections: Vec<Disconnection>,
+    /// Prepared sets by name, waiting for their switch.
+    prepared: BTreeMap<String, switch::Prepared>,
+    /// The set switch under way.
+    switching: Option<switch::Switch>,
+    /// Workers the last set switch freed, kept as spares beyond the usual limit
+    /// for the next prepare.
+    switch_reserve: usize,
     /// CC maps, a learn, program sets.
     midi: midi::Midi,
     /// When `midi_in` is drained next (`None`: nothing listens; drained with the
@@ -573,6 +593,9 @@ impl Core {
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
             disconnections: Vec::new(),
+            prepared: BTreeMap::new(),
+            switching: None,
+            switch_reserve: 0,
             midi: Default::default(),
             next_midi_poll: None,
             learner: None,
@@ -681,7 +704,13 @@ impl Core {
             Request::Get { id, param } => self.get(from, &id, &param, fx),
             Request::Connect { src, dst } => self.patch(from, true, &src, &dst, fx),
             Request::Disconnect { src, dst } => self.patch(from, false, &src, &dst, fx),
-            Request::LoadSet { path, replace } => self.load_set(Some(from), &path, replace, fx),
+            Request::LoadSet {
+                path,
+                replace,
+                atomic,
+            } => self.load_set(Some(from), &path, replace, atomic, fx),
+            Request::PrepareSet { path, name } => self.prepare_set(from, &path, &name, fx),
+            Request::SwitchSet { name, fade_ms } => self.switch_set(from, &name, fade_ms, at, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
             Request::SetsDir => {
                 let dir = fx.sets_dir();
@@ -854,6 +883,7 @@ impl Core {
             self.poll_midi(fx);
         }
         self.follow_disconnections(fx);
+        self.follow_switch(fx);
     }
 
     /// When [`Core::tick`] has something to do next.
@@ -861,6 +891,7 @@ impl Core {
         [
             self.pool.refill_deadline(),
             self.next_heartbeat,
+            self.switch_deadline(),
             self.next_midi_poll,
         ]
         .into_iter()
@@ -888,5 +919,6 @@ mod reports;
 mod requests;
 mod sets;
 mod subscribers;
+mod switch;
 #[cfg(test)]
 mod tests;

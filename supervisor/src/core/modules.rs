@@ -54,7 +54,7 @@ impl Core {
         }
         // Every module's state lives in shared memory, with or without a standby: a
         // replacement (a standby, or a spare after a crash) continues from it.
-        let state = format!("/{}-{id}-state", self.config.instance);
+        let state = self.state_segment_for(&id);
         let assign = ToWorker::Assign {
             token,
             id: id.clone(),
@@ -67,6 +67,7 @@ impl Core {
         worker.role = Role::Primary(id.clone());
         self.modules
             .insert(id.clone(), Module::new(spec, wid, values, standby, state));
+        let muted = self.starts_muted(&id);
         self.requests.insert(
             token,
             Pending::Create {
@@ -81,7 +82,28 @@ impl Core {
             // Its death arrives as WorkerGone, which fails the create.
             tracing::warn!("worker {} is gone before its assignment", link.client);
         }
+        if muted {
+            self.close_gate(wid, fx);
+        }
         self.pool.refill_soon(fx.now());
+    }
+
+    /// The state segment of a new module `id`: `/<instance>-<id>-state`, unless a
+    /// module holds that name still (a prepared set's module keeps its segment when
+    /// it takes its final id, and the same set may be prepared again): then with
+    /// `.<n>` after the id (a digit after a `.`: no module id and no prepared id,
+    /// `<set>.<id>` with `<id>` starting with a letter, ends like that).
+    fn state_segment_for(&self, id: &str) -> String {
+        let instance = &self.config.instance;
+        let taken = |name: &str| self.modules.values().any(|m| m.state == name);
+        let plain = format!("/{instance}-{id}-state");
+        if !taken(&plain) {
+            return plain;
+        }
+        (2u32..)
+            .map(|n| format!("/{instance}-{id}.{n}-state"))
+            .find(|name| !taken(name))
+            .unwrap_or(plain)
     }
 
     pub(super) fn is_waiting(&self, id: &str) -> bool {

@@ -208,7 +208,11 @@ impl Core {
     /// synchronous notification to every client and slowed creates running at the
     /// same time, measured).
     pub(super) fn worker_freed(&mut self, wid: WorkerId, fx: &mut impl Effects) {
-        let keep = MAX_SPARES_FACTOR * self.config.pool + self.demand();
+        // Plus the workers the last set switch freed: a set list's next prepare
+        // takes them back, instead of closing JACK clients now and opening others
+        // then (that churn while the switched-to set renamed its ports made new
+        // clients hang in jackd2's metadata database: see `Core::follow_switch`).
+        let keep = MAX_SPARES_FACTOR * self.config.pool + self.demand() + self.switch_reserve;
         if self.shutting_down || self.pool.spares() >= keep {
             return self.retire(wid, fx);
         }

@@ -50,6 +50,28 @@ impl Requests {
         self.pending.retain(|_, p| keep(p));
     }
 
+    /// Module `old` is called `new` from now on (a prepared set's module after its
+    /// switch): the requests about it follow.
+    pub fn rename_module(&mut self, old: &str, new: &str) {
+        for p in self.pending.values_mut() {
+            match p {
+                Pending::Create { id, .. }
+                | Pending::Free { id, .. }
+                | Pending::Standby { id }
+                | Pending::Replace { id, .. }
+                    if id == old =>
+                {
+                    *id = new.to_string()
+                }
+                Pending::Load { creating, .. } if creating.contains(old) => {
+                    creating.remove(old);
+                    creating.insert(new.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// The tokens of the requests `pick` says yes to.
     pub fn tokens(&self, mut pick: impl FnMut(&Pending) -> bool) -> Vec<u64> {
         self.pending

@@ -4,6 +4,23 @@ use super::patching::PortOwner;
 use super::*;
 use modsynth_model::names;
 
+/// What an atomic load does only once every create succeeded.
+pub(super) struct Deferred {
+    /// Modules to free (`replace`: not in the file).
+    stale: Vec<String>,
+    /// New parameter values for modules that run already: (id, index, value).
+    params: Vec<(String, usize, f32)>,
+    /// The file's connections, and its MIDI inputs' connections to `midi_in`.
+    connections: Vec<Connection>,
+    /// The file's CC maps (with replace: all the maps there are).
+    maps: Vec<modsynth_model::ccmap::CcMap>,
+    replace: bool,
+    /// The file's program sets, if it has any.
+    program_sets: Option<std::collections::BTreeMap<u8, String>>,
+    /// The modules the load creates.
+    created: Vec<String>,
+}
+
 impl Core {
     /// `/set/load`: checks the whole file, then applies it as a diff against what
     /// runs: new modules are created, existing ones get the file's parameter values,
@@ -15,6 +32,7 @@ impl Core {
         from: Option<ReplyTo>,
         path: &str,
         replace: bool,
+        atomic: bool,
         fx: &mut impl Effects,
     ) {
         let set = match fx
@@ -28,6 +46,10 @@ impl Core {
         // before doing anything, so a bad file changes nothing.
         for m in &set.modules {
             if let Some(running) = self.modules.get(&m.id) {
+                if running.spec.name != m.spec.name && atomic {
+                    let reason = format!("{path}: module '{}' runs as a {} but the set has a {}: an atomic load cannot swap it (free it first)", m.id, running.spec.name, m.spec.name);
+                    return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
+                }
                 if running.spec.name != m.spec.name && !replace {
                     let reason = format!("{path}: module '{}' runs as a {} but the set has a {} (load with replace to swap it)", m.id, running.spec.name, m.spec.name);
                     return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
@@ -43,49 +65,46 @@ impl Core {
                     .modules
                     .iter()
                     .any(|s| &s.id == *id && s.spec.name != m.spec.name);
-                (replace && !in_set.contains(id.as_str())) || other_type
+                // A prepared set is not what plays: a replace leaves it for its switch.
+                let playing = !self.is_prepared(id);
+                playing && ((replace && !in_set.contains(id.as_str())) || other_type)
             })
             .map(|(id, _)| id.clone())
             .collect();
-        for id in stale {
-            self.free_quietly(&id, fx);
-        }
+        let midi_in = self.midi_in_port();
+        let mut connections = set.connections.clone();
+        connections.extend(set.midi.inputs.iter().map(|input| Connection {
+            from: input.clone(),
+            to: midi_in.clone(),
+        }));
+        let mut deferred = Deferred {
+            stale,
+            params: Vec::new(),
+            connections,
+            maps: set.maps.clone(),
+            replace,
+            program_sets: (!set.midi.program_sets.is_empty())
+                .then(|| set.midi.program_sets.clone()),
+            created: Vec::new(),
+        };
         let token = self.token();
         let mut creating = HashSet::new();
         for m in &set.modules {
-            if self.modules.contains_key(&m.id) {
+            if self.modules.contains_key(&m.id) && !deferred.stale.contains(&m.id) {
                 for &(index, value) in &m.params {
-                    self.set_value(&m.id, index, value, 0, None, fx);
+                    deferred.params.push((m.id.clone(), index, value));
                 }
             } else {
                 creating.insert(m.id.clone());
+                deferred.created.push(m.id.clone());
             }
         }
-        for c in &set.connections {
-            self.wanted.insert(Connection {
-                from: c.from.clone(),
-                to: c.to.clone(),
-            });
-        }
-        let midi_in = self.midi_in_port();
-        for input in &set.midi.inputs {
-            self.wanted.insert(Connection {
-                from: input.clone(),
-                to: midi_in.clone(),
-            });
-        }
-        // The set's maps replace the maps of the same parameters; with replace,
-        // they are all the maps there are.
-        if replace {
-            self.midi.set_maps(Vec::new());
-        }
-        for map in set.maps {
-            let _ = self.midi.map(map);
-        }
-        if !set.midi.program_sets.is_empty() {
-            self.midi.set_program_sets(set.midi.program_sets);
-        }
-        self.midi_listening_changed(fx);
+        let then = if atomic {
+            AfterLoad::Atomic(Box::new(deferred))
+        } else {
+            self.apply_deferred(deferred, fx);
+            AfterLoad::Answer
+        };
         self.requests.insert(
             token,
             Pending::Load {
@@ -93,6 +112,7 @@ impl Core {
                 path: path.to_string(),
                 creating: creating.clone(),
                 failures: Vec::new(),
+                then,
             },
         );
         for m in set.modules.into_iter().filter(|m| creating.contains(&m.id)) {
@@ -133,9 +153,26 @@ impl Core {
             from,
             path,
             failures,
+            then,
             ..
         }) = self.requests.remove(token)
         {
+            match then {
+                AfterLoad::Answer => {}
+                AfterLoad::Prepare(name) => {
+                    return self.prepared(from, &name, &failures, fx);
+                }
+                AfterLoad::Atomic(deferred) if failures.is_empty() => {
+                    self.apply_deferred(*deferred, fx)
+                }
+                AfterLoad::Atomic(deferred) => {
+                    for id in &deferred.created {
+                        self.free_quietly(id, fx);
+                    }
+                    let reason = format!("{path}: {}; nothing was changed", failures.join("; "));
+                    return self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
+                }
+            }
             self.make_wanted_connections(fx);
             if failures.is_empty() {
                 self.answer(from, osc::done("/set/load", vec![osc::text(&path)]), fx);
@@ -148,7 +185,7 @@ impl Core {
 
     /// Replies to `to`, or with no one asking (a program change), tells the
     /// `/notify` subscribers and the log.
-    fn answer(&self, to: Option<ReplyTo>, msg: OscMessage, fx: &mut impl Effects) {
+    pub(super) fn answer(&self, to: Option<ReplyTo>, msg: OscMessage, fx: &mut impl Effects) {
         match to {
             Some(to) => fx.reply(to, msg),
             None => {
@@ -156,6 +193,41 @@ impl Core {
                 self.notify(fx, msg);
             }
         }
+    }
+
+    /// The part of a set load that changes what runs already: frees the modules
+    /// the set replaces, sets the parameters of those it keeps, wants its
+    /// connections and takes its MIDI maps and program sets (at once, or once an
+    /// atomic load's creates all succeeded).
+    fn apply_deferred(&mut self, deferred: Deferred, fx: &mut impl Effects) {
+        for id in &deferred.stale {
+            self.free_quietly(id, fx);
+        }
+        for (id, index, value) in &deferred.params {
+            self.set_value(id, *index, *value, 0, None, fx);
+        }
+        for c in deferred.connections {
+            self.wanted.insert(c);
+        }
+        // The set's maps replace the maps of the same parameters; with replace,
+        // they are all the maps there are.
+        if deferred.replace {
+            self.midi.set_maps(Vec::new());
+        }
+        for map in deferred.maps {
+            let _ = self.midi.map(map);
+        }
+        if let Some(program_sets) = deferred.program_sets {
+            self.midi.set_program_sets(program_sets);
+        }
+        self.midi_listening_changed(fx);
+        self.make_wanted_connections(fx);
+    }
+
+    /// Whether port name `end` (`module:port`) is a prepared module's.
+    fn touches_prepared(&self, end: &str) -> bool {
+        end.split_once(':')
+            .is_some_and(|(m, _)| self.is_prepared(m))
     }
 
     /// Frees a module with no one to answer (a set load replacing it).
@@ -197,13 +269,16 @@ impl Core {
             .iter()
             .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
             .filter(|c| c.to != midi_in)
+            .filter(|c| !self.touches_prepared(&c.from) && !self.touches_prepared(&c.to))
             .cloned()
             .collect();
-        for (id, m) in &self.modules {
+        // A prepared set is not part of the patch until its switch.
+        for (id, m) in self.modules.iter().filter(|(id, _)| !self.is_prepared(id)) {
             for (real, spec) in m.ports.iter().zip(m.spec.ports) {
                 let here = format!("{id}:{}", spec.name);
                 for other in fx.connections(real) {
                     let other = match self.owner_of(&other) {
+                        PortOwner::Primary { id, .. } if self.is_prepared(&id) => continue,
                         PortOwner::Primary { id, index } => match self.module_port(&id, index) {
                             Some(name) => name,
                             None => continue,
@@ -232,6 +307,7 @@ impl Core {
         let modules = self
             .modules
             .iter()
+            .filter(|(id, _)| !self.is_prepared(id))
             .map(|(id, m)| setfile::SetModule {
                 id: id.clone(),
                 spec: m.spec,

@@ -6,6 +6,8 @@ use rosc::OscType as T;
 mod adoption;
 // Bursts of creates: set loads, replaces, failing worker starts.
 mod bursts;
+// Prepared sets, switches, atomic loads.
+mod switch;
 
 /// Records what the core did; ports listed in `ports` exist.
 #[derive(Default)]

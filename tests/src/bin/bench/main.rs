@@ -79,9 +79,9 @@ struct Args {
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
-    /// failover, midi, leaks, restart, sets, peers (`peers` implies `--peers`). The cold
-    /// open baseline always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "peers"])]
+    /// failover, midi, leaks, restart, sets, switch (only the set switch rows of
+    /// `sets`), peers (`peers` implies `--peers`). The cold open baseline always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "peers"])]
     only: Vec<String>,
     /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
     /// [default: 0,8,32,64; 0,8 with --quick].
@@ -526,6 +526,8 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.runs("sets") {
         rows.extend(sets::rows(&server, args.quick)?);
+    } else if args.runs("switch") {
+        rows.extend(sets::switch_rows(&server, args.quick)?);
     }
     if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);

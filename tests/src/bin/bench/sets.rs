@@ -14,6 +14,13 @@
 //!   32 others, -> `/done`, alternating between the two sets; `set_replace_failures`:
 //!   how many of those replaces answered `/fail` (issue 18 found every create of
 //!   the first replace failing).
+//! - `set_prepare_ms.modules_32` and `set_switch_ms.modules_32`: with 32 VCOs
+//!   playing (without standbys: see [`switch_rows`]), `/set/prepare` of 32 others (-> `/done`: every module plays, muted),
+//!   then `/set/switch` -> `/done`, alternating between the two sets. The switch's
+//!   `/done` comes once the whole switch is over: the gates moved (3 periods after
+//!   the request: what a listener hears as the switch time), the 5 ms crossfade
+//!   and one more period played, the old set freed and the new one renamed.
+//!   Target: < 50 ms.
 //! - `burst_create_ms.pool_<p>`: 40 `/module/new` (VCOs with standby, the default)
 //!   sent 3 ms apart to `modsynthd --pool <p>`, each send -> its `/done` (target:
 //!   p99 < 10 ms). Creates beyond the pool wait for a worker to start, which costs
@@ -121,11 +128,53 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             .note(reasons.first().cloned().unwrap_or_default()),
     );
     drop(sup);
+    rows.extend(switch_rows(server, quick)?);
 
     for pool in [4, 8] {
         rows.push(burst(server, pool, if quick { 20 } else { 40 })?);
     }
     Ok(rows)
+}
+
+/// The size of the sets the switch rows prepare and switch between.
+const SWITCH_SET: usize = 32;
+
+/// The prepare and switch rows alone (`--only switch`): prepares and switches
+/// between two 32-VCO sets.
+pub fn switch_rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
+    let n = if quick { 2 } else { 6 };
+    let sup = fresh(server, 8)?;
+    // Without standbys: two 32-module sets with theirs and the spares are over 130
+    // JACK clients, more than this 2-core VM's dummy jackd2 serves in time (the
+    // issue's own runs failed near 64). The gates move on standbys the same way.
+    let set = vco_set("v", SWITCH_SET)
+        .replace("type = \"vco\"\n", "type = \"vco\"\nstandby = \"none\"\n");
+    put(&sup, "a.toml", &set)?;
+    // The same ids, other pitches: the prepared set must not collide.
+    put(&sup, "b.toml", &set.replace("freq = ", "freq = 1"))?;
+    let client = sup.client().with_timeout(Duration::from_secs(60));
+    client.call(message("/set/load", vec![text("a.toml")]))?;
+    wait_settled(&sup)?;
+    let (mut prepare, mut switch) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let next = if i % 2 == 0 { "b.toml" } else { "a.toml" };
+        let t0 = Instant::now();
+        client.call(message("/set/prepare", vec![text(next), text("next")]))?;
+        prepare.push(ms(t0.elapsed()));
+        wait_settled(&sup)?;
+        let t0 = Instant::now();
+        client.call(message("/set/switch", vec![text("next")]))?;
+        switch.push(ms(t0.elapsed()));
+        wait_settled(&sup)?;
+    }
+    Ok(vec![
+        Row::new(
+            format!("set_prepare_ms.modules_{SWITCH_SET}"),
+            "ms",
+            prepare,
+        ),
+        Row::new(format!("set_switch_ms.modules_{SWITCH_SET}"), "ms", switch),
+    ])
 }
 
 /// `creates` `/module/new` sent 3 ms apart to a fresh `modsynthd --pool <pool>`;

@@ -1,0 +1,204 @@
+//! Playing a set list: a prepared set runs silently under its own ids, a switch
+//! moves every gate on one frame and then renames; an atomic load that fails
+//! leaves everything as it was.
+
+use super::*;
+
+/// A set of one VCO `osc` at `freq` patched to `system:playback_1`.
+fn one_vco(freq: u32) -> String {
+    format!(
+        "[[module]]\nid = \"osc\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {freq} }}\n\n\
+         [[connect]]\nfrom = \"osc:out\"\nto = \"system:playback_1\"\n"
+    )
+}
+
+/// Answers the last Assign of module `id`; returns its worker.
+fn ack(core: &mut Core, fx: &mut Fake, id: &str) -> WorkerId {
+    let (wid, token, _, _) = last_assign(fx, id);
+    ack_assign(core, fx, wid, token, catalog::module("vco").unwrap());
+    wid
+}
+
+/// The gate changes sent to `wid`: (gain, frame).
+fn gates(fx: &Fake, wid: WorkerId) -> Vec<(f32, Option<u32>)> {
+    fx.sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Gate { gain, at, .. } if *w == wid => Some((*gain, *at)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn connected_to_playback(fx: &Fake, wid: WorkerId) -> bool {
+    fx.patched
+        .iter()
+        .any(|(c, s, d)| *c && *s == format!("ms-w{wid:02}:out") && d == "system:playback_1")
+}
+
+#[test]
+fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_frame_then_renames()
+{
+    let (mut core, mut fx) = started(4);
+    fx.ports.insert("system:playback_1".into());
+    fx.files.insert("a.toml".into(), one_vco(220));
+    fx.files.insert("b.toml".into(), one_vco(330));
+    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
+    let old = ack(&mut core, &mut fx, "osc");
+    assert!(connected_to_playback(&fx, old));
+
+    osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
+    let new = ack(&mut core, &mut fx, "b.osc");
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/set/prepare"), s("b")])
+    );
+    assert_eq!(gates(&fx, new), [(0.0, None)], "its output muted at once");
+    assert!(
+        !connected_to_playback(&fx, new),
+        "nothing outside before the switch"
+    );
+    assert_eq!(gates(&fx, old), []);
+    // Not part of the patch until its switch: a save leaves it out, a replace
+    // leaves it alone.
+    osc(&mut core, &mut fx, "/set/save", vec![s("saved.toml")]);
+    assert!(
+        !fx.files["saved.toml"].contains("b.osc"),
+        "{}",
+        fx.files["saved.toml"]
+    );
+    osc(
+        &mut core,
+        &mut fx,
+        "/set/load",
+        vec![s("a.toml"), T::Int(1)],
+    );
+    assert!(core.modules.contains_key("b.osc"));
+
+    fx.cycle = Some(1000);
+    core.handle(
+        Event::Osc {
+            from: client(),
+            request: decode(&osc::message("/set/switch", vec![s("b")])),
+            received: 1000,
+            at: Some(5000),
+        },
+        &mut fx,
+    );
+    assert!(connected_to_playback(&fx, new), "connected, still muted");
+    assert_eq!(gates(&fx, old), [(0.0, Some(5000))]);
+    assert_eq!(gates(&fx, new), [(0.0, None), (1.0, Some(5000))]);
+    // Nothing is freed or renamed before the frame has passed.
+    core.tick(&mut fx);
+    fx.cycle = Some(5000);
+    fx.clock = Some(fx.now() + Duration::from_secs(1));
+    core.tick(&mut fx);
+    assert!(!fx
+        .sent
+        .iter()
+        .any(|(w, m)| *w == old && matches!(m, ToWorker::Free { .. })));
+    // A period past it, and the fade over: the old set goes, the new takes its ids.
+    fx.cycle = Some(5000 + 256);
+    for _ in 0..3 {
+        fx.clock = Some(fx.now() + Duration::from_millis(50));
+        core.tick(&mut fx);
+    }
+    assert!(fx
+        .sent
+        .iter()
+        .any(|(w, m)| *w == old && matches!(m, ToWorker::Free { .. })));
+    assert!(fx
+        .sent
+        .iter()
+        .any(|(w, m)| *w == new && *m == ToWorker::Rename { id: "osc".into() }));
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/set/switch"), s("b"), T::Int(5000)])
+    );
+    assert_eq!(core.modules.keys().collect::<Vec<_>>(), ["osc"]);
+    assert_eq!(core.modules["osc"].worker, new);
+    assert!(core.wanted.contains(&Connection {
+        from: "osc:out".into(),
+        to: "system:playback_1".into()
+    }));
+    // The set can be prepared again under the same name: a fresh segment name,
+    // since the renamed module still holds `/ms-b.osc-state`.
+    osc(
+        &mut core,
+        &mut fx,
+        "/set/prepare",
+        vec![s("a.toml"), s("b")],
+    );
+    let (_, _, _, state) = last_assign(&fx, "b.osc");
+    assert_eq!(state, "/ms-b.osc.2-state");
+}
+
+#[test]
+fn a_switch_is_refused_while_its_set_is_being_prepared_or_unknown() {
+    let (mut core, mut fx) = started(2);
+    fx.cycle = Some(1000);
+    fx.files.insert("b.toml".into(), one_vco(330));
+    osc(&mut core, &mut fx, "/set/switch", vec![s("b")]);
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/fail");
+    assert!(format!("{args:?}").contains("none is"), "{args:?}");
+    osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
+    osc(&mut core, &mut fx, "/set/switch", vec![s("b")]);
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/fail");
+    assert!(
+        format!("{args:?}").contains("still being prepared"),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn an_atomic_load_with_a_failed_create_frees_what_it_created_and_changes_nothing_else() {
+    let (mut core, mut fx) = started(4);
+    let keep = create(&mut core, &mut fx, "vco", "keep");
+    let sent_to_keep = fx.sent.iter().filter(|(w, _)| *w == keep).count();
+    fx.files.insert(
+        "next.toml".into(),
+        "[[module]]\nid = \"keep\"\ntype = \"vco\"\nstandby = \"none\"\nparams = { freq = 330 }\n\n\
+         [[module]]\nid = \"n1\"\ntype = \"vco\"\nstandby = \"none\"\n\n\
+         [[module]]\nid = \"n2\"\ntype = \"vco\"\nstandby = \"none\"\n\n\
+         [[connect]]\nfrom = \"n1:out\"\nto = \"keep:fm\"\n"
+            .into(),
+    );
+    osc(
+        &mut core,
+        &mut fx,
+        "/set/load",
+        vec![s("next.toml"), T::Int(1), T::Int(1)],
+    );
+    let n1 = ack(&mut core, &mut fx, "n1");
+    let (n2, token, _, _) = last_assign(&fx, "n2");
+    core.handle(
+        Event::FromWorker(
+            n2,
+            FromWorker::Assigned {
+                token,
+                result: Err("no room".into()),
+            },
+        ),
+        &mut fx,
+    );
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/fail");
+    assert!(
+        format!("{args:?}").contains("nothing was changed"),
+        "{args:?}"
+    );
+    assert_eq!(core.modules.keys().collect::<Vec<_>>(), ["keep"]);
+    assert!(fx
+        .sent
+        .iter()
+        .any(|(w, m)| *w == n1 && matches!(m, ToWorker::Free { .. })));
+    assert_eq!(
+        fx.sent.iter().filter(|(w, _)| *w == keep).count(),
+        sent_to_keep,
+        "keep was not touched (no new freq)"
+    );
+    assert!(core.wanted.is_empty(), "{:?}", core.wanted);
+    assert!(fx.patched.is_empty(), "{:?}", fx.patched);
+}

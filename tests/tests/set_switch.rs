@@ -1,0 +1,277 @@
+//! Playing a set list (issue 18): a set prepared silently beside the one that plays,
+//! then switched to on the frame a timetag names.
+
+use modsynth_control::osc::{message, text};
+use modsynth_tests::analysis::{
+    band_energy_db, cents, first_index_above, longest_silent_run, pitch_hz, rms,
+};
+use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::Supervisor;
+use rosc::{OscBundle, OscPacket, OscTime, OscType};
+use std::time::{Duration, SystemTime};
+
+/// A two-module set (`osc` vco -> `amp` vca -> `to`) playing a sine at `freq`.
+/// Both sets use the same module ids: the prepared one must not collide.
+fn set_at(freq: f32, to: &str) -> String {
+    format!(
+        "[[module]]\nid = \"osc\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {freq}, wave = \"sine\" }}\n\n\
+         [[module]]\nid = \"amp\"\ntype = \"vca\"\nstandby = \"none\"\nparams = {{ gain = 0.8 }}\n\n\
+         [[connect]]\nfrom = \"osc:out\"\nto = \"amp:in\"\n\n\
+         [[connect]]\nfrom = \"amp:out\"\nto = \"{to}\"\n"
+    )
+}
+
+/// The ids of the modules `/status` lists, sorted.
+fn module_ids(sup: &Supervisor) -> Vec<String> {
+    let mut ids: Vec<String> = sup
+        .status()
+        .unwrap()
+        .modules
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The frame a switch landed on, from its `/done /set/switch name frame`.
+fn switched_frame(reply: &rosc::OscMessage) -> u32 {
+    match reply.args.get(2) {
+        Some(OscType::Int(frame)) => *frame as u32,
+        other => panic!("/done /set/switch without a frame: {other:?}"),
+    }
+}
+
+#[test]
+fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a_gap() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let rate = f64::from(capture.sample_rate());
+    let period = server.period() as usize;
+    let to = capture.port(0);
+    let (low, high) = (220.0f64, 330.0f64);
+    std::fs::write(sup.sets_dir.join("low.toml"), set_at(low as f32, &to)).unwrap();
+    std::fs::write(sup.sets_dir.join("high.toml"), set_at(high as f32, &to)).unwrap();
+    let client = sup.client().with_timeout(Duration::from_secs(30));
+    client
+        .call(message("/set/load", vec![text("low.toml")]))
+        .unwrap();
+    // Each take switches to the set that does not play, prepared anew.
+    let mut playing = low;
+    let (rec, (frame, old, new)) = retake_while_disturbed(|| {
+        let (file, next) = if playing == low {
+            ("high.toml", high)
+        } else {
+            ("low.toml", low)
+        };
+        client.call(message("/set/prepare", vec![text(file), text("next")]))?;
+        let ids = module_ids(&sup);
+        let want = ["amp", "next.amp", "next.osc", "osc"].map(String::from);
+        assert_eq!(
+            ids, want,
+            "prepared beside the playing set under its own ids"
+        );
+        sup.wait_until_settled(Duration::from_secs(20));
+        let switch = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::try_from(SystemTime::now() + Duration::from_millis(500)).unwrap(),
+            content: vec![OscPacket::Message(message(
+                "/set/switch",
+                vec![text("next")],
+            ))],
+        });
+        let rec = capture.record_then((1.5 * rate) as usize, Duration::from_secs(20), |_| {
+            client.send_packet(&switch).unwrap();
+        })?;
+        let reply = client.wait_for(|m| {
+            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&text("/set/switch"))
+        })?;
+        assert_eq!(reply.addr, "/done", "{reply:?}");
+        let was = playing;
+        playing = next;
+        Ok((rec, (switched_frame(&reply), was, next)))
+    })
+    .unwrap();
+    // After the switch the prepared modules have the final ids, the old ones are gone.
+    assert_eq!(module_ids(&sup), ["amp", "osc"].map(String::from));
+    let at = rec.index_of_frame(u64::from(frame)).unwrap_or_else(|| {
+        panic!(
+            "switch frame {frame} outside the recording from {}",
+            rec.start_frame
+        )
+    });
+    // Sent 500 ms ahead just after the recording started: not applied at once.
+    assert!(
+        at as f64 > 0.3 * rate,
+        "the switch landed {at} frames into the recording, before its timetag"
+    );
+    let fade = (0.005 * rate) as usize; // the default crossfade
+    let signal = &rec.channels[0];
+    assert!(
+        at > 8 * period && at + fade + 8 * period < signal.len(),
+        "switch at {at} of {}",
+        signal.len()
+    );
+    let before = &signal[..at];
+    let after = &signal[at + fade..];
+    // The old set up to the frame, the new one from it on: judged on the last
+    // period before it and the first after the fade (within one period of it).
+    let last_period = &before[before.len() - period..];
+    let first_period = &after[..period];
+    for (what, part, want) in [
+        ("the period before the switch frame", last_period, old),
+        ("the period after the switch frame", first_period, new),
+        ("everything before", before, old),
+        ("everything after", after, new),
+    ] {
+        let f = pitch_hz(part, rate);
+        assert!(
+            cents(f, want).abs() < 100.0,
+            "{what}: {f:.1} Hz, wanted {want} Hz (old {old}, new {new})"
+        );
+    }
+    // The prepared set was silent before the switch, the old one after it.
+    let (level_before, level_after) = (rms(before), rms(after));
+    let band = |part: &[f32], f: f64| band_energy_db(part, rate, f * 0.95, f * 1.05);
+    let leak_before = band(before, new) - band(before, old);
+    let leak_after = band(after, old) - band(after, new);
+    assert!(
+        leak_before < -40.0,
+        "the prepared set was heard before the switch: {leak_before:.1} dB"
+    );
+    assert!(
+        leak_after < -40.0,
+        "the old set was heard after the switch: {leak_after:.1} dB"
+    );
+    // No silence between them: a sine at 220 Hz or more is never below 1e-3 for more
+    // than a few samples around its zero crossings.
+    let silent = longest_silent_run(signal, 1e-3);
+    assert!(
+        silent < 16,
+        "{silent} silent samples in the recording (levels {level_before:.3} / {level_after:.3})"
+    );
+    eprintln!(
+        "switch {old} -> {new} Hz at frame {frame}: leak before {leak_before:.1} dB, after {leak_after:.1} dB, longest silence {silent} samples"
+    );
+}
+
+/// The repository's root.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free UDP port on 127.0.0.1.
+fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+#[test]
+fn scripts_live_plays_a_set_list_in_order_advancing_on_osc_live_next() {
+    use std::io::BufRead;
+    // scripts/live starts its own jackd: take the turn the harness's servers take.
+    let _turn = modsynth_tests::jack_server::jack_turn().unwrap();
+    let dir = std::env::temp_dir().join(format!("modsynth-setlist-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sets")).unwrap();
+    let freqs = [220.0f64, 330.0, 440.0];
+    let files: Vec<String> = freqs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let path = dir.join(format!("song{i}.toml"));
+            std::fs::write(&path, set_at(*f as f32, "system:playback_1")).unwrap();
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let wav = dir.join("list.wav");
+    let (osc_port, live_port) = (free_port(), free_port());
+    let mut child = std::process::Command::new(repo().join("scripts/live"))
+        .args(&files)
+        .args([
+            "--duration",
+            "6",
+            "--period",
+            "1024",
+            "--record",
+            wav.to_str().unwrap(),
+        ])
+        .env(
+            "JACK_DEFAULT_SERVER",
+            format!("modsynth-setlist-{}", std::process::id()),
+        )
+        .env("MODSYNTH_OSC_PORT", osc_port.to_string())
+        .env("MODSYNTH_LIVE_PORT", live_port.to_string())
+        .env("MODSYNTH_SETS_DIR", dir.join("sets"))
+        .env(
+            "MODSYNTH_BIN_DIR",
+            modsynth_tests::workers::bin_path("modsynth")
+                .unwrap()
+                .parent()
+                .unwrap(),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Ready once it says how to advance (the recording runs from then on).
+    for line in out.by_ref() {
+        let line = line.unwrap();
+        eprintln!("{line}");
+        if line.contains("/live/next") {
+            break;
+        }
+    }
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(2));
+        let next = modsynth_control::osc::encode(message("/live/next", vec![]));
+        sender.send_to(&next, ("127.0.0.1", live_port)).unwrap();
+    }
+    for line in out {
+        eprintln!("{}", line.unwrap());
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "scripts/live exited with {status}");
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let channels = reader.spec().channels as usize;
+    let rate = f64::from(reader.spec().sample_rate);
+    let samples: Vec<f32> = reader.into_samples::<f32>().map(Result::unwrap).collect();
+    let left: Vec<f32> = samples.iter().step_by(channels).copied().collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Which set plays in each 100 ms: the index of the pitch, or none.
+    let window = (0.1 * rate) as usize;
+    let heard: Vec<Option<usize>> = left
+        .chunks_exact(window)
+        .map(|w| {
+            let f = pitch_hz(w, rate);
+            freqs.iter().position(|&want| cents(f, want).abs() < 50.0)
+        })
+        .collect();
+    // In order, each set for at least a second, nothing else between them (a
+    // window holding a switch may show either neighbour).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, h) in heard.iter().enumerate() {
+        match (h, runs.last_mut()) {
+            (Some(set), Some((last, len))) if last == set => *len += 1,
+            (Some(set), _) => runs.push((*set, 1)),
+            (None, _) => panic!("window {i} of {}: no set's pitch ({heard:?})", heard.len()),
+        }
+    }
+    let order: Vec<usize> = runs
+        .iter()
+        .filter(|(_, len)| *len >= 10)
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(order, [0, 1, 2], "sets heard in 100 ms windows: {heard:?}");
+    // The recorder's first periods may be silent (its connections land a period
+    // or two after it starts); from the first sound on, no gap.
+    let first = first_index_above(&left, 0.01).expect("a silent recording");
+    assert!(first < 8192, "silent for the first {first} samples");
+    let silent = longest_silent_run(&left[first..], 1e-3);
+    assert!(
+        silent < 16,
+        "{silent} silent samples in the set list's recording (sets {runs:?})"
+    );
+}
