@@ -179,6 +179,23 @@ impl Supervisor {
         Client::new(self.osc).expect("a local UDP socket")
     }
 
+    /// `/module/get id param`: the value in its `/module/value` reply (a float, or
+    /// an enumerated parameter's name). Panics if the query fails.
+    pub fn param_value(&self, id: &str, param: &str) -> OscType {
+        let reply = self
+            .client()
+            .query(
+                message("/module/get", vec![text(id), text(param)]),
+                "/module/value",
+            )
+            .unwrap_or_else(|e| panic!("/module/get {id} {param}: {e}"));
+        reply
+            .args
+            .get(2)
+            .cloned()
+            .unwrap_or_else(|| panic!("/module/get {id} {param}: no value in {reply:?}"))
+    }
+
     /// `/module/new type id params...`, waiting for `/done`.
     pub fn new_module(
         &self,

@@ -81,17 +81,6 @@ fn load(sup: &Supervisor, path: &str) -> Result<(), String> {
         .map(|_| ())
 }
 
-fn get(sup: &Supervisor, id: &str, param: &str) -> OscType {
-    sup.client()
-        .query(
-            message("/module/get", vec![text(id), text(param)]),
-            "/module/value",
-        )
-        .unwrap()
-        .args[2]
-        .clone()
-}
-
 /// Waits until `src` is connected to `dst` (names as JACK shows them).
 fn wait_connected(server: &JackServer, src: &str, dst: &str, deadline: Duration) -> bool {
     let end = Instant::now() + deadline;
@@ -258,8 +247,11 @@ fn save_then_load_gives_the_same_patch_including_a_jack_connect_connection() {
 
     let sup = Supervisor::start_with(&server, 4, &sets_arg).unwrap();
     load(&sup, &saved).unwrap();
-    assert_eq!(get(&sup, "filter", "cutoff"), OscType::Float(1234.0));
-    assert_eq!(get(&sup, "tone", "wave"), OscType::String("saw".into()));
+    assert_eq!(sup.param_value("filter", "cutoff"), OscType::Float(1234.0));
+    assert_eq!(
+        sup.param_value("tone", "wave"),
+        OscType::String("saw".into())
+    );
     let filter_out = real(&sup, "filter", "out");
     assert!(wait_connected(
         &server,
@@ -381,7 +373,7 @@ fn bad_set_files_fail_with_file_and_line_and_change_nothing() {
             .collect::<Vec<_>>(),
         before
     );
-    assert_eq!(get(&sup, "tone", "freq"), OscType::Float(220.0));
+    assert_eq!(sup.param_value("tone", "freq"), OscType::Float(220.0));
     // The CLI says the same and exits non-zero.
     let bad = dir.0.join("type.toml");
     let out = Command::new(bin_path("modsynth").unwrap())

@@ -84,14 +84,7 @@ fn an_lv2_lowpass_attenuates_a_high_tone_by_its_cutoff_and_refuses_values_outsid
             vec![text("rot"), text("mode"), text("fast")],
         ))
         .unwrap();
-    let reply = sup
-        .client()
-        .query(
-            message("/module/get", vec![text("rot"), text("mode")]),
-            "/module/value",
-        )
-        .unwrap();
-    assert_eq!(reply.args[2], text("fast"));
+    assert_eq!(sup.param_value("rot", "mode"), text("fast"));
     let warp = set_fails(&sup, "rot", "mode", text("warp"));
     assert!(warp.contains("stop, slow, fast"), "{warp}");
 
@@ -109,17 +102,6 @@ fn an_lv2_lowpass_attenuates_a_high_tone_by_its_cutoff_and_refuses_values_outsid
         ))
         .unwrap_err();
     assert!(missing.contains("no LV2 plugin"), "{missing}");
-}
-
-fn get(sup: &Supervisor, id: &str, param: &str) -> OscType {
-    sup.client()
-        .query(
-            message("/module/get", vec![text(id), text(param)]),
-            "/module/value",
-        )
-        .unwrap()
-        .args[2]
-        .clone()
 }
 
 #[test]
@@ -158,8 +140,8 @@ fn a_set_mixing_built_in_modules_and_an_lv2_plugin_saves_its_uri_and_params_and_
         .with_timeout(Duration::from_secs(30))
         .call(message("/set/load", vec![text("mixed.toml")]))
         .unwrap();
-    assert_eq!(get(&sup, "lp", "cutoff"), OscType::Float(1234.0));
-    assert_eq!(get(&sup, "lp", "stages"), OscType::Float(3.0));
+    assert_eq!(sup.param_value("lp", "cutoff"), OscType::Float(1234.0));
+    assert_eq!(sup.param_value("lp", "stages"), OscType::Float(3.0));
     let lp = sup.module_status("lp").unwrap();
     assert_eq!(lp.module_type, format!("lv2:{LOWPASS}"));
     let _ = std::fs::remove_dir_all(&sets);

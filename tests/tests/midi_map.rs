@@ -19,15 +19,8 @@ fn cc(channel: u8, number: u8, value: u8) -> Vec<u8> {
 
 /// `/module/get id param` as a number.
 fn get(sup: &Supervisor, id: &str, param: &str) -> f32 {
-    let reply = sup
-        .client()
-        .query(
-            message("/module/get", vec![text(id), text(param)]),
-            "/module/value",
-        )
-        .unwrap();
-    match reply.args.get(2) {
-        Some(OscType::Float(v)) => *v,
+    match sup.param_value(id, param) {
+        OscType::Float(v) => v,
         other => panic!("{id}.{param}: {other:?}"),
     }
 }
