@@ -56,7 +56,7 @@ fn set(sup: &Supervisor, id: &str, param: &str, value: f32) {
 }
 
 #[test]
-fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_sample_in_9_of_10_crashes(
+fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_in_step_and_without_a_silent_sample_in_9_of_10_crashes(
 ) {
     crashy();
     let server = JackServer::start().unwrap();
@@ -107,18 +107,14 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_without_a_silent_
     let seamless = gaps.iter().filter(|&&g| g <= 1).count();
     eprintln!("measured: {seamless} of 10 crashes without a silent sample: {gaps:?}");
     assert!(seamless >= 9, "silent samples per crash: {gaps:?}");
-    // In step: within 4 frames of the module's own time, in 9 of 10 takeovers as
-    // the failover target asks. A known bug keeps it from 10: the 9th
-    // takeover came out 17.5 frames off in 2 of 7 runs, the 9th both times (3 periods of
-    // 1024 frames are 17.5 frames past a whole number of 440 Hz cycles, where the
-    // server dropped 1), so a standby's catch-up counts periods wrong after eight
-    // takeovers: to be found, then this goes back to 10 of 10.
+    // In step: within 4 frames of the module's own time, in every takeover. A
+    // takeover once kept the dead primary's published frame count instead of its
+    // own, a period short when it had played the period the primary died in (the
+    // server dropped that cycle), and the next takeover came out a period behind
+    // (-17.45 frames with 2 undelivered periods allowed) in 2 of 7 runs.
     let in_step = phases.iter().filter(|p| p.abs() < 4.0).count();
     eprintln!("measured: {in_step} of 10 takeovers in step: {phases:.2?}");
-    assert!(
-        in_step >= 9,
-        "phase errors per crash (frames): {phases:.2?}"
-    );
+    assert_eq!(in_step, 10, "phase errors per crash (frames): {phases:.2?}");
 }
 
 #[test]

@@ -509,12 +509,23 @@ impl Module {
     /// `seq.steps` once reached `% 0`), a kernel state with impossible numbers
     /// starts fresh, and the sample rate stays this worker's own. Never allocates
     /// (it runs on the real-time thread).
+    ///
+    /// A lockstep module (an LV2 plugin) keeps its own [`Lv2Clock`]: the clock
+    /// counts the frames *this* instance ran, and the next standby catches up to
+    /// what is published. The primary's published count lags its standby's when
+    /// the standby ran the period the primary died in (it plays in lockstep until
+    /// the owner word changes; the server often drops that cycle): taking that
+    /// count made the clock a period short of the plugin, and the next standby a
+    /// period behind the new primary, heard as a phase jump one takeover later.
     pub fn restore(&mut self, state: &ModuleState) {
         if state.type_index != self.state.type_index {
             return;
         }
         let mut checked = *state;
         checked.sample_rate = self.state.sample_rate;
+        if self.is_lockstep() {
+            checked.kernel = self.state.kernel;
+        }
         check_ramps(&mut checked.params, self.spec);
         if !checked.kernel.is_sane() {
             checked.kernel = Kernel::new(self.spec.kind);

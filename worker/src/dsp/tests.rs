@@ -400,3 +400,21 @@ fn a_restored_state_with_impossible_numbers_is_made_safe_before_it_plays() {
         }
     }
 }
+
+/// The regression behind the 9th takeover of the LV2 crash test coming out a
+/// period out of step: a standby that ran the period its primary died in took
+/// the primary's (smaller) published frame count, so the next standby caught up
+/// to a count a period short of what the plugin had run.
+#[test]
+fn a_lockstep_plugin_taking_over_keeps_the_count_of_frames_it_really_ran() {
+    use super::{Kernel, Lv2Clock};
+    modsynth_lv2::install();
+    let spec = catalog::lookup("lv2:delay_n").unwrap();
+    let mut standby = Module::create(spec, SR, 1024).unwrap();
+    assert_eq!(standby.catch_up(5 * 1024, true), 5 * 1024);
+    // The primary published 4 periods, then died inside the 5th.
+    let mut published = *standby.state();
+    published.kernel = Kernel::Lv2(Lv2Clock { frames: 4 * 1024 });
+    standby.restore(&published);
+    assert_eq!(standby.plugin_frames(), 5 * 1024);
+}
