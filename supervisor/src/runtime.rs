@@ -206,6 +206,27 @@ impl Effects for Runtime {
         self.states.get(segment).map(|s| s.published().0)
     }
 
+    fn control_output(&mut self, segment: &str, index: usize) -> Option<f32> {
+        if !self.states.contains_key(segment) {
+            let mapped = StateSegment::open(segment).ok()?;
+            self.states.insert(segment.to_string(), mapped);
+        }
+        let state = self.states.get(segment)?;
+        if index >= state.large_len() {
+            return None;
+        }
+        // SAFETY: `index` is inside the large buffer (checked above), whose f32s
+        // are 4-aligned (the buffer is 64-aligned). The owner worker rewrites it
+        // every period from another process: an atomic load reads one whole value
+        // (aligned 4-byte loads are single-copy atomic), never a torn one, and is
+        // this process's only access.
+        let bits = unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(state.large().add(index).cast::<u32>())
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        Some(f32::from_bits(bits)).filter(|v| v.is_finite())
+    }
+
     fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>> {
         // Mappings of modules that are gone are dropped; new ones are opened once.
         self.states

@@ -183,3 +183,43 @@ fn nan_from_an_lv2_plugin_is_silenced_and_counted_and_a_plugin_that_keeps_crashi
         .iter()
         .any(|m| m.id == "other" && m.role == ModuleRole::Primary));
 }
+
+/// `/module/get` of a plugin's control output: crashy's `peak`, the largest
+/// |sample| of its last run, which its primary writes every period.
+fn peak(sup: &Supervisor) -> f32 {
+    match sup.param_value("osc", "peak") {
+        OscType::Float(v) => v,
+        other => panic!("peak is not a float: {other:?}"),
+    }
+}
+
+#[test]
+fn an_lv2_plugin_control_output_is_read_with_module_get_and_reads_0_when_the_plugin_writes_nan() {
+    crashy();
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 2).unwrap();
+    sup.new_module_without_standby("lv2:crashy", "osc", &[])
+        .unwrap();
+    sup.wait_until_settled(PATIENCE);
+    // A 440 Hz sine at 0.5 peaks within 0.0001 of 0.5 in any period of 2+ cycles.
+    let playing = peak(&sup);
+    eprintln!("measured: peak {playing}");
+    assert!((0.499..=0.5).contains(&playing), "peak {playing}");
+    sup.set("osc", "nan", 1.0).unwrap();
+    // A period or two after the change has landed (polled: the machine is slow).
+    let started = Instant::now();
+    let mut muted = peak(&sup);
+    while muted != 0.0 && started.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(20));
+        muted = peak(&sup);
+    }
+    assert_eq!(muted, 0.0, "a NaN meter reads 0");
+    let unknown = sup
+        .client()
+        .query(
+            message("/module/get", vec![text("osc"), text("loudness")]),
+            "/module/value",
+        )
+        .unwrap_err();
+    assert!(unknown.contains("loudness"), "{unknown}");
+}

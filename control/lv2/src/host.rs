@@ -20,6 +20,9 @@ pub struct Host {
     /// not livi's, because livi clamps control values to the unscaled range of
     /// `lv2:sampleRate` ports (a cutoff to 0.45 Hz).
     values: Box<[f32]>,
+    /// The port indices of the control outputs (meters, latency reports), in port
+    /// order: what [`Host::read_control_outputs`] copies out.
+    control_outputs: Vec<usize>,
     audio_inputs: usize,
     cv_inputs: usize,
     audio_outputs: usize,
@@ -85,6 +88,10 @@ impl Host {
         Ok(Host {
             instance,
             values,
+            control_outputs: info
+                .ports_of(PortKind::ControlOut)
+                .map(|p| p.index)
+                .collect(),
             controls: spec::controls(&info),
             audio_inputs: count(PortKind::AudioIn),
             cv_inputs: count(PortKind::CvIn),
@@ -159,5 +166,15 @@ impl Host {
             }
         }
         replaced
+    }
+
+    /// Copies the values the plugin last wrote to its control outputs, in port
+    /// order (see [`spec::control_outputs`]), into `to` (as many as fit); a non-finite
+    /// one is copied as 0, like a non-finite sample. Never allocates.
+    pub fn read_control_outputs(&self, to: &mut [f32]) {
+        for (slot, &port) in to.iter_mut().zip(&self.control_outputs) {
+            let v = self.values.get(port).copied().unwrap_or(0.0);
+            *slot = if v.is_finite() { v } else { 0.0 };
+        }
     }
 }

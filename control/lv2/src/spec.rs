@@ -130,6 +130,16 @@ pub fn module_spec(info: &PluginInfo) -> Result<ModuleSpec, String> {
     })
 }
 
+/// The names of the control outputs (meters, latency reports) of the plugin
+/// `uri`, in port order: what `/module/get` reads besides the parameters, at
+/// these positions of the module's large buffer, which its primary rewrites every
+/// period (see `Host::read_control_outputs`). Empty for an unknown plugin.
+pub fn control_outputs(uri: &str) -> Vec<String> {
+    discover::find(uri)
+        .map(|info| info.ports_of(PortKind::ControlOut).map(port_name).collect())
+        .unwrap_or_default()
+}
+
 fn port_name(p: &PortInfo) -> String {
     if p.symbol.is_empty() {
         format!("port{}", p.index)

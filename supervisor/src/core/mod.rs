@@ -145,6 +145,12 @@ pub trait Effects {
     fn published_frame(&mut self, _segment: &str) -> Option<u32> {
         None
     }
+    /// Control output `index` of an LV2 plugin module whose state segment is
+    /// `segment`, as its owner last wrote it (`None`: cannot map it, or no such
+    /// output).
+    fn control_output(&mut self, _segment: &str, _index: usize) -> Option<f32> {
+        None
+    }
     /// The control and program changes that arrived at `midi_in` since the last
     /// call, oldest first.
     fn read_midi(&mut self) -> Vec<midi::MidiIn> {

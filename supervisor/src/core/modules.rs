@@ -346,6 +346,31 @@ impl Core {
             Err(reply) => return fx.reply(from, reply),
         };
         let Some(index) = module.spec.param_index(name) else {
+            // An LV2 plugin's control output (a meter): read where its primary
+            // writes it every period.
+            let output = module
+                .spec
+                .lv2_uri()
+                .and_then(|uri| {
+                    modsynth_lv2::spec::control_outputs(uri)
+                        .iter()
+                        .position(|o| o == name)
+                })
+                .map(|i| (i, module.state.clone()));
+            if let Some((i, segment)) = output {
+                let reply = match fx.control_output(&segment, i) {
+                    Some(v) => osc::message(
+                        "/module/value",
+                        vec![osc::text(id), osc::text(name), OscType::Float(v)],
+                    ),
+                    None => Fail::new(
+                        "/module/get",
+                        format!("{id}.{name}: cannot read the plugin's output now (its worker is being replaced?): try again"),
+                    )
+                    .to_message(),
+                };
+                return fx.reply(from, reply);
+            }
             let e = param::ParamError::UnknownParam {
                 module: module.spec.name,
                 param: name.to_string(),

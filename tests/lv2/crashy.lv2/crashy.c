@@ -2,8 +2,10 @@
  *
  * `crash`: segfaults in run() in the process whose pid it names (so a test can
  * crash a primary and not its lockstep standby), or in every process at -1.
- * `nan`: writes NaN instead of the sine while on. The phase is the plugin's own
- * state: a standby only continues it seamlessly if it ran in lockstep. */
+ * `nan`: writes NaN instead of the sine while on (and into `peak`). The phase is
+ * the plugin's own state: a standby only continues it seamlessly if it ran in
+ * lockstep. `peak` (a control output, a meter): the largest |sample| of the last
+ * run. */
 #include <lv2/core/lv2.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@ typedef struct {
 	const float *freq;
 	const float *crash;
 	const float *nan;
+	float *peak;
 	double phase;
 	double rate;
 	float pid;
@@ -36,6 +39,7 @@ static void connect_port(LV2_Handle h, uint32_t port, void *data) {
 	case 1: c->freq = data; break;
 	case 2: c->crash = data; break;
 	case 3: c->nan = data; break;
+	case 4: c->peak = data; break;
 	}
 }
 
@@ -47,12 +51,18 @@ static void run(LV2_Handle h, uint32_t n) {
 		*nowhere = 1; /* SIGSEGV */
 	}
 	double step = *c->freq / c->rate;
+	float peak = 0.0f;
 	for (uint32_t i = 0; i < n; i++) {
-		c->out[i] = *c->nan >= 0.5f ? NAN : (float)(0.5 * sin(2.0 * M_PI * c->phase));
+		float v = (float)(0.5 * sin(2.0 * M_PI * c->phase));
+		c->out[i] = *c->nan >= 0.5f ? NAN : v;
+		if (fabsf(v) > peak)
+			peak = fabsf(v);
 		c->phase += step;
 		if (c->phase >= 1.0)
 			c->phase -= 1.0;
 	}
+	if (c->peak)
+		*c->peak = *c->nan >= 0.5f ? NAN : peak;
 }
 
 static void cleanup(LV2_Handle h) { free(h); }

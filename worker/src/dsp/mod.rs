@@ -195,11 +195,14 @@ impl Kernel {
     }
 }
 
-/// Length of the large buffer a module type needs at `sample_rate` (0 for most).
+/// Length of the large buffer a module type needs at `sample_rate` (0 for most):
+/// a delay's line, an LV2 plugin's control outputs (its primary writes them every
+/// period; the supervisor reads them there for `/module/get`).
 pub fn buffer_len(spec: &ModuleSpec, sample_rate: f32) -> usize {
-    match spec.name {
-        "delay" => delay::buffer_len(sample_rate),
-        _ => 0,
+    match spec.lv2_uri() {
+        Some(uri) => modsynth_lv2::spec::control_outputs(uri).len(),
+        None if spec.name == "delay" => delay::buffer_len(sample_rate),
+        None => 0,
     }
 }
 
@@ -291,7 +294,9 @@ fn run(
                 if let Kernel::Lv2(clock) = kernel {
                     clock.frames += r.len() as u64;
                 }
-                slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r)
+                slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r);
+                // Its meters, where `/module/get` reads them (the shared buffer).
+                slot.host.read_control_outputs(buffer);
             }
             None => {
                 let ctx = Context {
