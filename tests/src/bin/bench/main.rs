@@ -24,6 +24,8 @@
 //!   it back, over and over: re-adoption time, gap at the output.
 //! - [`sets`]: set load of 8/32/64 modules, a replace of 32 by 32 others, bursts
 //!   of 40 creates 3 ms apart.
+//! - [`lv2`]: an LV2 plugin's create time and CPU against a built-in module's and
+//!   against `jalv` with the same plugin.
 //! - with `--peers`, [`peers`]: scsynth and plain JACK clients on the same server,
 //!   with modsynth's matching rows given as a ratio to them.
 //!
@@ -37,6 +39,7 @@ mod events;
 mod failover;
 mod leaks;
 mod load;
+mod lv2;
 mod midi;
 mod peers;
 mod restart;
@@ -80,8 +83,8 @@ struct Args {
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
     /// failover, midi, leaks, restart, sets, switch (only the set switch rows of
-    /// `sets`), peers (`peers` implies `--peers`). The cold open baseline always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "peers"])]
+    /// `sets`), lv2, peers (`peers` implies `--peers`). The cold open baseline always runs.
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "lv2", "peers"])]
     only: Vec<String>,
     /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
     /// [default: 0,8,32,64; 0,8 with --quick].
@@ -528,6 +531,9 @@ fn run(args: &Args) -> Result<(), String> {
         rows.extend(sets::rows(&server, args.quick)?);
     } else if args.runs("switch") {
         rows.extend(sets::switch_rows(&server, args.quick)?);
+    }
+    if args.runs("lv2") {
+        rows.extend(lv2::rows(&server, args.quick)?);
     }
     if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);
