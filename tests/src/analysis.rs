@@ -171,6 +171,22 @@ pub fn phase_error_frames(
     ahead: u64,
 ) -> f64 {
     let window = 12_000.min(signal.len() / 2);
+    phase_error_frames_in_windows(signal, window, hz, sample_rate, period, ahead)
+}
+
+/// [`phase_error_frames`] with the first and last `window` samples as the two
+/// windows (at most half the signal each): for a recording whose server skipped
+/// frames, windows that keep clear of every jump (see `Recording::jumps`), since a
+/// window with a jump inside averages two phases into a fraction of a cycle.
+pub fn phase_error_frames_in_windows(
+    signal: &[f32],
+    window: usize,
+    hz: f64,
+    sample_rate: f64,
+    period: u32,
+    ahead: u64,
+) -> f64 {
+    let window = window.min(signal.len() / 2);
     let late = signal.len() - window;
     let cycle = sample_rate / hz;
     let tau = std::f64::consts::TAU;

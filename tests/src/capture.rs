@@ -88,6 +88,10 @@ pub struct Recording {
     /// When non-zero, sample indices after the first jump do not map to
     /// `start_frame + index`.
     pub frame_jumps: u32,
+    /// Where each of those jumps is: the index of the first sample after it, in
+    /// order. A measurement that must not straddle a jump (a phase) keeps its
+    /// windows between them.
+    pub jumps: Vec<usize>,
     /// Whether the real-time side dropped at least one period for lack of ring space
     /// while this recording was being taken.
     pub overflowed: bool,
@@ -253,6 +257,7 @@ impl Capture {
         let mut expected: u32 = 0;
         let mut dropped_frames: u64 = 0;
         let mut frame_jumps: u32 = 0;
+        let mut jumps = Vec::new();
         let mut collected = 0usize;
         while collected < frames {
             let Some(period) = periods.pop(&mut channels, frames - collected) else {
@@ -279,6 +284,7 @@ impl Capture {
                 }
                 Some(_) if period.frame != expected => {
                     frame_jumps += 1;
+                    jumps.push(collected);
                     let jump = period.frame.wrapping_sub(expected) as i32;
                     dropped_frames += jump.max(0) as u64;
                 }
@@ -297,6 +303,7 @@ impl Capture {
             channels,
             dropped_frames,
             frame_jumps,
+            jumps,
             overflowed,
             xruns: self.xruns() - xruns_before,
         })

@@ -5,7 +5,9 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
-use modsynth_tests::analysis::{has_non_finite, longest_silent_run, phase_error_frames, rms};
+use modsynth_tests::analysis::{
+    has_non_finite, longest_silent_run, phase_error_frames_in_windows, rms,
+};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 
 const RATE: f64 = 48_000.0;
 const PATIENCE: Duration = Duration::from_secs(15);
+/// The shortest phase window judged: 50 ms, 22 cycles of 440 Hz.
+const MIN_PHASE_WINDOW: usize = 2_400;
 
 /// Builds the `crashy` bundle into a directory of this test process and puts it
 /// on `LV2_PATH` (before any supervisor starts: workers inherit it), once.
@@ -86,10 +90,27 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_in_step_and_witho
         let gap = longest_silent_run(out, 1e-6);
         let period = server.period();
         let ahead = rec.dropped_frames / period as u64 + 1;
-        let phase = phase_error_frames(out, 440.0, RATE, period, ahead);
+        // The phase windows keep clear of every frame jump (the takeover's, and any
+        // the loaded machine adds): one straddling a jump averages two phases. The
+        // early one in the first stretch between jumps long enough, the late one
+        // after the last jump; the jumps between are whole periods (`ahead`).
+        let bounds: Vec<usize> = std::iter::once(0)
+            .chain(rec.jumps.iter().copied())
+            .chain(std::iter::once(out.len()))
+            .collect();
+        let last_jump = bounds[bounds.len() - 2];
+        let early = bounds
+            .windows(2)
+            .find(|b| b[1] - b[0] >= MIN_PHASE_WINDOW)
+            .map_or((0, 0), |b| (b[0], b[1] - b[0]));
+        let window = 12_000.min(early.1).min(out.len() - last_jump);
+        let phase = (window >= MIN_PHASE_WINDOW && (early.0 < last_jump || rec.jumps.is_empty()))
+            .then(|| {
+                phase_error_frames_in_windows(&out[early.0..], window, 440.0, RATE, period, ahead)
+            });
         eprintln!(
-            "measured: crash {run}: {gap} silent samples, phase after the takeover {phase:+.2} frames from the module's own time (up to {ahead} undelivered periods ahead), {} frames dropped by the server",
-            rec.dropped_frames
+            "measured: crash {run}: {gap} silent samples, phase after the takeover {phase:+.2?} frames from the module's own time (up to {ahead} undelivered periods ahead; windows of {window} samples), {} frames dropped by the server in {} jumps",
+            rec.dropped_frames, rec.frame_jumps
         );
         assert!(!has_non_finite(out));
         assert!(gap <= period as usize, "crash {run}: {gap} silent samples");
@@ -112,9 +133,23 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_in_step_and_witho
     // own, a period short when it had played the period the primary died in (the
     // server dropped that cycle), and the next takeover came out a period behind
     // (-17.45 frames with 2 undelivered periods allowed) in 2 of 7 runs.
-    let in_step = phases.iter().filter(|p| p.abs() < 4.0).count();
-    eprintln!("measured: {in_step} of 10 takeovers in step: {phases:.2?}");
-    assert_eq!(in_step, 10, "phase errors per crash (frames): {phases:.2?}");
+    // Judged where the server left windows of 50 ms clear of its jumps on both
+    // sides of the takeover: with windows across jumps, takes where a loaded
+    // machine dropped 7 periods in several jumps measured +1.63 and +4.41 frames
+    // (a blend of two phases); with clear windows every judged takeover of 6 runs
+    // was within 0.13 frames, 4 of 60 not judged (a jump in the last 50 ms).
+    let judged: Vec<f64> = phases.iter().flatten().copied().collect();
+    let in_step = judged.iter().filter(|p| p.abs() < 4.0).count();
+    eprintln!(
+        "measured: {in_step} of {} judged takeovers in step: {phases:.2?}",
+        judged.len()
+    );
+    assert!(judged.len() >= 8, "too few takeovers judged: {phases:.2?}");
+    assert_eq!(
+        in_step,
+        judged.len(),
+        "phase errors per crash (frames): {phases:.2?}"
+    );
 }
 
 #[test]
