@@ -436,9 +436,9 @@ fn status_counts_every_set_and_its_latency_in_samples() {
         ))],
     });
     client.send_packet(&bundle).unwrap();
-    let m = sup.wait_for_module("c", PATIENCE, |m| m.params_applied > SETS);
-    assert_eq!(m.params_received, SETS + 1, "{m:?}");
-    assert_eq!(m.params_applied, SETS + 1, "{m:?}");
+    let m = sup.wait_for_module("c", PATIENCE, |m| m.params.applied > SETS);
+    assert_eq!(m.params.received, SETS + 1, "{m:?}");
+    assert_eq!(m.params.applied, SETS + 1, "{m:?}");
     let [p50, p95, p99] = m.latency_samples;
     assert!(p50 <= p95 && p95 <= p99, "{m:?}");
     // Each change is applied at the start of the next period the worker plays: about
