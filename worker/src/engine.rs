@@ -400,9 +400,13 @@ impl<P: Ports> Engine<P> {
                     // standby made after it catches up (see `Module::catch_up`).
                     let (published_end, published_slot) = shared.published();
                     let type_index = module.state().type_index;
-                    if let Some(Kernel::Lv2(clock)) =
-                        shared.load(published_slot, type_index).map(|s| s.kernel)
-                    {
+                    let loaded = shared.load(published_slot, type_index).map(|s| s.kernel);
+                    // Still what was published after the copy: a primary that
+                    // published twice meanwhile (this thread preempted for a period)
+                    // rewrote that slot with a later count, which paired with the
+                    // older frame would run the standby ahead. Next period, then.
+                    let unchanged = shared.published() == (published_end, published_slot);
+                    if let (Some(Kernel::Lv2(clock)), true) = (loaded, unchanged) {
                         // Its count at this period's start: what it published, less
                         // this period if it has played it already. Never projected
                         // forward over periods it has not published: the server may
