@@ -136,7 +136,7 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_in_step_and_witho
     // of 7 runs. Judged where the server left windows of 50 ms clear of its jumps
     // on both sides of the takeover: windows across jumps blended two phases into
     // +1.63 and +4.41 frames when a loaded machine dropped 7 periods in several
-    // jumps. Since: every judged takeover of 13 runs within 0.13 frames but one,
+    // jumps. Since: every judged takeover of 16 runs within 0.13 frames but one,
     // +17.45 frames (3 periods ahead with 0-1 undelivered: its standby ran 2-4
     // periods its primary did not; cause not found), so one slip is let through.
     let judged: Vec<f64> = phases.iter().flatten().copied().collect();
