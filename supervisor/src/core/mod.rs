@@ -28,6 +28,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
+use jack_jobs::{JackJobs, Then};
+pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
 use pool::Pool;
 use requests::Requests;
 use subscribers::Subscribers;
@@ -100,6 +102,13 @@ pub enum Event {
         /// Connected (true) or disconnected.
         connected: bool,
     },
+    /// A connection change asked through [`Effects::patch`] was made, or failed.
+    Patched {
+        /// The job's token ([`PatchJob::token`]).
+        token: u64,
+        /// Done, or why not.
+        result: Result<(), String>,
+    },
     /// The leak scan found this many leaked shared-memory segments.
     ShmLeaks(u64),
     /// Stop everything.
@@ -117,7 +126,12 @@ pub trait Effects {
     /// Kills a worker's process (it then arrives as `WorkerGone`).
     fn kill(&mut self, worker: &WorkerLink);
     /// Connects or disconnects two JACK ports by full name.
-    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String>;
+    ///
+    /// `Some(result)` when it was made (or refused) at once; `None` when it is
+    /// under way off the core's thread (a JACK server may take long to answer, or
+    /// never): its result arrives as [`Event::Patched`] with the job's token. The
+    /// core fails it by itself once `job.due` has passed.
+    fn patch(&mut self, job: &PatchJob) -> Option<Result<(), String>>;
     /// Whether a JACK port of that full name exists.
     fn port_exists(&mut self, name: &str) -> bool;
     /// Full names of the ports connected to `port`.
@@ -570,6 +584,8 @@ pub struct Core {
     next_midi_poll: Option<Instant>,
     /// Who waits for the answer of a `/map/learn`.
     learner: Option<ReplyTo>,
+    /// Connection changes asked of JACK, not answered yet.
+    jack_jobs: JackJobs,
     shutting_down: bool,
 }
 
@@ -599,6 +615,7 @@ impl Core {
             midi: Default::default(),
             next_midi_poll: None,
             learner: None,
+            jack_jobs: JackJobs::default(),
             shutting_down: false,
         }
     }
@@ -669,6 +686,7 @@ impl Core {
             }
             Event::PortsAppeared => self.make_wanted_connections(fx),
             Event::PortsConnected { a, b, connected } => self.graph_changed(a, b, connected, fx),
+            Event::Patched { token, result } => self.patched(token, result, fx),
             Event::ShmLeaks(n) => self.counters.shm_leaks = n,
             Event::Shutdown => {
                 self.shutting_down = true;
@@ -884,6 +902,7 @@ impl Core {
         }
         self.follow_disconnections(fx);
         self.follow_switch(fx);
+        self.expire_patches(fx);
     }
 
     /// When [`Core::tick`] has something to do next.
@@ -893,6 +912,7 @@ impl Core {
             self.next_heartbeat,
             self.switch_deadline(),
             self.next_midi_poll,
+            self.jack_jobs.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -910,6 +930,7 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
 
 mod adopt;
 mod failover;
+mod jack_jobs;
 mod maps;
 pub mod midi;
 mod modules;
