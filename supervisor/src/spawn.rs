@@ -7,7 +7,7 @@
 //! `accept()` has no timeout and would block forever if the child died before
 //! connecting, so it runs on a helper thread while this one waits in `poll` on the
 //! child's pidfd and an eventfd the helper rings once it accepted: a child that dies
-//! while it starts is seen the moment it dies (not at [`HELLO_TIMEOUT`], and without
+//! while it starts is seen the moment it dies (not at the 10 s hello timeout, and without
 //! waking to look), and this thread unblocks `accept()` by connecting to the server
 //! itself.
 //!
