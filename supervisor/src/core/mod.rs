@@ -16,7 +16,7 @@
 //! (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
-use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
+use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
 use modsynth_control::setfile::{self, Connection};
 use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
@@ -161,6 +161,7 @@ pub trait Effects {
     }
     /// The control and program changes that arrived at `midi_in` since the last
     /// call, oldest first.
+    /// What arrived at `midi_in` since the last call.
     fn read_midi(&mut self) -> Vec<midi::MidiIn> {
         Vec::new()
     }
@@ -574,6 +575,8 @@ pub struct Core {
     prepared: BTreeMap<String, switch::Prepared>,
     /// The set switch under way.
     switching: Option<switch::Switch>,
+    /// A switch on a bar waiting for the seq's position.
+    placing: Option<switch::BarSwitch>,
     /// Workers the last set switch freed, kept as spares beyond the usual limit
     /// for the next prepare.
     switch_reserve: usize,
@@ -611,6 +614,7 @@ impl Core {
             disconnections: Vec::new(),
             prepared: BTreeMap::new(),
             switching: None,
+            placing: None,
             switch_reserve: 0,
             midi: Default::default(),
             next_midi_poll: None,
@@ -728,7 +732,11 @@ impl Core {
                 atomic,
             } => self.load_set(Some(from), &path, replace, atomic, fx),
             Request::PrepareSet { path, name } => self.prepare_set(from, &path, &name, fx),
-            Request::SwitchSet { name, fade_ms } => self.switch_set(from, &name, fade_ms, at, fx),
+            Request::SwitchSet {
+                name,
+                fade_ms,
+                on_bar,
+            } => self.switch_set(from, &name, fade_ms, on_bar, at, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
             Request::SetsDir => {
                 let dir = fx.sets_dir();
@@ -845,6 +853,9 @@ impl Core {
                 }
                 self.worker_freed(wid, fx);
             }
+            FromWorker::SeqPosition { token, position } => {
+                self.seq_position_arrived(token, position, fx)
+            }
             FromWorker::Synced { token } | FromWorker::Report { token, .. }
                 if !self.requests.expects(token) => {}
             FromWorker::Synced { token } => self.answered(token, fx),
@@ -902,6 +913,7 @@ impl Core {
         }
         self.follow_disconnections(fx);
         self.follow_switch(fx);
+        self.expire_bar_switch(fx);
         self.expire_patches(fx);
     }
 
@@ -911,6 +923,7 @@ impl Core {
             self.pool.refill_deadline(),
             self.next_heartbeat,
             self.switch_deadline(),
+            self.placing.as_ref().map(|p| p.due),
             self.next_midi_poll,
             self.jack_jobs.deadline(),
         ]
@@ -929,6 +942,7 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
 }
 
 mod adopt;
+mod bars;
 mod failover;
 mod jack_jobs;
 mod maps;
