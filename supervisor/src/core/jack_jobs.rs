@@ -88,6 +88,9 @@ pub(super) struct JackJobs {
     /// Requests failed at their deadline while JACK was still making them: if
     /// JACK makes one after all, it is undone, so that a `/fail` changed nothing.
     late: BTreeMap<u64, PatchJob>,
+    /// Answers held until every change asked before them is answered (the token
+    /// of the newest such change): a set load's `/done` means it is connected.
+    held: Vec<(u64, Option<ReplyTo>, OscMessage)>,
 }
 
 impl JackJobs {
@@ -149,6 +152,33 @@ impl JackJobs {
         late.into_iter()
             .filter_map(|t| self.pending.remove(&t))
             .collect()
+    }
+
+    /// Holds answer `msg` to `to` until every change under way now is answered;
+    /// gives it back at once when none is.
+    pub fn hold(
+        &mut self,
+        to: Option<ReplyTo>,
+        msg: OscMessage,
+    ) -> Option<(Option<ReplyTo>, OscMessage)> {
+        match self.pending.keys().next_back() {
+            Some(&newest) => {
+                self.held.push((newest, to, msg));
+                None
+            }
+            None => Some((to, msg)),
+        }
+    }
+
+    /// The held answers whose changes are all answered now.
+    pub fn released(&mut self) -> Vec<(Option<ReplyTo>, OscMessage)> {
+        let oldest = self.pending.keys().next().copied();
+        let (done, wait): (Vec<_>, Vec<_>) = self
+            .held
+            .drain(..)
+            .partition(|(newest, _, _)| oldest.is_none_or(|o| *newest < o));
+        self.held = wait;
+        done.into_iter().map(|(_, to, msg)| (to, msg)).collect()
     }
 
     /// When the next change runs out of time.

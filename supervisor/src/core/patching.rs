@@ -147,7 +147,9 @@ impl Core {
         result: Result<(), String>,
         fx: &mut impl Effects,
     ) {
-        match self.jack_jobs.answered(token) {
+        let answered = self.jack_jobs.answered(token);
+        self.release_answers(fx);
+        match answered {
             Some(p) => self.patch_answered(p.job, p.then, result, fx),
             // Failed at its deadline already. A request that JACK made after all
             // is undone (its /fail said nothing changed), unless a newer change of
@@ -171,6 +173,26 @@ impl Core {
         }
     }
 
+    /// Answers `to` with `msg` once every connection change asked so far is
+    /// answered (at once if none is under way).
+    pub(super) fn answer_after_patches(
+        &mut self,
+        to: Option<ReplyTo>,
+        msg: OscMessage,
+        fx: &mut impl Effects,
+    ) {
+        if let Some((to, msg)) = self.jack_jobs.hold(to, msg) {
+            self.answer(to, msg, fx);
+        }
+    }
+
+    /// Sends the held answers whose connection changes are all answered.
+    fn release_answers(&mut self, fx: &mut impl Effects) {
+        for (to, msg) in self.jack_jobs.released() {
+            self.answer(to, msg, fx);
+        }
+    }
+
     /// Fails the connection changes the JACK server has not answered in time.
     pub(super) fn expire_patches(&mut self, fx: &mut impl Effects) {
         for p in self.jack_jobs.expired(fx.now()) {
@@ -180,6 +202,7 @@ impl Core {
             }
             self.patch_answered(p.job, p.then, Err(reason), fx);
         }
+        self.release_answers(fx);
     }
 
     /// Acts on a connection change's result as its `then` says.

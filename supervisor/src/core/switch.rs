@@ -182,7 +182,8 @@ impl Core {
             if let Some(p) = self.prepared.get_mut(name) {
                 p.building = false;
             }
-            return self.answer(from, osc::done("/set/prepare", vec![osc::text(name)]), fx);
+            let done = osc::done("/set/prepare", vec![osc::text(name)]);
+            return self.answer_after_patches(from, done, fx);
         }
         if let Some(p) = self.prepared.remove(name) {
             for (_, pid) in p.modules {

@@ -1943,3 +1943,49 @@ fn a_connect_the_jack_server_does_not_answer_fails_at_its_deadline_and_holds_not
     );
     assert_eq!(core.wanted.len(), 1);
 }
+
+#[test]
+fn a_set_load_answers_once_its_connections_are_made() {
+    let (mut core, mut fx) = started(4);
+    fx.ports.insert("system:playback_1".into());
+    fx.files.insert(
+        "a.toml".into(),
+        "[[module]]\nid = \"osc\"\ntype = \"vco\"\nstandby = \"none\"\n\n\
+         [[connect]]\nfrom = \"osc:out\"\nto = \"system:playback_1\"\n"
+            .into(),
+    );
+    fx.patches_wait = true;
+    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
+    let (wid, token, _, _) = last_assign(&fx, "osc");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        wid,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    let load_answers = |fx: &Fake| {
+        fx.replies
+            .iter()
+            .filter(|(_, m)| m.args.first() == Some(&s("/set/load")))
+            .count()
+    };
+    let connect = fx
+        .under_way
+        .last()
+        .cloned()
+        .expect("its connection asked of JACK");
+    assert_eq!(connect.dst, "system:playback_1");
+    assert_eq!(load_answers(&fx), 0, "not answered before it is connected");
+    core.handle(
+        Event::Patched {
+            token: connect.token,
+            result: Ok(()),
+        },
+        &mut fx,
+    );
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".to_string(), vec![s("/set/load"), s("a.toml")])
+    );
+}
