@@ -114,37 +114,20 @@ impl Client {
 
     /// Waits for the first message `wanted` accepts; other messages are skipped.
     pub fn wait_for(&self, wanted: impl Fn(&OscMessage) -> bool) -> Result<OscMessage, String> {
-        if let Some(tcp) = &self.tcp {
-            let mut tcp = tcp.lock().unwrap_or_else(|e| e.into_inner());
-            return self.wait_for_tcp(&mut tcp, wanted);
-        }
         let deadline = Instant::now() + self.timeout;
-        let mut buf = vec![0u8; 65536];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let how = if self.is_tcp() { " (TCP)" } else { "" };
                 return Err(format!(
-                    "no answer from modsynthd at {} within {:?}: is it running? (start it with scripts/live or modsynthd)",
+                    "no answer from modsynthd at {}{how} within {:?}: is it running? (start it with scripts/live or modsynthd)",
                     self.server, self.timeout
                 ));
             }
-            self.socket
-                .set_read_timeout(Some(left))
-                .map_err(|e| e.to_string())?;
-            let (len, from) = match self.socket.recv_from(&mut buf) {
-                Ok(v) => v,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-                // ECONNREFUSED from an earlier send: nobody listens on that port.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    return Err(format!("nothing listens at {} (is modsynthd running? start it with scripts/live or modsynthd)", self.server))
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            if from != self.server {
-                // Not modsynthd: anyone can send a datagram to this port.
+            let Some(packet) = self.receive(left)? else {
                 continue;
-            }
-            if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..len]) {
+            };
+            if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&packet) {
                 if wanted(&m) {
                     return Ok(m);
                 }
@@ -152,30 +135,23 @@ impl Client {
         }
     }
 
-    fn wait_for_tcp(
-        &self,
-        tcp: &mut Tcp,
-        wanted: impl Fn(&OscMessage) -> bool,
-    ) -> Result<OscMessage, String> {
-        let deadline = Instant::now() + self.timeout;
+    /// The next packet from modsynthd, or `None` when `within` passed first or a
+    /// datagram came from someone else (anyone can send to a UDP port).
+    fn receive(&self, within: Duration) -> Result<Option<Vec<u8>>, String> {
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            while let Some(frame) = tcp.frames.pop_front() {
-                if let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&frame) {
-                    if wanted(&m) {
-                        return Ok(m);
-                    }
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "no answer from modsynthd at {} (TCP) within {:?}",
-                    self.server, self.timeout
-                ));
+        let timed_out = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        };
+        if let Some(tcp) = &self.tcp {
+            let mut tcp = tcp.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(frame) = tcp.frames.pop_front() {
+                return Ok(Some(frame));
             }
             tcp.stream
-                .set_read_timeout(Some(left))
+                .set_read_timeout(Some(within))
                 .map_err(|e| e.to_string())?;
             let n = match tcp.stream.read(&mut buf) {
                 Ok(0) => {
@@ -185,24 +161,35 @@ impl Client {
                     ))
                 }
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if timed_out(&e) => return Ok(None),
                 Err(e) => return Err(format!("reading from {}: {e}", self.server)),
             };
             let Tcp {
                 decoder, frames, ..
-            } = tcp;
+            } = &mut *tcp;
             decoder.push(&buf[..n], |f| {
                 if let Ok(f) = f {
                     frames.push_back(f.to_vec());
                 }
             });
+            return Ok(frames.pop_front());
+        }
+        self.socket
+            .set_read_timeout(Some(within))
+            .map_err(|e| e.to_string())?;
+        match self.socket.recv_from(&mut buf) {
+            Ok((len, from)) if from == self.server => {
+                buf.truncate(len);
+                Ok(Some(buf))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if timed_out(&e) => Ok(None),
+            // ECONNREFUSED from an earlier send: nobody listens on that port.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
+                "nothing listens at {} (is modsynthd running? start it with scripts/live or modsynthd)",
+                self.server
+            )),
+            Err(e) => Err(e.to_string()),
         }
     }
 

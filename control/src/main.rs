@@ -670,7 +670,7 @@ fn status_table(r: &StatusReport) -> String {
             m.role,
             m.pid,
             m.jack_client,
-            format!("{}/{}", m.params_received, m.params_applied),
+            format!("{}/{}", m.params.received, m.params.applied),
             format!("{p50}/{p95}/{p99}"),
             m.xruns,
             m.dsp_load,

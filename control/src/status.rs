@@ -4,6 +4,7 @@
 //! prints it as a table.
 
 use modsynth_model::histogram::Histogram;
+use modsynth_model::protocol::ParamTraffic;
 use serde::{Deserialize, Serialize};
 
 /// Pool and timing counters reported by `/status`.
@@ -209,18 +210,9 @@ pub struct ModuleStatus {
     pub ports: std::collections::BTreeMap<String, String>,
     /// Whether the module wants a hot standby.
     pub standby: bool,
-    /// Parameter changes the primary received.
-    pub params_received: u64,
-    /// Parameter changes its audio thread applied.
-    pub params_applied: u64,
-    /// Of those received, scheduled ones dropped because the audio thread's ring
-    /// was full.
-    #[serde(default)]
-    pub params_dropped: u64,
-    /// Of those received, replaced by a newer value of the same parameter while
-    /// the audio thread's ring was full (the last value wins, as a knob wants).
-    #[serde(default)]
-    pub params_coalesced: u64,
+    /// What became of the parameter changes sent to the primary.
+    #[serde(flatten)]
+    pub params: ParamTraffic,
     /// p50, p95, p99 in samples.
     pub latency_samples: [u32; 3],
     /// Changes applied whose latency is missing from `latency_samples` (the ring

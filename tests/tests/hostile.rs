@@ -413,11 +413,11 @@ fn a_flood_of_sets_is_fully_accounted_for() {
     let module = |s: &StatusReport| s.modules.iter().find(|m| m.id == "c1").cloned().unwrap();
     let (m0, m1) = (module(&before), module(&after));
     let kernel = after.traffic.kernel_drops - before.traffic.kernel_drops;
-    let applied = m1.params_applied - m0.params_applied;
-    let ring_dropped = m1.params_dropped - m0.params_dropped;
+    let applied = m1.params.applied - m0.params.applied;
+    let ring_dropped = m1.params.dropped - m0.params.dropped;
     // Coalesced in the worker (its ring full) or in the supervisor (more than a
     // period's budget of changes before the worker played one).
-    let coalesced = m1.params_coalesced - m0.params_coalesced + after.counters.params_held_back
+    let coalesced = m1.params.coalesced - m0.params.coalesced + after.counters.params_held_back
         - before.counters.params_held_back;
     // The last set above is part of it from here on.
     let (n, received) = (N + 1, flood_counts.received);
@@ -506,8 +506,8 @@ fn a_flood_over_tcp_loses_nothing_and_the_cli_client_talks_tcp() {
     let after = status(&client);
     let src = |s: &StatusReport| s.traffic.sources["127.0.0.1"];
     let module = |s: &StatusReport| s.modules.iter().find(|m| m.id == "c1").cloned().unwrap();
-    let applied = module(&after).params_applied - module(&before).params_applied;
-    let coalesced = module(&after).params_coalesced - module(&before).params_coalesced
+    let applied = module(&after).params.applied - module(&before).params.applied;
+    let coalesced = module(&after).params.coalesced - module(&before).params.coalesced
         + after.counters.params_held_back
         - before.counters.params_held_back;
     let (dropped, refused) = (

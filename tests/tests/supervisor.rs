@@ -436,16 +436,20 @@ fn status_counts_every_set_and_its_latency_in_samples() {
         ))],
     });
     client.send_packet(&bundle).unwrap();
-    let m = sup.wait_for_module("c", PATIENCE, |m| m.params_applied > SETS);
-    assert_eq!(m.params_received, SETS + 1, "{m:?}");
-    assert_eq!(m.params_applied, SETS + 1, "{m:?}");
+    let m = sup.wait_for_module("c", PATIENCE, |m| m.params.applied > SETS);
+    assert_eq!(m.params.received, SETS + 1, "{m:?}");
+    assert_eq!(m.params.applied, SETS + 1, "{m:?}");
     let [p50, p95, p99] = m.latency_samples;
     assert!(p50 <= p95 && p95 <= p99, "{m:?}");
     // Each change is applied at the start of the next period the worker plays: about
-    // a period after receipt, never instantly. The upper bound leaves a loaded
-    // machine room; the bench measures the real figure.
-    assert!(p50 >= 1 && p50 <= 4 * period, "p50 {p50} (period {period})");
-    assert!(p99 <= 20 * period, "p99 {p99} (period {period})");
+    // a period after receipt, never instantly. What is pinned here is the unit
+    // (samples, not frames of another rate or nanoseconds) and that every change is
+    // measured; the bound is a second of audio, because a loaded machine delays the
+    // worker's control thread by periods (p50 went past 4 periods at load 4 on 2
+    // cores). The bench measures the real figure (`control_latency_samples.*`).
+    let second = 48_000;
+    assert!(p50 >= 1 && p50 <= second, "p50 {p50} (period {period})");
+    assert!(p99 <= 2 * second, "p99 {p99} (period {period})");
 }
 
 #[test]

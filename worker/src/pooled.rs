@@ -15,7 +15,7 @@ use crate::standby::Watch;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
 use modsynth_model::catalog;
 use modsynth_model::protocol::{
-    Adoption, FromWorker, Playing, Role, ToWorker, WorkerCard, WorkerReport,
+    Adoption, FromWorker, ParamTraffic, Playing, Role, ToWorker, WorkerCard, WorkerReport,
 };
 use modsynth_process::{jack_server_name, process_start_time};
 use std::path::{Path, PathBuf};
@@ -550,13 +550,15 @@ impl Worker {
             client: client.name().to_string(),
             cycles: stats.cycles.load(Ordering::Relaxed),
             xruns: self.host.events().xruns.load(Ordering::Relaxed),
-            params_received: self.sent
-                + self.params.held()
-                + self.params.coalesced
-                + self.params.dropped,
-            params_dropped: self.params.dropped,
-            params_coalesced: self.params.coalesced,
-            params_applied: stats.params_applied.load(Ordering::Relaxed),
+            params: ParamTraffic {
+                received: self.sent
+                    + self.params.held()
+                    + self.params.coalesced
+                    + self.params.dropped,
+                dropped: self.params.dropped,
+                coalesced: self.params.coalesced,
+                applied: stats.params_applied.load(Ordering::Relaxed),
+            },
             latency_p50: self.host.controller().latency_quantile(0.5).unwrap_or(0),
             latency_p95: self.host.controller().latency_quantile(0.95).unwrap_or(0),
             latency_p99: self.host.controller().latency_quantile(0.99).unwrap_or(0),

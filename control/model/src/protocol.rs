@@ -251,6 +251,36 @@ pub struct SeqPosition {
     pub sample_rate: f64,
 }
 
+/// What became of the parameter changes sent to a worker: every change received is
+/// applied, dropped or coalesced, so nothing is lost without being counted.
+///
+/// In `/status` JSON its fields sit flat beside the module's others, as
+/// `params_received`, `params_applied`, `params_dropped` and `params_coalesced`.
+///
+/// ```
+/// use modsynth_model::protocol::ParamTraffic;
+/// let t = ParamTraffic { received: 3, applied: 2, dropped: 0, coalesced: 1 };
+/// let json = serde_json::to_string(&t).unwrap();
+/// assert_eq!(json, r#"{"params_received":3,"params_applied":2,"params_dropped":0,"params_coalesced":1}"#);
+/// ```
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ParamTraffic {
+    /// Changes received from the supervisor.
+    #[serde(rename = "params_received")]
+    pub received: u64,
+    /// Changes the audio thread applied.
+    #[serde(rename = "params_applied")]
+    pub applied: u64,
+    /// Of those received, scheduled ones dropped because the audio thread's ring
+    /// was full.
+    #[serde(rename = "params_dropped", default)]
+    pub dropped: u64,
+    /// Of those received, replaced by a newer value of the same parameter while
+    /// the audio thread's ring was full (the last value wins, as a knob wants).
+    #[serde(rename = "params_coalesced", default)]
+    pub coalesced: u64,
+}
+
 /// What a worker counts about itself.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WorkerReport {
@@ -262,18 +292,8 @@ pub struct WorkerReport {
     pub cycles: u64,
     /// Xruns the worker's JACK client was told of.
     pub xruns: u64,
-    /// Parameter changes received from the supervisor / applied by the callback.
-    pub params_received: u64,
-    /// See `params_received`.
-    pub params_applied: u64,
-    /// Of those received, scheduled ones dropped because the audio thread's ring
-    /// was full.
-    #[serde(default)]
-    pub params_dropped: u64,
-    /// Of those received, replaced by a newer value of the same parameter while
-    /// the audio thread's ring was full (the last value wins, as a knob wants).
-    #[serde(default)]
-    pub params_coalesced: u64,
+    /// What became of the parameter changes sent to it.
+    pub params: ParamTraffic,
     /// Latency from the supervisor's receipt to the sample a change landed on, in
     /// samples (50th, 95th, 99th percentile; 0 when nothing was measured).
     pub latency_p50: u32,

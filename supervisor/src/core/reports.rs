@@ -152,10 +152,7 @@ impl Core {
                         .map(|(spec, real)| (spec.name.to_string(), real.clone()))
                         .collect(),
                     standby: matches!(m.standby, Standby::Hot),
-                    params_received: r.params_received,
-                    params_applied: r.params_applied,
-                    params_dropped: r.params_dropped,
-                    params_coalesced: r.params_coalesced,
+                    params: r.params,
                     latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
                     latencies_unrecorded: r.latencies_unrecorded,
                     xruns: r.xruns,

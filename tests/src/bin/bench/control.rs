@@ -60,7 +60,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         s.modules
             .iter()
             .find(|m| m.id == "flooded")
-            .map_or(0, |m| m.params_applied + m.params_coalesced)
+            .map_or(0, |m| m.params.applied + m.params.coalesced)
             // Merged in the supervisor (more than a period's budget): handled too.
             + s.counters.params_held_back
     };
@@ -166,7 +166,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         "control_latency_samples.flooded",
         "samples",
         knob.latency_samples[0] as f64,
-        knob.params_applied as usize,
+        knob.params.applied as usize,
     );
     latency.p99 = knob.latency_samples[2] as f64;
     rows.push(latency);

@@ -156,7 +156,7 @@ fn level_rows(
         format!("control_latency_samples.running_{level}"),
         "samples",
         m.latency_samples[0] as f64,
-        m.params_applied as usize,
+        m.params.applied as usize,
     );
     latency.p99 = m.latency_samples[2] as f64;
     rows.push(latency);
