@@ -55,9 +55,10 @@ enum Command {
     /// (copied through modsynthd's sets dir; a bare name there works too);
     /// `set check FILE` checks one without a running modsynthd;
     /// `set prepare FILE [--as NAME]` builds a set silently beside what plays and
-    /// `set switch NAME [--at TIME] [--fade MS]` switches to it on one frame.
+    /// `set switch NAME [--at TIME | --on-bar N] [--fade MS]` switches to it on one
+    /// frame.
     #[command(
-        override_usage = "modsynth set <ID> <PARAM> <VALUE>\n       modsynth set load <FILE> [--replace] [--atomic]\n       modsynth set save <FILE>\n       modsynth set check <FILE>\n       modsynth set prepare <FILE> [--as NAME]\n       modsynth set switch <NAME> [--at TIME] [--fade MS]"
+        override_usage = "modsynth set <ID> <PARAM> <VALUE>\n       modsynth set load <FILE> [--replace] [--atomic]\n       modsynth set save <FILE>\n       modsynth set check <FILE>\n       modsynth set prepare <FILE> [--as NAME]\n       modsynth set switch <NAME> [--at TIME | --on-bar N] [--fade MS]"
     )]
     Set {
         #[arg(required = true, num_args = 2..=3, value_name = "ARGS")]
@@ -76,6 +77,11 @@ enum Command {
         /// seconds from now (`+0.5`); default: at once (a few periods ahead).
         #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         at: Option<String>,
+        /// With `switch`: on the first frame of bar N of the playing `seq` (one
+        /// bar = one pass through its `steps`; bar 1 is its first), or `+K`: the
+        /// K-th bar to begin from now.
+        #[arg(long = "on-bar", value_name = "N", conflicts_with = "at")]
+        on_bar: Option<String>,
         /// With `switch`: crossfade in ms (default 5).
         #[arg(long, value_name = "MS")]
         fade: Option<u32>,
@@ -259,6 +265,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             atomic,
             as_name,
             at,
+            on_bar,
             fade,
         } => match (args.as_slice(), replace) {
             ([op, file], false) if op == "prepare" => {
@@ -280,6 +287,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 let mut args = vec![text(name)];
                 if let Some(ms) = fade {
                     args.push(OscType::Int(ms.min(i32::MAX as u32) as i32));
+                }
+                if let Some(bar) = on_bar.as_deref() {
+                    if fade.is_none() {
+                        args.push(OscType::Int(modsynth_control::osc::DEFAULT_SWITCH_FADE_MS as i32));
+                    }
+                    let (keyword, n) = match bar.strip_prefix('+') {
+                        Some(k) => ("next_bar", k),
+                        None => ("bar", bar),
+                    };
+                    let n: i32 = n.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                        format!("--on-bar {bar}: give a bar number (3) or bars from now (+1)")
+                    })?;
+                    args.extend([text(keyword), OscType::Int(n)]);
                 }
                 let msg = message("/set/switch", args);
                 let reply = match at.as_deref().map(switch_time).transpose()? {
@@ -352,7 +372,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     ));
                 }
             }
-            _ => return Err("use `set ID PARAM VALUE`, `set load FILE [--replace] [--atomic]`, `set save FILE`, `set check FILE`, `set prepare FILE [--as NAME]` or `set switch NAME [--at TIME] [--fade MS]`".into()),
+            _ => return Err("use `set ID PARAM VALUE`, `set load FILE [--replace] [--atomic]`, `set save FILE`, `set check FILE`, `set prepare FILE [--as NAME]` or `set switch NAME [--at TIME | --on-bar N] [--fade MS]`".into()),
         },
         Command::Get { id, param } => {
             let reply = client(&cli.osc)?.query(message("/module/get", vec![text(&id), text(&param)]), "/module/value")?;

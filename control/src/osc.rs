@@ -126,13 +126,16 @@ pub enum Request {
         /// The prepared set's name ([`check_prepared_name`]).
         name: String,
     },
-    /// `/set/switch name [fade_ms]`: the prepared set replaces what plays, at the
-    /// frame of the bundle's timetag (or at once), crossfading over `fade_ms`.
+    /// `/set/switch name [fade_ms [bar|next_bar N]]`: the prepared set replaces
+    /// what plays, at the frame of the bundle's timetag, on the first frame of a
+    /// bar of the playing sequencer, or at once, crossfading over `fade_ms`.
     SwitchSet {
         /// The prepared set's name.
         name: String,
         /// The crossfade, ms (0 to [`MAX_SWITCH_FADE_MS`]).
         fade_ms: u32,
+        /// The bar of the playing `seq` the switch lands on, if one is named.
+        on_bar: Option<OnBar>,
     },
     /// `/set/save name`, a name in the sets directory.
     SaveSet {
@@ -361,6 +364,16 @@ impl<'a> Args<'a> {
     }
 }
 
+/// Which bar of the playing sequencer a `/set/switch` lands on. A bar is one pass
+/// through the `seq`'s pattern (`steps` steps); bar 1 begins on its first step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBar {
+    /// `bar N`: bar `N` (1 or more) counted from the sequencer's start.
+    Bar(u32),
+    /// `next_bar K`: the `K`-th bar to begin from now (1: the next one).
+    Next(u32),
+}
+
 /// The longest crossfade `/set/switch` takes, ms.
 pub const MAX_SWITCH_FADE_MS: u32 = 10_000;
 
@@ -460,12 +473,16 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
             Ok(Request::PrepareSet { path, name })
         }
         "/set/switch" => {
-            if a.args.is_empty() || a.args.len() > 2 {
-                a.count(1, "prepared set name, then optionally the crossfade in ms")?;
+            if a.args.is_empty() || a.args.len() == 3 || a.args.len() > 4 {
+                a.count(
+                    1,
+                    "prepared set name, then optionally the crossfade in ms, then optionally \
+                     'bar' N or 'next_bar' K",
+                )?;
             }
             let name = a.string(0, "prepared set name")?.to_string();
             check_prepared_name(&name).map_err(|e| Fail::new(&msg.addr, e))?;
-            let fade_ms = if a.args.len() == 2 {
+            let fade_ms = if a.args.len() >= 2 {
                 let ms = a.int(1, "crossfade (ms, an integer)")?;
                 if !(0..=MAX_SWITCH_FADE_MS as i32).contains(&ms) {
                     return Err(Fail::new(
@@ -477,7 +494,30 @@ pub fn decode(msg: &OscMessage) -> Result<Request, Fail> {
             } else {
                 DEFAULT_SWITCH_FADE_MS
             };
-            Ok(Request::SwitchSet { name, fade_ms })
+            let on_bar = if a.args.len() == 4 {
+                let n = a.int(3, "bar number (an integer, 1 or more)")?;
+                let n = u32::try_from(n)
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| Fail::new(&msg.addr, format!("bar {n}: give 1 or more")))?;
+                match a.string(2, "'bar' or 'next_bar'")? {
+                    "bar" => Some(OnBar::Bar(n)),
+                    "next_bar" => Some(OnBar::Next(n)),
+                    other => {
+                        return Err(Fail::new(
+                            &msg.addr,
+                            format!("'{other}': give 'bar' N (bar N of the playing seq) or 'next_bar' K (the K-th bar from now)"),
+                        ))
+                    }
+                }
+            } else {
+                None
+            };
+            Ok(Request::SwitchSet {
+                name,
+                fade_ms,
+                on_bar,
+            })
         }
         "/set/save" => {
             a.count(1, "set name")?;
@@ -699,15 +739,50 @@ mod tests {
             decode(&msg("/set/switch", vec![s("b"), OscType::Int(250)])),
             Ok(Request::SwitchSet {
                 name: "b".into(),
-                fade_ms: 250
+                fade_ms: 250,
+                on_bar: None
             })
         );
         assert_eq!(
             decode(&msg("/set/switch", vec![s("b")])),
             Ok(Request::SwitchSet {
                 name: "b".into(),
-                fade_ms: DEFAULT_SWITCH_FADE_MS
+                fade_ms: DEFAULT_SWITCH_FADE_MS,
+                on_bar: None
             })
+        );
+        assert_eq!(
+            decode(&msg(
+                "/set/switch",
+                vec![s("b"), OscType::Int(0), s("bar"), OscType::Int(3)]
+            )),
+            Ok(Request::SwitchSet {
+                name: "b".into(),
+                fade_ms: 0,
+                on_bar: Some(OnBar::Bar(3))
+            })
+        );
+        assert_eq!(
+            decode(&msg(
+                "/set/switch",
+                vec![s("b"), OscType::Int(5), s("next_bar"), OscType::Int(1)]
+            )),
+            Ok(Request::SwitchSet {
+                name: "b".into(),
+                fade_ms: 5,
+                on_bar: Some(OnBar::Next(1))
+            })
+        );
+        for (kw, n) in [("bar", 0), ("next_bar", -1), ("beat", 2)] {
+            let reason = fail_reason(msg(
+                "/set/switch",
+                vec![s("b"), OscType::Int(5), s(kw), OscType::Int(n)],
+            ));
+            assert!(reason.contains("bar"), "{kw} {n}: {reason}");
+        }
+        assert!(
+            fail_reason(msg("/set/switch", vec![s("b"), OscType::Int(5), s("bar")]))
+                .contains("'bar' N")
         );
         // A file name that makes no prepared set's name needs an explicit one.
         assert!(fail_reason(msg("/set/prepare", vec![s("my set.toml")])).contains("--as NAME"));

@@ -5,6 +5,8 @@
 //! - [`event_loop`]: the core's one poll loop: the OSC socket, every worker's pidfd,
 //!   the inbox the other threads post to, and the timers.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
+//! - [`patchbay`]: the thread that makes JACK connections, so a stuck server
+//!   never holds the core.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
 //! - [`links`]: one thread reads every worker's ipc channel into the core's inbox.
 //! - [`sentinel`]: every worker's pidfd in the core's loop: deaths, how they ended,
@@ -27,6 +29,7 @@ pub mod jack_client;
 pub mod links;
 pub mod osc_server;
 pub mod osc_tcp;
+pub mod patchbay;
 pub mod restart;
 pub mod runtime;
 pub mod sentinel;

@@ -8,6 +8,7 @@ use modsynth_supervisor::jack_client::Jack;
 use modsynth_supervisor::links::Links;
 use modsynth_supervisor::osc_server::{Access, Clock, OscSocket, Traffic};
 use modsynth_supervisor::osc_tcp::{self, Connections};
+use modsynth_supervisor::patchbay::Patchbay;
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::sets_dir::SetsDir;
 use modsynth_supervisor::spawn::Spawner;
@@ -327,7 +328,9 @@ fn serve(
         cards: state.cards_dir()?,
     };
     let midi = jack.take_midi();
+    let patchbay = Patchbay::start(jack.clone(), events_tx.clone())?;
     let mut runtime = Runtime {
+        patchbay,
         socket: reply_socket,
         midi,
         midi_dropped: 0,

@@ -1,10 +1,12 @@
-//! The real [`Effects`]: UDP replies, ipc messages, processes and JACK.
+//! The real [`Effects`]: UDP replies, ipc messages, processes and JACK (port
+//! lookups here, connections through the [`Patchbay`] thread).
 
-use crate::core::{Effects, WorkerId, WorkerLink};
+use crate::core::{Effects, PatchJob, WorkerId, WorkerLink};
 use crate::event_loop::EventSender;
 use crate::jack_client::Jack;
 use crate::osc_server::Traffic;
 use crate::osc_tcp::{Connections, Sent};
+use crate::patchbay::Patchbay;
 use crate::sets_dir::SetsDir;
 use crate::spawn::Spawner;
 use modsynth_control::osc;
@@ -25,6 +27,8 @@ pub struct Runtime {
     pub socket: UdpSocket,
     /// The supervisor's own JACK client (connections, port lookups).
     pub jack: Arc<Jack>,
+    /// Makes the JACK connections, off the core's thread.
+    pub patchbay: Patchbay,
     /// Starts workers off the core's thread.
     pub spawner: Spawner,
     /// Where spawned workers report (the loop's inbox).
@@ -133,24 +137,12 @@ impl Effects for Runtime {
         }
     }
 
-    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String> {
-        let result = if connect {
-            self.jack.client().connect_ports_by_name(src, dst)
-        } else {
-            self.jack.client().disconnect_ports_by_name(src, dst)
-        };
-        match result {
-            Ok(()) => Ok(()),
-            // Connecting what is connected already is what the user wanted anyway.
-            Err(jack::Error::PortAlreadyConnected(..)) => Ok(()),
-            Err(e) => Err(format!(
-                "{} {src} -> {dst} failed: {e}",
-                if connect {
-                    "connecting"
-                } else {
-                    "disconnecting"
-                }
-            )),
+    /// Queued for the patchbay thread: a JACK server that does not answer
+    /// holds that thread, never the core.
+    fn patch(&mut self, job: &PatchJob) -> Option<Result<(), String>> {
+        match self.patchbay.submit(job.clone()) {
+            Ok(()) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 

@@ -5,9 +5,11 @@
 //! thread that reads every worker's channel) and end. The core's loop watches the
 //! new worker's pidfd from its `Spawned` event on, and reaps it when it ends.
 //! `accept()` has no timeout and would block forever if the child died before
-//! connecting, so it runs on a helper thread while this one watches the child; if the
-//! child dies (or takes too long), this thread unblocks `accept()` by connecting to the
-//! server itself.
+//! connecting, so it runs on a helper thread while this one waits in `poll` on the
+//! child's pidfd and an eventfd the helper rings once it accepted: a child that dies
+//! while it starts is seen the moment it dies (not at the 10 s hello timeout, and without
+//! waking to look), and this thread unblocks `accept()` by connecting to the server
+//! itself.
 //!
 //! A worker inherits nothing of the supervisor but its standard output and error:
 //! every other descriptor is made close-on-exec in the child between fork and exec
@@ -21,10 +23,14 @@ use crate::event_loop::EventSender;
 use crate::links::Links;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use modsynth_model::protocol::{FromWorker, ToWorker};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::fd::OwnedFd;
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a worker may take from spawn to hello (opening a JACK client on a busy
@@ -137,22 +143,35 @@ impl Spawner {
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        let watch = match StartWatch::new(&child) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                unblock_accept(&server_name);
+                return Err(format!("cannot watch worker {client} start: {e}"));
+            }
+        };
         let (accepted_tx, accepted) = mpsc::channel();
+        let accepted_rings = watch.accepted.clone();
         std::thread::spawn(move || {
             let _ = accepted_tx.send(server.accept());
+            // The counter only has to be non-zero (see `EventSender::send`).
+            let _ = rustix::io::write(&*accepted_rings, &1u64.to_ne_bytes());
         });
         let deadline = Instant::now() + HELLO_TIMEOUT;
         loop {
-            match accepted.recv_timeout(Duration::from_millis(5)) {
+            match accepted.try_recv() {
                 Ok(Ok((receiver, hello))) => return Ok((receiver, hello, child)),
                 Ok(Err(e)) => {
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(format!("worker {client} did not connect: {e:?}"));
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Err("accept thread vanished".into()),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Err("accept thread vanished".into()),
             }
+            watch.wait(deadline.saturating_duration_since(Instant::now()));
             let exited = child.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() > deadline {
                 let _ = child.kill();
@@ -169,6 +188,45 @@ impl Spawner {
                 });
             }
         }
+    }
+}
+
+/// What a starting worker's spawner waits on: the child's pidfd (readable once it
+/// has exited) and an eventfd the accepting thread rings.
+struct StartWatch {
+    pidfd: OwnedFd,
+    accepted: Arc<OwnedFd>,
+}
+
+impl StartWatch {
+    fn new(child: &Child) -> Result<StartWatch, String> {
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or("no pid")?;
+        // Our unreaped child: the pid cannot name another process yet.
+        let pidfd = pidfd_open(pid, PidfdFlags::empty()).map_err(|e| format!("pidfd_open: {e}"))?;
+        let accepted = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(|e| format!("eventfd: {e}"))?;
+        Ok(StartWatch {
+            pidfd,
+            accepted: Arc::new(accepted),
+        })
+    }
+
+    /// Returns when the child exited, the hello was accepted, or `timeout` passed.
+    fn wait(&self, timeout: Duration) {
+        let timeout = Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let mut fds = [
+            PollFd::new(&self.pidfd, PollFlags::IN),
+            PollFd::new(&*self.accepted, PollFlags::IN),
+        ];
+        // EINTR or any other error: the caller looks at the child and the hello,
+        // and waits again until its deadline.
+        let _ = poll(&mut fds, Some(&timeout));
     }
 }
 

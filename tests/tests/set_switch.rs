@@ -275,3 +275,116 @@ fn scripts_live_plays_a_set_list_in_order_advancing_on_osc_live_next() {
         "{silent} silent samples in the set list's recording (sets {runs:?})"
     );
 }
+
+/// A set with a sequencer (`clock`: 240 bpm, one step a beat, 4 steps, so a bar
+/// of 48_000 frames at 48 kHz, its `pitch` 1.0 on step 1 and 0 on the others,
+/// into `bars_to`) beside a sine at `freq` (into `to`). The seq keeps its hot
+/// standby: its position is read from the state it publishes for it.
+fn set_with_bars(freq: f32, to: &str, bars_to: &str) -> String {
+    format!(
+        "[[module]]\nid = \"clock\"\ntype = \"seq\"\nparams = {{ bpm = 240, div = 1, steps = 4, step1 = 1.0, step2 = 0.0, step3 = 0.0, step4 = 0.0 }}\n\n\
+         [[module]]\nid = \"osc\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {freq}, wave = \"sine\" }}\n\n\
+         [[connect]]\nfrom = \"clock:pitch\"\nto = \"{bars_to}\"\n\n\
+         [[connect]]\nfrom = \"osc:out\"\nto = \"{to}\"\n"
+    )
+}
+
+/// Where each bar of the recorded seq pitch (1.0 on step 1 only) begins: its
+/// rising edges.
+fn bar_starts(pitch: &[f32]) -> Vec<usize> {
+    (1..pitch.len())
+        .filter(|&i| pitch[i] >= 0.5 && pitch[i - 1] < 0.5)
+        .collect()
+}
+
+#[test]
+fn a_switch_on_the_next_bar_lands_on_the_first_frame_of_the_sequencers_bar() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    let capture = Capture::start(&server, 2).unwrap();
+    let rate = f64::from(capture.sample_rate());
+    let period = server.period() as usize;
+    let (to, bars_to) = (capture.port(0), capture.port(1));
+    let (low, high) = (220.0f64, 330.0f64);
+    for (file, freq) in [("bars-low.toml", low), ("bars-high.toml", high)] {
+        let set = set_with_bars(freq as f32, &to, &bars_to);
+        std::fs::write(sup.sets_dir.join(file), set).unwrap();
+    }
+    let client = sup.client().with_timeout(Duration::from_secs(30));
+    client
+        .call(message("/set/load", vec![text("bars-low.toml")]))
+        .unwrap();
+    let mut playing = low;
+    let (rec, (frame, old, new)) = retake_while_disturbed(|| {
+        let (file, next) = if playing == low {
+            ("bars-high.toml", high)
+        } else {
+            ("bars-low.toml", low)
+        };
+        client.call(message("/set/prepare", vec![text(file), text("next")]))?;
+        sup.wait_until_settled(Duration::from_secs(20));
+        // The third bar to begin: between 2 and 3 s after it is asked, so the
+        // recording holds two bar starts of the playing seq before it.
+        let switch = message(
+            "/set/switch",
+            vec![
+                text("next"),
+                OscType::Int(0),
+                text("next_bar"),
+                OscType::Int(3),
+            ],
+        );
+        let rec = capture.record_then((4.0 * rate) as usize, Duration::from_secs(20), |_| {
+            client.send(switch).unwrap();
+        })?;
+        let reply = client.wait_for(|m| {
+            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&text("/set/switch"))
+        })?;
+        assert_eq!(reply.addr, "/done", "{reply:?}");
+        let was = playing;
+        playing = next;
+        Ok((rec, (switched_frame(&reply), was, next)))
+    })
+    .unwrap();
+    let at = rec.index_of_frame(u64::from(frame)).unwrap_or_else(|| {
+        panic!(
+            "switch frame {frame} outside the recording from {}",
+            rec.start_frame
+        )
+    });
+    // The bar the switch landed on, as the playing seq played its bars up to it.
+    let starts: Vec<usize> = bar_starts(&rec.channels[1])
+        .into_iter()
+        .filter(|&i| i < at)
+        .collect();
+    let bar = (4.0 * 60.0 / 240.0 * rate) as usize;
+    let [.., before_last, last] = starts[..] else {
+        panic!("fewer than two bars began before the switch at {at}: {starts:?}");
+    };
+    let measured_bar = last - before_last;
+    let predicted = last + measured_bar;
+    let off = at as i64 - predicted as i64;
+    eprintln!(
+        "measured: switch {old} -> {new} Hz at frame {frame}, {off} frames from the bar's \
+         first frame (bars of {measured_bar} frames, starts {starts:?}, switch at {at})"
+    );
+    assert_eq!(measured_bar, bar, "the seq's bar is 4 steps at 240 bpm");
+    assert!(
+        off.unsigned_abs() as usize <= period,
+        "the switch landed {off} frames from the bar's first frame"
+    );
+    // The pitch changes there: the old set's sine before, the new one's after.
+    let signal = &rec.channels[0];
+    let window = 4 * period;
+    assert!(at > window && at + window < signal.len(), "switch at {at}");
+    for (what, part, want) in [
+        ("before the bar", &signal[at - window..at], old),
+        ("from the bar on", &signal[at..at + window], new),
+    ] {
+        let f = pitch_hz(part, rate);
+        assert!(
+            cents(f, want).abs() < 100.0,
+            "{what}: {f:.1} Hz, wanted {want} Hz (old {old}, new {new})"
+        );
+    }
+}

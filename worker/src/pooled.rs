@@ -282,6 +282,26 @@ impl Worker {
         }
     }
 
+    /// The position the `seq` this worker plays published last (off the audio
+    /// thread: a copy of the published slot).
+    fn seq_position(&self) -> Option<modsynth_model::protocol::SeqPosition> {
+        let (segment, module_type) = self.assigned_state.as_ref()?;
+        let type_index = catalog::module_index(module_type)? as u32;
+        let shared = SharedState::open(segment, type_index).ok()?;
+        let (frame, slot) = shared.published();
+        let state = shared.load(slot, type_index)?;
+        let crate::dsp::Kernel::Seq(seq) = state.kernel else {
+            return None;
+        };
+        Some(modsynth_model::protocol::SeqPosition {
+            frame,
+            samples: seq.samples,
+            origin: seq.origin,
+            rate: seq.rate,
+            sample_rate: f64::from(state.sample_rate),
+        })
+    }
+
     /// The supervisor's channel closed: play on without it (see [`run`]).
     fn supervisor_lost(&mut self) {
         self.uplink.lose();
@@ -440,6 +460,10 @@ impl Worker {
             ToWorker::Report { token } => Some(FromWorker::Report {
                 token,
                 report: self.report(),
+            }),
+            ToWorker::SeqPosition { token } => Some(FromWorker::SeqPosition {
+                token,
+                position: self.seq_position(),
             }),
             ToWorker::Shutdown => None,
         }

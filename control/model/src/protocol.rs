@@ -105,6 +105,12 @@ pub enum ToWorker {
         /// Repeated by the answer.
         token: u64,
     },
+    /// Answer [`FromWorker::SeqPosition`] with the position a `seq` module
+    /// published last (for a switch on its bar).
+    SeqPosition {
+        /// Repeated by the answer.
+        token: u64,
+    },
     /// Close the JACK client and exit.
     Shutdown,
 }
@@ -156,6 +162,14 @@ pub enum FromWorker {
     Freed {
         /// The `Free`'s token.
         token: u64,
+    },
+    /// A `seq`'s position, as asked for by `SeqPosition` (`None`: this worker
+    /// plays no seq, or its state cannot be read).
+    SeqPosition {
+        /// The request's token.
+        token: u64,
+        /// Where it was.
+        position: Option<SeqPosition>,
     },
     /// Counters, as asked for by `Report`.
     Report {
@@ -219,6 +233,22 @@ pub struct Playing {
     pub ports: Vec<String>,
     /// Parameter values (catalog order) from the last published state.
     pub params: Vec<f32>,
+}
+
+/// A `seq` module's position as it published it for its standby: where its
+/// steps fall in JACK frames while the tempo stays.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct SeqPosition {
+    /// The JACK frame the state holds at (the end of the period that wrote it).
+    pub frame: u32,
+    /// Samples played since its last tempo change.
+    pub samples: u64,
+    /// Its position, in steps, at the last tempo change.
+    pub origin: f64,
+    /// bpm * div it counts with (0: it has not played yet).
+    pub rate: f64,
+    /// The sample rate it plays at, Hz.
+    pub sample_rate: f64,
 }
 
 /// What became of the parameter changes sent to a worker: every change received is

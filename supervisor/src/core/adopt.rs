@@ -230,9 +230,8 @@ impl Core {
             }
         }
         for (src, dst) in mirrors {
-            if let Err(e) = fx.patch(true, &src, &dst) {
-                tracing::warn!("mirroring {src} -> {dst} onto a standby: {e}");
-            }
+            let context = format!("mirroring {src} -> {dst} onto a standby");
+            self.jack_patch_logged(true, &src, &dst, context, fx);
         }
         for id in &promoted {
             // Its primary died while no supervisor ran and it took the module over.

@@ -392,9 +392,7 @@ impl Core {
                         } else {
                             (&other, &standby)
                         };
-                        if let Err(e) = fx.patch(true, src, dst) {
-                            tracing::warn!("standby of {id}: {e}");
-                        }
+                        self.jack_patch_logged(true, src, dst, format!("standby of {id}"), fx);
                     }
                 }
                 self.make_wanted_connections(fx);

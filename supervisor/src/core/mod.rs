@@ -16,7 +16,7 @@
 //! (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
-use modsynth_control::osc::{self, Arg, Fail, Request, Standby};
+use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
 use modsynth_control::setfile::{self, Connection};
 use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
@@ -28,6 +28,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
+use jack_jobs::{JackJobs, Then};
+pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
 use pool::Pool;
 use requests::Requests;
 use subscribers::Subscribers;
@@ -100,6 +102,13 @@ pub enum Event {
         /// Connected (true) or disconnected.
         connected: bool,
     },
+    /// A connection change asked through [`Effects::patch`] was made, or failed.
+    Patched {
+        /// The job's token ([`PatchJob::token`]).
+        token: u64,
+        /// Done, or why not.
+        result: Result<(), String>,
+    },
     /// The leak scan found this many leaked shared-memory segments.
     ShmLeaks(u64),
     /// Stop everything.
@@ -117,7 +126,12 @@ pub trait Effects {
     /// Kills a worker's process (it then arrives as `WorkerGone`).
     fn kill(&mut self, worker: &WorkerLink);
     /// Connects or disconnects two JACK ports by full name.
-    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String>;
+    ///
+    /// `Some(result)` when it was made (or refused) at once; `None` when it is
+    /// under way off the core's thread (a JACK server may take long to answer, or
+    /// never): its result arrives as [`Event::Patched`] with the job's token. The
+    /// core fails it by itself once `job.due` has passed.
+    fn patch(&mut self, job: &PatchJob) -> Option<Result<(), String>>;
     /// Whether a JACK port of that full name exists.
     fn port_exists(&mut self, name: &str) -> bool;
     /// Full names of the ports connected to `port`.
@@ -153,6 +167,7 @@ pub trait Effects {
     }
     /// The control and program changes that arrived at `midi_in` since the last
     /// call, oldest first.
+    /// What arrived at `midi_in` since the last call.
     fn read_midi(&mut self) -> Vec<midi::MidiIn> {
         Vec::new()
     }
@@ -566,6 +581,8 @@ pub struct Core {
     prepared: BTreeMap<String, switch::Prepared>,
     /// The set switch under way.
     switching: Option<switch::Switch>,
+    /// A switch on a bar waiting for the seq's position.
+    placing: Option<switch::BarSwitch>,
     /// Workers the last set switch freed, kept as spares beyond the usual limit
     /// for the next prepare.
     switch_reserve: usize,
@@ -576,6 +593,8 @@ pub struct Core {
     next_midi_poll: Option<Instant>,
     /// Who waits for the answer of a `/map/learn`.
     learner: Option<ReplyTo>,
+    /// Connection changes asked of JACK, not answered yet.
+    jack_jobs: JackJobs,
     shutting_down: bool,
 }
 
@@ -601,10 +620,12 @@ impl Core {
             disconnections: Vec::new(),
             prepared: BTreeMap::new(),
             switching: None,
+            placing: None,
             switch_reserve: 0,
             midi: Default::default(),
             next_midi_poll: None,
             learner: None,
+            jack_jobs: JackJobs::default(),
             shutting_down: false,
         }
     }
@@ -675,6 +696,7 @@ impl Core {
             }
             Event::PortsAppeared => self.make_wanted_connections(fx),
             Event::PortsConnected { a, b, connected } => self.graph_changed(a, b, connected, fx),
+            Event::Patched { token, result } => self.patched(token, result, fx),
             Event::ShmLeaks(n) => self.counters.shm_leaks = n,
             Event::Shutdown => {
                 self.shutting_down = true;
@@ -716,7 +738,11 @@ impl Core {
                 atomic,
             } => self.load_set(Some(from), &path, replace, atomic, fx),
             Request::PrepareSet { path, name } => self.prepare_set(from, &path, &name, fx),
-            Request::SwitchSet { name, fade_ms } => self.switch_set(from, &name, fade_ms, at, fx),
+            Request::SwitchSet {
+                name,
+                fade_ms,
+                on_bar,
+            } => self.switch_set(from, &name, fade_ms, on_bar, at, fx),
             Request::SaveSet { path } => self.save_set(from, &path, fx),
             Request::SetsDir => {
                 let dir = fx.sets_dir();
@@ -833,6 +859,9 @@ impl Core {
                 }
                 self.worker_freed(wid, fx);
             }
+            FromWorker::SeqPosition { token, position } => {
+                self.seq_position_arrived(token, position, fx)
+            }
             FromWorker::Synced { token } | FromWorker::Report { token, .. }
                 if !self.requests.expects(token) => {}
             FromWorker::Synced { token } => self.answered(token, fx),
@@ -890,6 +919,8 @@ impl Core {
         }
         self.follow_disconnections(fx);
         self.follow_switch(fx);
+        self.expire_bar_switch(fx);
+        self.expire_patches(fx);
     }
 
     /// When [`Core::tick`] has something to do next.
@@ -898,7 +929,9 @@ impl Core {
             self.pool.refill_deadline(),
             self.next_heartbeat,
             self.switch_deadline(),
+            self.placing.as_ref().map(|p| p.due),
             self.next_midi_poll,
+            self.jack_jobs.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -915,7 +948,9 @@ fn fail(address: &str, id: &str, reason: &str) -> OscMessage {
 }
 
 mod adopt;
+mod bars;
 mod failover;
+mod jack_jobs;
 mod maps;
 pub mod midi;
 mod modules;

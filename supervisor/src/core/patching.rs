@@ -80,7 +80,7 @@ impl Core {
         let resolved = self
             .resolve_port(src)
             .and_then(|s| self.resolve_port(dst).map(|d| (s, d)));
-        let result = resolved.and_then(|(s, d)| {
+        let checked = resolved.and_then(|(s, d)| {
             for (given, real) in [(src, &s), (dst, &d)] {
                 if !fx.port_exists(real) {
                     return Err(format!(
@@ -88,33 +88,178 @@ impl Core {
                     ));
                 }
             }
-            fx.patch(connect, &s, &d)?;
-            // The same on the standbys' ports, so a standby that takes over is
-            // already patched (best effort: the primary's result is the answer).
-            for (s2, d2) in self.standby_pairs(src, dst) {
-                if let Err(e) = fx.patch(connect, &s2, &d2) {
-                    tracing::warn!("standby mirror: {e}");
-                }
-            }
-            Ok(())
+            Ok((s, d))
         });
-        match result {
-            Ok(()) => {
-                let c = Connection {
-                    from: src.to_string(),
-                    to: dst.to_string(),
+        match checked {
+            // The reply waits for JACK's answer (`patch_answered`); the core does not.
+            Ok((s, d)) => {
+                let then = Then::Reply {
+                    from,
+                    src: src.to_string(),
+                    dst: dst.to_string(),
                 };
-                if connect {
+                self.jack_patch(connect, &s, &d, then, fx);
+            }
+            Err(e) => fx.reply(from, Fail::new(address, e).to_message()),
+        }
+    }
+
+    /// Asks JACK for a connection change; `then` says what its result does.
+    pub(super) fn jack_patch(
+        &mut self,
+        connect: bool,
+        src: &str,
+        dst: &str,
+        then: Then,
+        fx: &mut impl Effects,
+    ) {
+        let job = self.jack_jobs.job(connect, src, dst, fx.now());
+        match fx.patch(&job) {
+            Some(result) => self.patch_answered(job, then, result, fx),
+            None => self.jack_jobs.wait_for(job, then),
+        }
+    }
+
+    /// Best effort: asks for a connection change unless the same one is under way,
+    /// and logs a failure as `context: reason`.
+    pub(super) fn jack_patch_logged(
+        &mut self,
+        connect: bool,
+        src: &str,
+        dst: &str,
+        context: impl Into<String>,
+        fx: &mut impl Effects,
+    ) {
+        if self.jack_jobs.is_pending(connect, src, dst) {
+            return;
+        }
+        let then = Then::Log {
+            context: context.into(),
+            done: None,
+        };
+        self.jack_patch(connect, src, dst, then, fx);
+    }
+
+    /// [`Event::Patched`]: a connection change's result arrived.
+    pub(super) fn patched(
+        &mut self,
+        token: u64,
+        result: Result<(), String>,
+        fx: &mut impl Effects,
+    ) {
+        let answered = self.jack_jobs.answered(token);
+        self.release_answers(fx);
+        match answered {
+            Some(p) => self.patch_answered(p.job, p.then, result, fx),
+            // Failed at its deadline already. A request that JACK made after all
+            // is undone (its /fail said nothing changed), unless a newer change of
+            // the same ports is under way: that one, made after it, decides.
+            None => match (self.jack_jobs.made_late(token), result) {
+                (Some(job), Ok(())) if !self.jack_jobs.touches(&job.src, &job.dst) => {
+                    let then = Then::Log {
+                        context: format!("undoing late {}", job.what()),
+                        done: Some(format!(
+                            "undid {}: the JACK server made it after its request had failed",
+                            job.what()
+                        )),
+                    };
+                    self.jack_patch(!job.connect, &job.src, &job.dst, then, fx);
+                }
+                (_, Ok(())) => {
+                    tracing::warn!("connection change {token} was made after its deadline")
+                }
+                (_, Err(e)) => tracing::debug!("connection change {token}, failed late: {e}"),
+            },
+        }
+    }
+
+    /// Answers `to` with `msg` once every connection change asked so far is
+    /// answered (at once if none is under way).
+    pub(super) fn answer_after_patches(
+        &mut self,
+        to: Option<ReplyTo>,
+        msg: OscMessage,
+        fx: &mut impl Effects,
+    ) {
+        if let Some((to, msg)) = self.jack_jobs.hold(to, msg) {
+            self.answer(to, msg, fx);
+        }
+    }
+
+    /// Sends the held answers whose connection changes are all answered.
+    fn release_answers(&mut self, fx: &mut impl Effects) {
+        for (to, msg) in self.jack_jobs.released() {
+            self.answer(to, msg, fx);
+        }
+    }
+
+    /// Fails the connection changes the JACK server has not answered in time.
+    pub(super) fn expire_patches(&mut self, fx: &mut impl Effects) {
+        for p in self.jack_jobs.expired(fx.now()) {
+            let reason = p.job.timeout();
+            if matches!(p.then, Then::Reply { .. }) {
+                self.jack_jobs.failed_late(p.job.clone());
+            }
+            self.patch_answered(p.job, p.then, Err(reason), fx);
+        }
+        self.release_answers(fx);
+    }
+
+    /// Acts on a connection change's result as its `then` says.
+    fn patch_answered(
+        &mut self,
+        job: PatchJob,
+        then: Then,
+        result: Result<(), String>,
+        fx: &mut impl Effects,
+    ) {
+        match then {
+            Then::Reply { from, src, dst } => {
+                let address = if job.connect {
+                    "/patch/connect"
+                } else {
+                    "/patch/disconnect"
+                };
+                if let Err(e) = result {
+                    return fx.reply(from, Fail::new(address, e).to_message());
+                }
+                let c = Connection {
+                    from: src.clone(),
+                    to: dst.clone(),
+                };
+                if job.connect {
                     self.wanted.insert(c);
                 } else {
                     self.wanted.remove(&c);
                 }
+                // The same on the standbys' ports, so a standby that takes over is
+                // already patched (best effort: the primary's result is the answer).
+                for (s2, d2) in self.standby_pairs(&src, &dst) {
+                    self.jack_patch_logged(job.connect, &s2, &d2, "standby mirror", fx);
+                }
                 fx.reply(
                     from,
-                    osc::done(address, vec![osc::text(src), osc::text(dst)]),
+                    osc::done(address, vec![osc::text(&src), osc::text(&dst)]),
                 )
             }
-            Err(e) => fx.reply(from, Fail::new(address, e).to_message()),
+            Then::Log { context, done } => match result {
+                Ok(()) => {
+                    if let Some(done) = done {
+                        tracing::info!("{done}");
+                    }
+                }
+                Err(e) => tracing::warn!("{context}: {e}"),
+            },
+            Then::StandbyMoved { a, b, c } => match result {
+                Ok(()) => tracing::warn!(
+                    "{a} -> {b} was connected to a standby's port: a standby only mirrors \
+                     its module, so {} -> {} is connected instead (the standby keeps the \
+                     connection as a mirror)",
+                    c.from,
+                    c.to
+                ),
+                Err(e) => self.undo(&a, &b, &format!("a standby's port ({e})"), fx),
+            },
         }
     }
 
@@ -130,13 +275,13 @@ impl Core {
                 if fx.port_exists(&src)
                     && fx.port_exists(&dst)
                     && !fx.connections(&src).contains(&dst)
+                    && !self.jack_jobs.is_pending(true, &src, &dst)
                 {
-                    match fx.patch(true, &src, &dst) {
-                        Ok(()) => {
-                            tracing::info!("connected {src} -> {dst} ({} -> {})", c.from, c.to)
-                        }
-                        Err(e) => tracing::warn!("pending connection {} -> {}: {e}", c.from, c.to),
-                    }
+                    let then = Then::Log {
+                        context: format!("pending connection {} -> {}", c.from, c.to),
+                        done: Some(format!("connected {src} -> {dst} ({} -> {})", c.from, c.to)),
+                    };
+                    self.jack_patch(true, &src, &dst, then, fx);
                 }
             }
         }
@@ -274,9 +419,7 @@ impl Core {
     ) {
         for (src, dst) in mirrors {
             if fx.connections(src).contains(dst) != connect {
-                if let Err(e) = fx.patch(connect, src, dst) {
-                    tracing::warn!("mirroring onto a standby: {e}");
-                }
+                self.jack_patch_logged(connect, src, dst, "mirroring onto a standby", fx);
             }
         }
     }
@@ -378,14 +521,15 @@ impl Core {
         let resolved = self
             .resolve_port(&c.from)
             .and_then(|s| self.resolve_port(&c.to).map(|d| (s, d)));
-        match resolved.and_then(|(s, d)| fx.patch(true, &s, &d)) {
-            Ok(()) => tracing::warn!(
-                "{a} -> {b} was connected to a standby's port: a standby only mirrors \
-                 its module, so {} -> {} is connected instead (the standby keeps the \
-                 connection as a mirror)",
-                c.from,
-                c.to
-            ),
+        match resolved {
+            Ok((s, d)) => {
+                let then = Then::StandbyMoved {
+                    a: a.to_string(),
+                    b: b.to_string(),
+                    c,
+                };
+                self.jack_patch(true, &s, &d, then, fx);
+            }
             Err(e) => self.undo(a, b, &format!("a standby's port ({e})"), fx),
         }
     }
@@ -434,10 +578,11 @@ impl Core {
         } else {
             (a, b)
         };
-        match fx.patch(false, src, dst) {
-            Ok(()) => tracing::warn!("undid the connection {src} -> {dst}: {why}"),
-            Err(e) => tracing::warn!("cannot undo the connection {src} -> {dst} ({why}): {e}"),
-        }
+        let then = Then::Log {
+            context: format!("cannot undo the connection {src} -> {dst} ({why})"),
+            done: Some(format!("undid the connection {src} -> {dst}: {why}")),
+        };
+        self.jack_patch(false, src, dst, then, fx);
     }
 
     /// `vcf1:in` for a module primary's real port name; any other name as it is.
@@ -506,9 +651,8 @@ impl Core {
             });
         }
         for (src, dst) in patches {
-            if let Err(e) = fx.patch(true, &src, &dst) {
-                tracing::warn!("restoring a connection of {id}: {e}");
-            }
+            let context = format!("restoring a connection of {id}");
+            self.jack_patch_logged(true, &src, &dst, context, fx);
         }
     }
 }

@@ -174,11 +174,13 @@ impl Core {
                 }
             }
             self.make_wanted_connections(fx);
+            // Answered once its connections are made (or failed, logged).
             if failures.is_empty() {
-                self.answer(from, osc::done("/set/load", vec![osc::text(&path)]), fx);
+                let done = osc::done("/set/load", vec![osc::text(&path)]);
+                self.answer_after_patches(from, done, fx);
             } else {
                 let reason = format!("{path}: {}", failures.join("; "));
-                self.answer(from, Fail::new("/set/load", reason).to_message(), fx);
+                self.answer_after_patches(from, Fail::new("/set/load", reason).to_message(), fx);
             }
         }
     }

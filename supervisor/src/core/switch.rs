@@ -47,6 +47,24 @@ pub(super) struct Switch {
     next_check: Instant,
 }
 
+/// A `/set/switch ... bar N` waiting for the playing seq's position.
+pub(super) struct BarSwitch {
+    token: u64,
+    from: ReplyTo,
+    name: String,
+    fade_ms: u32,
+    on: OnBar,
+    /// The seq's id and pattern length.
+    seq: String,
+    steps: u32,
+    /// When its worker's answer is given up on.
+    pub due: Instant,
+}
+
+/// How long a seq's worker may take to say where it is: it reads a copy of its
+/// state off its audio thread, a few ms at most.
+const POSITION_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How often a switch under way is checked: its frame passing, then its fade.
 const SWITCH_CHECK: Duration = Duration::from_millis(5);
 
@@ -164,7 +182,8 @@ impl Core {
             if let Some(p) = self.prepared.get_mut(name) {
                 p.building = false;
             }
-            return self.answer(from, osc::done("/set/prepare", vec![osc::text(name)]), fx);
+            let done = osc::done("/set/prepare", vec![osc::text(name)]);
+            return self.answer_after_patches(from, done, fx);
         }
         if let Some(p) = self.prepared.remove(name) {
             for (_, pid) in p.modules {
@@ -216,12 +235,14 @@ impl Core {
             .collect()
     }
 
-    /// `/set/switch name fade_ms`, at JACK frame `at` (a bundle's timetag) or now.
+    /// `/set/switch name fade_ms [bar N]`, at JACK frame `at` (a bundle's
+    /// timetag), on the first frame of bar `on_bar` of the playing seq, or now.
     pub(super) fn switch_set(
         &mut self,
         from: ReplyTo,
         name: &str,
         fade_ms: u32,
+        on_bar: Option<OnBar>,
         at: Option<u32>,
         fx: &mut impl Effects,
     ) {
@@ -249,6 +270,16 @@ impl Core {
             let reason = "the JACK server runs no cycles: cannot place the switch on a frame";
             return fx.reply(from, Fail::new("/set/switch", reason).to_message());
         };
+        let frame = match (at, on_bar) {
+            (Some(_), Some(_)) => {
+                let reason = "give a timetag or a bar, not both";
+                return fx.reply(from, Fail::new("/set/switch", reason).to_message());
+            }
+            (Some(at), None) => at,
+            (None, None) => cycle.wrapping_add(SWITCH_LEAD_PERIODS * period.max(1)),
+            // Placed once the seq's worker says where it is (`seq_position_arrived`).
+            (None, Some(on)) => return self.ask_seq_position(from, name, fade_ms, on, fx),
+        };
         let Some(p) = self.prepared.remove(name) else {
             return;
         };
@@ -270,7 +301,6 @@ impl Core {
             self.wanted.insert(c.clone());
         }
         self.make_wanted_connections(fx);
-        let frame = at.unwrap_or_else(|| cycle.wrapping_add(SWITCH_LEAD_PERIODS * period.max(1)));
         let gate = |gain: f32| ToWorker::Gate {
             gain,
             at: Some(frame),
@@ -317,6 +347,105 @@ impl Core {
             next_check: now,
         });
         self.follow_switch(fx);
+    }
+
+    /// Asks the playing seq's worker where it is, for a switch on bar `on`.
+    fn ask_seq_position(
+        &mut self,
+        from: ReplyTo,
+        name: &str,
+        fade_ms: u32,
+        on: OnBar,
+        fx: &mut impl Effects,
+    ) {
+        let fail = |reason: String| Fail::new("/set/switch", reason).to_message();
+        if let Some(p) = &self.placing {
+            let reason = format!(
+                "the switch to '{}' is being placed on a bar: switch again after its /done",
+                p.name
+            );
+            return fx.reply(from, fail(reason));
+        }
+        let (seq, wid, steps) = match self.playing_seq() {
+            Ok(found) => found,
+            Err(e) => return fx.reply(from, fail(e)),
+        };
+        let token = self.token();
+        let sent = self
+            .workers
+            .get(&wid)
+            .is_some_and(|w| fx.send(&w.link, ToWorker::SeqPosition { token }));
+        if !sent {
+            return fx.reply(
+                from,
+                fail(format!("{seq}'s worker is gone: try again in a moment")),
+            );
+        }
+        self.placing = Some(BarSwitch {
+            token,
+            from,
+            name: name.to_string(),
+            fade_ms,
+            on,
+            seq,
+            steps,
+            due: fx.now() + POSITION_TIMEOUT,
+        });
+    }
+
+    /// The seq's worker said where it is: the switch is placed on its bar.
+    pub(super) fn seq_position_arrived(
+        &mut self,
+        token: u64,
+        position: Option<modsynth_model::protocol::SeqPosition>,
+        fx: &mut impl Effects,
+    ) {
+        if self.placing.as_ref().is_none_or(|p| p.token != token) {
+            return;
+        }
+        let Some(p) = self.placing.take() else {
+            return;
+        };
+        let fail = |reason: String| Fail::new("/set/switch", reason).to_message();
+        let Some(position) = position else {
+            return fx.reply(
+                p.from,
+                fail(format!(
+                    "{}'s position cannot be read from its state",
+                    p.seq
+                )),
+            );
+        };
+        let Some((cycle, period)) = fx.last_cycle() else {
+            let reason = "the JACK server runs no cycles: cannot place the switch on a frame";
+            return fx.reply(p.from, fail(reason.into()));
+        };
+        let soonest = cycle.wrapping_add(SWITCH_LEAD_PERIODS * period.max(1));
+        match bars::bar_frame(&position, p.on, p.steps, soonest) {
+            Ok((frame, bar)) => {
+                tracing::info!(
+                    "switch to '{}' on bar {bar} of {}: frame {frame}",
+                    p.name,
+                    p.seq
+                );
+                self.switch_set(p.from, &p.name, p.fade_ms, None, Some(frame), fx);
+            }
+            Err(e) => fx.reply(p.from, fail(format!("{}: {e}", p.seq))),
+        }
+    }
+
+    /// Fails a switch on a bar whose seq's worker did not answer in time.
+    pub(super) fn expire_bar_switch(&mut self, fx: &mut impl Effects) {
+        if self.placing.as_ref().is_some_and(|p| fx.now() >= p.due) {
+            if let Some(p) = self.placing.take() {
+                let reason = format!(
+                    "{}'s worker did not say where it is within {} s: try again",
+                    p.seq,
+                    POSITION_TIMEOUT.as_secs()
+                );
+                fx.reply(p.from, Fail::new("/set/switch", reason).to_message());
+            }
+        }
     }
 
     /// Finishes a switch whose frame and fade have passed: frees the outgoing set

@@ -30,6 +30,10 @@ struct Fake {
     published: HashMap<String, u32>,
     /// What arrives at `midi_in` next.
     midi: Vec<super::midi::MidiIn>,
+    /// Connection changes are left under way (a JACK server that does not
+    /// answer) instead of made at once: kept here, answered by the test.
+    patches_wait: bool,
+    under_way: Vec<PatchJob>,
 }
 
 impl Effects for Fake {
@@ -49,9 +53,14 @@ impl Effects for Fake {
     fn kill(&mut self, w: &WorkerLink) {
         self.killed.push(w.id);
     }
-    fn patch(&mut self, connect: bool, src: &str, dst: &str) -> Result<(), String> {
-        self.patched.push((connect, src.into(), dst.into()));
-        Ok(())
+    fn patch(&mut self, job: &PatchJob) -> Option<Result<(), String>> {
+        if self.patches_wait {
+            self.under_way.push(job.clone());
+            return None;
+        }
+        self.patched
+            .push((job.connect, job.src.clone(), job.dst.clone()));
+        Some(Ok(()))
     }
     fn port_exists(&mut self, name: &str) -> bool {
         self.ports.contains(name)
@@ -1824,4 +1833,159 @@ fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_un
     assert_eq!(last_reply(&fx), ("/map/list.reply".into(), vec![]));
     osc(&mut core, &mut fx, "/map/unmap", vec![s("amp"), s("gain")]);
     assert!(last_reply(&fx).1[1] == s("amp.gain is not mapped (`modsynth maps` lists the maps)"));
+}
+
+#[test]
+fn a_connect_the_jack_server_does_not_answer_fails_at_its_deadline_and_holds_nothing_else() {
+    let (mut core, mut fx) = started(4);
+    let wid = create(&mut core, &mut fx, "vco", "osc");
+    fx.ports.insert("system:playback_1".into());
+    let t0 = Instant::now();
+    fx.clock = Some(t0);
+    fx.patches_wait = true;
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:out"), s("system:playback_1")],
+    );
+    assert_eq!(fx.under_way.len(), 1, "asked of JACK");
+    // The core is not waiting for JACK: the next requests are taken at once.
+    let sent = fx.sent.len();
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/set",
+        vec![s("osc"), s("freq"), T::Float(330.0)],
+    );
+    assert!(
+        fx.sent.len() > sent,
+        "/module/set sent on while the connect is under way"
+    );
+    let replies = fx.replies.len();
+    osc(&mut core, &mut fx, "/module/get", vec![s("osc"), s("freq")]);
+    assert!(
+        fx.replies.len() > replies,
+        "/module/get answered while the connect is under way"
+    );
+    assert!(fx
+        .replies
+        .iter()
+        .all(|(_, m)| m.args.first() != Some(&s("/patch/connect"))));
+    // Not answered by its deadline: failed with the reason, nothing kept.
+    assert_eq!(
+        core.next_deadline().map(|d| d <= t0 + PATCH_DEADLINE),
+        Some(true)
+    );
+    fx.clock = Some(t0 + PATCH_DEADLINE);
+    core.tick(&mut fx);
+    let (_, m) = fx
+        .replies
+        .iter()
+        .rev()
+        .find(|(_, m)| m.args.first() == Some(&s("/patch/connect")))
+        .expect("the connect's reply");
+    assert_eq!(m.addr, "/fail");
+    assert!(
+        matches!(&m.args[1], T::String(r) if r.contains("the JACK server did not answer connecting") && r.contains("within 2 s")),
+        "{:?}",
+        m.args
+    );
+    assert!(core.wanted.is_empty(), "a failed connect is not kept");
+    // JACK makes it after all: no second reply, and it is undone.
+    let replies = fx.replies.len();
+    let first = fx.under_way[0].clone();
+    core.handle(
+        Event::Patched {
+            token: first.token,
+            result: Ok(()),
+        },
+        &mut fx,
+    );
+    assert_eq!(fx.replies.len(), replies);
+    let undo = fx.under_way.last().unwrap().clone();
+    assert_eq!(
+        (undo.connect, &undo.src, &undo.dst),
+        (false, &first.src, &first.dst),
+        "the late connection is undone"
+    );
+    core.handle(
+        Event::Patched {
+            token: undo.token,
+            result: Ok(()),
+        },
+        &mut fx,
+    );
+
+    // A connect the server answers is replied to when its answer arrives.
+    osc(
+        &mut core,
+        &mut fx,
+        "/patch/connect",
+        vec![s("osc:out"), s("system:playback_1")],
+    );
+    let job = fx.under_way.last().unwrap().clone();
+    assert_eq!((job.connect, job.dst.as_str()), (true, "system:playback_1"));
+    let _ = wid;
+    core.handle(
+        Event::Patched {
+            token: job.token,
+            result: Ok(()),
+        },
+        &mut fx,
+    );
+    assert_eq!(
+        last_reply(&fx),
+        (
+            "/done".to_string(),
+            vec![s("/patch/connect"), s("osc:out"), s("system:playback_1")]
+        )
+    );
+    assert_eq!(core.wanted.len(), 1);
+}
+
+#[test]
+fn a_set_load_answers_once_its_connections_are_made() {
+    let (mut core, mut fx) = started(4);
+    fx.ports.insert("system:playback_1".into());
+    fx.files.insert(
+        "a.toml".into(),
+        "[[module]]\nid = \"osc\"\ntype = \"vco\"\nstandby = \"none\"\n\n\
+         [[connect]]\nfrom = \"osc:out\"\nto = \"system:playback_1\"\n"
+            .into(),
+    );
+    fx.patches_wait = true;
+    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
+    let (wid, token, _, _) = last_assign(&fx, "osc");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        wid,
+        token,
+        catalog::module("vco").unwrap(),
+    );
+    let load_answers = |fx: &Fake| {
+        fx.replies
+            .iter()
+            .filter(|(_, m)| m.args.first() == Some(&s("/set/load")))
+            .count()
+    };
+    let connect = fx
+        .under_way
+        .last()
+        .cloned()
+        .expect("its connection asked of JACK");
+    assert_eq!(connect.dst, "system:playback_1");
+    assert_eq!(load_answers(&fx), 0, "not answered before it is connected");
+    core.handle(
+        Event::Patched {
+            token: connect.token,
+            result: Ok(()),
+        },
+        &mut fx,
+    );
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".to_string(), vec![s("/set/load"), s("a.toml")])
+    );
 }

@@ -202,3 +202,73 @@ fn an_atomic_load_with_a_failed_create_frees_what_it_created_and_changes_nothing
     assert!(core.wanted.is_empty(), "{:?}", core.wanted);
     assert!(fx.patched.is_empty(), "{:?}", fx.patched);
 }
+
+#[test]
+fn a_switch_on_a_bar_asks_the_playing_seq_where_it_is_and_lands_on_that_bars_frame() {
+    let (mut core, mut fx) = started(4);
+    fx.ports.insert("system:playback_1".into());
+    fx.files.insert("a.toml".into(), one_vco(220));
+    fx.files.insert("b.toml".into(), one_vco(330));
+    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
+    let old = ack(&mut core, &mut fx, "osc");
+    osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
+    ack(&mut core, &mut fx, "b.osc");
+    fx.cycle = Some(1000);
+    let on_bar = |n: i32| vec![s("b"), T::Int(0), s("bar"), T::Int(n)];
+    // No seq plays: refused with the reason, nothing switches.
+    osc(&mut core, &mut fx, "/set/switch", on_bar(2));
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/fail");
+    assert!(
+        matches!(&args[1], T::String(r) if r.contains("no seq module plays")),
+        "{args:?}"
+    );
+    assert_eq!(gates(&fx, old), []);
+
+    // A seq plays (a standby would give it a state segment; here it is named).
+    osc(
+        &mut core,
+        &mut fx,
+        "/module/new",
+        vec![s("seq"), s("clock"), s("steps"), T::Float(4.0)],
+    );
+    let (seq, token, _, _) = last_assign(&fx, "clock");
+    ack_assign(
+        &mut core,
+        &mut fx,
+        seq,
+        token,
+        catalog::module("seq").unwrap(),
+    );
+    core.modules.get_mut("clock").unwrap().state = "/ms-clock-state".into();
+    osc(&mut core, &mut fx, "/set/switch", on_bar(2));
+    let asked = fx.sent.iter().rev().find_map(|(w, m)| match m {
+        ToWorker::SeqPosition { token } if *w == seq => Some(*token),
+        _ => None,
+    });
+    let token = asked.expect("the seq's worker is asked where it is");
+    // 240 steps a minute at 48 kHz: 12_000 samples a step; 3 steps played at
+    // frame 1000, so bar 2 (step 4) begins 12_000 frames later.
+    let position = modsynth_model::protocol::SeqPosition {
+        frame: 1000,
+        samples: 36_000,
+        origin: 0.0,
+        rate: 240.0,
+        sample_rate: 48_000.0,
+    };
+    core.handle(
+        Event::FromWorker(
+            seq,
+            FromWorker::SeqPosition {
+                token,
+                position: Some(position),
+            },
+        ),
+        &mut fx,
+    );
+    assert_eq!(
+        gates(&fx, old),
+        [(0.0, Some(13_000))],
+        "the old set closes on bar 2"
+    );
+}
