@@ -41,6 +41,8 @@ pub(super) struct Switch {
     outgoing: Vec<String>,
     /// (final id, prepared id).
     incoming: Vec<(String, String)>,
+    /// Prepared ids of the incoming modules whose gates open on `frame`.
+    opening: HashSet<String>,
     /// When the server's cycles were first seen past `frame`.
     passed_at: Option<Instant>,
     /// When the core looks again.
@@ -199,11 +201,35 @@ impl Core {
         self.prepared.values().any(|p| p.muted.contains(id))
     }
 
-    /// Closes the gate of a worker that plays (or stands by for) a module that
-    /// must stay silent until its set is switched to.
+    /// Gives a worker that now plays (or stands by for) module `id` the gate its
+    /// module's set has: closed while the set is prepared; during a switch, what
+    /// the others got (closed now and open on the switch's frame for an incoming
+    /// module, closing on that frame for an outgoing one), so a spare that replaces
+    /// a crashed module in the switch window neither sounds early nor plays on
+    /// after its set is gone.
     pub(super) fn mute_if_prepared(&self, id: &str, wid: WorkerId, fx: &mut impl Effects) {
         if self.starts_muted(id) {
             self.close_gate(wid, fx);
+            return;
+        }
+        let Some(s) = &self.switching else {
+            return;
+        };
+        let Some(w) = self.workers.get(&wid) else {
+            return;
+        };
+        let fade_ms = u32::try_from(s.fade.as_millis()).unwrap_or(u32::MAX);
+        let on_frame = |gain: f32| ToWorker::Gate {
+            gain,
+            at: Some(s.frame),
+            fade_ms,
+        };
+        if s.opening.contains(id) && s.passed_at.is_none() {
+            self.close_gate(wid, fx);
+            fx.send(&w.link, on_frame(1.0));
+        } else if s.outgoing.iter().any(|o| o == id) {
+            // A frame already passed lands on the worker's first period: closed.
+            fx.send(&w.link, on_frame(0.0));
         }
     }
 
@@ -343,6 +369,7 @@ impl Core {
             fade: Duration::from_millis(u64::from(fade_ms)),
             outgoing,
             incoming: p.modules,
+            opening: p.muted,
             passed_at: None,
             next_check: now,
         });
