@@ -30,6 +30,22 @@ pub(super) struct Prepared {
     building: bool,
 }
 
+/// A prepared set as the state dir keeps it (in [`Saved`]), so that a supervisor
+/// that adopts this one's workers can still switch to it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedPrepared {
+    /// Its name (`/set/prepare file name`).
+    pub name: String,
+    /// (final id, prepared id), file order.
+    pub modules: Vec<(String, String)>,
+    /// Connections to make at the switch, as `(from, to)`.
+    pub outside: Vec<(String, String)>,
+    /// Prepared ids whose gates open at the switch.
+    pub muted: Vec<String>,
+    /// Whether its creates were still under way.
+    pub building: bool,
+}
+
 /// A switch under way: the gates are scheduled, the old set not yet freed.
 pub(super) struct Switch {
     from: ReplyTo,
@@ -194,6 +210,70 @@ impl Core {
         }
         let reason = format!("{name}: {}; nothing was prepared", failures.join("; "));
         self.answer(from, Fail::new("/set/prepare", reason).to_message(), fx);
+    }
+
+    /// The prepared sets, for [`Saved`].
+    pub(super) fn saved_prepared(&self) -> Vec<SavedPrepared> {
+        self.prepared
+            .iter()
+            .map(|(name, p)| {
+                let mut muted: Vec<String> = p.muted.iter().cloned().collect();
+                muted.sort();
+                SavedPrepared {
+                    name: name.clone(),
+                    modules: p.modules.clone(),
+                    outside: p
+                        .outside
+                        .iter()
+                        .map(|c| (c.from.clone(), c.to.clone()))
+                        .collect(),
+                    muted,
+                    building: p.building,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes back the prepared sets the last supervisor left (after its modules
+    /// were adopted): a whole set is prepared again, ready for its switch (its
+    /// workers kept their closed gates); a set that was still being built or lost
+    /// a module while no supervisor ran is no set to switch to, and what came back
+    /// of it is freed.
+    pub(super) fn adopt_prepared(&mut self, saved: Vec<SavedPrepared>, fx: &mut impl Effects) {
+        for set in saved {
+            let whole = !set.building
+                && set
+                    .modules
+                    .iter()
+                    .all(|(_, pid)| self.modules.contains_key(pid));
+            if !whole {
+                tracing::warn!(
+                    "prepared set '{}' was incomplete when modsynthd restarted: freed; prepare it again",
+                    set.name
+                );
+                for (_, pid) in &set.modules {
+                    self.free_quietly(pid, fx);
+                }
+                continue;
+            }
+            tracing::info!(
+                "prepared set '{}' taken back, ready for its switch",
+                set.name
+            );
+            self.prepared.insert(
+                set.name,
+                Prepared {
+                    modules: set.modules,
+                    outside: set
+                        .outside
+                        .into_iter()
+                        .map(|(from, to)| Connection { from, to })
+                        .collect(),
+                    muted: set.muted.into_iter().collect(),
+                    building: false,
+                },
+            );
+        }
     }
 
     /// Whether module `id` (a prepared one) keeps its gate closed until a switch.
