@@ -82,9 +82,9 @@ struct Args {
     #[arg(long, default_value_t = 48_000)]
     sample_rate: u32,
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
-    /// failover, midi, leaks, restart, sets, switch (only the set switch rows of
+    /// failover, midi, leaks, restart, sets, switch and bursts (only the set switch or burst rows of
     /// `sets`), lv2, peers (`peers` implies `--peers`). The cold open baseline always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "lv2", "peers"])]
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "bursts", "lv2", "peers"])]
     only: Vec<String>,
     /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
     /// [default: 0,8,32,64; 0,8 with --quick].
@@ -529,8 +529,13 @@ fn run(args: &Args) -> Result<(), String> {
     }
     if args.runs("sets") {
         rows.extend(sets::rows(&server, args.quick)?);
-    } else if args.runs("switch") {
-        rows.extend(sets::switch_rows(&server, args.quick)?);
+    } else {
+        if args.runs("switch") {
+            rows.extend(sets::switch_rows(&server, args.quick)?);
+        }
+        if args.runs("bursts") {
+            rows.extend(sets::burst_rows(&server, args.quick)?);
+        }
     }
     if args.runs("lv2") {
         rows.extend(lv2::rows(&server, args.quick)?);

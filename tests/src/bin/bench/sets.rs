@@ -130,14 +130,19 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     );
     drop(sup);
     rows.extend(switch_rows(server, quick)?);
+    rows.extend(burst_rows(server, quick)?);
+    Ok(rows)
+}
 
+/// The `burst_create_ms` rows (also `--only bursts`).
+pub fn burst_rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     let creates = if quick { 20 } else { 40 };
     // 4 and 8: the burst outruns the pool. Then a pool sized for it (a primary and
     // a standby per create, plus the 8 spares), as `set check` would advise.
-    for pool in [4, 8, 2 * creates + 8] {
-        rows.push(burst(server, pool, creates)?);
-    }
-    Ok(rows)
+    [4, 8, 2 * creates + 8]
+        .into_iter()
+        .map(|pool| burst(server, pool, creates))
+        .collect()
 }
 
 /// The size of the sets the switch rows prepare and switch between.
