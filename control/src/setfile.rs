@@ -83,6 +83,9 @@ pub struct SetModule {
     pub params: Vec<(usize, f32)>,
     /// Whether it gets a hot standby (`standby = "none"` in the file: no).
     pub standby: Standby,
+    /// An LV2 plugin's own state (`state = '''...'''`: the Turtle text lilv
+    /// writes, see `modsynth_lv2::state`), checked by lilv when the file is read.
+    pub plugin_state: Option<String>,
 }
 
 /// One connection: `module:port` or any JACK port name on either side.
@@ -162,6 +165,8 @@ struct RawModule {
     standby: Option<Spanned<String>>,
     #[serde(default)]
     params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    /// An LV2 plugin's own state.
+    state: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -323,11 +328,35 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
             };
             params.push(checked.map_err(|e| err(name.span().start, e.to_string()))?);
         }
+        let plugin_state = match (&m.state, spec.lv2_uri()) {
+            (None, _) => None,
+            (Some(state), None) => {
+                return Err(err(
+                    state.span().start,
+                    format!(
+                        "{id}: state is for LV2 plugins only (a {} has none)",
+                        spec.name
+                    ),
+                ))
+            }
+            (Some(state), Some(uri)) => {
+                modsynth_lv2::state::check(uri, state.get_ref()).map_err(|e| {
+                    err(
+                        state.span().start,
+                        format!(
+                            "{id}: {e}; remove the state to start the plugin from its defaults"
+                        ),
+                    )
+                })?;
+                Some(state.get_ref().clone())
+            }
+        };
         modules.push(SetModule {
             id: id.clone(),
             spec,
             params,
             standby,
+            plugin_state,
         });
     }
 
@@ -526,6 +555,9 @@ impl SetFile {
             if !params.is_empty() {
                 out.push_str(&format!("params = {{ {} }}\n", params.join(", ")));
             }
+            if let Some(state) = &m.plugin_state {
+                out.push_str(&format!("state = {}\n", multi_line(state)));
+            }
         }
         for c in &self.connections {
             out.push_str(&format!(
@@ -578,6 +610,20 @@ fn float(v: f32) -> String {
         text
     } else {
         format!("{text}.0")
+    }
+}
+
+/// `s` (a plugin state, Turtle) as a TOML multi-line literal string, as written
+/// (`'''` then a newline, which TOML drops); a text such a string cannot hold
+/// (with `'''` or a control character besides tab and newline) as a basic string.
+fn multi_line(s: &str) -> String {
+    let literal = !s.contains("'''")
+        && !s.ends_with('\'')
+        && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control());
+    if literal {
+        format!("'''\n{s}'''")
+    } else {
+        quote(s)
     }
 }
 
