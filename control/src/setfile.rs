@@ -913,4 +913,43 @@ program_sets = { 1 = "verse.toml", 2 = "chorus.toml" }
             assert!(err.starts_with(says), "{err}");
         }
     }
+
+    #[test]
+    fn a_plugin_state_is_written_as_a_multi_line_string_read_back_as_is_and_refused_where_it_cannot_be(
+    ) {
+        modsynth_lv2::install();
+        let state = "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix pset: <http://lv2plug.in/ns/ext/presets#> .\n@prefix state: <http://lv2plug.in/ns/ext/state#> .\n\n<urn:modsynth:state>\n\ta pset:Preset ;\n\tlv2:appliesTo <http://plugin.org.uk/swh-plugins/lowpass_iir> ;\n\tstate:state [\n\t\t<urn:test#k> \"0.25\"^^<http://www.w3.org/2001/XMLSchema#float>\n\t] .\n";
+        let text = format!(
+            "[[module]]\nid = \"lp\"\ntype = \"lv2\"\nuri = \"http://plugin.org.uk/swh-plugins/lowpass_iir\"\nstate = \'\'\'\n{state}\'\'\'\n"
+        );
+        let set = parse("set.toml", &text).unwrap();
+        assert_eq!(set.modules[0].plugin_state.as_deref(), Some(state));
+        let written = set.to_toml();
+        assert!(
+            written.contains(&format!("state = \'\'\'\n{state}\'\'\'\n")),
+            "{written}"
+        );
+        assert_eq!(parse("set.toml", &written).unwrap(), set);
+        // A state a literal string cannot hold is written as a basic one.
+        let mut odd = set.clone();
+        odd.modules[0].plugin_state = Some(state.replace("0.25", "\'\'\'"));
+        assert!(!odd.to_toml().contains("state = \'\'\'"));
+
+        let other = state.replace("swh-plugins/lowpass_iir", "swh-plugins/delay_n");
+        let huge = format!(
+            "{state}#{}\n",
+            "x".repeat(modsynth_lv2::state::MAX_STATE_BYTES)
+        );
+        let lp = "[[module]]\nid = \"lp\"\ntype = \"lv2\"\nuri = \"http://plugin.org.uk/swh-plugins/lowpass_iir\"\n";
+        for (bad, says) in [
+            (format!("{lp}state = \'\'\'\nnot turtle {{\n\'\'\'\n"), "set.toml:5: lp: the plugin state is not an LV2 state lilv can read"),
+            (format!("{lp}state = \'\'\'\n{other}\'\'\'\n"), "set.toml:5: lp: the plugin state is for http://plugin.org.uk/swh-plugins/delay_n, not for http://plugin.org.uk/swh-plugins/lowpass_iir"),
+            (format!("{lp}state = \'\'\'\n{huge}\'\'\'\n"), "set.toml:5: lp: the plugin state is"),
+            (format!("{lp}state = 3\n"), "set.toml:5:"),
+            ("[[module]]\nid = \"v\"\ntype = \"vco\"\nstate = \"x\"\n".to_string(), "set.toml:4: v: state is for LV2 plugins only"),
+        ] {
+            let err = parse("set.toml", &bad).unwrap_err().to_string();
+            assert!(err.starts_with(says), "{err}");
+        }
+    }
 }

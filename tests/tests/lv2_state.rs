@@ -86,7 +86,11 @@ fn set_save_stores_an_lv2_plugins_state_and_set_load_restores_it_in_its_primary_
     // The standby restored the state too: it plays on at the same level; and the
     // standby made after that failover had it as well.
     crash_primary(&sup);
-    assert_level("after a crash of the primary", level(&sup, &capture), RMS_QUIET);
+    assert_level(
+        "after a crash of the primary",
+        level(&sup, &capture),
+        RMS_QUIET,
+    );
     crash_primary(&sup);
     assert_level("after a second crash", level(&sup, &capture), RMS_QUIET);
 
@@ -99,7 +103,11 @@ fn set_save_stores_an_lv2_plugins_state_and_set_load_restores_it_in_its_primary_
         .unwrap();
     load(&sup, "without.toml").unwrap();
     sup.connect("osc:out", &capture.port(0)).unwrap();
-    assert_level("loaded without its state", level(&sup, &capture), RMS_DEFAULT);
+    assert_level(
+        "loaded without its state",
+        level(&sup, &capture),
+        RMS_DEFAULT,
+    );
 
     // A corrupt state is refused with its file and line, and changes nothing.
     let corrupt = format!(
