@@ -110,9 +110,7 @@ fn set_save_stores_an_lv2_plugins_state_and_set_load_restores_it_in_its_primary_
     );
 
     // A corrupt state is refused with its file and line, and changes nothing.
-    let corrupt = format!(
-        "[[module]]\nid = \"other\"\ntype = \"lv2\"\nuri = \"urn:modsynth:test:crashy\"\nstate = '''\n<urn:x> a broken {{\n'''\n"
-    );
+    let corrupt = "[[module]]\nid = \"other\"\ntype = \"lv2\"\nuri = \"urn:modsynth:test:crashy\"\nstate = '''\n<urn:x> a broken {\n'''\n";
     std::fs::write(sets.join("corrupt.toml"), corrupt).unwrap();
     let refused = load(&sup, "corrupt.toml").unwrap_err();
     eprintln!("measured: corrupt state refused: {refused}");
