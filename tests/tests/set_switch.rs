@@ -156,6 +156,120 @@ fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a
     );
 }
 
+/// A 32-module set: 16 `vco -> vca` chains into `to`, chain `k` a sine at
+/// `lowest + 100 k` Hz. Partials 100 Hz apart are resolved in one 1024-frame period,
+/// so each period's energy in the set's band is steady enough to judge alone.
+fn sixteen_chains(lowest: f32, to: &str) -> String {
+    let mut set = String::new();
+    for k in 0..16 {
+        let freq = lowest + 100.0 * k as f32;
+        set.push_str(&format!(
+            "[[module]]\nid = \"osc{k}\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {freq}, wave = \"sine\" }}\n\n\
+             [[module]]\nid = \"amp{k}\"\ntype = \"vca\"\nstandby = \"none\"\nparams = {{ gain = 0.06 }}\n\n\
+             [[connect]]\nfrom = \"osc{k}:out\"\nto = \"amp{k}:in\"\n\n\
+             [[connect]]\nfrom = \"amp{k}:out\"\nto = \"{to}\"\n\n"
+        ));
+    }
+    set
+}
+
+#[test]
+fn a_prepared_32_module_set_replaces_a_playing_32_module_set_on_its_frame_without_a_gap_or_an_xrun()
+{
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 8).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let rate = f64::from(capture.sample_rate());
+    let period = server.period() as usize;
+    let to = capture.port(0);
+    // The low set's 16 partials lie in 200-1700 Hz, the high set's in 2500-4000 Hz.
+    let (low, high) = ((150.0, 1750.0), (2450.0, 4050.0));
+    std::fs::write(sup.sets_dir.join("low.toml"), sixteen_chains(200.0, &to)).unwrap();
+    std::fs::write(sup.sets_dir.join("high.toml"), sixteen_chains(2500.0, &to)).unwrap();
+    let client = sup.client().with_timeout(Duration::from_secs(60));
+    client
+        .call(message("/set/load", vec![text("low.toml")]))
+        .unwrap();
+    // Each take prepares the set that does not play and switches to it. A take the
+    // server disturbed (an xrun, a skipped cycle) is taken again, so passing means a
+    // 32-module switch happened without one.
+    let mut playing = low;
+    let (rec, (frame, old, new)) = retake_while_disturbed(|| {
+        let (file, next) = if playing == low {
+            ("high.toml", high)
+        } else {
+            ("low.toml", low)
+        };
+        client.call(message("/set/prepare", vec![text(file), text("next")]))?;
+        assert_eq!(module_ids(&sup).len(), 64, "both sets side by side");
+        sup.wait_until_settled(Duration::from_secs(30));
+        let switch = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::try_from(SystemTime::now() + Duration::from_millis(700)).unwrap(),
+            content: vec![OscPacket::Message(message(
+                "/set/switch",
+                vec![text("next")],
+            ))],
+        });
+        let rec = capture.record_then((1.6 * rate) as usize, Duration::from_secs(20), |_| {
+            client.send_packet(&switch).unwrap();
+        })?;
+        let reply = client.wait_for(|m| {
+            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&text("/set/switch"))
+        })?;
+        assert_eq!(reply.addr, "/done", "{reply:?}");
+        let was = playing;
+        playing = next;
+        Ok((rec, (switched_frame(&reply), was, next)))
+    })
+    .unwrap();
+    assert_eq!(module_ids(&sup).len(), 32, "the old set is freed");
+    let at = rec
+        .index_of_frame(u64::from(frame))
+        .unwrap_or_else(|| panic!("switch frame {frame} outside the recording"));
+    let fade = (0.005 * rate) as usize;
+    let signal = &rec.channels[0];
+    assert!(
+        at > 8 * period && at + fade + 8 * period < signal.len(),
+        "switch at {at} of {}",
+        signal.len()
+    );
+    let band = |part: &[f32], (lo, hi): (f64, f64)| band_energy_db(part, rate, lo, hi);
+    // Which set a stretch plays: its band's energy over the other's, in dB.
+    let margin = |part: &[f32], set, other| band(part, set) - band(part, other);
+    let (before, after) = (&signal[..at], &signal[at + fade..]);
+    for (what, part, set, other) in [
+        (
+            "the period before the switch frame",
+            &before[before.len() - period..],
+            old,
+            new,
+        ),
+        (
+            "the period after the switch frame",
+            &after[..period],
+            new,
+            old,
+        ),
+        ("everything before", before, old, new),
+        ("everything after", after, new, old),
+    ] {
+        let m = margin(part, set, other);
+        assert!(
+            m > 40.0,
+            "{what}: the set that should play is only {m:.1} dB over the other"
+        );
+    }
+    // No silence between them: 16 sines sum to a signal that never stays below 1e-3
+    // for more than a few samples around a zero crossing.
+    let silent = longest_silent_run(signal, 1e-3);
+    assert!(silent < 16, "{silent} silent samples in the recording");
+    eprintln!(
+        "32-module switch at frame {frame}: margin {:.1} dB before, {:.1} dB after, longest silence {silent} samples, 0 xruns",
+        margin(before, old, new),
+        margin(after, new, old)
+    );
+}
+
 /// The repository's root.
 fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

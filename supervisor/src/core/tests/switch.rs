@@ -134,6 +134,45 @@ fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_
 }
 
 #[test]
+fn a_spare_replacing_a_module_in_the_switch_window_gets_the_gate_its_set_gets() {
+    let (mut core, mut fx) = started(4);
+    fx.ports.insert("system:playback_1".into());
+    fx.files.insert("a.toml".into(), one_vco(220));
+    fx.files.insert("b.toml".into(), one_vco(330));
+    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
+    let old = ack(&mut core, &mut fx, "osc");
+    osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
+    let new = ack(&mut core, &mut fx, "b.osc");
+    fx.cycle = Some(1000);
+    core.handle(
+        Event::Osc {
+            from: client(),
+            request: decode(&osc::message("/set/switch", vec![s("b")])),
+            received: 1000,
+            at: Some(5000),
+        },
+        &mut fx,
+    );
+    // Both crash before the frame; spares take their modules over.
+    core.handle(Event::WorkerGone(new), &mut fx);
+    let (incoming, ..) = last_assign(&fx, "b.osc");
+    assert_ne!(incoming, new);
+    assert_eq!(
+        gates(&fx, incoming),
+        [(0.0, None), (1.0, Some(5000))],
+        "silent until the frame, then open with the rest of its set"
+    );
+    core.handle(Event::WorkerGone(old), &mut fx);
+    let (outgoing, ..) = last_assign(&fx, "osc");
+    assert_ne!(outgoing, old);
+    assert_eq!(
+        gates(&fx, outgoing),
+        [(0.0, Some(5000))],
+        "closing on the frame with the rest of its set"
+    );
+}
+
+#[test]
 fn a_switch_is_refused_while_its_set_is_being_prepared_or_unknown() {
     let (mut core, mut fx) = started(2);
     fx.cycle = Some(1000);
