@@ -12,6 +12,7 @@ use modsynth_tests::capture::{retake_while_disturbed, Capture};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{unique_name, Supervisor};
 use modsynth_tests::test_plugins::crashy;
+use rosc::OscType;
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -45,7 +46,17 @@ fn load(sup: &Supervisor, file: &str) -> Result<(), String> {
 /// and waits until its standby plays it.
 fn crash_primary(sup: &Supervisor) {
     let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
-    sup.set("osc", "crash", before.pid as f32).unwrap();
+    // Not followed by a /sync: the worker that would answer it dies.
+    sup.client()
+        .send(message(
+            "/module/set",
+            vec![
+                text("osc"),
+                text("crash"),
+                OscType::Float(before.pid as f32),
+            ],
+        ))
+        .unwrap();
     sup.wait_for_module("osc", PATIENCE, |m| {
         m.pid != before.pid && m.role == ModuleRole::Primary
     });
