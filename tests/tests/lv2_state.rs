@@ -42,6 +42,15 @@ fn load(sup: &Supervisor, file: &str) -> Result<(), String> {
         .map(|_| ())
 }
 
+/// Waits until `osc`'s plugin has run: its `peak` meter (a control output) is up.
+fn wait_until_playing(sup: &Supervisor) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !matches!(sup.param_value("osc", "peak"), OscType::Float(p) if p > 0.1) {
+        assert!(std::time::Instant::now() < deadline, "osc never played");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Crashes `osc`'s primary (crashy segfaults in the process its `crash` names)
 /// and waits until its standby plays it.
 fn crash_primary(sup: &Supervisor) {
@@ -72,6 +81,9 @@ fn set_save_stores_an_lv2_plugins_state_and_set_load_restores_it_in_its_primary_
     {
         let mut sup = Supervisor::start_with(&server, 3, &sets_arg).unwrap();
         sup.new_module("lv2:crashy", "osc", &[]).unwrap();
+        // `set_gain` acts when it changes between two runs of the plugin: wait
+        // until the plugin has run (its `peak` meter shows the sine).
+        wait_until_playing(&sup);
         sup.set("osc", "set_gain", 0.25).unwrap();
         sup.client()
             .call(message("/set/save", vec![text("state.toml")]))
