@@ -75,6 +75,8 @@ fn crash_primary(sup: &Supervisor) {
 fn set_save_stores_an_lv2_plugins_state_and_set_load_restores_it_in_its_primary_its_standby_and_after_crashes(
 ) {
     crashy();
+    // `lv2:` types resolve in this process too (the set file is read here).
+    modsynth_lv2::install();
     let server = JackServer::start().unwrap();
     let sets = std::env::temp_dir().join(format!("modsynth-lv2-state-{}", unique_name()));
     let sets_arg = ["--sets-dir", sets.to_str().unwrap()];
