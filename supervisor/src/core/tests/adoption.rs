@@ -237,25 +237,7 @@ fn a_prepared_set_survives_a_restart_and_can_still_be_switched_to_but_a_half_bui
         .iter()
         .any(|(w, m)| *w == 2 && matches!(m, ToWorker::Free { .. })));
 
-    fx.cycle = Some(1000);
-    core.handle(
-        Event::Osc {
-            from: client(),
-            request: decode(&osc::message("/set/switch", vec![osc::text("next")])),
-            received: 1000,
-            at: Some(5000),
-        },
-        &mut fx,
-    );
-    let gates = |wid: WorkerId| -> Vec<(f32, Option<u32>)> {
-        fx.sent
-            .iter()
-            .filter_map(|(w, m)| match m {
-                ToWorker::Gate { gain, at, .. } if *w == wid => Some((*gain, *at)),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(gates(0), [(0.0, Some(5000))], "the playing set closes");
-    assert_eq!(gates(1), [(1.0, Some(5000))], "the prepared one opens");
+    switch_at(&mut core, &mut fx, "next", 1000, 5000);
+    assert_eq!(gates(&fx, 0), [(0.0, Some(5000))], "the playing set closes");
+    assert_eq!(gates(&fx, 1), [(1.0, Some(5000))], "the prepared one opens");
 }
