@@ -83,6 +83,9 @@ pub struct SetModule {
     pub params: Vec<(usize, f32)>,
     /// Whether it gets a hot standby (`standby = "none"` in the file: no).
     pub standby: Standby,
+    /// An LV2 plugin's own state (`state = '''...'''`: the Turtle text lilv
+    /// writes, see `modsynth_lv2::state`), checked by lilv when the file is read.
+    pub plugin_state: Option<String>,
 }
 
 /// One connection: `module:port` or any JACK port name on either side.
@@ -162,6 +165,8 @@ struct RawModule {
     standby: Option<Spanned<String>>,
     #[serde(default)]
     params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    /// An LV2 plugin's own state.
+    state: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -323,11 +328,35 @@ pub fn parse(file: &str, text: &str) -> Result<SetFile, SetError> {
             };
             params.push(checked.map_err(|e| err(name.span().start, e.to_string()))?);
         }
+        let plugin_state = match (&m.state, spec.lv2_uri()) {
+            (None, _) => None,
+            (Some(state), None) => {
+                return Err(err(
+                    state.span().start,
+                    format!(
+                        "{id}: state is for LV2 plugins only (a {} has none)",
+                        spec.name
+                    ),
+                ))
+            }
+            (Some(state), Some(uri)) => {
+                modsynth_lv2::state::check(uri, state.get_ref()).map_err(|e| {
+                    err(
+                        state.span().start,
+                        format!(
+                            "{id}: {e}; remove the state to start the plugin from its defaults"
+                        ),
+                    )
+                })?;
+                Some(state.get_ref().clone())
+            }
+        };
         modules.push(SetModule {
             id: id.clone(),
             spec,
             params,
             standby,
+            plugin_state,
         });
     }
 
@@ -526,6 +555,9 @@ impl SetFile {
             if !params.is_empty() {
                 out.push_str(&format!("params = {{ {} }}\n", params.join(", ")));
             }
+            if let Some(state) = &m.plugin_state {
+                out.push_str(&format!("state = {}\n", multi_line(state)));
+            }
         }
         for c in &self.connections {
             out.push_str(&format!(
@@ -578,6 +610,20 @@ fn float(v: f32) -> String {
         text
     } else {
         format!("{text}.0")
+    }
+}
+
+/// `s` (a plugin state, Turtle) as a TOML multi-line literal string, as written
+/// (`'''` then a newline, which TOML drops); a text such a string cannot hold
+/// (with `'''` or a control character besides tab and newline) as a basic string.
+fn multi_line(s: &str) -> String {
+    let literal = !s.contains("'''")
+        && !s.ends_with('\'')
+        && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control());
+    if literal {
+        format!("'''\n{s}'''")
+    } else {
+        quote(s)
     }
 }
 
@@ -864,6 +910,45 @@ program_sets = { 1 = "verse.toml", 2 = "chorus.toml" }
             ),
         ] {
             let err = parse("set.toml", bad).unwrap_err().to_string();
+            assert!(err.starts_with(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_plugin_state_is_written_as_a_multi_line_string_read_back_as_is_and_refused_where_it_cannot_be(
+    ) {
+        modsynth_lv2::install();
+        let state = "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix pset: <http://lv2plug.in/ns/ext/presets#> .\n@prefix state: <http://lv2plug.in/ns/ext/state#> .\n\n<urn:modsynth:state>\n\ta pset:Preset ;\n\tlv2:appliesTo <http://plugin.org.uk/swh-plugins/lowpass_iir> ;\n\tstate:state [\n\t\t<urn:test#k> \"0.25\"^^<http://www.w3.org/2001/XMLSchema#float>\n\t] .\n";
+        let text = format!(
+            "[[module]]\nid = \"lp\"\ntype = \"lv2\"\nuri = \"http://plugin.org.uk/swh-plugins/lowpass_iir\"\nstate = \'\'\'\n{state}\'\'\'\n"
+        );
+        let set = parse("set.toml", &text).unwrap();
+        assert_eq!(set.modules[0].plugin_state.as_deref(), Some(state));
+        let written = set.to_toml();
+        assert!(
+            written.contains(&format!("state = \'\'\'\n{state}\'\'\'\n")),
+            "{written}"
+        );
+        assert_eq!(parse("set.toml", &written).unwrap(), set);
+        // A state a literal string cannot hold is written as a basic one.
+        let mut odd = set.clone();
+        odd.modules[0].plugin_state = Some(state.replace("0.25", "\'\'\'"));
+        assert!(!odd.to_toml().contains("state = \'\'\'"));
+
+        let other = state.replace("swh-plugins/lowpass_iir", "swh-plugins/delay_n");
+        let huge = format!(
+            "{state}#{}\n",
+            "x".repeat(modsynth_lv2::state::MAX_STATE_BYTES)
+        );
+        let lp = "[[module]]\nid = \"lp\"\ntype = \"lv2\"\nuri = \"http://plugin.org.uk/swh-plugins/lowpass_iir\"\n";
+        for (bad, says) in [
+            (format!("{lp}state = \'\'\'\nnot turtle {{\n\'\'\'\n"), "set.toml:5: lp: the plugin state is not an LV2 state lilv can read"),
+            (format!("{lp}state = \'\'\'\n{other}\'\'\'\n"), "set.toml:5: lp: the plugin state is for http://plugin.org.uk/swh-plugins/delay_n, not for http://plugin.org.uk/swh-plugins/lowpass_iir"),
+            (format!("{lp}state = \'\'\'\n{huge}\'\'\'\n"), "set.toml:5: lp: the plugin state is"),
+            (format!("{lp}state = 3\n"), "set.toml:5:"),
+            ("[[module]]\nid = \"v\"\ntype = \"vco\"\nstate = \"x\"\n".to_string(), "set.toml:4: v: state is for LV2 plugins only"),
+        ] {
+            let err = parse("set.toml", &bad).unwrap_err().to_string();
             assert!(err.starts_with(says), "{err}");
         }
     }

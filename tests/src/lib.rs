@@ -14,6 +14,7 @@
 //!   discontinuities); no JACK.
 //! - [`supervisor`]: runs `modsynthd` on a private server and talks OSC to it.
 //! - [`workers`]: finding the project's binaries and waiting for JACK ports.
+//! - [`test_plugins`]: LV2 plugins the tests build (`crashy`).
 //! - [`threads`]: wake-ups and CPU time of each thread of a process, from `/proc`.
 //!
 //! The bench binary (`modsynth-bench`, `scripts/bench`) lives in `src/bin/bench/`.
@@ -26,6 +27,7 @@ pub mod jack_server;
 pub mod midi_player;
 pub mod player;
 pub mod supervisor;
+pub mod test_plugins;
 pub mod threads;
 pub mod workers;
 

@@ -11,44 +11,14 @@ use modsynth_tests::analysis::{
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::test_plugins::crashy;
 use rosc::OscType;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const RATE: f64 = 48_000.0;
 const PATIENCE: Duration = Duration::from_secs(15);
 /// The shortest phase window judged: 50 ms, 22 cycles of 440 Hz.
 const MIN_PHASE_WINDOW: usize = 2_400;
-
-/// Builds the `crashy` bundle into a directory of this test process and puts it
-/// on `LV2_PATH` (before any supervisor starts: workers inherit it), once.
-fn crashy() {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lv2/crashy.lv2");
-        let dir = std::env::temp_dir().join(format!("modsynth-lv2-{}", std::process::id()));
-        let bundle = dir.join("crashy.lv2");
-        std::fs::create_dir_all(&bundle).unwrap();
-        for file in ["manifest.ttl", "crashy.ttl"] {
-            std::fs::copy(source.join(file), bundle.join(file)).unwrap();
-        }
-        let built = Command::new("cc")
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
-            .arg(bundle.join("crashy.so"))
-            .arg(source.join("crashy.c"))
-            .arg("-lm")
-            .status()
-            .expect("cc runs (scripts/setup installs gcc)");
-        assert!(built.success(), "crashy.c did not compile");
-        let path = format!("{}:/usr/lib/lv2", dir.display());
-        // Set once, before this process starts any thread that reads the
-        // environment (every test waits here first).
-        std::env::set_var("LV2_PATH", path);
-        dir
-    });
-}
 
 fn set(sup: &Supervisor, id: &str, param: &str, value: f32) {
     sup.client()

@@ -360,6 +360,11 @@ unsafe extern "C" fn shutdown(
 /// workers each asking, registering one port took 9-14 ms instead of ~1 ms (measured).
 pub struct Host {
     client: jack::Client,
+    /// Saves the playing LV2 plugin's own state (`None`: no module, a built-in
+    /// one, or a plugin without the state extension). Set once the module is
+    /// installed, cleared before [`Host::free`] takes it back and drops it: the
+    /// saver holds a raw handle on the plugin instance, which the module owns.
+    state_saver: Option<modsynth_lv2::state::StateSaver>,
     state: *mut CallbackState,
     controller: Controller<JackPorts>,
     events: Arc<HostEvents>,
@@ -512,6 +517,7 @@ impl Host {
         }
         Ok(Host {
             client,
+            state_saver: None,
             state,
             controller,
             events,
@@ -531,13 +537,16 @@ impl Host {
     /// Builds `spec` with `params` (index, validated value), registers its ports and
     /// hands both to the real-time thread. With `name`, the module is also known by
     /// that name in JACK: each port gets the alias `<name>:<port>` and the client and
-    /// ports get it as their metadata pretty-name. Returns the full port names.
+    /// ports get it as their metadata pretty-name. An LV2 plugin's own state
+    /// (`plugin_state`, as `set save` wrote it) is restored before it plays.
+    /// Returns the full port names.
     pub fn assign(
         &mut self,
         spec: &'static ModuleSpec,
         params: &[(usize, f32)],
         name: Option<&str>,
         state: StatePlan,
+        plugin_state: Option<&str>,
     ) -> Result<Vec<String>, String> {
         let t0 = Instant::now();
         // An LV2 plugin is instantiated here, on the control thread, before any
@@ -547,6 +556,13 @@ impl Host {
         // The values it is created with are where it starts, not changes to glide.
         for &(index, value) in params {
             module.init_param(index, value);
+        }
+        // Before anything runs the plugin (a standby's catch-up below, the audio
+        // thread): restore is in the state spec's instantiation class.
+        if let Some(text) = plugin_state {
+            module
+                .restore_plugin_state(text)
+                .map_err(|e| format!("cannot restore the plugin state of {}: {e}", spec.name))?;
         }
         // The state first: if it cannot be had, no port has been touched and this
         // worker is still a clean spare.
@@ -588,9 +604,15 @@ impl Host {
             self.name_ports(name);
         }
         let t2 = Instant::now();
+        // SAFETY: the saver is kept in `self.state_saver` only while the module is
+        // installed: `free` clears it before it takes the module back and drops
+        // it, and it is used on this (the control) thread only, so never while the
+        // module is dropped; its state was restored above, before.
+        let saver = unsafe { module.plugin_state_saver() };
         self.controller
             .install_shared(module, ports, shared)
             .map_err(|e| e.to_string())?;
+        self.state_saver = saver;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             register_ms = ms(t1 - t0),
@@ -599,6 +621,14 @@ impl Host {
             spec.name
         );
         Ok(full_names)
+    }
+
+    /// The playing LV2 plugin's own state as Turtle text (`Ok(None)`: no module,
+    /// a built-in one, or a plugin without the state extension). Runs the
+    /// plugin's `save` here, on the control thread, while the audio thread plays
+    /// on: the state spec allows `save` concurrently with `run`.
+    pub fn save_plugin_state(&self) -> Result<Option<String>, String> {
+        self.state_saver.as_ref().map(|s| s.save()).transpose()
     }
 
     /// Runs a plugin module that joins a playing one (a standby, a replacement)
@@ -840,6 +870,8 @@ impl Host {
     /// (see [`engine::FADE_SECONDS`]), so its outputs are silent before anything
     /// is disconnected.
     pub fn free(&mut self, timeout: Duration) -> Result<(), String> {
+        // Before the module can come back and be dropped (see `state_saver`).
+        self.state_saver = None;
         if self.assigned.is_empty() {
             return Ok(()); // nothing is playing (an assignment that failed, say)
         }

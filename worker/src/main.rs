@@ -120,6 +120,7 @@ fn run_standalone(args: &Args) -> Result<(), (u8, String)> {
             &params,
             None,
             modsynth_worker::jack_host::StatePlan::None,
+            None,
         )
         .map_err(|e| (1, e))?;
     println!(

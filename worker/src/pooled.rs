@@ -322,8 +322,10 @@ impl Worker {
                 params,
                 role,
                 state,
+                plugin_state,
             } => {
                 tracing::debug!("assign received");
+                let plugin_state = plugin_state.as_deref();
                 self.stop_watching();
                 self.takeovers_at_assign = self.takeovers();
                 self.assigned_state = Some((state.clone(), module_type.clone()));
@@ -341,23 +343,34 @@ impl Worker {
                 let params: Vec<(usize, f32)> =
                     params.iter().map(|&(i, v)| (i as usize, v)).collect();
                 let result = match role {
-                    Role::Primary => {
-                        self.host
-                            .assign(spec, &params, Some(&id), StatePlan::Create(&state))
-                    }
+                    Role::Primary => self.host.assign(
+                        spec,
+                        &params,
+                        Some(&id),
+                        StatePlan::Create(&state),
+                        plugin_state,
+                    ),
                     Role::Replacement => {
-                        let result = self
-                            .host
-                            .assign(spec, &params, None, StatePlan::Open(&state));
+                        let result = self.host.assign(
+                            spec,
+                            &params,
+                            None,
+                            StatePlan::Open(&state),
+                            plugin_state,
+                        );
                         if result.is_ok() {
                             self.take_over_from_the_dead(&state, &module_type);
                         }
                         result
                     }
                     Role::Standby { primary_pid } => {
-                        let result = self
-                            .host
-                            .assign(spec, &params, None, StatePlan::Open(&state));
+                        let result = self.host.assign(
+                            spec,
+                            &params,
+                            None,
+                            StatePlan::Open(&state),
+                            plugin_state,
+                        );
                         if result.is_ok() {
                             self.host.label_standby(&id);
                             let type_index =
@@ -460,6 +473,10 @@ impl Worker {
             ToWorker::Report { token } => Some(FromWorker::Report {
                 token,
                 report: self.report(),
+            }),
+            ToWorker::SavePluginState { token } => Some(FromWorker::PluginState {
+                token,
+                result: self.host.save_plugin_state(),
             }),
             ToWorker::SeqPosition { token } => Some(FromWorker::SeqPosition {
                 token,

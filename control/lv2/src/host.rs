@@ -14,6 +14,13 @@ use std::ops::Range;
 /// A plugin instance, ready for the audio thread.
 pub struct Host {
     instance: livi::Instance,
+    /// The plugin (for a [`crate::state::StateSaver`]) and the features it was made with (its
+    /// URID map, which a restored state must be read with).
+    plugin: livi::Plugin,
+    features: std::sync::Arc<livi::Features>,
+    uri: String,
+    /// Whether the plugin has state of its own (the LV2 state extension).
+    has_state: bool,
     controls: Vec<Control>,
     /// The value of every control port, by port index, where the plugin reads
     /// and writes them (connected at instantiation; never moves: boxed). Ours,
@@ -66,7 +73,7 @@ impl Host {
         // the sample rate is finite and positive. What the plugin's native code does
         // is beyond any host's proof: that is why it runs in its own worker process
         // with a standby, so that a crash costs this process, not the set.
-        let instance = unsafe { plugin.instantiate(features, sample_rate) }
+        let instance = unsafe { plugin.instantiate(features.clone(), sample_rate) }
             .map_err(|e| format!("LV2 plugin {uri} failed to instantiate: {e:?}"))?;
         let mut instance = instance;
         let mut values = vec![0.0f32; info.ports.len()].into_boxed_slice();
@@ -85,8 +92,13 @@ impl Host {
             }
         }
         let count = |k| info.ports_of(k).count();
+        let has_state = crate::state::has_state(&instance);
         Ok(Host {
             instance,
+            plugin,
+            features,
+            uri: info.uri.clone(),
+            has_state,
             values,
             control_outputs: info
                 .ports_of(PortKind::ControlOut)
@@ -98,6 +110,46 @@ impl Host {
             audio_outputs: count(PortKind::AudioOut),
             cv_outputs: count(PortKind::CvOut),
             max_block: max_block.max(1),
+        })
+    }
+
+    /// Whether the plugin has state of its own (the LV2 state extension), which
+    /// [`Host::state_saver`] saves and [`Host::restore_state`] restores.
+    pub fn has_state(&self) -> bool {
+        self.has_state
+    }
+
+    /// Restores a state `set save` wrote (see [`crate::state`]): before the
+    /// instance plays, off the audio thread (the spec's instantiation class).
+    /// A plugin without the state extension refuses it.
+    pub fn restore_state(&mut self, text: &str) -> Result<(), String> {
+        if !self.has_state {
+            return Err(format!(
+                "{} has no state of its own (no LV2 state extension): remove its state",
+                self.uri
+            ));
+        }
+        crate::state::restore(&mut self.instance, &self.features, &self.uri, text)
+    }
+
+    /// What saves this instance's state while the audio thread plays it, or
+    /// `None` for a plugin without the state extension.
+    ///
+    /// # Safety
+    /// The saver must be dropped before this `Host` is (it holds a raw handle on
+    /// the instance), and must not save while [`Host::restore_state`] runs.
+    pub unsafe fn state_saver(&self) -> Option<crate::state::StateSaver> {
+        if !self.has_state {
+            return None;
+        }
+        // SAFETY: passed on to the caller (this function's contract).
+        Some(unsafe {
+            crate::state::StateSaver::new(
+                &self.plugin,
+                &self.instance,
+                self.features.clone(),
+                &self.uri,
+            )
         })
     }
 

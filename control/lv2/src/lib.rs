@@ -9,6 +9,8 @@
 //!   default, enumeration, toggle and integer hints.
 //! - [`host`]: one running plugin instance, made off the audio thread, whose
 //!   `run` never allocates.
+//! - [`state`]: a plugin's own state (the LV2 state extension) as Turtle text:
+//!   saved from a playing instance, restored into a new one.
 //!
 //! A process that wants `lv2:` types in its catalog calls [`install`] once at
 //! start; from then on `modsynth_model::catalog::lookup("lv2:lowpass_iir")`
@@ -22,6 +24,7 @@
 pub mod discover;
 pub mod host;
 pub mod spec;
+pub mod state;
 
 /// Makes the catalog resolve `lv2:<short name or URI>` through this crate.
 /// Call [`spec::set_sample_rate`] first where the JACK server's rate is known.

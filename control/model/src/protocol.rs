@@ -20,6 +20,7 @@
 //!     params: vec![(0, 220.0)],
 //!     role: Role::Primary,
 //!     state: "/live-osc1-state".into(),
+//!     plugin_state: None,
 //! };
 //! assert!(matches!(assign, ToWorker::Assign { role: Role::Primary, .. }));
 //! ```
@@ -48,6 +49,12 @@ pub enum ToWorker {
         /// it, a standby or a replacement opens it. Every module has one (an
         /// assignment without a valid segment name fails).
         state: String,
+        /// An LV2 plugin's own state (the Turtle text `set save` took from a
+        /// playing instance of it), restored before the module plays: by a
+        /// primary, its standby and every later replacement alike. `None`: the
+        /// plugin starts from its default state.
+        #[serde(default)]
+        plugin_state: Option<String>,
     },
     /// The worker now plays module `id` (a standby that took over, or a replacement):
     /// give its ports the module's aliases and pretty-names. Answered by
@@ -102,6 +109,13 @@ pub enum ToWorker {
     },
     /// Answer [`FromWorker::Report`] with the current counters.
     Report {
+        /// Repeated by the answer.
+        token: u64,
+    },
+    /// Answer [`FromWorker::PluginState`] with the playing LV2 plugin's own state
+    /// (`set save`). The worker's control thread saves it while the audio thread
+    /// plays on (the LV2 state spec allows `save` concurrently with `run`).
+    SavePluginState {
         /// Repeated by the answer.
         token: u64,
     },
@@ -170,6 +184,15 @@ pub enum FromWorker {
         token: u64,
         /// Where it was.
         position: Option<SeqPosition>,
+    },
+    /// The playing LV2 plugin's own state, as asked for by `SavePluginState`:
+    /// Turtle text, `None` for a module without one (built-in, or a plugin
+    /// without the state extension), or why it could not be saved.
+    PluginState {
+        /// The request's token.
+        token: u64,
+        /// The state, none, or the reason.
+        result: Result<Option<String>, String>,
     },
     /// Counters, as asked for by `Report`.
     Report {

@@ -37,6 +37,10 @@ pub struct Saved {
     /// The CC maps (checked when they were made).
     #[serde(default)]
     pub maps: Vec<modsynth_model::ccmap::CcMap>,
+    /// LV2 plugins' own states by module id (see `plugin_states`): what the
+    /// workers that play them after the adoption restore.
+    #[serde(default)]
+    pub plugin_states: std::collections::BTreeMap<String, String>,
     /// Program number -> set name.
     #[serde(default)]
     pub program_sets: BTreeMap<u8, String>,
@@ -62,6 +66,11 @@ impl Core {
                 .map(|(id, _)| id.clone())
                 .collect(),
             maps: self.midi.maps().to_vec(),
+            plugin_states: self
+                .modules
+                .iter()
+                .filter_map(|(id, m)| Some((id.clone(), m.plugin_state.clone()?)))
+                .collect(),
             program_sets: self.midi.program_sets().clone(),
             prepared: self.saved_prepared(),
         }
@@ -163,6 +172,15 @@ impl Core {
                 playing_since: Some(now),
                 ..Module::new(spec, wid, params, standby, playing.state.clone())
             };
+            // Hostile input like the rest: a state too big is not kept (the
+            // plugins that play it restored it already).
+            module.plugin_state = saved
+                .plugin_states
+                .get(&id)
+                .filter(|s| {
+                    spec.lv2_uri().is_some() && s.len() <= modsynth_lv2::state::MAX_STATE_BYTES
+                })
+                .cloned();
             if let Some(w) = self.workers.get_mut(&wid) {
                 w.role = Role::Primary(id.clone());
             }

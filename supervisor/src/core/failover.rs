@@ -113,6 +113,9 @@ impl Core {
             };
             if self.create_retried.insert(id.clone()) {
                 tracing::warn!("the worker of {id} died while starting it: trying another");
+                if let Some(state) = m.plugin_state.clone() {
+                    self.plugin_states.bring(&id, state);
+                }
                 let request = Request::New {
                     spec: m.spec,
                     params: (0..m.spec.params.len()).map(|i| (i, m.params[i])).collect(),
@@ -170,7 +173,15 @@ impl Core {
                 WorkerRole::Replacement
             },
             state: m.state.clone(),
+            // A fresh start drops the plugin's state with the rest: it may be
+            // what made it crash.
+            plugin_state: if fresh { None } else { m.plugin_state.clone() },
         };
+        if fresh {
+            if let Some(m) = self.modules.get_mut(id) {
+                m.plugin_state = None;
+            }
+        }
         self.requests.insert(
             token,
             Pending::Replace {
@@ -316,8 +327,12 @@ impl Core {
         let Some(primary_pid) = self.workers.get(&m.worker).map(|w| w.link.pid) else {
             return;
         };
-        let (module_type, params, state) =
-            (m.spec.name.to_string(), m.param_values(), m.state.clone());
+        let (module_type, params, state, plugin_state) = (
+            m.spec.name.to_string(),
+            m.param_values(),
+            m.state.clone(),
+            m.plugin_state.clone(),
+        );
         let Some(wid) = self.pool.take() else {
             self.needs_standby.insert(id.to_string());
             self.pool.refill_soon(fx.now());
@@ -331,6 +346,7 @@ impl Core {
             params,
             role: WorkerRole::Standby { primary_pid },
             state,
+            plugin_state,
         };
         if let Some(m) = self.modules.get_mut(id) {
             m.standby_worker = Some(wid);

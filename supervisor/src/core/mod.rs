@@ -272,6 +272,10 @@ struct Module {
     standby: Standby,
     /// The state segment (`/<instance>-<id>-state`); empty without a standby.
     state: String,
+    /// An LV2 plugin's own state (Turtle, see `plugin_states`): what a set load
+    /// brought or the last `/set/save` took; every worker assigned to the module
+    /// restores it. `None`: the plugin's default state.
+    plugin_state: Option<String>,
     /// The hot standby, once assigned, with its port names (catalog order).
     standby_worker: Option<WorkerId>,
     standby_ports: Vec<String>,
@@ -323,6 +327,7 @@ impl Module {
             ports: Vec::new(),
             standby,
             state,
+            plugin_state: None,
             standby_worker: None,
             standby_ports: Vec::new(),
             links: Default::default(),
@@ -596,6 +601,8 @@ pub struct Core {
     learner: Option<ReplyTo>,
     /// Connection changes asked of JACK, not answered yet.
     jack_jobs: JackJobs,
+    /// LV2 plugin states: saves waiting for them, and those a load brought.
+    plugin_states: plugin_states::PluginStates,
     shutting_down: bool,
 }
 
@@ -627,6 +634,7 @@ impl Core {
             next_midi_poll: None,
             learner: None,
             jack_jobs: JackJobs::default(),
+            plugin_states: Default::default(),
             shutting_down: false,
         }
     }
@@ -860,6 +868,9 @@ impl Core {
                 }
                 self.worker_freed(wid, fx);
             }
+            FromWorker::PluginState { token, result } => {
+                self.plugin_state_arrived(token, result, fx)
+            }
             FromWorker::SeqPosition { token, position } => {
                 self.seq_position_arrived(token, position, fx)
             }
@@ -890,6 +901,7 @@ impl Core {
         for token in owed {
             self.answered(token, fx);
         }
+        self.plugin_states_lost(wid, fx);
     }
 
     fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
@@ -922,6 +934,7 @@ impl Core {
         self.follow_switch(fx);
         self.expire_bar_switch(fx);
         self.expire_patches(fx);
+        self.expire_plugin_state_saves(fx);
     }
 
     /// When [`Core::tick`] has something to do next.
@@ -933,6 +946,7 @@ impl Core {
             self.placing.as_ref().map(|p| p.due),
             self.next_midi_poll,
             self.jack_jobs.deadline(),
+            self.plugin_states.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -956,6 +970,7 @@ mod maps;
 pub mod midi;
 mod modules;
 mod patching;
+mod plugin_states;
 mod pool;
 mod reports;
 mod requests;

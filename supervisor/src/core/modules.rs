@@ -55,6 +55,7 @@ impl Core {
         // Every module's state lives in shared memory, with or without a standby: a
         // replacement (a standby, or a spare after a crash) continues from it.
         let state = self.state_segment_for(&id);
+        let plugin_state = self.plugin_states.take(&id);
         let assign = ToWorker::Assign {
             token,
             id: id.clone(),
@@ -62,11 +63,13 @@ impl Core {
             params: params.iter().map(|&(i, v)| (i as u16, v)).collect(),
             role: WorkerRole::Primary,
             state: state.clone(),
+            plugin_state: plugin_state.clone(),
         };
         let worker = self.workers.get_mut(&wid).expect("ready workers are known");
         worker.role = Role::Primary(id.clone());
-        self.modules
-            .insert(id.clone(), Module::new(spec, wid, values, standby, state));
+        let mut module = Module::new(spec, wid, values, standby, state);
+        module.plugin_state = plugin_state;
+        self.modules.insert(id.clone(), module);
         let muted = self.starts_muted(&id);
         self.requests.insert(
             token,
@@ -431,6 +434,7 @@ impl Core {
         fx: &mut impl Effects,
     ) {
         self.create_retried.remove(id);
+        self.plugin_states.take(id);
         match from {
             Origin::Client(to) => fx.reply(to, fail("/module/new", id, reason)),
             Origin::Load(token) => self.load_progress(token, id, Some(reason), fx),

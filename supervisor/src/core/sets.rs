@@ -116,6 +116,9 @@ impl Core {
             },
         );
         for m in set.modules.into_iter().filter(|m| creating.contains(&m.id)) {
+            if let Some(state) = m.plugin_state {
+                self.plugin_states.bring(&m.id, state);
+            }
             let request = Request::New {
                 spec: m.spec,
                 id: m.id,
@@ -239,17 +242,6 @@ impl Core {
         }
     }
 
-    /// `/set/save`: every module with its current parameters, and every connection
-    /// that touches a module, whoever made it (qjackctl, jack_connect, modsynth), plus
-    /// connections still waiting for their ports.
-    pub(super) fn save_set(&mut self, from: ReplyTo, path: &str, fx: &mut impl Effects) {
-        let set = self.current_set(fx);
-        match fx.write_file(path, &set.to_toml()) {
-            Ok(()) => fx.reply(from, osc::done("/set/save", vec![osc::text(path)])),
-            Err(e) => fx.reply(from, Fail::new("/set/save", e).to_message()),
-        }
-    }
-
     /// The running patch as a set: the connections of the modules' primaries, by
     /// module names (`osc1:out`) and foreign JACK names, each once. Never a worker's
     /// name: the links of standbys are mirrors of the patch, not part of it, and a
@@ -315,6 +307,7 @@ impl Core {
                 spec: m.spec,
                 params: (0..m.spec.params.len()).map(|i| (i, m.params[i])).collect(),
                 standby: m.standby,
+                plugin_state: m.plugin_state.clone(),
             })
             .collect();
         setfile::SetFile {

@@ -175,6 +175,9 @@ impl Core {
             },
         );
         for m in set.modules {
+            if let Some(state) = m.plugin_state {
+                self.plugin_states.bring(&prepared_id(name, &m.id), state);
+            }
             let request = Request::New {
                 spec: m.spec,
                 id: prepared_id(name, &m.id),

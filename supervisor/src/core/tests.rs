@@ -1802,6 +1802,107 @@ fn a_plugins_parameter_changes_go_to_its_lockstep_standby_too_and_a_built_ins_do
     assert_eq!(last_reply(&fx).0, "/fail", "the plugin's range holds");
 }
 
+/// The plugin state a worker's `Assign` for module `id` carried last.
+fn last_plugin_state(fx: &Fake, id: &str) -> Option<String> {
+    fx.sent.iter().rev().find_map(|(_, m)| match m {
+        ToWorker::Assign {
+            id: i,
+            plugin_state,
+            ..
+        } if i == id => Some(plugin_state.clone()),
+        _ => None,
+    })?
+}
+
+/// Answers the last `SavePluginState` sent to `wid` with `result`.
+fn answer_state(
+    core: &mut Core,
+    fx: &mut Fake,
+    wid: WorkerId,
+    result: Result<Option<String>, String>,
+) {
+    let token = fx
+        .sent
+        .iter()
+        .rev()
+        .find_map(|(w, m)| match m {
+            ToWorker::SavePluginState { token } if *w == wid => Some(*token),
+            _ => None,
+        })
+        .expect("a SavePluginState");
+    core.handle(
+        Event::FromWorker(wid, FromWorker::PluginState { token, result }),
+        fx,
+    );
+}
+
+#[test]
+fn set_save_waits_for_the_plugins_states_keeps_them_with_the_module_and_names_a_plugin_that_does_not_answer(
+) {
+    catalog::runtime::set_resolver(fake_plugins);
+    let (mut core, mut fx) = started(4);
+    let (primary, standby) = create_with_standby(&mut core, &mut fx, "lv2:urn:test:level", "p");
+    create(&mut core, &mut fx, "vco", "v");
+    assert_eq!(last_plugin_state(&fx, "p"), None);
+    let sent = fx.sent.len();
+    osc(&mut core, &mut fx, "/set/save", vec![s("a.toml")]);
+    let asked: Vec<WorkerId> = fx.sent[sent..]
+        .iter()
+        .filter(|(_, m)| matches!(m, ToWorker::SavePluginState { .. }))
+        .map(|(w, _)| *w)
+        .collect();
+    assert_eq!(asked, [primary], "only the plugin's primary is asked");
+    assert!(
+        !fx.files.contains_key("a.toml"),
+        "written once the state is in"
+    );
+    let state = "<urn:modsynth:state> a <http://lv2plug.in/ns/ext/presets#Preset> .\n";
+    answer_state(&mut core, &mut fx, primary, Ok(Some(state.into())));
+    assert_eq!(
+        last_reply(&fx),
+        ("/done".into(), vec![s("/set/save"), s("a.toml")])
+    );
+    assert!(
+        fx.files["a.toml"].contains(&format!("state = '''\n{state}'''\n")),
+        "{}",
+        fx.files["a.toml"]
+    );
+    // The module keeps it: the standby made after its standby is gone restores it.
+    core.handle(Event::WorkerGone(standby), &mut fx);
+    let (new_standby, _, role, _) = last_assign(&fx, "p");
+    assert_ne!(new_standby, standby);
+    assert!(matches!(role, WorkerRole::Standby { .. }));
+    assert_eq!(last_plugin_state(&fx, "p").as_deref(), Some(state));
+
+    // A primary that does not answer in time: the rest is written, the plugin
+    // named, the state it had kept; its late answer changes nothing.
+    osc(&mut core, &mut fx, "/set/save", vec![s("b.toml")]);
+    fx.clock = Some(fx.now() + plugin_states::SAVE_DEADLINE);
+    core.tick(&mut fx);
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/fail");
+    assert_eq!(
+        args[1],
+        s("b.toml: written, but without the current plugin state of p: its plugin did not hand its state over within 3 s (the file has the state each was last loaded with, if any)")
+    );
+    assert!(fx.files["b.toml"].contains(state));
+    assert!(fx.files["b.toml"].contains("id = \"v\""));
+    let replies = fx.replies.len();
+    answer_state(&mut core, &mut fx, primary, Ok(Some("late".into())));
+    assert_eq!(fx.replies.len(), replies);
+    // A worker that fails to save is named the same way.
+    osc(&mut core, &mut fx, "/set/save", vec![s("c.toml")]);
+    answer_state(
+        &mut core,
+        &mut fx,
+        primary,
+        Err("lilv could not take it".into()),
+    );
+    assert!(
+        matches!(&last_reply(&fx).1[1], T::String(r) if r.contains("p: lilv could not take it"))
+    );
+}
+
 #[test]
 fn a_mapped_cc_becomes_a_parameter_change_counted_from_its_frame_and_is_saved_until_the_module_goes(
 ) {

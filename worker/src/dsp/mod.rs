@@ -391,6 +391,32 @@ impl Module {
         Ok(module)
     }
 
+    /// Gives the module's LV2 plugin the state `set save` took from another
+    /// instance of it (see `modsynth_lv2::state`): before the module plays, off
+    /// the real-time thread. A built-in module has no such state.
+    pub fn restore_plugin_state(&mut self, text: &str) -> Result<(), String> {
+        match self.plugin.as_mut() {
+            Some(slot) => slot.host.restore_state(text),
+            None => Err(format!(
+                "a {} has no plugin state (only LV2 plugins do)",
+                self.spec.name
+            )),
+        }
+    }
+
+    /// What saves the plugin's own state while the real-time thread plays it;
+    /// `None` for a built-in module or a plugin without the state extension.
+    ///
+    /// # Safety
+    /// The saver must not be used once this module is dropped (it holds a raw
+    /// handle on the plugin instance), nor while its state is being restored.
+    pub unsafe fn plugin_state_saver(&self) -> Option<modsynth_lv2::state::StateSaver> {
+        // SAFETY: passed on to the caller (this function's contract).
+        self.plugin
+            .as_ref()
+            .and_then(|slot| unsafe { slot.host.state_saver() })
+    }
+
     /// Whether a standby of this module must run it in lockstep with its primary
     /// (same inputs, same parameter changes, output silenced) because its state
     /// is opaque (an LV2 plugin's) and cannot be loaded from shared memory.

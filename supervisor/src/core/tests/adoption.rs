@@ -241,3 +241,41 @@ fn a_prepared_set_survives_a_restart_and_can_still_be_switched_to_but_a_half_bui
     assert_eq!(gates(&fx, 0), [(0.0, Some(5000))], "the playing set closes");
     assert_eq!(gates(&fx, 1), [(1.0, Some(5000))], "the prepared one opens");
 }
+
+#[test]
+fn an_adopted_plugin_keeps_its_state_for_the_standby_made_after_the_adoption() {
+    catalog::runtime::set_resolver(fake_plugins);
+    let (mut core, mut fx) = adopting(2);
+    let state = "<urn:modsynth:state> a <http://lv2plug.in/ns/ext/presets#Preset> .\n";
+    let workers = vec![
+        found(
+            0,
+            Some((
+                "p",
+                "lv2:urn:test:level",
+                WorkerRole::Primary,
+                true,
+                vec![0.5],
+            )),
+        ),
+        found(1, None),
+    ];
+    let saved = Saved {
+        plugin_states: [("p".to_string(), state.to_string())].into(),
+        ..Saved::default()
+    };
+    core.adopt(workers, saved, None, &mut fx);
+    core.start(&mut fx);
+    assert_eq!(core.modules["p"].plugin_state.as_deref(), Some(state));
+    assert_eq!(
+        core.saved().plugin_states.get("p").map(String::as_str),
+        Some(state),
+        "written again for the next supervisor"
+    );
+    // The standby it lacks is made from the spare, with the state.
+    after_refill_delay(&mut core, &mut fx);
+    let (wid, _, role, _) = last_assign(&fx, "p");
+    assert_eq!(wid, 1);
+    assert!(matches!(role, WorkerRole::Standby { .. }));
+    assert_eq!(last_plugin_state(&fx, "p").as_deref(), Some(state));
+}
