@@ -10,7 +10,7 @@ use modsynth_tests::analysis::{
 };
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
-use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
 use rosc::OscType;
 use std::path::PathBuf;
 use std::process::Command;
@@ -257,4 +257,66 @@ fn an_lv2_plugin_control_output_is_read_with_module_get_and_reads_0_when_the_plu
         )
         .unwrap_err();
     assert!(unknown.contains("loudness"), "{unknown}");
+}
+
+#[test]
+fn a_hanging_lv2_plugin_is_killed_by_the_heartbeat_check_and_its_standby_plays_on_after_a_bounded_silence(
+) {
+    crashy();
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module("lv2:crashy", "osc", &[]).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    sup.connect("osc:out", &capture.port(0)).unwrap();
+    let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
+    let standby = before.ready_standby().pid;
+    sup.wait_until_settled(PATIENCE);
+    let period = server.period();
+    let (rec, took) = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(3 * RATE as usize).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        // Only the primary's `run` spins (its standby has the same control value
+        // and another pid): the primary's process callback never returns.
+        let started = Instant::now();
+        set(&sup, "osc", "hang", before.pid as f32);
+        let after = sup.wait_for_module("osc", PATIENCE, |m| {
+            m.pid != before.pid && m.role == ModuleRole::Primary
+        });
+        let took = started.elapsed();
+        assert_eq!(after.pid, standby, "the lockstep standby took over");
+        (rec.join().unwrap(), took)
+    });
+    // The hung process was killed, not left spinning on a core.
+    let deadline = Instant::now() + PATIENCE;
+    while std::path::Path::new(&format!("/proc/{}", before.pid)).exists() {
+        assert!(Instant::now() < deadline, "the hung primary was not killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = &rec.channels[0];
+    // What a listener misses: samples the capture got as silence, and frames
+    // the server never delivered to it (a client that does not finish its
+    // period holds back the clients after it: the capture among them).
+    let silent = longest_silent_run(out, 1e-6);
+    let missing = silent as u64 + rec.dropped_frames;
+    let missing_ms = missing as f64 * 1000.0 / RATE;
+    eprintln!(
+        "measured: hang taken over {took:?} after the order; {silent} silent samples + {} frames not delivered ({} jumps, {} xruns) = {missing_ms:.0} ms missing at {period}-frame periods",
+        rec.dropped_frames,
+        rec.frame_jumps,
+        rec.xruns
+    );
+    assert!(!has_non_finite(out));
+    // Bounded by the hang limits: the standby's own check (16 periods of its
+    // own callback between two checks 250 ms apart) or the supervisor's (32
+    // periods behind the server, checked every 50 ms), whichever is first, plus
+    // the takeover. 32 periods at 1024 frames are 683 ms; 1.5 s is that with the
+    // check intervals and a loaded machine's delays.
+    assert!(
+        missing_ms < 1_500.0,
+        "{missing_ms:.0} ms missing after the hang"
+    );
+    // It plays on, in tune, after the takeover.
+    let tail = &out[out.len() - 12_000..];
+    let f = modsynth_tests::analysis::pitch_hz(tail, RATE);
+    assert!((f - 440.0).abs() < 1.0, "after the hang: {f} Hz");
 }

@@ -3,13 +3,35 @@
 //! [`Host::new`] finds the plugin, instantiates and activates it (through
 //! `livi`: URID map, options with the block lengths, bounded block length, the
 //! worker schedule), off the audio thread. [`Host::run`] is what the audio thread
-//! calls: it writes the control values, connects the period's buffers, runs the
-//! plugin and replaces any non-finite sample it wrote with silence, counting them.
-//! It never allocates, locks or logs.
+//! calls: it writes the control values, connects the period's buffers, copies the
+//! period's MIDI messages into the plugin's atom sequence (allocated here, with
+//! room for [`MIDI_EVENTS`] messages), runs the plugin and replaces any
+//! non-finite sample it wrote with silence, counting them. It never allocates,
+//! locks or logs.
 
 use crate::discover::{self, PortKind};
 use crate::spec::{self, Control};
+use livi::event::LV2AtomSequence;
 use std::ops::Range;
+
+/// How many MIDI messages one block can carry into a plugin: as many as the
+/// worker keeps of a period (`modsynth_worker::midi::CAPACITY`); more are dropped.
+pub const MIDI_EVENTS: usize = 512;
+
+/// Bytes an atom event of a short MIDI message takes in a sequence: its 16-byte
+/// header and up to 3 bytes, padded to 8.
+const MIDI_EVENT_BYTES: usize = 24;
+
+/// The MIDI input of a plugin: the atom sequence it reads, refilled every block.
+struct MidiInput {
+    /// Allocated at instantiation with room for [`MIDI_EVENTS`] messages; cleared
+    /// and refilled in place by [`Host::run`], never grown.
+    sequence: LV2AtomSequence,
+    /// The URID of `midi:MidiEvent` in the plugin's URID map.
+    midi_event: u32,
+    /// Messages that did not fit, or were longer than three bytes: dropped.
+    dropped: u64,
+}
 
 /// A plugin instance, ready for the audio thread.
 pub struct Host {
@@ -28,6 +50,9 @@ pub struct Host {
     audio_outputs: usize,
     cv_outputs: usize,
     max_block: usize,
+    /// The atom input that takes MIDI, if the plugin has one (at most one:
+    /// [`discover`] refuses plugins with more).
+    midi: Option<MidiInput>,
 }
 
 impl std::fmt::Debug for Host {
@@ -66,6 +91,11 @@ impl Host {
         // the sample rate is finite and positive. What the plugin's native code does
         // is beyond any host's proof: that is why it runs in its own worker process
         // with a standby, so that a crash costs this process, not the set.
+        let midi = info.ports_of(PortKind::MidiIn).next().map(|_| MidiInput {
+            sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
+            midi_event: features.midi_urid(),
+            dropped: 0,
+        });
         let instance = unsafe { plugin.instantiate(features, sample_rate) }
             .map_err(|e| format!("LV2 plugin {uri} failed to instantiate: {e:?}"))?;
         let mut instance = instance;
@@ -98,19 +128,24 @@ impl Host {
             audio_outputs: count(PortKind::AudioOut),
             cv_outputs: count(PortKind::CvOut),
             max_block: max_block.max(1),
+            midi,
         })
     }
 
     /// Runs the plugin over `range` of the period's buffers with the parameters
     /// `params` (catalog order, already validated). `inputs` and `outputs` are the
     /// module's ports in catalog order (audio, then CV); each must hold `range`.
+    /// `midi` is the period's MIDI input: (frame in the period, message), sorted
+    /// by frame; those inside `range` reach the plugin at their frames (a plugin
+    /// without a MIDI input ignores them).
     /// Returns how many output samples were not finite and were replaced by 0.
     /// Never allocates.
-    pub fn run(
+    pub fn run<'m>(
         &mut self,
         params: &[f32],
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
+        midi: impl Iterator<Item = (usize, &'m [u8])> + Clone,
         range: Range<usize>,
     ) -> u64 {
         for (control, &value) in self.controls.iter().zip(params) {
@@ -132,18 +167,23 @@ impl Host {
             let r = start..end;
             let (audio_in, cv_in) = inputs[..n_in].split_at(self.audio_inputs);
             let (audio_out, cv_out) = outputs[..n_out].split_at_mut(self.audio_outputs);
+            if let Some(input) = self.midi.as_mut() {
+                input.fill(midi.clone(), r.clone());
+            }
             let ports = livi::PortConnections {
                 audio_inputs: audio_in.iter().map(|b| &b[r.clone()]),
                 audio_outputs: audio_out.iter_mut().map(|b| &mut b[r.clone()]),
-                atom_sequence_inputs: std::iter::empty(),
+                atom_sequence_inputs: self.midi.iter().map(|m| &m.sequence),
                 atom_sequence_outputs: std::iter::empty(),
                 cv_inputs: cv_in.iter().map(|b| &b[r.clone()]),
                 cv_outputs: cv_out.iter_mut().map(|b| &mut b[r.clone()]),
             };
             // SAFETY: every buffer holds `r` (checked above) and lives through the
             // call; the iterators yield exactly the plugin's port counts, in port
-            // order within each type (the catalog's order); the plugin has no atom
-            // ports (refused at discovery). Nothing else runs this instance.
+            // order within each type (the catalog's order); its only atom port is
+            // the MIDI input (others are refused at discovery), given a sequence
+            // made with this instance's URID map that `MidiInput::fill` left well
+            // formed. Nothing else runs this instance.
             let ran = unsafe { self.instance.run(end - start, ports) };
             if ran.is_err() {
                 for out in outputs[..n_out].iter_mut() {
@@ -168,6 +208,12 @@ impl Host {
         replaced
     }
 
+    /// MIDI messages dropped so far: more than [`MIDI_EVENTS`] in one block, or
+    /// longer than three bytes (0 for a plugin without a MIDI input).
+    pub fn midi_dropped(&self) -> u64 {
+        self.midi.as_ref().map_or(0, |m| m.dropped)
+    }
+
     /// Copies the values the plugin last wrote to its control outputs, in port
     /// order (see [`spec::control_outputs`]), into `to` (as many as fit); a non-finite
     /// one is copied as 0, like a non-finite sample. Never allocates.
@@ -175,6 +221,32 @@ impl Host {
         for (slot, &port) in to.iter_mut().zip(&self.control_outputs) {
             let v = self.values.get(port).copied().unwrap_or(0.0);
             *slot = if v.is_finite() { v } else { 0.0 };
+        }
+    }
+}
+
+impl MidiInput {
+    /// Empties the sequence and fills it with the messages of `midi` inside
+    /// `block` (frames of the period), timed from the block's start. Never
+    /// allocates: the sequence keeps its size, a message that does not fit is
+    /// dropped and counted.
+    fn fill<'m>(&mut self, midi: impl Iterator<Item = (usize, &'m [u8])>, block: Range<usize>) {
+        self.sequence.clear();
+        for (frame, bytes) in midi {
+            if frame >= block.end {
+                break;
+            }
+            if frame < block.start {
+                continue;
+            }
+            let time = (frame - block.start) as i64;
+            if self
+                .sequence
+                .push_midi_event::<3>(time, self.midi_event, bytes)
+                .is_err()
+            {
+                self.dropped += 1;
+            }
         }
     }
 }

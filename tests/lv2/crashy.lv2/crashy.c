@@ -2,6 +2,8 @@
  *
  * `crash`: segfaults in run() in the process whose pid it names (so a test can
  * crash a primary and not its lockstep standby), or in every process at -1.
+ * `hang`: spins forever in run() in the process whose pid it names (-1: in
+ * every process), never returning to the host: a hung plugin.
  * `nan`: writes NaN instead of the sine while on (and into `peak`). The phase is
  * the plugin's own state: a standby only continues it seamlessly if it ran in
  * lockstep. `peak` (a control output, a meter): the largest |sample| of the last
@@ -17,6 +19,7 @@ typedef struct {
 	const float *crash;
 	const float *nan;
 	float *peak;
+	const float *hang;
 	double phase;
 	double rate;
 	float pid;
@@ -40,6 +43,7 @@ static void connect_port(LV2_Handle h, uint32_t port, void *data) {
 	case 2: c->crash = data; break;
 	case 3: c->nan = data; break;
 	case 4: c->peak = data; break;
+	case 5: c->hang = data; break;
 	}
 }
 
@@ -49,6 +53,12 @@ static void run(LV2_Handle h, uint32_t n) {
 	if (crash == -1.0f || (crash > 0.0f && crash == c->pid)) {
 		volatile int *nowhere = NULL;
 		*nowhere = 1; /* SIGSEGV */
+	}
+	float hang = *c->hang;
+	if (hang == -1.0f || (hang > 0.0f && hang == c->pid)) {
+		/* A volatile counter: a loop the compiler may not assume to end or remove. */
+		for (volatile unsigned long spin = 0;; spin++) {
+		}
 	}
 	double step = *c->freq / c->rate;
 	float peak = 0.0f;
