@@ -265,9 +265,12 @@ fn a_hanging_lv2_plugin_is_killed_by_the_heartbeat_check_and_its_standby_plays_o
     crashy();
     let server = JackServer::start().unwrap();
     let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module_without_standby("vco", "other", &[("freq", 220.0), ("gain", 0.5)])
+        .unwrap();
     sup.new_module("lv2:crashy", "osc", &[]).unwrap();
-    let capture = Capture::start(&server, 1).unwrap();
+    let capture = Capture::start(&server, 2).unwrap();
     sup.connect("osc:out", &capture.port(0)).unwrap();
+    sup.connect("other:out", &capture.port(1)).unwrap();
     let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
     let standby = before.ready_standby().pid;
     sup.wait_until_settled(PATIENCE);
@@ -315,8 +318,23 @@ fn a_hanging_lv2_plugin_is_killed_by_the_heartbeat_check_and_its_standby_plays_o
         missing_ms < 1_500.0,
         "{missing_ms:.0} ms missing after the hang"
     );
-    // It plays on, in tune, after the takeover.
-    let tail = &out[out.len() - 12_000..];
-    let f = modsynth_tests::analysis::pitch_hz(tail, RATE);
+    // It plays on, in tune, after the takeover, and so does the rest of the set,
+    // which lost the same frames (one capture client: what the server did not
+    // deliver, it delivered to no one after the hung client) and nothing else.
+    let tail = |k: usize| {
+        let c = &rec.channels[k];
+        modsynth_tests::analysis::pitch_hz(&c[c.len() - 12_000..], RATE)
+    };
+    let (f, other) = (tail(0), tail(1));
+    let other_silent = longest_silent_run(&rec.channels[1], 1e-6);
+    eprintln!("measured: after the hang {f:.2} Hz; the other module {other:.2} Hz, {other_silent} silent samples");
     assert!((f - 440.0).abs() < 1.0, "after the hang: {f} Hz");
+    assert!(
+        (other - 220.0).abs() < 1.0,
+        "the rest of the set: {other} Hz"
+    );
+    assert!(
+        other_silent <= 1,
+        "the rest of the set: {other_silent} silent samples"
+    );
 }
