@@ -285,6 +285,8 @@ mod tests {
 
     #[test]
     fn plugins_modsynth_cannot_host_are_refused_with_the_reason() {
+        let err = resolve("lv2:hermesFilter").unwrap_err();
+        assert!(err.contains("52 control inputs"), "{err}");
         let err = resolve("lv2:no_such_plugin").unwrap_err();
         assert!(err.contains("modsynth plugins"), "{err}");
     }
