@@ -43,45 +43,52 @@ fn switched_frame(reply: &rosc::OscMessage) -> u32 {
     }
 }
 
-#[test]
-fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a_gap() {
-    let server = JackServer::start().unwrap();
-    let sup = Supervisor::start(&server, 4).unwrap();
-    let capture = Capture::start(&server, 1).unwrap();
+/// `/set/switch next` in a bundle timetagged `lead` from now.
+fn switch_in(lead: Duration) -> OscPacket {
+    OscPacket::Bundle(OscBundle {
+        timetag: OscTime::try_from(SystemTime::now() + lead).unwrap(),
+        content: vec![OscPacket::Message(message(
+            "/set/switch",
+            vec![text("next")],
+        ))],
+    })
+}
+
+/// Loads the first of two sets (set file, what it plays), then prepares whichever
+/// does not play as `next`, lets `check_ids` look at the module ids, and sends
+/// `switch()` while recording `seconds`; again while the server disturbed the
+/// recording. Returns the recording, the switch's frame, and what played before
+/// and after it.
+fn switch_to_the_other_set<T: Copy + PartialEq>(
+    sup: &Supervisor,
+    capture: &Capture,
+    sets: [(String, T); 2],
+    switch: impl Fn() -> OscPacket,
+    seconds: f64,
+    check_ids: impl Fn(&[String]),
+) -> (modsynth_tests::capture::Recording, u32, T, T) {
     let rate = f64::from(capture.sample_rate());
-    let period = server.period() as usize;
-    let to = capture.port(0);
-    let (low, high) = (220.0f64, 330.0f64);
-    std::fs::write(sup.sets_dir.join("low.toml"), set_at(low as f32, &to)).unwrap();
-    std::fs::write(sup.sets_dir.join("high.toml"), set_at(high as f32, &to)).unwrap();
-    let client = sup.client().with_timeout(Duration::from_secs(30));
+    let files = [("a.toml", sets[0].1), ("b.toml", sets[1].1)];
+    for ((file, _), (set, _)) in files.iter().zip(&sets) {
+        std::fs::write(sup.sets_dir.join(file), set).unwrap();
+    }
+    let client = sup.client().with_timeout(Duration::from_secs(60));
     client
-        .call(message("/set/load", vec![text("low.toml")]))
+        .call(message("/set/load", vec![text("a.toml")]))
         .unwrap();
-    // Each take switches to the set that does not play, prepared anew.
-    let mut playing = low;
+    let mut playing = files[0].1;
     let (rec, (frame, old, new)) = retake_while_disturbed(|| {
-        let (file, next) = if playing == low {
-            ("high.toml", high)
+        let (file, next) = if playing == files[0].1 {
+            files[1]
         } else {
-            ("low.toml", low)
+            files[0]
         };
         client.call(message("/set/prepare", vec![text(file), text("next")]))?;
-        let ids = module_ids(&sup);
-        let want = ["amp", "next.amp", "next.osc", "osc"].map(String::from);
-        assert_eq!(
-            ids, want,
-            "prepared beside the playing set under its own ids"
-        );
-        sup.wait_until_settled(Duration::from_secs(20));
-        let switch = OscPacket::Bundle(OscBundle {
-            timetag: OscTime::try_from(SystemTime::now() + Duration::from_millis(500)).unwrap(),
-            content: vec![OscPacket::Message(message(
-                "/set/switch",
-                vec![text("next")],
-            ))],
-        });
-        let rec = capture.record_then((1.5 * rate) as usize, Duration::from_secs(20), |_| {
+        check_ids(&module_ids(sup));
+        sup.wait_until_settled(Duration::from_secs(30));
+        let switch = switch();
+        let frames = (seconds * rate) as usize;
+        let rec = capture.record_then(frames, Duration::from_secs(20), |_| {
             client.send_packet(&switch).unwrap();
         })?;
         let reply = client.wait_for(|m| {
@@ -93,6 +100,36 @@ fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a
         Ok((rec, (switched_frame(&reply), was, next)))
     })
     .unwrap();
+    (rec, frame, old, new)
+}
+
+#[test]
+fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a_gap() {
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let rate = f64::from(capture.sample_rate());
+    let period = server.period() as usize;
+    let to = capture.port(0);
+    let (low, high) = (220.0f64, 330.0f64);
+    // Each take switches to the set that does not play, prepared anew.
+    let (rec, frame, old, new) = switch_to_the_other_set(
+        &sup,
+        &capture,
+        [
+            (set_at(low as f32, &to), low),
+            (set_at(high as f32, &to), high),
+        ],
+        || switch_in(Duration::from_millis(500)),
+        1.5,
+        |ids| {
+            let want = ["amp", "next.amp", "next.osc", "osc"].map(String::from);
+            assert_eq!(
+                ids, want,
+                "prepared beside the playing set under its own ids"
+            );
+        },
+    );
     // After the switch the prepared modules have the final ids, the old ones are gone.
     assert_eq!(module_ids(&sup), ["amp", "osc"].map(String::from));
     let at = rec.index_of_frame(u64::from(frame)).unwrap_or_else(|| {
@@ -153,6 +190,96 @@ fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a
     );
     eprintln!(
         "switch {old} -> {new} Hz at frame {frame}: leak before {leak_before:.1} dB, after {leak_after:.1} dB, longest silence {silent} samples"
+    );
+}
+
+/// A 32-module set: 16 `vco -> vca` chains into `to`, chain `k` a sine at
+/// `lowest + 100 k` Hz. Partials 100 Hz apart are resolved in one 1024-frame period,
+/// so each period's energy in the set's band is steady enough to judge alone.
+fn sixteen_chains(lowest: f32, to: &str) -> String {
+    let mut set = String::new();
+    for k in 0..16 {
+        let freq = lowest + 100.0 * k as f32;
+        set.push_str(&format!(
+            "[[module]]\nid = \"osc{k}\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {freq}, wave = \"sine\" }}\n\n\
+             [[module]]\nid = \"amp{k}\"\ntype = \"vca\"\nstandby = \"none\"\nparams = {{ gain = 0.06 }}\n\n\
+             [[connect]]\nfrom = \"osc{k}:out\"\nto = \"amp{k}:in\"\n\n\
+             [[connect]]\nfrom = \"amp{k}:out\"\nto = \"{to}\"\n\n"
+        ));
+    }
+    set
+}
+
+#[test]
+fn a_prepared_32_module_set_replaces_a_playing_32_module_set_on_its_frame_without_a_gap_or_an_xrun()
+{
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 8).unwrap();
+    let capture = Capture::start(&server, 1).unwrap();
+    let rate = f64::from(capture.sample_rate());
+    let period = server.period() as usize;
+    let to = capture.port(0);
+    // The low set's 16 partials lie in 200-1700 Hz, the high set's in 2500-4000 Hz.
+    let (low, high) = ((150.0, 1750.0), (2450.0, 4050.0));
+    // Each take prepares the set that does not play and switches to it. A take the
+    // server disturbed (an xrun, a skipped cycle) is taken again, so passing means a
+    // 32-module switch happened without one.
+    let (rec, frame, old, new) = switch_to_the_other_set(
+        &sup,
+        &capture,
+        [
+            (sixteen_chains(200.0, &to), low),
+            (sixteen_chains(2500.0, &to), high),
+        ],
+        || switch_in(Duration::from_millis(700)),
+        1.6,
+        |ids| assert_eq!(ids.len(), 64, "both sets side by side"),
+    );
+    assert_eq!(module_ids(&sup).len(), 32, "the old set is freed");
+    let at = rec
+        .index_of_frame(u64::from(frame))
+        .unwrap_or_else(|| panic!("switch frame {frame} outside the recording"));
+    let fade = (0.005 * rate) as usize;
+    let signal = &rec.channels[0];
+    assert!(
+        at > 8 * period && at + fade + 8 * period < signal.len(),
+        "switch at {at} of {}",
+        signal.len()
+    );
+    let band = |part: &[f32], (lo, hi): (f64, f64)| band_energy_db(part, rate, lo, hi);
+    // Which set a stretch plays: its band's energy over the other's, in dB.
+    let margin = |part: &[f32], set, other| band(part, set) - band(part, other);
+    let (before, after) = (&signal[..at], &signal[at + fade..]);
+    for (what, part, set, other) in [
+        (
+            "the period before the switch frame",
+            &before[before.len() - period..],
+            old,
+            new,
+        ),
+        (
+            "the period after the switch frame",
+            &after[..period],
+            new,
+            old,
+        ),
+        ("everything before", before, old, new),
+        ("everything after", after, new, old),
+    ] {
+        let m = margin(part, set, other);
+        assert!(
+            m > 40.0,
+            "{what}: the set that should play is only {m:.1} dB over the other"
+        );
+    }
+    // No silence between them: 16 sines sum to a signal that never stays below 1e-3
+    // for more than a few samples around a zero crossing.
+    let silent = longest_silent_run(signal, 1e-3);
+    assert!(silent < 16, "{silent} silent samples in the recording");
+    eprintln!(
+        "32-module switch at frame {frame}: margin {:.1} dB before, {:.1} dB after, longest silence {silent} samples, 0 xruns",
+        margin(before, old, new),
+        margin(after, new, old)
     );
 }
 
@@ -306,46 +433,28 @@ fn a_switch_on_the_next_bar_lands_on_the_first_frame_of_the_sequencers_bar() {
     let period = server.period() as usize;
     let (to, bars_to) = (capture.port(0), capture.port(1));
     let (low, high) = (220.0f64, 330.0f64);
-    for (file, freq) in [("bars-low.toml", low), ("bars-high.toml", high)] {
-        let set = set_with_bars(freq as f32, &to, &bars_to);
-        std::fs::write(sup.sets_dir.join(file), set).unwrap();
-    }
-    let client = sup.client().with_timeout(Duration::from_secs(30));
-    client
-        .call(message("/set/load", vec![text("bars-low.toml")]))
-        .unwrap();
-    let mut playing = low;
-    let (rec, (frame, old, new)) = retake_while_disturbed(|| {
-        let (file, next) = if playing == low {
-            ("bars-high.toml", high)
-        } else {
-            ("bars-low.toml", low)
-        };
-        client.call(message("/set/prepare", vec![text(file), text("next")]))?;
-        sup.wait_until_settled(Duration::from_secs(20));
-        // The third bar to begin: between 2 and 3 s after it is asked, so the
-        // recording holds two bar starts of the playing seq before it.
-        let switch = message(
-            "/set/switch",
-            vec![
-                text("next"),
-                OscType::Int(0),
-                text("next_bar"),
-                OscType::Int(3),
-            ],
-        );
-        let rec = capture.record_then((4.0 * rate) as usize, Duration::from_secs(20), |_| {
-            client.send(switch).unwrap();
-        })?;
-        let reply = client.wait_for(|m| {
-            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&text("/set/switch"))
-        })?;
-        assert_eq!(reply.addr, "/done", "{reply:?}");
-        let was = playing;
-        playing = next;
-        Ok((rec, (switched_frame(&reply), was, next)))
-    })
-    .unwrap();
+    let set = |freq: f64| set_with_bars(freq as f32, &to, &bars_to);
+    let (rec, frame, old, new) = switch_to_the_other_set(
+        &sup,
+        &capture,
+        [(set(low), low), (set(high), high)],
+        || {
+            // The third bar to begin: between 2 and 3 s after it is asked, so the
+            // recording holds two bar starts of the playing seq before it.
+            let switch = message(
+                "/set/switch",
+                vec![
+                    text("next"),
+                    OscType::Int(0),
+                    text("next_bar"),
+                    OscType::Int(3),
+                ],
+            );
+            OscPacket::Message(switch)
+        },
+        4.0,
+        |_| {},
+    );
     let at = rec.index_of_frame(u64::from(frame)).unwrap_or_else(|| {
         panic!(
             "switch frame {frame} outside the recording from {}",

@@ -56,6 +56,23 @@ impl Default for OutputGate {
 impl OutputGate {
     /// Schedules `change`, received in the period starting at `frame_time`. It
     /// replaces a change still waiting for its frame (a switch that was re-timed).
+    ///
+    /// A step due now (no ramp, no future frame) takes effect at once, so that a
+    /// change scheduled after it in the same period does not replace it: "closed
+    /// now, open on the switch's frame" is two changes that can arrive together
+    /// (a worker that replaces a module of a set being switched to).
+    ///
+    /// ```
+    /// use modsynth_worker::gate::{GateChange, OutputGate};
+    ///
+    /// let mut gate = OutputGate::default();
+    /// gate.schedule(GateChange { gain: 0.0, at: None, ramp: 0 }, 0);
+    /// gate.schedule(GateChange { gain: 1.0, at: Some(64), ramp: 0 }, 0);
+    /// let mut out = [1.0f32; 128];
+    /// gate.apply(&mut [&mut out[..]], 0, 128);
+    /// assert_eq!(out[63], 0.0); // closed until the frame...
+    /// assert_eq!(out[64], 1.0); // ...open from it on
+    /// ```
     pub fn schedule(&mut self, change: GateChange, frame_time: u32) {
         let at = match change.at {
             Some(at) if offset(at, frame_time) > 0 => at,
@@ -66,6 +83,13 @@ impl OutputGate {
         } else {
             0.0
         };
+        if at == frame_time && change.ramp == 0 {
+            self.gain = gain;
+            self.target = gain;
+            self.step = 0.0;
+            self.pending = None;
+            return;
+        }
         self.pending = Some((at, gain, change.ramp));
     }
 

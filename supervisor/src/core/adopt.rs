@@ -40,6 +40,10 @@ pub struct Saved {
     /// Program number -> set name.
     #[serde(default)]
     pub program_sets: BTreeMap<u8, String>,
+    /// Sets prepared for a switch (`/set/prepare`), so that `/set/switch` still
+    /// finds them after a restart.
+    #[serde(default)]
+    pub prepared: Vec<SavedPrepared>,
 }
 
 impl Core {
@@ -59,6 +63,7 @@ impl Core {
                 .collect(),
             maps: self.midi.maps().to_vec(),
             program_sets: self.midi.program_sets().clone(),
+            prepared: self.saved_prepared(),
         }
     }
 
@@ -117,6 +122,7 @@ impl Core {
             }
         }
         let mut promoted = Vec::new();
+        let prepared = saved.prepared;
         for (id, mut claimants) in claims {
             let spec = claimants
                 .first()
@@ -246,8 +252,12 @@ impl Core {
             self.modules.len(),
             self.pool.spares()
         );
+        // Before the new standbys: those of a prepared set's modules start muted.
+        self.adopt_prepared(prepared, fx);
         for id in ids {
-            self.add_standby(&id, fx);
+            if self.modules.contains_key(&id) {
+                self.add_standby(&id, fx);
+            }
         }
         self.make_wanted_connections(fx);
     }

@@ -33,6 +33,7 @@ pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
 use pool::Pool;
 use requests::Requests;
 use subscribers::Subscribers;
+pub use switch::SavedPrepared;
 
 /// A worker's identity inside the supervisor (its pool slot number).
 pub type WorkerId = u32;

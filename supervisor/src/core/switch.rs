@@ -30,6 +30,22 @@ pub(super) struct Prepared {
     building: bool,
 }
 
+/// A prepared set as the state dir keeps it (in [`Saved`]), so that a supervisor
+/// that adopts this one's workers can still switch to it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedPrepared {
+    /// Its name (`/set/prepare file name`).
+    pub name: String,
+    /// (final id, prepared id), file order.
+    pub modules: Vec<(String, String)>,
+    /// Connections to make at the switch, as `(from, to)`.
+    pub outside: Vec<(String, String)>,
+    /// Prepared ids whose gates open at the switch.
+    pub muted: Vec<String>,
+    /// Whether its creates were still under way.
+    pub building: bool,
+}
+
 /// A switch under way: the gates are scheduled, the old set not yet freed.
 pub(super) struct Switch {
     from: ReplyTo,
@@ -41,6 +57,8 @@ pub(super) struct Switch {
     outgoing: Vec<String>,
     /// (final id, prepared id).
     incoming: Vec<(String, String)>,
+    /// Prepared ids of the incoming modules whose gates open on `frame`.
+    opening: HashSet<String>,
     /// When the server's cycles were first seen past `frame`.
     passed_at: Option<Instant>,
     /// When the core looks again.
@@ -194,16 +212,104 @@ impl Core {
         self.answer(from, Fail::new("/set/prepare", reason).to_message(), fx);
     }
 
+    /// The prepared sets, for [`Saved`].
+    pub(super) fn saved_prepared(&self) -> Vec<SavedPrepared> {
+        self.prepared
+            .iter()
+            .map(|(name, p)| {
+                let mut muted: Vec<String> = p.muted.iter().cloned().collect();
+                muted.sort();
+                SavedPrepared {
+                    name: name.clone(),
+                    modules: p.modules.clone(),
+                    outside: p
+                        .outside
+                        .iter()
+                        .map(|c| (c.from.clone(), c.to.clone()))
+                        .collect(),
+                    muted,
+                    building: p.building,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes back the prepared sets the last supervisor left (after its modules
+    /// were adopted): a whole set is prepared again, ready for its switch (its
+    /// workers kept their closed gates); a set that was still being built or lost
+    /// a module while no supervisor ran is no set to switch to, and what came back
+    /// of it is freed.
+    pub(super) fn adopt_prepared(&mut self, saved: Vec<SavedPrepared>, fx: &mut impl Effects) {
+        for set in saved {
+            let whole = !set.building
+                && set
+                    .modules
+                    .iter()
+                    .all(|(_, pid)| self.modules.contains_key(pid));
+            if !whole {
+                tracing::warn!(
+                    "prepared set '{}' was incomplete when modsynthd restarted: freed; prepare it again",
+                    set.name
+                );
+                for (_, pid) in &set.modules {
+                    self.free_quietly(pid, fx);
+                }
+                continue;
+            }
+            tracing::info!(
+                "prepared set '{}' taken back, ready for its switch",
+                set.name
+            );
+            self.prepared.insert(
+                set.name,
+                Prepared {
+                    modules: set.modules,
+                    outside: set
+                        .outside
+                        .into_iter()
+                        .map(|(from, to)| Connection { from, to })
+                        .collect(),
+                    muted: set.muted.into_iter().collect(),
+                    building: false,
+                },
+            );
+        }
+    }
+
     /// Whether module `id` (a prepared one) keeps its gate closed until a switch.
     pub(super) fn starts_muted(&self, id: &str) -> bool {
         self.prepared.values().any(|p| p.muted.contains(id))
     }
 
-    /// Closes the gate of a worker that plays (or stands by for) a module that
-    /// must stay silent until its set is switched to.
+    /// Gives a worker that now plays (or stands by for) module `id` the gate its
+    /// module's set has: closed while the set is prepared; during a switch, what
+    /// the others got (closed now and open on the switch's frame for an incoming
+    /// module, closing on that frame for an outgoing one), so a spare that replaces
+    /// a crashed module in the switch window neither sounds early nor plays on
+    /// after its set is gone.
     pub(super) fn mute_if_prepared(&self, id: &str, wid: WorkerId, fx: &mut impl Effects) {
         if self.starts_muted(id) {
             self.close_gate(wid, fx);
+            return;
+        }
+        let Some(s) = &self.switching else {
+            return;
+        };
+        let Some(w) = self.workers.get(&wid) else {
+            return;
+        };
+        let fade_ms = u32::try_from(s.fade.as_millis()).unwrap_or(u32::MAX);
+        let on_frame = |gain: f32| ToWorker::Gate {
+            gain,
+            at: Some(s.frame),
+            fade_ms,
+        };
+        if s.opening.contains(id) && s.passed_at.is_none() {
+            self.close_gate(wid, fx);
+            fx.send(&w.link, on_frame(1.0));
+        } else if s.outgoing.iter().any(|o| o == id) {
+            // A frame already passed lands on the worker's first period: closed.
+            fx.send(&w.link, on_frame(0.0));
         }
     }
 
@@ -343,6 +449,7 @@ impl Core {
             fade: Duration::from_millis(u64::from(fade_ms)),
             outgoing,
             incoming: p.modules,
+            opening: p.muted,
             passed_at: None,
             next_check: now,
         });

@@ -969,6 +969,32 @@ fn status_is_answered_when_a_retiring_worker_exits_before_reporting() {
     assert_eq!(last_reply(&fx).0, "/status.reply");
 }
 
+/// `/set/switch name` in a bundle timetagged for frame `at`, received on frame
+/// `received` (which is then the server's last cycle).
+fn switch_at(core: &mut Core, fx: &mut Fake, name: &str, received: u32, at: u32) {
+    fx.cycle = Some(received);
+    core.handle(
+        Event::Osc {
+            from: client(),
+            request: decode(&osc::message("/set/switch", vec![osc::text(name)])),
+            received,
+            at: Some(at),
+        },
+        fx,
+    );
+}
+
+/// The gate changes sent to `wid`: (gain, frame).
+fn gates(fx: &Fake, wid: WorkerId) -> Vec<(f32, Option<u32>)> {
+    fx.sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Gate { gain, at, .. } if *w == wid => Some((*gain, *at)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The last Assign sent for `id`, with its worker and role.
 fn last_assign(fx: &Fake, id: &str) -> (WorkerId, u64, WorkerRole, String) {
     fx.sent

@@ -184,3 +184,60 @@ fn adopted_values_out_of_range_fall_back_to_the_defaults() {
     );
     assert_eq!(core.modules["osc"].params[freq], vco.defaults()[freq]);
 }
+
+#[test]
+fn a_prepared_set_survives_a_restart_and_can_still_be_switched_to_but_a_half_built_one_is_freed() {
+    let (mut core, mut fx) = adopting(1);
+    fx.ports.insert("system:playback_1".into());
+    let workers = vec![
+        found(0, Some(("osc", "vco", WorkerRole::Primary, true, vec![]))),
+        found(
+            1,
+            Some(("next.osc", "vco", WorkerRole::Primary, true, vec![])),
+        ),
+        found(
+            2,
+            Some(("half.osc", "vco", WorkerRole::Primary, true, vec![])),
+        ),
+    ];
+    let saved = Saved {
+        connections: vec![("osc:out".into(), "system:playback_1".into())],
+        no_standby: vec!["osc".into(), "next.osc".into(), "half.osc".into()],
+        prepared: vec![
+            SavedPrepared {
+                name: "next".into(),
+                modules: vec![("osc".into(), "next.osc".into())],
+                outside: vec![("next.osc:out".into(), "system:playback_1".into())],
+                muted: vec!["next.osc".into()],
+                building: false,
+            },
+            SavedPrepared {
+                name: "half".into(),
+                modules: vec![
+                    ("osc".into(), "half.osc".into()),
+                    ("amp".into(), "half.amp".into()),
+                ],
+                outside: vec![],
+                muted: vec![],
+                building: true,
+            },
+        ],
+        ..Saved::default()
+    };
+    core.adopt(workers, saved.clone(), None, &mut fx);
+    core.start(&mut fx);
+    assert_eq!(
+        core.saved().prepared,
+        saved.prepared[..1],
+        "the whole set is prepared again, the half-built one is gone"
+    );
+    assert!(!core.modules.contains_key("half.osc"));
+    assert!(fx
+        .sent
+        .iter()
+        .any(|(w, m)| *w == 2 && matches!(m, ToWorker::Free { .. })));
+
+    switch_at(&mut core, &mut fx, "next", 1000, 5000);
+    assert_eq!(gates(&fx, 0), [(0.0, Some(5000))], "the playing set closes");
+    assert_eq!(gates(&fx, 1), [(1.0, Some(5000))], "the prepared one opens");
+}

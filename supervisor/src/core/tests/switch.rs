@@ -19,32 +19,29 @@ fn ack(core: &mut Core, fx: &mut Fake, id: &str) -> WorkerId {
     wid
 }
 
-/// The gate changes sent to `wid`: (gain, frame).
-fn gates(fx: &Fake, wid: WorkerId) -> Vec<(f32, Option<u32>)> {
-    fx.sent
-        .iter()
-        .filter_map(|(w, m)| match m {
-            ToWorker::Gate { gain, at, .. } if *w == wid => Some((*gain, *at)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn connected_to_playback(fx: &Fake, wid: WorkerId) -> bool {
     fx.patched
         .iter()
         .any(|(c, s, d)| *c && *s == format!("ms-w{wid:02}:out") && d == "system:playback_1")
 }
 
+/// Set `a` (a VCO at 220 Hz into `system:playback_1`) playing; `b` (330 Hz) on file.
+/// Returns the worker playing `a`'s `osc`.
+fn a_playing(core: &mut Core, fx: &mut Fake) -> WorkerId {
+    fx.ports.insert("system:playback_1".into());
+    fx.files.insert("a.toml".into(), one_vco(220));
+    fx.files.insert("b.toml".into(), one_vco(330));
+    osc(core, fx, "/set/load", vec![s("a.toml")]);
+    let old = ack(core, fx, "osc");
+    assert!(connected_to_playback(fx, old));
+    old
+}
+
 #[test]
 fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_frame_then_renames()
 {
     let (mut core, mut fx) = started(4);
-    fx.ports.insert("system:playback_1".into());
-    fx.files.insert("a.toml".into(), one_vco(220));
-    fx.files.insert("b.toml".into(), one_vco(330));
-    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
-    let old = ack(&mut core, &mut fx, "osc");
+    let old = a_playing(&mut core, &mut fx);
     assert!(connected_to_playback(&fx, old));
 
     osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
@@ -75,16 +72,7 @@ fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_
     );
     assert!(core.modules.contains_key("b.osc"));
 
-    fx.cycle = Some(1000);
-    core.handle(
-        Event::Osc {
-            from: client(),
-            request: decode(&osc::message("/set/switch", vec![s("b")])),
-            received: 1000,
-            at: Some(5000),
-        },
-        &mut fx,
-    );
+    switch_at(&mut core, &mut fx, "b", 1000, 5000);
     assert!(connected_to_playback(&fx, new), "connected, still muted");
     assert_eq!(gates(&fx, old), [(0.0, Some(5000))]);
     assert_eq!(gates(&fx, new), [(0.0, None), (1.0, Some(5000))]);
@@ -131,6 +119,32 @@ fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_
     );
     let (_, _, _, state) = last_assign(&fx, "b.osc");
     assert_eq!(state, "/ms-b.osc.2-state");
+}
+
+#[test]
+fn a_spare_replacing_a_module_in_the_switch_window_gets_the_gate_its_set_gets() {
+    let (mut core, mut fx) = started(4);
+    let old = a_playing(&mut core, &mut fx);
+    osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
+    let new = ack(&mut core, &mut fx, "b.osc");
+    switch_at(&mut core, &mut fx, "b", 1000, 5000);
+    // Both crash before the frame; spares take their modules over.
+    core.handle(Event::WorkerGone(new), &mut fx);
+    let (incoming, ..) = last_assign(&fx, "b.osc");
+    assert_ne!(incoming, new);
+    assert_eq!(
+        gates(&fx, incoming),
+        [(0.0, None), (1.0, Some(5000))],
+        "silent until the frame, then open with the rest of its set"
+    );
+    core.handle(Event::WorkerGone(old), &mut fx);
+    let (outgoing, ..) = last_assign(&fx, "osc");
+    assert_ne!(outgoing, old);
+    assert_eq!(
+        gates(&fx, outgoing),
+        [(0.0, Some(5000))],
+        "closing on the frame with the rest of its set"
+    );
 }
 
 #[test]
@@ -206,11 +220,7 @@ fn an_atomic_load_with_a_failed_create_frees_what_it_created_and_changes_nothing
 #[test]
 fn a_switch_on_a_bar_asks_the_playing_seq_where_it_is_and_lands_on_that_bars_frame() {
     let (mut core, mut fx) = started(4);
-    fx.ports.insert("system:playback_1".into());
-    fx.files.insert("a.toml".into(), one_vco(220));
-    fx.files.insert("b.toml".into(), one_vco(330));
-    osc(&mut core, &mut fx, "/set/load", vec![s("a.toml")]);
-    let old = ack(&mut core, &mut fx, "osc");
+    let old = a_playing(&mut core, &mut fx);
     osc(&mut core, &mut fx, "/set/prepare", vec![s("b.toml")]);
     ack(&mut core, &mut fx, "b.osc");
     fx.cycle = Some(1000);

@@ -24,7 +24,8 @@
 //! - `burst_create_ms.pool_<p>`: 40 `/module/new` (VCOs with standby, the default)
 //!   sent 3 ms apart to `modsynthd --pool <p>`, each send -> its `/done` (target:
 //!   p99 < 10 ms). Creates beyond the pool wait for a worker to start, which costs
-//!   a JACK client open: the pool size decides this row.
+//!   a JACK client open: the pool size decides this row. `pool_88` (`pool_48` with
+//!   `--quick`): a pool that holds the whole burst, standbys included.
 
 use crate::settle::wait_settled;
 use crate::Row;
@@ -130,8 +131,11 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     drop(sup);
     rows.extend(switch_rows(server, quick)?);
 
-    for pool in [4, 8] {
-        rows.push(burst(server, pool, if quick { 20 } else { 40 })?);
+    let creates = if quick { 20 } else { 40 };
+    // 4 and 8: the burst outruns the pool. Then a pool sized for it (a primary and
+    // a standby per create, plus the 8 spares), as `set check` would advise.
+    for pool in [4, 8, 2 * creates + 8] {
+        rows.push(burst(server, pool, creates)?);
     }
     Ok(rows)
 }
