@@ -15,7 +15,9 @@ use livi::event::LV2AtomSequence;
 use std::ops::Range;
 
 /// How many MIDI messages one block can carry into a plugin: as many as the
-/// worker keeps of a period (`modsynth_worker::midi::CAPACITY`); more are dropped.
+/// worker keeps of a period (`modsynth_worker::midi::CAPACITY`, which drops the
+/// rest and anything longer than three bytes, and counts them), so that every
+/// message the worker kept fits.
 pub const MIDI_EVENTS: usize = 512;
 
 /// Bytes an atom event of a short MIDI message takes in a sequence: its 16-byte
@@ -29,8 +31,6 @@ struct MidiInput {
     sequence: LV2AtomSequence,
     /// The URID of `midi:MidiEvent` in the plugin's URID map.
     midi_event: u32,
-    /// Messages that did not fit, or were longer than three bytes: dropped.
-    dropped: u64,
 }
 
 /// A plugin instance, ready for the audio thread.
@@ -94,7 +94,6 @@ impl Host {
         let midi = info.ports_of(PortKind::MidiIn).next().map(|_| MidiInput {
             sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
             midi_event: features.midi_urid(),
-            dropped: 0,
         });
         let instance = unsafe { plugin.instantiate(features, sample_rate) }
             .map_err(|e| format!("LV2 plugin {uri} failed to instantiate: {e:?}"))?;
@@ -208,12 +207,6 @@ impl Host {
         replaced
     }
 
-    /// MIDI messages dropped so far: more than [`MIDI_EVENTS`] in one block, or
-    /// longer than three bytes (0 for a plugin without a MIDI input).
-    pub fn midi_dropped(&self) -> u64 {
-        self.midi.as_ref().map_or(0, |m| m.dropped)
-    }
-
     /// Copies the values the plugin last wrote to its control outputs, in port
     /// order (see [`spec::control_outputs`]), into `to` (as many as fit); a non-finite
     /// one is copied as 0, like a non-finite sample. Never allocates.
@@ -228,8 +221,9 @@ impl Host {
 impl MidiInput {
     /// Empties the sequence and fills it with the messages of `midi` inside
     /// `block` (frames of the period), timed from the block's start. Never
-    /// allocates: the sequence keeps its size, a message that does not fit is
-    /// dropped and counted.
+    /// allocates: the sequence keeps its size. [`MIDI_EVENTS`] short messages
+    /// fit; a message past them, or longer than three bytes (the worker passes
+    /// neither), is left out.
     fn fill<'m>(&mut self, midi: impl Iterator<Item = (usize, &'m [u8])>, block: Range<usize>) {
         self.sequence.clear();
         for (frame, bytes) in midi {
@@ -240,13 +234,44 @@ impl MidiInput {
                 continue;
             }
             let time = (frame - block.start) as i64;
-            if self
+            let _ = self
                 .sequence
-                .push_midi_event::<3>(time, self.midi_event, bytes)
-                .is_err()
-            {
-                self.dropped += 1;
-            }
+                .push_midi_event::<3>(time, self.midi_event, bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_of_512_midi_messages_fits_the_sequence_each_timed_from_the_blocks_start() {
+        let features = discover::world()
+            .try_build_features(livi::FeaturesBuilder {
+                min_block_length: 1,
+                max_block_length: 1024,
+            })
+            .unwrap();
+        let mut input = MidiInput {
+            sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
+            midi_event: features.midi_urid(),
+        };
+        let note = [0x90u8, 60, 100];
+        // 513 messages over frames 0..1026: the block 2..1026 holds the last 512.
+        let messages: Vec<(usize, &[u8])> = (0..=MIDI_EVENTS).map(|i| (i * 2, &note[..])).collect();
+        input.fill(messages.iter().copied(), 2..1026);
+        let events: Vec<i64> = input
+            .sequence
+            .iter()
+            .map(|e| e.event.time_in_frames)
+            .collect();
+        assert_eq!(events.len(), MIDI_EVENTS);
+        assert_eq!(events[0], 0, "frame 2 is the block's first");
+        assert_eq!(events[MIDI_EVENTS - 1], 1022);
+        assert!(input.sequence.iter().all(|e| e.data == note));
+        // The next block starts empty.
+        input.fill(std::iter::empty(), 0..1024);
+        assert_eq!(input.sequence.iter().count(), 0);
     }
 }
