@@ -86,15 +86,16 @@ impl Host {
                 "cannot run {uri} at a sample rate of {sample_rate}"
             ));
         }
+        // Made with the features the instance gets: one URID map for both.
+        let midi = info.ports_of(PortKind::MidiIn).next().map(|_| MidiInput {
+            sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
+            midi_event: features.midi_urid(),
+        });
         // SAFETY: the plugin's library and metadata come from the same installed
         // bundle (lilv checked its required features against livi's list above);
         // the sample rate is finite and positive. What the plugin's native code does
         // is beyond any host's proof: that is why it runs in its own worker process
         // with a standby, so that a crash costs this process, not the set.
-        let midi = info.ports_of(PortKind::MidiIn).next().map(|_| MidiInput {
-            sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
-            midi_event: features.midi_urid(),
-        });
         let instance = unsafe { plugin.instantiate(features, sample_rate) }
             .map_err(|e| format!("LV2 plugin {uri} failed to instantiate: {e:?}"))?;
         let mut instance = instance;
