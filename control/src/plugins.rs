@@ -63,6 +63,7 @@ pub fn listing(filter: Option<&str>, json: bool, all: bool) -> Result<String, St
 /// `1 in, 1 out, 2 par`: the ports counted by kind.
 fn ports(p: &PluginInfo) -> String {
     let kinds = [
+        (PortKind::MidiIn, "midi in"),
         (PortKind::AudioIn, "in"),
         (PortKind::AudioOut, "out"),
         (PortKind::CvIn, "cv in"),

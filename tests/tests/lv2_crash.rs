@@ -1,7 +1,8 @@
 //! Crash containment for LV2 plugins, with a plugin built for it: `crashy`
 //! (tests/lv2/crashy.lv2, compiled here with `cc`), a 440 Hz sine whose phase is
 //! the plugin's own state, which segfaults in the process its `crash` control
-//! names (-1: in every process) and writes NaN while its `nan` control is on.
+//! names (-1: in every process), spins forever in the one its `hang` control
+//! names, and writes NaN while its `nan` control is on.
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
@@ -10,7 +11,7 @@ use modsynth_tests::analysis::{
 };
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
-use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
 use modsynth_tests::test_plugins::crashy;
 use rosc::OscType;
 use std::time::{Duration, Instant};
@@ -227,4 +228,85 @@ fn an_lv2_plugin_control_output_is_read_with_module_get_and_reads_0_when_the_plu
         )
         .unwrap_err();
     assert!(unknown.contains("loudness"), "{unknown}");
+}
+
+#[test]
+fn a_hanging_lv2_plugin_is_taken_over_by_its_standby_and_killed_and_the_set_plays_on_after_a_bounded_dropout(
+) {
+    crashy();
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start(&server, 4).unwrap();
+    sup.new_module_without_standby("vco", "other", &[("freq", 220.0), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module("lv2:crashy", "osc", &[]).unwrap();
+    let capture = Capture::start(&server, 2).unwrap();
+    sup.connect("osc:out", &capture.port(0)).unwrap();
+    sup.connect("other:out", &capture.port(1)).unwrap();
+    let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
+    let standby = before.ready_standby().pid;
+    sup.wait_until_settled(PATIENCE);
+    let period = server.period();
+    let (rec, took) = std::thread::scope(|s| {
+        let rec = s.spawn(|| capture.record(3 * RATE as usize).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        // Only the primary's `run` spins (its standby has the same control value
+        // and another pid): the primary's process callback never returns.
+        let started = Instant::now();
+        set(&sup, "osc", "hang", before.pid as f32);
+        let after = sup.wait_for_module("osc", PATIENCE, |m| {
+            m.pid != before.pid && m.role == ModuleRole::Primary
+        });
+        let took = started.elapsed();
+        assert_eq!(after.pid, standby, "the lockstep standby took over");
+        (rec.join().unwrap(), took)
+    });
+    // The hung process was killed, not left spinning on a core.
+    let deadline = Instant::now() + PATIENCE;
+    while std::path::Path::new(&format!("/proc/{}", before.pid)).exists() {
+        assert!(Instant::now() < deadline, "the hung primary was not killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = &rec.channels[0];
+    // What a listener misses: samples the capture got as silence, and frames
+    // the server never delivered to it (a client that does not finish its
+    // period holds back the clients after it: the capture among them).
+    let silent = longest_silent_run(out, 1e-6);
+    let missing = silent as u64 + rec.dropped_frames;
+    let missing_ms = missing as f64 * 1000.0 / RATE;
+    eprintln!(
+        "measured: hang taken over {took:?} after the order; {silent} silent samples + {} frames not delivered ({} jumps, {} xruns) = {missing_ms:.0} ms missing at {period}-frame periods",
+        rec.dropped_frames,
+        rec.frame_jumps,
+        rec.xruns
+    );
+    assert!(!has_non_finite(out));
+    // Bounded by the hang limits: the standby's own check (16 periods of its
+    // own callback between two checks 250 ms apart: 341-591 ms at 1024 frames;
+    // it took over after 22-23 periods in the runs measured, and the supervisor
+    // then killed the hung process) or the supervisor's (32 periods behind the
+    // server, checked every 50 ms: 683-733 ms), whichever is first, plus the
+    // takeover. 1.5 s is twice the later one: room for a loaded machine.
+    assert!(
+        missing_ms < 1_500.0,
+        "{missing_ms:.0} ms missing after the hang"
+    );
+    // It plays on, in tune, after the takeover, and so does the rest of the set,
+    // which lost the same frames (one capture client: what the server did not
+    // deliver, it delivered to no one after the hung client) and nothing else.
+    let tail = |k: usize| {
+        let c = &rec.channels[k];
+        modsynth_tests::analysis::pitch_hz(&c[c.len() - 12_000..], RATE)
+    };
+    let (f, other) = (tail(0), tail(1));
+    let other_silent = longest_silent_run(&rec.channels[1], 1e-6);
+    eprintln!("measured: after the hang {f:.2} Hz; the other module {other:.2} Hz, {other_silent} silent samples");
+    assert!((f - 440.0).abs() < 1.0, "after the hang: {f} Hz");
+    assert!(
+        (other - 220.0).abs() < 1.0,
+        "the rest of the set: {other} Hz"
+    );
+    assert!(
+        other_silent <= 1,
+        "the rest of the set: {other_silent} silent samples"
+    );
 }

@@ -1055,9 +1055,10 @@ mod tests {
         let (mut c, mut e) = new::<Buffers>(4096);
         let mut frame = 0u32;
         // Every built-in module, and LV2 plugins of the Debian packs scripts/setup
-        // installs (a filter, a delay, one with an enumeration).
+        // installs (a filter, a delay, one with an enumeration, a synth whose
+        // MIDI input gets the MIDI workout through its atom sequence).
         modsynth_lv2::install();
-        let plugins = ["lv2:lowpass_iir", "lv2:delay_n", "lv2:Leslie"]
+        let plugins = ["lv2:lowpass_iir", "lv2:delay_n", "lv2:Leslie", "lv2:EPiano"]
             .map(|name| catalog::lookup(name).unwrap());
         for spec in catalog::modules().iter().chain(plugins) {
             let mut buffers = Buffers::new(spec, N);

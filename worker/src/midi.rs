@@ -35,6 +35,13 @@ pub struct MidiEvent {
     pub len: u8,
 }
 
+impl MidiEvent {
+    /// The message's bytes (`bytes[..len]`).
+    pub fn message(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(3)]
+    }
+}
+
 /// The MIDI messages of one period, in the order JACK delivered them (sorted by
 /// frame), in storage that never grows.
 pub struct MidiEvents {

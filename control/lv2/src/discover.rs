@@ -35,7 +35,11 @@ pub enum PortKind {
     ControlIn,
     /// A control value out (a meter, a latency report).
     ControlOut,
-    /// An atom sequence (MIDI, time, patch messages): not hosted yet.
+    /// An atom sequence input that takes MIDI (`atom:supports midi:MidiEvent`):
+    /// the module's JACK MIDI input.
+    MidiIn,
+    /// Any other atom port (an atom output, an input for time or patch messages
+    /// only): not hosted yet.
     Atom,
     /// Something else modsynth does not know.
     Other,
@@ -178,6 +182,8 @@ struct Uris {
     enumeration: lilv::node::Node,
     optional: lilv::node::Node,
     sample_rate: lilv::node::Node,
+    supports: lilv::node::Node,
+    midi_event: lilv::node::Node,
 }
 
 impl Uris {
@@ -195,6 +201,8 @@ impl Uris {
             enumeration: lv2("enumeration"),
             optional: lv2("connectionOptional"),
             sample_rate: lv2("sampleRate"),
+            supports: world.new_uri("http://lv2plug.in/ns/ext/atom#supports"),
+            midi_event: world.new_uri("http://lv2plug.in/ns/ext/midi#MidiEvent"),
         }
     }
 }
@@ -241,7 +249,12 @@ fn port(p: &lilv::port::Port, uris: &Uris) -> PortInfo {
             PortKind::ControlOut
         }
     } else if p.is_a(&uris.atom) {
-        PortKind::Atom
+        let midi = p.value(&uris.supports).iter().any(|v| v == uris.midi_event);
+        if input && midi {
+            PortKind::MidiIn
+        } else {
+            PortKind::Atom
+        }
     } else {
         PortKind::Other
     };
@@ -305,8 +318,17 @@ fn refusal(plugin: &lilv::plugin::Plugin, ports: &[PortInfo]) -> Option<String> 
     }
     let count = |kinds: &[PortKind]| ports.iter().filter(|p| kinds.contains(&p.kind)).count();
     let required = |kind: PortKind| ports.iter().any(|p| p.kind == kind && !p.optional);
-    if ports.iter().any(|p| p.kind == PortKind::Atom) {
-        return Some("it has atom (MIDI/event) ports, which modsynth does not host yet".into());
+    if let Some(p) = ports.iter().find(|p| p.kind == PortKind::Atom) {
+        return Some(format!(
+            "its atom port '{}' is an output or takes no MIDI: modsynth hosts atom inputs that take MIDI only",
+            p.symbol
+        ));
+    }
+    let midi_inputs = count(&[PortKind::MidiIn]);
+    if midi_inputs > 1 {
+        return Some(format!(
+            "it has {midi_inputs} MIDI inputs, a module holds at most 1"
+        ));
     }
     if required(PortKind::Other) {
         return Some("it has a port of a kind modsynth does not know".into());

@@ -3,13 +3,35 @@
 //! [`Host::new`] finds the plugin, instantiates and activates it (through
 //! `livi`: URID map, options with the block lengths, bounded block length, the
 //! worker schedule), off the audio thread. [`Host::run`] is what the audio thread
-//! calls: it writes the control values, connects the period's buffers, runs the
-//! plugin and replaces any non-finite sample it wrote with silence, counting them.
-//! It never allocates, locks or logs.
+//! calls: it writes the control values, connects the period's buffers, copies the
+//! period's MIDI messages into the plugin's atom sequence (allocated here, with
+//! room for [`MIDI_EVENTS`] messages), runs the plugin and replaces any
+//! non-finite sample it wrote with silence, counting them. It never allocates,
+//! locks or logs.
 
 use crate::discover::{self, PortKind};
 use crate::spec::{self, Control};
+use livi::event::LV2AtomSequence;
 use std::ops::Range;
+
+/// How many MIDI messages one block can carry into a plugin: as many as the
+/// worker keeps of a period (`modsynth_worker::midi::CAPACITY`, which drops the
+/// rest and anything longer than three bytes, and counts them), so that every
+/// message the worker kept fits.
+pub const MIDI_EVENTS: usize = 512;
+
+/// Bytes an atom event of a short MIDI message takes in a sequence: its 16-byte
+/// header and up to 3 bytes, padded to 8.
+const MIDI_EVENT_BYTES: usize = 24;
+
+/// The MIDI input of a plugin: the atom sequence it reads, refilled every block.
+struct MidiInput {
+    /// Allocated at instantiation with room for [`MIDI_EVENTS`] messages; cleared
+    /// and refilled in place by [`Host::run`], never grown.
+    sequence: LV2AtomSequence,
+    /// The URID of `midi:MidiEvent` in the plugin's URID map.
+    midi_event: u32,
+}
 
 /// A plugin instance, ready for the audio thread.
 pub struct Host {
@@ -35,6 +57,9 @@ pub struct Host {
     audio_outputs: usize,
     cv_outputs: usize,
     max_block: usize,
+    /// The atom input that takes MIDI, if the plugin has one (at most one:
+    /// [`discover`] refuses plugins with more).
+    midi: Option<MidiInput>,
 }
 
 impl std::fmt::Debug for Host {
@@ -68,6 +93,11 @@ impl Host {
                 "cannot run {uri} at a sample rate of {sample_rate}"
             ));
         }
+        // Made with the features the instance gets: one URID map for both.
+        let midi = info.ports_of(PortKind::MidiIn).next().map(|_| MidiInput {
+            sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
+            midi_event: features.midi_urid(),
+        });
         // SAFETY: the plugin's library and metadata come from the same installed
         // bundle (lilv checked its required features against livi's list above);
         // the sample rate is finite and positive. What the plugin's native code does
@@ -110,6 +140,7 @@ impl Host {
             audio_outputs: count(PortKind::AudioOut),
             cv_outputs: count(PortKind::CvOut),
             max_block: max_block.max(1),
+            midi,
         })
     }
 
@@ -156,13 +187,17 @@ impl Host {
     /// Runs the plugin over `range` of the period's buffers with the parameters
     /// `params` (catalog order, already validated). `inputs` and `outputs` are the
     /// module's ports in catalog order (audio, then CV); each must hold `range`.
+    /// `midi` is the period's MIDI input: (frame in the period, message), sorted
+    /// by frame; those inside `range` reach the plugin at their frames (a plugin
+    /// without a MIDI input ignores them).
     /// Returns how many output samples were not finite and were replaced by 0.
     /// Never allocates.
-    pub fn run(
+    pub fn run<'m>(
         &mut self,
         params: &[f32],
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
+        midi: impl Iterator<Item = (usize, &'m [u8])> + Clone,
         range: Range<usize>,
     ) -> u64 {
         for (control, &value) in self.controls.iter().zip(params) {
@@ -184,18 +219,23 @@ impl Host {
             let r = start..end;
             let (audio_in, cv_in) = inputs[..n_in].split_at(self.audio_inputs);
             let (audio_out, cv_out) = outputs[..n_out].split_at_mut(self.audio_outputs);
+            if let Some(input) = self.midi.as_mut() {
+                input.fill(midi.clone(), r.clone());
+            }
             let ports = livi::PortConnections {
                 audio_inputs: audio_in.iter().map(|b| &b[r.clone()]),
                 audio_outputs: audio_out.iter_mut().map(|b| &mut b[r.clone()]),
-                atom_sequence_inputs: std::iter::empty(),
+                atom_sequence_inputs: self.midi.iter().map(|m| &m.sequence),
                 atom_sequence_outputs: std::iter::empty(),
                 cv_inputs: cv_in.iter().map(|b| &b[r.clone()]),
                 cv_outputs: cv_out.iter_mut().map(|b| &mut b[r.clone()]),
             };
             // SAFETY: every buffer holds `r` (checked above) and lives through the
             // call; the iterators yield exactly the plugin's port counts, in port
-            // order within each type (the catalog's order); the plugin has no atom
-            // ports (refused at discovery). Nothing else runs this instance.
+            // order within each type (the catalog's order); its only atom port is
+            // the MIDI input (others are refused at discovery), given a sequence
+            // made with this instance's URID map that `MidiInput::fill` left well
+            // formed. Nothing else runs this instance.
             let ran = unsafe { self.instance.run(end - start, ports) };
             if ran.is_err() {
                 for out in outputs[..n_out].iter_mut() {
@@ -228,5 +268,63 @@ impl Host {
             let v = self.values.get(port).copied().unwrap_or(0.0);
             *slot = if v.is_finite() { v } else { 0.0 };
         }
+    }
+}
+
+impl MidiInput {
+    /// Empties the sequence and fills it with the messages of `midi` inside
+    /// `block` (frames of the period), timed from the block's start. Never
+    /// allocates: the sequence keeps its size. [`MIDI_EVENTS`] short messages
+    /// fit; a message past them, or longer than three bytes (the worker passes
+    /// neither), is left out.
+    fn fill<'m>(&mut self, midi: impl Iterator<Item = (usize, &'m [u8])>, block: Range<usize>) {
+        self.sequence.clear();
+        for (frame, bytes) in midi {
+            if frame >= block.end {
+                break;
+            }
+            if frame < block.start {
+                continue;
+            }
+            let time = (frame - block.start) as i64;
+            let _ = self
+                .sequence
+                .push_midi_event::<3>(time, self.midi_event, bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_of_512_midi_messages_fits_the_sequence_each_timed_from_the_blocks_start() {
+        let features = discover::world()
+            .try_build_features(livi::FeaturesBuilder {
+                min_block_length: 1,
+                max_block_length: 1024,
+            })
+            .unwrap();
+        let mut input = MidiInput {
+            sequence: LV2AtomSequence::new(&features, MIDI_EVENTS * MIDI_EVENT_BYTES),
+            midi_event: features.midi_urid(),
+        };
+        let note = [0x90u8, 60, 100];
+        // 513 messages over frames 0..1026: the block 2..1026 holds the last 512.
+        let messages: Vec<(usize, &[u8])> = (0..=MIDI_EVENTS).map(|i| (i * 2, &note[..])).collect();
+        input.fill(messages.iter().copied(), 2..1026);
+        let events: Vec<i64> = input
+            .sequence
+            .iter()
+            .map(|e| e.event.time_in_frames)
+            .collect();
+        assert_eq!(events.len(), MIDI_EVENTS);
+        assert_eq!(events[0], 0, "frame 2 is the block's first");
+        assert_eq!(events[MIDI_EVENTS - 1], 1022);
+        assert!(input.sequence.iter().all(|e| e.data == note));
+        // The next block starts empty.
+        input.fill(std::iter::empty(), 0..1024);
+        assert_eq!(input.sequence.iter().count(), 0);
     }
 }

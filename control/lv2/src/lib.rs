@@ -2,10 +2,11 @@
 //!
 //! - [`discover`]: which plugins are installed (through lilv, via the `livi`
 //!   crate), what each one's ports and controls are, and why modsynth refuses the
-//!   ones it cannot host (a required feature it does not offer, atom/MIDI ports,
-//!   more ports or controls than a module holds).
+//!   ones it cannot host (a required feature it does not offer, atom outputs and
+//!   atom inputs without MIDI, more ports or controls than a module holds).
 //! - [`spec`]: a plugin as a catalog entry (`lv2:<URI>`): audio and CV ports
-//!   become JACK ports, control inputs become parameters with the plugin's range,
+//!   become JACK ports, an atom input that takes MIDI the module's JACK MIDI
+//!   input, control inputs become parameters with the plugin's range,
 //!   default, enumeration, toggle and integer hints.
 //! - [`host`]: one running plugin instance, made off the audio thread, whose
 //!   `run` never allocates.

@@ -1,7 +1,8 @@
 //! A plugin as a catalog entry: `lv2:<URI>`.
 //!
-//! Ports: audio inputs, then CV inputs, then audio outputs, then CV outputs, each
-//! in the plugin's index order, named by their LV2 symbols. Parameters: the
+//! Ports: the MIDI input (an atom input that takes MIDI: a JACK MIDI port), audio
+//! inputs, then CV inputs, then audio outputs, then CV outputs, each in the
+//! plugin's index order, named by their LV2 symbols. Parameters: the
 //! control inputs in index order, named by their symbols, with the plugin's range
 //! and default; an `lv2:enumeration` becomes a choice of its scale points'
 //! labels (lower case, `_` for anything not a letter or digit), an `lv2:toggled`
@@ -104,6 +105,7 @@ pub fn module_spec(info: &PluginInfo) -> Result<ModuleSpec, String> {
         return Err(format!("cannot host LV2 plugin {}: {why}", info.uri));
     }
     let order = [
+        (PortKind::MidiIn, Direction::In, Signal::Midi),
         (PortKind::AudioIn, Direction::In, Signal::Audio),
         (PortKind::CvIn, Direction::In, Signal::Cv),
         (PortKind::AudioOut, Direction::Out, Signal::Audio),
@@ -272,9 +274,19 @@ mod tests {
     }
 
     #[test]
+    fn an_atom_input_that_takes_midi_becomes_the_modules_midi_input() {
+        let dx10 = resolve("lv2:DX10").unwrap();
+        let midi = dx10.midi_input().expect("a MIDI input");
+        assert_eq!(midi.name, "event_in");
+        let outputs: Vec<&str> = dx10.output_ports().map(|p| p.name).collect();
+        assert_eq!(outputs, ["left_out", "right_out"]);
+        assert_eq!(dx10.input_ports().count(), 0, "no audio input");
+    }
+
+    #[test]
     fn plugins_modsynth_cannot_host_are_refused_with_the_reason() {
-        let err = resolve("lv2:DX10").unwrap_err();
-        assert!(err.contains("atom"), "{err}");
+        let err = resolve("lv2:hermesFilter").unwrap_err();
+        assert!(err.contains("52 control inputs"), "{err}");
         let err = resolve("lv2:no_such_plugin").unwrap_err();
         assert!(err.contains("modsynth plugins"), "{err}");
     }

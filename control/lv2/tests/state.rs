@@ -41,7 +41,13 @@ fn crashy() {
 fn peak(host: &mut Host, set_gain: f32) -> f32 {
     let mut out = vec![0.0f32; BLOCK];
     let params = [440.0, 0.0, 0.0, set_gain];
-    let replaced = host.run(&params, &[], &mut [&mut out[..]], 0..BLOCK);
+    let replaced = host.run(
+        &params,
+        &[],
+        &mut [&mut out[..]],
+        std::iter::empty(),
+        0..BLOCK,
+    );
     assert_eq!(replaced, 0);
     out.iter().fold(0.0f32, |m, s| m.max(s.abs()))
 }

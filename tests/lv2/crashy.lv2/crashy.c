@@ -2,6 +2,8 @@
  *
  * `crash`: segfaults in run() in the process whose pid it names (so a test can
  * crash a primary and not its lockstep standby), or in every process at -1.
+ * `hang`: spins forever in run() in the process whose pid it names (-1: in
+ * every process), never returning to the host: a hung plugin.
  * `nan`: writes NaN instead of the sine while on (and into `peak`). The phase is
  * the plugin's own state: a standby only continues it seamlessly if it ran in
  * lockstep. `peak` (a control output, a meter): the largest |sample| of the last
@@ -30,6 +32,7 @@ typedef struct {
 	float last_set_gain; /* NAN until the first run */
 	LV2_URID gain_key;
 	LV2_URID atom_float;
+	const float *hang;
 	double phase;
 	double rate;
 	float pid;
@@ -64,6 +67,7 @@ static void connect_port(LV2_Handle h, uint32_t port, void *data) {
 	case 3: c->nan = data; break;
 	case 4: c->peak = data; break;
 	case 5: c->set_gain = data; break;
+	case 6: c->hang = data; break;
 	}
 }
 
@@ -79,6 +83,12 @@ static void run(LV2_Handle h, uint32_t n) {
 		if (!isnan(c->last_set_gain) && g != c->last_set_gain)
 			c->gain = g;
 		c->last_set_gain = g;
+	}
+	float hang = c->hang ? *c->hang : 0.0f;
+	if (hang == -1.0f || (hang > 0.0f && hang == c->pid)) {
+		/* A volatile counter: a loop the compiler may not assume to end or remove. */
+		for (volatile unsigned long spin = 0;; spin++) {
+		}
 	}
 	double step = *c->freq / c->rate;
 	float peak = 0.0f;

@@ -294,7 +294,11 @@ fn run(
                 if let Kernel::Lv2(clock) = kernel {
                     clock.frames += r.len() as u64;
                 }
-                slot.non_finite += slot.host.run(params, &io.inputs, &mut io.outputs, r);
+                let midi = io.midi;
+                let events = midi.iter().map(|e| (e.frame as usize, e.message()));
+                slot.non_finite += slot
+                    .host
+                    .run(params, &io.inputs, &mut io.outputs, events, r);
                 // Its meters, where `/module/get` reads them (the shared buffer).
                 slot.host.read_control_outputs(buffer);
             }
@@ -463,10 +467,13 @@ impl Module {
             {
                 *o = chunk;
             }
+            // No MIDI: what the primary was played before the standby existed is
+            // gone (a note held then is not held in the standby).
             let _ = slot.host.run(
                 &self.state.params.current,
                 &inputs[..n_in],
                 &mut outputs[..],
+                std::iter::empty(),
                 0..n,
             );
             done += n as u64;
