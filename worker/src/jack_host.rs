@@ -120,6 +120,27 @@ fn remove_name(client: &jack::Client, subject: jack::jack_sys::jack_uuid_t) {
     let _ = client.property_remove(subject, PRETTY_NAME);
 }
 
+/// Removes a name `subject` may carry from a dead object, only where one can be
+/// there: on PipeWire, which keeps the metadata of dead ports and reuses their ids.
+/// Used on ports just registered and on ports about to be unregistered.
+///
+/// On jackd2 the server itself removes a port's properties when the port is
+/// unregistered, and a client's when it closes, so there is nothing to remove; and
+/// every metadata write there can deadlock the server (issue 18). jackd2 1.9.21
+/// keeps metadata in a Berkeley DB without a deadlock detector: its request thread
+/// walks the whole database with a cursor at every port unregistration and client
+/// close, and a client's write at the same moment can lock in the opposite order.
+/// Seen with gdb while 32-module sets loaded: the server thread waiting in
+/// `PortUnRegister` -> `__ham_get_meta`, a starting spare in `jack_remove_property`
+/// -> `__ham_get_meta`, forever; no client could open, close or connect again, and
+/// a client that died after it stayed in the graph (`not finished, state =
+/// Triggered`) until jackd was killed. A spare start made six such removals.
+fn remove_stale_name(client: &jack::Client, subject: jack::jack_sys::jack_uuid_t) {
+    if on_pipewire() {
+        remove_name(client, subject);
+    }
+}
+
 /// Sets the pretty-name of `port` to `short`.
 fn label_port<PS>(client: &jack::Client, port: &jack::Port<PS>, short: &str) {
     let pretty = jack::Property::new(short, None);
@@ -246,13 +267,13 @@ impl JackPorts {
         while self.inputs.len() < MAX_INPUTS {
             let name = generic_name("in", self.inputs.len());
             let port = client.register_port(&name, jack::AudioIn::default())?;
-            remove_name(client, port_uuid(&port));
+            remove_stale_name(client, port_uuid(&port));
             self.inputs.push(port);
         }
         while self.outputs.len() < outputs.min(MAX_OUTPUTS) {
             let name = generic_name("out", self.outputs.len());
             let port = client.register_port(&name, jack::AudioOut::default())?;
-            remove_name(client, port_uuid(&port));
+            remove_stale_name(client, port_uuid(&port));
             self.outputs.push(port);
         }
         Ok(())
@@ -736,12 +757,12 @@ impl Host {
         while spare.outputs.len() < n_out {
             let name = generic_name("out", spare.outputs.len());
             let port = client.register_port(&name, jack::AudioOut::default())?;
-            remove_name(client, port_uuid(&port));
+            remove_stale_name(client, port_uuid(&port));
             spare.outputs.push(port);
         }
         if spec.midi_input().is_some() {
             let port = client.register_port(MIDI_PORT, jack::MidiIn::default())?;
-            remove_name(client, port_uuid(&port));
+            remove_stale_name(client, port_uuid(&port));
             spare.midi = Some(port);
         }
         Ok(spare)
@@ -828,11 +849,11 @@ impl Host {
         // Their generic names go first: a server may keep a port's metadata after
         // the port is gone (PipeWire does), and no name may outlive its subject.
         for port in inputs {
-            remove_name(&self.client, port_uuid(&port));
+            remove_stale_name(&self.client, port_uuid(&port));
             let _ = self.client.unregister_port(port);
         }
         for port in outputs {
-            remove_name(&self.client, port_uuid(&port));
+            remove_stale_name(&self.client, port_uuid(&port));
             let _ = self.client.unregister_port(port);
         }
         true
