@@ -27,6 +27,7 @@ pub mod core;
 pub mod event_loop;
 pub mod jack_client;
 pub mod links;
+pub mod metadata_deadlocks;
 pub mod osc_server;
 pub mod osc_tcp;
 pub mod patchbay;

@@ -267,6 +267,7 @@ fn serve(
     let inbox = Inbox::new()?;
     let events_tx = inbox.sender();
     let jack = Arc::new(Jack::open(&args.name, events_tx.clone())?);
+    modsynth_supervisor::metadata_deadlocks::start()?;
     // `lv2:<plugin>` module types resolve through lilv, with plugin ranges given
     // as fractions of the sample rate scaled by the server's.
     modsynth_lv2::spec::set_sample_rate(jack.client().sample_rate());

@@ -246,7 +246,7 @@ fn unblock_accept(server_name: &str) {
 
 /// The highest descriptor number the process may hold (+1), read before forking: the
 /// child must not allocate or read files to find it.
-fn descriptor_limit() -> i32 {
+pub(crate) fn descriptor_limit() -> i32 {
     let mut limit = libc::rlimit {
         rlim_cur: 1024,
         rlim_max: 1024,
@@ -267,7 +267,7 @@ fn descriptor_limit() -> i32 {
 /// at fork, so no descriptor another thread opens at the same time (libjack's
 /// notification thread opens one per new JACK client) can slip through. Marking
 /// rather than closing keeps std's exec-error pipe working until exec.
-fn inherit_nothing(max_fd: i32) {
+pub(crate) fn inherit_nothing(max_fd: i32) {
     // SAFETY: close_range only changes flags of this (forked) process's descriptors;
     // it reads no memory of ours.
     let marked = unsafe {

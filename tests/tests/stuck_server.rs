@@ -126,3 +126,63 @@ fn a_stopped_jack_server_fails_only_the_connect_and_status_answers_at_once() {
     );
     assert!(cents(f, 660.0).abs() < 1.0, "after the new connect: {f} Hz");
 }
+
+/// The process ids whose parent is `parent`, with their command lines (NUL-separated
+/// arguments joined by spaces).
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, args.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// jackd2 keeps pretty-names in a Berkeley DB without deadlock detection, and a lock
+/// cycle there between the server and a worker stopped the server for good (issue
+/// 18): `modsynthd` keeps Berkeley DB's detector running on that database.
+#[test]
+fn modsynthd_runs_a_deadlock_detector_on_jackd2s_metadata_database() {
+    let server = JackServer::start().expect("a private JACK server");
+    let sup = Supervisor::start(&server, 2).unwrap();
+    // SAFETY: getuid cannot fail and touches no memory of ours.
+    let database = format!("/dev/shm/jack_db-{}", unsafe { libc::getuid() });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let detector = loop {
+        let children = children_of(sup.pid());
+        if let Some((pid, args)) = children.iter().find(|(_, args)| args.contains("deadlock")) {
+            break (*pid, args.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no deadlock detector among modsynthd's children after 15 s (is db5.3-util \
+             installed? scripts/setup installs it): {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (pid, args) = detector;
+    assert!(
+        // db5.3_deadlock overwrites the dot of its `-t sec.usec` with a NUL.
+        args.contains(&format!("-h {database}")) && args.contains("-t 0 100000"),
+        "the detector (pid {pid}) watches the wrong database or too rarely: {args}"
+    );
+    eprintln!("deadlock detector pid {pid}: {args}");
+}
