@@ -120,13 +120,15 @@ fn remove_name(client: &jack::Client, subject: jack::jack_sys::jack_uuid_t) {
     let _ = client.property_remove(subject, PRETTY_NAME);
 }
 
-/// Removes a name `subject` may carry from a dead object, only where one can be
-/// there: on PipeWire, which keeps the metadata of dead ports and reuses their ids.
-/// Used on ports just registered and on ports about to be unregistered.
+/// Removes a name `subject` may carry from a dead object. Used on ports just
+/// registered and on ports about to be unregistered. On PipeWire, which keeps the
+/// metadata of dead ports and reuses their ids, always; on jackd2 only a name that
+/// is there (read first), which is rare.
 ///
 /// On jackd2 the server itself removes a port's properties when the port is
-/// unregistered, and a client's when it closes, so there is nothing to remove; and
-/// every metadata write there can deadlock the server (issue 18). jackd2 1.9.21
+/// unregistered, and a client's when it closes, so there is nothing to remove
+/// unless that removal was the request the deadlock detector failed (see below);
+/// and every metadata write there can deadlock the server (issue 18). jackd2 1.9.21
 /// keeps metadata in a Berkeley DB without a deadlock detector: its request thread
 /// walks the whole database with a cursor at every port unregistration and client
 /// close, and a client's write at the same moment can lock in the opposite order.
@@ -136,15 +138,34 @@ fn remove_name(client: &jack::Client, subject: jack::jack_sys::jack_uuid_t) {
 /// a client that died after it stayed in the graph (`not finished, state =
 /// Triggered`) until jackd was killed. A spare start made six such removals.
 fn remove_stale_name(client: &jack::Client, subject: jack::jack_sys::jack_uuid_t) {
-    if on_pipewire() {
+    if on_pipewire() || client.property_get(subject, PRETTY_NAME).is_some() {
         remove_name(client, subject);
     }
 }
 
+/// Sets the pretty-name of `subject` to `name`, trying up to three times: on jackd2
+/// a write that lands in a lock cycle with the server is failed by the deadlock
+/// detector `modsynthd` runs (`DB_LOCK_DEADLOCK`, see `metadata_deadlocks` in the
+/// supervisor), and the next try finds the cycle gone.
+fn set_name(
+    client: &jack::Client,
+    subject: jack::jack_sys::jack_uuid_t,
+    name: &str,
+) -> Result<(), jack::Error> {
+    let pretty = jack::Property::new(name, None);
+    let mut result = client.property_set(subject, PRETTY_NAME, &pretty);
+    for _ in 1..3 {
+        if result.is_ok() {
+            break;
+        }
+        result = client.property_set(subject, PRETTY_NAME, &pretty);
+    }
+    result
+}
+
 /// Sets the pretty-name of `port` to `short`.
 fn label_port<PS>(client: &jack::Client, port: &jack::Port<PS>, short: &str) {
-    let pretty = jack::Property::new(short, None);
-    if let Err(e) = client.property_set(port_uuid(port), PRETTY_NAME, &pretty) {
+    if let Err(e) = set_name(client, port_uuid(port), short) {
         tracing::warn!("cannot set the pretty-name {short}: {e}");
     }
 }
@@ -700,11 +721,7 @@ impl Host {
         self.client_label = label.map(str::to_string);
         let client = &self.client;
         let result = match label {
-            Some(label) => client.property_set(
-                client.uuid(),
-                PRETTY_NAME,
-                &jack::Property::new(label, None),
-            ),
+            Some(label) => set_name(client, client.uuid(), label),
             None => {
                 remove_name(client, client.uuid());
                 Ok(())
