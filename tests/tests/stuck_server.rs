@@ -1,6 +1,8 @@
 //! A JACK server that stops answering (wedged, or here SIGSTOPped) must not make
 //! `modsynthd` deaf: its connects wait on the patchbay thread with a deadline, and
-//! everything else answers at once.
+//! everything else answers at once. And the one wedge of jackd2 modsynth caused (a
+//! lock cycle in its metadata database, issue 18) is broken by a detector
+//! `modsynthd` keeps running.
 
 use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{cents, pitch_hz};
