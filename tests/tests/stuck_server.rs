@@ -1,7 +1,7 @@
 //! A JACK server that stops answering (wedged, or here SIGSTOPped) must not make
 //! `modsynthd` deaf: its connects wait on the patchbay thread with a deadline, and
-//! everything else answers at once. And the wedge jackd2 fell into under modsynth's load (a
-//! lock cycle in its metadata database, issue 18) is broken by a detector
+//! everything else answers at once. And the wedge jackd2 fell into under modsynth's
+//! load (a lock cycle in its metadata database, issue 18) is broken by a detector
 //! `modsynthd` keeps running.
 
 use modsynth_control::osc::{message, text};
