@@ -56,6 +56,11 @@ impl Client {
         .expect("literal address");
         let socket =
             UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        // Connected: the kernel drops datagrams from anyone else, and a port nobody
+        // listens on is reported at once (ECONNREFUSED) instead of after the timeout.
+        socket
+            .connect(server)
+            .map_err(|e| format!("cannot reach {server}: {e}"))?;
         Ok(Client {
             socket,
             tcp: None,
@@ -106,9 +111,10 @@ impl Client {
                 .write_all(&slip::encode(&bytes))
                 .map_err(|e| format!("cannot send to {} over TCP: {e}", self.server));
         }
-        self.socket
-            .send_to(&bytes, self.server)
-            .map_err(|e| format!("cannot send to {}: {e}", self.server))?;
+        self.socket.send(&bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => nothing_listens(self.server),
+            _ => format!("cannot send to {}: {e}", self.server),
+        })?;
         Ok(())
     }
 
@@ -135,8 +141,7 @@ impl Client {
         }
     }
 
-    /// The next packet from modsynthd, or `None` when `within` passed first or a
-    /// datagram came from someone else (anyone can send to a UDP port).
+    /// The next packet from modsynthd, or `None` when `within` passed first.
     fn receive(&self, within: Duration) -> Result<Option<Vec<u8>>, String> {
         let mut buf = vec![0u8; 64 * 1024];
         let timed_out = |e: &std::io::Error| {
@@ -177,18 +182,16 @@ impl Client {
         self.socket
             .set_read_timeout(Some(within))
             .map_err(|e| e.to_string())?;
-        match self.socket.recv_from(&mut buf) {
-            Ok((len, from)) if from == self.server => {
+        match self.socket.recv(&mut buf) {
+            Ok(len) => {
                 buf.truncate(len);
                 Ok(Some(buf))
             }
-            Ok(_) => Ok(None),
             Err(e) if timed_out(&e) => Ok(None),
             // ECONNREFUSED from an earlier send: nobody listens on that port.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
-                "nothing listens at {} (is modsynthd running? start it with scripts/live or modsynthd)",
-                self.server
-            )),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Err(nothing_listens(self.server))
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -282,4 +285,9 @@ pub fn fail_reason(reply: &OscMessage) -> String {
         Some(OscType::String(reason)) => reason.clone(),
         _ => format!("{reply:?}"),
     }
+}
+
+/// The error for a server port that refused a datagram: no modsynthd runs there.
+fn nothing_listens(server: SocketAddr) -> String {
+    format!("nothing listens at {server} (is modsynthd running? start it with scripts/live or modsynthd)")
 }
