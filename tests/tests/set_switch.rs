@@ -193,16 +193,18 @@ fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a
     );
 }
 
-/// A 16-module set: 8 `vco -> vca` chains into `to`, chain `k` a sine at
+/// A set of `2 n` modules: `n` `vco -> vca` chains into `to`, chain `k` a sine at
 /// `lowest + 100 k` Hz. Partials 100 Hz apart are resolved in one 1024-frame period,
 /// so each period's energy in the set's band is steady enough to judge alone.
-fn eight_chains(lowest: f32, to: &str) -> String {
+fn chains(n: usize, lowest: f32, to: &str) -> String {
     let mut set = String::new();
-    for k in 0..8 {
+    // Together at most 1.0.
+    let gain = 1.0 / n as f32;
+    for k in 0..n {
         let freq = lowest + 100.0 * k as f32;
         set.push_str(&format!(
             "[[module]]\nid = \"osc{k}\"\ntype = \"vco\"\nstandby = \"none\"\nparams = {{ freq = {freq}, wave = \"sine\" }}\n\n\
-             [[module]]\nid = \"amp{k}\"\ntype = \"vca\"\nstandby = \"none\"\nparams = {{ gain = 0.12 }}\n\n\
+             [[module]]\nid = \"amp{k}\"\ntype = \"vca\"\nstandby = \"none\"\nparams = {{ gain = {gain} }}\n\n\
              [[connect]]\nfrom = \"osc{k}:out\"\nto = \"amp{k}:in\"\n\n\
              [[connect]]\nfrom = \"amp{k}:out\"\nto = \"{to}\"\n\n"
         ));
@@ -210,18 +212,17 @@ fn eight_chains(lowest: f32, to: &str) -> String {
     set
 }
 
-/// Issue 18 asks for 32-module sets. At 32 (64 debug workers on the test server
-/// plus the pool) jackd2 wedged in 1 of 4 runs on a loaded machine: new workers'
-/// clients never opened while the prepared set was connected, and the test hung.
-/// The same wedge stopped the bench's `sets` group once. Its cause: a lock cycle in
-/// jackd2's metadata database between the server and a worker, which `modsynthd`
-/// now breaks (`supervisor/src/metadata_deadlocks.rs`: runs of four loads of
+/// Issue 18 asks for 32-module sets; this test switches 16. At 32, jackd2 first
+/// wedged (1 of 4 runs): a lock cycle in its metadata database, which `modsynthd`
+/// now breaks (`supervisor/src/metadata_deadlocks.rs`; runs of four loads of
 /// 32-module sets on a 72-worker pool wedged 7 of 9 times before, 0 of 14 after).
-/// The test still switches 16-module sets; the bench times 32
-/// (`set_switch_ms.modules_32`).
+/// With that fixed, 64 debug-build workers at once still overload this 2-core
+/// machine: in 1 of 2 runs every take for 31 s was disturbed (8-80 xruns each).
+/// The bench switches 32-module sets in a release build (`set_switch_ms.modules_32`).
 #[test]
 fn a_prepared_16_module_set_replaces_a_playing_16_module_set_on_its_frame_without_a_gap_or_an_xrun()
 {
+    const CHAINS: usize = 8;
     let server = JackServer::start().unwrap();
     let sup = Supervisor::start(&server, 8).unwrap();
     let capture = Capture::start(&server, 1).unwrap();
@@ -237,14 +238,14 @@ fn a_prepared_16_module_set_replaces_a_playing_16_module_set_on_its_frame_withou
         &sup,
         &capture,
         [
-            (eight_chains(200.0, &to), low),
-            (eight_chains(2500.0, &to), high),
+            (chains(CHAINS, 200.0, &to), low),
+            (chains(CHAINS, 2500.0, &to), high),
         ],
         || switch_in(Duration::from_millis(700)),
         1.6,
-        |ids| assert_eq!(ids.len(), 32, "both sets side by side"),
+        |ids| assert_eq!(ids.len(), 4 * CHAINS, "both sets side by side"),
     );
-    assert_eq!(module_ids(&sup).len(), 16, "the old set is freed");
+    assert_eq!(module_ids(&sup).len(), 2 * CHAINS, "the old set is freed");
     let at = rec
         .index_of_frame(u64::from(frame))
         .unwrap_or_else(|| panic!("switch frame {frame} outside the recording"));
