@@ -242,6 +242,66 @@ impl Capture {
         timeout: Duration,
         started: impl FnOnce(u64),
     ) -> Result<Recording, String> {
+        self.record_while(frames, timeout, started, || true, 0)
+    }
+
+    /// Records while `going()` holds and `tail` frames more, at most `max_frames`
+    /// (then it fails: the action it watched took longer than the recording was
+    /// meant to last). For a recording across an action of unknown length:
+    ///
+    /// ```no_run
+    /// # use modsynth_tests::{capture::Capture, jack_server::JackServer};
+    /// # use std::sync::atomic::{AtomicBool, Ordering};
+    /// # use std::time::Duration;
+    /// # let server = JackServer::start().unwrap();
+    /// # let capture = Capture::start(&server, 1).unwrap();
+    /// let acting = AtomicBool::new(true);
+    /// let rec = std::thread::scope(|s| {
+    ///     let rec = s.spawn(|| {
+    ///         capture.record_until(60 * 48_000, Duration::from_secs(90), || {
+    ///             acting.load(Ordering::SeqCst)
+    ///         }, 48_000)
+    ///     });
+    ///     // ... act on the running patch ...
+    ///     acting.store(false, Ordering::SeqCst);
+    ///     rec.join().unwrap()
+    /// }).unwrap();
+    /// ```
+    pub fn record_until(
+        &self,
+        max_frames: usize,
+        timeout: Duration,
+        mut going: impl FnMut() -> bool,
+        tail: usize,
+    ) -> Result<Recording, String> {
+        let mut ended = false;
+        let watch = || {
+            let on = going();
+            ended |= !on;
+            on
+        };
+        let rec = self.record_while(max_frames, timeout, |_| {}, watch, tail)?;
+        if !ended {
+            return Err(format!(
+                "capture '{}': {max_frames} frames recorded and the action still runs",
+                self.name()
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// The recording loop of [`Capture::record_then`] and [`Capture::record_until`]:
+    /// up to `frames`, or `tail` frames after `going()` first says no.
+    fn record_while(
+        &self,
+        frames: usize,
+        timeout: Duration,
+        started: impl FnOnce(u64),
+        mut going: impl FnMut() -> bool,
+        tail: usize,
+    ) -> Result<Recording, String> {
+        let mut frames = frames;
+        let mut watching = true;
         let mut started = Some(started);
         let deadline = Instant::now() + timeout;
         let n_inputs = self.n_inputs();
@@ -260,6 +320,13 @@ impl Capture {
         let mut jumps = Vec::new();
         let mut collected = 0usize;
         while collected < frames {
+            if watching && !going() {
+                watching = false;
+                frames = frames.min(collected + tail);
+                if collected >= frames {
+                    break;
+                }
+            }
             let Some(period) = periods.pop(&mut channels, frames - collected) else {
                 if self.recorder.server_stopped() {
                     return Err(format!(

@@ -280,9 +280,18 @@ fn a_set_plays_on_through_modsynthd_sigkill_and_a_new_modsynthd_takes_it_back() 
         "pitch without a supervisor {f}"
     );
 
+    let starting = std::sync::atomic::AtomicBool::new(true);
     let again = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(4 * 48_000).unwrap());
+        // From before the start to a second after its pool is ready.
+        let rec = s.spawn(|| {
+            let going = || starting.load(std::sync::atomic::Ordering::SeqCst);
+            capture
+                .record_until(30 * 48_000, Duration::from_secs(60), going, 48_000)
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(300));
         let again = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+        starting.store(false, std::sync::atomic::Ordering::SeqCst);
         let out = rec.join().unwrap().channels[0].clone();
         let gap = longest_silent_run(&out, 1e-6);
         eprintln!("measured: {gap} silent samples while the new modsynthd took the set back");
@@ -418,10 +427,18 @@ fn twenty_supervisor_kills_and_restarts_under_a_playing_set_leave_nothing_behind
     players.sort_unstable();
 
     const CYCLES: usize = 20;
-    // One recording over every cycle (generous: a loaded machine restarts slowly);
-    // whatever of it comes after the last cycle is checked too.
+    // One recording over every cycle and a second after the last (at most 60 s: a
+    // loaded machine restarts slowly).
+    let cycling = std::sync::atomic::AtomicBool::new(true);
     let (out, restart_ms) = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(45 * 48_000).unwrap());
+        let rec = s.spawn(|| {
+            let going = || cycling.load(std::sync::atomic::Ordering::SeqCst);
+            capture
+                .record_until(60 * 48_000, Duration::from_secs(90), going, 48_000)
+                .unwrap()
+        });
+        // The recording runs before the first kill.
+        std::thread::sleep(Duration::from_millis(300));
         let mut restart_ms = Vec::new();
         for _ in 0..CYCLES {
             sup.sigkill().unwrap();
@@ -429,6 +446,7 @@ fn twenty_supervisor_kills_and_restarts_under_a_playing_set_leave_nothing_behind
             sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
             restart_ms.push(t.elapsed().as_millis());
         }
+        cycling.store(false, std::sync::atomic::Ordering::SeqCst);
         (rec.join().unwrap().channels[0].clone(), restart_ms)
     });
     let gap = longest_silent_run(&out, 1e-6);
