@@ -245,52 +245,65 @@ impl Capture {
         self.record_while(frames, timeout, started, || true, 0)
     }
 
-    /// Records while `going()` holds and `tail` frames more, at most `max_frames`
-    /// (then it fails: the action it watched took longer than the recording was
-    /// meant to last). For a recording across an action of unknown length:
+    /// Records from before `act` runs until `tail` frames after it returned, at most
+    /// `max_frames` (more is an error: `act` took longer than the recording was
+    /// meant to last), and returns the recording with what `act` returned. `act`
+    /// runs on the calling thread once the recording's first period has arrived.
+    /// For a recording across an action of unknown length:
     ///
     /// ```no_run
     /// # use modsynth_tests::{capture::Capture, jack_server::JackServer};
-    /// # use std::sync::atomic::{AtomicBool, Ordering};
-    /// # use std::time::Duration;
     /// # let server = JackServer::start().unwrap();
     /// # let capture = Capture::start(&server, 1).unwrap();
-    /// let acting = AtomicBool::new(true);
-    /// let rec = std::thread::scope(|s| {
-    ///     let rec = s.spawn(|| {
-    ///         capture.record_until(60 * 48_000, Duration::from_secs(90), || {
-    ///             acting.load(Ordering::SeqCst)
-    ///         }, 48_000)
-    ///     });
-    ///     // ... act on the running patch ...
-    ///     acting.store(false, Ordering::SeqCst);
-    ///     rec.join().unwrap()
-    /// }).unwrap();
+    /// let (rec, restarts) = capture
+    ///     .record_across(60 * 48_000, 48_000, || {
+    ///         // ... kill and restart something, as often as it takes ...
+    ///         20
+    ///     })
+    ///     .unwrap();
     /// ```
-    pub fn record_until(
+    pub fn record_across<T>(
         &self,
         max_frames: usize,
-        timeout: Duration,
-        mut going: impl FnMut() -> bool,
         tail: usize,
-    ) -> Result<Recording, String> {
-        let mut ended = false;
-        let watch = || {
-            let on = going();
-            ended |= !on;
-            on
-        };
-        let rec = self.record_while(max_frames, timeout, |_| {}, watch, tail)?;
-        if !ended {
-            return Err(format!(
-                "capture '{}': {max_frames} frames recorded and the action still runs",
-                self.name()
-            ));
-        }
-        Ok(rec)
+        act: impl FnOnce() -> T,
+    ) -> Result<(Recording, T), String> {
+        let acting = std::sync::atomic::AtomicBool::new(true);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let timeout = Duration::from_secs_f64(max_frames as f64 / self.sample_rate() as f64)
+            + Duration::from_secs(10);
+        std::thread::scope(|s| {
+            let recording = s.spawn(|| {
+                let mut ended = false;
+                let going = || {
+                    let on = acting.load(std::sync::atomic::Ordering::SeqCst);
+                    ended |= !on;
+                    on
+                };
+                let started = move |_: u64| {
+                    let _ = started_tx.send(());
+                };
+                let rec = self.record_while(max_frames, timeout, started, going, tail);
+                (rec, ended)
+            });
+            // No first period (the recording failed): its error, and no act.
+            let out = started_rx.recv().ok().map(|()| act());
+            acting.store(false, std::sync::atomic::Ordering::SeqCst);
+            let (rec, ended) = recording
+                .join()
+                .map_err(|_| "the recording thread panicked".to_string())?;
+            let rec = rec?;
+            match out {
+                Some(out) if ended => Ok((rec, out)),
+                _ => Err(format!(
+                    "capture '{}': {max_frames} frames recorded and the action still ran",
+                    self.name()
+                )),
+            }
+        })
     }
 
-    /// The recording loop of [`Capture::record_then`] and [`Capture::record_until`]:
+    /// The recording loop of [`Capture::record_then`] and [`Capture::record_across`]:
     /// up to `frames`, or `tail` frames after `going()` first says no.
     fn record_while(
         &self,

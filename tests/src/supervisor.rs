@@ -401,6 +401,21 @@ pub fn workers_of(name: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The `modsynthd` started with `flag value` on its command line (`--name live42`,
+/// `--osc-port 57300`), if one runs: how a test finds the one a script started.
+pub fn modsynthd_with(flag: &str, value: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let ours = args.first()?.ends_with(b"modsynthd")
+            && args
+                .windows(2)
+                .any(|w| w[0] == flag.as_bytes() && w[1] == value.as_bytes());
+        ours.then_some(pid)
+    })
+}
+
 /// Where the open descriptors of process `pid` point (`/proc/<pid>/fd/*`).
 pub fn descriptors_of(pid: u32) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {

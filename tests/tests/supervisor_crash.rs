@@ -8,7 +8,7 @@ use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::{
-    descriptors_of, segments_of, unique_name, workers_of, Supervisor,
+    descriptors_of, modsynthd_with, segments_of, unique_name, workers_of, Supervisor,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -138,19 +138,19 @@ fn sigkill_of_modsynthd_leaves_the_jack_server_running_and_no_worker_holds_its_c
         .expect("a new client's callback runs");
 }
 
-/// Records `frames` frames, SIGKILLing `pid` (or doing `act`) 0.5 s in.
-fn record_across(capture: &Capture, frames: usize, act: impl FnOnce() + Send) -> Vec<f32> {
-    std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(frames).unwrap());
-        std::thread::sleep(Duration::from_millis(500));
-        act();
-        let rec = rec.join().unwrap();
-        eprintln!(
-            "recording: {} frames dropped by the server, {} xruns",
-            rec.dropped_frames, rec.xruns
-        );
-        rec.channels[0].clone()
-    })
+/// Records 0.5 s, does `act`, and records `frames` frames more.
+fn record_across(capture: &Capture, frames: usize, act: impl FnOnce()) -> Vec<f32> {
+    let (rec, ()) = capture
+        .record_across(2 * frames + 48_000, frames, || {
+            std::thread::sleep(Duration::from_millis(500));
+            act()
+        })
+        .unwrap();
+    eprintln!(
+        "recording: {} frames dropped by the server, {} xruns",
+        rec.dropped_frames, rec.xruns
+    );
+    rec.channels[0].clone()
 }
 
 fn sigkill(pid: u32) {
@@ -270,7 +270,7 @@ fn a_set_plays_on_through_modsynthd_sigkill_and_a_new_modsynthd_takes_it_back() 
     let out = record_across(&capture, 11 * 48_000, || sup.sigkill().unwrap());
     let gap = longest_silent_run(&out, 1e-6);
     let f = pitch_hz(&out[out.len() - 48_000..], RATE);
-    eprintln!("measured: {gap} silent samples in 10.5 s after modsynthd's SIGKILL, then {f:.2} Hz");
+    eprintln!("measured: {gap} silent samples in 11 s after modsynthd's SIGKILL, then {f:.2} Hz");
     assert!(
         gap <= server.period() as usize,
         "{gap} silent samples after the supervisor's death"
@@ -280,27 +280,22 @@ fn a_set_plays_on_through_modsynthd_sigkill_and_a_new_modsynthd_takes_it_back() 
         "pitch without a supervisor {f}"
     );
 
-    let starting = std::sync::atomic::AtomicBool::new(true);
-    let again = std::thread::scope(|s| {
-        // From before the start to a second after its pool is ready.
-        let rec = s.spawn(|| {
-            let going = || starting.load(std::sync::atomic::Ordering::SeqCst);
-            capture
-                .record_until(30 * 48_000, Duration::from_secs(60), going, 48_000)
-                .unwrap()
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        let again = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
-        starting.store(false, std::sync::atomic::Ordering::SeqCst);
-        let out = rec.join().unwrap().channels[0].clone();
-        let gap = longest_silent_run(&out, 1e-6);
+    // From the new supervisor's start to a second after its pool is ready.
+    let again = {
+        let (rec, again) = capture
+            .record_across(30 * 48_000, 48_000, || {
+                Supervisor::start_named(&server, &name, 2, &extra).unwrap()
+            })
+            .unwrap();
+        let out = &rec.channels[0];
+        let gap = longest_silent_run(out, 1e-6);
         eprintln!("measured: {gap} silent samples while the new modsynthd took the set back");
         assert!(
             gap <= server.period() as usize,
             "{gap} silent samples during the re-adoption"
         );
         again
-    });
+    };
     eprintln!("the new modsynthd said {:?}", again.startup_output());
     assert!(
         again
@@ -429,27 +424,20 @@ fn twenty_supervisor_kills_and_restarts_under_a_playing_set_leave_nothing_behind
     const CYCLES: usize = 20;
     // One recording over every cycle and a second after the last (at most 60 s: a
     // loaded machine restarts slowly).
-    let cycling = std::sync::atomic::AtomicBool::new(true);
-    let (out, restart_ms) = std::thread::scope(|s| {
-        let rec = s.spawn(|| {
-            let going = || cycling.load(std::sync::atomic::Ordering::SeqCst);
-            capture
-                .record_until(60 * 48_000, Duration::from_secs(90), going, 48_000)
-                .unwrap()
-        });
-        // The recording runs before the first kill.
-        std::thread::sleep(Duration::from_millis(300));
-        let mut restart_ms = Vec::new();
-        for _ in 0..CYCLES {
-            sup.sigkill().unwrap();
-            let t = Instant::now();
-            sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
-            restart_ms.push(t.elapsed().as_millis());
-        }
-        cycling.store(false, std::sync::atomic::Ordering::SeqCst);
-        (rec.join().unwrap().channels[0].clone(), restart_ms)
-    });
-    let gap = longest_silent_run(&out, 1e-6);
+    let (rec, restart_ms) = capture
+        .record_across(60 * 48_000, 48_000, || {
+            (0..CYCLES)
+                .map(|_| {
+                    sup.sigkill().unwrap();
+                    let t = Instant::now();
+                    sup = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
+                    t.elapsed().as_millis()
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    let out = &rec.channels[0];
+    let gap = longest_silent_run(out, 1e-6);
     eprintln!("measured: {gap} silent samples over {CYCLES} kills and restarts; restart to adopted (ms): {restart_ms:?}");
     assert!(gap <= server.period() as usize, "{gap} silent samples");
 
@@ -518,7 +506,7 @@ fn scripts_live_restarts_a_killed_modsynthd_which_takes_the_demo_back_without_a_
         .args([
             repo.join("scripts/sets/demo.toml").to_str().unwrap(),
             "--duration",
-            "8",
+            "6",
             "--record",
             wav.to_str().unwrap(),
         ])
@@ -543,23 +531,8 @@ fn scripts_live_restarts_a_killed_modsynthd_which_takes_the_demo_back_without_a_
             .contains(what)
     };
     // modsynthd of this run: the only one on this OSC port.
-    let modsynthd = || {
-        let port = format!("{port}");
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-                let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-                let ours = args.first()?.ends_with(b"modsynthd")
-                    && args
-                        .windows(2)
-                        .any(|w| w[0] == b"--osc-port" && w[1] == port.as_bytes());
-                ours.then_some(pid)
-            })
-            .next()
-    };
+    let port_arg = port.to_string();
+    let modsynthd = || modsynthd_with("--osc-port", &port_arg);
     wait_until("the demo playing", Duration::from_secs(60), || {
         has_said("live: playing")
     });
@@ -736,21 +709,7 @@ fn scripts_live_whose_watchdog_gave_up_still_stops_every_worker_at_the_end() {
     wait_until("the set playing", Duration::from_secs(60), || {
         has_said("live: playing")
     });
-    let modsynthd = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            let ours = args.first()?.ends_with(b"modsynthd")
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--name" && w[1] == name.as_bytes());
-            ours.then_some(pid)
-        })
-        .next()
-        .expect("scripts/live's modsynthd");
+    let modsynthd = modsynthd_with("--name", &name).expect("scripts/live's modsynthd");
     sigkill(modsynthd);
     wait_until("the watchdog giving up", PATIENCE, || has_said("giving up"));
     assert!(!workers_of(&name).is_empty(), "the set plays on meanwhile");
