@@ -494,10 +494,12 @@ fn wait_for_playing_clients(server: &JackServer, count: usize) -> Result<(), Str
             .map_err(|e| e.to_string())?;
         let listing = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = listing.lines().collect();
-        // `jack_lsp -c` lists each port's connections indented below it.
+        // `jack_lsp -c` lists each port's connections indented below it (so an
+        // indented `simple:output1` is a connection of another port, not a port).
+        let indented = |line: &str| line.starts_with(char::is_whitespace);
         let playing = lines
             .windows(2)
-            .filter(|w| w[0].ends_with(":output1") && w[1].starts_with(char::is_whitespace))
+            .filter(|w| !indented(w[0]) && w[0].ends_with(":output1") && indented(w[1]))
             .count();
         if playing >= count {
             return Ok(());
