@@ -54,9 +54,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// jackd2's metadata environment for this user: `<jack tmpdir>/jack_db-<uid>`
 /// (jackd2's tmpdir is `/dev/shm` on Linux).
 pub fn environment() -> PathBuf {
-    // SAFETY: getuid cannot fail and touches no memory of ours.
-    let uid = unsafe { libc::getuid() };
-    PathBuf::from(format!("/dev/shm/jack_db-{uid}"))
+    PathBuf::from(format!("/dev/shm/jack_db-{}", nix::unistd::getuid()))
 }
 
 /// The first of Berkeley DB's detectors (`db5.3_deadlock`, `db_deadlock`) found in `PATH`.
