@@ -126,7 +126,8 @@ struct StateHeader {
     owner: AtomicU64,
     _pad1: [u64; 7],
     published: AtomicU64,
-    _pad2: [u64; 7],
+    entered: AtomicU64,
+    _pad2: [u64; 6],
 }
 
 const _: () = {
@@ -135,6 +136,7 @@ const _: () = {
     assert!(offset_of!(StateHeader, large_len) == 104);
     assert!(offset_of!(StateHeader, owner) == 128);
     assert!(offset_of!(StateHeader, published) == 192);
+    assert!(offset_of!(StateHeader, entered) == 200);
     assert!(size_of::<StateHeader>() == 256);
 };
 
@@ -513,6 +515,55 @@ impl StateSegment {
     pub fn published(&self) -> (u32, u32) {
         let v = self.header().published.load(Ordering::Acquire);
         ((v >> 32) as u32, (v as u32) & 1)
+    }
+
+    /// Records that owner `owner` began the period starting at `frame_time` (a
+    /// Release store, on the line the owner publishes to anyway). With
+    /// [`published`](Self::published) it tells a reader whether the owner is inside
+    /// a period it never finished ([`unfinished_period`](Self::unfinished_period)):
+    /// hung in its callback, not merely waiting for the server to call it.
+    ///
+    /// ```
+    /// # let name = format!("/doc{}-vco9-state", std::process::id());
+    /// let seg = modsynth_shm::StateSegment::create(&name, 0, 8, 0)?;
+    /// assert!(seg.try_take_ownership(0, 7));
+    /// seg.enter(256, 7);
+    /// assert_eq!(seg.unfinished_period(), Some(256));
+    /// seg.publish(512, 1); // the period 256..512 ended
+    /// assert_eq!(seg.unfinished_period(), None);
+    /// # modsynth_shm::Segment::unlink(&name)?;
+    /// # Ok::<(), modsynth_shm::ShmError>(())
+    /// ```
+    pub fn enter(&self, frame_time: u32, owner: u64) {
+        self.header()
+            .entered
+            .store(pack(frame_time, owner as u32), Ordering::Release);
+    }
+
+    /// The first frame of a period the current owner began ([`enter`](Self::enter))
+    /// and has not published the end of: `None` when it finished every period it
+    /// began, or the last one begun was another owner's (it died in it, and its
+    /// successor has not begun one yet).
+    ///
+    /// ```
+    /// # let name = format!("/doc{}-vco10-state", std::process::id());
+    /// let seg = modsynth_shm::StateSegment::create(&name, 0, 8, 0)?;
+    /// assert!(seg.try_take_ownership(0, 7));
+    /// seg.enter(256, 7);
+    /// assert!(seg.try_take_ownership(7, 8)); // 7 died inside its period
+    /// assert_eq!(seg.unfinished_period(), None); // 8 is not inside one
+    /// # modsynth_shm::Segment::unlink(&name)?;
+    /// # Ok::<(), modsynth_shm::ShmError>(())
+    /// ```
+    pub fn unfinished_period(&self) -> Option<u32> {
+        let entered = self.header().entered.load(Ordering::Acquire);
+        let (frame, owner) = ((entered >> 32) as u32, entered as u32);
+        if entered == 0 || owner != self.owner() as u32 {
+            return None;
+        }
+        let (published, _) = self.published();
+        // Ended at or before the period's start (wrapping): that period is unfinished.
+        (published.wrapping_sub(frame) as i32 <= 0).then_some(frame)
     }
 
     /// The first byte of state slot `i` (64-aligned, [`slot_size`](Self::slot_size)

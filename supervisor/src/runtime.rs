@@ -1,7 +1,7 @@
 //! The real [`Effects`]: UDP replies, ipc messages, processes and JACK (port
 //! lookups here, connections through the [`Patchbay`] thread).
 
-use crate::core::{Effects, PatchJob, WorkerId, WorkerLink};
+use crate::core::{Effects, PatchJob, Silence, WorkerId, WorkerLink};
 use crate::event_loop::EventSender;
 use crate::jack_client::Jack;
 use crate::osc_server::Traffic;
@@ -217,6 +217,16 @@ impl Effects for Runtime {
                 .load(std::sync::atomic::Ordering::Relaxed)
         };
         Some(f32::from_bits(bits)).filter(|v| v.is_finite())
+    }
+
+    fn silence(&mut self, segment: &str, pid: u32) -> Silence {
+        if modsynth_process::is_stopped(pid) {
+            return Silence::Stopped;
+        }
+        match self.states.get(segment).and_then(|s| s.unfinished_period()) {
+            Some(since) => Silence::InPeriod(since),
+            None => Silence::Waiting,
+        }
     }
 
     fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>> {

@@ -451,6 +451,7 @@ impl<P: Ports> Engine<P> {
                 self.stats.last_takeover_gap.store(gap, Ordering::Relaxed);
                 self.stats.takeovers.fetch_add(1, Ordering::Release);
             }
+            shared.enter(frame_time, self.owner_id);
             // SAFETY: we own the module (checked above), so we are its only writer,
             // and this is the only reference to the buffer this period.
             large = Some(unsafe { shared.large() });

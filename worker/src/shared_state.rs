@@ -94,6 +94,13 @@ impl SharedState {
         self.segment.try_take_ownership(from, to)
     }
 
+    /// Marks the period starting at `frame` as begun by owner `owner`, so the
+    /// supervisor can tell a worker hung inside a period from one the server is not
+    /// calling (see `StateSegment::enter`). One atomic store: real-time safe.
+    pub fn enter(&self, frame: u32, owner: u64) {
+        self.segment.enter(frame, owner);
+    }
+
     /// `(frame, slot)` of the last completed period.
     pub fn published(&self) -> (u32, usize) {
         let (frame, slot) = self.segment.published();

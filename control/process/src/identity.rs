@@ -27,3 +27,21 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(22 - 3)?.parse().ok()
 }
+
+/// Whether process `pid` is stopped (state `T`, by SIGSTOP or a terminal, or `t`,
+/// by a tracer): it runs nothing, its audio thread included, until continued.
+/// `false` if there is no such process.
+///
+/// ```
+/// use modsynth_process::is_stopped;
+///
+/// assert!(!is_stopped(std::process::id()));
+/// ```
+pub fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Field 3, the state, is the first after the command name's last ')'.
+    stat.rfind(')')
+        .is_some_and(|end| matches!(stat[end + 1..].trim_start().chars().next(), Some('T' | 't')))
+}

@@ -3,7 +3,7 @@
 //! - [`logging`]: `tracing` to stderr, rate-limited lines, panics that abort.
 //! - [`jack_server_name`] and [`process_start_time`]: which JACK server this process
 //!   plays on, and a pid that cannot be mistaken for a later process with the same
-//!   number.
+//!   number; [`is_stopped`]: whether a process is stopped (SIGSTOP).
 //!
 //! ```
 //! use modsynth_process::{jack_server_name, process_start_time};
@@ -18,4 +18,4 @@
 mod identity;
 pub mod logging;
 
-pub use identity::{jack_server_name, process_start_time};
+pub use identity::{is_stopped, jack_server_name, process_start_time};

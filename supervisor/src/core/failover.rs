@@ -448,10 +448,13 @@ impl Core {
         self.add_standby(id, fx);
     }
 
-    /// Kills every primary whose state was last published more than
-    /// [`HANG_PERIODS`] behind the server's last cycle: it is hung, and its death
-    /// fails the module over. Held against the server's cycles, not the wall clock,
-    /// so a stalled server does not make every module look hung.
+    /// Kills every primary that is hung: its state was last published more than
+    /// [`HANG_PERIODS`] behind the server's last cycle, and it is stopped or has
+    /// been inside one period since. Held against the server's cycles, not the wall
+    /// clock, and against what the worker is doing, not only what it published: a
+    /// worker the server does not call (a stalled graph, a starved machine) is not
+    /// hung, and killing it would only add to the stall. One the server leaves out
+    /// for [`ABANDONED_PERIODS`] while most modules play is killed anyway.
     pub(super) fn check_heartbeats(&mut self, fx: &mut impl Effects) {
         if self.shutting_down {
             return;
@@ -472,21 +475,50 @@ impl Core {
             .collect();
         let segments: Vec<&str> = playing.iter().map(|&(_, _, s)| s).collect();
         let published = fx.published_frames(&segments);
-        let limit = (HANG_PERIODS * period.max(1)) as i32;
+        let periods_since = |frame: u32| cycle.wrapping_sub(frame) as i32 / period.max(1) as i32;
+        let behind: Vec<(&str, WorkerId, &str, i32)> = playing
+            .iter()
+            .zip(published)
+            .filter_map(|(&(id, wid, seg), frame)| Some((id, wid, seg, periods_since(frame?))))
+            .filter(|&(.., periods)| periods > HANG_PERIODS as i32)
+            .collect();
+        let graph_runs = 2 * behind.len() < playing.len();
+        // Caught up since: a later stall is logged again.
+        self.waiting_to_be_called
+            .retain(|w| behind.iter().any(|&(_, b, ..)| b == *w));
         let mut hung = Vec::new();
-        for (&(id, wid, _), frame) in playing.iter().zip(published) {
-            let Some(frame) = frame else { continue };
-            let behind = cycle.wrapping_sub(frame) as i32;
-            if behind > limit {
-                hung.push((id.to_string(), wid, behind));
-            }
+        for (id, wid, segment, periods) in behind {
+            let Some(w) = self.workers.get(&wid) else {
+                continue;
+            };
+            let why = match fx.silence(segment, w.link.pid) {
+                Silence::Stopped => "stopped".to_string(),
+                Silence::InPeriod(since) if periods_since(since) > HANG_PERIODS as i32 => {
+                    format!("inside one period for {}", periods_since(since))
+                }
+                Silence::Waiting if graph_runs && periods > ABANDONED_PERIODS as i32 => {
+                    "not called by the server while the rest plays".to_string()
+                }
+                _ => {
+                    if self.waiting_to_be_called.insert(wid) {
+                        tracing::warn!(
+                            "module {id}: worker {} published nothing for {periods} periods, \
+                             waiting for the JACK server to call it: not killed (the server \
+                             or the machine stalls)",
+                            w.link.client
+                        );
+                    }
+                    continue;
+                }
+            };
+            hung.push((id.to_string(), wid, periods, why));
         }
-        for (id, wid, behind) in hung {
+        for (id, wid, periods, why) in hung {
             if let Some(w) = self.workers.get(&wid) {
                 tracing::warn!(
-                    "module {id}: worker {} published nothing for {} periods: hung, killing it",
+                    "module {id}: worker {} published nothing for {periods} periods ({why}): \
+                     hung, killing it",
                     w.link.client,
-                    behind / period.max(1) as i32
                 );
                 fx.kill(&w.link);
                 self.killed_as_hung.insert(wid);

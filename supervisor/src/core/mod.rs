@@ -155,6 +155,10 @@ pub trait Effects {
     fn last_cycle(&mut self) -> Option<(u32, u32)>;
     /// The frame each state segment was last published at (`None`: cannot map it).
     fn published_frames(&mut self, segments: &[&str]) -> Vec<Option<u32>>;
+    /// What worker `pid`, the owner of state segment `segment` (mapped by the last
+    /// [`published_frames`](Self::published_frames)), is doing while it publishes
+    /// nothing.
+    fn silence(&mut self, segment: &str, pid: u32) -> Silence;
     /// The frame one state segment was last published at, leaving the other
     /// mappings alone (`None`: cannot map it, or not known).
     fn published_frame(&mut self, _segment: &str) -> Option<u32> {
@@ -417,8 +421,17 @@ enum Pending {
     Status {
         from: ReplyTo,
         waiting: HashSet<u64>,
+        /// Answered by then with what the late workers said last.
+        due: Instant,
     },
 }
+
+/// How long `/status` waits for workers' reports. A worker whose control thread
+/// is busy (opening ports on a server that stalls) answers late; the status is
+/// answered without it, with what it reported last, so that a user asking what
+/// plays during trouble is told within a second (seen: 3 s without an answer
+/// during a jackd2 stall).
+pub const STATUS_DEADLINE: Duration = Duration::from_millis(750);
 
 /// Workers started at once. jackd serializes client opens anyway, and a burst of
 /// simultaneous opens makes jackd2 refuse some of them (seen: 6 of 8 failed with
@@ -455,10 +468,30 @@ pub const SPAWN_RETRY_MAX: Duration = Duration::from_secs(1);
 pub const CREATE_WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Periods a primary may fall behind the server's cycles without publishing its
-/// state before the supervisor kills it as hung (SIGSTOPped, looping, zombified by
-/// jackd). Twice the standby's own limit: a standby normally notices first and takes
-/// over; this catches modules without a standby, and standbys that missed it.
+/// state before the supervisor kills it as hung, if it is: stopped, or inside a
+/// period it began that long ago (looping, blocked). Twice the standby's own limit:
+/// a standby normally notices first and takes over; this catches modules without a
+/// standby, and standbys that missed it.
 pub const HANG_PERIODS: u32 = 32;
+
+/// Periods a primary that is neither stopped nor inside a period may go uncalled,
+/// while most modules play, before it is killed anyway: the server left it out of
+/// its graph (a client jackd1 zombified). Shorter stalls of a worker that waits to
+/// be called are the server's, or the machine's, and killing workers then only
+/// adds starts to the server's load (seen: 8 healthy workers killed during a 3 s
+/// jackd2 stall).
+pub const ABANDONED_PERIODS: u32 = 16 * HANG_PERIODS;
+
+/// What a worker whose module published nothing lately is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// The process is stopped (SIGSTOP): it runs nothing.
+    Stopped,
+    /// Inside the period that began at this frame, which it has not finished.
+    InPeriod(u32),
+    /// Neither: waiting for the server to call it.
+    Waiting,
+}
 
 /// How long a disconnection of a module port waits before the module's record of
 /// its connections forgets it: long enough for the death of the worker that caused
@@ -581,6 +614,8 @@ pub struct Core {
     next_heartbeat: Option<Instant>,
     /// Workers killed as hung whose death has not arrived yet.
     killed_as_hung: HashSet<WorkerId>,
+    /// Behind, not hung (waiting for the server to call them): logged once.
+    waiting_to_be_called: HashSet<WorkerId>,
     /// Disconnections waiting to be followed.
     disconnections: Vec<Disconnection>,
     /// Prepared sets by name, waiting for their switch.
@@ -625,6 +660,7 @@ impl Core {
             create_retried: HashSet::new(),
             next_heartbeat: None,
             killed_as_hung: HashSet::new(),
+            waiting_to_be_called: HashSet::new(),
             disconnections: Vec::new(),
             prepared: BTreeMap::new(),
             switching: None,
@@ -930,6 +966,7 @@ impl Core {
         if self.next_midi_poll.is_some() {
             self.poll_midi(fx);
         }
+        self.answer_late_statuses(fx);
         self.follow_disconnections(fx);
         self.follow_switch(fx);
         self.expire_bar_switch(fx);

@@ -56,9 +56,24 @@ impl Core {
                 self.requests.answered(token);
             }
         }
+        let due = fx.now() + STATUS_DEADLINE;
         self.requests
-            .insert(request_token, Pending::Status { from, waiting });
+            .insert(request_token, Pending::Status { from, waiting, due });
         self.settle(request_token, fx);
+    }
+
+    /// Answers every `/status` past [`STATUS_DEADLINE`] with what its late
+    /// workers reported last.
+    pub(super) fn answer_late_statuses(&mut self, fx: &mut impl Effects) {
+        let now = fx.now();
+        let late = self
+            .requests
+            .tokens(|p| matches!(p, Pending::Status { due, .. } if *due <= now));
+        for request in late {
+            let unanswered = self.requests.stop_waiting(request);
+            tracing::debug!("status answered without {unanswered} late worker report(s)");
+            self.settle(request, fx);
+        }
     }
 
     /// Answers a fanned-out request once nothing is outstanding.

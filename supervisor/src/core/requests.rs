@@ -106,6 +106,21 @@ impl Requests {
         Some(request)
     }
 
+    /// Request `request` waits for no more answers (they come too late): how many
+    /// it was still waiting for. The late answers are then ignored.
+    pub fn stop_waiting(&mut self, request: u64) -> usize {
+        let waiting = match self.pending.get_mut(&request) {
+            Some(Pending::Sync { waiting, .. } | Pending::Status { waiting, .. }) => {
+                std::mem::take(waiting)
+            }
+            _ => return 0,
+        };
+        for token in &waiting {
+            self.fan_out.remove(token);
+        }
+        waiting.len()
+    }
+
     /// The questions worker `worker` has not answered yet.
     pub fn owed_by(&self, worker: WorkerId) -> Vec<u64> {
         self.fan_out
@@ -137,6 +152,7 @@ mod tests {
             Pending::Status {
                 from: "127.0.0.1:9".parse().unwrap(),
                 waiting: questions.iter().copied().collect::<HashSet<_>>(),
+                due: std::time::Instant::now(),
             },
         );
         (request, questions)

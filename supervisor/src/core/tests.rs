@@ -28,6 +28,8 @@ struct Fake {
     /// The server's last cycle, and each state segment's published frame.
     cycle: Option<u32>,
     published: HashMap<String, u32>,
+    /// What each segment's owner does while it publishes nothing (default: waits).
+    silences: HashMap<String, Silence>,
     /// What arrives at `midi_in` next.
     midi: Vec<super::midi::MidiIn>,
     /// Connection changes are left under way (a JACK server that does not
@@ -108,6 +110,12 @@ impl Effects for Fake {
     }
     fn published_frame(&mut self, segment: &str) -> Option<u32> {
         self.published.get(segment).copied()
+    }
+    fn silence(&mut self, segment: &str, _pid: u32) -> Silence {
+        self.silences
+            .get(segment)
+            .copied()
+            .unwrap_or(Silence::Waiting)
     }
 }
 
@@ -917,6 +925,68 @@ fn status_passes_on_what_the_primary_counted_but_could_not_measure_or_play() {
 }
 
 #[test]
+fn status_is_answered_by_its_deadline_with_what_a_busy_worker_reported_last() {
+    let (mut core, mut fx) = started(1);
+    let wid = create(&mut core, &mut fx, "vco", "v");
+    let answer = |core: &mut Core, fx: &mut Fake, late: bool| {
+        let asked: Vec<(WorkerId, u64)> = fx
+            .sent
+            .iter()
+            .filter_map(|(w, m)| match m {
+                ToWorker::Report { token } => Some((*w, *token)),
+                _ => None,
+            })
+            .collect();
+        fx.sent.clear();
+        let mut skipped = None;
+        for (w, token) in asked {
+            // The module's worker is busy: the others answer.
+            if late && w == wid {
+                skipped = Some(token);
+                continue;
+            }
+            let mut report = WorkerReport::default();
+            report.xruns = 7;
+            core.handle(
+                Event::FromWorker(w, FromWorker::Report { token, report }),
+                fx,
+            );
+        }
+        skipped
+    };
+    osc(&mut core, &mut fx, "/status", vec![]);
+    answer(&mut core, &mut fx, false);
+    assert_eq!(last_reply(&fx).0, "/status.reply");
+    fx.replies.clear();
+    osc(&mut core, &mut fx, "/status", vec![]);
+    let late = answer(&mut core, &mut fx, true).expect("the module's worker was asked");
+    core.tick(&mut fx);
+    assert!(fx.replies.is_empty(), "answered before its deadline");
+    fx.clock = Some(fx.now() + STATUS_DEADLINE);
+    core.tick(&mut fx);
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/status.reply");
+    let T::String(json) = &args[0] else {
+        panic!("{args:?}")
+    };
+    let status: StatusReport = serde_json::from_str(json).unwrap();
+    assert_eq!(status.modules[0].xruns, 7, "its last report");
+    // The late answer changes nothing and is not a second reply.
+    fx.replies.clear();
+    core.handle(
+        Event::FromWorker(
+            wid,
+            FromWorker::Report {
+                token: late,
+                report: WorkerReport::default(),
+            },
+        ),
+        &mut fx,
+    );
+    assert!(fx.replies.is_empty());
+}
+
+#[test]
 fn status_is_answered_when_a_retiring_worker_exits_before_reporting() {
     let (mut core, mut fx) = started(1);
     let wid = create(&mut core, &mut fx, "vca", "v");
@@ -1192,8 +1262,11 @@ fn a_primary_that_stops_publishing_while_the_server_runs_is_killed_as_hung() {
     fx.published.insert("/ms-v-state".into(), 100_256);
     core.tick(&mut fx);
     assert!(fx.killed.is_empty());
-    // The server ran 40 more periods; the module published nothing.
+    // The server ran 40 more periods; the module published nothing, and its
+    // worker is inside the period it began just after its last publication.
     fx.cycle = Some(100_000 + 40 * 256);
+    fx.silences
+        .insert("/ms-v-state".into(), Silence::InPeriod(100_256));
     fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
     core.tick(&mut fx);
     assert_eq!(fx.killed, vec![wid]);
@@ -1201,6 +1274,51 @@ fn a_primary_that_stops_publishing_while_the_server_runs_is_killed_as_hung() {
     fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
     core.tick(&mut fx);
     assert_eq!(fx.killed, vec![wid]);
+}
+
+#[test]
+fn a_stopped_primary_is_killed_as_hung() {
+    let (mut core, mut fx) = started(2);
+    let wid = create(&mut core, &mut fx, "vco", "v");
+    fx.clock = Some(fx.now() + HEARTBEAT_GRACE + HEARTBEAT_INTERVAL);
+    fx.cycle = Some(100_000 + 40 * 256);
+    fx.published.insert("/ms-v-state".into(), 100_256);
+    fx.silences.insert("/ms-v-state".into(), Silence::Stopped);
+    core.tick(&mut fx);
+    assert_eq!(fx.killed, vec![wid]);
+}
+
+#[test]
+fn workers_the_server_does_not_call_are_not_killed_as_hung() {
+    let (mut core, mut fx) = started(4);
+    let a = create(&mut core, &mut fx, "vco", "a");
+    create(&mut core, &mut fx, "vco", "b");
+    fx.clock = Some(fx.now() + HEARTBEAT_GRACE + HEARTBEAT_INTERVAL);
+    // Both 40 periods behind, each waiting to be called (a stalled graph), or
+    // inside a period begun only just now (called again after the stall).
+    fx.cycle = Some(100_000 + 40 * 256);
+    fx.published.insert("/ms-a-state".into(), 100_256);
+    fx.published.insert("/ms-b-state".into(), 100_256);
+    fx.silences
+        .insert("/ms-b-state".into(), Silence::InPeriod(100_000 + 39 * 256));
+    core.tick(&mut fx);
+    assert!(fx.killed.is_empty(), "{:?}", fx.killed);
+    // Left out for longer than ABANDONED_PERIODS while the others play: killed.
+    let later = 100_000 + (ABANDONED_PERIODS + 10) * 256;
+    fx.cycle = Some(later);
+    fx.published.insert("/ms-b-state".into(), later);
+    fx.silences.remove("/ms-b-state");
+    fx.clock = Some(fx.now() + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert!(
+        fx.killed.is_empty(),
+        "half the modules behind: the graph stalls"
+    );
+    let c = create(&mut core, &mut fx, "vco", "c");
+    fx.published.insert("/ms-c-state".into(), later);
+    fx.clock = Some(fx.now() + HEARTBEAT_GRACE + HEARTBEAT_INTERVAL);
+    core.tick(&mut fx);
+    assert_eq!(fx.killed, vec![a], "{c:?} and b play, a is left out");
 }
 
 #[test]
