@@ -945,8 +945,10 @@ fn status_is_answered_by_its_deadline_with_what_a_busy_worker_reported_last() {
                 skipped = Some(token);
                 continue;
             }
-            let mut report = WorkerReport::default();
-            report.xruns = 7;
+            let report = WorkerReport {
+                xruns: 7,
+                ..Default::default()
+            };
             core.handle(
                 Event::FromWorker(w, FromWorker::Report { token, report }),
                 fx,
