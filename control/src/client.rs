@@ -201,14 +201,7 @@ impl Client {
     pub fn call(&self, msg: OscMessage) -> Result<OscMessage, String> {
         let address = msg.addr.clone();
         self.send(msg)?;
-        let reply = self.wait_for(|m| {
-            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&osc::text(&address))
-        })?;
-        if reply.addr == "/fail" {
-            Err(fail_reason(&reply))
-        } else {
-            Ok(reply)
-        }
+        self.wait_done(&address)
     }
 
     /// Like [`Client::call`], with the message in a bundle timetagged `at`: modsynthd
@@ -225,8 +218,14 @@ impl Client {
             timetag,
             content: vec![OscPacket::Message(msg)],
         }))?;
+        self.wait_done(&address)
+    }
+
+    /// Waits for the `/done` of command `address` (returned) or its `/fail` (an
+    /// error with the reason).
+    fn wait_done(&self, address: &str) -> Result<OscMessage, String> {
         let reply = self.wait_for(|m| {
-            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&osc::text(&address))
+            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&osc::text(address))
         })?;
         if reply.addr == "/fail" {
             Err(fail_reason(&reply))

@@ -486,6 +486,25 @@ fn open_on_server(
 #[derive(Debug)]
 pub struct Turn {
     _lock: nix::fcntl::Flock<fs::File>,
+    /// When it began, and the test (thread) that took it, for `MODSYNTH_TURN_LOG`.
+    began: Instant,
+    test: String,
+}
+
+impl Drop for Turn {
+    /// With `MODSYNTH_TURN_LOG=<file>`, appends how long the test held its turn: the
+    /// suite's JACK tests run one at a time, so these lines are where its time goes.
+    fn drop(&mut self) {
+        let Some(path) = std::env::var_os("MODSYNTH_TURN_LOG") else {
+            return;
+        };
+        let line = format!("{:8.3} {}\n", self.began.elapsed().as_secs_f64(), self.test);
+        let file = fs::OpenOptions::new().create(true).append(true).open(path);
+        if let Ok(mut file) = file {
+            use std::io::Write;
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
 }
 
 thread_local! {
@@ -539,7 +558,12 @@ pub fn jack_turn() -> Result<std::sync::Arc<Turn>, String> {
             }
         }
     };
-    let turn = std::sync::Arc::new(Turn { _lock: lock });
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let turn = std::sync::Arc::new(Turn {
+        _lock: lock,
+        began: Instant::now(),
+        test,
+    });
     THREAD_TURN.with(|t| *t.borrow_mut() = std::sync::Arc::downgrade(&turn));
     Ok(turn)
 }

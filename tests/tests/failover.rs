@@ -343,8 +343,9 @@ fn fifty_kill_cycles_leave_no_leaked_segment_and_a_clean_stop_leaves_nothing() {
                 && now.standby_worker.is_some()
         });
         // A worker killed right after it took over counts as a crash loop (it looks
-        // like dying of the state it took over): let each one play a moment.
-        std::thread::sleep(Duration::from_millis(150));
+        // like dying of the state it took over, within 50 ms): let each one play
+        // twice that.
+        std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!(
         "measured: {cycles} kill cycles (kill -> failed over -> new standby) in {:?}",

@@ -388,6 +388,14 @@ impl<P: Ports> Engine<P> {
         let mut io = ports.bind(n_frames, scope);
         // A kernel indexes its outputs up to the end of its range; never past them.
         let n_frames = n_frames.min(io.outputs[0].len());
+        let mut period = Period {
+            schedule: &mut self.schedule,
+            scheduled: &mut self.scheduled,
+            latencies: &mut self.latencies,
+            stats: &self.stats,
+            frame_time,
+            n_frames,
+        };
         let mut large = None;
         if let Some(shared) = shared.as_ref() {
             if shared.owner() != self.owner_id {
@@ -418,14 +426,6 @@ impl<P: Ports> Engine<P> {
                             module.catch_up(behind as u64, false);
                         }
                     }
-                    let mut period = Period {
-                        schedule: &mut self.schedule,
-                        scheduled: &mut self.scheduled,
-                        latencies: &mut self.latencies,
-                        stats: &self.stats,
-                        frame_time,
-                        n_frames,
-                    };
                     period.play(module, &mut io, None);
                 }
                 for out in io.outputs.iter_mut() {
@@ -456,14 +456,6 @@ impl<P: Ports> Engine<P> {
             // and this is the only reference to the buffer this period.
             large = Some(unsafe { shared.large() });
         }
-        let mut period = Period {
-            schedule: &mut self.schedule,
-            scheduled: &mut self.scheduled,
-            latencies: &mut self.latencies,
-            stats: &self.stats,
-            frame_time,
-            n_frames,
-        };
         period.play(module, &mut io, large);
         self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
         if let Some(shared) = shared.as_ref() {

@@ -342,45 +342,26 @@ impl Worker {
                 };
                 let params: Vec<(usize, f32)> =
                     params.iter().map(|&(i, v)| (i as usize, v)).collect();
-                let result = match role {
-                    Role::Primary => self.host.assign(
-                        spec,
-                        &params,
-                        Some(&id),
-                        StatePlan::Create(&state),
-                        plugin_state,
-                    ),
-                    Role::Replacement => {
-                        let result = self.host.assign(
-                            spec,
-                            &params,
-                            None,
-                            StatePlan::Open(&state),
-                            plugin_state,
-                        );
-                        if result.is_ok() {
-                            self.take_over_from_the_dead(&state, &module_type);
-                        }
-                        result
-                    }
-                    Role::Standby { primary_pid } => {
-                        let result = self.host.assign(
-                            spec,
-                            &params,
-                            None,
-                            StatePlan::Open(&state),
-                            plugin_state,
-                        );
-                        if result.is_ok() {
+                // A primary makes the module's state and names its ports at once; a
+                // replacement or a standby opens the state a primary made.
+                let (name, plan) = match role {
+                    Role::Primary => (Some(id.as_str()), StatePlan::Create(&state)),
+                    Role::Replacement | Role::Standby { .. } => (None, StatePlan::Open(&state)),
+                };
+                let result = self.host.assign(spec, &params, name, plan, plugin_state);
+                if result.is_ok() {
+                    match role {
+                        Role::Primary => {}
+                        Role::Replacement => self.take_over_from_the_dead(&state, &module_type),
+                        Role::Standby { primary_pid } => {
                             self.host.label_standby(&id);
                             let type_index =
                                 catalog::module_index(&module_type).unwrap_or(0) as u32;
                             let stats = self.host.controller().stats().clone();
                             self.watch(primary_pid, state.clone(), type_index, stats);
                         }
-                        result
                     }
-                };
+                }
                 self.assigned = result.as_ref().ok().map(|ports| Assigned {
                     id: id.clone(),
                     module_type: module_type.clone(),
