@@ -895,14 +895,7 @@ fn status_passes_on_what_the_primary_counted_but_could_not_measure_or_play() {
     let (mut core, mut fx) = started(1);
     let wid = create(&mut core, &mut fx, "vco", "v");
     osc(&mut core, &mut fx, "/status", vec![]);
-    let asked: Vec<(WorkerId, u64)> = fx
-        .sent
-        .iter()
-        .filter_map(|(w, m)| match m {
-            ToWorker::Report { token } => Some((*w, *token)),
-            _ => None,
-        })
-        .collect();
+    let asked = report_requests(&fx);
     for (w, token) in asked {
         let mut report = WorkerReport::default();
         if w == wid {
@@ -924,19 +917,23 @@ fn status_passes_on_what_the_primary_counted_but_could_not_measure_or_play() {
     assert_eq!((m.latencies_unrecorded, m.non_finite), (7, 3));
 }
 
+/// Every `Report` the core has asked for: (worker, token).
+fn report_requests(fx: &Fake) -> Vec<(WorkerId, u64)> {
+    fx.sent
+        .iter()
+        .filter_map(|(w, m)| match m {
+            ToWorker::Report { token } => Some((*w, *token)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn status_is_answered_by_its_deadline_with_what_a_busy_worker_reported_last() {
     let (mut core, mut fx) = started(1);
     let wid = create(&mut core, &mut fx, "vco", "v");
     let answer = |core: &mut Core, fx: &mut Fake, late: bool| {
-        let asked: Vec<(WorkerId, u64)> = fx
-            .sent
-            .iter()
-            .filter_map(|(w, m)| match m {
-                ToWorker::Report { token } => Some((*w, *token)),
-                _ => None,
-            })
-            .collect();
+        let asked = report_requests(fx);
         fx.sent.clear();
         let mut skipped = None;
         for (w, token) in asked {
@@ -1012,14 +1009,7 @@ fn status_is_answered_when_a_retiring_worker_exits_before_reporting() {
             .any(|(w, m)| *w == wid && matches!(m, ToWorker::Report { .. })),
         "an exiting worker is not asked"
     );
-    let asked: Vec<(WorkerId, u64)> = fx
-        .sent
-        .iter()
-        .filter_map(|(w, m)| match m {
-            ToWorker::Report { token } => Some((*w, *token)),
-            _ => None,
-        })
-        .collect();
+    let asked = report_requests(&fx);
     core.handle(Event::WorkerGone(wid), &mut fx);
     for (w, token) in asked {
         assert_ne!(
