@@ -385,6 +385,28 @@ pub fn segments_of(name: &str) -> Vec<String> {
 /// command line is empty, are not counted).
 pub fn workers_of(name: &str) -> Vec<u32> {
     let prefix = format!("{name}-w");
+    processes_whose_command_line(|args| {
+        args.windows(2)
+            .any(|w| w[0] == b"--client" && w[1].starts_with(prefix.as_bytes()))
+    })
+}
+
+/// The `modsynthd` started with `flag value` on its command line (`--name live42`,
+/// `--osc-port 57300`), if one runs: how a test finds the one a script started.
+pub fn modsynthd_with(flag: &str, value: &str) -> Option<u32> {
+    processes_whose_command_line(|args| {
+        args.first().is_some_and(|a| a.ends_with(b"modsynthd"))
+            && args
+                .windows(2)
+                .any(|w| w[0] == flag.as_bytes() && w[1] == value.as_bytes())
+    })
+    .first()
+    .copied()
+}
+
+/// Pids of the processes in `/proc` whose arguments (`argv`, from `cmdline`)
+/// `pick` says yes to. Zombies have an empty command line.
+fn processes_whose_command_line(mut pick: impl FnMut(&[&[u8]]) -> bool) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -395,25 +417,9 @@ pub fn workers_of(name: &str) -> Vec<u32> {
                 return false;
             };
             let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            args.windows(2)
-                .any(|w| w[0] == b"--client" && w[1].starts_with(prefix.as_bytes()))
+            pick(&args)
         })
         .collect()
-}
-
-/// The `modsynthd` started with `flag value` on its command line (`--name live42`,
-/// `--osc-port 57300`), if one runs: how a test finds the one a script started.
-pub fn modsynthd_with(flag: &str, value: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let ours = args.first()?.ends_with(b"modsynthd")
-            && args
-                .windows(2)
-                .any(|w| w[0] == flag.as_bytes() && w[1] == value.as_bytes());
-        ours.then_some(pid)
-    })
 }
 
 /// Where the open descriptors of process `pid` point (`/proc/<pid>/fd/*`).

@@ -21,11 +21,21 @@ pub fn jack_server_name() -> String {
 /// assert_eq!(process_start_time(std::process::id()), Some(me));
 /// ```
 pub fn process_start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}
+
+/// The fields of `/proc/<pid>/stat` from field 3 (the state) on; `None` if there
+/// is no such process.
+fn stat_fields(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold anything, ')' too:
-    // the fields after it start after the last ')'. Field 3 is the first of them.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+    // the fields after it start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.trim_start().to_string())
 }
 
 /// Whether process `pid` is stopped (state `T`, by SIGSTOP or a terminal, or `t`,
@@ -38,10 +48,5 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 /// assert!(!is_stopped(std::process::id()));
 /// ```
 pub fn is_stopped(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // Field 3, the state, is the first after the command name's last ')'.
-    stat.rfind(')')
-        .is_some_and(|end| matches!(stat[end + 1..].trim_start().chars().next(), Some('T' | 't')))
+    stat_fields(pid).is_some_and(|fields| matches!(fields.chars().next(), Some('T' | 't')))
 }

@@ -486,7 +486,6 @@ impl Core {
         // Caught up since: a later stall is logged again.
         self.waiting_to_be_called
             .retain(|w| behind.iter().any(|&(_, b, ..)| b == *w));
-        let mut hung = Vec::new();
         for (id, wid, segment, periods) in behind {
             let Some(w) = self.workers.get(&wid) else {
                 continue;
@@ -511,18 +510,13 @@ impl Core {
                     continue;
                 }
             };
-            hung.push((id.to_string(), wid, periods, why));
-        }
-        for (id, wid, periods, why) in hung {
-            if let Some(w) = self.workers.get(&wid) {
-                tracing::warn!(
-                    "module {id}: worker {} published nothing for {periods} periods ({why}): \
-                     hung, killing it",
-                    w.link.client,
-                );
-                fx.kill(&w.link);
-                self.killed_as_hung.insert(wid);
-            }
+            tracing::warn!(
+                "module {id}: worker {} published nothing for {periods} periods ({why}): \
+                 hung, killing it",
+                w.link.client,
+            );
+            fx.kill(&w.link);
+            self.killed_as_hung.insert(wid);
         }
     }
 }
