@@ -24,7 +24,7 @@ pub const ADOPT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Found {
     /// The worker, for [`Core::adopt`](crate::core::Core::adopt).
     pub worker: AdoptedWorker,
-    /// Where what it says arrives (see [`Spawner::follow`](crate::spawn::Spawner::follow)).
+    /// Where what it says arrives (read by the loop: see [`Poller::listen`](crate::event_loop::Poller::listen)).
     pub receiver: IpcReceiver<FromWorker>,
 }
 

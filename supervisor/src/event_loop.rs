@@ -5,20 +5,21 @@
 //!   the socket to [`Core::handle`](crate::core::Core::handle) with no hand-off;
 //! - every worker's pidfd (the [`Sentinel`]): a death is seen by the thread that
 //!   decides on it, which also reaps the worker if it is our child;
+//! - every worker's ipc channel ([`Channels`]): what a worker says is read by the
+//!   core's thread itself;
 //! - the [`Inbox`]: an eventfd that the few threads that remain ring when they have
-//!   put an event in it (the worker channels' reader, `links`; JACK's
-//!   notification thread; OSC-over-TCP readers; the spawners of new workers);
+//!   put an event in it (JACK's notification thread, OSC-over-TCP readers, the
+//!   spawners of new workers, the patchbay thread);
 //! - the timers: the core says when it must wake next
 //!   ([`Core::next_deadline`](crate::core::Core::next_deadline)), which is the
 //!   wait's timeout.
 //!
-//! Why epoll through `rustix` rather than `mio`: the loop has three kinds of source
+//! So a create crosses OSC socket -> core -> worker -> core, with no hand-off
+//! between threads in the supervisor.
+//!
+//! Why epoll through `rustix` rather than `mio`: the loop has four kinds of source
 //! and one thread; `rustix` is already what the pidfds are opened with, and mio's
-//! portability buys nothing on a Linux-only daemon. Why the worker channels still
-//! come through a thread (`links`): `ipc-channel` 0.23 gives no access to a
-//! receiver's descriptor, so a receiver can only be waited on by an
-//! `IpcReceiverSet`, which blocks on its own private epoll. One thread waits on
-//! all of them at once instead of one thread per worker.
+//! portability buys nothing on a Linux-only daemon.
 //!
 //! ```
 //! use modsynth_supervisor::core::Event;
@@ -36,8 +37,11 @@
 //! assert!(matches!(inbox.drain().next(), Some(Event::PortsAppeared)));
 //! ```
 
+use crate::channels::{self, Channels};
 use crate::core::{Event, WorkerId};
 use crate::sentinel::Sentinel;
+use ipc_channel::ipc::IpcReceiver;
+use modsynth_model::protocol::FromWorker;
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -117,6 +121,8 @@ pub enum Ready {
     Inbox,
     /// Datagrams wait on the OSC socket.
     Osc,
+    /// Worker `id`'s channel has something to read ([`Poller::read_channel`]).
+    Said(WorkerId),
     /// A watched worker's process ended (`how`: exit status or signal); reaped if
     /// it was our child.
     Died {
@@ -127,10 +133,11 @@ pub enum Ready {
     },
 }
 
-/// The epoll set and the pidfds in it.
+/// The epoll set, and the pidfds and worker channels in it.
 pub struct Poller {
     epoll: OwnedFd,
     sentinel: Sentinel,
+    channels: Channels,
     events: Vec<epoll::Event>,
 }
 
@@ -156,6 +163,7 @@ impl Poller {
         Ok(Poller {
             epoll,
             sentinel: Sentinel::default(),
+            channels: Channels::default(),
             events: Vec::with_capacity(64),
         })
     }
@@ -164,6 +172,23 @@ impl Poller {
     /// already (and not our child, so not a zombie) is reported as dead at once.
     pub fn watch(&mut self, id: WorkerId, pid: u32) -> Option<Ready> {
         self.sentinel.watch(&self.epoll, id, pid)
+    }
+
+    /// Reads what worker `id` says from now on ([`Ready::Said`]), until its channel
+    /// closes. `Err`: the channel cannot be waited on; the worker must be treated
+    /// as gone.
+    pub fn listen(
+        &mut self,
+        id: WorkerId,
+        receiver: IpcReceiver<FromWorker>,
+    ) -> Result<(), String> {
+        self.channels.add(&self.epoll, id, receiver)
+    }
+
+    /// Puts what worker `id` said in `said` (after [`Ready::Said`]): its messages,
+    /// then [`Event::WorkerGone`] if its channel closed or sent what does not decode.
+    pub fn read_channel(&mut self, id: WorkerId, said: &mut Vec<Event>) {
+        self.channels.read(&self.epoll, id, said);
     }
 
     /// Waits until something is ready or `timeout` passes (`None`: no limit), and
@@ -197,6 +222,10 @@ impl Poller {
                 INBOX => ready.push(Ready::Inbox),
                 OSC => ready.push(Ready::Osc),
                 key => {
+                    if let Some(id) = channels::worker_of(key) {
+                        ready.push(Ready::Said(id));
+                        continue;
+                    }
                     let id = key as WorkerId;
                     if let Some(how) = self.sentinel.ended(&self.epoll, id) {
                         ready.push(Ready::Died { id, how });
@@ -249,6 +278,28 @@ mod tests {
             .wait(Some(Duration::from_millis(20)), &mut ready)
             .unwrap();
         assert!(ready.is_empty(), "drained: nothing rings any more");
+    }
+
+    #[test]
+    fn what_a_worker_says_wakes_the_loop_and_is_read_by_it() {
+        let inbox = Inbox::new().unwrap();
+        let mut poller = Poller::new(&inbox, None).unwrap();
+        let (worker, receiver) = ipc_channel::ipc::channel::<FromWorker>().unwrap();
+        poller.listen(8, receiver).unwrap();
+        worker.send(FromWorker::Promoted).unwrap();
+        let said_something = |r: &Ready| matches!(r, Ready::Said(_));
+        assert_eq!(wait_for(&mut poller, said_something), Ready::Said(8));
+        let mut said = Vec::new();
+        poller.read_channel(8, &mut said);
+        assert!(matches!(
+            said[..],
+            [Event::FromWorker(8, FromWorker::Promoted)]
+        ));
+        drop(worker);
+        assert_eq!(wait_for(&mut poller, said_something), Ready::Said(8));
+        said.clear();
+        poller.read_channel(8, &mut said);
+        assert!(matches!(said[..], [Event::WorkerGone(8)]));
     }
 
     #[test]

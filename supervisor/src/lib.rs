@@ -1,18 +1,19 @@
 //! `modsynthd`, the modsynth supervisor.
 //!
 //! - [`adoption`]: finds the workers a dead supervisor left and takes them back.
+//! - [`channels`]: every worker's ipc channel in the core's loop, read by the core's
+//!   own thread.
 //! - [`core`]: one struct owns all state and decides; everything else sends it events.
-//! - [`event_loop`]: the core's one poll loop: the OSC socket, every worker's pidfd,
-//!   the inbox the other threads post to, and the timers.
+//! - [`event_loop`]: the core's one poll loop: the OSC socket, every worker's pidfd
+//!   and channel, the inbox the other threads post to, and the timers.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
 //! - [`patchbay`]: the thread that makes JACK connections, so a stuck server
 //!   never holds the core.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
-//! - [`links`]: one thread reads every worker's ipc channel into the core's inbox.
 //! - [`sentinel`]: every worker's pidfd in the core's loop: deaths, how they ended,
 //!   reaping.
 //! - [`sets_dir`]: the sets directory, the only files OSC can read or write.
-//! - [`spawn`]: starts pool workers and hands their channels to [`links`].
+//! - [`spawn`]: starts pool workers and hands their channels to the loop.
 //! - [`osc_server`]: the OSC socket the loop reads: decoding, JACK time stamps,
 //!   allowlist, traffic counts.
 //! - [`osc_tcp`]: OSC over TCP (SLIP frames) beside UDP, replies on the connection.
@@ -23,10 +24,10 @@
 #![deny(missing_docs)]
 
 pub mod adoption;
+pub mod channels;
 pub mod core;
 pub mod event_loop;
 pub mod jack_client;
-pub mod links;
 pub mod metadata_deadlocks;
 pub mod osc_server;
 pub mod osc_tcp;

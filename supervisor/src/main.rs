@@ -5,13 +5,12 @@ use modsynth_shm::Warning;
 use modsynth_supervisor::core::{Config, Core, Event, Limits, RegistryView};
 use modsynth_supervisor::event_loop::{Inbox, Poller, Ready};
 use modsynth_supervisor::jack_client::Jack;
-use modsynth_supervisor::links::Links;
 use modsynth_supervisor::osc_server::{Access, Clock, OscSocket, Traffic};
 use modsynth_supervisor::osc_tcp::{self, Connections};
 use modsynth_supervisor::patchbay::Patchbay;
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::sets_dir::SetsDir;
-use modsynth_supervisor::spawn::Spawner;
+use modsynth_supervisor::spawn::{new_channels, Spawner};
 use modsynth_supervisor::state::{StateDir, Writer};
 use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -321,10 +320,11 @@ fn serve(
         signal_hook::flag::register(signal, stop.clone()).map_err(|e| e.to_string())?;
     }
 
+    let (channels, mut channels_arriving) = new_channels();
     let spawner = Spawner {
         binary: worker,
         instance: args.name.clone(),
-        links: Links::start(events_tx.clone())?,
+        channels,
         spare_grace: Duration::from_secs_f64(args.spare_grace),
         cards: state.cards_dir()?,
     };
@@ -363,9 +363,13 @@ fn serve(
     if !adopted.found.is_empty() {
         let mut workers = Vec::new();
         let mut died = Vec::new();
+        let mut unreadable = Vec::new();
         for f in adopted.found {
             died.extend(poller.watch(f.worker.id, f.worker.pid));
-            runtime.spawner.follow(f.worker.id, f.receiver);
+            if let Err(e) = poller.listen(f.worker.id, f.receiver) {
+                tracing::error!("{e}");
+                unreadable.push(f.worker.id);
+            }
             workers.push(f.worker);
         }
         let n = workers.len();
@@ -379,6 +383,9 @@ fn serve(
             if let Ready::Died { id, how } = dead {
                 core.handle(Event::WorkerDied { id, how }, &mut runtime);
             }
+        }
+        for id in unreadable {
+            core.handle(Event::WorkerGone(id), &mut runtime);
         }
     }
     if let Some(id) = adopted.highest_id {
@@ -396,6 +403,7 @@ fn serve(
     let mut next_metrics = Instant::now();
     let mut next_bookkeeping = Instant::now();
     let mut ready = Vec::new();
+    let mut said = Vec::new();
     loop {
         // At least every 50 ms: the registry, metrics and the stop flag are
         // looked at on every turn.
@@ -411,19 +419,34 @@ fn serve(
             match source {
                 Ready::Osc => osc.receive(|event| core.handle(event, &mut runtime)),
                 Ready::Died { id, how } => core.handle(Event::WorkerDied { id, how }, &mut runtime),
+                Ready::Said(id) => {
+                    poller.read_channel(id, &mut said);
+                    for event in said.drain(..) {
+                        core.handle(event, &mut runtime);
+                    }
+                }
                 Ready::Inbox => {
                     for event in inbox.drain() {
                         match &event {
                             // Over TCP: its place in the inbox is free again.
                             Event::Osc { from, .. } => traffic.taken(*from),
-                            // Watched from now on; one that is gone already is dead.
+                            // Read and watched from now on; one that is gone already
+                            // is dead.
                             Event::Spawned(new) => {
-                                if let Some(Ready::Died { id, how }) = poller.watch(new.id, new.pid)
-                                {
-                                    core.handle(event, &mut runtime);
+                                let id = new.id;
+                                let heard = match channels_arriving.take(id) {
+                                    Some(channel) => poller.listen(id, channel),
+                                    None => Err(format!("worker {id}: no channel")),
+                                };
+                                let died = poller.watch(id, new.pid);
+                                core.handle(event, &mut runtime);
+                                if let Some(Ready::Died { id, how }) = died {
                                     core.handle(Event::WorkerDied { id, how }, &mut runtime);
-                                    continue;
+                                } else if let Err(e) = heard {
+                                    tracing::error!("{e}: treated as gone");
+                                    core.handle(Event::WorkerGone(id), &mut runtime);
                                 }
+                                continue;
                             }
                             _ => {}
                         }

@@ -1,8 +1,8 @@
 //! The sentinel: every worker's pidfd in the core's poll loop.
 //!
 //! A worker's death reaches the core two ways: its ipc channel closing (the
-//! `links` reader sees the end of the stream) and its pidfd becoming readable in
-//! the loop's epoll set. Whichever comes first makes the core fail the module over;
+//! loop's [`Channels`](crate::channels::Channels) read the end of the stream) and
+//! its pidfd becoming readable in the loop's epoll set. Whichever comes first makes the core fail the module over;
 //! the core ignores the second. When the pidfd says the process ended, the sentinel
 //! reads how (exit status or signal) and reaps it in the same call if it is our
 //! child, so no zombie is left and its pid is not reused while the core still knows

@@ -1,9 +1,10 @@
 //! Starting pool workers and listening to them.
 //!
 //! Each spawn runs on its own thread: start `modsynth-worker --pool`, wait for its
-//! hello on an `IpcOneShotServer`, then hand its channel to [`Links`] (the one
-//! thread that reads every worker's channel) and end. The core's loop watches the
-//! new worker's pidfd from its `Spawned` event on, and reaps it when it ends.
+//! hello on an `IpcOneShotServer`, then hand its channel and its `Spawned` event to
+//! the core's loop and end. The loop reads the new worker's channel and watches its
+//! pidfd from that event on (see [`event_loop`](crate::event_loop)), and reaps it
+//! when it ends.
 //! `accept()` has no timeout and would block forever if the child died before
 //! connecting, so it runs on a helper thread while this one waits in `poll` on the
 //! child's pidfd and an eventfd the helper rings once it accepted: a child that dies
@@ -20,16 +21,16 @@
 
 use crate::core::{Event, NewWorker, WorkerId};
 use crate::event_loop::EventSender;
-use crate::links::Links;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use modsynth_model::protocol::{FromWorker, ToWorker};
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::fd::OwnedFd;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
+use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,13 +45,57 @@ pub struct Spawner {
     pub binary: PathBuf,
     /// Instance name: workers are `<instance>-wNN`.
     pub instance: String,
-    /// Reads every worker's channel once it said hello.
-    pub links: Links,
+    /// Where a new worker's channel goes, before its `Spawned` event.
+    pub channels: NewChannels,
     /// Where workers publish their cards (`<state dir>/workers`).
     pub cards: PathBuf,
     /// How long a worker without a module waits for a new supervisor after losing
     /// this one (`--spare-grace`).
     pub spare_grace: Duration,
+}
+
+/// New workers' channels on their way from the spawn threads to the core's loop.
+/// A spawn thread puts a worker's channel here before it sends its `Spawned`
+/// event, so the loop finds the channel when it handles that event
+/// ([`ChannelsArriving::take`]). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NewChannels {
+    put: Sender<(WorkerId, IpcReceiver<FromWorker>)>,
+}
+
+/// The loop's end of [`NewChannels`].
+#[derive(Debug)]
+pub struct ChannelsArriving {
+    arriving: Receiver<(WorkerId, IpcReceiver<FromWorker>)>,
+    arrived: HashMap<WorkerId, IpcReceiver<FromWorker>>,
+}
+
+/// A pair of ends: the spawners', the loop's.
+pub fn new_channels() -> (NewChannels, ChannelsArriving) {
+    let (put, arriving) = mpsc::channel();
+    (
+        NewChannels { put },
+        ChannelsArriving {
+            arriving,
+            arrived: HashMap::new(),
+        },
+    )
+}
+
+impl NewChannels {
+    fn put(&self, id: WorkerId, receiver: IpcReceiver<FromWorker>) {
+        // Fails only once the loop is gone (the supervisor is stopping).
+        let _ = self.put.send((id, receiver));
+    }
+}
+
+impl ChannelsArriving {
+    /// Worker `id`'s channel, once its `Spawned` event arrived (`None`: it never
+    /// had one here, which the loop treats as a worker gone).
+    pub fn take(&mut self, id: WorkerId) -> Option<IpcReceiver<FromWorker>> {
+        self.arrived.extend(self.arriving.try_iter());
+        self.arrived.remove(&id)
+    }
 }
 
 impl Spawner {
@@ -66,12 +111,6 @@ impl Spawner {
             .name(format!("worker-{id}"))
             .spawn(move || this.run(id, events))
             .expect("spawning a thread");
-    }
-
-    /// Reads an adopted worker's channel, as for one of ours (the caller watches
-    /// its pidfd).
-    pub fn follow(&self, id: WorkerId, receiver: IpcReceiver<FromWorker>) {
-        self.links.add(id, receiver);
     }
 
     fn run(&self, id: WorkerId, events: EventSender) {
@@ -104,15 +143,15 @@ impl Spawner {
             commands,
             spawn_time: started.elapsed(),
         };
+        // The channel first: the loop takes it when it handles `Spawned`, so the
+        // core knows the worker before anything it says is read.
+        self.channels.put(id, receiver);
         if events.send(Event::Spawned(new)).is_err() {
             let _ = child.kill();
             let _ = child.wait();
-            return;
         }
-        // After `Spawned`, so that the core knows the worker before anything it
-        // says. Not reaped here: the loop reaps it when its pidfd says it ended
+        // Not reaped here: the loop reaps it when its pidfd says it ended
         // (dropping a `Child` neither kills nor waits).
-        self.links.add(id, receiver);
     }
 
     fn start(&self, id: WorkerId) -> Result<(IpcReceiver<FromWorker>, FromWorker, Child), String> {
