@@ -138,10 +138,16 @@ pub fn pipewire_config() -> Option<PathBuf> {
 
 /// Serialises the harness's `jack_client_open` calls.
 static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
+/// With this variable at `1`, private `jackd` servers run their clients' process
+/// threads with realtime scheduling (`-R`), as a user's server does; tests leave it
+/// off (a test must not need the privilege), `modsynth-bench --realtime` sets it.
+pub const REALTIME_VAR: &str = "MODSYNTH_JACK_REALTIME";
+
 /// Makes server names unique within the process.
 static SERVER_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A running private `jackd` (dummy backend, no realtime scheduling).
+/// A running private `jackd` (dummy backend, no realtime scheduling unless
+/// [`REALTIME_VAR`] is `1`).
 ///
 /// Dropping it sends SIGTERM to that child only, waits up to 10 s (a SIGKILLed jackd
 /// leaves its shared memory behind), then SIGKILLs it
@@ -205,9 +211,16 @@ impl JackServer {
             }
             None => {
                 let mut cmd = Command::new("jackd");
-                cmd.args(["-n", &name, "-r", "-d", "dummy"])
-                    .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
-                    .env("JACK_NO_AUDIO_RESERVATION", "1");
+                let realtime = std::env::var(REALTIME_VAR).is_ok_and(|v| v == "1");
+                cmd.args([
+                    "-n",
+                    &name,
+                    if realtime { "-R" } else { "-r" },
+                    "-d",
+                    "dummy",
+                ])
+                .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
+                .env("JACK_NO_AUDIO_RESERVATION", "1");
                 cmd
             }
         };

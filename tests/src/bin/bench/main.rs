@@ -86,6 +86,11 @@ struct Args {
     /// `sets`), lv2, peers (`peers` implies `--peers`). The cold open baseline always runs.
     #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "bursts", "lv2", "peers"])]
     only: Vec<String>,
+    /// Run the private server with realtime scheduling (`jackd -R`), as a user's
+    /// server runs: JACK's process threads then take the CPU before every other
+    /// thread. Needs the privilege (root, or an rtprio limit).
+    #[arg(long)]
+    realtime: bool,
     /// Levels of the scale rows (modules playing; comma-separated, like 0,32,64)
     /// [default: 0,8,32,64; 0,8 with --quick].
     #[arg(long, value_delimiter = ',')]
@@ -441,10 +446,15 @@ fn fmt_num(x: f64) -> String {
 
 fn print_table(rows: &[Row], args: &Args) {
     println!(
-        "Private JACK server: {} Hz, {}-frame periods ({:.2} ms), {} run.",
+        "Private JACK server: {} Hz, {}-frame periods ({:.2} ms), {}, {} run.",
         args.sample_rate,
         args.period,
         args.period as f64 / args.sample_rate as f64 * 1e3,
+        if args.realtime {
+            "realtime"
+        } else {
+            "not realtime"
+        },
         if args.quick { "quick" } else { "full" }
     );
     println!();
@@ -479,12 +489,20 @@ fn print_table(rows: &[Row], args: &Args) {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    if args.realtime {
+        std::env::set_var(modsynth_tests::jack_server::REALTIME_VAR, "1");
+    }
     let server = JackServer::start_with(args.sample_rate, args.period)?;
     eprintln!(
-        "bench: private JACK server '{}' ({} Hz, {} frames), {} run",
+        "bench: private JACK server '{}' ({} Hz, {} frames, {}), {} run",
         server.name(),
         args.sample_rate,
         args.period,
+        if args.realtime {
+            "realtime"
+        } else {
+            "not realtime"
+        },
         if args.quick { "quick" } else { "full" }
     );
     let mut rows = Vec::new();
