@@ -8,12 +8,13 @@
 //!
 //! Parts that own their state and test it alone: `pool::Pool` (spares, workers
 //! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
-//! and `/status`), `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC
-//! maps, learn, program sets; `maps` acts on what it decides). The rest is split by
-//! what it is about but still methods of [`Core`] over its fields: `modules`
-//! (create, free, set), `patching` (connections), `sets` (set files), `failover`
-//! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`
-//! (status, sync, registry).
+//! and `/status`), `subscribers::Subscribers` (`/notify`), `failover::Failover`
+//! (spares owed to modules, create retries, the heartbeat check's judgements) and
+//! [`midi::Midi`] (CC maps, learn, program sets; `maps` acts on what it decides).
+//! Each file's `impl Core` ties its part to the rest. Still methods of [`Core`]
+//! over its fields: `modules` (create, free, set), `patching` (connections), `sets`
+//! (set files), `adopt` and `reports` (status, sync, registry); `failover` also
+//! acts on deaths and hangs there (standbys, replacements, quarantine).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
@@ -28,6 +29,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
+use failover::Failover;
 use jack_jobs::{JackJobs, Then};
 pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
 use pool::Pool;
@@ -592,11 +594,6 @@ pub struct Core {
     modules: BTreeMap<String, Module>,
     /// Creates waiting for a spare (the pool was empty).
     waiting: VecDeque<(Origin, Request, Instant)>,
-    /// Modules waiting for a spare to become their standby.
-    needs_standby: std::collections::BTreeSet<String>,
-    /// Modules without a primary waiting for a spare to take them over (`true`:
-    /// from a fresh state).
-    needs_replacement: BTreeMap<String, bool>,
     /// Connections to keep: made now if both ports exist, else as soon as they do,
     /// and again whenever a port comes back (a program restarted). Module ports are
     /// kept as `module:port`.
@@ -608,14 +605,8 @@ pub struct Core {
     counters: Counters,
     /// Why the last worker start failed, for the creates that time out waiting.
     last_spawn_error: Option<String>,
-    /// Modules whose create is on its second worker (the first died during it).
-    create_retried: HashSet<String>,
-    /// When the heartbeats are checked next.
-    next_heartbeat: Option<Instant>,
-    /// Workers killed as hung whose death has not arrived yet.
-    killed_as_hung: HashSet<WorkerId>,
-    /// Behind, not hung (waiting for the server to call them): logged once.
-    waiting_to_be_called: HashSet<WorkerId>,
+    /// Spares owed to modules, creates retried, the heartbeat check's judgements.
+    failover: Failover,
     /// Disconnections waiting to be followed.
     disconnections: Vec<Disconnection>,
     /// Prepared sets by name, waiting for their switch.
@@ -651,16 +642,11 @@ impl Core {
             modules: BTreeMap::new(),
             waiting: VecDeque::new(),
             wanted: Default::default(),
-            needs_standby: Default::default(),
-            needs_replacement: Default::default(),
             requests: Requests::default(),
             subscribers: Subscribers::default(),
             counters: Counters::default(),
             last_spawn_error: None,
-            create_retried: HashSet::new(),
-            next_heartbeat: None,
-            killed_as_hung: HashSet::new(),
-            waiting_to_be_called: HashSet::new(),
+            failover: Failover::default(),
             disconnections: Vec::new(),
             prepared: BTreeMap::new(),
             switching: None,
@@ -829,7 +815,7 @@ impl Core {
                     }
                     _ => return,
                 };
-                self.create_retried.remove(&id);
+                self.failover.create_over(&id);
                 match result {
                     Ok(ports) => {
                         let mut wants_standby = false;
@@ -843,7 +829,7 @@ impl Core {
                             // Primaries first: while creates wait for spares (a set
                             // being loaded), a standby would take the spare the next
                             // module needs to play. It follows once they are served.
-                            self.needs_standby.insert(id.clone());
+                            self.failover.owe_standby(&id);
                         } else if wants_standby {
                             self.add_standby(&id, fx);
                         }
@@ -954,8 +940,7 @@ impl Core {
         if self.pool.refill_due(now) {
             self.refill(fx);
         }
-        if self.next_heartbeat.is_none_or(|t| now >= t) {
-            self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+        if self.failover.heartbeat_due(now) {
             self.check_heartbeats(fx);
             self.expire_waiting(fx);
             self.send_held(false, fx);
@@ -978,7 +963,7 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.pool.refill_deadline(),
-            self.next_heartbeat,
+            self.failover.heartbeat_deadline(),
             self.switch_deadline(),
             self.placing.as_ref().map(|p| p.due),
             self.next_midi_poll,

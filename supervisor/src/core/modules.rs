@@ -151,11 +151,11 @@ impl Core {
         };
         self.wanted.retain(|c| !own(&c.from) && !own(&c.to));
         self.midi.forget_module(id);
-        self.needs_standby.remove(id);
+        self.failover.cancel_standby(id);
         if let Some(standby) = module.standby_worker {
             self.free_worker(standby, fx);
         }
-        self.needs_replacement.remove(id);
+        self.failover.cancel_replacement(id);
         if !module.quarantined {
             fx.unlink_state(&module.state);
         }
@@ -433,7 +433,7 @@ impl Core {
         reason: &str,
         fx: &mut impl Effects,
     ) {
-        self.create_retried.remove(id);
+        self.failover.create_over(id);
         self.plugin_states.take(id);
         match from {
             Origin::Client(to) => fx.reply(to, fail("/module/new", id, reason)),

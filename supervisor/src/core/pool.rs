@@ -163,12 +163,12 @@ impl Core {
     /// lost its primary goes first, then a create that waited for a spare, then a
     /// module without its standby.
     pub(super) fn serve_one(&mut self, fx: &mut impl Effects) {
-        if let Some((id, fresh)) = self.needs_replacement.pop_first() {
+        if let Some((id, fresh)) = self.failover.next_replacement() {
             self.replace(&id, fresh, fx);
         } else if let Some((from, request, started)) = self.waiting.pop_front() {
             self.counters.cold_creates += 1;
             self.create(from, request, started, fx);
-        } else if let Some(id) = self.needs_standby.pop_first() {
+        } else if let Some(id) = self.failover.next_standby() {
             self.add_standby(&id, fx);
         }
     }
@@ -194,7 +194,7 @@ impl Core {
             .values()
             .filter(|m| m.standby == Standby::Hot && m.standby_worker.is_none() && !m.quarantined)
             .count();
-        creates + self.needs_replacement.len() + standbys
+        creates + self.failover.replacements_owed() + standbys
     }
 
     /// A worker let its module go (ports unregistered, names and properties

@@ -661,15 +661,7 @@ impl Core {
                 _ => {}
             }
         }
-        if self.needs_standby.remove(old) {
-            self.needs_standby.insert(new.to_string());
-        }
-        if let Some(fresh) = self.needs_replacement.remove(old) {
-            self.needs_replacement.insert(new.to_string(), fresh);
-        }
-        if self.create_retried.remove(old) {
-            self.create_retried.insert(new.to_string());
-        }
+        self.failover.rename_module(old, new);
         self.requests.rename_module(old, new);
         for wid in std::iter::once(m.worker).chain(m.standby_worker) {
             if let Some(w) = self.workers.get(&wid) {
