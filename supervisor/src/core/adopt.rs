@@ -55,7 +55,8 @@ impl Core {
     pub fn saved(&self) -> Saved {
         Saved {
             connections: self
-                .wanted
+                .patch
+                .wanted()
                 .iter()
                 .map(|c| (c.from.clone(), c.to.clone()))
                 .collect(),
@@ -96,11 +97,12 @@ impl Core {
             self.counters = counters;
             self.counters.shm_leaks = 0;
         }
-        self.wanted = saved
-            .connections
-            .into_iter()
-            .map(|(from, to)| Connection { from, to })
-            .collect();
+        self.patch.want_only(
+            saved
+                .connections
+                .into_iter()
+                .map(|(from, to)| Connection { from, to }),
+        );
         // Maps of modules that did not come back are dropped below (with the module).
         self.midi.set_maps(saved.maps);
         self.midi.set_program_sets(saved.program_sets);

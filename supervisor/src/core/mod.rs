@@ -9,12 +9,12 @@
 //! Parts that own their state and test it alone: `pool::Pool` (spares, workers
 //! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
 //! and `/status`), `subscribers::Subscribers` (`/notify`), `failover::Failover`
-//! (spares owed to modules, create retries, the heartbeat check's judgements) and
-//! [`midi::Midi`] (CC maps, learn, program sets; `maps` acts on what it decides).
-//! Each file's `impl Core` ties its part to the rest. Still methods of [`Core`]
-//! over its fields: `modules` (create, free, set), `patching` (connections), `sets`
-//! (set files), `adopt` and `reports` (status, sync, registry); `failover` also
-//! acts on deaths and hangs there (standbys, replacements, quarantine).
+//! (spares owed to modules, create retries, the heartbeat check's judgements),
+//! `patching::Patch` (connections wanted, disconnections to follow, and the
+//! changes under way in `jack_jobs::JackJobs`) and [`midi::Midi`] (CC maps, learn,
+//! program sets; `maps` acts on what it decides). Each file's `impl Core` ties its
+//! part to the rest. Still methods of [`Core`] over its fields: `modules` (create,
+//! free, set), `sets` (set files), `adopt` and `reports` (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
@@ -32,6 +32,7 @@ pub use adopt::{AdoptedWorker, Saved};
 use failover::Failover;
 use jack_jobs::{JackJobs, Then};
 pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
+use patching::Patch;
 use pool::Pool;
 use requests::Requests;
 use subscribers::Subscribers;
@@ -500,21 +501,6 @@ pub enum Silence {
 /// it (JACK disconnects a dead client's ports) to be known by then.
 pub const FORGET_LINK_DELAY: Duration = Duration::from_millis(250);
 
-/// A disconnection to follow once it is due (see [`FORGET_LINK_DELAY`]).
-struct Disconnection {
-    due: Instant,
-    /// The modules the connection touched, with the worker playing each then.
-    players: Vec<(String, WorkerId)>,
-    /// Entries of the modules' connection records to forget.
-    links: Vec<(String, (usize, String))>,
-    /// The same disconnection on standbys' ports.
-    mirrors: Vec<(String, String)>,
-    /// The connection as the patch names it, with the two real ports: forgotten
-    /// from the patch only if both ports still exist when it is due (a program
-    /// that quit took its connections along, and gets them back when it returns).
-    patch_link: Option<(Connection, String, String)>,
-}
-
 /// How long a `/notify 1` lasts: a subscriber that wants to go on hearing sends
 /// it again before then (as scsynth clients renew theirs). Without an expiry every
 /// address that ever subscribed would be sent every event forever, long after the
@@ -594,10 +580,8 @@ pub struct Core {
     modules: BTreeMap<String, Module>,
     /// Creates waiting for a spare (the pool was empty).
     waiting: VecDeque<(Origin, Request, Instant)>,
-    /// Connections to keep: made now if both ports exist, else as soon as they do,
-    /// and again whenever a port comes back (a program restarted). Module ports are
-    /// kept as `module:port`.
-    wanted: std::collections::BTreeSet<Connection>,
+    /// Connections wanted, disconnections to follow, changes asked of JACK.
+    patch: Patch,
     /// Requests waiting for workers' answers.
     requests: Requests,
     /// `/notify` subscribers.
@@ -607,8 +591,6 @@ pub struct Core {
     last_spawn_error: Option<String>,
     /// Spares owed to modules, creates retried, the heartbeat check's judgements.
     failover: Failover,
-    /// Disconnections waiting to be followed.
-    disconnections: Vec<Disconnection>,
     /// Prepared sets by name, waiting for their switch.
     prepared: BTreeMap<String, switch::Prepared>,
     /// The set switch under way.
@@ -625,8 +607,6 @@ pub struct Core {
     next_midi_poll: Option<Instant>,
     /// Who waits for the answer of a `/map/learn`.
     learner: Option<ReplyTo>,
-    /// Connection changes asked of JACK, not answered yet.
-    jack_jobs: JackJobs,
     /// LV2 plugin states: saves waiting for them, and those a load brought.
     plugin_states: plugin_states::PluginStates,
     shutting_down: bool,
@@ -641,13 +621,12 @@ impl Core {
             pool: Pool::default(),
             modules: BTreeMap::new(),
             waiting: VecDeque::new(),
-            wanted: Default::default(),
+            patch: Patch::default(),
             requests: Requests::default(),
             subscribers: Subscribers::default(),
             counters: Counters::default(),
             last_spawn_error: None,
             failover: Failover::default(),
-            disconnections: Vec::new(),
             prepared: BTreeMap::new(),
             switching: None,
             placing: None,
@@ -655,7 +634,6 @@ impl Core {
             midi: Default::default(),
             next_midi_poll: None,
             learner: None,
-            jack_jobs: JackJobs::default(),
             plugin_states: Default::default(),
             shutting_down: false,
         }
@@ -967,7 +945,7 @@ impl Core {
             self.switch_deadline(),
             self.placing.as_ref().map(|p| p.due),
             self.next_midi_poll,
-            self.jack_jobs.deadline(),
+            self.patch.jobs.deadline(),
             self.plugin_states.deadline(),
         ]
         .into_iter()

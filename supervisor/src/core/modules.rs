@@ -149,7 +149,7 @@ impl Core {
                 || module.ports.iter().any(|p| p == name)
                 || module.standby_ports.iter().any(|p| p == name)
         };
-        self.wanted.retain(|c| !own(&c.from) && !own(&c.to));
+        self.patch.forget_ends(own);
         self.midi.forget_module(id);
         self.failover.cancel_standby(id);
         if let Some(standby) = module.standby_worker {

@@ -212,7 +212,7 @@ impl Core {
             self.set_value(id, *index, *value, 0, None, fx);
         }
         for c in deferred.connections {
-            self.wanted.insert(c);
+            self.patch.want(c);
         }
         // The set's maps replace the maps of the same parameters; with replace,
         // they are all the maps there are.
@@ -253,13 +253,15 @@ impl Core {
         let mut inputs: std::collections::BTreeSet<String> =
             fx.connections(&midi_in).into_iter().collect();
         inputs.extend(
-            self.wanted
+            self.patch
+                .wanted()
                 .iter()
                 .filter(|c| c.to == midi_in)
                 .map(|c| c.from.clone()),
         );
         let mut connections: std::collections::BTreeSet<Connection> = self
-            .wanted
+            .patch
+            .wanted()
             .iter()
             .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
             .filter(|c| c.to != midi_in)
