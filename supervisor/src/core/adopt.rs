@@ -243,7 +243,7 @@ impl Core {
         // Connections made while no supervisor ran were not mirrored onto standbys:
         // mirror every link now (what is mirrored already stays as it is).
         let mut mirrors = Vec::new();
-        for (id, m) in &self.modules {
+        for (id, m) in self.modules.iter() {
             for (i, other) in &m.links {
                 let Some(spec) = m.spec.ports.get(*i) else {
                     continue;

@@ -308,7 +308,7 @@ impl Core {
                     id,
                     standby: m.standby,
                 };
-                self.waiting.push_front((from, request, started));
+                self.modules.wait_first(from, request, started);
                 if self.pool.spares() > 0 {
                     self.serve_one(fx);
                 }
@@ -652,11 +652,7 @@ impl Core {
         let playing: Vec<(&str, WorkerId, &str)> = self
             .modules
             .iter()
-            .filter(|(_, m)| {
-                m.playing_since
-                    .is_some_and(|t| now.duration_since(t) >= HEARTBEAT_GRACE)
-                    && !self.failover.is_killed_as_hung(m.worker)
-            })
+            .filter(|(_, m)| m.past_grace(now) && !self.failover.is_killed_as_hung(m.worker))
             .map(|(id, m)| (id.as_str(), m.worker, m.state.as_str()))
             .collect();
         let segments: Vec<&str> = playing.iter().map(|&(_, _, s)| s).collect();

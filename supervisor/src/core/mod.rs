@@ -6,15 +6,20 @@
 //! through the [`Effects`] trait. Tests drive the core with a fake `Effects` and
 //! check what it did, without JACK, sockets or processes.
 //!
-//! Parts that own their state and test it alone: `pool::Pool` (spares, workers
-//! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
-//! and `/status`), `subscribers::Subscribers` (`/notify`), `failover::Failover`
-//! (spares owed to modules, create retries, the heartbeat check's judgements),
-//! `patching::Patch` (connections wanted, disconnections to follow, and the
-//! changes under way in `jack_jobs::JackJobs`) and [`midi::Midi`] (CC maps, learn,
-//! program sets; `maps` acts on what it decides). Each file's `impl Core` ties its
-//! part to the rest. Still methods of [`Core`] over its fields: `modules` (create,
-//! free, set), `sets` (set files), `adopt` and `reports` (status, sync, registry).
+//! [`Core`] is split along what it owns. Parts that own their state, decide on it
+//! alone and are tested alone: `modules::Modules` (the module table and the
+//! creates waiting for a spare), `pool::Pool` (spares, workers starting, refill
+//! timing), `failover::Failover` (spares owed to modules, create retries, the
+//! heartbeat check's verdicts), `patching::Patch` (connections wanted,
+//! disconnections to follow, and in `jack_jobs::JackJobs` the changes asked of
+//! JACK), `requests::Requests` (tokens, the fan-out of `/sync` and `/status`),
+//! `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC maps, learn,
+//! program sets; `maps` acts on what it decides). The `impl Core` in each of those
+//! files ties its part to the workers and the other parts. The rest is split by
+//! what it is about, as methods of [`Core`]: `sets` (set files), `switch`
+//! (prepared sets; `bars` places a switch on a bar), `plugin_states` (LV2 states in
+//! sets, with the saves in flight kept in its `PluginStates`), `adopt` and
+//! `reports` (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
@@ -32,6 +37,7 @@ pub use adopt::{AdoptedWorker, Saved};
 use failover::Failover;
 use jack_jobs::{JackJobs, Then};
 pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
+use modules::Modules;
 use patching::Patch;
 use pool::Pool;
 use requests::Requests;
@@ -357,6 +363,14 @@ impl Module {
             .collect()
     }
 
+    /// Whether its primary has played it for [`HEARTBEAT_GRACE`] at `now`: only
+    /// then is it judged by what it publishes (its first period as the owner may
+    /// take as long as an assignment).
+    fn past_grace(&self, now: Instant) -> bool {
+        self.playing_since
+            .is_some_and(|t| now.duration_since(t) >= HEARTBEAT_GRACE)
+    }
+
     /// `worker` took the module over at `now` and plays it on `ports`.
     fn taken_over_by(&mut self, worker: WorkerId, ports: Vec<String>, now: Instant) {
         self.worker = worker;
@@ -577,9 +591,8 @@ pub struct Core {
     workers: HashMap<WorkerId, Worker>,
     /// Spares and workers being started.
     pool: Pool,
-    modules: BTreeMap<String, Module>,
-    /// Creates waiting for a spare (the pool was empty).
-    waiting: VecDeque<(Origin, Request, Instant)>,
+    /// The modules, and the creates waiting for a spare.
+    modules: Modules,
     /// Connections wanted, disconnections to follow, changes asked of JACK.
     patch: Patch,
     /// Requests waiting for workers' answers.
@@ -619,8 +632,7 @@ impl Core {
             config,
             workers: HashMap::new(),
             pool: Pool::default(),
-            modules: BTreeMap::new(),
-            waiting: VecDeque::new(),
+            modules: Modules::default(),
             patch: Patch::default(),
             requests: Requests::default(),
             subscribers: Subscribers::default(),
@@ -803,7 +815,7 @@ impl Core {
                             m.playing_since = Some(now);
                             wants_standby = m.standby == Standby::Hot;
                         }
-                        if wants_standby && !self.waiting.is_empty() {
+                        if wants_standby && self.modules.waiting() > 0 {
                             // Primaries first: while creates wait for spares (a set
                             // being loaded), a standby would take the spare the next
                             // module needs to play. It follows once they are served.
@@ -835,12 +847,7 @@ impl Core {
                 }
             }
             FromWorker::TookOver { silent_frames } => {
-                let id = self
-                    .modules
-                    .iter()
-                    .find(|(_, m)| m.worker == wid)
-                    .map(|(id, _)| id.clone());
-                if let Some(id) = id {
+                if let Some(id) = self.modules.played_by(wid).map(str::to_string) {
                     self.finish_recovery(&id, silent_frames, fx);
                 }
             }
@@ -849,11 +856,7 @@ impl Core {
                 // The standby took over: its primary died (its WorkerGone may still be
                 // on the way) or hung. Killing it is harmless in the first case and
                 // needed in the second; its death then fails the module over.
-                let hung = self
-                    .modules
-                    .values()
-                    .find(|m| m.standby_worker == Some(wid))
-                    .map(|m| m.worker);
+                let hung = self.modules.primary_of_standby(wid);
                 if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
                     tracing::info!(
                         "standby took over from {}: making sure it is gone (dead or hung)",

@@ -461,7 +461,7 @@ impl Core {
         let mut links = Vec::new();
         let mut mirrors = Vec::new();
         let mut players = Vec::new();
-        for (id, m) in &self.modules {
+        for (id, m) in self.modules.iter() {
             for (here, other) in [(&na, &nb), (&nb, &na)] {
                 let Some(i) = m.ports.iter().position(|p| p == here) else {
                     continue;
@@ -556,7 +556,7 @@ impl Core {
 
     /// What the JACK port `real` is to this supervisor.
     pub(super) fn owner_of(&self, real: &str) -> PortOwner {
-        for (id, m) in &self.modules {
+        for (id, m) in self.modules.iter() {
             if let Some(index) = m.ports.iter().position(|p| p == real) {
                 return PortOwner::Primary {
                     id: id.clone(),
@@ -699,7 +699,7 @@ impl Core {
 
     /// `vcf1:in` for a module primary's real port name; any other name as it is.
     pub(super) fn module_port_name(&self, real: &str) -> String {
-        for (id, m) in &self.modules {
+        for (id, m) in self.modules.iter() {
             if let Some(i) = m.ports.iter().position(|p| p == real) {
                 if let Some(spec) = m.spec.ports.get(i) {
                     return format!("{id}:{}", spec.name);
