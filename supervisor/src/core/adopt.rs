@@ -232,7 +232,7 @@ impl Core {
             for (i, port) in ports.iter().enumerate() {
                 for other in fx.connections(port) {
                     if !standby_ports.contains(&other) {
-                        links.insert((i, self.module_port_name(&other)));
+                        links.insert((i, self.modules.module_port_name(&other)));
                     }
                 }
             }
@@ -250,8 +250,8 @@ impl Core {
                 };
                 let here = format!("{id}:{}", spec.name);
                 mirrors.extend(match spec.direction {
-                    catalog::Direction::Out => self.standby_pairs(&here, other),
-                    catalog::Direction::In => self.standby_pairs(other, &here),
+                    catalog::Direction::Out => self.modules.standby_pairs(&here, other),
+                    catalog::Direction::In => self.modules.standby_pairs(other, &here),
                 });
             }
         }

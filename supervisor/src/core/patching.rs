@@ -4,8 +4,9 @@
 //!
 //! [`Patch`] owns the patch as the supervisor keeps it (the connections wanted, by
 //! module port names, and the disconnections waiting to be followed) and the
-//! connection changes asked of JACK; the core's methods below resolve names
-//! against the modules and act through JACK.
+//! connection changes asked of JACK. How the patch's names (`vco1:out`) map to
+//! real JACK ports is the module table's to say (`impl Modules` below); the core's
+//! methods tie both to the JACK graph.
 
 use super::*;
 use modsynth_model::names;
@@ -156,13 +157,15 @@ fn generic_output(port: &str) -> bool {
     names::is_worker_port(port) && port.contains(":out_")
 }
 
-impl Core {
+/// Names in the patch, resolved against the module table: a module's ports are
+/// named `module:port` in the patch and played on its workers' real JACK ports.
+impl Modules {
     /// `vco1:out` -> the worker's real port name; any other name passes through.
-    pub(super) fn resolve_port(&self, name: &str) -> Result<String, String> {
+    pub fn resolve_port(&self, name: &str) -> Result<String, String> {
         let (client, port) = name
             .split_once(':')
             .ok_or_else(|| format!("'{name}' is not a port name"))?;
-        match self.modules.get(client) {
+        match self.get(client) {
             Some(m) => {
                 let (i, _) = m.spec.port_of(client, port)?;
                 m.ports.get(i).cloned().ok_or_else(|| {
@@ -179,6 +182,56 @@ impl Core {
         }
     }
 
+    /// `id:port` for port `index` of module `id`.
+    pub fn module_port(&self, id: &str, index: usize) -> Option<String> {
+        let m = self.get(id)?;
+        Some(format!("{id}:{}", m.spec.ports.get(index)?.name))
+    }
+
+    /// `vcf1:in` for a module primary's real port name; any other name as it is.
+    pub fn module_port_name(&self, real: &str) -> String {
+        for (id, m) in self.iter() {
+            if let Some(i) = m.ports.iter().position(|p| p == real) {
+                if let Some(spec) = m.spec.ports.get(i) {
+                    return format!("{id}:{}", spec.name);
+                }
+            }
+        }
+        real.to_string()
+    }
+
+    /// Every real port a name stands for: the primary's and, once it has one, the
+    /// standby's (any other JACK name stands for itself).
+    pub fn all_real_ports(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.resolve_port(name).into_iter().collect();
+        if let Some((client, port)) = name.split_once(':') {
+            if let Some(m) = self.get(client) {
+                if let Ok((i, _)) = m.spec.port_of(client, port) {
+                    out.extend(m.standby_ports.get(i).cloned());
+                }
+            }
+        }
+        out
+    }
+
+    /// The connections that mirror `src -> dst` onto standbys: every pairing of the
+    /// two ends' real ports except primary -> primary. A standby must hear what its
+    /// primary hears, and its output must already reach where the primary's does.
+    pub fn standby_pairs(&self, src: &str, dst: &str) -> Vec<(String, String)> {
+        let (srcs, dsts) = (self.all_real_ports(src), self.all_real_ports(dst));
+        let mut pairs = Vec::new();
+        for (i, s) in srcs.iter().enumerate() {
+            for (j, d) in dsts.iter().enumerate() {
+                if i > 0 || j > 0 {
+                    pairs.push((s.clone(), d.clone()));
+                }
+            }
+        }
+        pairs
+    }
+}
+
+impl Core {
     pub(super) fn patch(
         &mut self,
         from: ReplyTo,
@@ -203,8 +256,9 @@ impl Core {
         };
         let (src, dst) = (src.as_str(), dst.as_str());
         let resolved = self
+            .modules
             .resolve_port(src)
-            .and_then(|s| self.resolve_port(dst).map(|d| (s, d)));
+            .and_then(|s| self.modules.resolve_port(dst).map(|d| (s, d)));
         let checked = resolved.and_then(|(s, d)| {
             for (given, real) in [(src, &s), (dst, &d)] {
                 if !fx.port_exists(real) {
@@ -355,7 +409,7 @@ impl Core {
                 self.patch.record(c, job.connect);
                 // The same on the standbys' ports, so a standby that takes over is
                 // already patched (best effort: the primary's result is the answer).
-                for (s2, d2) in self.standby_pairs(&src, &dst) {
+                for (s2, d2) in self.modules.standby_pairs(&src, &dst) {
                     self.jack_patch_logged(job.connect, &s2, &d2, "standby mirror", fx);
                 }
                 fx.reply(
@@ -388,10 +442,14 @@ impl Core {
     /// pairs are skipped, so this is cheap to call on every graph change.
     pub(super) fn make_wanted_connections(&mut self, fx: &mut impl Effects) {
         for c in self.patch.wanted().clone() {
-            let (Ok(src), Ok(dst)) = (self.resolve_port(&c.from), self.resolve_port(&c.to)) else {
+            let (Ok(src), Ok(dst)) = (
+                self.modules.resolve_port(&c.from),
+                self.modules.resolve_port(&c.to),
+            ) else {
                 continue;
             };
-            let pairs = std::iter::once((src, dst)).chain(self.standby_pairs(&c.from, &c.to));
+            let pairs =
+                std::iter::once((src, dst)).chain(self.modules.standby_pairs(&c.from, &c.to));
             for (src, dst) in pairs {
                 if fx.port_exists(&src)
                     && fx.port_exists(&dst)
@@ -467,7 +525,7 @@ impl Core {
                     continue;
                 };
                 players.push((id.clone(), m.worker));
-                links.push((id.clone(), (i, self.module_port_name(other))));
+                links.push((id.clone(), (i, self.modules.module_port_name(other))));
                 if let (Some(standby), Some(spec)) = (m.standby_ports.get(i), m.spec.ports.get(i)) {
                     mirrors.push(match spec.direction {
                         catalog::Direction::Out => (standby.clone(), other.clone()),
@@ -547,6 +605,7 @@ impl Core {
         }
         match self.owner_of(name) {
             PortOwner::Primary { id, index } | PortOwner::Standby { id, index } => Ok(self
+                .modules
                 .module_port(&id, index)
                 .unwrap_or_else(|| name.to_string())),
             PortOwner::Spare | PortOwner::Worker => Err(names::worker_port_error(name)),
@@ -577,12 +636,6 @@ impl Core {
             None if names::is_worker_port(real) => PortOwner::Worker,
             None => PortOwner::Foreign,
         }
-    }
-
-    /// `id:port` for port `index` of module `id`.
-    pub(super) fn module_port(&self, id: &str, index: usize) -> Option<String> {
-        let m = self.modules.get(id)?;
-        Some(format!("{id}:{}", m.spec.ports.get(index)?.name))
     }
 
     /// The connection between real ports `a` and `b` as the patch names it (source
@@ -631,8 +684,9 @@ impl Core {
             return; // a mirror
         }
         let resolved = self
+            .modules
             .resolve_port(&c.from)
-            .and_then(|s| self.resolve_port(&c.to).map(|d| (s, d)));
+            .and_then(|s| self.modules.resolve_port(&c.to).map(|d| (s, d)));
         match resolved {
             Ok((s, d)) => {
                 let then = Then::StandbyMoved {
@@ -666,7 +720,10 @@ impl Core {
         if recorded(&c.from, &c.to) || recorded(&c.to, &c.from) {
             return true;
         }
-        match (self.resolve_port(&c.from), self.resolve_port(&c.to)) {
+        match (
+            self.modules.resolve_port(&c.from),
+            self.modules.resolve_port(&c.to),
+        ) {
             (Ok(s), Ok(d)) => fx.connections(&s).contains(&d),
             _ => false,
         }
@@ -697,48 +754,6 @@ impl Core {
         self.jack_patch(false, src, dst, then, fx);
     }
 
-    /// `vcf1:in` for a module primary's real port name; any other name as it is.
-    pub(super) fn module_port_name(&self, real: &str) -> String {
-        for (id, m) in self.modules.iter() {
-            if let Some(i) = m.ports.iter().position(|p| p == real) {
-                if let Some(spec) = m.spec.ports.get(i) {
-                    return format!("{id}:{}", spec.name);
-                }
-            }
-        }
-        real.to_string()
-    }
-
-    /// Every real port a name stands for: the primary's and, once it has one, the
-    /// standby's (any other JACK name stands for itself).
-    pub(super) fn all_real_ports(&self, name: &str) -> Vec<String> {
-        let mut out: Vec<String> = self.resolve_port(name).into_iter().collect();
-        if let Some((client, port)) = name.split_once(':') {
-            if let Some(m) = self.modules.get(client) {
-                if let Ok((i, _)) = m.spec.port_of(client, port) {
-                    out.extend(m.standby_ports.get(i).cloned());
-                }
-            }
-        }
-        out
-    }
-
-    /// The connections that mirror `src -> dst` onto standbys: every pairing of the
-    /// two ends' real ports except primary -> primary. A standby must hear what its
-    /// primary hears, and its output must already reach where the primary's does.
-    pub(super) fn standby_pairs(&self, src: &str, dst: &str) -> Vec<(String, String)> {
-        let (srcs, dsts) = (self.all_real_ports(src), self.all_real_ports(dst));
-        let mut pairs = Vec::new();
-        for (i, s) in srcs.iter().enumerate() {
-            for (j, d) in dsts.iter().enumerate() {
-                if i > 0 || j > 0 {
-                    pairs.push((s.clone(), d.clone()));
-                }
-            }
-        }
-        pairs
-    }
-
     /// Connects a replacement's ports as the dead primary's were.
     pub(super) fn restore_links(
         &mut self,
@@ -754,7 +769,7 @@ impl Core {
             let (Some(own), Some(spec)) = (m.ports.get(*i), m.spec.ports.get(*i)) else {
                 continue;
             };
-            let Ok(other) = self.resolve_port(other) else {
+            let Ok(other) = self.modules.resolve_port(other) else {
                 continue;
             };
             patches.push(match spec.direction {
@@ -849,6 +864,98 @@ mod tests {
         assert_eq!(due[0].players[0].0, "lfo");
         assert!(patch.due(t0 + FORGET_LINK_DELAY).is_empty(), "once");
         assert_eq!(patch.due(t0 + 2 * FORGET_LINK_DELAY).len(), 1);
+    }
+
+    /// A vco (ports `pitch`, `fm`, `out`) played on worker 1's ports, with a
+    /// standby on worker 2's once `standby` says so.
+    fn vco(standby: bool) -> Module {
+        let spec = catalog::module("vco").unwrap();
+        let mut m = Module::new(spec, 1, spec.defaults(), Standby::Hot, String::new());
+        let ports = |w: u32| {
+            ["in_1", "in_2", "out_1"]
+                .map(|p| format!("modsynth-w{w:02}:{p}"))
+                .to_vec()
+        };
+        m.ports = ports(1);
+        if standby {
+            m.standby_worker = Some(2);
+            m.standby_ports = ports(2);
+        }
+        m
+    }
+
+    #[test]
+    fn a_module_port_resolves_to_its_primary_s_real_port_any_other_name_to_itself() {
+        let mut modules = Modules::default();
+        modules.insert("osc".into(), vco(true));
+        assert_eq!(
+            modules.resolve_port("osc:out").unwrap(),
+            "modsynth-w01:out_1"
+        );
+        assert_eq!(
+            modules.resolve_port("system:playback_1").unwrap(),
+            "system:playback_1"
+        );
+        let no_port = modules.resolve_port("osc:cv").unwrap_err();
+        assert!(no_port.contains("has no port 'cv'"), "{no_port}");
+        assert!(modules.resolve_port("osc").is_err(), "not a port name");
+        assert_eq!(modules.module_port_name("modsynth-w01:in_2"), "osc:fm");
+        assert_eq!(
+            modules.module_port_name("modsynth-w02:in_2"),
+            "modsynth-w02:in_2",
+            "a standby's port is not the module's"
+        );
+        assert_eq!(modules.module_port("osc", 0).as_deref(), Some("osc:pitch"));
+        assert_eq!(modules.module_port("osc", 3), None);
+    }
+
+    #[test]
+    fn a_module_without_ports_says_why() {
+        let mut modules = Modules::default();
+        let portless = || {
+            let mut m = vco(false);
+            m.ports.clear();
+            m
+        };
+        let mut recovering = portless();
+        recovering.recovering_since = Some(Instant::now());
+        let mut quarantined = portless();
+        quarantined.quarantined = true;
+        modules.insert("a".into(), portless());
+        modules.insert("b".into(), recovering);
+        modules.insert("c".into(), quarantined);
+        let why = |port: &str| modules.resolve_port(port).unwrap_err();
+        assert!(why("a:out").contains("still being created"));
+        assert!(why("b:out").contains("being taken over"));
+        assert!(why("c:out").contains("quarantined"));
+    }
+
+    #[test]
+    fn a_connection_is_mirrored_onto_every_pairing_with_a_standby_s_port() {
+        let mut modules = Modules::default();
+        modules.insert("osc".into(), vco(true));
+        modules.insert("lfo".into(), vco(false));
+        assert_eq!(
+            modules.standby_pairs("osc:out", "system:playback_1"),
+            [("modsynth-w02:out_1".into(), "system:playback_1".into())]
+        );
+        assert!(
+            modules
+                .standby_pairs("lfo:out", "system:playback_1")
+                .is_empty(),
+            "no standby: nothing to mirror"
+        );
+        let mut both = vco(true);
+        both.ports = vec!["a:in".into(), "a:fm".into(), "a:out".into()];
+        both.standby_ports = vec!["b:in".into(), "b:fm".into(), "b:out".into()];
+        modules.insert("vcf".into(), both);
+        let pairs = modules.standby_pairs("osc:out", "vcf:pitch");
+        let primary_to_primary = ("modsynth-w01:out_1".to_string(), "a:in".to_string());
+        assert_eq!(pairs.len(), 3);
+        assert!(
+            !pairs.contains(&primary_to_primary),
+            "that is the connection itself"
+        );
     }
 
     #[test]

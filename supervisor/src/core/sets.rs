@@ -275,10 +275,12 @@ impl Core {
                 for other in fx.connections(real) {
                     let other = match self.owner_of(&other) {
                         PortOwner::Primary { id, .. } if self.is_prepared(&id) => continue,
-                        PortOwner::Primary { id, index } => match self.module_port(&id, index) {
-                            Some(name) => name,
-                            None => continue,
-                        },
+                        PortOwner::Primary { id, index } => {
+                            match self.modules.module_port(&id, index) {
+                                Some(name) => name,
+                                None => continue,
+                            }
+                        }
                         PortOwner::Standby { .. } => continue, // a mirror
                         PortOwner::Spare | PortOwner::Worker => {
                             tracing::warn!("not saving {here} <-> {other}: a worker's port that plays no module of this set");
