@@ -55,7 +55,8 @@ impl Core {
     pub fn saved(&self) -> Saved {
         Saved {
             connections: self
-                .wanted
+                .patch
+                .wanted()
                 .iter()
                 .map(|c| (c.from.clone(), c.to.clone()))
                 .collect(),
@@ -96,11 +97,12 @@ impl Core {
             self.counters = counters;
             self.counters.shm_leaks = 0;
         }
-        self.wanted = saved
-            .connections
-            .into_iter()
-            .map(|(from, to)| Connection { from, to })
-            .collect();
+        self.patch.want_only(
+            saved
+                .connections
+                .into_iter()
+                .map(|(from, to)| Connection { from, to }),
+        );
         // Maps of modules that did not come back are dropped below (with the module).
         self.midi.set_maps(saved.maps);
         self.midi.set_program_sets(saved.program_sets);
@@ -230,7 +232,7 @@ impl Core {
             for (i, port) in ports.iter().enumerate() {
                 for other in fx.connections(port) {
                     if !standby_ports.contains(&other) {
-                        links.insert((i, self.module_port_name(&other)));
+                        links.insert((i, self.modules.module_port_name(&other)));
                     }
                 }
             }
@@ -241,15 +243,15 @@ impl Core {
         // Connections made while no supervisor ran were not mirrored onto standbys:
         // mirror every link now (what is mirrored already stays as it is).
         let mut mirrors = Vec::new();
-        for (id, m) in &self.modules {
+        for (id, m) in self.modules.iter() {
             for (i, other) in &m.links {
                 let Some(spec) = m.spec.ports.get(*i) else {
                     continue;
                 };
                 let here = format!("{id}:{}", spec.name);
                 mirrors.extend(match spec.direction {
-                    catalog::Direction::Out => self.standby_pairs(&here, other),
-                    catalog::Direction::In => self.standby_pairs(other, &here),
+                    catalog::Direction::Out => self.modules.standby_pairs(&here, other),
+                    catalog::Direction::In => self.modules.standby_pairs(other, &here),
                 });
             }
         }

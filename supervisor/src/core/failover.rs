@@ -1,15 +1,201 @@
 //! Deaths, hangs and what follows: hot-standby failover, a spare taking over,
 //! fresh restarts and quarantine (as [`RestartPolicy`](crate::restart::RestartPolicy)
 //! decides), standbys, and the heartbeat check.
+//!
+//! [`Failover`] owns what this remembers between events (the spares owed to
+//! modules, the creates on their second worker, the workers judged by the
+//! heartbeat check) and decides on it alone; the core's methods below tie it to
+//! the modules, the workers and the pool.
 
 use super::*;
+use std::collections::BTreeSet;
+
+/// What failover owes and remembers from one event to the next.
+#[derive(Debug, Default)]
+pub struct Failover {
+    /// Modules waiting for a spare to become their standby.
+    needs_standby: BTreeSet<String>,
+    /// Modules without a primary waiting for a spare to take them over (`true`:
+    /// from a fresh state).
+    needs_replacement: BTreeMap<String, bool>,
+    /// Modules whose create is on its second worker (the first died during it).
+    create_retried: HashSet<String>,
+    /// When the heartbeats are checked next.
+    next_heartbeat: Option<Instant>,
+    /// Workers killed as hung whose death has not arrived yet: not judged again.
+    killed_as_hung: HashSet<WorkerId>,
+    /// Behind, not hung (waiting for the server to call them): logged once.
+    waiting_to_be_called: HashSet<WorkerId>,
+}
+
+/// The JACK server's last cycle, which the heartbeat check counts periods by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cycle {
+    /// Its first frame.
+    pub frame: u32,
+    /// Its length in frames.
+    pub period: u32,
+}
+
+impl Cycle {
+    /// Whole periods from `frame` to this cycle. Frame times wrap around; a
+    /// `frame` after the cycle (published since it began) counts as 0 or less.
+    pub fn periods_since(self, frame: u32) -> i32 {
+        self.frame.wrapping_sub(frame) as i32 / self.period.max(1) as i32
+    }
+}
+
+/// The heartbeat check's judgement of a worker more than [`HANG_PERIODS`] behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Hung, for this reason: to be killed (it is not judged again).
+    Hung(String),
+    /// Not hung: it waits for the server to call it. `first`: not said before
+    /// during this stall (it is logged once).
+    Waiting {
+        /// The first check of this stall that found it so.
+        first: bool,
+    },
+}
+
+impl Failover {
+    /// Module `id` waits for a spare to become its standby.
+    pub fn owe_standby(&mut self, id: &str) {
+        self.needs_standby.insert(id.to_string());
+    }
+
+    /// Module `id` lost its primary and waits for a spare to take it over (`fresh`:
+    /// from a new state).
+    pub fn owe_replacement(&mut self, id: &str, fresh: bool) {
+        self.needs_replacement.insert(id.to_string(), fresh);
+    }
+
+    /// The next module owed a replacement, with whether it starts fresh. Modules
+    /// without a primary are served before anything else (see `Core::serve_one`).
+    pub fn next_replacement(&mut self) -> Option<(String, bool)> {
+        self.needs_replacement.pop_first()
+    }
+
+    /// The next module owed a standby.
+    pub fn next_standby(&mut self) -> Option<String> {
+        self.needs_standby.pop_first()
+    }
+
+    /// How many modules wait for a replacement (spares the pool must provide).
+    pub fn replacements_owed(&self) -> usize {
+        self.needs_replacement.len()
+    }
+
+    /// Module `id` no longer waits for a standby (freed, or its standby dropped).
+    pub fn cancel_standby(&mut self, id: &str) {
+        self.needs_standby.remove(id);
+    }
+
+    /// Module `id` no longer waits for a replacement (freed, quarantined).
+    pub fn cancel_replacement(&mut self, id: &str) {
+        self.needs_replacement.remove(id);
+    }
+
+    /// The worker of module `id`'s create died before the module played: whether
+    /// the create gets another worker. Once only: a module that crashes every
+    /// worker it starts on must fail, not take the whole pool down with it.
+    pub fn retry_create(&mut self, id: &str) -> bool {
+        if self.create_retried.insert(id.to_string()) {
+            true
+        } else {
+            self.create_retried.remove(id);
+            false
+        }
+    }
+
+    /// Module `id`'s create is over (done or failed): a later create of the same
+    /// id gets its own retry.
+    pub fn create_over(&mut self, id: &str) {
+        self.create_retried.remove(id);
+    }
+
+    /// Module `old` is called `new` from now on (a prepared set's module after its
+    /// switch): what it is owed follows it.
+    pub fn rename_module(&mut self, old: &str, new: &str) {
+        if self.needs_standby.remove(old) {
+            self.needs_standby.insert(new.to_string());
+        }
+        if let Some(fresh) = self.needs_replacement.remove(old) {
+            self.needs_replacement.insert(new.to_string(), fresh);
+        }
+        if self.create_retried.remove(old) {
+            self.create_retried.insert(new.to_string());
+        }
+    }
+
+    /// Whether the heartbeats are to be checked at `now`; if so, the next check
+    /// is due [`HEARTBEAT_INTERVAL`] later.
+    pub fn heartbeat_due(&mut self, now: Instant) -> bool {
+        let due = self.next_heartbeat.is_none_or(|t| now >= t);
+        if due {
+            self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+        }
+        due
+    }
+
+    /// When the heartbeats are checked next (`None`: at the first tick).
+    pub fn heartbeat_deadline(&self) -> Option<Instant> {
+        self.next_heartbeat
+    }
+
+    /// Whether worker `wid` was killed as hung and its death has not arrived yet.
+    pub fn is_killed_as_hung(&self, wid: WorkerId) -> bool {
+        self.killed_as_hung.contains(&wid)
+    }
+
+    /// Worker `wid` is gone: a new worker of the same number is judged afresh.
+    pub fn departed(&mut self, wid: WorkerId) {
+        self.killed_as_hung.remove(&wid);
+    }
+
+    /// The workers more than [`HANG_PERIODS`] behind at this check are `behind`:
+    /// any other has caught up since, and a later stall of it is logged again.
+    pub fn only_behind(&mut self, behind: &[WorkerId]) {
+        self.waiting_to_be_called.retain(|w| behind.contains(w));
+    }
+
+    /// Judges worker `wid`, `periods` behind `cycle` (more than [`HANG_PERIODS`]),
+    /// doing `silence`. Hung if it is stopped, or has been inside one period for
+    /// more than [`HANG_PERIODS`]; one that waits to be called is hung only once
+    /// the server has left it out for [`ABANDONED_PERIODS`] while `graph_runs`
+    /// (most modules play). A hung worker counts as killed from now on.
+    pub fn judge(
+        &mut self,
+        wid: WorkerId,
+        periods: i32,
+        silence: Silence,
+        cycle: Cycle,
+        graph_runs: bool,
+    ) -> Verdict {
+        let why = match silence {
+            Silence::Stopped => "stopped".to_string(),
+            Silence::InPeriod(since) if cycle.periods_since(since) > HANG_PERIODS as i32 => {
+                format!("inside one period for {}", cycle.periods_since(since))
+            }
+            Silence::Waiting if graph_runs && periods > ABANDONED_PERIODS as i32 => {
+                "not called by the server while the rest plays".to_string()
+            }
+            _ => {
+                let first = self.waiting_to_be_called.insert(wid);
+                return Verdict::Waiting { first };
+            }
+        };
+        self.killed_as_hung.insert(wid);
+        Verdict::Hung(why)
+    }
+}
 
 impl Core {
     pub(super) fn handle_departure(&mut self, wid: WorkerId, fx: &mut impl Effects) {
         let Some(worker) = self.workers.remove(&wid) else {
             return;
         };
-        self.killed_as_hung.remove(&wid);
+        self.failover.departed(wid);
         self.pool.forget(wid);
         if self.shutting_down {
             self.stop_next_workers(fx);
@@ -111,7 +297,7 @@ impl Core {
             else {
                 continue;
             };
-            if self.create_retried.insert(id.clone()) {
+            if self.failover.retry_create(&id) {
                 tracing::warn!("the worker of {id} died while starting it: trying another");
                 if let Some(state) = m.plugin_state.clone() {
                     self.plugin_states.bring(&id, state);
@@ -122,12 +308,11 @@ impl Core {
                     id,
                     standby: m.standby,
                 };
-                self.waiting.push_front((from, request, started));
+                self.modules.wait_first(from, request, started);
                 if self.pool.spares() > 0 {
                     self.serve_one(fx);
                 }
             } else {
-                self.create_retried.remove(&id);
                 self.create_failed(from, &id, "its worker died while starting it, twice", fx);
             }
         }
@@ -136,7 +321,7 @@ impl Core {
     /// Lets go of module `id`'s standby (it watches a dead primary, or maps a state
     /// that makes workers crash); the worker itself is fine and returns to the pool.
     pub(super) fn drop_standby(&mut self, id: &str, fx: &mut impl Effects) {
-        self.needs_standby.remove(id);
+        self.failover.cancel_standby(id);
         let Some(m) = self.modules.get_mut(id) else {
             return;
         };
@@ -154,7 +339,7 @@ impl Core {
             return;
         };
         let Some(wid) = self.pool.take() else {
-            self.needs_replacement.insert(id.to_string(), fresh);
+            self.failover.owe_replacement(id, fresh);
             self.refill(fx);
             return;
         };
@@ -291,7 +476,7 @@ impl Core {
     /// created anew.
     pub(super) fn quarantine(&mut self, id: &str, fx: &mut impl Effects) {
         self.drop_standby(id, fx);
-        self.needs_replacement.remove(id);
+        self.failover.cancel_replacement(id);
         let Some(m) = self.modules.get_mut(id) else {
             return;
         };
@@ -334,7 +519,7 @@ impl Core {
             m.plugin_state.clone(),
         );
         let Some(wid) = self.pool.take() else {
-            self.needs_standby.insert(id.to_string());
+            self.failover.owe_standby(id);
             self.pool.refill_soon(fx.now());
             return;
         };
@@ -459,64 +644,184 @@ impl Core {
         if self.shutting_down {
             return;
         }
-        let Some((cycle, period)) = fx.last_cycle() else {
+        let Some((frame, period)) = fx.last_cycle() else {
             return;
         };
+        let cycle = Cycle { frame, period };
         let now = fx.now();
         let playing: Vec<(&str, WorkerId, &str)> = self
             .modules
             .iter()
-            .filter(|(_, m)| {
-                m.playing_since
-                    .is_some_and(|t| now.duration_since(t) >= HEARTBEAT_GRACE)
-                    && !self.killed_as_hung.contains(&m.worker)
-            })
+            .filter(|(_, m)| m.past_grace(now) && !self.failover.is_killed_as_hung(m.worker))
             .map(|(id, m)| (id.as_str(), m.worker, m.state.as_str()))
             .collect();
         let segments: Vec<&str> = playing.iter().map(|&(_, _, s)| s).collect();
         let published = fx.published_frames(&segments);
-        let periods_since = |frame: u32| cycle.wrapping_sub(frame) as i32 / period.max(1) as i32;
         let behind: Vec<(&str, WorkerId, &str, i32)> = playing
             .iter()
             .zip(published)
-            .filter_map(|(&(id, wid, seg), frame)| Some((id, wid, seg, periods_since(frame?))))
+            .filter_map(|(&(id, wid, seg), frame)| {
+                Some((id, wid, seg, cycle.periods_since(frame?)))
+            })
             .filter(|&(.., periods)| periods > HANG_PERIODS as i32)
             .collect();
         let graph_runs = 2 * behind.len() < playing.len();
-        // Caught up since: a later stall is logged again.
-        self.waiting_to_be_called
-            .retain(|w| behind.iter().any(|&(_, b, ..)| b == *w));
+        let behind_workers: Vec<WorkerId> = behind.iter().map(|&(_, w, ..)| w).collect();
+        self.failover.only_behind(&behind_workers);
         for (id, wid, segment, periods) in behind {
             let Some(w) = self.workers.get(&wid) else {
                 continue;
             };
-            let why = match fx.silence(segment, w.link.pid) {
-                Silence::Stopped => "stopped".to_string(),
-                Silence::InPeriod(since) if periods_since(since) > HANG_PERIODS as i32 => {
-                    format!("inside one period for {}", periods_since(since))
+            let silence = fx.silence(segment, w.link.pid);
+            match self
+                .failover
+                .judge(wid, periods, silence, cycle, graph_runs)
+            {
+                Verdict::Hung(why) => {
+                    tracing::warn!(
+                        "module {id}: worker {} published nothing for {periods} periods ({why}): \
+                         hung, killing it",
+                        w.link.client,
+                    );
+                    fx.kill(&w.link);
                 }
-                Silence::Waiting if graph_runs && periods > ABANDONED_PERIODS as i32 => {
-                    "not called by the server while the rest plays".to_string()
-                }
-                _ => {
-                    if self.waiting_to_be_called.insert(wid) {
-                        tracing::warn!(
-                            "module {id}: worker {} published nothing for {periods} periods, \
-                             waiting for the JACK server to call it: not killed (the server \
-                             or the machine stalls)",
-                            w.link.client
-                        );
-                    }
-                    continue;
-                }
-            };
-            tracing::warn!(
-                "module {id}: worker {} published nothing for {periods} periods ({why}): \
-                 hung, killing it",
-                w.link.client,
-            );
-            fx.kill(&w.link);
-            self.killed_as_hung.insert(wid);
+                Verdict::Waiting { first: true } => tracing::warn!(
+                    "module {id}: worker {} published nothing for {periods} periods, \
+                     waiting for the JACK server to call it: not killed (the server \
+                     or the machine stalls)",
+                    w.link.client
+                ),
+                Verdict::Waiting { first: false } => {}
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CYCLE: Cycle = Cycle {
+        frame: 100 * 256,
+        period: 256,
+    };
+
+    /// A worker this many periods behind: far enough to be judged.
+    const BEHIND: i32 = HANG_PERIODS as i32 + 1;
+
+    #[test]
+    fn periods_are_counted_across_the_wrap_of_frame_times() {
+        let cycle = Cycle {
+            frame: 10,
+            period: 256,
+        };
+        assert_eq!(cycle.periods_since(u32::MAX - 2 * 256), 2);
+        assert_eq!(CYCLE.periods_since(CYCLE.frame - 255), 0, "whole periods");
+        assert!(
+            CYCLE.periods_since(CYCLE.frame + 256) < 0,
+            "published since"
+        );
+    }
+
+    #[test]
+    fn a_stopped_worker_is_hung_and_not_judged_again_until_it_is_gone() {
+        let mut f = Failover::default();
+        let verdict = f.judge(3, BEHIND, Silence::Stopped, CYCLE, true);
+        assert_eq!(verdict, Verdict::Hung("stopped".into()));
+        assert!(f.is_killed_as_hung(3));
+        f.departed(3);
+        assert!(!f.is_killed_as_hung(3), "a new worker 3 is judged afresh");
+    }
+
+    #[test]
+    fn a_worker_inside_one_period_is_hung_only_once_it_has_been_too_long() {
+        let mut f = Failover::default();
+        let began = |periods_ago: u32| CYCLE.frame - periods_ago * CYCLE.period;
+        let short = Silence::InPeriod(began(HANG_PERIODS));
+        assert_eq!(
+            f.judge(1, BEHIND, short, CYCLE, true),
+            Verdict::Waiting { first: true }
+        );
+        let long = Silence::InPeriod(began(HANG_PERIODS + 1));
+        assert!(
+            matches!(f.judge(1, BEHIND, long, CYCLE, true), Verdict::Hung(why) if why.contains("inside one period"))
+        );
+    }
+
+    #[test]
+    fn a_worker_waiting_to_be_called_is_killed_only_when_the_rest_plays_without_it_for_long() {
+        let mut f = Failover::default();
+        let abandoned = ABANDONED_PERIODS as i32 + 1;
+        assert_eq!(
+            f.judge(1, abandoned, Silence::Waiting, CYCLE, false),
+            Verdict::Waiting { first: true },
+            "the whole graph stalls: the server's trouble"
+        );
+        assert_eq!(
+            f.judge(2, ABANDONED_PERIODS as i32, Silence::Waiting, CYCLE, true),
+            Verdict::Waiting { first: true },
+            "not long enough"
+        );
+        assert!(matches!(
+            f.judge(2, abandoned, Silence::Waiting, CYCLE, true),
+            Verdict::Hung(_)
+        ));
+        assert!(!f.is_killed_as_hung(1));
+    }
+
+    #[test]
+    fn a_stall_is_logged_once_and_again_after_the_worker_caught_up() {
+        let mut f = Failover::default();
+        let judge = |f: &mut Failover| f.judge(1, BEHIND, Silence::Waiting, CYCLE, true);
+        assert_eq!(judge(&mut f), Verdict::Waiting { first: true });
+        f.only_behind(&[1, 2]);
+        assert_eq!(judge(&mut f), Verdict::Waiting { first: false });
+        f.only_behind(&[2]);
+        assert_eq!(
+            judge(&mut f),
+            Verdict::Waiting { first: true },
+            "a new stall"
+        );
+    }
+
+    #[test]
+    fn the_heartbeat_is_due_at_once_then_every_interval() {
+        let mut f = Failover::default();
+        let t0 = Instant::now();
+        assert!(f.heartbeat_due(t0));
+        assert_eq!(f.heartbeat_deadline(), Some(t0 + HEARTBEAT_INTERVAL));
+        assert!(!f.heartbeat_due(t0 + HEARTBEAT_INTERVAL / 2));
+        assert!(f.heartbeat_due(t0 + HEARTBEAT_INTERVAL));
+    }
+
+    #[test]
+    fn a_create_gets_one_more_worker_and_a_later_create_its_own() {
+        let mut f = Failover::default();
+        assert!(f.retry_create("osc"));
+        assert!(!f.retry_create("osc"), "its second worker died too");
+        assert!(f.retry_create("osc"), "a new create of the same id");
+        f.create_over("osc");
+        assert!(f.retry_create("osc"), "done: the next create starts over");
+    }
+
+    #[test]
+    fn spares_owed_follow_a_renamed_module_and_end_when_cancelled() {
+        let mut f = Failover::default();
+        f.owe_standby("b.osc");
+        f.owe_replacement("b.osc", true);
+        f.owe_replacement("amp", false);
+        assert!(f.retry_create("b.osc"));
+        f.rename_module("b.osc", "osc");
+        assert_eq!(f.replacements_owed(), 2);
+        assert_eq!(f.next_replacement(), Some(("amp".into(), false)));
+        assert_eq!(f.next_replacement(), Some(("osc".into(), true)));
+        assert!(!f.retry_create("osc"), "the retry came along");
+        f.owe_standby("amp");
+        f.cancel_standby("amp");
+        assert_eq!(f.next_standby(), Some("osc".into()));
+        assert_eq!(f.next_standby(), None);
+        f.owe_replacement("amp", false);
+        f.cancel_replacement("amp");
+        assert_eq!(f.next_replacement(), None);
     }
 }

@@ -186,3 +186,63 @@ impl JackJobs {
         self.pending.values().map(|p| p.job.due).min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> Then {
+        Then::Log {
+            context: String::new(),
+            done: None,
+        }
+    }
+
+    fn answer(text: &str) -> OscMessage {
+        osc::message(text, Vec::new())
+    }
+
+    #[test]
+    fn an_answer_waits_for_every_change_asked_before_it() {
+        let mut jobs = JackJobs::default();
+        let now = Instant::now();
+        let to = Some("127.0.0.1:9".parse().unwrap());
+        assert!(jobs.hold(to, answer("/now")).is_some(), "nothing under way");
+        let first = jobs.job(true, "a:out", "b:in", now);
+        let second = jobs.job(true, "c:out", "d:in", now);
+        jobs.wait_for(first.clone(), log());
+        jobs.wait_for(second.clone(), log());
+        assert!(jobs.hold(to, answer("/done")).is_none());
+        jobs.answered(second.token);
+        assert!(jobs.released().is_empty(), "the first is still under way");
+        let after = jobs.job(true, "e:out", "f:in", now);
+        jobs.wait_for(after, log());
+        jobs.answered(first.token);
+        let released: Vec<String> = jobs.released().into_iter().map(|(_, m)| m.addr).collect();
+        assert_eq!(
+            released,
+            ["/done"],
+            "a change asked after it does not hold it"
+        );
+    }
+
+    #[test]
+    fn a_change_not_answered_in_time_expires_and_a_late_result_is_recognised() {
+        let mut jobs = JackJobs::default();
+        let now = Instant::now();
+        let job = jobs.job(false, "a:out", "b:in", now);
+        jobs.wait_for(job.clone(), log());
+        assert!(jobs.is_pending(false, "a:out", "b:in"));
+        assert!(!jobs.is_pending(true, "a:out", "b:in"), "the other way");
+        assert!(jobs.touches("a:out", "b:in"));
+        assert_eq!(jobs.deadline(), Some(now + PATCH_DEADLINE));
+        assert!(jobs.expired(now).is_empty());
+        let expired = jobs.expired(now + PATCH_DEADLINE);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(jobs.deadline(), None);
+        jobs.failed_late(job.clone());
+        assert!(jobs.answered(job.token).is_none(), "failed already");
+        assert_eq!(jobs.made_late(job.token), Some(job.clone()));
+        assert_eq!(jobs.made_late(job.token), None, "once");
+    }
+}

@@ -6,14 +6,20 @@
 //! through the [`Effects`] trait. Tests drive the core with a fake `Effects` and
 //! check what it did, without JACK, sockets or processes.
 //!
-//! Parts that own their state and test it alone: `pool::Pool` (spares, workers
-//! starting, refill timing), `requests::Requests` (tokens, the fan-out of `/sync`
-//! and `/status`), `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC
-//! maps, learn, program sets; `maps` acts on what it decides). The rest is split by
-//! what it is about but still methods of [`Core`] over its fields: `modules`
-//! (create, free, set), `patching` (connections), `sets` (set files), `failover`
-//! (deaths, hangs, standbys, replacements, quarantine), `adopt` and `reports`
-//! (status, sync, registry).
+//! [`Core`] is split along what it owns. Parts that own their state, decide on it
+//! alone and are tested alone: `modules::Modules` (the module table and the
+//! creates waiting for a spare), `pool::Pool` (spares, workers starting, refill
+//! timing), `failover::Failover` (spares owed to modules, create retries, the
+//! heartbeat check's verdicts), `patching::Patch` (connections wanted,
+//! disconnections to follow, and in `jack_jobs::JackJobs` the changes asked of
+//! JACK), `requests::Requests` (tokens, the fan-out of `/sync` and `/status`),
+//! `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC maps, learn,
+//! program sets; `maps` acts on what it decides). The `impl Core` in each of those
+//! files ties its part to the workers and the other parts. The rest is split by
+//! what it is about, as methods of [`Core`]: `sets` (set files), `switch`
+//! (prepared sets; `bars` places a switch on a bar), `plugin_states` (LV2 states in
+//! sets, with the saves in flight kept in its `PluginStates`), `adopt` and
+//! `reports` (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
 use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
@@ -28,8 +34,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use adopt::{AdoptedWorker, Saved};
+use failover::Failover;
 use jack_jobs::{JackJobs, Then};
 pub use jack_jobs::{PatchJob, PATCH_DEADLINE};
+use modules::Modules;
+use patching::Patch;
 use pool::Pool;
 use requests::Requests;
 use subscribers::Subscribers;
@@ -354,6 +363,14 @@ impl Module {
             .collect()
     }
 
+    /// Whether its primary has played it for [`HEARTBEAT_GRACE`] at `now`: only
+    /// then is it judged by what it publishes (its first period as the owner may
+    /// take as long as an assignment).
+    fn past_grace(&self, now: Instant) -> bool {
+        self.playing_since
+            .is_some_and(|t| now.duration_since(t) >= HEARTBEAT_GRACE)
+    }
+
     /// `worker` took the module over at `now` and plays it on `ports`.
     fn taken_over_by(&mut self, worker: WorkerId, ports: Vec<String>, now: Instant) {
         self.worker = worker;
@@ -498,21 +515,6 @@ pub enum Silence {
 /// it (JACK disconnects a dead client's ports) to be known by then.
 pub const FORGET_LINK_DELAY: Duration = Duration::from_millis(250);
 
-/// A disconnection to follow once it is due (see [`FORGET_LINK_DELAY`]).
-struct Disconnection {
-    due: Instant,
-    /// The modules the connection touched, with the worker playing each then.
-    players: Vec<(String, WorkerId)>,
-    /// Entries of the modules' connection records to forget.
-    links: Vec<(String, (usize, String))>,
-    /// The same disconnection on standbys' ports.
-    mirrors: Vec<(String, String)>,
-    /// The connection as the patch names it, with the two real ports: forgotten
-    /// from the patch only if both ports still exist when it is due (a program
-    /// that quit took its connections along, and gets them back when it returns).
-    patch_link: Option<(Connection, String, String)>,
-}
-
 /// How long a `/notify 1` lasts: a subscriber that wants to go on hearing sends
 /// it again before then (as scsynth clients renew theirs). Without an expiry every
 /// address that ever subscribed would be sent every event forever, long after the
@@ -589,18 +591,10 @@ pub struct Core {
     workers: HashMap<WorkerId, Worker>,
     /// Spares and workers being started.
     pool: Pool,
-    modules: BTreeMap<String, Module>,
-    /// Creates waiting for a spare (the pool was empty).
-    waiting: VecDeque<(Origin, Request, Instant)>,
-    /// Modules waiting for a spare to become their standby.
-    needs_standby: std::collections::BTreeSet<String>,
-    /// Modules without a primary waiting for a spare to take them over (`true`:
-    /// from a fresh state).
-    needs_replacement: BTreeMap<String, bool>,
-    /// Connections to keep: made now if both ports exist, else as soon as they do,
-    /// and again whenever a port comes back (a program restarted). Module ports are
-    /// kept as `module:port`.
-    wanted: std::collections::BTreeSet<Connection>,
+    /// The modules, and the creates waiting for a spare.
+    modules: Modules,
+    /// Connections wanted, disconnections to follow, changes asked of JACK.
+    patch: Patch,
     /// Requests waiting for workers' answers.
     requests: Requests,
     /// `/notify` subscribers.
@@ -608,16 +602,8 @@ pub struct Core {
     counters: Counters,
     /// Why the last worker start failed, for the creates that time out waiting.
     last_spawn_error: Option<String>,
-    /// Modules whose create is on its second worker (the first died during it).
-    create_retried: HashSet<String>,
-    /// When the heartbeats are checked next.
-    next_heartbeat: Option<Instant>,
-    /// Workers killed as hung whose death has not arrived yet.
-    killed_as_hung: HashSet<WorkerId>,
-    /// Behind, not hung (waiting for the server to call them): logged once.
-    waiting_to_be_called: HashSet<WorkerId>,
-    /// Disconnections waiting to be followed.
-    disconnections: Vec<Disconnection>,
+    /// Spares owed to modules, creates retried, the heartbeat check's judgements.
+    failover: Failover,
     /// Prepared sets by name, waiting for their switch.
     prepared: BTreeMap<String, switch::Prepared>,
     /// The set switch under way.
@@ -634,8 +620,6 @@ pub struct Core {
     next_midi_poll: Option<Instant>,
     /// Who waits for the answer of a `/map/learn`.
     learner: Option<ReplyTo>,
-    /// Connection changes asked of JACK, not answered yet.
-    jack_jobs: JackJobs,
     /// LV2 plugin states: saves waiting for them, and those a load brought.
     plugin_states: plugin_states::PluginStates,
     shutting_down: bool,
@@ -648,20 +632,13 @@ impl Core {
             config,
             workers: HashMap::new(),
             pool: Pool::default(),
-            modules: BTreeMap::new(),
-            waiting: VecDeque::new(),
-            wanted: Default::default(),
-            needs_standby: Default::default(),
-            needs_replacement: Default::default(),
+            modules: Modules::default(),
+            patch: Patch::default(),
             requests: Requests::default(),
             subscribers: Subscribers::default(),
             counters: Counters::default(),
             last_spawn_error: None,
-            create_retried: HashSet::new(),
-            next_heartbeat: None,
-            killed_as_hung: HashSet::new(),
-            waiting_to_be_called: HashSet::new(),
-            disconnections: Vec::new(),
+            failover: Failover::default(),
             prepared: BTreeMap::new(),
             switching: None,
             placing: None,
@@ -669,7 +646,6 @@ impl Core {
             midi: Default::default(),
             next_midi_poll: None,
             learner: None,
-            jack_jobs: JackJobs::default(),
             plugin_states: Default::default(),
             shutting_down: false,
         }
@@ -829,7 +805,7 @@ impl Core {
                     }
                     _ => return,
                 };
-                self.create_retried.remove(&id);
+                self.failover.create_over(&id);
                 match result {
                     Ok(ports) => {
                         let mut wants_standby = false;
@@ -839,11 +815,11 @@ impl Core {
                             m.playing_since = Some(now);
                             wants_standby = m.standby == Standby::Hot;
                         }
-                        if wants_standby && !self.waiting.is_empty() {
+                        if wants_standby && self.modules.waiting() > 0 {
                             // Primaries first: while creates wait for spares (a set
                             // being loaded), a standby would take the spare the next
                             // module needs to play. It follows once they are served.
-                            self.needs_standby.insert(id.clone());
+                            self.failover.owe_standby(&id);
                         } else if wants_standby {
                             self.add_standby(&id, fx);
                         }
@@ -871,12 +847,7 @@ impl Core {
                 }
             }
             FromWorker::TookOver { silent_frames } => {
-                let id = self
-                    .modules
-                    .iter()
-                    .find(|(_, m)| m.worker == wid)
-                    .map(|(id, _)| id.clone());
-                if let Some(id) = id {
+                if let Some(id) = self.modules.played_by(wid).map(str::to_string) {
                     self.finish_recovery(&id, silent_frames, fx);
                 }
             }
@@ -885,11 +856,7 @@ impl Core {
                 // The standby took over: its primary died (its WorkerGone may still be
                 // on the way) or hung. Killing it is harmless in the first case and
                 // needed in the second; its death then fails the module over.
-                let hung = self
-                    .modules
-                    .values()
-                    .find(|m| m.standby_worker == Some(wid))
-                    .map(|m| m.worker);
+                let hung = self.modules.primary_of_standby(wid);
                 if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
                     tracing::info!(
                         "standby took over from {}: making sure it is gone (dead or hung)",
@@ -954,8 +921,7 @@ impl Core {
         if self.pool.refill_due(now) {
             self.refill(fx);
         }
-        if self.next_heartbeat.is_none_or(|t| now >= t) {
-            self.next_heartbeat = Some(now + HEARTBEAT_INTERVAL);
+        if self.failover.heartbeat_due(now) {
             self.check_heartbeats(fx);
             self.expire_waiting(fx);
             self.send_held(false, fx);
@@ -978,11 +944,11 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.pool.refill_deadline(),
-            self.next_heartbeat,
+            self.failover.heartbeat_deadline(),
             self.switch_deadline(),
             self.placing.as_ref().map(|p| p.due),
             self.next_midi_poll,
-            self.jack_jobs.deadline(),
+            self.patch.jobs.deadline(),
             self.plugin_states.deadline(),
         ]
         .into_iter()

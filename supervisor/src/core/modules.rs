@@ -1,6 +1,219 @@
-//! Creating, freeing and setting modules: the requests about one module.
+//! Modules: the table of modules and the creates waiting for a spare, and the
+//! requests about one module (create, free, set, get).
+//!
+//! [`Modules`] owns the table and the wait queue and decides what only they tell
+//! (whether an id is taken, what the limits allow, how many spares the modules
+//! still want, which state segment a new module gets); the core's methods below
+//! tie a module to its workers.
 
 use super::*;
+
+/// Every module known (playing, recovering or quarantined) by id, and the creates
+/// waiting for a spare to become one.
+#[derive(Default)]
+pub(super) struct Modules {
+    /// The modules by id.
+    by_id: BTreeMap<String, Module>,
+    /// Creates waiting for a spare (the pool was empty), oldest first, each with
+    /// when it was asked.
+    waiting: VecDeque<(Origin, Request, Instant)>,
+}
+
+impl Modules {
+    /// Module `id`.
+    pub fn get(&self, id: &str) -> Option<&Module> {
+        self.by_id.get(id)
+    }
+
+    /// Module `id`, to change.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Module> {
+        self.by_id.get_mut(id)
+    }
+
+    /// Whether module `id` exists (a create waiting for a spare does not count).
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Adds module `id` (replacing one of that id).
+    pub fn insert(&mut self, id: String, module: Module) {
+        self.by_id.insert(id, module);
+    }
+
+    /// Takes module `id` out.
+    pub fn remove(&mut self, id: &str) -> Option<Module> {
+        self.by_id.remove(id)
+    }
+
+    /// The modules by id, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Module)> {
+        self.by_id.iter()
+    }
+
+    /// The modules' ids, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.by_id.keys()
+    }
+
+    /// The modules, in id order.
+    pub fn values(&self) -> impl Iterator<Item = &Module> {
+        self.by_id.values()
+    }
+
+    /// The modules, in id order, to change.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Module> {
+        self.by_id.values_mut()
+    }
+
+    /// How many modules there are.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The module whose primary is worker `wid`.
+    pub fn played_by(&self, wid: WorkerId) -> Option<&str> {
+        self.by_id
+            .iter()
+            .find(|(_, m)| m.worker == wid)
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The primary worker of the module whose standby is worker `wid`.
+    pub fn primary_of_standby(&self, wid: WorkerId) -> Option<WorkerId> {
+        self.by_id
+            .values()
+            .find(|m| m.standby_worker == Some(wid))
+            .map(|m| m.worker)
+    }
+
+    /// Whether `id` is taken: by a module, or by a create waiting for a spare.
+    pub fn is_taken(&self, id: &str) -> bool {
+        self.by_id.contains_key(id) || self.is_waiting(id)
+    }
+
+    /// Whether the create of module `id` waits for a spare.
+    pub fn is_waiting(&self, id: &str) -> bool {
+        self.waiting
+            .iter()
+            .any(|(_, r, _)| matches!(r, Request::New { id: w, .. } if w == id))
+    }
+
+    /// `request` (a create asked at `since`) waits for a spare, after the others.
+    pub fn wait(&mut self, from: Origin, request: Request, since: Instant) {
+        self.waiting.push_back((from, request, since));
+    }
+
+    /// `request` waits for a spare before the others: its first worker died, and
+    /// it has waited its turn already.
+    pub fn wait_first(&mut self, from: Origin, request: Request, since: Instant) {
+        self.waiting.push_front((from, request, since));
+    }
+
+    /// The create that has waited longest, taken out of the queue.
+    pub fn next_waiting(&mut self) -> Option<(Origin, Request, Instant)> {
+        self.waiting.pop_front()
+    }
+
+    /// Creates waiting for a spare.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The create that has waited longest, taken out of the queue if it has
+    /// waited [`CREATE_WAIT_LIMIT`] by `now` (it is to fail).
+    pub fn take_expired(&mut self, now: Instant) -> Option<(Origin, Request)> {
+        let (_, _, since) = self.waiting.front()?;
+        if now.duration_since(*since) < CREATE_WAIT_LIMIT {
+            return None;
+        }
+        self.waiting
+            .pop_front()
+            .map(|(from, request, _)| (from, request))
+    }
+
+    /// Spares the modules will take, as far as known now: each waiting create one,
+    /// two with a hot standby, and one for the standby of each module that has
+    /// none yet (including those whose primary is still being assigned: a set
+    /// load's standbys are known as soon as its creates are). Quarantined modules
+    /// take none.
+    pub fn spares_wanted(&self) -> usize {
+        let creates: usize = self
+            .waiting
+            .iter()
+            .map(|(_, r, _)| match r {
+                Request::New {
+                    standby: Standby::Hot,
+                    ..
+                } => 2,
+                _ => 1,
+            })
+            .sum();
+        let standbys = self
+            .by_id
+            .values()
+            .filter(|m| m.standby == Standby::Hot && m.standby_worker.is_none() && !m.quarantined)
+            .count();
+        creates + standbys
+    }
+
+    /// Whether one more module (with or without a standby) stays within
+    /// `limits`, counting the waiting creates; the error starts with `limit:`.
+    pub fn check_limits(&self, limits: Limits, standby: Standby) -> Result<(), String> {
+        let clients_of = |s: Standby| if s == Standby::Hot { 2 } else { 1 };
+        let waiting = self.waiting.iter().map(|(_, r, _)| match r {
+            Request::New { standby, .. } => clients_of(*standby),
+            _ => 0,
+        });
+        let modules = self.by_id.len() + self.waiting.len();
+        let clients: usize = self
+            .by_id
+            .values()
+            .map(|m| clients_of(m.standby))
+            .chain(waiting)
+            .sum();
+        if modules >= limits.max_modules {
+            Err(format!(
+                "limit: {modules} modules already, at most {} (modsynthd --max-modules)",
+                limits.max_modules
+            ))
+        } else if clients + clients_of(standby) > limits.jack_clients {
+            Err(format!(
+                "limit: modules use {clients} JACK clients already, at most {} \
+                 (create it with standby none, or free a module)",
+                limits.jack_clients
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The state segment of a new module `id` of instance `instance`:
+    /// `/<instance>-<id>-state`, unless a module holds that name still (a prepared
+    /// set's module keeps its segment when it takes its final id, and the same set
+    /// may be prepared again): then with `.<n>` after the id (a digit after a `.`:
+    /// no module id and no prepared id, `<set>.<id>` with `<id>` starting with a
+    /// letter, ends like that).
+    pub fn state_segment_for(&self, instance: &str, id: &str) -> String {
+        let taken = |name: &str| self.by_id.values().any(|m| m.state == name);
+        let plain = format!("/{instance}-{id}-state");
+        if !taken(&plain) {
+            return plain;
+        }
+        (2u32..)
+            .map(|n| format!("/{instance}-{id}.{n}-state"))
+            .find(|name| !taken(name))
+            .unwrap_or(plain)
+    }
+}
+
+impl std::ops::Index<&str> for Modules {
+    type Output = Module;
+
+    /// Module `id`, which must exist.
+    fn index(&self, id: &str) -> &Module {
+        &self.by_id[id]
+    }
+}
 
 impl Core {
     pub(super) fn create(
@@ -19,27 +232,24 @@ impl Core {
         else {
             return;
         };
-        if self.modules.contains_key(&id) || self.is_waiting(&id) {
+        if self.modules.is_taken(&id) {
             self.create_failed(from, &id, &format!("a module '{id}' exists already"), fx);
             return;
         }
-        if let Err(reason) = self.check_limits(standby) {
+        if let Err(reason) = self.modules.check_limits(self.config.limits, standby) {
             self.create_failed(from, &id, &reason, fx);
             return;
         }
         let Some(wid) = self.pool.take() else {
             // An empty pool makes the create wait for the next spare, never fail.
             tracing::info!("pool empty: /module/new {id} waits for a spare");
-            self.waiting.push_back((
-                from,
-                Request::New {
-                    spec,
-                    id,
-                    params,
-                    standby,
-                },
-                started,
-            ));
+            let request = Request::New {
+                spec,
+                id,
+                params,
+                standby,
+            };
+            self.modules.wait(from, request, started);
             // After repeated failures the pool stopped refilling; a user's request is
             // worth one more try (and fails with the reason if that fails too).
             self.pool.try_again();
@@ -54,7 +264,7 @@ impl Core {
         }
         // Every module's state lives in shared memory, with or without a standby: a
         // replacement (a standby, or a spare after a crash) continues from it.
-        let state = self.state_segment_for(&id);
+        let state = self.modules.state_segment_for(&self.config.instance, &id);
         let plugin_state = self.plugin_states.take(&id);
         let assign = ToWorker::Assign {
             token,
@@ -91,30 +301,6 @@ impl Core {
         self.pool.refill_soon(fx.now());
     }
 
-    /// The state segment of a new module `id`: `/<instance>-<id>-state`, unless a
-    /// module holds that name still (a prepared set's module keeps its segment when
-    /// it takes its final id, and the same set may be prepared again): then with
-    /// `.<n>` after the id (a digit after a `.`: no module id and no prepared id,
-    /// `<set>.<id>` with `<id>` starting with a letter, ends like that).
-    fn state_segment_for(&self, id: &str) -> String {
-        let instance = &self.config.instance;
-        let taken = |name: &str| self.modules.values().any(|m| m.state == name);
-        let plain = format!("/{instance}-{id}-state");
-        if !taken(&plain) {
-            return plain;
-        }
-        (2u32..)
-            .map(|n| format!("/{instance}-{id}.{n}-state"))
-            .find(|name| !taken(name))
-            .unwrap_or(plain)
-    }
-
-    pub(super) fn is_waiting(&self, id: &str) -> bool {
-        self.waiting
-            .iter()
-            .any(|(_, r, _)| matches!(r, Request::New { id: w, .. } if w == id))
-    }
-
     pub(super) fn free(&mut self, from: ReplyTo, id: String, fx: &mut impl Effects) {
         let Some(module) = self.modules.remove(&id) else {
             fx.reply(
@@ -149,13 +335,13 @@ impl Core {
                 || module.ports.iter().any(|p| p == name)
                 || module.standby_ports.iter().any(|p| p == name)
         };
-        self.wanted.retain(|c| !own(&c.from) && !own(&c.to));
+        self.patch.forget_ends(own);
         self.midi.forget_module(id);
-        self.needs_standby.remove(id);
+        self.failover.cancel_standby(id);
         if let Some(standby) = module.standby_worker {
             self.free_worker(standby, fx);
         }
-        self.needs_replacement.remove(id);
+        self.failover.cancel_replacement(id);
         if !module.quarantined {
             fx.unlink_state(&module.state);
         }
@@ -274,10 +460,7 @@ impl Core {
         let Some(m) = self.modules.get(id) else {
             return false;
         };
-        let now = fx.now();
-        if m.playing_since
-            .is_none_or(|t| now.duration_since(t) < HEARTBEAT_GRACE)
-        {
+        if !m.past_grace(fx.now()) {
             return false;
         }
         let (Some((cycle, period)), Some(frame)) = (fx.last_cycle(), fx.published_frame(&m.state))
@@ -394,38 +577,6 @@ impl Core {
     }
 
     /// Answers a failed create, to a client or to the set load it belongs to.
-    /// Whether one more module (with or without a standby) stays within
-    /// [`Limits`]; the error starts with `limit:`.
-    fn check_limits(&self, standby: Standby) -> Result<(), String> {
-        let limits = self.config.limits;
-        let clients_of = |s: Standby| if s == Standby::Hot { 2 } else { 1 };
-        let waiting = self.waiting.iter().map(|(_, r, _)| match r {
-            Request::New { standby, .. } => clients_of(*standby),
-            _ => 0,
-        });
-        let modules = self.modules.len() + self.waiting.len();
-        let clients: usize = self
-            .modules
-            .values()
-            .map(|m| clients_of(m.standby))
-            .chain(waiting)
-            .sum();
-        if modules >= limits.max_modules {
-            Err(format!(
-                "limit: {modules} modules already, at most {} (modsynthd --max-modules)",
-                limits.max_modules
-            ))
-        } else if clients + clients_of(standby) > limits.jack_clients {
-            Err(format!(
-                "limit: modules use {clients} JACK clients already, at most {} \
-                 (create it with standby none, or free a module)",
-                limits.jack_clients
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
     pub(super) fn create_failed(
         &mut self,
         from: Origin,
@@ -433,11 +584,146 @@ impl Core {
         reason: &str,
         fx: &mut impl Effects,
     ) {
-        self.create_retried.remove(id);
+        self.failover.create_over(id);
         self.plugin_states.take(id);
         match from {
             Origin::Client(to) => fx.reply(to, fail("/module/new", id, reason)),
             Origin::Load(token) => self.load_progress(token, id, Some(reason), fx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Origin {
+        Origin::Client("127.0.0.1:9".parse().unwrap())
+    }
+
+    fn new(id: &str, standby: Standby) -> Request {
+        Request::New {
+            spec: catalog::module("vco").unwrap(),
+            id: id.into(),
+            params: Vec::new(),
+            standby,
+        }
+    }
+
+    /// A module `id` played by worker `worker`, its state segment `/ms-<id>-state`.
+    fn module(id: &str, worker: WorkerId, standby: Standby) -> Module {
+        let spec = catalog::module("vco").unwrap();
+        let state = format!("/ms-{id}-state");
+        Module::new(spec, worker, spec.defaults(), standby, state)
+    }
+
+    /// The id a waiting create asks for.
+    fn id_of((_, request): (Origin, Request)) -> String {
+        match request {
+            Request::New { id, .. } => id,
+            _ => unreachable!("only creates wait"),
+        }
+    }
+
+    #[test]
+    fn an_id_is_taken_by_a_module_or_a_create_waiting_for_a_spare() {
+        let mut modules = Modules::default();
+        modules.insert("osc".into(), module("osc", 1, Standby::Hot));
+        modules.wait(client(), new("vcf", Standby::Hot), Instant::now());
+        assert!(modules.is_taken("osc") && modules.is_taken("vcf"));
+        assert!(!modules.contains_key("vcf"), "not a module yet");
+        assert!(!modules.is_taken("amp"));
+    }
+
+    #[test]
+    fn creates_wait_in_turn_a_retried_one_first_and_each_expires_alone() {
+        let mut modules = Modules::default();
+        let t0 = Instant::now();
+        modules.wait(client(), new("a", Standby::Hot), t0);
+        modules.wait(client(), new("b", Standby::Hot), t0 + CREATE_WAIT_LIMIT);
+        modules.wait_first(client(), new("retried", Standby::Hot), t0);
+        assert_eq!(modules.waiting(), 3);
+        assert_eq!(
+            modules.take_expired(t0 + CREATE_WAIT_LIMIT / 2).map(|_| ()),
+            None
+        );
+        let later = t0 + CREATE_WAIT_LIMIT;
+        assert_eq!(
+            modules.take_expired(later).map(id_of),
+            Some("retried".into())
+        );
+        assert_eq!(modules.take_expired(later).map(id_of), Some("a".into()));
+        assert_eq!(
+            modules.take_expired(later).map(|_| ()),
+            None,
+            "b has waited less"
+        );
+        let next = modules.next_waiting().map(|(from, r, _)| id_of((from, r)));
+        assert_eq!(next, Some("b".into()));
+        assert!(modules.next_waiting().is_none());
+    }
+
+    #[test]
+    fn the_spares_wanted_count_waiting_creates_and_missing_standbys() {
+        let mut modules = Modules::default();
+        modules.wait(client(), new("hot", Standby::Hot), Instant::now());
+        modules.wait(client(), new("cold", Standby::None), Instant::now());
+        let mut served = module("served", 1, Standby::Hot);
+        served.standby_worker = Some(2);
+        modules.insert("served".into(), served);
+        modules.insert("lacking".into(), module("lacking", 3, Standby::Hot));
+        modules.insert("alone".into(), module("alone", 4, Standby::None));
+        let mut quarantined = module("q", NO_WORKER, Standby::Hot);
+        quarantined.quarantined = true;
+        modules.insert("q".into(), quarantined);
+        assert_eq!(modules.spares_wanted(), 2 + 1 + 1);
+    }
+
+    #[test]
+    fn the_limits_count_waiting_creates_and_standbys() {
+        let mut modules = Modules::default();
+        let limits = Limits {
+            max_modules: 3,
+            jack_clients: 5,
+        };
+        modules.insert("a".into(), module("a", 1, Standby::Hot));
+        modules.wait(client(), new("b", Standby::Hot), Instant::now());
+        assert!(modules.check_limits(limits, Standby::None).is_ok());
+        let clients = modules.check_limits(limits, Standby::Hot).unwrap_err();
+        assert!(
+            clients.starts_with("limit: modules use 4 JACK clients"),
+            "{clients}"
+        );
+        modules.wait(client(), new("c", Standby::None), Instant::now());
+        let count = modules.check_limits(limits, Standby::None).unwrap_err();
+        assert!(count.starts_with("limit: 3 modules already"), "{count}");
+    }
+
+    #[test]
+    fn a_state_segment_still_held_gives_the_new_module_a_numbered_one() {
+        let mut modules = Modules::default();
+        assert_eq!(modules.state_segment_for("ms", "osc"), "/ms-osc-state");
+        // A prepared set's module took its final id and kept its segment.
+        modules.insert("osc".into(), module("osc", 1, Standby::Hot));
+        let mut second = module("b.osc", 2, Standby::Hot);
+        second.state = "/ms-osc.2-state".into();
+        modules.insert("b.osc".into(), second);
+        assert_eq!(modules.state_segment_for("ms", "osc"), "/ms-osc.3-state");
+        assert_eq!(
+            modules.state_segment_for("other", "osc"),
+            "/other-osc-state"
+        );
+    }
+
+    #[test]
+    fn a_worker_is_found_as_a_primary_or_as_a_standby() {
+        let mut modules = Modules::default();
+        let mut osc = module("osc", 1, Standby::Hot);
+        osc.standby_worker = Some(2);
+        modules.insert("osc".into(), osc);
+        assert_eq!(modules.played_by(1), Some("osc"));
+        assert_eq!(modules.played_by(2), None, "a standby plays nothing");
+        assert_eq!(modules.primary_of_standby(2), Some(1));
+        assert_eq!(modules.primary_of_standby(1), None);
     }
 }

@@ -163,38 +163,20 @@ impl Core {
     /// lost its primary goes first, then a create that waited for a spare, then a
     /// module without its standby.
     pub(super) fn serve_one(&mut self, fx: &mut impl Effects) {
-        if let Some((id, fresh)) = self.needs_replacement.pop_first() {
+        if let Some((id, fresh)) = self.failover.next_replacement() {
             self.replace(&id, fresh, fx);
-        } else if let Some((from, request, started)) = self.waiting.pop_front() {
+        } else if let Some((from, request, started)) = self.modules.next_waiting() {
             self.counters.cold_creates += 1;
             self.create(from, request, started, fx);
-        } else if let Some(id) = self.needs_standby.pop_first() {
+        } else if let Some(id) = self.failover.next_standby() {
             self.add_standby(&id, fx);
         }
     }
 
-    /// Spares that requests known now will take: waiting creates (two each with a
-    /// hot standby), replacements, and the standbys of modules that have none yet
-    /// (including those whose primary is still being assigned: a set load's
-    /// standbys are known as soon as its creates are).
+    /// Spares that requests known now will take: what the modules want (waiting
+    /// creates, missing standbys) and the replacements owed.
     fn demand(&self) -> usize {
-        let creates: usize = self
-            .waiting
-            .iter()
-            .map(|(_, r, _)| match r {
-                Request::New {
-                    standby: Standby::Hot,
-                    ..
-                } => 2,
-                _ => 1,
-            })
-            .sum();
-        let standbys = self
-            .modules
-            .values()
-            .filter(|m| m.standby == Standby::Hot && m.standby_worker.is_none() && !m.quarantined)
-            .count();
-        creates + self.needs_replacement.len() + standbys
+        self.modules.spares_wanted() + self.failover.replacements_owed()
     }
 
     /// A worker let its module go (ports unregistered, names and properties
@@ -236,11 +218,11 @@ impl Core {
             && self.pool.spares() == 0
             && self.pool.starting() == 0
         {
-            if let Some((from, Request::New { id, .. }, _)) = self.waiting.pop_front() {
+            if let Some((from, Request::New { id, .. }, _)) = self.modules.next_waiting() {
                 let why = format!("no worker could be started ({tries} tries in a row): {reason}");
                 self.create_failed(from, &id, &why, fx);
             }
-            if !self.waiting.is_empty() {
+            if self.modules.waiting() > 0 {
                 self.pool.try_again();
             }
         }
@@ -254,13 +236,7 @@ impl Core {
     /// [`CREATE_WAIT_LIMIT`], each alone, with the last spawn failure as reason.
     pub(super) fn expire_waiting(&mut self, fx: &mut impl Effects) {
         let now = fx.now();
-        while let Some((_, _, started)) = self.waiting.front() {
-            if now.duration_since(*started) < CREATE_WAIT_LIMIT {
-                break;
-            }
-            let Some((from, request, _)) = self.waiting.pop_front() else {
-                break;
-            };
+        while let Some((from, request)) = self.modules.take_expired(now) {
             if let Request::New { id, .. } = request {
                 let why = match &self.last_spawn_error {
                     Some(e) => format!(

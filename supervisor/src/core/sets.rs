@@ -212,7 +212,7 @@ impl Core {
             self.set_value(id, *index, *value, 0, None, fx);
         }
         for c in deferred.connections {
-            self.wanted.insert(c);
+            self.patch.want(c);
         }
         // The set's maps replace the maps of the same parameters; with replace,
         // they are all the maps there are.
@@ -253,13 +253,15 @@ impl Core {
         let mut inputs: std::collections::BTreeSet<String> =
             fx.connections(&midi_in).into_iter().collect();
         inputs.extend(
-            self.wanted
+            self.patch
+                .wanted()
                 .iter()
                 .filter(|c| c.to == midi_in)
                 .map(|c| c.from.clone()),
         );
         let mut connections: std::collections::BTreeSet<Connection> = self
-            .wanted
+            .patch
+            .wanted()
             .iter()
             .filter(|c| !names::is_worker_port(&c.from) && !names::is_worker_port(&c.to))
             .filter(|c| c.to != midi_in)
@@ -273,10 +275,12 @@ impl Core {
                 for other in fx.connections(real) {
                     let other = match self.owner_of(&other) {
                         PortOwner::Primary { id, .. } if self.is_prepared(&id) => continue,
-                        PortOwner::Primary { id, index } => match self.module_port(&id, index) {
-                            Some(name) => name,
-                            None => continue,
-                        },
+                        PortOwner::Primary { id, index } => {
+                            match self.modules.module_port(&id, index) {
+                                Some(name) => name,
+                                None => continue,
+                            }
+                        }
                         PortOwner::Standby { .. } => continue, // a mirror
                         PortOwner::Spare | PortOwner::Worker => {
                             tracing::warn!("not saving {here} <-> {other}: a worker's port that plays no module of this set");

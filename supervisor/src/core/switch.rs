@@ -15,6 +15,7 @@
 //! the prepared ones take their final ids.
 
 use super::*;
+use patching::renamed_end;
 
 /// A prepared set, waiting for its switch.
 pub(super) struct Prepared {
@@ -144,7 +145,7 @@ impl Core {
         for c in &set.connections {
             match (inside(&c.from), inside(&c.to)) {
                 (Some(from), Some(to)) => {
-                    self.wanted.insert(Connection { from, to });
+                    self.patch.want(Connection { from, to });
                 }
                 (from_inside, to_inside) => {
                     if let Some(module) = from_inside
@@ -407,7 +408,7 @@ impl Core {
             .collect();
         // The incoming set's ports meet the outside now, silent behind closed gates.
         for c in &p.outside {
-            self.wanted.insert(c.clone());
+            self.patch.want(c.clone());
         }
         self.make_wanted_connections(fx);
         let gate = |gain: f32| ToWorker::Gate {
@@ -621,39 +622,16 @@ impl Core {
         let Some(mut m) = self.modules.remove(old) else {
             return;
         };
-        let end = |name: &String| -> String {
-            match name.split_once(':') {
-                Some((module, port)) if module == old => format!("{new}:{port}"),
-                _ => name.clone(),
-            }
-        };
-        self.wanted = self
-            .wanted
-            .iter()
-            .map(|c| Connection {
-                from: end(&c.from),
-                to: end(&c.to),
-            })
-            .collect();
+        self.patch.rename_module(old, new);
         let relink = |links: &std::collections::BTreeSet<(usize, String)>| {
-            links.iter().map(|(i, e)| (*i, end(e))).collect()
+            links
+                .iter()
+                .map(|(i, e)| (*i, renamed_end(e, old, new)))
+                .collect()
         };
         m.links = relink(&m.links);
         for other in self.modules.values_mut() {
             other.links = relink(&other.links);
-        }
-        for d in &mut self.disconnections {
-            for (module, _) in &mut d.players {
-                if module == old {
-                    *module = new.to_string();
-                }
-            }
-            for (module, (_, e)) in &mut d.links {
-                if module == old {
-                    *module = new.to_string();
-                }
-                *e = end(e);
-            }
         }
         for w in self.workers.values_mut() {
             match &mut w.role {
@@ -661,15 +639,7 @@ impl Core {
                 _ => {}
             }
         }
-        if self.needs_standby.remove(old) {
-            self.needs_standby.insert(new.to_string());
-        }
-        if let Some(fresh) = self.needs_replacement.remove(old) {
-            self.needs_replacement.insert(new.to_string(), fresh);
-        }
-        if self.create_retried.remove(old) {
-            self.create_retried.insert(new.to_string());
-        }
+        self.failover.rename_module(old, new);
         self.requests.rename_module(old, new);
         for wid in std::iter::once(m.worker).chain(m.standby_worker) {
             if let Some(w) = self.workers.get(&wid) {

@@ -109,7 +109,7 @@ fn adoption_rebuilds_modules_standbys_values_connections_spares_and_counters() {
         VecDeque::from([5]),
         "the spare is a spare again"
     );
-    assert!(core.wanted.contains(&Connection {
+    assert!(core.patch.wanted().contains(&Connection {
         from: "amp:out".into(),
         to: "system:playback_1".into()
     }));

@@ -117,7 +117,7 @@ fn a_set_load_starts_workers_for_all_its_waiting_creates_not_one_at_a_time() {
     osc(&mut core, &mut fx, "/set/load", vec![s("big.toml")]);
     // 2 creates took the spares, 8 wait: the pool is sized for them (starts
     // still go a few at a time, and each arrival starts the next).
-    assert_eq!(core.waiting.len(), 8);
+    assert_eq!(core.modules.waiting(), 8);
     assert_eq!(fx.spawned.len() - before, MAX_CONCURRENT_SPAWNS);
     let (mut arrived, mut answered) = (before, HashSet::new());
     run_until_quiet(&mut core, &mut fx, &mut arrived, &mut answered);
@@ -177,7 +177,7 @@ fn a_worker_that_fails_to_start_is_retried_and_fails_no_waiting_create() {
             vec![s("lfo"), s(&format!("l{i}"))],
         );
     }
-    assert_eq!(core.waiting.len(), 3);
+    assert_eq!(core.modules.waiting(), 3);
     // The first start fails (jackd2 busy closing clients: the open timed out).
     let failed = *fx.spawned.last().unwrap();
     let reason = "worker ms-w09 did not connect within 10s (killed by signal 9)";

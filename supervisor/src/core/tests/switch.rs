@@ -105,7 +105,7 @@ fn a_prepared_set_plays_muted_under_its_own_ids_and_a_switch_swaps_gates_on_one_
     );
     assert_eq!(core.modules.keys().collect::<Vec<_>>(), ["osc"]);
     assert_eq!(core.modules["osc"].worker, new);
-    assert!(core.wanted.contains(&Connection {
+    assert!(core.patch.wanted().contains(&Connection {
         from: "osc:out".into(),
         to: "system:playback_1".into()
     }));
@@ -213,7 +213,7 @@ fn an_atomic_load_with_a_failed_create_frees_what_it_created_and_changes_nothing
         sent_to_keep,
         "keep was not touched (no new freq)"
     );
-    assert!(core.wanted.is_empty(), "{:?}", core.wanted);
+    assert!(core.patch.wanted().is_empty(), "{:?}", core.patch.wanted());
     assert!(fx.patched.is_empty(), "{:?}", fx.patched);
 }
 
