@@ -106,7 +106,10 @@ impl Channels {
         };
         for _ in 0..READS_PER_WAKE {
             match receiver.try_recv() {
-                Ok(msg) => said.push(Event::FromWorker(id, msg)),
+                Ok(msg) => {
+                    tracing::trace!("worker {id} said {msg:?}");
+                    said.push(Event::FromWorker(id, msg));
+                }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::IpcError(IpcError::Disconnected)) => {
                     self.close(epoll, id);

@@ -77,6 +77,7 @@ impl Effects for Runtime {
 
     fn reply(&mut self, to: SocketAddr, msg: OscMessage) {
         let address = msg.addr.clone();
+        tracing::trace!("reply to {to}: {address} {:?}", msg.args.first());
         let mut bytes = osc::encode(msg);
         if bytes.starts_with(b"/fail\0") {
             self.traffic.refused(to);
@@ -114,6 +115,7 @@ impl Effects for Runtime {
     }
 
     fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool {
+        tracing::trace!("to {}: {}", worker.client, msg.kind());
         worker.commands.send(msg).is_ok()
     }
 

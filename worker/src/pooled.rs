@@ -314,6 +314,7 @@ impl Worker {
     }
 
     fn handle(&mut self, message: ToWorker) -> Option<FromWorker> {
+        tracing::trace!("from the supervisor: {}", message.kind());
         match message {
             ToWorker::Assign {
                 token,

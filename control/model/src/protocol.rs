@@ -129,6 +129,33 @@ pub enum ToWorker {
     Shutdown,
 }
 
+impl ToWorker {
+    /// The message's name, for logs: not its contents (an assignment can carry a
+    /// whole plugin state).
+    ///
+    /// ```
+    /// use modsynth_model::protocol::ToWorker;
+    ///
+    /// assert_eq!(ToWorker::Shutdown.kind(), "shutdown");
+    /// assert_eq!(ToWorker::Free { token: 3 }.kind(), "free");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToWorker::Assign { .. } => "assign",
+            ToWorker::TakeNames { .. } => "take-names",
+            ToWorker::SetParam { .. } => "set-param",
+            ToWorker::Gate { .. } => "gate",
+            ToWorker::Rename { .. } => "rename",
+            ToWorker::Sync { .. } => "sync",
+            ToWorker::Free { .. } => "free",
+            ToWorker::Report { .. } => "report",
+            ToWorker::SavePluginState { .. } => "save-plugin-state",
+            ToWorker::SeqPosition { .. } => "seq-position",
+            ToWorker::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What an assignment makes of a worker.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Role {
