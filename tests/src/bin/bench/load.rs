@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How long CPU and xruns are measured for.
 pub const WINDOW: Duration = Duration::from_secs(3);
 
+/// How long the xrun-counting capture client plays before a window starts.
+pub const CAPTURE_SETTLE: Duration = Duration::from_millis(500);
+
 /// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces
 /// and parentheses): `fields[0]` is the state, `fields[1]` the parent pid, ...
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
@@ -146,12 +149,24 @@ pub struct Load {
 impl Load {
     /// Measures `pids` (a process that exits meanwhile counts until it is gone).
     pub fn measure(server: &JackServer, pids: &[u32]) -> Result<Load, String> {
+        Load::measure_for(server, pids, WINDOW)
+    }
+
+    /// [`Load::measure`] over `window`. The capture client that counts the xruns
+    /// opens [`CAPTURE_SETTLE`] before the window: its own open and activation are a
+    /// graph change, which is not what is measured.
+    pub fn measure_for(
+        server: &JackServer,
+        pids: &[u32],
+        window: Duration,
+    ) -> Result<Load, String> {
         let capture = Capture::start(server, 1)?;
+        std::thread::sleep(CAPTURE_SETTLE);
         let xruns0 = capture.xruns();
         let threads0: Vec<_> = pids.iter().map(|&p| snapshot(p)).collect();
         let t0: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
         let start = Instant::now();
-        std::thread::sleep(WINDOW);
+        std::thread::sleep(window);
         let t1: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
         let elapsed = start.elapsed();
         let threads = pids

@@ -17,6 +17,10 @@
 //!   examples): CPU and xruns of 8, 32 and 64 of them, the floor any
 //!   one-process-per-voice design pays, and their CPU per client.
 //!
+//! - steady state, in a full run: xruns over a minute with nothing created or freed
+//!   (`xruns_per_min.*`), for 32 VCOs with standbys (64 workers) and for 32 and 64
+//!   plain clients.
+//!
 //! Only 8 of each in a quick run. [`compare`] gives every modsynth row with a peer
 //! its ratio: create and set + sync to scsynth's `/s_new` and `/n_set`, VCOs to
 //! scsynth's sines, CPU per module to CPU per plain client, the scale curve's N
@@ -327,6 +331,24 @@ fn thread_rows(
     rows
 }
 
+/// The module count of the steady-state xrun rows (issue 14: with standbys, no more
+/// xruns a minute than the same clients plain, + 1).
+const STEADY_MODULES: usize = 32;
+
+/// How long the steady-state xrun rows count.
+const STEADY_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `xruns_per_min.<what>`: xruns over [`STEADY_WINDOW`] with nothing created or
+/// freed, after the CPU window.
+fn steady_xruns(server: &JackServer, what: &str) -> Result<Row, String> {
+    let minute = Load::measure_for(server, &[], STEADY_WINDOW)?;
+    Ok(single(
+        format!("xruns_per_min.{what}"),
+        "xruns",
+        minute.xruns as f64 * 60.0 / STEADY_WINDOW.as_secs_f64(),
+    ))
+}
+
 /// The module counts the CPU rows are measured at (scsynth, modsynth and plain
 /// clients alike, so each count has its peers).
 pub fn counts(quick: bool) -> &'static [usize] {
@@ -440,6 +462,9 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             rows.extend(cpu_and_xruns(&what, &load));
             rows.push(per_module(&what, &load, count));
             rows.extend(thread_rows(&what, &load, sup.pid(), role));
+            if count == STEADY_MODULES && standby && !quick {
+                rows.push(steady_xruns(server, &what)?);
+            }
         }
     }
 
@@ -447,12 +472,21 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     for &count in counts {
         let mut children = start_simple_clients(server, count)?;
         let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-        let measured = Load::measure(server, &pids);
-        stop_all(&mut children);
         let what = format!("plain_jack_sine_clients_{count}");
-        let load = measured?;
+        let measured = Load::measure(server, &pids).and_then(|load| {
+            // 32 modules with standbys are 64 clients: both counts get the minute.
+            let minute = if !quick && [STEADY_MODULES, 2 * STEADY_MODULES].contains(&count) {
+                Some(steady_xruns(server, &what)?)
+            } else {
+                None
+            };
+            Ok((load, minute))
+        });
+        stop_all(&mut children);
+        let (load, minute) = measured?;
         rows.extend(cpu_and_xruns(&what, &load));
         rows.push(per_module(&what, &load, count));
+        rows.extend(minute);
     }
     Ok(rows)
 }
