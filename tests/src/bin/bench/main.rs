@@ -569,7 +569,11 @@ fn run(args: &Args) -> Result<(), String> {
         quick: args.quick,
         sample_rate: args.sample_rate,
         period: args.period,
-        jack_server: "jackd (dummy backend, private)".into(),
+        jack_server: if args.realtime {
+            "jackd (dummy backend, private, realtime)".into()
+        } else {
+            "jackd (dummy backend, private)".into()
+        },
         rows,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
