@@ -128,11 +128,6 @@ impl Channels {
         }
     }
 
-    /// How many channels are read.
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
     /// Whether no channel is read.
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
@@ -153,27 +148,22 @@ pub fn receiver_fd<T: std::fmt::Debug>(receiver: &IpcReceiver<T>) -> Option<RawF
     let shown = format!("{receiver:?}");
     let (_, after) = shown.split_once("fd: Cell { value: ")?;
     let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    // Digits only: a closed receiver's -1 does not parse.
     let fd: RawFd = digits.parse().ok()?;
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: only used for the two checks below, while `receiver` (which owns the
+    // SAFETY: only used for the check below, while `receiver` (which owns the
     // descriptor if the number is right) is borrowed; a wrong number that names
-    // no open descriptor makes the calls fail with EBADF, nothing worse.
+    // no open descriptor makes the call fail with EBADF, nothing worse.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat = rustix::fs::fstat(borrowed).ok()?;
-    let is_socket =
-        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Socket;
+    // SO_TYPE answers only for a socket (ENOTSOCK otherwise).
     let seqpacket =
         rustix::net::sockopt::socket_type(borrowed).ok()? == rustix::net::SocketType::SEQPACKET;
-    (is_socket && seqpacket).then_some(fd)
+    seqpacket.then_some(fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ipc_channel::ipc;
-    use std::time::Duration;
 
     fn epoll_set() -> OwnedFd {
         epoll::create(epoll::CreateFlags::CLOEXEC).unwrap()
@@ -300,8 +290,6 @@ mod tests {
         said.clear();
         channels.read(&epoll, 5, &mut said);
         assert!(said.is_empty(), "not read again");
-        let _ = garbage.send(vec![0xff; 64]);
-        std::thread::sleep(Duration::from_millis(20));
         assert!(channels.is_empty());
     }
 

@@ -328,7 +328,8 @@ impl Ports for JackPorts {
     }
 }
 
-/// What the host's notification thread observed.
+/// What the host's JACK callbacks observed (the process callback, and the
+/// shutdown notice).
 #[derive(Debug, Default)]
 pub struct HostEvents {
     /// Cycles this client was not called for: the frame time of a period was not
