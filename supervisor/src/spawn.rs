@@ -126,6 +126,7 @@ impl Spawner {
             pid,
             client,
             commands,
+            ..
         } = hello
         else {
             let _ = child.kill();
@@ -279,6 +280,7 @@ fn unblock_accept(server_name: &str) {
             pid: 0,
             client: String::new(),
             commands,
+            seats: 0,
         });
     }
 }

@@ -102,6 +102,7 @@ pub fn run(
             pid: std::process::id(),
             client: client_name.to_string(),
             commands: commands_tx,
+            seats: 0,
         })
         .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
 
@@ -314,7 +315,8 @@ impl Worker {
     }
 
     fn handle(&mut self, message: ToWorker) -> Option<FromWorker> {
-        tracing::trace!("from the supervisor: {}", message.kind());
+        let message_kind = message.kind();
+        tracing::trace!("from the supervisor: {message_kind}");
         match message {
             ToWorker::Assign {
                 token,
@@ -464,6 +466,10 @@ impl Worker {
                 token,
                 position: self.seq_position(),
             }),
+            ToWorker::ToSeat { .. } | ToWorker::TakeOverAt { .. } | ToWorker::StandBy { .. } => {
+                tracing::error!("{} is not served by this worker yet", message_kind);
+                None
+            }
             ToWorker::Shutdown => None,
         }
     }

@@ -125,6 +125,45 @@ pub enum ToWorker {
         /// Repeated by the answer.
         token: u64,
     },
+    /// For a standby host (a worker that said `seats > 0` in its hello): the
+    /// message is for seat `seat` (0-based, below the seats it has), which acts on
+    /// it as a worker of its own would and answers inside
+    /// [`FromWorker::FromSeat`]. A seat only ever stands by: it is assigned with
+    /// [`Role::Standby`] (any other role, or a module that must run in lockstep,
+    /// such as an LV2 plugin, is refused in `Assigned`), may take its module over
+    /// (its primary died: [`FromWorker::Promoted`]), plays it until it hands it to
+    /// a worker of its own ([`ToWorker::TakeOverAt`] to that worker, then
+    /// [`ToWorker::StandBy`] to the seat), and is freed like any module. A message
+    /// for a seat that does not exist is logged and dropped; `Shutdown` and a
+    /// nested `ToSeat` inside one are ignored.
+    ToSeat {
+        /// Which seat.
+        seat: u16,
+        /// What for it.
+        message: Box<ToWorker>,
+    },
+    /// For a standby whose primary is alive (a standby host's seat that plays the
+    /// module since a failover): take the module over on the first period that
+    /// starts at or after JACK frame `at` and after this message arrived, and give
+    /// the ports the module's names (as [`ToWorker::TakeNames`]). The primary plays
+    /// every period before that one and is silent from it on, so no frame is
+    /// missing or played twice: the handover is written into the state segment,
+    /// where both workers' callbacks read it at the start of every period. The
+    /// worker stops watching its primary. Answered by [`FromWorker::TookOver`].
+    TakeOverAt {
+        /// The JACK frame from which this worker plays.
+        at: u32,
+        /// The module's id.
+        id: String,
+    },
+    /// The module this worker played now plays in `primary_pid` (which took it
+    /// over with [`ToWorker::TakeOverAt`]): drop the module's names from the ports
+    /// (aliases, pretty-names), label them as its standby, and watch
+    /// `primary_pid` as a standby watches its primary. No answer.
+    StandBy {
+        /// The process that now plays the module.
+        primary_pid: u32,
+    },
     /// Close the JACK client and exit.
     Shutdown,
 }
@@ -151,6 +190,9 @@ impl ToWorker {
             ToWorker::Report { .. } => "report",
             ToWorker::SavePluginState { .. } => "save-plugin-state",
             ToWorker::SeqPosition { .. } => "seq-position",
+            ToWorker::ToSeat { .. } => "to-seat",
+            ToWorker::TakeOverAt { .. } => "take-over-at",
+            ToWorker::StandBy { .. } => "stand-by",
             ToWorker::Shutdown => "shutdown",
         }
     }
@@ -184,6 +226,11 @@ pub enum FromWorker {
         client: String,
         /// Where the supervisor sends it commands.
         commands: ipc_channel::ipc::IpcSender<ToWorker>,
+        /// 0: an ordinary worker, one module at a time. N > 0: a standby host,
+        /// one JACK client standing by for up to N modules, each in a seat
+        /// addressed with [`ToWorker::ToSeat`] (`modsynth-worker --pool --seats N`).
+        #[serde(default)]
+        seats: u16,
     },
     /// The module's ports are registered and named, and the module is on its way to
     /// the audio thread, which plays it from its next period (this reply does not
@@ -231,7 +278,7 @@ pub enum FromWorker {
     /// This standby saw its primary die and took the module over (the state's owner
     /// word is now this worker's pid).
     Promoted,
-    /// Answer to [`ToWorker::TakeNames`]: the ports carry the module's names and the
+    /// Answer to [`ToWorker::TakeNames`] and [`ToWorker::TakeOverAt`]: the ports carry the module's names and the
     /// worker has played its first period as the owner. `silent_frames`: the frames
     /// of the periods it ran silent after the end of the last period its predecessor
     /// published (0: no sample missing; cycles the server skipped are not counted);
@@ -239,6 +286,14 @@ pub enum FromWorker {
     TookOver {
         /// Frames the new owner ran silent (see above).
         silent_frames: Option<u32>,
+    },
+    /// From seat `seat` of a standby host: what that seat says, as an ordinary
+    /// worker would say it (never `Hello`, `Adopted` or a nested `FromSeat`).
+    FromSeat {
+        /// Which seat.
+        seat: u16,
+        /// What it says.
+        message: Box<FromWorker>,
     },
     /// Answer to an [`Adoption`]: who the worker is and what it plays.
     Adopted {

@@ -789,6 +789,9 @@ impl Core {
     fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
             FromWorker::Hello { .. } | FromWorker::Adopted { .. } => {}
+            FromWorker::FromSeat { .. } => {
+                tracing::error!("worker {wid} spoke for a seat: no seats are served yet");
+            }
             FromWorker::Assigned { token, result } => {
                 let (from, id, started, cold) = match self.requests.remove(token) {
                     Some(Pending::Create {
