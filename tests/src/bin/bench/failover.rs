@@ -138,9 +138,15 @@ struct Run {
     counters: Counters,
 }
 
-/// Every failover row.
-pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
-    let sup = Supervisor::start_with(server, 4, &["--crash-loop", NO_CRASH_LOOP])?;
+/// Every failover row; `standby_seats` is `modsynthd --standby-seats` (0: the hot
+/// standby is a worker of its own).
+pub fn rows(server: &JackServer, quick: bool, standby_seats: u32) -> Result<Vec<Row>, String> {
+    let seats = standby_seats.to_string();
+    let sup = Supervisor::start_with(
+        server,
+        4,
+        &["--crash-loop", NO_CRASH_LOOP, "--standby-seats", &seats],
+    )?;
     let events = Events::subscribe(&sup)?;
     sup.new_module("vco", HOT, &[("freq", FREQ)])?;
     sup.new_module_without_standby("vco", SOLO, &[("freq", FREQ)])?;

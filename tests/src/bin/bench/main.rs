@@ -95,6 +95,11 @@ struct Args {
     /// [default: 0,8,32,64; 0,8 with --quick].
     #[arg(long, value_delimiter = ',')]
     levels: Vec<usize>,
+    /// The failover rows' `modsynthd --standby-seats`: with N > 0 the module
+    /// killed has its hot standby in a seat of a standby host, and each kill is
+    /// also a hand-back to a worker of its own (0: a standby worker of its own).
+    #[arg(long, default_value_t = 0)]
+    standby_seats: u32,
     /// When the run started.
     #[arg(skip = Instant::now())]
     started: Instant,
@@ -534,7 +539,7 @@ fn run(args: &Args) -> Result<(), String> {
         rows.extend(scale);
     }
     if args.runs("failover") {
-        rows.extend(failover::rows(&server, args.quick)?);
+        rows.extend(failover::rows(&server, args.quick, args.standby_seats)?);
     }
     if args.runs("midi") {
         rows.extend(midi::rows(&server, args.quick)?);

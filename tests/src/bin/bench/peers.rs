@@ -5,9 +5,11 @@
 //!   trips, CPU and xruns of 16 and 64 sine synths, and the time from a SIGKILL to
 //!   sound again (restart, load the SynthDef, start the synth: with one process for
 //!   everything a crash silences every voice).
-//! - modsynth: CPU and xruns of 8, 32 and 64 VCO modules with hot standbys (two
-//!   workers each) and without (`standby none`, one worker each), all processes
-//!   (supervisor, workers, the pool's spares), once every standby is ready; the same
+//! - modsynth: CPU and xruns of 8, 32 and 64 VCO modules with hot standbys of their
+//!   own (two workers each), with hot standbys seated in standby hosts
+//!   (`seated_standby`: `modsynthd --standby-seats 8`, one worker each and one host
+//!   per 8 standbys) and without (`standby none`, one worker each), all processes
+//!   (supervisor, workers, hosts, the pool's spares), once every standby is ready; the same
 //!   CPU per module (`cpu_pct_per_module.*`), and the wake-ups a second of each
 //!   worker's threads over the same window: its busiest thread (JACK's process
 //!   thread, once a period: 187.5/s at 256 frames) and all its other threads
@@ -18,8 +20,8 @@
 //!   one-process-per-voice design pays, and their CPU per client.
 //!
 //! - steady state, in a full run: xruns over a minute with nothing created or freed
-//!   (`xruns_per_min.*`), for 32 VCOs with standbys (64 workers) and for 32 and 64
-//!   plain clients.
+//!   (`xruns_per_min.*`), for 32 VCOs with standbys (64 workers; seated: 32 workers
+//!   and 4 hosts) and for 32 and 64 plain clients.
 //!
 //! Only 8 of each in a quick run. [`compare`] gives every modsynth row with a peer
 //! its ratio: create and set + sync to scsynth's `/s_new` and `/n_set`, VCOs to
@@ -349,6 +351,42 @@ fn steady_xruns(server: &JackServer, what: &str) -> Result<Row, String> {
     ))
 }
 
+/// Where the modules of a CPU row have their hot standbys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standbys {
+    /// A worker (a JACK client) of its own per standby: two clients per module.
+    Own,
+    /// In seats of standby hosts (`modsynthd --standby-seats`): one client per
+    /// module plus one per [`SEATS_PER_HOST`] standbys.
+    Seated,
+    /// `standby none`: one client per module.
+    None,
+}
+
+/// The seats of a standby host in the `Seated` rows.
+const SEATS_PER_HOST: &str = "8";
+
+impl Standbys {
+    const ALL: [Standbys; 3] = [Standbys::Own, Standbys::Seated, Standbys::None];
+
+    /// The row name's suffix.
+    fn name(self) -> &'static str {
+        match self {
+            Standbys::Own => "standby",
+            Standbys::Seated => "seated_standby",
+            Standbys::None => "no_standby",
+        }
+    }
+
+    /// `modsynthd`'s arguments beside the pool.
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Standbys::Seated => &["--standby-seats", SEATS_PER_HOST],
+            Standbys::Own | Standbys::None => &[],
+        }
+    }
+}
+
 /// The module counts the CPU rows are measured at (scsynth, modsynth and plain
 /// clients alike, so each count has its peers).
 pub fn counts(quick: bool) -> &'static [usize] {
@@ -424,27 +462,25 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
     ));
     drop(sc);
 
-    // modsynth: CPU of N VCO modules with and without hot standbys (supervisor and
-    // every worker, the pool's spares included), once everything is set up.
+    // modsynth: CPU of N VCO modules with hot standbys of their own, with hot
+    // standbys in seats of standby hosts, and without (supervisor and every worker,
+    // the pool's spares and the hosts included), once everything is set up.
     for &count in counts {
-        for standby in [true, false] {
-            let sup = Supervisor::start(server, 8)?;
+        for standbys in Standbys::ALL {
+            let sup = Supervisor::start_with(server, 8, standbys.flags())?;
             for i in 0..count {
                 let (id, freq) = (format!("v{i}"), [("freq", 110.0 + i as f32)]);
-                if standby {
-                    sup.new_module("vco", &id, &freq)?;
-                } else {
+                if standbys == Standbys::None {
                     sup.new_module_without_standby("vco", &id, &freq)?;
+                } else {
+                    sup.new_module("vco", &id, &freq)?;
                 }
             }
             wait_settled(&sup)?;
-            let what = format!(
-                "modsynth_vco_{count}_{}",
-                if standby { "standby" } else { "no_standby" }
-            );
+            let what = format!("modsynth_vco_{count}_{}", standbys.name());
             let status = sup.status()?;
             let primaries: Vec<u32> = status.modules.iter().map(|m| m.pid).collect();
-            let standbys: Vec<u32> = status
+            let standby_pids: Vec<u32> = status
                 .modules
                 .iter()
                 .filter_map(|m| m.standby_worker.as_ref().map(|s| s.pid))
@@ -452,7 +488,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             let role = |pid: u32| {
                 if primaries.contains(&pid) {
                     "primary"
-                } else if standbys.contains(&pid) {
+                } else if standby_pids.contains(&pid) {
                     "standby"
                 } else {
                     "spare"
@@ -462,7 +498,7 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
             rows.extend(cpu_and_xruns(&what, &load));
             rows.push(per_module(&what, &load, count));
             rows.extend(thread_rows(&what, &load, sup.pid(), role));
-            if count == STEADY_MODULES && standby && !quick {
+            if count == STEADY_MODULES && standbys != Standbys::None && !quick {
                 rows.push(steady_xruns(server, &what)?);
             }
         }
@@ -620,8 +656,8 @@ pub fn compare(rows: &mut [Row], sample_rate: u32) {
         .map(|&(a, b, f)| (a.to_string(), b.to_string(), f))
         .collect();
     for count in counts(false) {
-        for standby in ["standby", "no_standby"] {
-            let ours = format!("modsynth_vco_{count}_{standby}");
+        for standbys in Standbys::ALL {
+            let ours = format!("modsynth_vco_{count}_{}", standbys.name());
             for measure in ["cpu_pct", "xruns"] {
                 pairs.push((
                     format!("{measure}.{ours}"),
