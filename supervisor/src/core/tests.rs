@@ -8,6 +8,8 @@ mod adoption;
 mod bursts;
 // Prepared sets, switches, atomic loads.
 mod switch;
+// Standby hosts: seats, a host's death, the hand-back from a seat.
+mod seats;
 
 /// Records what the core did; ports listed in `ports` exist.
 #[derive(Default)]
