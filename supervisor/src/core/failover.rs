@@ -314,7 +314,12 @@ impl Core {
         };
         fx.unlink_state(&m.state);
         if let Some(standby) = m.standby_worker {
-            self.retire(standby, fx);
+            if self.is_seat(standby) {
+                // A seat cannot exit: it lets the module go and is free again.
+                self.free_worker(standby, fx);
+            } else {
+                self.retire(standby, fx);
+            }
         }
         let creates = self
             .requests
@@ -721,6 +726,9 @@ impl Core {
                 .judge(wid, periods, silence, cycle, graph_runs)
             {
                 Verdict::Hung(why) => {
+                    // A seat (a module that failed over into one) is killed with
+                    // its host: every seat there dies, and each module that stood
+                    // by in one gets a new standby.
                     tracing::warn!(
                         "module {id}: worker {} published nothing for {periods} periods ({why}): \
                          hung, killing it",

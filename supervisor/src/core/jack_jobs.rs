@@ -137,7 +137,10 @@ impl JackJobs {
 
     /// Whether every change asked up to `token` (included) is answered.
     pub fn answered_through(&self, token: u64) -> bool {
-        self.pending.keys().next().is_none_or(|&oldest| oldest > token)
+        self.pending
+            .keys()
+            .next()
+            .is_none_or(|&oldest| oldest > token)
     }
 
     /// Keeps `job` until its result arrives or its time runs out.

@@ -749,7 +749,10 @@ impl Core {
 
     /// Worker processes alive: every worker but seats (their host is the process).
     fn processes(&self) -> usize {
-        self.workers.values().filter(|w| w.link.seat.is_none()).count()
+        self.workers
+            .values()
+            .filter(|w| w.link.seat.is_none())
+            .count()
     }
 
     /// After a shutdown: every worker is gone.
@@ -934,7 +937,8 @@ impl Core {
             FromWorker::Promoted => {
                 // The standby took over: its primary died (its WorkerGone may still be
                 // on the way) or hung. Killing it is harmless in the first case and
-                // needed in the second; its death then fails the module over.
+                // needed in the second; its death then fails the module over. A
+                // primary in a seat is killed with its host, and every seat there.
                 let hung = self.modules.primary_of_standby(wid);
                 if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
                     tracing::info!(

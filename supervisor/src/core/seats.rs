@@ -289,7 +289,12 @@ impl Core {
     /// Host `id` could not be started: tried again after the same backoff as a
     /// worker; after [`MAX_SPAWN_FAILURES_IN_A_ROW`] failures no more are started
     /// and standbys are workers of their own.
-    pub(super) fn host_spawn_failed(&mut self, id: WorkerId, reason: String, fx: &mut impl Effects) {
+    pub(super) fn host_spawn_failed(
+        &mut self,
+        id: WorkerId,
+        reason: String,
+        fx: &mut impl Effects,
+    ) {
         self.seats.start_failed(id);
         self.counters.spawn_failures += 1;
         self.counters.host_spawn_failures += 1;
@@ -355,7 +360,12 @@ impl Core {
     /// Module `id`'s standby `wid` has its ports: if the module plays in a seat,
     /// its hand-back starts once the connections mirrored onto those ports are
     /// made (asked before now).
-    pub(super) fn hand_back_when_mirrored(&mut self, id: &str, wid: WorkerId, fx: &mut impl Effects) {
+    pub(super) fn hand_back_when_mirrored(
+        &mut self,
+        id: &str,
+        wid: WorkerId,
+        fx: &mut impl Effects,
+    ) {
         let Some(m) = self.modules.get(id) else {
             return;
         };
@@ -408,13 +418,7 @@ impl Core {
                 w.link.client,
                 w.link.pid
             );
-            fx.send(
-                &w.link,
-                ToWorker::TakeOverAt {
-                    at,
-                    id: id.clone(),
-                },
-            );
+            fx.send(&w.link, ToWorker::TakeOverAt { at, id: id.clone() });
             if let Some(m) = self.modules.get_mut(&id) {
                 m.handback = Some(HandBack::TakingOver { standby, at });
             }
@@ -517,7 +521,10 @@ mod tests {
             seats.start(id);
             seats.start_failed(id);
         }
-        assert!(!seats.should_start(1), "a broken installation must not spin");
+        assert!(
+            !seats.should_start(1),
+            "a broken installation must not spin"
+        );
         let mut seats = Seats::default();
         seats.start(1);
         seats.unsupported(1);

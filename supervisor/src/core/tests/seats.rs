@@ -88,7 +88,10 @@ fn standbys_sit_in_seats_when_seats_are_on_and_in_spares_when_off() {
         ToWorker::ToSeat { seat: 0, .. }
     ));
     let report = core.status_report();
-    let shown = report.modules[0].standby_worker.as_ref().expect("a standby");
+    let shown = report.modules[0]
+        .standby_worker
+        .as_ref()
+        .expect("a standby");
     assert_eq!(
         (shown.client.as_str(), shown.pid),
         (format!("ms-w{host:02}").as_str(), 100 + host),
@@ -114,7 +117,10 @@ fn a_plugins_standby_never_sits_in_a_seat() {
     catalog::runtime::set_resolver(fake_plugins);
     let (mut core, mut fx, host) = started_with_seats(3);
     let (_, standby) = create_with_standby(&mut core, &mut fx, "lv2:urn:test:level", "p");
-    assert!(!seat_of(&core, standby, host), "lockstep: a worker of its own");
+    assert!(
+        !seat_of(&core, standby, host),
+        "lockstep: a worker of its own"
+    );
     assert_eq!(core.status_report().free_seats, SEATS as usize);
 }
 
@@ -126,9 +132,16 @@ fn a_standby_takes_a_spare_when_no_seat_is_free_and_a_new_host_is_started() {
         assert!(seat_of(&core, standby, host));
     }
     let (_, standby) = create_with_standby(&mut core, &mut fx, "vco", "last");
-    assert!(core.workers[&standby].link.seat.is_none(), "a spare, as before");
+    assert!(
+        core.workers[&standby].link.seat.is_none(),
+        "a spare, as before"
+    );
     after_refill_delay(&mut core, &mut fx);
-    assert_eq!(fx.hosts_spawned.len(), 2, "the pool keeps a free seat ready");
+    assert_eq!(
+        fx.hosts_spawned.len(),
+        2,
+        "the pool keeps a free seat ready"
+    );
 }
 
 #[test]
@@ -272,7 +285,10 @@ fn a_seat_promoted_after_its_primary_died_gets_an_ordinary_standby_and_hands_the
         "/patch/connect",
         vec![s("v:out"), s("system:playback_1")],
     );
-    assert!(take_overs(&fx, standby).is_empty(), "not before it is ready");
+    assert!(
+        take_overs(&fx, standby).is_empty(),
+        "not before it is ready"
+    );
     ack_standby(&mut core, &mut fx);
     let s_out = format!("ms-w{standby:02}:out");
     assert!(
@@ -296,7 +312,11 @@ fn a_seat_promoted_after_its_primary_died_gets_an_ordinary_standby_and_hands_the
         })
     );
     let m = &core.modules["v"];
-    assert_eq!((m.worker, m.standby_worker), (standby, Some(seat)), "swapped");
+    assert_eq!(
+        (m.worker, m.standby_worker),
+        (standby, Some(seat)),
+        "swapped"
+    );
     assert!(m.handback.is_none());
     assert!(
         sent_to(&fx, standby).contains(&&ToWorker::SetParam {
@@ -350,7 +370,10 @@ fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing() 
         "the cycle starts again"
     );
     took_over(&mut core, &mut fx, standby, 0);
-    assert_eq!(core.modules["v"].worker, seat, "the dead one's word is void");
+    assert_eq!(
+        core.modules["v"].worker, seat,
+        "the dead one's word is void"
+    );
 }
 
 #[test]
@@ -377,7 +400,10 @@ fn seats_are_never_given_as_primaries_or_replacements() {
     let (mut core, mut fx, host) = started_with_seats(1);
     let a = create(&mut core, &mut fx, "vco", "a");
     osc(&mut core, &mut fx, "/module/new", vec![s("lfo"), s("b")]);
-    assert!(fx.replies.iter().all(|(_, m)| m.args.get(1) != Some(&s("b"))));
+    assert!(fx
+        .replies
+        .iter()
+        .all(|(_, m)| m.args.get(1) != Some(&s("b"))));
     core.handle(Event::WorkerGone(a), &mut fx);
     let to_seats: Vec<&ToWorker> = fx
         .sent
