@@ -625,6 +625,13 @@ fn status_table(r: &StatusReport) -> String {
         c.rebuild_time_ms.p99,
         c.shm_leaks
     );
+    if r.standby_hosts > 0 || c.handbacks > 0 || c.host_spawn_failures > 0 {
+        let _ = writeln!(
+            out,
+            "standby hosts {}, free seats {} | hand-backs {} | host start failures {}",
+            r.standby_hosts, r.free_seats, c.handbacks, c.host_spawn_failures
+        );
+    }
     // What arrived over OSC and what was lost: a sender's drops and refusals are
     // worth seeing before the module table.
     let t = &r.traffic;

@@ -59,6 +59,13 @@ pub struct Counters {
     /// sent once it has played a period, or to its replacement.
     #[serde(default)]
     pub params_held_back: u64,
+    /// Modules handed back from the seat of a standby host they had failed over
+    /// into to a worker of their own, without a gap (`TakeOverAt`).
+    #[serde(default)]
+    pub handbacks: u64,
+    /// Standby hosts that could not be started (also counted in `spawn_failures`).
+    #[serde(default)]
+    pub host_spawn_failures: u64,
 }
 
 /// The median and p99 of every sample since the supervisor started, and the last
@@ -100,8 +107,15 @@ pub struct StatusReport {
     pub pool_size: usize,
     /// Spares ready now.
     pub spare_ready: usize,
-    /// Workers alive: spares, primaries, standbys and those starting or stopping.
+    /// Worker processes alive: spares, primaries, standbys, standby hosts and those
+    /// stopping (a host's seats are not counted: the host is their process).
     pub workers: usize,
+    /// Standby hosts alive (`modsynthd --standby-seats N`; 0 when seats are off).
+    #[serde(default)]
+    pub standby_hosts: usize,
+    /// Seats of standby hosts without a module, ready for a standby.
+    #[serde(default)]
+    pub free_seats: usize,
     /// Every module.
     pub modules: Vec<ModuleStatus>,
     /// The counters since `modsynthd` started.

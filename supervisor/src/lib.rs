@@ -9,6 +9,8 @@
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
 //! - [`patchbay`]: the thread that makes JACK connections, so a stuck server
 //!   never holds the core.
+//! - [`placement`]: where a module's hot standby sits (a seat of a standby host,
+//!   or a worker of its own), as data.
 //! - [`restart`]: what happens to a module whose worker died (restart policy as data).
 //! - [`sentinel`]: every worker's pidfd in the core's loop: deaths, how they ended,
 //!   reaping.
@@ -32,6 +34,7 @@ pub mod metadata_deadlocks;
 pub mod osc_server;
 pub mod osc_tcp;
 pub mod patchbay;
+pub mod placement;
 pub mod restart;
 pub mod runtime;
 pub mod sentinel;

@@ -8,6 +8,7 @@ use modsynth_supervisor::jack_client::Jack;
 use modsynth_supervisor::osc_server::{Access, Clock, OscSocket, Traffic};
 use modsynth_supervisor::osc_tcp::{self, Connections};
 use modsynth_supervisor::patchbay::Patchbay;
+use modsynth_supervisor::placement::Placement;
 use modsynth_supervisor::runtime::Runtime;
 use modsynth_supervisor::sets_dir::SetsDir;
 use modsynth_supervisor::spawn::{new_channels, Spawner};
@@ -63,6 +64,16 @@ struct Args {
     /// it exits. Workers playing a module never stop because modsynthd died.
     #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
     spare_grace: f64,
+    /// Seats per standby host, 0 to 64 (0: off). With N >= 1 the hot standbys of built-in
+    /// modules sit in seats of standby hosts, one worker process and one JACK
+    /// client standing by for up to N modules, instead of a worker (and JACK
+    /// client) each; a module that fails over into a seat is handed back to a
+    /// worker of its own without a gap once that one is ready. LV2 modules keep
+    /// standby workers of their own. The pool keeps a free seat ready. Needs a
+    /// modsynth-worker that serves --seats; with one that does not, standbys are
+    /// workers of their own.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    standby_seats: u16,
 }
 
 /// The workers taken back at start, and what the last supervisor left for this one.
@@ -351,6 +362,9 @@ fn serve(
             max_modules: args.max_modules,
             ..Limits::default()
         },
+        placement: Placement {
+            seats_per_host: args.standby_seats,
+        },
     });
     say!(
         "modsynthd: instance '{}', OSC on {osc_addr}, pool of {}, state in {}, sets in {}, \
@@ -360,6 +374,12 @@ fn serve(
         state_dir.display(),
         sets_path.display()
     );
+    if args.standby_seats > 0 {
+        say!(
+            "modsynthd: standbys of built-in modules sit in standby hosts of {} seats each",
+            args.standby_seats
+        );
+    }
     if !adopted.found.is_empty() {
         let mut workers = Vec::new();
         let mut died = Vec::new();

@@ -116,13 +116,20 @@ impl Effects for Runtime {
 
     fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool {
         tracing::trace!("to {}: {}", worker.client, msg.kind());
-        worker.commands.send(msg).is_ok()
+        // A seat's message goes to its host, wrapped.
+        worker.commands.send(worker.wrap(msg)).is_ok()
     }
 
     fn spawn(&mut self, id: WorkerId) {
-        self.spawner.spawn(id, self.events.clone());
+        self.spawner.spawn(id, 0, self.events.clone());
     }
 
+    fn spawn_host(&mut self, id: WorkerId, seats: u16) {
+        self.spawner.spawn(id, seats, self.events.clone());
+    }
+
+    /// A seat's pid is its host's: killing a seat (a hang) kills the host and
+    /// with it every seat, each of which the core then replaces.
     fn kill(&mut self, worker: &WorkerLink) {
         match kill_child(worker.pid) {
             Ok(_) => {}

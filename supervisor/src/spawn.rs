@@ -105,17 +105,18 @@ impl Spawner {
     }
 
     /// Starts worker `id` on a new thread; the outcome arrives on `events`.
-    pub fn spawn(&self, id: WorkerId, events: EventSender) {
+    /// `seats` > 0 starts a standby host with that many seats (`--seats N`).
+    pub fn spawn(&self, id: WorkerId, seats: u16, events: EventSender) {
         let this = self.clone();
         std::thread::Builder::new()
             .name(format!("worker-{id}"))
-            .spawn(move || this.run(id, events))
+            .spawn(move || this.run(id, seats, events))
             .expect("spawning a thread");
     }
 
-    fn run(&self, id: WorkerId, events: EventSender) {
+    fn run(&self, id: WorkerId, seats: u16, events: EventSender) {
         let started = Instant::now();
-        let (receiver, hello, mut child) = match self.start(id) {
+        let (receiver, hello, mut child) = match self.start(id, seats) {
             Ok(v) => v,
             Err(reason) => {
                 let _ = events.send(Event::SpawnFailed { id, reason });
@@ -126,7 +127,7 @@ impl Spawner {
             pid,
             client,
             commands,
-            ..
+            seats,
         } = hello
         else {
             let _ = child.kill();
@@ -143,6 +144,7 @@ impl Spawner {
             client,
             commands,
             spawn_time: started.elapsed(),
+            seats,
         };
         // The channel first: the loop takes it when it handles `Spawned`, so the
         // core knows the worker before anything it says is read.
@@ -155,7 +157,11 @@ impl Spawner {
         // (dropping a `Child` neither kills nor waits).
     }
 
-    fn start(&self, id: WorkerId) -> Result<(IpcReceiver<FromWorker>, FromWorker, Child), String> {
+    fn start(
+        &self,
+        id: WorkerId,
+        seats: u16,
+    ) -> Result<(IpcReceiver<FromWorker>, FromWorker, Child), String> {
         let (server, server_name) =
             IpcOneShotServer::<FromWorker>::new().map_err(|e| format!("ipc server: {e}"))?;
         let client = self.client_name(id);
@@ -166,6 +172,12 @@ impl Spawner {
             .arg(&self.cards)
             .arg("--spare-grace")
             .arg(self.spare_grace.as_secs_f64().to_string())
+            .args(
+                (seats > 0)
+                    .then(|| ["--seats".to_string(), seats.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             // Its own process group: a Ctrl-C in the terminal reaches the supervisor,
             // which stops workers in order, not every worker at once.

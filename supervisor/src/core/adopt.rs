@@ -115,6 +115,7 @@ impl Core {
                 pid: w.pid,
                 client: w.client,
                 commands: w.commands,
+                seat: None,
             };
             self.workers.insert(
                 w.id,

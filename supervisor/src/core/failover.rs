@@ -81,6 +81,11 @@ impl Failover {
         self.needs_standby.pop_first()
     }
 
+    /// How many modules wait for a standby.
+    pub fn standbys_owed(&self) -> usize {
+        self.needs_standby.len()
+    }
+
     /// How many modules wait for a replacement (spares the pool must provide).
     pub fn replacements_owed(&self) -> usize {
         self.needs_replacement.len()
@@ -197,6 +202,17 @@ impl Core {
         };
         self.failover.departed(wid);
         self.pool.forget(wid);
+        // A standby host's seats die with it (channel or process, whichever is
+        // seen first); each is then dealt with as the worker it is in the core.
+        let seats: Vec<Worker> = self
+            .seats
+            .host_gone(wid)
+            .into_iter()
+            .filter_map(|s| {
+                self.failover.departed(s);
+                self.workers.remove(&s)
+            })
+            .collect();
         if self.shutting_down {
             self.stop_next_workers(fx);
             return;
@@ -210,12 +226,23 @@ impl Core {
             worker.link.client,
             worker.link.pid
         );
-        match worker.role {
+        for role in std::iter::once(worker.role).chain(seats.into_iter().map(|s| s.role)) {
+            self.lost(role, fx);
+        }
+        self.refill(fx);
+    }
+
+    /// A worker (or seat) that was `role` is gone.
+    fn lost(&mut self, role: Role, fx: &mut impl Effects) {
+        match role {
             Role::Standby(id) => {
-                // A standby's death only needs a new standby.
+                // A standby's death only needs a new standby. One that was taking
+                // its module back from a seat leaves the seat playing it: the
+                // next standby starts the hand-back again.
                 if let Some(m) = self.modules.get_mut(&id) {
                     m.standby_worker = None;
                     m.standby_ports.clear();
+                    m.handback = None;
                     m.degraded_since.get_or_insert(fx.now());
                 }
                 self.add_standby(&id, fx);
@@ -223,7 +250,6 @@ impl Core {
             Role::Primary(id) => self.primary_died(&id, fx),
             _ => {}
         }
-        self.refill(fx);
     }
 
     /// Module `id` lost its primary: the restart policy says how it goes on.
@@ -248,6 +274,9 @@ impl Core {
             return;
         };
         let standby_ready = m.standby_worker.is_some() && !m.standby_ports.is_empty();
+        // A seat that was handing the module back died: its standby takes it over
+        // as any standby does.
+        m.handback = None;
         let recovery = policy.decide(&mut m.history, now, standby_ready);
         m.worker = NO_WORKER;
         m.ports.clear();
@@ -285,7 +314,12 @@ impl Core {
         };
         fx.unlink_state(&m.state);
         if let Some(standby) = m.standby_worker {
-            self.retire(standby, fx);
+            if self.is_seat(standby) {
+                // A seat cannot exit: it lets the module go and is free again.
+                self.free_worker(standby, fx);
+            } else {
+                self.retire(standby, fx);
+            }
         }
         let creates = self
             .requests
@@ -326,6 +360,7 @@ impl Core {
             return;
         };
         m.standby_ports.clear();
+        m.handback = None;
         if let Some(standby) = m.standby_worker.take() {
             self.free_worker(standby, fx);
         }
@@ -434,6 +469,17 @@ impl Core {
             return;
         };
         fx.send(&w.link, ToWorker::TakeNames { id: id.to_string() });
+        self.resend_values(id, fx);
+    }
+
+    /// Sends module `id`'s primary every parameter value the supervisor holds.
+    pub(super) fn resend_values(&mut self, id: &str, fx: &mut impl Effects) {
+        let Some(m) = self.modules.get(id) else {
+            return;
+        };
+        let Some(w) = self.workers.get(&m.worker) else {
+            return;
+        };
         for (index, value) in m.param_values() {
             let change = ToWorker::SetParam {
                 index,
@@ -499,9 +545,10 @@ impl Core {
         );
     }
 
-    /// Gives module `id` a hot standby from the pool: same type and ports, the state
-    /// segment mapped, silent until its primary dies. Without a spare now, the next
-    /// spare that arrives is used.
+    /// Gives module `id` a hot standby: same type and ports, the state segment
+    /// mapped, silent until its primary dies. It takes a free seat or a spare, as
+    /// the placement says (`Core::standby_place`); without either now, the next
+    /// one that arrives is used.
     pub(super) fn add_standby(&mut self, id: &str, fx: &mut impl Effects) {
         let Some(m) = self.modules.get(id) else {
             return;
@@ -518,7 +565,7 @@ impl Core {
             m.state.clone(),
             m.plugin_state.clone(),
         );
-        let Some(wid) = self.pool.take() else {
+        let Some(wid) = self.standby_place(id) else {
             self.failover.owe_standby(id);
             self.pool.refill_soon(fx.now());
             return;
@@ -597,6 +644,7 @@ impl Core {
                     }
                 }
                 self.make_wanted_connections(fx);
+                self.hand_back_when_mirrored(id, wid, fx);
             }
             Err(reason) => match self.modules.get_mut(id) {
                 // Freed while its standby was being set up: the worker is unharmed
@@ -678,6 +726,9 @@ impl Core {
                 .judge(wid, periods, silence, cycle, graph_runs)
             {
                 Verdict::Hung(why) => {
+                    // A seat (a module that failed over into one) is killed with
+                    // its host: every seat there dies, and each module that stood
+                    // by in one gets a new standby.
                     tracing::warn!(
                         "module {id}: worker {} published nothing for {periods} periods ({why}): \
                          hung, killing it",

@@ -130,6 +130,19 @@ impl JackJobs {
             .any(|p| p.job.connect == connect && p.job.src == src && p.job.dst == dst)
     }
 
+    /// The token of the newest change under way (`None`: none is).
+    pub fn newest(&self) -> Option<u64> {
+        self.pending.keys().next_back().copied()
+    }
+
+    /// Whether every change asked up to `token` (included) is answered.
+    pub fn answered_through(&self, token: u64) -> bool {
+        self.pending
+            .keys()
+            .next()
+            .is_none_or(|&oldest| oldest > token)
+    }
+
     /// Keeps `job` until its result arrives or its time runs out.
     pub fn wait_for(&mut self, job: PatchJob, then: Then) {
         self.pending.insert(job.token, Pending { job, then });

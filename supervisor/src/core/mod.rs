@@ -13,8 +13,10 @@
 //! heartbeat check's verdicts), `patching::Patch` (connections wanted,
 //! disconnections to follow, and in `jack_jobs::JackJobs` the changes asked of
 //! JACK), `requests::Requests` (tokens, the fan-out of `/sync` and `/status`),
-//! `subscribers::Subscribers` (`/notify`) and [`midi::Midi`] (CC maps, learn,
-//! program sets; `maps` acts on what it decides). The `impl Core` in each of those
+//! `subscribers::Subscribers` (`/notify`), [`midi::Midi`] (CC maps, learn,
+//! program sets; `maps` acts on what it decides) and `seats::Seats` (standby hosts
+//! and their seats: which seats are free, the hosts being started; a seat is a
+//! worker of its own in the core, see `seats`). The `impl Core` in each of those
 //! files ties its part to the workers and the other parts. The rest is split by
 //! what it is about, as methods of [`Core`]: `sets` (set files), `switch`
 //! (prepared sets; `bars` places a switch on a bar), `plugin_states` (LV2 states in
@@ -63,6 +65,9 @@ pub struct NewWorker {
     pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
     /// Time from spawn to hello.
     pub spawn_time: Duration,
+    /// Seats it has, as its hello said: 0 for an ordinary worker, N for a standby
+    /// host (started with [`Effects::spawn_host`]).
+    pub seats: u16,
 }
 
 /// Something that happened, for the core to decide on.
@@ -133,7 +138,12 @@ pub trait Effects {
     fn send(&mut self, worker: &WorkerLink, msg: ToWorker) -> bool;
     /// Starts worker `id` in the background; it arrives as `Spawned` or `SpawnFailed`.
     fn spawn(&mut self, id: WorkerId);
-    /// Kills a worker's process (it then arrives as `WorkerGone`).
+    /// Starts standby host `id` with `seats` seats in the background
+    /// (`modsynth-worker --pool --seats N`); it arrives as `Spawned` (its hello
+    /// says its seats) or `SpawnFailed`.
+    fn spawn_host(&mut self, id: WorkerId, seats: u16);
+    /// Kills a worker's process (it then arrives as `WorkerGone`). For a seat,
+    /// that is its host's process: every seat of that host dies with it.
     fn kill(&mut self, worker: &WorkerLink);
     /// Connects or disconnects two JACK ports by full name.
     ///
@@ -244,12 +254,52 @@ pub enum RegisteredRole {
 pub struct WorkerLink {
     /// The core's number for it.
     pub id: WorkerId,
-    /// Its process.
+    /// Its process (a seat's: its host's).
     pub pid: u32,
-    /// Its JACK client name.
+    /// Its JACK client name (a seat's: its host's).
     pub client: String,
-    /// Where the core sends it commands.
+    /// Where the core sends it commands (a seat's: its host's channel).
     pub commands: ipc_channel::ipc::IpcSender<ToWorker>,
+    /// `Some` for a seat of a standby host: what it is sent goes to its host
+    /// wrapped in [`ToWorker::ToSeat`] (see [`WorkerLink::wrap`]).
+    pub seat: Option<SeatOf>,
+}
+
+/// Which host and which of its seats a seat worker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatOf {
+    /// The host's worker id.
+    pub host: WorkerId,
+    /// The seat's number on its host (0-based).
+    pub seat: u16,
+}
+
+impl WorkerLink {
+    /// `msg` as it goes over this link's channel: as it is for a worker, wrapped in
+    /// [`ToWorker::ToSeat`] for a seat.
+    ///
+    /// ```
+    /// use modsynth_supervisor::core::{SeatOf, WorkerLink};
+    /// use modsynth_model::protocol::ToWorker;
+    ///
+    /// let (commands, _rx) = ipc_channel::ipc::channel().unwrap();
+    /// let mut link = WorkerLink { id: 9, pid: 1, client: "ms-w03".into(), commands, seat: None };
+    /// assert!(matches!(link.wrap(ToWorker::Shutdown), ToWorker::Shutdown));
+    /// link.seat = Some(SeatOf { host: 3, seat: 2 });
+    /// assert!(matches!(
+    ///     link.wrap(ToWorker::Sync { token: 7 }),
+    ///     ToWorker::ToSeat { seat: 2, message } if matches!(*message, ToWorker::Sync { token: 7 })
+    /// ));
+    /// ```
+    pub fn wrap(&self, msg: ToWorker) -> ToWorker {
+        match self.seat {
+            Some(SeatOf { seat, .. }) => ToWorker::ToSeat {
+                seat,
+                message: Box::new(msg),
+            },
+            None => msg,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -267,6 +317,12 @@ enum Role {
     /// Hot standby of a module: silent, same ports and connections, takes over
     /// when the primary dies.
     Standby(String),
+    /// A standby host: the process (and JACK client) behind its seats, which are
+    /// workers of their own in the core. Never a spare, never a primary.
+    Host,
+    /// A seat of a standby host with no module, ready for a standby
+    /// (`seats::Seats` keeps the free ones in order).
+    EmptySeat,
 }
 
 struct Worker {
@@ -311,6 +367,9 @@ struct Module {
     held: u32,
     /// The held values, by catalog index (only those with their bit in `held`).
     held_values: [f32; MAX_PARAMS],
+    /// Where the hand-back of a module that plays in a seat (it failed over into
+    /// one) to its standby stands; `None` for any other module.
+    handback: Option<seats::HandBack>,
     /// The last published frame seen by a parameter change, and the changes sent
     /// since it (see [`SEND_BUDGET`]).
     last_frame: Option<u32>,
@@ -351,6 +410,7 @@ impl Module {
             playing_since: None,
             held: 0,
             held_values: [0.0; MAX_PARAMS],
+            handback: None,
             last_frame: None,
             sent_since_frame: 0,
         }
@@ -559,6 +619,8 @@ pub struct Config {
     pub restart: RestartPolicy,
     /// How many modules and JACK clients the instance may have.
     pub limits: Limits,
+    /// Where standbys sit (`--standby-seats`).
+    pub placement: crate::placement::Placement,
 }
 
 /// What one instance may use, checked before a create (`/fail ... limit: ...`): a
@@ -591,6 +653,8 @@ pub struct Core {
     workers: HashMap<WorkerId, Worker>,
     /// Spares and workers being started.
     pool: Pool,
+    /// Standby hosts and their seats.
+    seats: seats::Seats,
     /// The modules, and the creates waiting for a spare.
     modules: Modules,
     /// Connections wanted, disconnections to follow, changes asked of JACK.
@@ -632,6 +696,7 @@ impl Core {
             config,
             workers: HashMap::new(),
             pool: Pool::default(),
+            seats: seats::Seats::default(),
             modules: Modules::default(),
             patch: Patch::default(),
             requests: Requests::default(),
@@ -676,19 +741,32 @@ impl Core {
         self.modules.len()
     }
 
-    /// Workers still alive or starting.
+    /// Worker processes (standby hosts included, their seats not) still alive or
+    /// starting.
     pub fn worker_count(&self) -> usize {
-        self.workers.len() + self.pool.starting()
+        self.processes() + self.pool.starting() + self.seats.starting()
+    }
+
+    /// Worker processes alive: every worker but seats (their host is the process).
+    fn processes(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| w.link.seat.is_none())
+            .count()
     }
 
     /// After a shutdown: every worker is gone.
     pub fn is_stopped(&self) -> bool {
-        self.shutting_down && self.workers.is_empty() && self.pool.starting() == 0
+        self.shutting_down
+            && self.workers.is_empty()
+            && self.pool.starting() == 0
+            && self.seats.starting() == 0
     }
 
-    /// Kills every worker still there (shutdown took too long).
+    /// Kills every worker still there (shutdown took too long); a seat's process
+    /// is its host, killed once.
     pub fn kill_all(&mut self, fx: &mut impl Effects) {
-        for w in self.workers.values() {
+        for w in self.workers.values().filter(|w| w.link.seat.is_none()) {
             fx.kill(&w.link);
         }
     }
@@ -789,9 +867,7 @@ impl Core {
     fn worker_said(&mut self, wid: WorkerId, msg: FromWorker, fx: &mut impl Effects) {
         match msg {
             FromWorker::Hello { .. } | FromWorker::Adopted { .. } => {}
-            FromWorker::FromSeat { .. } => {
-                tracing::error!("worker {wid} spoke for a seat: no seats are served yet");
-            }
+            FromWorker::FromSeat { seat, message } => self.seat_said(wid, seat, *message, fx),
             FromWorker::Assigned { token, result } => {
                 let (from, id, started, cold) = match self.requests.remove(token) {
                     Some(Pending::Create {
@@ -852,13 +928,17 @@ impl Core {
             FromWorker::TookOver { silent_frames } => {
                 if let Some(id) = self.modules.played_by(wid).map(str::to_string) {
                     self.finish_recovery(&id, silent_frames, fx);
+                } else {
+                    // A standby that was told to take its module over from a seat.
+                    self.handed_back(wid, silent_frames, fx);
                 }
             }
             FromWorker::Promoted if self.shutting_down => {}
             FromWorker::Promoted => {
                 // The standby took over: its primary died (its WorkerGone may still be
                 // on the way) or hung. Killing it is harmless in the first case and
-                // needed in the second; its death then fails the module over.
+                // needed in the second; its death then fails the module over. A
+                // primary in a seat is killed with its host, and every seat there.
                 let hung = self.modules.primary_of_standby(wid);
                 if let Some(primary) = hung.and_then(|p| self.workers.get(&p)) {
                     tracing::info!(
@@ -899,15 +979,19 @@ impl Core {
     }
 
     fn worker_gone(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        // A host's seats go with it.
+        let seats = self.seats.seats_of(wid);
         self.handle_departure(wid, fx);
         // Sync and status requests stop waiting for answers this worker owed, however
         // it left; only now, so that a status answered here sees the state after the
         // departure was dealt with (a failover done, not half done).
-        let owed = self.requests.owed_by(wid);
-        for token in owed {
-            self.answered(token, fx);
+        for gone in std::iter::once(wid).chain(seats) {
+            let owed = self.requests.owed_by(gone);
+            for token in owed {
+                self.answered(token, fx);
+            }
+            self.plugin_states_lost(gone, fx);
         }
-        self.plugin_states_lost(wid, fx);
     }
 
     fn notify(&self, fx: &mut impl Effects, msg: OscMessage) {
@@ -936,6 +1020,7 @@ impl Core {
             self.poll_midi(fx);
         }
         self.answer_late_statuses(fx);
+        self.advance_handbacks(fx);
         self.follow_disconnections(fx);
         self.follow_switch(fx);
         self.expire_bar_switch(fx);
@@ -980,6 +1065,7 @@ mod plugin_states;
 mod pool;
 mod reports;
 mod requests;
+mod seats;
 mod sets;
 mod subscribers;
 mod switch;

@@ -7,6 +7,7 @@
 //! tie a module to its workers.
 
 use super::*;
+use crate::placement::Placement;
 
 /// Every module known (playing, recovering or quarantined) by id, and the creates
 /// waiting for a spare to become one.
@@ -135,25 +136,53 @@ impl Modules {
     /// two with a hot standby, and one for the standby of each module that has
     /// none yet (including those whose primary is still being assigned: a set
     /// load's standbys are known as soon as its creates are). Quarantined modules
-    /// take none.
-    pub fn spares_wanted(&self) -> usize {
+    /// take none, and a standby that `placement` seats takes a seat instead (see
+    /// [`Modules::seats_wanted`]).
+    pub fn spares_wanted(&self, placement: Placement) -> usize {
         let creates: usize = self
             .waiting
             .iter()
             .map(|(_, r, _)| match r {
                 Request::New {
                     standby: Standby::Hot,
+                    spec,
                     ..
-                } => 2,
+                } if !placement.seats_standby(is_lockstep(spec)) => 2,
                 _ => 1,
             })
             .sum();
         let standbys = self
-            .by_id
-            .values()
-            .filter(|m| m.standby == Standby::Hot && m.standby_worker.is_none() && !m.quarantined)
+            .lacking_standby()
+            .filter(|m| !placement.seats_standby(is_lockstep(m.spec)))
             .count();
         creates + standbys
+    }
+
+    /// Seats the modules will take, as far as known now: one for each hot
+    /// standby, waiting or missing, that `placement` seats. (A module that plays
+    /// in a seat wants a spare for its standby; it is counted here, a seat too
+    /// many for a moment.)
+    pub fn seats_wanted(&self, placement: Placement) -> usize {
+        let creates = self
+            .waiting
+            .iter()
+            .filter(|(_, r, _)| {
+                matches!(r, Request::New { standby: Standby::Hot, spec, .. }
+                    if placement.seats_standby(is_lockstep(spec)))
+            })
+            .count();
+        let standbys = self
+            .lacking_standby()
+            .filter(|m| placement.seats_standby(is_lockstep(m.spec)))
+            .count();
+        creates + standbys
+    }
+
+    /// Modules that want a hot standby and have none (quarantined ones want none).
+    fn lacking_standby(&self) -> impl Iterator<Item = &Module> {
+        self.by_id
+            .values()
+            .filter(|m| m.standby == Standby::Hot && m.standby_worker.is_none() && !m.quarantined)
     }
 
     /// Whether one more module (with or without a standby) stays within
@@ -204,6 +233,12 @@ impl Modules {
             .find(|name| !taken(name))
             .unwrap_or(plain)
     }
+}
+
+/// Whether a module of type `spec` has a standby that plays in lockstep with its
+/// primary (an LV2 plugin, whose state is the plugin's, not in shared memory).
+fn is_lockstep(spec: &ModuleSpec) -> bool {
+    spec.kind == catalog::Kind::Lv2
 }
 
 impl std::ops::Index<&str> for Modules {
@@ -676,7 +711,11 @@ mod tests {
         let mut quarantined = module("q", NO_WORKER, Standby::Hot);
         quarantined.quarantined = true;
         modules.insert("q".into(), quarantined);
-        assert_eq!(modules.spares_wanted(), 2 + 1 + 1);
+        assert_eq!(modules.spares_wanted(Placement::default()), 2 + 1 + 1);
+        assert_eq!(modules.seats_wanted(Placement::default()), 0);
+        let seats = Placement { seats_per_host: 4 };
+        assert_eq!(modules.spares_wanted(seats), 1 + 1, "standbys sit in seats");
+        assert_eq!(modules.seats_wanted(seats), 1 + 1);
     }
 
     #[test]

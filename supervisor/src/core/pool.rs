@@ -75,6 +75,14 @@ impl Pool {
         self.failures_in_a_row = self.failures_in_a_row.min(MAX_SPAWN_FAILURES_IN_A_ROW - 1);
     }
 
+    /// A worker id never given before, for a standby host or a seat (which are not
+    /// counted as starting spares).
+    pub fn fresh_id(&mut self) -> WorkerId {
+        let id = self.next_worker;
+        self.next_worker += 1;
+        id
+    }
+
     /// New workers get ids (and JACK client names) above `id`.
     pub fn number_above(&mut self, id: WorkerId) {
         self.next_worker = self.next_worker.max(id.saturating_add(1));
@@ -128,6 +136,9 @@ impl Pool {
 
 impl Core {
     pub(super) fn spawned(&mut self, new: NewWorker, fx: &mut impl Effects) {
+        if self.seats.is_starting(new.id) {
+            return self.host_spawned(new, fx);
+        }
         self.pool.started(new.id);
         self.counters
             .spawn_time_ms
@@ -137,7 +148,27 @@ impl Core {
             pid: new.pid,
             client: new.client,
             commands: new.commands,
+            seat: None,
         };
+        if new.seats > 0 {
+            // Asked for a worker, got a standby host: it would refuse primaries.
+            tracing::error!(
+                "worker {} came up as a standby host ({} seats) unasked: retired",
+                link.client,
+                new.seats
+            );
+            fx.send(&link, ToWorker::Shutdown);
+            let role = Role::Retiring;
+            self.workers.insert(
+                new.id,
+                Worker {
+                    link,
+                    role,
+                    last_report: None,
+                },
+            );
+            return self.refill(fx);
+        }
         self.workers.insert(
             new.id,
             Worker {
@@ -176,7 +207,7 @@ impl Core {
     /// Spares that requests known now will take: what the modules want (waiting
     /// creates, missing standbys) and the replacements owed.
     fn demand(&self) -> usize {
-        self.modules.spares_wanted() + self.failover.replacements_owed()
+        self.modules.spares_wanted(self.config.placement) + self.failover.replacements_owed()
     }
 
     /// A worker let its module go (ports unregistered, names and properties
@@ -190,6 +221,9 @@ impl Core {
     /// synchronous notification to every client and slowed creates running at the
     /// same time, measured).
     pub(super) fn worker_freed(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        if self.is_seat(wid) {
+            return self.seat_freed(wid, fx);
+        }
         // Plus the workers the last set switch freed: a set list's next prepare
         // takes them back, instead of closing JACK clients now and opening others
         // then (that churn while the switched-to set renamed its ports made new
@@ -210,6 +244,9 @@ impl Core {
     /// could not open its JACK client in time fails no create, and a broken
     /// installation fails them one by one, each with the reason, never spinning.
     pub(super) fn spawn_failed(&mut self, id: WorkerId, reason: String, fx: &mut impl Effects) {
+        if self.seats.is_starting(id) {
+            return self.host_spawn_failed(id, reason, fx);
+        }
         tracing::error!("worker w{id:02} did not start: {reason}");
         self.pool.start_failed(id);
         self.counters.spawn_failures += 1;
@@ -253,6 +290,7 @@ impl Core {
     /// During shutdown: keeps [`MAX_CONCURRENT_SPAWNS`] workers closing at a time.
     /// Many JACK clients closing at once stall jackd2 (seen: 13 of 15 hung in
     /// `jack_client_close` for over 3 s), one or two at a time close in ~20 ms each.
+    /// A standby host is stopped as one worker; its seats go with it.
     pub(super) fn stop_next_workers(&mut self, fx: &mut impl Effects) {
         let closing = self
             .workers
@@ -262,7 +300,7 @@ impl Core {
         let mut ids: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.role != Role::Stopping)
+            .filter(|(_, w)| w.role != Role::Stopping && w.link.seat.is_none())
             .map(|(&id, _)| id)
             .collect();
         ids.sort_unstable();
@@ -279,16 +317,35 @@ impl Core {
         }
     }
 
-    /// Puts a worker without a module back in the ready queue (once).
+    /// Puts a worker without a module back in the ready queue (once); a seat
+    /// among the free seats.
     pub(super) fn make_spare(&mut self, wid: WorkerId) {
+        if self.is_seat(wid) {
+            if let Some(w) = self.workers.get_mut(&wid) {
+                w.role = Role::EmptySeat;
+                self.seats.put_back(wid);
+            }
+            return;
+        }
         if let Some(w) = self.workers.get_mut(&wid) {
             w.role = Role::Spare;
             self.pool.put_back(wid);
         }
     }
 
-    /// Tells a worker to exit; its exit is then expected, not a death.
+    /// Tells a worker to exit; its exit is then expected, not a death. A seat
+    /// cannot exit alone: it is told to let its module go and is not given again
+    /// (it goes with its host).
     pub(super) fn retire(&mut self, wid: WorkerId, fx: &mut impl Effects) {
+        if self.is_seat(wid) {
+            self.seats.forget(wid);
+            let token = self.token();
+            if let Some(w) = self.workers.get_mut(&wid) {
+                w.role = Role::Retiring;
+                fx.send(&w.link, ToWorker::Free { token });
+            }
+            return;
+        }
         self.pool.forget(wid);
         if let Some(w) = self.workers.get_mut(&wid) {
             w.role = Role::Retiring;
@@ -297,7 +354,8 @@ impl Core {
     }
 
     /// Starts workers until spares plus starting ones reach the pool size, a few at
-    /// a time; each arrival calls this again.
+    /// a time, and a standby host when seats are on and too few are free; each
+    /// arrival calls this again.
     pub(super) fn refill(&mut self, fx: &mut impl Effects) {
         if self.shutting_down {
             return;
@@ -310,11 +368,12 @@ impl Core {
         let freeing = self
             .workers
             .values()
-            .filter(|w| w.role == Role::Freeing)
+            .filter(|w| w.role == Role::Freeing && w.link.seat.is_none())
             .count();
         for id in self.pool.start_more(want.saturating_sub(freeing)) {
             fx.spawn(id);
         }
+        self.start_hosts(fx);
     }
 }
 

@@ -117,7 +117,12 @@ impl Core {
                     Role::Spare => (RegisteredRole::Spare, None),
                     Role::Primary(id) => (RegisteredRole::Primary, Some(id.clone())),
                     Role::Standby(id) => (RegisteredRole::Standby, Some(id.clone())),
-                    Role::Freeing | Role::Retiring | Role::Stopping => return None,
+                    // A host is listed by its seats that stand by or play.
+                    Role::Freeing
+                    | Role::Retiring
+                    | Role::Stopping
+                    | Role::Host
+                    | Role::EmptySeat => return None,
                 };
                 Some(RegisteredWorker {
                     pid: w.link.pid,
@@ -181,7 +186,9 @@ impl Core {
         StatusReport {
             pool_size: self.config.pool,
             spare_ready: self.pool.spares(),
-            workers: self.workers.len(),
+            workers: self.processes(),
+            standby_hosts: self.seats.hosts(),
+            free_seats: self.seats.free(),
             modules,
             counters: self.counters.clone(),
             traffic: Default::default(),

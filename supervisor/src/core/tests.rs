@@ -8,6 +8,8 @@ mod adoption;
 mod bursts;
 // Prepared sets, switches, atomic loads.
 mod switch;
+// Standby hosts: seats, a host's death, the hand-back from a seat.
+mod seats;
 
 /// Records what the core did; ports listed in `ports` exist.
 #[derive(Default)]
@@ -15,6 +17,8 @@ struct Fake {
     replies: Vec<(ReplyTo, OscMessage)>,
     sent: Vec<(WorkerId, ToWorker)>,
     spawned: Vec<WorkerId>,
+    /// Standby hosts started, with their seats.
+    hosts_spawned: Vec<(WorkerId, u16)>,
     killed: Vec<WorkerId>,
     patched: Vec<(bool, String, String)>,
     ports: HashSet<String>,
@@ -51,6 +55,9 @@ impl Effects for Fake {
     }
     fn spawn(&mut self, id: WorkerId) {
         self.spawned.push(id);
+    }
+    fn spawn_host(&mut self, id: WorkerId, seats: u16) {
+        self.hosts_spawned.push((id, seats));
     }
     fn kill(&mut self, w: &WorkerLink) {
         self.killed.push(w.id);
@@ -151,6 +158,7 @@ fn ready(core: &mut Core, fx: &mut Fake, id: WorkerId) {
         client: format!("ms-w{id:02}"),
         commands,
         spawn_time: Duration::from_millis(20),
+        seats: 0,
     };
     core.handle(Event::Spawned(new), fx);
 }
@@ -162,6 +170,7 @@ fn started(n: usize) -> (Core, Fake) {
         instance: "ms".into(),
         restart: RestartPolicy::default(),
         limits: Default::default(),
+        placement: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -261,6 +270,7 @@ fn the_pool_fills_to_its_size_at_start_a_few_workers_at_a_time() {
         instance: "ms".into(),
         restart: RestartPolicy::default(),
         limits: Default::default(),
+        placement: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -277,6 +287,7 @@ fn repeated_spawn_failures_stop_the_refill_instead_of_spinning() {
         instance: "ms".into(),
         restart: RestartPolicy::default(),
         limits: Default::default(),
+        placement: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -337,6 +348,7 @@ fn an_empty_pool_makes_a_create_wait_for_the_next_spare_not_fail() {
         instance: "ms".into(),
         restart: RestartPolicy::default(),
         limits: Default::default(),
+        placement: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -1587,6 +1599,7 @@ fn creates_beyond_the_module_limit_are_refused_with_limit_and_change_nothing() {
             max_modules: 2,
             jack_clients: 192,
         },
+        placement: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
@@ -1614,6 +1627,7 @@ fn creates_beyond_the_jack_client_budget_are_refused_standby_none_fits_longer() 
             max_modules: 64,
             jack_clients: 3,
         },
+        placement: Default::default(),
     });
     let mut fx = Fake::default();
     core.start(&mut fx);

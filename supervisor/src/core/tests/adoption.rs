@@ -34,6 +34,7 @@ fn adopting(pool: usize) -> (Core, Fake) {
         instance: "ms".into(),
         restart: RestartPolicy::default(),
         limits: Default::default(),
+        placement: Default::default(),
     });
     (core, Fake::default())
 }
