@@ -238,12 +238,22 @@ impl Core {
             Role::Standby(id) => {
                 // A standby's death only needs a new standby. One that was taking
                 // its module back from a seat leaves the seat playing it: the
-                // next standby starts the hand-back again.
+                // next standby starts the hand-back again. If it was told to take
+                // over, its handover frame may have passed: it owned the module
+                // and the seat went silent, so the seat takes it back from the
+                // dead (`TakeNames`; its `TookOver` ends that as a failover).
                 if let Some(m) = self.modules.get_mut(&id) {
+                    let was_taking_over =
+                        matches!(m.handback, Some(seats::HandBack::TakingOver { .. }));
                     m.standby_worker = None;
                     m.standby_ports.clear();
                     m.handback = None;
                     m.degraded_since.get_or_insert(fx.now());
+                    if was_taking_over {
+                        if let Some(w) = self.workers.get(&m.worker) {
+                            fx.send(&w.link, ToWorker::TakeNames { id: id.clone() });
+                        }
+                    }
                 }
                 self.add_standby(&id, fx);
             }

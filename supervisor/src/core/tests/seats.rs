@@ -351,7 +351,7 @@ fn a_seat_promoted_after_its_primary_died_gets_an_ordinary_standby_and_hands_the
 }
 
 #[test]
-fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing() {
+fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing_it() {
     let (mut core, mut fx, host) = started_with_seats(4);
     fx.cycle = Some(50_000);
     let (seat, standby) = failed_over_into_a_seat(&mut core, &mut fx, host);
@@ -360,6 +360,10 @@ fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing() 
     core.handle(Event::WorkerGone(standby), &mut fx);
     assert_eq!(core.modules["v"].worker, seat, "still the seat's");
     assert!(core.modules["v"].handback.is_none());
+    assert!(
+        sent_to(&fx, seat).contains(&&ToWorker::TakeNames { id: "v".into() }),
+        "the seat takes back what the dead standby may have owned already"
+    );
     let (next, _, _, _) = last_assign(&fx, "v");
     assert!(next != standby && core.workers[&next].link.seat.is_none());
     fx.cycle = Some(60_000);
