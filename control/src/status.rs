@@ -224,6 +224,12 @@ pub struct ModuleStatus {
     pub ports: std::collections::BTreeMap<String, String>,
     /// Whether the module wants a hot standby.
     pub standby: bool,
+    /// Whether it plays in a seat of a standby host (`modsynthd --standby-seats`):
+    /// its standby there took it over after its own worker died, until it is handed
+    /// back to a worker of its own (a few periods once that worker's connections
+    /// are made).
+    #[serde(default)]
+    pub in_seat: bool,
     /// What became of the parameter changes sent to the primary.
     #[serde(flatten)]
     pub params: ParamTraffic,

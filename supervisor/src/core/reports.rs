@@ -172,6 +172,7 @@ impl Core {
                         .map(|(spec, real)| (spec.name.to_string(), real.clone()))
                         .collect(),
                     standby: matches!(m.standby, Standby::Hot),
+                    in_seat: w.is_some_and(|w| w.link.seat.is_some()),
                     params: r.params,
                     latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
                     latencies_unrecorded: r.latencies_unrecorded,

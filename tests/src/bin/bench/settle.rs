@@ -40,9 +40,13 @@ pub fn wait_status(
     }
 }
 
-/// Whether module `m` plays, with its hot standby ready unless it has none.
+/// Whether module `m` plays in a worker of its own (not in a standby host's seat,
+/// waiting to be handed back), with its hot standby ready unless it has none.
 pub fn plays_protected(m: &ModuleStatus) -> bool {
-    m.role == ModuleRole::Primary && m.pid != 0 && (!m.standby || m.standby_worker.is_some())
+    m.role == ModuleRole::Primary
+        && m.pid != 0
+        && !m.in_seat
+        && (!m.standby || m.standby_worker.is_some())
 }
 
 /// Every module plays with its standby ready, and the pool is full: nothing is being
