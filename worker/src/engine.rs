@@ -1042,15 +1042,18 @@ mod tests {
                 nc.hand_over(frame(at), 1).unwrap();
             }
             let f = frame(p);
-            if order(p) {
-                next.process(f, N, &());
-                third.process(f, N, &());
-                old.process(f, N, &());
-            } else {
-                old.process(f, N, &());
-                third.process(f, N, &());
-                next.process(f, N, &());
-            }
+            // Planning, giving and taking a module never allocate either.
+            assert_no_alloc::assert_no_alloc(|| {
+                if order(p) {
+                    next.process(f, N, &());
+                    third.process(f, N, &());
+                    old.process(f, N, &());
+                } else {
+                    old.process(f, N, &());
+                    third.process(f, N, &());
+                    next.process(f, N, &());
+                }
+            });
             reference.process(f, N, &());
             run.old.push(out(&old));
             run.new.push(out(&next));
