@@ -124,7 +124,8 @@ struct StateHeader {
     large_len: AtomicU64,
     _pad0: [u64; 2],
     owner: AtomicU64,
-    _pad1: [u64; 7],
+    handover: AtomicU64,
+    _pad1: [u64; 6],
     published: AtomicU64,
     entered: AtomicU64,
     _pad2: [u64; 6],
@@ -135,6 +136,7 @@ const _: () = {
     assert!(offset_of!(StateHeader, slot_size) == 72);
     assert!(offset_of!(StateHeader, large_len) == 104);
     assert!(offset_of!(StateHeader, owner) == 128);
+    assert!(offset_of!(StateHeader, handover) == 136);
     assert!(offset_of!(StateHeader, published) == 192);
     assert!(offset_of!(StateHeader, entered) == 200);
     assert!(size_of::<StateHeader>() == 256);
@@ -215,12 +217,18 @@ impl StateLayout {
 /// | 96     | `large_offset` | `AtomicU64` | where the f32 buffer starts (64-aligned)|
 /// | 104    | `large_len`    | `AtomicU64` | number of f32s in it                    |
 /// | 128    | `owner`        | `AtomicU64` | worker id that may write audio; 0: none |
+/// | 136    | `handover`     | `AtomicU64` | `to << 32 \| frame`: a planned handover; 0: none |
 /// | 192    | `published`    | `AtomicU64` | `frame_time << 32 \| slot`              |
+/// | 200    | `entered`      | `AtomicU64` | `frame_time << 32 \| owner`: period begun |
 /// | 256    | slot 0, slot 1, then the large buffer                                 |
 ///
 /// `owner` and `published` each sit on their own 64-byte cache line: `published` is
 /// stored every period by the owner and polled by the standby, `owner` is loaded every
-/// period by the owner.
+/// period by the owner. `handover` shares `owner`'s line: every worker that maps the
+/// segment loads both at the start of every period, and both change only rarely.
+/// It was padding (zero) in the first layout, and zero means "none": a segment made
+/// before the word existed reads as one without a planned handover, so the layout
+/// version stayed 1.
 ///
 /// # What fencing does and does not guarantee
 ///
@@ -449,6 +457,58 @@ impl StateSegment {
             .is_ok()
     }
 
+    /// Plans a handover of the module to worker `to` from the first period that
+    /// starts at or after JACK frame `at` (a Release store; see [`Handover`]). The
+    /// new owner writes it; every worker that plays or watches the module reads it
+    /// with [`handover`](Self::handover) at the start of every period.
+    ///
+    /// ```
+    /// use modsynth_shm::Handover;
+    /// # let name = format!("/doc{}-vco12-state", std::process::id());
+    /// let seg = modsynth_shm::StateSegment::create(&name, 0, 8, 0)?;
+    /// assert_eq!(seg.handover(), None);
+    /// let planned = Handover { to: 4712, at: 48_000 };
+    /// seg.set_handover(planned);
+    /// assert_eq!(seg.handover(), Some(planned));
+    /// assert!(planned.is_due(48_000) && planned.is_due(48_256) && !planned.is_due(47_744));
+    /// # modsynth_shm::Segment::unlink(&name)?;
+    /// # Ok::<(), modsynth_shm::ShmError>(())
+    /// ```
+    pub fn set_handover(&self, handover: Handover) {
+        self.header()
+            .handover
+            .store(handover.pack(), Ordering::Release);
+    }
+
+    /// The planned handover, if any (one Acquire load: real-time safe).
+    pub fn handover(&self) -> Option<Handover> {
+        Handover::unpack(self.header().handover.load(Ordering::Acquire))
+    }
+
+    /// Removes the planned handover if it is still `planned` (compare-and-swap):
+    /// the new owner clears the record it wrote once it owns the module, and never
+    /// a newer one someone else wrote since. Returns whether it removed it.
+    ///
+    /// ```
+    /// use modsynth_shm::Handover;
+    /// # let name = format!("/doc{}-vco13-state", std::process::id());
+    /// let seg = modsynth_shm::StateSegment::create(&name, 0, 8, 0)?;
+    /// let first = Handover { to: 7, at: 256 };
+    /// seg.set_handover(first);
+    /// seg.set_handover(Handover { to: 8, at: 512 }); // planned anew meanwhile
+    /// assert!(!seg.clear_handover(first)); // not the one 7 wrote: stays
+    /// assert!(seg.clear_handover(Handover { to: 8, at: 512 }));
+    /// assert_eq!(seg.handover(), None);
+    /// # modsynth_shm::Segment::unlink(&name)?;
+    /// # Ok::<(), modsynth_shm::ShmError>(())
+    /// ```
+    pub fn clear_handover(&self, planned: Handover) -> bool {
+        self.header()
+            .handover
+            .compare_exchange(planned.pack(), 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// Publishes `slot` (0 or 1) as the state after the period that ended at
     /// `frame_time`, with a Release store: whoever then loads it with
     /// [`published`](Self::published) sees everything written to the slot before.
@@ -655,6 +715,51 @@ impl StateSegment {
     /// ```
     pub fn segment(&self) -> &Segment {
         &self.seg
+    }
+}
+
+/// A planned handover of a module from the worker that plays it to worker `to`
+/// (its id in the `owner` word: a pid), on the first period that starts at or after
+/// JACK frame `at`. Stored in the segment as one word, `to << 32 | at`; 0 means no
+/// handover (no worker has id 0).
+///
+/// How the workers use it (`modsynth_worker::engine`): at the start of every
+/// period, the owner that finds a handover to someone else due gives the module
+/// away with the fencing compare-and-swap of `owner` before it plays; `to` takes it
+/// with the same compare-and-swap from the owner it recorded, unless that owner has
+/// already played this period. Whichever of the two runs first in the period does
+/// the swap, the other sees the owner word: the old owner plays every period before
+/// the handover's and none from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    /// The worker that plays the module from the handover on.
+    pub to: u32,
+    /// The JACK frame from which it plays (the first period that starts at or after it).
+    pub at: u32,
+}
+
+impl Handover {
+    /// Whether the period starting at `frame_time` is at or after `at` (a wrapping
+    /// compare: JACK's frame clock wraps after ~24 h at 48 kHz).
+    ///
+    /// ```
+    /// let h = modsynth_shm::Handover { to: 1, at: u32::MAX - 10 };
+    /// assert!(h.is_due(5)); // across the wrap
+    /// assert!(!h.is_due(u32::MAX - 11));
+    /// ```
+    pub fn is_due(&self, frame_time: u32) -> bool {
+        frame_time.wrapping_sub(self.at) as i32 >= 0
+    }
+
+    fn pack(&self) -> u64 {
+        (u64::from(self.to) << 32) | u64::from(self.at)
+    }
+
+    fn unpack(word: u64) -> Option<Handover> {
+        (word != 0).then_some(Handover {
+            to: (word >> 32) as u32,
+            at: word as u32,
+        })
     }
 }
 

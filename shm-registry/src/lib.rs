@@ -3,8 +3,9 @@
 //!
 //! - [`Segment`]: a named POSIX shared-memory segment (`/<instance>-<owner>-<kind>`,
 //!   mode 0600), mapped read/write. Dropping unmaps; unlinking is explicit.
-//! - [`StateSegment`]: a module's double-buffered DSP state, the `published` word and
-//!   the `owner` word used for fencing.
+//! - [`StateSegment`]: a module's double-buffered DSP state, the `published` word,
+//!   the `owner` word used for fencing and the [`Handover`] word that moves a module
+//!   between two live workers on a planned frame.
 //! - [`Registry`]: the JSON registry in the instance's state dir, rewritten atomically.
 //! - [`scan`] / [`gc`]: compare `/dev/shm` with the registry and live pids; remove
 //!   the segments of instances whose supervisor is gone ([`InstanceLock`]).
@@ -39,7 +40,7 @@ mod segment;
 #[cfg(test)]
 mod test_util;
 
-pub use blocks::StateSegment;
+pub use blocks::{Handover, StateSegment};
 pub use error::ShmError;
 pub use instance::{default_base_dir, ensure_state_dir, InstanceLock, LOCK_FILE};
 pub use registry::{

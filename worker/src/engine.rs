@@ -27,6 +27,25 @@
 //! let out = &engine.ports().unwrap().outputs[0];
 //! assert_eq!((out[339 - 256 - 1] < 0.25, out[339 - 256]), (true, 0.25));
 //! ```
+//!
+//! # Handovers
+//!
+//! A module moves between two live workers without a gap by a planned handover
+//! ([`modsynth_shm::Handover`], written into its state segment): the new owner's
+//! engine writes it when its control thread sends [`Controller::hand_over`]. The
+//! old owner reads it at the end of every period it plays: when the next period
+//! starts at or after the handover's frame, it swaps the owner word to the new
+//! owner (the fencing compare-and-swap) right after publishing. The new owner
+//! plays from the period after the last one published (if it runs after the old
+//! owner in the period the swap happened in, it stays silent in it): every frame
+//! is played once, in whatever order (or at the same time) the server runs the
+//! two, and the new owner continues from the state published at the end of the
+//! period before its first.
+//! A handover written after its frame happens at the first period the old owner
+//! ends after seeing it: the next one or the one after, depending on which of the
+//! two ran first in the period it was written in. An old owner that has stopped
+//! running is taken over by the new owner itself after [`HANDOVER_PATIENCE`]
+//! periods.
 
 use crate::denormals::FlushToZero;
 use crate::dsp::{Io, Kernel, Module};
@@ -34,7 +53,8 @@ use crate::gate::{GateChange, OutputGate};
 use crate::shared_state::SharedState;
 use modsynth_model::catalog::ModuleSpec;
 use modsynth_model::histogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering};
+use modsynth_shm::Handover;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The ports a module reads and writes, as seen from the real-time thread. The JACK
@@ -68,6 +88,14 @@ pub enum Command<P> {
     /// Stop playing: the module fades out (see [`FADE_SECONDS`]), one whole period
     /// of silence is written to every output, then the slot is handed back.
     Remove,
+    /// Take the playing module over from its live owner `from` on the first
+    /// period that starts at or after JACK frame `at` (see [Handovers](self#handovers)).
+    HandOver {
+        /// The first frame this engine plays.
+        at: u32,
+        /// The owner it takes the module from.
+        from: u64,
+    },
 }
 
 /// One parameter change on its way to the real-time thread.
@@ -121,6 +149,10 @@ pub struct Stats {
     /// Non-finite samples the module's plugin wrote, replaced by silence (an LV2
     /// plugin's; built-in modules never write any).
     pub non_finite: AtomicU64,
+    /// Whether the last period played a module as its owner (a module without
+    /// shared state is always its worker's own): a standby host without a
+    /// supervisor plays on while one of its seats does.
+    pub owning: AtomicBool,
 }
 
 impl Default for Stats {
@@ -135,6 +167,7 @@ impl Default for Stats {
             takeovers: AtomicU64::new(0),
             last_takeover_gap: AtomicU64::new(0),
             non_finite: AtomicU64::new(0),
+            owning: AtomicBool::new(false),
         }
     }
 }
@@ -249,6 +282,13 @@ impl<P> Controller<P> {
         self.send_waiting(Command::Remove)
     }
 
+    /// Asks the engine to take its module over from live owner `from` on the
+    /// first period that starts at or after frame `at` (see
+    /// [Handovers](self#handovers)); [`Stats::takeovers`] counts it once it has.
+    pub fn hand_over(&mut self, at: u32, from: u64) -> Result<(), SendError> {
+        self.send_waiting(Command::HandOver { at, from })
+    }
+
     /// Takes back everything the engine has let go of, so the caller can free it or
     /// unregister its ports.
     pub fn collect_retired(&mut self) -> Vec<Box<Slot<P>>> {
@@ -327,7 +367,29 @@ pub struct Engine<P> {
     /// What this engine published last (or loaded, when it started owning): its
     /// next publication is fenced on it still being what is published.
     last_published: (u32, usize),
+    /// The handover this engine planned as its module's next owner, until it owns it.
+    planned: Option<Planned>,
 }
+
+/// A handover an engine wrote into its module's state, as the next owner.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    /// What it wrote.
+    handover: Handover,
+    /// The owner it takes the module from.
+    from: u64,
+    /// Periods this engine ran since the handover came due without owning the
+    /// module: past [`HANDOVER_PATIENCE`], the old owner is taken for dead.
+    overdue: u64,
+}
+
+/// Periods a planned handover may be due without the old owner giving the module
+/// away before the new owner takes it itself: a live owner gives it at the end of
+/// the first period that ends at or after the handover's frame, so only one that
+/// stopped running (died, hung) keeps it longer. As many as a standby's watcher
+/// waits for a silent primary ([`crate::standby::HANG_PERIODS`]): a slow owner
+/// still inside an old period must not be played over.
+pub const HANDOVER_PATIENCE: u64 = crate::standby::HANG_PERIODS;
 
 /// A connected controller and engine; `capacity` is the command ring's size.
 pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
@@ -362,6 +424,7 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
                 next: 0,
             },
             last_published: (0, 0),
+            planned: None,
         },
     )
 }
@@ -369,6 +432,12 @@ pub fn new<P: Ports>(capacity: usize) -> (Controller<P>, Engine<P>) {
 impl<P: Ports> Engine<P> {
     /// Runs one period of `n_frames` starting at JACK frame `frame_time`.
     pub fn process(&mut self, frame_time: u32, n_frames: usize, scope: &P::Scope) {
+        if self.slot.is_none() && self.fading.is_none() && self.commands.is_empty() {
+            // Nothing to play and nothing coming (a spare, an empty seat of a
+            // standby host): one atomic load, no flush-to-zero switch.
+            self.silent.note(frame_time, n_frames);
+            return;
+        }
         // A decaying tail must reach 0, not crawl through subnormals (slow on x86).
         let _ftz = FlushToZero::new();
         self.take_commands(frame_time);
@@ -378,6 +447,7 @@ impl<P: Ports> Engine<P> {
             // A spare that may replace a dead primary: its idle periods are ones no
             // one played the module in.
             self.silent.note(frame_time, n_frames);
+            self.stats.owning.store(false, Ordering::Relaxed);
             return;
         };
         let Slot {
@@ -398,7 +468,13 @@ impl<P: Ports> Engine<P> {
         };
         let mut large = None;
         if let Some(shared) = shared.as_ref() {
-            if shared.owner() != self.owner_id {
+            follow_planned(shared, &mut self.planned, frame_time, self.owner_id);
+            // A new owner starts with the period after the last one its predecessor
+            // published: one that gave the module away (or died) at the end of this
+            // very period, before this engine ran it, played it already.
+            let mine = shared.owner() == self.owner_id
+                && (self.owning || frame_offset(shared.published().0, frame_time) <= 0);
+            if !mine {
                 // A standby, or a primary that lost its module: silent, state untouched.
                 // A module whose state is opaque (an LV2 plugin) is played in
                 // lockstep with its primary instead, its output thrown away, so that
@@ -435,6 +511,7 @@ impl<P: Ports> Engine<P> {
                 self.gate.apply(&mut io.outputs[..], frame_time, n_frames);
                 self.owning = false;
                 self.silent.note(frame_time, n_frames);
+                self.stats.owning.store(false, Ordering::Relaxed);
                 self.stats.cycles.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -467,12 +544,16 @@ impl<P: Ports> Engine<P> {
                 .then(|| shared.publish_after(self.last_published, module.state(), end))
                 .flatten();
             match published {
-                Some(now) => self.last_published = now,
+                Some(now) => {
+                    self.last_published = now;
+                    give_away_if_due(shared, end, self.owner_id);
+                }
                 // Someone else wrote the module's state: if we still own it, the
                 // next period continues from what they published.
                 None => self.owning = false,
             }
         }
+        self.stats.owning.store(true, Ordering::Relaxed);
         self.stats.cycles.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -528,6 +609,7 @@ impl<P: Ports> Engine<P> {
                 }
                 Command::Gate(change) => self.gate.schedule(change, frame_time),
                 Command::Install(slot) => {
+                    self.withdraw_handover();
                     self.drop_schedule();
                     self.owning = false;
                     self.gate = OutputGate::default();
@@ -536,6 +618,7 @@ impl<P: Ports> Engine<P> {
                     }
                 }
                 Command::Remove => {
+                    self.withdraw_handover();
                     self.drop_schedule();
                     if let Some(slot) = self.slot.take() {
                         let fading = Fading { slot, done: 0 };
@@ -544,7 +627,37 @@ impl<P: Ports> Engine<P> {
                         }
                     }
                 }
+                Command::HandOver { at, from } => self.plan_handover(at, from),
             }
+        }
+    }
+
+    /// Writes a handover of the playing module to this engine into its state (one
+    /// atomic store) and remembers it; without a shared module there is nothing
+    /// to take over (the control thread's wait for the takeover times out).
+    fn plan_handover(&mut self, at: u32, from: u64) {
+        let Some(shared) = self.slot.as_deref().and_then(|s| s.shared.as_ref()) else {
+            return;
+        };
+        let handover = Handover {
+            to: self.owner_id as u32,
+            at,
+        };
+        shared.set_handover(handover);
+        self.planned = Some(Planned {
+            handover,
+            from,
+            overdue: 0,
+        });
+    }
+
+    /// Removes the handover this engine planned, if it has not happened yet: its
+    /// module is being replaced or removed.
+    fn withdraw_handover(&mut self) {
+        let planned = self.planned.take();
+        let shared = self.slot.as_deref().and_then(|s| s.shared.as_ref());
+        if let (Some(planned), Some(shared)) = (planned, shared) {
+            shared.clear_handover(planned.handover);
         }
     }
 
@@ -666,6 +779,43 @@ impl SilentPeriods {
 /// waits for a dead primary (its hang limit is 16 periods), so a gap is never
 /// under-counted; a longer one is measured on the frame clock.
 const SILENT_MEMORY: usize = 32;
+
+/// The new owner's side of a planned handover, at the start of a period, before
+/// its owner check: once it owns the module it clears the record it wrote. An old
+/// owner that stopped running never gives the module away: after
+/// [`HANDOVER_PATIENCE`] due periods the new owner takes it with the fencing
+/// compare-and-swap from the owner it recorded.
+fn follow_planned(shared: &SharedState, planned: &mut Option<Planned>, frame_time: u32, me: u64) {
+    let Some(p) = planned.as_mut() else {
+        return;
+    };
+    if shared.owner() != me {
+        if !p.handover.is_due(frame_time) {
+            return;
+        }
+        p.overdue += 1;
+        if p.overdue <= HANDOVER_PATIENCE || !shared.take_over(p.from, me) {
+            return;
+        }
+    }
+    shared.clear_handover(p.handover);
+    *planned = None;
+}
+
+/// The old owner's side of a planned handover, at the end of a period it played
+/// and published (`next_frame`: where the next period starts): if the next period
+/// is the handover's or later, the module goes to its new owner now, with the
+/// fencing compare-and-swap, so that both see the new owner word from the next
+/// period's start, whichever of them runs first in it (or both at once: jackd2
+/// runs clients that do not feed each other in parallel). Not at the start of that
+/// period: the new owner may have run it silent already.
+fn give_away_if_due(shared: &SharedState, next_frame: u32, me: u64) {
+    if let Some(h) = shared.handover() {
+        if u64::from(h.to) != me && h.is_due(next_frame) {
+            shared.take_over(me, u64::from(h.to));
+        }
+    }
+}
 
 fn frame_offset(at: u32, now: u32) -> i64 {
     at.wrapping_sub(now) as i32 as i64
@@ -798,6 +948,231 @@ mod tests {
     /// The first sample of a glide from `from` to `to` over [`RAMP`] samples.
     fn first_step(from: f32, to: f32) -> f32 {
         from + (to - from) / RAMP as f32
+    }
+
+    /// A segment for one test, unlinked however the test ends.
+    struct TestSegment(String);
+
+    impl TestSegment {
+        fn new(label: &str) -> TestSegment {
+            let name = format!("/mstest{}-{label}-state", std::process::id());
+            let _ = SharedState::unlink(&name);
+            TestSegment(name)
+        }
+    }
+
+    impl Drop for TestSegment {
+        fn drop(&mut self) {
+            let _ = SharedState::unlink(&self.0);
+        }
+    }
+
+    /// A vco at full gain: deterministic and never still, so a missing or doubled
+    /// period shows in the sum of two engines' outputs.
+    fn loud_vco() -> Module {
+        let spec = catalog::module("vco").unwrap();
+        let mut vco = Module::new(spec, 48_000.0);
+        vco.init_param(spec.param_index("gain").unwrap(), 1.0);
+        vco
+    }
+
+    /// An engine with id `id` playing [`loud_vco`] from `segment`, which it
+    /// creates (as its owner) or opens (a standby).
+    fn vco_engine(segment: &str, id: u64, create: bool) -> (Controller<Buffers>, Engine<Buffers>) {
+        let (mut c, mut e) = new::<Buffers>(64);
+        e.set_owner_id(id);
+        let vco = loud_vco();
+        let shared = if create {
+            SharedState::create(segment, vco.state(), vco.buffer(), id).unwrap()
+        } else {
+            SharedState::open(segment, vco.state().type_index).unwrap()
+        };
+        let spec = catalog::module("vco").unwrap();
+        c.install_shared(vco, Buffers::new(spec, N), Some(shared))
+            .unwrap();
+        (c, e)
+    }
+
+    /// The frame period `p` of the handover tests starts on (not 0: the state's
+    /// first publication says frame 0).
+    fn frame(p: usize) -> u32 {
+        4096 + (p * N) as u32
+    }
+
+    /// What each engine of a handover run played, period by period.
+    struct Run {
+        old: Vec<Vec<f32>>,
+        new: Vec<Vec<f32>>,
+        third: Vec<Vec<f32>>,
+        /// What one engine that never stopped played.
+        reference: Vec<Vec<f32>>,
+        new_stats: Arc<Stats>,
+        third_stats: Arc<Stats>,
+        segment: SharedState,
+    }
+
+    const PERIODS: usize = 16;
+
+    /// Old owner 1 plays the vco, new owner 2 and a third engine 3 stand by on
+    /// the same segment; before period `sent`, 2 is told to take over at the
+    /// start of period `at`. Each period the engines run in the order `order`
+    /// gives (true: the new owner first).
+    fn handover_run(label: &str, sent: usize, at: usize, order: impl Fn(usize) -> bool) -> Run {
+        let segment = TestSegment::new(label);
+        let (_oc, mut old) = vco_engine(&segment.0, 1, true);
+        let (mut nc, mut next) = vco_engine(&segment.0, 2, false);
+        let (tc, mut third) = vco_engine(&segment.0, 3, false);
+        let (mut rc, mut reference) = new::<Buffers>(64);
+        let spec = catalog::module("vco").unwrap();
+        rc.install(loud_vco(), Buffers::new(spec, N)).unwrap();
+        let mut run = Run {
+            old: Vec::new(),
+            new: Vec::new(),
+            third: Vec::new(),
+            reference: Vec::new(),
+            new_stats: nc.stats().clone(),
+            third_stats: tc.stats().clone(),
+            segment: SharedState::open(&segment.0, loud_vco().state().type_index).unwrap(),
+        };
+        // The controllers live as long as their engines (a dropped ring's end
+        // would not matter, but the retired modules come back to them).
+        let _keep = (_oc, rc, tc);
+        for p in 0..PERIODS {
+            if p == sent {
+                nc.hand_over(frame(at), 1).unwrap();
+            }
+            let f = frame(p);
+            // Planning, giving and taking a module never allocate either.
+            assert_no_alloc::assert_no_alloc(|| {
+                if order(p) {
+                    next.process(f, N, &());
+                    third.process(f, N, &());
+                    old.process(f, N, &());
+                } else {
+                    old.process(f, N, &());
+                    third.process(f, N, &());
+                    next.process(f, N, &());
+                }
+            });
+            reference.process(f, N, &());
+            run.old.push(out(&old));
+            run.new.push(out(&next));
+            run.third.push(out(&third));
+            run.reference.push(out(&reference));
+        }
+        run
+    }
+
+    /// The first period the new owner played in; checks that the old owner
+    /// played every period before it and none from it, and the new owner the
+    /// reverse, and that together they played exactly what one engine would.
+    fn switch_period(run: &Run) -> usize {
+        let sounds = |o: &Vec<f32>| o.iter().any(|&v| v != 0.0);
+        let switch = run
+            .new
+            .iter()
+            .position(sounds)
+            .expect("the new owner never played");
+        for p in 0..PERIODS {
+            assert_eq!(sounds(&run.old[p]), p < switch, "old owner, period {p}");
+            assert_eq!(sounds(&run.new[p]), p >= switch, "new owner, period {p}");
+            let sum: Vec<f32> = run.old[p]
+                .iter()
+                .zip(&run.new[p])
+                .map(|(a, b)| a + b)
+                .collect();
+            assert_eq!(
+                sum, run.reference[p],
+                "period {p}: a gap or a doubled period"
+            );
+        }
+        assert_eq!(run.new_stats.takeovers.load(Ordering::Relaxed), 1);
+        assert_eq!(run.new_stats.last_takeover_gap.load(Ordering::Relaxed), 0);
+        assert_eq!(run.segment.owner(), 2);
+        assert_eq!(
+            run.segment.handover(),
+            None,
+            "the new owner cleared the record"
+        );
+        switch
+    }
+
+    #[test]
+    fn a_handover_at_a_frame_plays_every_frame_once_whichever_engine_runs_first() {
+        /// Whether the new owner runs first in a period.
+        type Order = fn(usize) -> bool;
+        let orders: [(&str, Order); 3] = [
+            ("old-first", |_| false),
+            ("new-first", |_| true),
+            ("alternating", |p| p % 2 == 0),
+        ];
+        for (label, order) in orders {
+            let run = handover_run(&format!("ho-{label}"), 2, 6, order);
+            assert_eq!(switch_period(&run), 6, "{label}");
+        }
+    }
+
+    #[test]
+    fn a_handover_written_after_its_frame_happens_at_the_first_period_the_old_owner_ends_after_it()
+    {
+        // Written in period 8 for period 4: if the new owner ran first in period 8,
+        // the old owner sees it at that period's end; if the old one ran first, at
+        // the end of period 9.
+        let run = handover_run("late-new-first", 8, 4, |_| true);
+        assert_eq!(switch_period(&run), 9);
+        let run = handover_run("late-old-first", 8, 4, |_| false);
+        assert_eq!(switch_period(&run), 10);
+    }
+
+    #[test]
+    fn a_handover_does_nothing_to_a_third_engine() {
+        for (label, order) in [("third-a", false), ("third-b", true)] {
+            let run = handover_run(label, 2, 6, move |_| order);
+            switch_period(&run);
+            assert!(
+                run.third.iter().flatten().all(|&v| v == 0.0),
+                "it stayed silent"
+            );
+            assert_eq!(run.third_stats.takeovers.load(Ordering::Relaxed), 0);
+        }
+    }
+
+    #[test]
+    fn a_handover_from_an_owner_that_stopped_running_is_taken_after_the_patience() {
+        let segment = TestSegment::new("ho-dead");
+        let (_oc, mut old) = vco_engine(&segment.0, 1, true);
+        let (mut nc, mut next) = vco_engine(&segment.0, 2, false);
+        nc.hand_over(frame(4), 1).unwrap();
+        for p in 0..3 {
+            old.process(frame(p), N, &());
+            next.process(frame(p), N, &());
+        }
+        // The old owner died after period 2. Its successor waits out the patience.
+        let mut first_played = None;
+        for p in 3..(6 + HANDOVER_PATIENCE as usize) {
+            next.process(frame(p), N, &());
+            if first_played.is_none() && out(&next).iter().any(|&v| v != 0.0) {
+                first_played = Some((p, out(&next)));
+            }
+        }
+        let (p, played) = first_played.expect("the new owner never took over");
+        assert_eq!(
+            p,
+            4 + HANDOVER_PATIENCE as usize,
+            "after the patience, not before"
+        );
+        // It continued from the old owner's last publication (the end of period 2).
+        let (mut rc, mut one) = new::<Buffers>(64);
+        let spec = catalog::module("vco").unwrap();
+        rc.install(loud_vco(), Buffers::new(spec, N)).unwrap();
+        for q in 0..4 {
+            one.process(frame(q), N, &());
+        }
+        assert_eq!(
+            played,
+            out(&one),
+            "it continued from the last published state"
+        );
     }
 
     #[test]

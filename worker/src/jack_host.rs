@@ -1,6 +1,15 @@
-//! Runs the [`Engine`] inside a JACK client.
+//! Runs [`Engine`]s inside a JACK client.
 //!
-//! The JACK process callback does nothing but hand JACK's buffers to the engine. In
+//! A [`Host`] is one active JACK client and its seats: each seat is one module's
+//! part (its engine's controller, its ports and their names). An ordinary worker's
+//! host has one seat and names its client after the module it plays; a standby
+//! host (`modsynth-worker --pool --seats N`) has N, created before activation, and
+//! stands by for up to N modules in one client: one context switch per period for
+//! all of them instead of one per standby (issue 14). A seat's ports carry a seat
+//! prefix (`s1-out`: port names are unique inside a client), and its modules' names
+//! are on the ports, since the client's pretty-name cannot name N modules.
+//!
+//! The JACK process callback does nothing but hand JACK's buffers to the engines. In
 //! builds with debug assertions and the `rt-alloc-check` feature (the default), the
 //! callback runs inside `assert_no_alloc`, so an allocation on the real-time thread
 //! aborts the worker instead of passing unnoticed.
@@ -178,6 +187,14 @@ pub fn standby_label(id: &str) -> String {
     format!("{id} (standby)")
 }
 
+/// The pretty-name of a standby host's client: its seats' modules name their ports.
+pub const HOST_LABEL: &str = "standby host";
+
+/// The prefix of seat `seat`'s port names in a standby host (`s1-`: `s1-out`).
+pub fn seat_prefix(seat: usize) -> String {
+    format!("s{seat}-")
+}
+
 /// The JACK uuid of a port (rust-jack has no safe call for it).
 fn port_uuid<PS>(port: &jack::Port<PS>) -> jack::jack_sys::jack_uuid_t {
     // SAFETY: `port.raw()` is a valid jack_port_t for as long as `port` is registered,
@@ -248,23 +265,64 @@ impl JackPorts {
             .collect()
     }
 
-    /// Registers `spec`'s ports on `client` under their catalog names.
-    pub fn register(client: &jack::Client, spec: &ModuleSpec) -> Result<JackPorts, jack::Error> {
+    /// Registers `spec`'s ports on `client` under their catalog names, each after
+    /// `prefix` (a seat's, see [`seat_prefix`]; `""` for a worker's one module).
+    /// Ports registered before a failure are unregistered again.
+    pub fn register(
+        client: &jack::Client,
+        spec: &ModuleSpec,
+        prefix: &str,
+    ) -> Result<JackPorts, jack::Error> {
         let mut ports = JackPorts::empty();
-        if let Some(p) = spec.midi_input() {
-            ports.midi = Some(client.register_port(p.name, jack::MidiIn::default())?);
-        }
-        for p in spec.input_ports() {
-            ports
-                .inputs
-                .push(client.register_port(p.name, jack::AudioIn::default())?);
-        }
-        for p in spec.output_ports() {
-            ports
-                .outputs
-                .push(client.register_port(p.name, jack::AudioOut::default())?);
+        let result = ports.register_all(client, spec, prefix);
+        if let Err(e) = result {
+            ports.unregister(client);
+            return Err(e);
         }
         Ok(ports)
+    }
+
+    fn register_all(
+        &mut self,
+        client: &jack::Client,
+        spec: &ModuleSpec,
+        prefix: &str,
+    ) -> Result<(), jack::Error> {
+        let name = |short: &str| format!("{prefix}{short}");
+        if let Some(p) = spec.midi_input() {
+            self.midi = Some(client.register_port(&name(p.name), jack::MidiIn::default())?);
+        }
+        for p in spec.input_ports() {
+            let port = client.register_port(&name(p.name), jack::AudioIn::default())?;
+            self.inputs.push(port);
+        }
+        for p in spec.output_ports() {
+            let port = client.register_port(&name(p.name), jack::AudioOut::default())?;
+            self.outputs.push(port);
+        }
+        Ok(())
+    }
+
+    /// Unregisters every port (their names go first: see `unregister_unused`).
+    fn unregister(self, client: &jack::Client) {
+        let JackPorts {
+            inputs,
+            outputs,
+            midi,
+            ..
+        } = self;
+        for port in inputs {
+            remove_stale_name(client, port_uuid(&port));
+            let _ = client.unregister_port(port);
+        }
+        for port in outputs {
+            remove_stale_name(client, port_uuid(&port));
+            let _ = client.unregister_port(port);
+        }
+        if let Some(port) = midi {
+            remove_stale_name(client, port_uuid(&port));
+            let _ = client.unregister_port(port);
+        }
     }
 
     /// Registers the generic ports a warm spare holds: `in_1..in_4`, `out_1..out_2`
@@ -348,7 +406,9 @@ pub struct HostEvents {
 
 /// What the JACK callbacks reach through their `arg` pointer.
 struct CallbackState {
-    engine: Engine<JackPorts>,
+    /// One engine per seat, all made before activation: the callback never
+    /// allocates, and an empty seat's engine returns after one atomic load.
+    engines: Box<[Engine<JackPorts>]>,
     /// The frame time the next cycle starts on if none is missed (`None` before
     /// the first cycle).
     next_frame: Option<u32>,
@@ -357,7 +417,7 @@ struct CallbackState {
     on_shutdown: Box<dyn Fn() + Send + Sync>,
 }
 
-/// The process callback: hands JACK's buffers to the engine, nothing else.
+/// The process callback: hands JACK's buffers to the engines, nothing else.
 unsafe extern "C" fn process(n_frames: jack::Frames, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the CallbackState boxed in `Host::open`; it lives until
     // `Host::close` has deactivated the client, and only JACK's process thread
@@ -374,11 +434,16 @@ unsafe extern "C" fn process(n_frames: jack::Frames, arg: *mut c_void) -> c_int 
     // lock): JACK meant it for process callbacks.
     // SAFETY: no arguments; callable from any thread of a JACK client.
     let started = unsafe { jack::jack_sys::jack_get_time() };
-    let engine = &mut state.engine;
+    let engines = &mut state.engines;
+    let run = || {
+        for engine in engines.iter_mut() {
+            engine.process(frame, n, &scope);
+        }
+    };
     #[cfg(all(feature = "rt-alloc-check", debug_assertions))]
-    assert_no_alloc::assert_no_alloc(|| engine.process(frame, n, &scope));
+    assert_no_alloc::assert_no_alloc(run);
     #[cfg(not(all(feature = "rt-alloc-check", debug_assertions)))]
-    engine.process(frame, n, &scope);
+    run();
     // SAFETY: as above.
     let ended = unsafe { jack::jack_sys::jack_get_time() };
     state
@@ -400,7 +465,7 @@ unsafe extern "C" fn shutdown(
     (state.on_shutdown)();
 }
 
-/// An active JACK client running one engine.
+/// An active JACK client running one engine per seat (see the module docs).
 ///
 /// It registers only the process and shutdown callbacks, not the xrun, client, port,
 /// connection and graph notifications rust-jack's `activate_async` asks for: jackd2
@@ -410,14 +475,14 @@ unsafe extern "C" fn shutdown(
 /// notification woke every worker's notification thread for every xrun of the server.
 pub struct Host {
     client: jack::Client,
-    /// Saves the playing LV2 plugin's own state (`None`: no module, a built-in
-    /// one, or a plugin without the state extension). Set once the module is
-    /// installed, cleared before [`Host::free`] takes it back and drops it: the
-    /// saver holds a raw handle on the plugin instance, which the module owns.
-    state_saver: Option<modsynth_lv2::state::StateSaver>,
     state: *mut CallbackState,
-    controller: Controller<JackPorts>,
     events: Arc<HostEvents>,
+    /// One per engine of the callback, in the same order.
+    seats: Vec<Seat>,
+    /// A standby host (see the module docs): its seats' ports carry a seat prefix
+    /// and their modules' names, never come from spares, and the client keeps
+    /// [`HOST_LABEL`].
+    hosting: bool,
     /// Generic ports registered ahead of an assignment (pooled workers).
     spare_ports: Option<JackPorts>,
     /// Ports the last assignment did not need, unregistered by `tidy` after the reply.
@@ -426,9 +491,42 @@ pub struct Host {
     keep_spares: bool,
     /// The client's pretty-name as last set (`None`: removed).
     client_label: Option<String>,
+}
+
+/// One module's part of a [`Host`]: its engine's controller and its ports.
+struct Seat {
+    controller: Controller<JackPorts>,
+    /// Saves the playing LV2 plugin's own state (`None`: no module, a built-in
+    /// one, or a plugin without the state extension). Set once the module is
+    /// installed, cleared before [`Host::free`] takes it back and drops it: the
+    /// saver holds a raw handle on the plugin instance, which the module owns.
+    state_saver: Option<modsynth_lv2::state::StateSaver>,
     /// Handles to the playing module's ports with their catalog names, kept so a
     /// standby that takes over can name them.
     assigned: Vec<(jack::Port<jack::Unowned>, &'static str)>,
+    /// In a standby host, what the ports' pretty-names say before their own
+    /// (`osc1 (standby)` in `osc1 (standby):out`); `None`: their own name alone,
+    /// as a worker's, whose client carries the module's name.
+    label_prefix: Option<String>,
+}
+
+impl Seat {
+    fn new(controller: Controller<JackPorts>) -> Seat {
+        Seat {
+            controller,
+            state_saver: None,
+            assigned: Vec::new(),
+            label_prefix: None,
+        }
+    }
+
+    /// The pretty-name of its port `short` (`out`).
+    fn port_label(&self, short: &str) -> String {
+        match &self.label_prefix {
+            Some(prefix) => format!("{prefix}:{short}"),
+            None => short.to_string(),
+        }
+    }
 }
 
 impl Drop for Host {
@@ -533,16 +631,43 @@ impl std::error::Error for OpenError {}
 
 impl Host {
     /// Opens a JACK client with exactly `name` (never starting a server) and activates
-    /// it with an engine that plays nothing yet. `on_shutdown` runs on JACK's
-    /// notification thread if the server goes away.
+    /// it with one seat, whose engine plays nothing yet: an ordinary worker.
+    /// `on_shutdown` runs on JACK's notification thread if the server goes away.
     pub fn open(name: &str, on_shutdown: Box<dyn Fn() + Send + Sync>) -> Result<Host, OpenError> {
+        Host::open_with(name, 1, false, on_shutdown)
+    }
+
+    /// Opens a standby host: as [`Host::open`], with `seats` seats (at least one).
+    pub fn open_seats(
+        name: &str,
+        seats: usize,
+        on_shutdown: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Host, OpenError> {
+        let mut host = Host::open_with(name, seats.max(1), true, on_shutdown)?;
+        // A reused id may carry a dead client's name (PipeWire): this replaces it.
+        host.label_client(Some(HOST_LABEL));
+        host.tidy();
+        Ok(host)
+    }
+
+    fn open_with(
+        name: &str,
+        seats: usize,
+        hosting: bool,
+        on_shutdown: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Host, OpenError> {
         let options = jack::ClientOptions::NO_START_SERVER | jack::ClientOptions::USE_EXACT_NAME;
         let (client, _status) = jack::Client::new(name, options)
             .map_err(|e| OpenError(open_failure(name, &e, jackd_runs)))?;
-        let (controller, engine) = engine::new(256);
+        let (seats, engines): (Vec<Seat>, Vec<Engine<JackPorts>>) = (0..seats)
+            .map(|_| {
+                let (controller, engine) = engine::new(256);
+                (Seat::new(controller), engine)
+            })
+            .unzip();
         let events = Arc::new(HostEvents::default());
         let state = Box::into_raw(Box::new(CallbackState {
-            engine,
+            engines: engines.into_boxed_slice(),
             next_frame: None,
             client: client.raw(),
             events: events.clone(),
@@ -566,16 +691,20 @@ impl Host {
         }
         Ok(Host {
             client,
-            state_saver: None,
             state,
-            controller,
             events,
+            seats,
+            hosting,
             spare_ports: None,
             unused_ports: None,
             keep_spares: false,
             client_label: None,
-            assigned: Vec::new(),
         })
+    }
+
+    /// How many seats (modules at once) it has: 1 for an ordinary worker.
+    pub fn seats(&self) -> usize {
+        self.seats.len()
     }
 
     /// The JACK client (to register ports, read the sample rate, connect).
@@ -584,13 +713,18 @@ impl Host {
     }
 
     /// Builds `spec` with `params` (index, validated value), registers its ports and
-    /// hands both to the real-time thread. With `name`, the module is also known by
+    /// hands both to seat `seat`'s engine. With `name`, the module is also known by
     /// that name in JACK: each port gets the alias `<name>:<port>` and the client and
     /// ports get it as their metadata pretty-name. An LV2 plugin's own state
     /// (`plugin_state`, as `set save` wrote it) is restored before it plays.
     /// Returns the full port names.
+    ///
+    /// # Panics
+    ///
+    /// If `seat` is not below [`Host::seats`] (the caller checks what a peer sends).
     pub fn assign(
         &mut self,
+        seat: usize,
         spec: &'static ModuleSpec,
         params: &[(usize, f32)],
         name: Option<&str>,
@@ -635,9 +769,14 @@ impl Host {
         if let (Some(shared), true) = (shared.as_ref(), module.is_lockstep()) {
             self.catch_up(&mut module, shared);
         }
+        let prefix = if self.hosting {
+            seat_prefix(seat)
+        } else {
+            String::new()
+        };
         let ports = match self.spare_ports.take() {
             Some(spare) => self.take_spare(spare, spec),
-            None => JackPorts::register(self.client(), spec),
+            None => JackPorts::register(self.client(), spec, &prefix),
         }
         .map_err(|e| format!("cannot register the ports of {}: {e}", spec.name))?;
         let t1 = Instant::now();
@@ -645,23 +784,24 @@ impl Host {
         let full_names = ports.names_in_catalog_order(spec);
         let port_names = spec.ports.iter().map(|p| p.name);
         let handles = ports.handles_in_catalog_order(spec);
-        self.assigned = handles.into_iter().zip(port_names).collect();
+        self.seats[seat].assigned = handles.into_iter().zip(port_names).collect();
         // A standby or a replacement keeps `spare` until it is named (at once for a
         // standby, at TakeNames for a replacement): a removal followed at once by a
         // new name lost the new name on PipeWire.
         if let Some(name) = name {
-            self.name_ports(name);
+            self.name_ports(seat, name);
         }
         let t2 = Instant::now();
-        // SAFETY: the saver is kept in `self.state_saver` only while the module is
-        // installed: `free` clears it before it takes the module back and drops
-        // it, and it is used on this (the control) thread only, so never while the
-        // module is dropped; its state was restored above, before.
+        // SAFETY: the saver is kept in the seat's `state_saver` only while the
+        // module is installed: `free` clears it before it takes the module back
+        // and drops it, and it is used on this (the control) thread only, so never
+        // while the module is dropped; its state was restored above, before.
         let saver = unsafe { module.plugin_state_saver() };
-        self.controller
+        let seat = &mut self.seats[seat];
+        seat.controller
             .install_shared(module, ports, shared)
             .map_err(|e| e.to_string())?;
-        self.state_saver = saver;
+        seat.state_saver = saver;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::debug!(
             register_ms = ms(t1 - t0),
@@ -676,8 +816,9 @@ impl Host {
     /// a built-in one, or a plugin without the state extension). Runs the
     /// plugin's `save` here, on the control thread, while the audio thread plays
     /// on: the state spec allows `save` concurrently with `run`.
-    pub fn save_plugin_state(&self) -> Result<Option<String>, String> {
-        self.state_saver.as_ref().map(|s| s.save()).transpose()
+    pub fn save_plugin_state(&self, seat: usize) -> Result<Option<String>, String> {
+        let saver = self.seats[seat].state_saver.as_ref();
+        saver.map(|s| s.save()).transpose()
     }
 
     /// Runs a plugin module that joins a playing one (a standby, a replacement)
@@ -744,11 +885,25 @@ impl Host {
 
     /// Labels the client as module `id`'s hot standby (`osc1 (standby)`) and its
     /// ports by their own names; no aliases (the module's names are the primary's).
-    pub fn label_standby(&mut self, id: &str) {
-        self.label_client(Some(&standby_label(id)));
-        for (port, short) in &self.assigned {
-            label_port(&self.client, port, short);
+    /// In a standby host the client keeps its label and the seat's ports say it
+    /// (`osc1 (standby):out`).
+    pub fn label_standby(&mut self, seat: usize, id: &str) {
+        if self.hosting {
+            self.seats[seat].label_prefix = Some(standby_label(id));
+        } else {
+            self.label_client(Some(&standby_label(id)));
         }
+        let seat = &self.seats[seat];
+        for (port, short) in &seat.assigned {
+            label_port(&self.client, port, &seat.port_label(short));
+        }
+    }
+
+    /// Makes the module played on seat `seat` a standby again (it now plays
+    /// elsewhere): its aliases go, and its names say it stands by for `id`.
+    pub fn stand_by(&mut self, seat: usize, id: &str) {
+        self.drop_aliases(seat);
+        self.label_standby(seat, id);
     }
 
     /// The spare ports this module needs, first inputs and outputs in catalog order;
@@ -804,12 +959,16 @@ impl Host {
     /// set just before its neighbours were unregistered was sometimes gone after
     /// (seen on 0.3.65: one random port of a new primary unnamed, in 3 of 3 runs).
     pub fn tidy(&mut self) {
-        self.controller.record_latencies();
+        for seat in &mut self.seats {
+            seat.controller.record_latencies();
+        }
         self.unregister_unused();
         if on_pipewire() {
             let mut want = vec![(self.client.uuid(), self.client_label.clone())];
-            for (port, short) in &self.assigned {
-                want.push((port_uuid(port), Some(short.to_string())));
+            for seat in &self.seats {
+                for (port, short) in &seat.assigned {
+                    want.push((port_uuid(port), Some(seat.port_label(short))));
+                }
             }
 
             self.settle_names(&want);
@@ -885,28 +1044,46 @@ impl Host {
 
     /// Gives the ports their aliases and pretty-names. Failures are logged, not fatal:
     /// PipeWire refuses some of this, and modsynth resolves module names itself.
-    pub fn name_ports(&mut self, name: &str) {
-        self.label_client(Some(name));
+    /// In a standby host the client keeps its label and the ports say the module's
+    /// name (`osc1:out`).
+    pub fn name_ports(&mut self, seat: usize, name: &str) {
+        if self.hosting {
+            self.seats[seat].label_prefix = Some(name.to_string());
+        } else {
+            self.label_client(Some(name));
+        }
         let client = &self.client;
-        for (port, port_name) in self.assigned.iter_mut() {
-            name_port(client, port, &format!("{name}:{port_name}"), port_name);
+        let seat = &mut self.seats[seat];
+        let labels: Vec<String> = seat
+            .assigned
+            .iter()
+            .map(|(_, s)| seat.port_label(s))
+            .collect();
+        for ((port, port_name), label) in seat.assigned.iter_mut().zip(&labels) {
+            name_port(client, port, &format!("{name}:{port_name}"), label);
         }
     }
 
     /// Gives the ports of a module that changed its id (a prepared set's module,
     /// after the switch) the new id's names: the old aliases go first (jackd2 keeps
     /// two per port, and the old ones would still resolve to this module).
-    pub fn rename_ports(&mut self, name: &str) {
-        if !on_pipewire() {
-            for (port, _) in self.assigned.iter_mut() {
-                for alias in port.aliases().unwrap_or_default() {
-                    if let Err(e) = port.unset_alias(&alias) {
-                        tracing::warn!("cannot remove alias {alias}: {e}");
-                    }
+    pub fn rename_ports(&mut self, seat: usize, name: &str) {
+        self.drop_aliases(seat);
+        self.name_ports(seat, name);
+    }
+
+    /// Removes the aliases of seat `seat`'s ports (there are none on PipeWire).
+    fn drop_aliases(&mut self, seat: usize) {
+        if on_pipewire() {
+            return;
+        }
+        for (port, _) in self.seats[seat].assigned.iter_mut() {
+            for alias in port.aliases().unwrap_or_default() {
+                if let Err(e) = port.unset_alias(&alias) {
+                    tracing::warn!("cannot remove alias {alias}: {e}");
                 }
             }
         }
-        self.name_ports(name);
     }
 
     /// Stops playing the module and removes its ports' connections, aliases and
@@ -914,16 +1091,21 @@ impl Host {
     /// back, which it does after a 5 ms fade-out and one whole period of silence
     /// (see [`engine::FADE_SECONDS`]), so its outputs are silent before anything
     /// is disconnected.
-    pub fn free(&mut self, timeout: Duration) -> Result<(), String> {
+    ///
+    /// A seat of a standby host frees only its own ports, which are unregistered
+    /// (seats keep no spare ports), and leaves the client's label alone.
+    pub fn free(&mut self, seat: usize, timeout: Duration) -> Result<(), String> {
+        let index = seat;
+        let seat = &mut self.seats[index];
         // Before the module can come back and be dropped (see `state_saver`).
-        self.state_saver = None;
-        if self.assigned.is_empty() {
+        seat.state_saver = None;
+        if seat.assigned.is_empty() {
             return Ok(()); // nothing is playing (an assignment that failed, say)
         }
-        self.controller.remove().map_err(|e| e.to_string())?;
+        seat.controller.remove().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + timeout;
         let slots = loop {
-            let slots = self.controller.collect_retired();
+            let slots = seat.controller.collect_retired();
             if !slots.is_empty() {
                 break slots;
             }
@@ -932,12 +1114,16 @@ impl Host {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
+        seat.assigned.clear();
+        seat.label_prefix = None;
         self.unregister_unused(); // no names set again: they are removed next
-        self.assigned.clear();
         let pooled = self.spare_ports.is_none() && self.keeps_spares();
         let client = &self.client;
         // PipeWire keeps metadata after its subject is gone: remove it explicitly.
-        remove_name(client, client.uuid());
+        // A standby host's client keeps its label: it is not the module's.
+        if !self.hosting {
+            remove_name(client, client.uuid());
+        }
         let mut kept = JackPorts::empty();
         for slot in slots {
             let JackPorts {
@@ -972,9 +1158,9 @@ impl Host {
         Ok(())
     }
 
-    /// The channel to the real-time thread.
-    pub fn controller(&mut self) -> &mut Controller<JackPorts> {
-        &mut self.controller
+    /// The channel to seat `seat`'s engine on the real-time thread.
+    pub fn controller(&mut self, seat: usize) -> &mut Controller<JackPorts> {
+        &mut self.seats[seat].controller
     }
 
     /// What the notification thread saw.

@@ -1,4 +1,5 @@
-//! A modsynth worker: one process, one JACK client, at most one module at a time.
+//! A modsynth worker: one process, one JACK client, at most one module at a time
+//! (or, as a standby host, up to N standbys in one client: see [`seats`]).
 //!
 //! - [`coalesce`]: parameter changes that meet a full ring (the last value wins).
 //! - [`dsp`]: the modules themselves, as plain-data state and kernels.
@@ -9,6 +10,7 @@
 //! - [`midi`]: a period's MIDI messages, as the real-time thread hands them over.
 //! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
+//! - [`seats`]: one module's part of a pooled worker; a standby host has several.
 //! - [`standby`]: a standby's watch over its primary, asleep until it dies.
 
 #![deny(missing_docs)]
@@ -21,6 +23,7 @@ pub mod gate;
 pub mod jack_host;
 pub mod midi;
 pub mod pooled;
+pub mod seats;
 pub mod shared_state;
 pub mod standby;
 

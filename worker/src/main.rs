@@ -1,4 +1,5 @@
-//! `modsynth-worker`: one process, one JACK client, one module.
+//! `modsynth-worker`: one process, one JACK client, one module (or, with
+//! `--pool --seats N`, a standby host of N modules' standbys).
 
 use clap::Parser;
 use modsynth_model::{catalog, names, param};
@@ -36,6 +37,11 @@ struct Args {
     /// losing its own, before it exits (one with a module plays on regardless).
     #[arg(long, value_name = "SECONDS", default_value_t = pooled::DEFAULT_SPARE_GRACE.as_secs_f64())]
     spare_grace: f64,
+    /// Pool mode: be a standby host of N seats (N >= 1): one JACK client that
+    /// stands by for up to N modules at once, each addressed by the supervisor
+    /// as a seat. Without it, an ordinary worker (one module at a time).
+    #[arg(long, value_name = "N", requires = "pool", value_parser = clap::value_parser!(u16).range(1..))]
+    seats: Option<u16>,
     /// Pool mode: the dir where the worker publishes its card so that a new
     /// supervisor can take it back (the instance's `<state dir>/workers`).
     #[arg(long, value_name = "DIR")]
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
             server.unwrap_or_default(),
             grace,
             cards,
+            args.seats.unwrap_or(0),
         )
         .map_err(|e| (1, e))
     } else {
@@ -116,6 +123,7 @@ fn run_standalone(args: &Args) -> Result<(), (u8, String)> {
     let mut host = Host::open(id, on_shutdown).map_err(|e| (1, e.to_string()))?;
     let ports = host
         .assign(
+            0,
             spec,
             &params,
             None,
@@ -135,7 +143,7 @@ fn run_standalone(args: &Args) -> Result<(), (u8, String)> {
     let reason = loop {
         match events.recv() {
             Ok(Event::Param(index, value)) => {
-                if let Err(e) = host.controller().set_param(index, value, None) {
+                if let Err(e) = host.controller(0).set_param(index, value, None) {
                     eprintln!("modsynth-worker: {e}");
                 }
             }

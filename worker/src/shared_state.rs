@@ -16,7 +16,7 @@
 //! publish cannot overwrite what the new owner published.
 
 use crate::dsp::ModuleState;
-use modsynth_shm::{Segment, StateSegment};
+use modsynth_shm::{Handover, Segment, StateSegment};
 use std::mem::{offset_of, size_of};
 
 /// A mapped state segment holding [`ModuleState`]s.
@@ -92,6 +92,22 @@ impl SharedState {
     /// `from` and is now `to`.
     pub fn take_over(&self, from: u64, to: u64) -> bool {
         self.segment.try_take_ownership(from, to)
+    }
+
+    /// Plans a handover of the module (see [`modsynth_shm::Handover`]). One atomic
+    /// store: real-time safe.
+    pub fn set_handover(&self, handover: Handover) {
+        self.segment.set_handover(handover);
+    }
+
+    /// The planned handover, if any. One atomic load: real-time safe.
+    pub fn handover(&self) -> Option<Handover> {
+        self.segment.handover()
+    }
+
+    /// Removes the planned handover if it is still `planned`; whether it did.
+    pub fn clear_handover(&self, planned: Handover) -> bool {
+        self.segment.clear_handover(planned)
     }
 
     /// Marks the period starting at `frame` as begun by owner `owner`, so the
