@@ -556,13 +556,27 @@ fn take_over_from_the_dead(segment: &str, module_type: &str) {
         }
     };
     let me = std::process::id() as u64;
-    // The owner word only changes by compare-and-swap; retry if it moved between
-    // the read and the swap (it cannot keep moving: its owners are dead).
-    for _ in 0..100 {
-        let owner = shared.owner();
-        if owner == me || shared.take_over(owner, me) {
-            return;
-        }
+    // A handover planned to someone else is void: that worker is dead too (this is
+    // how a seat takes back a module whose new worker died in the middle of a
+    // hand-back), and left standing it would give the module to the dead again.
+    if let Some(planned) = shared.handover().filter(|h| u64::from(h.to) != me) {
+        shared.clear_handover(planned);
     }
-    tracing::error!("could not take {segment} over");
+    // The owner word only changes by compare-and-swap; retry if it moved between
+    // the read and the swap (it cannot keep moving: its owners are dead). Twice,
+    // a millisecond apart: an audio thread that read the handover just before it
+    // was cleared makes its swap within its own callback, microseconds later.
+    let take = || {
+        (0..100).any(|_| {
+            let owner = shared.owner();
+            owner == me || shared.take_over(owner, me)
+        })
+    };
+    let taken = take() && {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        take()
+    };
+    if !taken {
+        tracing::error!("could not take {segment} over");
+    }
 }
