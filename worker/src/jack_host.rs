@@ -435,15 +435,10 @@ unsafe extern "C" fn process(n_frames: jack::Frames, arg: *mut c_void) -> c_int 
     // SAFETY: no arguments; callable from any thread of a JACK client.
     let started = unsafe { jack::jack_sys::jack_get_time() };
     let engines = &mut state.engines;
-    let run = || {
-        for engine in engines.iter_mut() {
-            engine.process(frame, n, &scope);
-        }
-    };
     #[cfg(all(feature = "rt-alloc-check", debug_assertions))]
-    assert_no_alloc::assert_no_alloc(run);
+    assert_no_alloc::assert_no_alloc(|| run_seats(engines, frame, n, &scope));
     #[cfg(not(all(feature = "rt-alloc-check", debug_assertions)))]
-    run();
+    run_seats(engines, frame, n, &scope);
     // SAFETY: as above.
     let ended = unsafe { jack::jack_sys::jack_get_time() };
     state
@@ -451,6 +446,13 @@ unsafe extern "C" fn process(n_frames: jack::Frames, arg: *mut c_void) -> c_int 
         .busy_us
         .fetch_add(ended.saturating_sub(started), Ordering::Relaxed);
     0
+}
+
+/// One period of every seat's engine, in seat order.
+fn run_seats(engines: &mut [Engine<JackPorts>], frame: u32, n: usize, scope: &jack::ProcessScope) {
+    for engine in engines.iter_mut() {
+        engine.process(frame, n, scope);
+    }
 }
 
 unsafe extern "C" fn shutdown(
