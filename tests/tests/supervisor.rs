@@ -806,13 +806,28 @@ const IDLE_LIBJACK_WAKEUPS_PER_PERIOD: f64 = 0.5;
 
 #[test]
 fn idle_workers_wake_only_their_audio_thread_every_period() {
+    idle_workers_wake_only_their_audio_thread(&[]);
+}
+
+/// The same with the standby in a seat of a standby host, whose seats each have a
+/// watcher thread of their own.
+#[test]
+fn an_idle_standby_host_wakes_only_its_audio_thread_every_period() {
+    idle_workers_wake_only_their_audio_thread(&["--standby-seats", "2"]);
+}
+
+/// Counts the wake-ups of every thread of an idle primary, its standby (a worker,
+/// or a standby host with `--standby-seats`) and the spares of a `modsynthd`
+/// started with `flags`, over 2 s without xruns, then kills the primary to see the
+/// sleeping watcher still take over.
+fn idle_workers_wake_only_their_audio_thread(flags: &[&str]) {
     use modsynth_tests::supervisor::workers_of;
     use modsynth_tests::threads::{rates, snapshot};
     // At the test servers' 1024 frames: at 256 a loaded machine disturbed every take
     // for 30 s (150-200 xruns in 2 s), and xruns wake libjack's threads.
     let server = server();
     let period_rate = RATE / server.period() as f64;
-    let sup = Supervisor::start(&server, 2).unwrap();
+    let sup = Supervisor::start_with(&server, 2, flags).unwrap();
     sup.new_module("vco", "idle", &[("freq", 440.0)]).unwrap();
     let m = sup.wait_for_module("idle", PATIENCE, |m| m.standby_worker.is_some());
     sup.wait_until_settled(PATIENCE);
@@ -860,11 +875,16 @@ fn idle_workers_wake_only_their_audio_thread_every_period() {
             );
         }
     }
-    // The watcher still does its job once asleep: the standby takes over at once.
+    // The watcher still does its job once asleep: the standby takes over at once
+    // (a seat then hands the module back to a worker of its own).
     let primary = nix::unistd::Pid::from_raw(m.pid as i32);
     nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let after = sup.wait_for_module("idle", PATIENCE, |s| s.pid == m.ready_standby().pid);
-    assert_eq!(after.jack_client, m.ready_standby().client);
+    let after = sup.wait_for_module("idle", PATIENCE, |s| s.pid != m.pid && s.pid != 0);
+    let status = sup.status().unwrap();
+    assert_eq!(status.counters.failovers, 1, "the standby took over");
+    if status.counters.handbacks == 0 {
+        assert_eq!(after.jack_client, m.ready_standby().client);
+    }
 }
 
 /// Every JACK pretty-name on the server, by what carries it: `client` or
