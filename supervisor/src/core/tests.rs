@@ -150,6 +150,12 @@ fn osc(core: &mut Core, fx: &mut Fake, addr: &str, args: Vec<T>) {
 }
 
 fn ready(core: &mut Core, fx: &mut Fake, id: WorkerId) {
+    host_ready(core, fx, id, 0);
+}
+
+/// Worker `id` says hello with `seats` seats (0: an ordinary worker, more: a
+/// standby host).
+fn host_ready(core: &mut Core, fx: &mut Fake, id: WorkerId, seats: u16) {
     let (commands, _rx) = ipc_channel::ipc::channel().unwrap();
     std::mem::forget(_rx);
     let new = NewWorker {
@@ -158,7 +164,7 @@ fn ready(core: &mut Core, fx: &mut Fake, id: WorkerId) {
         client: format!("ms-w{id:02}"),
         commands,
         spawn_time: Duration::from_millis(20),
-        seats: 0,
+        seats,
     };
     core.handle(Event::Spawned(new), fx);
 }

@@ -8,9 +8,9 @@ use crate::placement::Placement;
 /// Seats per host in these tests.
 const SEATS: u16 = 4;
 
-/// A core whose pool of `n` spares is ready, with `--standby-seats 4` and its
-/// first host up. Returns the host's id too.
-fn started_with_seats(n: usize) -> (Core, Fake, WorkerId) {
+/// A core with a pool of `n` and `--standby-seats 4`, started: its first spares
+/// and host are spawning.
+fn seated_core(n: usize) -> (Core, Fake) {
     let mut core = Core::new(Config {
         pool: n,
         instance: "ms".into(),
@@ -22,6 +22,13 @@ fn started_with_seats(n: usize) -> (Core, Fake, WorkerId) {
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
+    (core, fx)
+}
+
+/// A core whose pool of `n` spares is ready, with `--standby-seats 4` and its
+/// first host up. Returns the host's id too.
+fn started_with_seats(n: usize) -> (Core, Fake, WorkerId) {
+    let (mut core, mut fx) = seated_core(n);
     let mut next = 0;
     while next < fx.spawned.len() {
         let id = fx.spawned[next];
@@ -33,21 +40,6 @@ fn started_with_seats(n: usize) -> (Core, Fake, WorkerId) {
     assert_eq!(seats, SEATS);
     host_ready(&mut core, &mut fx, host, SEATS);
     (core, fx, host)
-}
-
-/// Host `id` says hello with `seats` seats.
-fn host_ready(core: &mut Core, fx: &mut Fake, id: WorkerId, seats: u16) {
-    let (commands, rx) = ipc_channel::ipc::channel().unwrap();
-    std::mem::forget(rx);
-    let new = NewWorker {
-        id,
-        pid: 100 + id,
-        client: format!("ms-w{id:02}"),
-        commands,
-        spawn_time: Duration::from_millis(20),
-        seats,
-    };
-    core.handle(Event::Spawned(new), fx);
 }
 
 /// Whether worker `wid` is a seat of host `host`.
@@ -447,17 +439,7 @@ fn shutdown_stops_a_host_as_one_worker_and_its_seats_go_with_it() {
 
 #[test]
 fn a_host_that_comes_up_without_seats_is_retired_and_no_more_are_started() {
-    let mut core = Core::new(Config {
-        pool: 1,
-        instance: "ms".into(),
-        restart: RestartPolicy::default(),
-        limits: Default::default(),
-        placement: Placement {
-            seats_per_host: SEATS,
-        },
-    });
-    let mut fx = Fake::default();
-    core.start(&mut fx);
+    let (mut core, mut fx) = seated_core(1);
     let first = fx.spawned[0];
     ready(&mut core, &mut fx, first);
     let (host, _) = fx.hosts_spawned[0];

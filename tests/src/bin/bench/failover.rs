@@ -41,8 +41,12 @@
 //! - `failover.spare_takeover_silent_frames` / `_ms`: the same kill loop on `solo`:
 //!   without a standby a pool spare has to map the state, take the names and be
 //!   connected (slower, and what `standby none` trades for half the workers).
+//! - `failover.handbacks`: modules a seat handed back to a worker of their own
+//!   (with `--standby-seats`, every kill of `hot` is a failover into a seat, then a
+//!   hand-back, usually inside the kill's recording; 0 without seats).
 //!
-//! Before every kill the system is settled (pool full, standby ready) and left
+//! Before every kill the system is settled (pool full, standby ready, no module
+//! left in a seat) and left
 //! alone for [`QUIET`]: a kill while jackd still handles the graph changes of the
 //! previous one stalls the server (see [`crate::leaks`]).
 
@@ -284,6 +288,7 @@ impl Run {
             )
             .note(truncated(solo).unwrap_or_default()),
             Row::new("failover.spare_takeover_silent_ms", "ms", solo_ms),
+            Row::summary("failover.handbacks", "hand-backs", c.handbacks as f64, 1),
         ]
     }
 }

@@ -84,7 +84,7 @@ struct Args {
     /// Run only these groups of rows (repeatable): dsp, supervisor, control, scale,
     /// failover, midi, leaks, restart, sets, switch and bursts (only the set switch or burst rows of
     /// `sets`), lv2, peers (`peers` implies `--peers`). The cold open baseline always runs.
-    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "bursts", "lv2", "peers"])]
+    #[arg(long, value_parser = ["dsp", "supervisor", "control", "scale", "failover", "midi", "leaks", "restart", "sets", "switch", "bursts", "lv2", "peers", "xrun_free"])]
     only: Vec<String>,
     /// Run the private server with realtime scheduling (`jackd -R`), as a user's
     /// server runs: JACK's process threads then take the CPU before every other
@@ -109,7 +109,7 @@ impl Args {
     /// Whether the group of rows `group` runs; says so on stderr when it does.
     fn runs(&self, group: &str) -> bool {
         let chosen = self.only.iter().any(|g| g == group);
-        let runs = if group == "peers" {
+        let runs = if group == "peers" || group == "xrun_free" {
             self.peers || chosen
         } else {
             self.only.is_empty() || chosen
@@ -566,6 +566,9 @@ fn run(args: &Args) -> Result<(), String> {
     if args.runs("peers") {
         rows.extend(peers::rows(&server, args.quick)?);
         peers::compare(&mut rows, args.sample_rate);
+    }
+    if !args.quick && args.runs("xrun_free") {
+        rows.extend(peers::xrun_free_rows(&server)?);
     }
     drop(server);
 

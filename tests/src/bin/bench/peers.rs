@@ -23,6 +23,12 @@
 //!   (`xruns_per_min.*`), for 32 VCOs with standbys (64 workers; seated: 32 workers
 //!   and 4 hosts) and for 32 and 64 plain clients.
 //!
+//! - the scale, in a full run: the largest number of VCO modules with seated
+//!   standbys, of plain clients and of scsynth sines that plays a minute without
+//!   an xrun (`xrun_free_max.*`, counts 1, 2, 4, ... 64, up from the smallest), and
+//!   the xruns of the server alone in a minute (`xruns_per_min.server_alone`, only
+//!   the capture client that counts them), the floor under all of them.
+//!
 //! Only 8 of each in a quick run. [`compare`] gives every modsynth row with a peer
 //! its ratio: create and set + sync to scsynth's `/s_new` and `/n_set`, VCOs to
 //! scsynth's sines, CPU per module to CPU per plain client, the scale curve's N
@@ -351,6 +357,35 @@ fn steady_xruns(server: &JackServer, what: &str) -> Result<Row, String> {
     ))
 }
 
+/// The counts the `xrun_free_max.*` rows try, smallest first.
+const XRUN_FREE_LADDER: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+/// `xrun_free_max.<what>`: the largest count on [`XRUN_FREE_LADDER`] that played a
+/// whole [`STEADY_WINDOW`] without an xrun, climbing from the smallest and
+/// stopping at the first window with one (0: not even one did). `play(n)` brings
+/// what plays from the last count to `n`.
+fn xrun_free_max(
+    server: &JackServer,
+    what: &str,
+    mut play: impl FnMut(usize) -> Result<(), String>,
+) -> Result<Row, String> {
+    let mut largest = 0;
+    for n in XRUN_FREE_LADDER {
+        play(n)?;
+        let minute = Load::measure_for(server, &[], STEADY_WINDOW)?;
+        eprintln!("bench: {n} {what}: {} xruns in a minute", minute.xruns);
+        if minute.xruns > 0 {
+            break;
+        }
+        largest = n;
+    }
+    Ok(single(
+        format!("xrun_free_max.{what}"),
+        "modules",
+        largest as f64,
+    ))
+}
+
 /// Where the modules of a CPU row have their hot standbys.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Standbys {
@@ -524,6 +559,43 @@ pub fn rows(server: &JackServer, quick: bool) -> Result<Vec<Row>, String> {
         rows.push(per_module(&what, &load, count));
         rows.extend(minute);
     }
+
+    Ok(rows)
+}
+
+/// How large a set plays a whole minute without an xrun (`--peers` in a full run,
+/// or `--only xrun_free`; up to 7 minutes a kind): the server alone first, the
+/// floor every count shares, then plain clients, VCOs with seated standbys and
+/// scsynth sines (see [`xrun_free_max`]).
+pub fn xrun_free_rows(server: &JackServer) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    rows.push(steady_xruns(server, "server_alone")?);
+    let mut plain: Vec<Child> = Vec::new();
+    let row = xrun_free_max(server, "plain_jack_sine_clients", |n| {
+        plain.extend(start_simple_clients(server, n - plain.len())?);
+        Ok(())
+    });
+    stop_all(&mut plain);
+    rows.push(row?);
+    let sup = Supervisor::start_with(server, 8, Standbys::Seated.flags())?;
+    let mut playing = 0;
+    rows.push(xrun_free_max(server, "modsynth_vco_seated_standby", |n| {
+        for i in playing..n {
+            sup.new_module("vco", &format!("v{i}"), &[("freq", 110.0 + i as f32)])?;
+        }
+        playing = n;
+        wait_settled(&sup).map(|_| ())
+    })?);
+    drop(sup);
+    let sc = Scsynth::start(server)?;
+    let mut voices = 0;
+    rows.push(xrun_free_max(server, "scsynth_sines", |n| {
+        for i in voices..n {
+            sc.s_new(4000 + i as i32, 110.0 + i as f32)?;
+        }
+        voices = n;
+        Ok(())
+    })?);
     Ok(rows)
 }
 
