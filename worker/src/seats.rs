@@ -1,4 +1,4 @@
-//! One module's part of a pooled worker: a [`Seat`] serves the supervisor's
+//! One module's part of a pooled worker: a `Seat` serves the supervisor's
 //! messages about the module it plays or stands by for.
 //!
 //! An ordinary worker has one seat and serves every message with it. A standby
