@@ -457,7 +457,10 @@ fn dsp_load_is_each_modules_own_callback_time_not_the_servers() {
     let server = server();
     let sup = Supervisor::start(&server, 4).unwrap();
     sup.new_module("const", "idle", &[]).unwrap();
-    sup.new_module("vco", "busy", &[("freq", 3000.0)]).unwrap();
+    // A saw: 2x oversampled with a 63-tap decimator, several times a sine's work
+    // (a sine, computed at the rate, came within a disturbance of the constant).
+    sup.new_module("vco", "busy", &[("freq", 3000.0), ("wave", 1.0)])
+        .unwrap();
     // A first status starts each worker's measuring window; the next one reads it.
     let _ = sup.status().unwrap();
     let window = Instant::now();
