@@ -685,6 +685,19 @@ fn status_table(r: &StatusReport) -> String {
             m.rss_kib
         );
     }
+    let late: Vec<&str> = r
+        .modules
+        .iter()
+        .filter(|m| m.report_late)
+        .map(|m| m.id.as_str())
+        .collect();
+    if !late.is_empty() {
+        let _ = writeln!(
+            out,
+            "late: {}: their workers did not answer in time; their counters are from              their last report",
+            late.join(", ")
+        );
+    }
     out
 }
 

@@ -230,6 +230,11 @@ pub struct ModuleStatus {
     /// are made).
     #[serde(default)]
     pub in_seat: bool,
+    /// Its worker did not answer this `/status` in time (750 ms; busy, such as
+    /// opening ports on a stalling server): the counters below are the ones it
+    /// reported last (zeros if it never did).
+    #[serde(default)]
+    pub report_late: bool,
     /// What became of the parameter changes sent to the primary.
     #[serde(flatten)]
     pub params: ParamTraffic,

@@ -123,6 +123,7 @@ impl Core {
                     link,
                     role: Role::Spare,
                     last_report: None,
+                    report_asked: false,
                 },
             );
             match w.playing {

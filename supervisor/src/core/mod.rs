@@ -329,6 +329,9 @@ struct Worker {
     link: WorkerLink,
     role: Role,
     last_report: Option<WorkerReport>,
+    /// Asked for a report by a `/status` and not answered yet: `/status` marks
+    /// what it shows of this worker as late.
+    report_asked: bool,
 }
 
 /// A module as the supervisor knows it.
@@ -966,6 +969,7 @@ impl Core {
             FromWorker::Report { token, report } => {
                 if let Some(w) = self.workers.get_mut(&wid) {
                     w.last_report = Some(report);
+                    w.report_asked = false;
                 }
                 self.answered(token, fx);
             }

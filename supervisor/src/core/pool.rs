@@ -165,6 +165,7 @@ impl Core {
                     link,
                     role,
                     last_report: None,
+                    report_asked: false,
                 },
             );
             return self.refill(fx);
@@ -175,6 +176,7 @@ impl Core {
                 link,
                 role: Role::Spare,
                 last_report: None,
+                report_asked: false,
             },
         );
         if self.shutting_down {

@@ -52,6 +52,9 @@ impl Core {
             let token = self.requests.ask(request_token, wid);
             if fx.send(&self.workers[&wid].link, ToWorker::Report { token }) {
                 waiting.insert(token);
+                if let Some(w) = self.workers.get_mut(&wid) {
+                    w.report_asked = true;
+                }
             } else {
                 self.requests.answered(token);
             }
@@ -173,6 +176,7 @@ impl Core {
                         .collect(),
                     standby: matches!(m.standby, Standby::Hot),
                     in_seat: w.is_some_and(|w| w.link.seat.is_some()),
+                    report_late: w.is_some_and(|w| w.report_asked),
                     params: r.params,
                     latency_samples: [r.latency_p50, r.latency_p95, r.latency_p99],
                     latencies_unrecorded: r.latencies_unrecorded,

@@ -56,8 +56,17 @@ pub enum HandBack {
         standby: WorkerId,
         /// The frame it plays from.
         at: u32,
+        /// When it was told (or last killed for not answering).
+        since: Instant,
     },
 }
+
+/// How long a worker told to take its module back from a seat may take to say
+/// it has: it answers once it has played its first period as the owner, a few
+/// periods after being told, and gives up after a second of not owning it. One
+/// that has not answered after this is hung: it is killed, and the seat takes the
+/// module back from it (see `Core::lost`).
+pub const HANDBACK_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Standby hosts, their seats, and the hosts being started.
 #[derive(Debug, Default)]
@@ -241,6 +250,7 @@ impl Core {
                     link,
                     role: Role::Retiring,
                     last_report: None,
+                    report_asked: false,
                 },
             );
             return self.refill(fx);
@@ -262,6 +272,7 @@ impl Core {
                     link: seat,
                     role: Role::EmptySeat,
                     last_report: None,
+                    report_asked: false,
                 },
             );
         }
@@ -276,6 +287,7 @@ impl Core {
                 link,
                 role: Role::Host,
                 last_report: None,
+                report_asked: false,
             },
         );
         self.seats.arrived(host, seats);
@@ -390,6 +402,7 @@ impl Core {
         if self.seats.hosts() == 0 {
             return;
         }
+        self.kill_overdue_handbacks(fx);
         let due: Vec<(String, WorkerId)> = self
             .modules
             .iter()
@@ -420,7 +433,46 @@ impl Core {
             );
             fx.send(&w.link, ToWorker::TakeOverAt { at, id: id.clone() });
             if let Some(m) = self.modules.get_mut(&id) {
-                m.handback = Some(HandBack::TakingOver { standby, at });
+                m.handback = Some(HandBack::TakingOver {
+                    standby,
+                    at,
+                    since: fx.now(),
+                });
+            }
+        }
+    }
+
+    /// Kills every worker told to take a module back from its seat that has not
+    /// said it did within [`HANDBACK_DEADLINE`]: its death gives the module back to
+    /// the seat, which then gets a new standby to try again.
+    fn kill_overdue_handbacks(&mut self, fx: &mut impl Effects) {
+        let now = fx.now();
+        let overdue: Vec<(String, WorkerId)> = self
+            .modules
+            .iter()
+            .filter_map(|(id, m)| match m.handback {
+                Some(HandBack::TakingOver { standby, since, .. })
+                    if now.duration_since(since) >= HANDBACK_DEADLINE =>
+                {
+                    Some((id.clone(), standby))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, standby) in overdue {
+            if let Some(Some(HandBack::TakingOver { since, .. })) =
+                self.modules.get_mut(&id).map(|m| m.handback.as_mut())
+            {
+                *since = now;
+            }
+            if let Some(w) = self.workers.get(&standby) {
+                tracing::warn!(
+                    "module {id}: {} (pid {}) did not take it back from its seat within \
+                     {HANDBACK_DEADLINE:?}: killing it",
+                    w.link.client,
+                    w.link.pid
+                );
+                fx.kill(&w.link);
             }
         }
     }

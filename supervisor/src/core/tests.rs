@@ -973,7 +973,13 @@ fn status_is_answered_by_its_deadline_with_what_a_busy_worker_reported_last() {
     };
     osc(&mut core, &mut fx, "/status", vec![]);
     answer(&mut core, &mut fx, false);
-    assert_eq!(last_reply(&fx).0, "/status.reply");
+    let (addr, args) = last_reply(&fx);
+    assert_eq!(addr, "/status.reply");
+    let T::String(json) = &args[0] else {
+        panic!("{args:?}")
+    };
+    let status: StatusReport = serde_json::from_str(json).unwrap();
+    assert!(!status.modules[0].report_late, "answered in time");
     fx.replies.clear();
     osc(&mut core, &mut fx, "/status", vec![]);
     let late = answer(&mut core, &mut fx, true).expect("the module's worker was asked");
@@ -988,6 +994,7 @@ fn status_is_answered_by_its_deadline_with_what_a_busy_worker_reported_last() {
     };
     let status: StatusReport = serde_json::from_str(json).unwrap();
     assert_eq!(status.modules[0].xruns, 7, "its last report");
+    assert!(status.modules[0].report_late, "marked as such");
     // The late answer changes nothing and is not a second reply.
     fx.replies.clear();
     core.handle(

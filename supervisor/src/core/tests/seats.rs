@@ -2,7 +2,7 @@
 //! hand-back of a module that failed over into a seat.
 
 use super::*;
-use crate::core::seats::HANDBACK_PERIODS;
+use crate::core::seats::{HANDBACK_DEADLINE, HANDBACK_PERIODS};
 use crate::placement::Placement;
 
 /// Seats per host in these tests.
@@ -370,6 +370,26 @@ fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing_it
         core.modules["v"].worker, seat,
         "the dead one's word is void"
     );
+}
+
+#[test]
+fn a_standby_that_does_not_take_the_module_back_in_time_is_killed_and_the_seat_takes_it_back() {
+    let (mut core, mut fx, host) = started_with_seats(4);
+    fx.cycle = Some(50_000);
+    let (seat, standby) = failed_over_into_a_seat(&mut core, &mut fx, host);
+    ack_standby(&mut core, &mut fx);
+    assert_eq!(take_overs(&fx, standby).len(), 1);
+    fx.clock = Some(fx.now() + HANDBACK_DEADLINE / 2);
+    core.tick(&mut fx);
+    assert!(!fx.killed.contains(&standby), "not yet");
+    fx.clock = Some(fx.now() + HANDBACK_DEADLINE);
+    core.tick(&mut fx);
+    assert_eq!(fx.killed, vec![standby], "hung: killed, once");
+    core.tick(&mut fx);
+    assert_eq!(fx.killed.len(), 1);
+    core.handle(Event::WorkerGone(standby), &mut fx);
+    assert_eq!(core.modules["v"].worker, seat);
+    assert!(sent_to(&fx, seat).contains(&&ToWorker::TakeNames { id: "v".into() }));
 }
 
 #[test]
