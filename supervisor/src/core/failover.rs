@@ -241,19 +241,20 @@ impl Core {
                 // next standby starts the hand-back again. If it was told to take
                 // over, its handover frame may have passed: it owned the module
                 // and the seat went silent, so the seat takes it back from the
-                // dead (`TakeNames`; its `TookOver` ends that as a failover).
+                // dead as any new owner does (`hand_over`: `TakeNames` and every
+                // value again, since the state it reloads is the dead one's; its
+                // `TookOver` ends that as a failover).
+                let mut was_taking_over = false;
                 if let Some(m) = self.modules.get_mut(&id) {
-                    let was_taking_over =
+                    was_taking_over =
                         matches!(m.handback, Some(seats::HandBack::TakingOver { .. }));
                     m.standby_worker = None;
                     m.standby_ports.clear();
                     m.handback = None;
                     m.degraded_since.get_or_insert(fx.now());
-                    if was_taking_over {
-                        if let Some(w) = self.workers.get(&m.worker) {
-                            fx.send(&w.link, ToWorker::TakeNames { id: id.clone() });
-                        }
-                    }
+                }
+                if was_taking_over {
+                    self.hand_over(&id, fx);
                 }
                 self.add_standby(&id, fx);
             }
