@@ -6,12 +6,45 @@
 
 use super::*;
 
+/// Workers waiting to be given something (the pool's spares, the free seats of
+/// standby hosts): oldest first, each at most once. It reads as the queue it
+/// holds; changes go through its methods, which keep every id in it once.
+#[derive(Debug, Default, PartialEq)]
+pub struct IdQueue(VecDeque<WorkerId>);
+
+impl IdQueue {
+    /// Takes the id that has waited longest.
+    pub fn take(&mut self) -> Option<WorkerId> {
+        self.0.pop_front()
+    }
+
+    /// Puts `id` at the back (once: an id already waiting keeps its place).
+    pub fn put_back(&mut self, id: WorkerId) {
+        if !self.0.contains(&id) {
+            self.0.push_back(id);
+        }
+    }
+
+    /// `id` waits no more (gone, retired, or given otherwise).
+    pub fn forget(&mut self, id: WorkerId) {
+        self.0.retain(|&w| w != id);
+    }
+}
+
+impl std::ops::Deref for IdQueue {
+    type Target = VecDeque<WorkerId>;
+
+    fn deref(&self) -> &VecDeque<WorkerId> {
+        &self.0
+    }
+}
+
 /// The spares and the workers being started.
 #[derive(Debug, Default)]
 pub struct Pool {
     /// Spares in the order they became ready (oldest first), each once. Seen by
     /// the core's tests, which check which workers are spares.
-    pub(super) ready: VecDeque<WorkerId>,
+    pub(super) ready: IdQueue,
     /// Workers being started.
     starting: HashSet<WorkerId>,
     /// The id the next worker started gets (above every id used or seen).
@@ -36,19 +69,17 @@ impl Pool {
 
     /// Takes the spare that has waited longest.
     pub fn take(&mut self) -> Option<WorkerId> {
-        self.ready.pop_front()
+        self.ready.take()
     }
 
     /// Puts `wid` at the back of the spares' queue (once).
     pub fn put_back(&mut self, wid: WorkerId) {
-        if !self.ready.contains(&wid) {
-            self.ready.push_back(wid);
-        }
+        self.ready.put_back(wid);
     }
 
     /// `wid` is no spare any more (gone, or retired).
     pub fn forget(&mut self, wid: WorkerId) {
-        self.ready.retain(|&w| w != wid);
+        self.ready.forget(wid);
     }
 
     /// Worker `id` started: no longer starting, and spawning works again.

@@ -74,7 +74,7 @@ pub struct Seats {
     /// Each host's seats' worker ids, by seat number.
     hosts: BTreeMap<WorkerId, Vec<WorkerId>>,
     /// Seats without a module, oldest first, each once.
-    free: VecDeque<WorkerId>,
+    free: pool::IdQueue,
     /// Hosts being started.
     starting: HashSet<WorkerId>,
     /// Host starts that failed since the last one that worked; at
@@ -148,32 +148,34 @@ impl Seats {
     pub fn arrived(&mut self, host: WorkerId, seats: Vec<WorkerId>) {
         self.starting.remove(&host);
         self.failures_in_a_row = 0;
-        self.free.extend(seats.iter().copied());
+        for &seat in &seats {
+            self.free.put_back(seat);
+        }
         self.hosts.insert(host, seats);
     }
 
     /// Takes the seat that has been free longest.
     pub fn take(&mut self) -> Option<WorkerId> {
-        self.free.pop_front()
+        self.free.take()
     }
 
     /// Seat `seat` is free again (once).
     pub fn put_back(&mut self, seat: WorkerId) {
-        if !self.free.contains(&seat) {
-            self.free.push_back(seat);
-        }
+        self.free.put_back(seat);
     }
 
     /// Seat `seat` is not to be given again.
     pub fn forget(&mut self, seat: WorkerId) {
-        self.free.retain(|&s| s != seat);
+        self.free.forget(seat);
     }
 
     /// Host `host` is gone: its seats (by number), none of them free any more.
     pub fn host_gone(&mut self, host: WorkerId) -> Vec<WorkerId> {
         self.starting.remove(&host);
         let seats = self.hosts.remove(&host).unwrap_or_default();
-        self.free.retain(|s| !seats.contains(s));
+        for &seat in &seats {
+            self.free.forget(seat);
+        }
         seats
     }
 }

@@ -169,17 +169,24 @@ fn host_ready(core: &mut Core, fx: &mut Fake, id: WorkerId, seats: u16) {
     core.handle(Event::Spawned(new), fx);
 }
 
-/// A core whose pool of `n` is ready.
-fn started(n: usize) -> (Core, Fake) {
+/// A core with a pool of `n` and standbys placed by `placement`, started: its
+/// first workers are spawning.
+fn started_placing(n: usize, placement: crate::placement::Placement) -> (Core, Fake) {
     let mut core = Core::new(Config {
         pool: n,
         instance: "ms".into(),
         restart: RestartPolicy::default(),
         limits: Default::default(),
-        placement: Default::default(),
+        placement,
     });
     let mut fx = Fake::default();
     core.start(&mut fx);
+    (core, fx)
+}
+
+/// A core whose pool of `n` is ready.
+fn started(n: usize) -> (Core, Fake) {
+    let (mut core, mut fx) = started_placing(n, Default::default());
     let mut next = 0;
     while next < fx.spawned.len() {
         let id = fx.spawned[next];

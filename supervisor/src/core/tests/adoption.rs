@@ -106,7 +106,7 @@ fn adoption_rebuilds_modules_standbys_values_connections_spares_and_counters() {
     let amp = &core.modules["amp"];
     assert_eq!((amp.standby, amp.standby_worker), (Standby::None, None));
     assert_eq!(
-        core.pool.ready,
+        *core.pool.ready,
         VecDeque::from([5]),
         "the spare is a spare again"
     );

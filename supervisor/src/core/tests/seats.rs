@@ -11,18 +11,12 @@ const SEATS: u16 = 4;
 /// A core with a pool of `n` and `--standby-seats 4`, started: its first spares
 /// and host are spawning.
 fn seated_core(n: usize) -> (Core, Fake) {
-    let mut core = Core::new(Config {
-        pool: n,
-        instance: "ms".into(),
-        restart: RestartPolicy::default(),
-        limits: Default::default(),
-        placement: Placement {
+    started_placing(
+        n,
+        Placement {
             seats_per_host: SEATS,
         },
-    });
-    let mut fx = Fake::default();
-    core.start(&mut fx);
-    (core, fx)
+    )
 }
 
 /// A core whose pool of `n` spares is ready, with `--standby-seats 4` and its
@@ -342,13 +336,20 @@ fn a_seat_promoted_after_its_primary_died_gets_an_ordinary_standby_and_hands_the
     assert_eq!(core.counters.failovers, 2);
 }
 
-#[test]
-fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing_it() {
+/// A module that failed over into a seat, whose new standby worker has been told
+/// to take it back (once): the core, its effects, the seat and that standby.
+fn told_to_take_back() -> (Core, Fake, WorkerId, WorkerId) {
     let (mut core, mut fx, host) = started_with_seats(4);
     fx.cycle = Some(50_000);
     let (seat, standby) = failed_over_into_a_seat(&mut core, &mut fx, host);
     ack_standby(&mut core, &mut fx);
     assert_eq!(take_overs(&fx, standby).len(), 1);
+    (core, fx, seat, standby)
+}
+
+#[test]
+fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing_it() {
+    let (mut core, mut fx, seat, standby) = told_to_take_back();
     core.handle(Event::WorkerGone(standby), &mut fx);
     assert_eq!(core.modules["v"].worker, seat, "still the seat's");
     assert!(core.modules["v"].handback.is_none());
@@ -374,11 +375,7 @@ fn a_standby_that_dies_before_it_took_the_module_back_leaves_the_seat_playing_it
 
 #[test]
 fn a_standby_that_does_not_take_the_module_back_in_time_is_killed_and_the_seat_takes_it_back() {
-    let (mut core, mut fx, host) = started_with_seats(4);
-    fx.cycle = Some(50_000);
-    let (seat, standby) = failed_over_into_a_seat(&mut core, &mut fx, host);
-    ack_standby(&mut core, &mut fx);
-    assert_eq!(take_overs(&fx, standby).len(), 1);
+    let (mut core, mut fx, seat, standby) = told_to_take_back();
     fx.clock = Some(fx.now() + HANDBACK_DEADLINE / 2);
     core.tick(&mut fx);
     assert!(!fx.killed.contains(&standby), "not yet");
