@@ -39,20 +39,14 @@ pub const TURN_WAIT: Duration = Duration::from_secs(20 * 60);
 
 /// Default sample rate of [`JackServer::start`].
 pub const DEFAULT_SAMPLE_RATE: u32 = 48_000;
-/// Default period (frames per cycle) of [`JackServer::start`]: 1024 frames (21 ms).
-///
-/// Why not the 256 a user plays at: the test servers run without real-time
-/// scheduling on a shared 2-core virtual machine whose threads are sometimes woken
-/// milliseconds late (measured with nothing else running: p99.9 3 ms, max 7 ms for a
-/// 1 ms sleep). A cycle is a chain of wake-ups, one per client, so at 256 frames
-/// (5.3 ms) those delays add up to missed cycles: the demo set (17 clients) had 397
-/// clients not finished in 20 s, 17 plain `jack_metro` clients 111 (86 with
-/// `jackd -R`), and every take of a 2 s recording for 30 s was disturbed. At 512
-/// frames: 47 in 20 s; at 1024: 0 in 60 s, with 34 plain clients 0 in 30 s. What the
-/// tests check does not depend on the period (frame-exact events, at most one period
-/// of missing audio, pitches), and tests about the period itself pass theirs to
-/// [`JackServer::start_with`]; the bench measures at 256.
-pub const DEFAULT_PERIOD: u32 = 1024;
+/// Default period (frames per cycle) of [`JackServer::start`]: 256 frames (5.3 ms),
+/// what people play at. Tests run their servers real-time (`jackd -R`, see
+/// [`REALTIME_VAR`]) as a user's server runs: on this 2-core virtual machine a
+/// non-real-time server at 256 frames misses cycles whenever a thread wakes late
+/// (the demo set: 397 clients not finished in 20 s), a real-time one does not (0 in
+/// 20 s). A test that needs another period says why and passes it to
+/// [`JackServer::start_with`].
+pub const DEFAULT_PERIOD: u32 = 256;
 /// How long [`JackServer::start`] waits for the server to accept clients.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -138,16 +132,17 @@ pub fn pipewire_config() -> Option<PathBuf> {
 
 /// Serialises the harness's `jack_client_open` calls.
 static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
-/// With this variable at `1`, private `jackd` servers run their clients' process
-/// threads with realtime scheduling (`-R`), as a user's server does; tests leave it
-/// off (a test must not need the privilege), `modsynth-bench --realtime` sets it.
+/// Private `jackd` servers run real-time (`-R`: the server's and its clients'
+/// process threads at SCHED_FIFO), as a user's server does, unless this variable is
+/// `0`. Where the privilege is missing jackd says so in its log and runs its
+/// threads at normal priority: the tests still run, with more disturbed cycles.
 pub const REALTIME_VAR: &str = "MODSYNTH_JACK_REALTIME";
 
 /// Makes server names unique within the process.
 static SERVER_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A running private `jackd` (dummy backend, no realtime scheduling unless
-/// [`REALTIME_VAR`] is `1`).
+/// A running private `jackd` (dummy backend, real-time unless [`REALTIME_VAR`] is
+/// `0`).
 ///
 /// Dropping it sends SIGTERM to that child only, waits up to 10 s (a SIGKILLed jackd
 /// leaves its shared memory behind), then SIGKILLs it
@@ -211,7 +206,10 @@ impl JackServer {
             }
             None => {
                 let mut cmd = Command::new("jackd");
-                let realtime = std::env::var(REALTIME_VAR).is_ok_and(|v| v == "1");
+                let realtime = std::env::var(REALTIME_VAR).map_or(true, |v| v != "0");
+                if std::env::var_os("MODSYNTH_JACKD_VERBOSE").is_some() {
+                    cmd.arg("-v");
+                }
                 cmd.args([
                     "-n",
                     &name,

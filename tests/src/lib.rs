@@ -12,6 +12,8 @@
 //!   frame time they started at.
 //! - [`analysis`]: pure signal analysis (pitch by FFT, levels, spectra, gaps,
 //!   discontinuities); no JACK.
+//! - [`continuity`]: phase continuity of a steady tone (skipped or repeated
+//!   periods, the clicks no silent sample shows); no JACK.
 //! - [`supervisor`]: runs `modsynthd` on a private server and talks OSC to it.
 //! - [`workers`]: finding the project's binaries and waiting for JACK ports.
 //! - [`test_plugins`]: LV2 plugins the tests build (`crashy`).
@@ -23,6 +25,7 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod continuity;
 pub mod jack_server;
 pub mod midi_player;
 pub mod player;

@@ -691,6 +691,8 @@ impl Host {
             drop(unsafe { Box::from_raw(state) });
             return Err(OpenError(format!("cannot activate JACK client '{name}'")));
         }
+        let released = crate::quick_exit::release_jack_pages();
+        tracing::debug!("released {} MiB of libjack's page tables", released >> 20);
         Ok(Host {
             client,
             state,

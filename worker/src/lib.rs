@@ -9,6 +9,7 @@
 //! - [`jack_host`]: runs the engine inside a JACK client.
 //! - [`midi`]: a period's MIDI messages, as the real-time thread hands them over.
 //! - [`shared_state`]: a module's state in shared memory, for hot-standby failover.
+//! - [`quick_exit`]: a killed worker leaves the JACK graph in a millisecond, not ten.
 //! - [`pooled`]: the warm pool worker serving `modsynthd` over `ipc-channel`.
 //! - [`seats`]: one module's part of a pooled worker; a standby host has several.
 //! - [`standby`]: a standby's watch over its primary, asleep until it dies.
@@ -23,6 +24,7 @@ pub mod gate;
 pub mod jack_host;
 pub mod midi;
 pub mod pooled;
+pub mod quick_exit;
 pub mod seats;
 pub mod shared_state;
 pub mod standby;
