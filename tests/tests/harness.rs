@@ -2,7 +2,6 @@
 //! Player -> Capture path with exact frame times, parallel servers.
 
 use modsynth_tests::analysis::{first_index_above, peak};
-use modsynth_tests::capture::retake_while_disturbed;
 use modsynth_tests::workers::wait_for_port;
 use modsynth_tests::{Capture, JackServer, Player};
 use std::sync::mpsc;
@@ -14,31 +13,32 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// the recording runs. Returns the recording and the player's start frame. Takes it
 /// again when the server's frame timer jumped during the recording (an xrun on a
 /// loaded machine), since sample indices then no longer map to frame times (see
-/// `retake_while_disturbed`).
+/// `Capture::retake_while_disturbed`).
 fn play_during_recording(
     capture: &Capture,
     player: &Player,
     frames: usize,
     channels: Vec<Vec<f32>>,
 ) -> (modsynth_tests::Recording, u64) {
-    retake_while_disturbed(|| {
-        let (tx, rx) = mpsc::channel();
-        let (rec, start) = std::thread::scope(|s| {
-            let rec = s.spawn(move || {
-                capture.record_then(frames, TIMEOUT, move |_| {
-                    let _ = tx.send(());
-                })
+    capture
+        .retake_while_disturbed(|| {
+            let (tx, rx) = mpsc::channel();
+            let (rec, start) = std::thread::scope(|s| {
+                let rec = s.spawn(move || {
+                    capture.record_then(frames, TIMEOUT, move |_| {
+                        let _ = tx.send(());
+                    })
+                });
+                rx.recv_timeout(TIMEOUT).expect("recording started");
+                let start = player.play(channels.clone()).expect("play");
+                (rec.join().expect("recording thread"), start)
             });
-            rx.recv_timeout(TIMEOUT).expect("recording started");
-            let start = player.play(channels.clone()).expect("play");
-            (rec.join().expect("recording thread"), start)
-        });
-        let rec = rec?;
-        assert!(!rec.overflowed, "the reader keeps up with 2 s rings");
-        player.wait_idle(TIMEOUT).expect("player idle");
-        Ok((rec, start))
-    })
-    .expect("an undisturbed recording")
+            let rec = rec?;
+            assert!(!rec.overflowed, "the reader keeps up with 2 s rings");
+            player.wait_idle(TIMEOUT).expect("player idle");
+            Ok((rec, start))
+        })
+        .expect("an undisturbed recording")
 }
 
 fn impulse(len: usize, at: usize) -> Vec<f32> {

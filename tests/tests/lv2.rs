@@ -7,7 +7,7 @@
 use modsynth_control::osc::{message, text};
 use modsynth_control::setfile;
 use modsynth_tests::analysis::{band_energy_db, longest_silent_run, phase_error_frames};
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{unique_name, Supervisor};
 use rosc::OscType;
@@ -50,7 +50,9 @@ fn an_lv2_lowpass_attenuates_a_high_tone_by_its_cutoff_and_refuses_values_outsid
     sup.connect("lp:output", &capture.port(1)).unwrap();
 
     let attenuation = |capture: &Capture| {
-        let (rec, _) = retake_while_disturbed(|| Ok((capture.record(24_000)?, ()))).unwrap();
+        let (rec, _) = capture
+            .retake_while_disturbed(|| Ok((capture.record(24_000)?, ())))
+            .unwrap();
         let band = |k: usize| band_energy_db(&rec.channels[k][4_800..], RATE, 5_500.0, 6_500.0);
         band(0) - band(1)
     };

@@ -5,7 +5,7 @@
 //! the same note-on on its own port).
 
 use modsynth_tests::analysis::{cents, first_index_above, longest_silent_run, pitch_hz};
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
@@ -37,8 +37,10 @@ fn an_lv2_synth_plays_the_pitch_of_each_midi_note_from_the_frame_it_was_sent_on(
     sup.wait_until_settled(PATIENCE);
     let period = server.period() as u64;
     // Off the period boundaries: a note moved to the start of its period would
-    // sound 300 frames early, one moved to the next 724 late.
-    let notes: [(u8, u64); 2] = [(57, 2 * period + 300), (64, 2 * period + 300 + 48_000)];
+    // sound 3/8 of a period early, one moved to the next 5/8 late. At least 2048
+    // frames in: the check looks at the 2048 before each note.
+    let first = 12 * period + 3 * period / 8;
+    let notes: [(u8, u64); 2] = [(57, first), (64, first + 48_000)];
     let length = 24_000;
     let mut events = vec![(0, vec![0xB0, 123, 0])]; // all notes off: a clean take
     for &(note, on) in &notes {
@@ -46,15 +48,19 @@ fn an_lv2_synth_plays_the_pitch_of_each_midi_note_from_the_frame_it_was_sent_on(
         events.push((on + length, vec![0x80, note, 0]));
     }
     let total = (notes[1].1 + length + 4_096) as usize;
-    let (rec, start) = retake_while_disturbed(|| {
-        let mut start = None;
-        let rec =
-            capture.record_then(total + 2 * period as usize, Duration::from_secs(20), |_| {
-                start = Some(player.play(events.clone()));
-            })?;
-        Ok((rec, start.expect("the recording started")?))
-    })
-    .unwrap();
+    let (rec, start) = capture
+        .retake_while_disturbed(|| {
+            let mut start = None;
+            let rec = capture.record_then(
+                total + 2 * period as usize,
+                Duration::from_secs(20),
+                |_| {
+                    start = Some(player.play(events.clone()));
+                },
+            )?;
+            Ok((rec, start.expect("the recording started")?))
+        })
+        .unwrap();
     assert_eq!(player.refused(), 0);
     let out = &rec.channels[0];
     let at = |offset: u64| {

@@ -8,7 +8,7 @@ use modsynth_control::osc::{message, text};
 use modsynth_control::setfile;
 use modsynth_control::status::ModuleRole;
 use modsynth_tests::analysis::rms;
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{unique_name, Supervisor};
 use modsynth_tests::test_plugins::crashy;
@@ -23,7 +23,9 @@ const RMS_QUIET: f64 = 0.25 * RMS_DEFAULT;
 /// The RMS of what `osc` plays, from a recording the server did not disturb.
 fn level(sup: &Supervisor, capture: &Capture) -> f64 {
     sup.wait_until_settled(PATIENCE);
-    let (rec, ()) = retake_while_disturbed(|| Ok((capture.record(12_000)?, ()))).unwrap();
+    let (rec, ()) = capture
+        .retake_while_disturbed(|| Ok((capture.record(12_000)?, ())))
+        .unwrap();
     rms(&rec.channels[0])
 }
 

@@ -3,7 +3,7 @@
 //! audio of a VCO it drives are analysed.
 
 use modsynth_tests::analysis::{cents, pitch_hz};
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::ReadyStandby;
@@ -63,15 +63,16 @@ fn a_c_major_scale_over_jack_midi_plays_in_tune_with_gates_on_the_note_frames_an
     events.push((bend_at, vec![0xE0, 0x7F, 0x7F]));
     let total = (bend_at + 2 * NOTE_EVERY) as usize;
 
-    let (rec, start) = retake_while_disturbed(|| {
-        let mut start = None;
-        let rec = capture.record_then(total + 4096, Duration::from_secs(20), |_| {
-            start = Some(player.play(events.clone()));
-        })?;
-        let start = start.expect("the recording started")?;
-        Ok((rec, start))
-    })
-    .unwrap();
+    let (rec, start) = capture
+        .retake_while_disturbed(|| {
+            let mut start = None;
+            let rec = capture.record_then(total + 4096, Duration::from_secs(20), |_| {
+                start = Some(player.play(events.clone()));
+            })?;
+            let start = start.expect("the recording started")?;
+            Ok((rec, start))
+        })
+        .unwrap();
     assert_eq!(player.refused(), 0);
     let [gate, pitch, audio] = &rec.channels[..] else {
         unreachable!()
@@ -221,14 +222,15 @@ fn midi_clock_at_120_bpm_steps_seq_on_the_clock_frames_and_stop_continue_and_sta
     events.push((48 * TICK + 50, vec![0xFA]));
     events.extend((48..60).map(clock));
     let total = (61 * TICK) as usize;
-    let (rec, start) = retake_while_disturbed(|| {
-        let mut start = None;
-        let rec = capture.record_then(total + 4096, Duration::from_secs(20), |_| {
-            start = Some(player.play(events.clone()));
-        })?;
-        Ok((rec, start.expect("the recording started")?))
-    })
-    .unwrap();
+    let (rec, start) = capture
+        .retake_while_disturbed(|| {
+            let mut start = None;
+            let rec = capture.record_then(total + 4096, Duration::from_secs(20), |_| {
+                start = Some(player.play(events.clone()));
+            })?;
+            Ok((rec, start.expect("the recording started")?))
+        })
+        .unwrap();
     let [pitch, gate] = &rec.channels[..] else {
         unreachable!()
     };

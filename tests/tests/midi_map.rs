@@ -3,7 +3,7 @@
 //! harness MIDI player plays into the supervisor's own `midi_in` port.
 
 use modsynth_control::osc::{message, text};
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::Supervisor;
@@ -161,15 +161,19 @@ fn a_learned_cc_moves_its_parameter_is_saved_in_the_set_and_works_after_set_load
     sup.wait_until_settled(PATIENCE);
     let period = server.period() as u64;
     let cc_at = 8 * period + 100;
-    let (rec, start) = retake_while_disturbed(|| {
-        let mut start = None;
-        let rec =
-            capture.record_then(16 * period as usize + 8192, Duration::from_secs(20), |_| {
-                start = Some(player.play(vec![(0, cc(3, 21, 0)), (cc_at, cc(3, 21, 127))]));
-            })?;
-        Ok((rec, start.expect("the recording started")?))
-    })
-    .unwrap();
+    let (rec, start) = capture
+        .retake_while_disturbed(|| {
+            let mut start = None;
+            let rec = capture.record_then(
+                16 * period as usize + 8192,
+                Duration::from_secs(20),
+                |_| {
+                    start = Some(player.play(vec![(0, cc(3, 21, 0)), (cc_at, cc(3, 21, 127))]));
+                },
+            )?;
+            Ok((rec, start.expect("the recording started")?))
+        })
+        .unwrap();
     let out = &rec.channels[0];
     let at = rec
         .index_of_frame(start + cc_at)

@@ -4,7 +4,7 @@
 use modsynth_tests::analysis::{
     band_energy_db, cents, has_non_finite, pitch_hz, strongest_non_harmonic_db,
 };
-use modsynth_tests::capture::{retake_while_disturbed, Capture, Recording};
+use modsynth_tests::capture::{Capture, Recording};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::player::Player;
 use modsynth_tests::workers::{bin_path, wait_for_port};
@@ -154,24 +154,25 @@ fn vcf_lowpass_at_1_khz_attenuates_4_khz_by_18_db_more_than_250_hz() {
 /// Finds rising edges (>= 0.5) in a gate signal.
 /// Plays `signal` on the player's first port 50 ms into a recording of `frames`,
 /// taking both again when the server skipped cycles in it (see
-/// [`retake_while_disturbed`]).
+/// [`Capture::retake_while_disturbed`]).
 fn play_while_recording(
     player: &Player,
     capture: &Capture,
     signal: Vec<f32>,
     frames: usize,
 ) -> Recording {
-    retake_while_disturbed(|| {
-        let rec = std::thread::scope(|s| {
-            let rec = s.spawn(|| capture.record(frames));
-            std::thread::sleep(Duration::from_millis(50));
-            player.play(vec![signal.clone()]).unwrap();
-            rec.join().unwrap()
-        });
-        Ok((rec?, ()))
-    })
-    .unwrap()
-    .0
+    capture
+        .retake_while_disturbed(|| {
+            let rec = std::thread::scope(|s| {
+                let rec = s.spawn(|| capture.record(frames));
+                std::thread::sleep(Duration::from_millis(50));
+                player.play(vec![signal.clone()]).unwrap();
+                rec.join().unwrap()
+            });
+            Ok((rec?, ()))
+        })
+        .unwrap()
+        .0
 }
 
 fn rising_edges(gate: &[f32]) -> Vec<usize> {

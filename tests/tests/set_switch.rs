@@ -5,7 +5,7 @@ use modsynth_control::osc::{message, text};
 use modsynth_tests::analysis::{
     band_energy_db, cents, first_index_above, longest_silent_run, pitch_hz, rms,
 };
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
 use rosc::{OscBundle, OscPacket, OscTime, OscType};
@@ -77,29 +77,33 @@ fn switch_to_the_other_set<T: Copy + PartialEq>(
         .call(message("/set/load", vec![text("a.toml")]))
         .unwrap();
     let mut playing = files[0].1;
-    let (rec, (frame, old, new)) = retake_while_disturbed(|| {
-        let (file, next) = if playing == files[0].1 {
-            files[1]
-        } else {
-            files[0]
-        };
-        client.call(message("/set/prepare", vec![text(file), text("next")]))?;
-        check_ids(&module_ids(sup));
-        sup.wait_until_settled(Duration::from_secs(30));
-        let switch = switch();
-        let frames = (seconds * rate) as usize;
-        let rec = capture.record_then(frames, Duration::from_secs(20), |_| {
-            client.send_packet(&switch).unwrap();
-        })?;
-        let reply = client.wait_for(|m| {
-            (m.addr == "/done" || m.addr == "/fail") && m.args.first() == Some(&text("/set/switch"))
-        })?;
-        assert_eq!(reply.addr, "/done", "{reply:?}");
-        let was = playing;
-        playing = next;
-        Ok((rec, (switched_frame(&reply), was, next)))
-    })
-    .unwrap();
+    let known = "a set switch (16 frees, connections and gates in one period) still \
+                 makes jackd2 skip cycles now and then; open in issue 28";
+    let (rec, (frame, old, new)) = capture
+        .retake_known_disturbance(known, || {
+            let (file, next) = if playing == files[0].1 {
+                files[1]
+            } else {
+                files[0]
+            };
+            client.call(message("/set/prepare", vec![text(file), text("next")]))?;
+            check_ids(&module_ids(sup));
+            sup.wait_until_settled(Duration::from_secs(30));
+            let switch = switch();
+            let frames = (seconds * rate) as usize;
+            let rec = capture.record_then(frames, Duration::from_secs(20), |_| {
+                client.send_packet(&switch).unwrap();
+            })?;
+            let reply = client.wait_for(|m| {
+                (m.addr == "/done" || m.addr == "/fail")
+                    && m.args.first() == Some(&text("/set/switch"))
+            })?;
+            assert_eq!(reply.addr, "/done", "{reply:?}");
+            let was = playing;
+            playing = next;
+            Ok((rec, (switched_frame(&reply), was, next)))
+        })
+        .unwrap();
     (rec, frame, old, new)
 }
 
@@ -153,12 +157,14 @@ fn a_prepared_set_is_silent_and_a_timetagged_switch_lands_on_its_frame_without_a
     let before = &signal[..at];
     let after = &signal[at + fade..];
     // The old set up to the frame, the new one from it on: judged on the last
-    // period before it and the first after the fade (within one period of it).
-    let last_period = &before[before.len() - period..];
-    let first_period = &after[..period];
+    // 1024 frames before it and the first 1024 after the fade (a 256-frame period
+    // holds 1.2 cycles of 220 Hz, too few to tell a pitch).
+    let judged = period.max(1024);
+    let last_period = &before[before.len() - judged..];
+    let first_period = &after[..judged];
     for (what, part, want) in [
-        ("the period before the switch frame", last_period, old),
-        ("the period after the switch frame", first_period, new),
+        ("the 1024 frames before the switch frame", last_period, old),
+        ("the 1024 frames after the switch frame", first_period, new),
         ("everything before", before, old),
         ("everything after", after, new),
     ] {

@@ -25,6 +25,10 @@
 //! - `failover.step_beyond_slope`: the largest discontinuity in the recording around
 //!   the kill ([`max_step_beyond_slope`]): a phase-continuous takeover stays at the
 //!   tone's own score (noted), a gap or a phase jump scores up to the amplitude.
+//! - `failover.phase_jumps`: per kill, the places where the killed module's tone
+//!   skipped or repeated ([`phase_jumps`]: what a listener hears as a click, silent
+//!   sample or not); `failover.untouched_phase_jumps` the same for the other module,
+//!   which shares the listener but is never killed.
 //! - `failover.server_dropped_frames`: frames the JACK server skipped around the kill
 //!   (jackd2 skips a cycle when a client dies in its graph; every listener misses
 //!   those, whoever plays, and it counts as an xrun). The recording holds the
@@ -56,6 +60,7 @@ use crate::Row;
 use modsynth_control::status::Counters;
 use modsynth_tests::analysis::{longest_silent_run, max_step_beyond_slope};
 use modsynth_tests::capture::Capture;
+use modsynth_tests::continuity::phase_jumps;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -94,6 +99,10 @@ struct Kill {
     ends_silent: bool,
     dropped_frames: u64,
     step: f32,
+    /// Phase jumps (skipped or repeated stretches) in the killed module's tone and
+    /// in the other module's, which shares the listener.
+    phase_jumps: usize,
+    other_phase_jumps: usize,
     process_exit_ms: f64,
     detection_ms: f64,
     /// `None` when the new owner could not tell (`-1`).
@@ -271,6 +280,14 @@ impl Run {
             Row::summary("failover.zero_gap_share_pct", "%", zero, n),
             owner_gap_row(hot),
             step_row(hot, self.rate),
+            per_kill("failover.phase_jumps", "jumps", |k| k.phase_jumps as f64).note(
+                "skipped or repeated stretches of the killed module's tone, per kill \
+                 (what a listener hears as a click even without a silent sample)",
+            ),
+            per_kill("failover.untouched_phase_jumps", "jumps", |k| {
+                k.other_phase_jumps as f64
+            })
+            .note("the other module, on the same listener, never touched"),
             per_kill("failover.server_dropped_frames", "frames", |k| {
                 k.dropped_frames as f64
             }),
@@ -352,7 +369,10 @@ impl Rig<'_> {
         });
         let counters = self.sup.status()?.counters;
         let out = &rec.channels[plan.channel];
+        let other = &rec.channels[1 - plan.channel];
         Ok(Kill {
+            phase_jumps: phase_jumps(out, f64::from(FREQ), f64::from(self.rate)).len(),
+            other_phase_jumps: phase_jumps(other, f64::from(FREQ), f64::from(self.rate)).len(),
             silent_frames: longest_silent_run(out, 0.0),
             ends_silent: out.last() == Some(&0.0),
             dropped_frames: rec.dropped_frames,

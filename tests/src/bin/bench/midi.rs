@@ -21,7 +21,7 @@
 use crate::load::cpu_seconds;
 use crate::Row;
 use modsynth_control::osc::{message, text};
-use modsynth_tests::capture::{retake_while_disturbed, Capture};
+use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::Supervisor;
@@ -152,7 +152,7 @@ fn cc_rows(
     let mut delays = Vec::new();
     let mut dropped = 0;
     for _ in 0..ccs / per_take {
-        let (rec, start) = retake_while_disturbed(|| {
+        let (rec, start) = capture.retake_while_disturbed(|| {
             let mut started = None;
             let rec = capture.record_then(frames, Duration::from_secs(60), |_| {
                 started = Some(player.play(events.clone()));

@@ -1,0 +1,257 @@
+//! What a listener hears when workers are SIGKILLed, measured the way a listener
+//! hears it: the phase continuity of every recorded module
+//! ([`modsynth_tests::continuity`]), on a real-time server at the periods people
+//! play at, beside the same number of plain JACK clients' deaths in the same run.
+//!
+//! What jackd2 does with a SIGKILLed client bounds what any JACK program can reach:
+//! until jackd has taken the dead client out of its graph, every client downstream
+//! of it (a mixer, a recorder, the sound card's path) waits for it and skips the
+//! cycle. A client that closes cleanly costs nothing; a killed one costs every cycle
+//! that starts between its death and its removal. So:
+//!
+//! - a module that is not downstream of the killed worker never skips;
+//! - the killed module, and a module sharing a listener with it, skip at most one
+//!   period, no more often than when a plain JACK client dies the same way.
+
+use modsynth_tests::capture::{Capture, Recording};
+use modsynth_tests::continuity::phase_jumps;
+use modsynth_tests::jack_server::JackServer;
+use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const RATE: f64 = 48_000.0;
+const PATIENCE: Duration = Duration::from_secs(15);
+/// The killed module's tone and the untouched one's: no period of 64 to 1024
+/// frames is a whole number of their cycles, so a skipped period shows.
+const KILLED_HZ: f64 = 600.0;
+const UNTOUCHED_HZ: f64 = 700.0;
+/// How many deaths each side of the comparison sees.
+const DEATHS: usize = 20;
+
+fn sigkill(pid: u32) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the process to kill exists");
+}
+
+/// What one side of the comparison cost: phase jumps per recorded module, xruns
+/// and frames the listener missed.
+#[derive(Debug)]
+struct Cost {
+    jumps: Vec<usize>,
+    xruns: u64,
+    dropped_frames: u64,
+}
+
+fn cost(rec: &Recording, tones: &[f64]) -> Cost {
+    Cost {
+        jumps: tones
+            .iter()
+            .zip(&rec.channels)
+            .map(|(&hz, ch)| phase_jumps(ch, hz, RATE).len())
+            .collect(),
+        xruns: rec.xruns,
+        dropped_frames: rec.dropped_frames,
+    }
+}
+
+/// A plain JACK client (`jack_metro`, C, from jackd2's examples) with its output
+/// connected to `port`.
+fn plain_client(server: &JackServer, name: &str, port: &str) -> Child {
+    let child = server
+        .command("jack_metro")
+        .args(["-n", name, "-b", "120"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("jack_metro (jackd2's example clients) runs");
+    let out = format!("{name}:120_bpm");
+    modsynth_tests::workers::wait_for_port(server, &out, std::time::Instant::now() + PATIENCE)
+        .expect("jack_metro's port");
+    let connected = server
+        .command("jack_connect")
+        .args([&out, port])
+        .status()
+        .expect("jack_connect runs");
+    assert!(connected.success(), "jack_connect {out} {port}");
+    child
+}
+
+/// SIGKILLs module `a`'s primary [`DEATHS`] times, then as many plain JACK clients
+/// connected to the same listener, and compares what both cost the listener.
+fn killed_primaries_cost_no_more_than_plain_clients(period: u32) {
+    let server = JackServer::start_with(48_000, period).unwrap();
+    // No crash-loop protection here: these are independent deaths, not a loop.
+    let sup = Supervisor::start_with(&server, 4, &["--crash-loop", "1000/1"]).unwrap();
+    sup.new_module("vco", "a", &[("freq", KILLED_HZ as f32), ("gain", 0.5)])
+        .unwrap();
+    sup.new_module("vco", "b", &[("freq", UNTOUCHED_HZ as f32), ("gain", 0.5)])
+        .unwrap();
+    // One listener for both (like a mixer) with a third input for the plain
+    // clients, and one for `b` alone.
+    let shared = Capture::start(&server, 3).unwrap();
+    let alone = Capture::start(&server, 1).unwrap();
+    sup.connect("a:out", &shared.port(0)).unwrap();
+    sup.connect("b:out", &shared.port(1)).unwrap();
+    sup.connect("b:out", &alone.port(0)).unwrap();
+    sup.wait_until_settled(PATIENCE);
+
+    let max_frames = 120 * 48_000;
+    let (alone_rec, (modsynth_rec, plain_rec)) = alone
+        .record_across(2 * max_frames, 4_800, || {
+            let (modsynth_rec, ()) = shared
+                .record_across(max_frames, 24_000, || {
+                    for _ in 0..DEATHS {
+                        let a = sup.wait_for_module("a", PATIENCE, |m| m.standby_worker.is_some());
+                        let _ = a.ready_standby();
+                        sigkill(a.pid);
+                        sup.wait_for_module("a", PATIENCE, |m| m.pid != a.pid);
+                        // The new standby's ports and connections are made while the
+                        // module plays: part of what is measured.
+                        sup.wait_until_settled(PATIENCE);
+                    }
+                })
+                .unwrap();
+            let (plain_rec, ()) = shared
+                .record_across(max_frames, 24_000, || {
+                    for k in 0..DEATHS {
+                        let mut client =
+                            plain_client(&server, &format!("plain{k}"), &shared.port(2));
+                        sigkill(client.id());
+                        let _ = client.wait();
+                    }
+                })
+                .unwrap();
+            (modsynth_rec, plain_rec)
+        })
+        .unwrap();
+
+    let modsynth = cost(&modsynth_rec, &[KILLED_HZ, UNTOUCHED_HZ]);
+    let plain = cost(&plain_rec, &[KILLED_HZ, UNTOUCHED_HZ]);
+    let untouched_alone = phase_jumps(&alone_rec.channels[0], UNTOUCHED_HZ, RATE);
+    eprintln!(
+        "measured at {period} frames, {DEATHS} deaths each: modsynth primaries: jumps in \
+         the killed module {}, in an untouched one sharing its listener {}, xruns {}, \
+         {} frames missed by the listener; plain JACK clients: jumps {} and {}, xruns {}, \
+         {} frames missed; the untouched module on a listener of its own: {} jumps \
+         over both",
+        modsynth.jumps[0],
+        modsynth.jumps[1],
+        modsynth.xruns,
+        modsynth.dropped_frames,
+        plain.jumps[0],
+        plain.jumps[1],
+        plain.xruns,
+        plain.dropped_frames,
+        untouched_alone.len()
+    );
+    assert!(
+        untouched_alone.is_empty(),
+        "a module downstream of no killed worker skipped: {untouched_alone:?}"
+    );
+    assert!(
+        modsynth.jumps[0] <= plain.jumps[1] + 1 && modsynth.jumps[1] <= plain.jumps[1] + 1,
+        "modsynth's failovers cost the listener more than plain clients' deaths: \
+         {modsynth:?} against {plain:?}"
+    );
+    assert!(
+        modsynth.xruns <= plain.xruns + 1,
+        "more xruns than plain clients' deaths: {modsynth:?} against {plain:?}"
+    );
+    // At most one period per death: jackd2 takes the dead client out of its graph
+    // at the first cycle after it learns of the death.
+    assert!(
+        modsynth.dropped_frames <= DEATHS as u64 * u64::from(period),
+        "the listener missed more than a period a death: {modsynth:?}"
+    );
+}
+
+#[test]
+fn killed_primaries_cost_no_more_than_plain_clients_at_256_frames() {
+    killed_primaries_cost_no_more_than_plain_clients(256);
+}
+
+#[test]
+fn killed_primaries_cost_no_more_than_plain_clients_at_64_frames() {
+    killed_primaries_cost_no_more_than_plain_clients(64);
+}
+
+/// Eight primaries SIGKILLed within 2 s: each killed module plays again within a
+/// period, and a module downstream of none of them never skips.
+#[test]
+fn eight_primaries_killed_within_two_seconds_leave_the_rest_untouched() {
+    const KILLED: usize = 8;
+    let server = JackServer::start().unwrap();
+    let sup = Supervisor::start_with(&server, 2 * KILLED + 4, &["--crash-loop", "1000/1"]).unwrap();
+    let killed_hz = |k: usize| 300.0 + 50.0 * k as f64;
+    for k in 0..KILLED {
+        sup.new_module(
+            "vco",
+            &format!("k{k}"),
+            &[("freq", killed_hz(k) as f32), ("gain", 0.3)],
+        )
+        .unwrap();
+    }
+    sup.new_module("vco", "u", &[("freq", UNTOUCHED_HZ as f32), ("gain", 0.5)])
+        .unwrap();
+    let killed_listener = Capture::start(&server, KILLED).unwrap();
+    let alone = Capture::start(&server, 1).unwrap();
+    for k in 0..KILLED {
+        sup.connect(&format!("k{k}:out"), &killed_listener.port(k))
+            .unwrap();
+    }
+    sup.connect("u:out", &alone.port(0)).unwrap();
+    sup.wait_until_settled(Duration::from_secs(30));
+    let pids: Vec<u32> = (0..KILLED)
+        .map(|k| {
+            let m = sup.wait_for_module(&format!("k{k}"), PATIENCE, |m| m.standby_worker.is_some());
+            let _ = m.ready_standby();
+            m.pid
+        })
+        .collect();
+    let (alone_rec, killed_rec) = alone
+        .record_across(60 * 48_000, 4_800, || {
+            killed_listener
+                .record_across(30 * 48_000, 48_000, || {
+                    for pid in &pids {
+                        sigkill(*pid);
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    sup.wait_until_settled(Duration::from_secs(30));
+                })
+                .unwrap()
+                .0
+        })
+        .unwrap();
+    let untouched = phase_jumps(&alone_rec.channels[0], UNTOUCHED_HZ, RATE);
+    let period = server.period() as usize;
+    let silences: Vec<usize> = killed_rec
+        .channels
+        .iter()
+        .map(|ch| modsynth_tests::analysis::longest_silent_run(ch, 1e-6))
+        .collect();
+    eprintln!(
+        "measured: 8 primaries killed 250 ms apart at {period} frames: untouched module's \
+         jumps {}, longest silence in each killed module {silences:?} samples, listener \
+         missed {} frames in {} jumps, {} xruns",
+        untouched.len(),
+        killed_rec.dropped_frames,
+        killed_rec.frame_jumps,
+        killed_rec.xruns
+    );
+    assert!(
+        untouched.is_empty(),
+        "the untouched module skipped: {untouched:?}"
+    );
+    for (k, silence) in silences.iter().enumerate() {
+        assert!(
+            *silence <= period,
+            "k{k} was silent for {silence} samples, more than a period"
+        );
+    }
+    for k in 0..KILLED {
+        let m = sup.module_status(&format!("k{k}")).unwrap();
+        assert_ne!(m.pid, pids[k], "k{k} plays in another worker");
+    }
+}
