@@ -116,7 +116,7 @@ enum Command {
     Modules {
         /// Only this module type.
         module: Option<String>,
-        /// Print the README's Markdown reference instead.
+        /// Print the Markdown reference (docs/modules.md) instead.
         #[arg(long)]
         markdown: bool,
     },

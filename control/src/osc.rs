@@ -668,10 +668,7 @@ fn decode_shortcut(addr: &str, a: &Args) -> Result<Request, Fail> {
                 value: a.value(0)?,
             })
         }
-        _ => Err(Fail::new(
-            addr,
-            "unknown address (see the README's OSC reference)",
-        )),
+        _ => Err(Fail::new(addr, "unknown address (see docs/osc.md)")),
     }
 }
 

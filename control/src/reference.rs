@@ -1,7 +1,7 @@
 //! The module reference, written from the catalog so it can never disagree with it.
 //!
-//! `modsynth modules` prints [`plain`]; the README's reference section is
-//! [`markdown`] (a test checks that the README holds exactly this text).
+//! `modsynth modules` prints [`plain`]; the reference in `docs/modules.md` is
+//! [`markdown`] (a test checks that docs/modules.md holds exactly this text).
 //!
 //! ```
 //! let text = modsynth_control::reference::markdown();
@@ -111,19 +111,19 @@ pub fn plain(only: Option<&ModuleSpec>) -> String {
 
 #[cfg(test)]
 mod tests {
-    /// The README's module reference is the generated one, so docs and code agree.
+    /// docs/modules.md's module reference is the generated one, so docs and code agree.
     /// To update it: `cargo run -p modsynth-control -- modules --markdown` and paste it
     /// between the markers.
     #[test]
-    fn readme_module_reference_matches_the_catalog() {
-        let readme = include_str!("../../README.md");
+    fn docs_module_reference_matches_the_catalog() {
+        let doc = include_str!("../../docs/modules.md");
         let begin = "<!-- modules:begin -->\n";
         let end = "<!-- modules:end -->";
-        let start = readme.find(begin).expect("README has the begin marker") + begin.len();
-        let stop = readme.find(end).expect("README has the end marker");
+        let start = doc.find(begin).expect("modules.md has the begin marker") + begin.len();
+        let stop = doc.find(end).expect("modules.md has the end marker");
         assert!(
-            readme[start..stop] == super::markdown(),
-            "README's module reference is stale: run `cargo run -p modsynth-control -- modules --markdown` and paste it between the markers"
+            doc[start..stop] == super::markdown(),
+            "docs/modules.md's module reference is stale: run `cargo run -p modsynth-control -- modules --markdown` and paste it between the markers"
         );
     }
 }

@@ -1,8 +1,8 @@
 //! The module catalog: which module types exist, their ports and their parameters.
 //!
 //! This table is the single source of truth. The worker builds ports from it, the
-//! parameter validator checks values against it, the CLI lists it and the README's
-//! module reference is generated from it (a test keeps the two in step).
+//! parameter validator checks values against it, the CLI lists it and the module
+//! reference in docs/modules.md is generated from it (a test keeps the two in step).
 //!
 //! Each module type has its own module here ([`vco`], [`vcf`], ...) holding its
 //! ports, its parameters and the index constants its DSP kernel reads them by. The
