@@ -63,16 +63,7 @@ fn a_c_major_scale_over_jack_midi_plays_in_tune_with_gates_on_the_note_frames_an
     events.push((bend_at, vec![0xE0, 0x7F, 0x7F]));
     let total = (bend_at + 2 * NOTE_EVERY) as usize;
 
-    let (rec, start) = capture
-        .retake_while_disturbed(|| {
-            let mut start = None;
-            let rec = capture.record_then(total + 4096, Duration::from_secs(20), |_| {
-                start = Some(player.play(events.clone()));
-            })?;
-            let start = start.expect("the recording started")?;
-            Ok((rec, start))
-        })
-        .unwrap();
+    let (rec, start) = play_while_recording(&capture, &player, &events, total + 4096);
     assert_eq!(player.refused(), 0);
     let [gate, pitch, audio] = &rec.channels[..] else {
         unreachable!()
@@ -222,15 +213,7 @@ fn midi_clock_at_120_bpm_steps_seq_on_the_clock_frames_and_stop_continue_and_sta
     events.push((48 * TICK + 50, vec![0xFA]));
     events.extend((48..60).map(clock));
     let total = (61 * TICK) as usize;
-    let (rec, start) = capture
-        .retake_while_disturbed(|| {
-            let mut start = None;
-            let rec = capture.record_then(total + 4096, Duration::from_secs(20), |_| {
-                start = Some(player.play(events.clone()));
-            })?;
-            Ok((rec, start.expect("the recording started")?))
-        })
-        .unwrap();
+    let (rec, start) = play_while_recording(&capture, &player, &events, total + 4096);
     let [pitch, gate] = &rec.channels[..] else {
         unreachable!()
     };
@@ -264,4 +247,23 @@ fn midi_clock_at_120_bpm_steps_seq_on_the_clock_frames_and_stop_continue_and_sta
         rises.len()
     );
     assert_eq!(all_rises, expected.len(), "no step while stopped");
+}
+
+/// Plays `events` once a recording of `frames` runs; returns the recording and the
+/// frame the events started at (taken again only when the machine disturbed it).
+fn play_while_recording(
+    capture: &Capture,
+    player: &MidiPlayer,
+    events: &[(u64, Vec<u8>)],
+    frames: usize,
+) -> (modsynth_tests::Recording, u64) {
+    capture
+        .retake_while_disturbed(|| {
+            let mut start = None;
+            let rec = capture.record_then(frames, Duration::from_secs(20), |_| {
+                start = Some(player.play(events.to_vec()));
+            })?;
+            Ok((rec, start.expect("the recording started")?))
+        })
+        .unwrap()
 }
