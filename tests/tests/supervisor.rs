@@ -637,6 +637,9 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     let calm_listener = Capture::start(&server, 1).unwrap();
     sup.connect("calm:out", &calm_listener.port(0)).unwrap();
     sup.wait_until_settled(PATIENCE);
+    // Kill in a quiet moment: a steady recording of the graph left alone must be
+    // undisturbed first, so a skip afterwards is the failover's, not the machine's.
+    calm_listener.record_continuous(96_000).unwrap();
     let (calm, rec) = calm_listener
         .record_across(20 * 48_000, 4_800, || {
             capture
