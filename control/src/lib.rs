@@ -1,6 +1,8 @@
 //! The control plane of modsynth: everything that talks to a user, a file or the
 //! network about modules. The modules themselves (catalog, parameters, names, the
-//! worker protocol) are plain data in [`modsynth_model`].
+//! worker protocol) are plain data in [`modsynth_model`]; what the processes say to
+//! each other over OSC, and set files, are in [`modsynth_protocol`], re-exported
+//! here under their old paths.
 //!
 //! - [`capacity`]: how many workers and JACK clients a set needs, and whether it fits.
 //! - [`client`]: an OSC client that waits for `modsynthd`'s answers.
@@ -14,13 +16,9 @@
 
 #![deny(missing_docs)]
 
-pub mod capacity;
 pub mod client;
-pub mod osc;
-pub mod packet;
 pub mod plugins;
 pub mod record;
 pub mod reference;
-pub mod setfile;
-pub mod slip;
-pub mod status;
+
+pub use modsynth_protocol::{capacity, osc, packet, setfile, slip, status};

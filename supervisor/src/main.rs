@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value = "")]
     allow: String,
     /// Modules at most (created or waiting for a spare); more are refused.
-    #[arg(long, default_value_t = modsynth_control::capacity::DEFAULT_MAX_MODULES)]
+    #[arg(long, default_value_t = modsynth_protocol::capacity::DEFAULT_MAX_MODULES)]
     max_modules: usize,
     /// Where set files live: OSC /set/load and /set/save take names in it
     /// [default: $XDG_DATA_HOME/modsynth/sets, else ~/.local/share/modsynth/sets].
@@ -82,7 +82,7 @@ struct Adopted {
     /// See [`modsynth_supervisor::adoption::Finding::highest_id`].
     highest_id: Option<modsynth_supervisor::core::WorkerId>,
     saved: modsynth_supervisor::core::Saved,
-    counters: Option<modsynth_control::status::Counters>,
+    counters: Option<modsynth_protocol::status::Counters>,
     /// How long finding and asking them took.
     took: Duration,
 }
@@ -139,7 +139,7 @@ fn run(args: Args) -> Result<(), String> {
     let sets_dir = args
         .sets_dir
         .clone()
-        .or_else(modsynth_control::setfile::default_sets_dir)
+        .or_else(modsynth_protocol::setfile::default_sets_dir)
         .ok_or("no HOME or XDG_DATA_HOME for the sets dir; give --sets-dir")?;
     let sets = SetsDir::open(&sets_dir)?;
     if !args.osc_bind.is_loopback() && access.is_loopback_only() {

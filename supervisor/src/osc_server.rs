@@ -3,7 +3,7 @@
 //! nothing about modules; it does decide what reaches the core at all:
 //!
 //! - senders outside the allowlist ([`Access`]) get nothing, counted as `not_allowed`;
-//! - every packet is decoded by [`modsynth_control::packet`], which never panics
+//! - every packet is decoded by [`modsynth_protocol::packet`], which never panics
 //!   (timetags are plain numbers, nesting is limited, far future is refused);
 //! - the loop reads at most [`BATCH`] datagrams per wake-up before it looks at its
 //!   other sources again, so a flood cannot keep worker messages, deaths or timers
@@ -20,9 +20,9 @@
 use crate::core::Event;
 use crate::event_loop::EventSender;
 use ipnet::IpNet;
-use modsynth_control::packet::{self, Due};
-use modsynth_control::status::{SourceCounts, TrafficReport};
 use modsynth_process::logging::RateLimit;
+use modsynth_protocol::packet::{self, Due};
+use modsynth_protocol::status::{SourceCounts, TrafficReport};
 use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use std::collections::HashMap;
 use std::io::IoSliceMut;

@@ -12,9 +12,9 @@
 
 use crate::event_loop::EventSender;
 use crate::osc_server::{self, Access, Clock, Traffic};
-use modsynth_control::packet::MAX_PACKET;
-use modsynth_control::slip;
 use modsynth_process::logging::RateLimit;
+use modsynth_protocol::packet::MAX_PACKET;
+use modsynth_protocol::slip;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -9,9 +9,9 @@ use crate::osc_tcp::{Connections, Sent};
 use crate::patchbay::Patchbay;
 use crate::sets_dir::SetsDir;
 use crate::spawn::Spawner;
-use modsynth_control::osc;
-use modsynth_control::packet::MAX_PACKET;
 use modsynth_model::protocol::ToWorker;
+use modsynth_protocol::osc;
+use modsynth_protocol::packet::MAX_PACKET;
 use modsynth_shm::StateSegment;
 use rosc::OscMessage;
 use std::collections::HashMap;
@@ -110,7 +110,7 @@ impl Effects for Runtime {
         }
     }
 
-    fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
+    fn traffic(&mut self) -> modsynth_protocol::status::TrafficReport {
         self.traffic.report()
     }
 

@@ -12,7 +12,7 @@
 //! Saving writes a temporary file next to the set (`O_EXCL`), syncs it and renames
 //! it over the old one, so a crash never leaves half a set.
 
-use modsynth_control::setfile::{check_set_name, MAX_SET_FILE};
+use modsynth_protocol::setfile::{check_set_name, MAX_SET_FILE};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::io::{Read, Write};

@@ -178,9 +178,9 @@ impl StateDir {
     }
 
     /// The counters the last supervisor wrote into `metrics.json`, if any.
-    pub fn read_counters(&self) -> Option<modsynth_control::status::Counters> {
+    pub fn read_counters(&self) -> Option<modsynth_protocol::status::Counters> {
         let json = std::fs::read_to_string(self.dir.join(METRICS_FILE)).ok()?;
-        let report: modsynth_control::status::StatusReport = serde_json::from_str(&json).ok()?;
+        let report: modsynth_protocol::status::StatusReport = serde_json::from_str(&json).ok()?;
         Some(report.counters)
     }
 

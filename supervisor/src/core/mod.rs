@@ -24,12 +24,12 @@
 //! `reports` (status, sync, registry).
 
 use crate::restart::{CrashHistory, Recovery, RestartPolicy};
-use modsynth_control::osc::{self, Arg, Fail, OnBar, Request, Standby};
-use modsynth_control::setfile::{self, Connection};
-use modsynth_control::status::{Counters, ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use modsynth_model::catalog::{self, ModuleSpec, MAX_PARAMS};
 use modsynth_model::param;
 use modsynth_model::protocol::{FromWorker, Role as WorkerRole, ToWorker, WorkerReport};
+use modsynth_protocol::osc::{self, Arg, Fail, OnBar, Request, Standby};
+use modsynth_protocol::setfile::{self, Connection};
+use modsynth_protocol::status::{Counters, ModuleRole, ModuleStatus, StandbyWorker, StatusReport};
 use rosc::{OscMessage, OscType};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -200,7 +200,7 @@ pub trait Effects {
         Duration::from_millis(1)
     }
     /// OSC traffic counts for `/status` (the OSC thread keeps them).
-    fn traffic(&mut self) -> modsynth_control::status::TrafficReport {
+    fn traffic(&mut self) -> modsynth_protocol::status::TrafficReport {
         Default::default()
     }
 }
@@ -644,8 +644,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_modules: modsynth_control::capacity::DEFAULT_MAX_MODULES,
-            jack_clients: modsynth_control::capacity::DEFAULT_MODULE_CLIENTS,
+            max_modules: modsynth_protocol::capacity::DEFAULT_MAX_MODULES,
+            jack_clients: modsynth_protocol::capacity::DEFAULT_MODULE_CLIENTS,
         }
     }
 }

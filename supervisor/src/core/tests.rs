@@ -1,5 +1,5 @@
 use super::*;
-use modsynth_control::osc::decode;
+use modsynth_protocol::osc::decode;
 use rosc::OscType as T;
 
 // Re-adoption decisions, in a file of their own.

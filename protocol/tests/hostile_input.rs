@@ -6,9 +6,9 @@
 //! input, bounded so the normal test run stays quick (`PROPTEST_CASES` raises it
 //! for a longer hunt).
 
-use modsynth_control::osc::{self, Request};
-use modsynth_control::packet::{decode_packet, Due};
-use modsynth_control::setfile;
+use modsynth_protocol::osc::{self, Request};
+use modsynth_protocol::packet::{decode_packet, Due};
+use modsynth_protocol::setfile;
 use proptest::prelude::*;
 use rosc::{encoder, OscBundle, OscMessage, OscPacket, OscType};
 use std::path::Path;
@@ -61,7 +61,7 @@ fn decode_all(bytes: &[u8]) {
                 check_accepted(r);
             }
             if let Due::In(d) = item.due {
-                assert!(d <= modsynth_control::packet::SCHEDULE_HORIZON);
+                assert!(d <= modsynth_protocol::packet::SCHEDULE_HORIZON);
             }
         }
     }
@@ -186,7 +186,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
         garbage in prop::collection::vec(any::<u8>(), 0..256),
     ) {
-        use modsynth_control::slip::{encode, Decoder};
+        use modsynth_protocol::slip::{encode, Decoder};
         let wire: Vec<u8> = packets.iter().flat_map(|p| encode(p)).collect();
         let mut at: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
         at.sort();

@@ -86,7 +86,7 @@ impl Percentiles {
     /// Adds a sample and updates `last`, `p50` and `p99`.
     ///
     /// ```
-    /// let mut create_ms = modsynth_control::status::Percentiles::default();
+    /// let mut create_ms = modsynth_protocol::status::Percentiles::default();
     /// for ms in [3.0, 4.0, 5.0, 40.0] {
     ///     create_ms.record(ms);
     /// }
@@ -165,7 +165,7 @@ pub struct SourceCounts {
 /// `"quarantined"`).
 ///
 /// ```
-/// use modsynth_control::status::ModuleRole;
+/// use modsynth_protocol::status::ModuleRole;
 ///
 /// assert_eq!(serde_json::to_string(&ModuleRole::Recovering).unwrap(), r#""recovering""#);
 /// assert_eq!(ModuleRole::Quarantined.to_string(), "quarantined");
@@ -265,7 +265,7 @@ impl StatusReport {
     /// module has no primary just now.
     ///
     /// ```
-    /// use modsynth_control::status::{ModuleStatus, StatusReport};
+    /// use modsynth_protocol::status::{ModuleStatus, StatusReport};
     ///
     /// let mut echo = ModuleStatus { id: "echo1".into(), ..Default::default() };
     /// echo.ports.insert("out".into(), "modsynth-w04:out_1".into());

@@ -5,7 +5,7 @@
 //! [`save_atomically`] replaces a file so that a crash never leaves half of one.
 //!
 //! ```
-//! use modsynth_control::setfile;
+//! use modsynth_protocol::setfile;
 //!
 //! let text = r#"
 //! [[module]]
@@ -197,7 +197,7 @@ pub fn default_sets_dir() -> Option<std::path::PathBuf> {
 /// most 255 bytes.
 ///
 /// ```
-/// use modsynth_control::setfile::check_set_name;
+/// use modsynth_protocol::setfile::check_set_name;
 ///
 /// assert!(check_set_name("gig-2026.toml").is_ok());
 /// for bad in ["../x", "/tmp/x", "a/b.toml", "..", ".hidden", "a\nb", ""] {

@@ -11,8 +11,8 @@
 //! (`rosc`'s `SystemTime::from(OscTime)` panics for timetags before 1970.)
 //!
 //! ```
-//! use modsynth_control::packet::{decode_packet, Due};
-//! use modsynth_control::osc::Request;
+//! use modsynth_protocol::packet::{decode_packet, Due};
+//! use modsynth_protocol::osc::Request;
 //! use rosc::{encoder, OscMessage, OscPacket};
 //!
 //! let bytes = encoder::encode(&OscPacket::Message(OscMessage {

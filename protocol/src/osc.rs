@@ -9,7 +9,7 @@
 //! Every refusal becomes a [`Fail`], sent back as `/fail <address> <reason>`.
 //!
 //! ```
-//! use modsynth_control::osc::{decode, Request};
+//! use modsynth_protocol::osc::{decode, Request};
 //! use rosc::{OscMessage, OscType};
 //!
 //! let msg = OscMessage {
@@ -386,7 +386,7 @@ pub const DEFAULT_SWITCH_FADE_MS: u32 = 5;
 /// modules (`<name>.<id>`) until the switch.
 ///
 /// ```
-/// use modsynth_control::osc::check_prepared_name;
+/// use modsynth_protocol::osc::check_prepared_name;
 ///
 /// assert!(check_prepared_name("song-2").is_ok());
 /// assert!(check_prepared_name("my set").is_err());

@@ -9,7 +9,7 @@
 //! never sends `END` cannot grow memory) and never panics on any byte sequence.
 //!
 //! ```
-//! use modsynth_control::slip::{encode, Decoder};
+//! use modsynth_protocol::slip::{encode, Decoder};
 //!
 //! let wire = encode(&[1, 0xC0, 0xDB, 2]);
 //! assert_eq!(wire, vec![0xC0, 1, 0xDB, 0xDC, 0xDB, 0xDD, 2, 0xC0]);

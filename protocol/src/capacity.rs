@@ -9,7 +9,7 @@
 //! the pool cost a JACK client open each, one at a time on jackd2.
 //!
 //! ```
-//! use modsynth_control::{capacity::Capacity, setfile};
+//! use modsynth_protocol::{capacity::Capacity, setfile};
 //!
 //! let set = setfile::parse("s.toml", "[[module]]\nid = \"a\"\ntype = \"vco\"\n\n\
 //!     [[module]]\nid = \"b\"\ntype = \"lfo\"\nstandby = \"none\"\n").unwrap();

@@ -15,7 +15,7 @@ const BLOCK: usize = 256;
 fn crashy() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/lv2/crashy.lv2");
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/lv2/crashy.lv2");
         let dir = std::env::temp_dir().join(format!("modsynth-lv2-state-{}", std::process::id()));
         let bundle = dir.join("crashy.lv2");
         std::fs::create_dir_all(&bundle).unwrap();
