@@ -17,8 +17,12 @@ use std::time::{Duration, Instant};
 
 pub use modsynth_control::record::RING_SECONDS;
 
-/// [`Capture::retake_while_disturbed`] takes a measurement at most this many times.
+/// A measurement the machine disturbed is taken again at least this many times...
 pub const MAX_TAKES: u32 = 5;
+/// ...and for this long: starvation on a 2-core machine comes in bursts (another
+/// test's processes going away, a build), and five takes back to back of a short
+/// recording do not outlast one.
+pub const RETAKE_FOR: Duration = Duration::from_secs(30);
 /// How much longer than the disturbed take the idle baseline records.
 pub const BASELINE_FACTOR: usize = 4;
 
@@ -192,29 +196,30 @@ impl Capture {
 
     /// Records `frames` frames of steady-state signal, nothing else happening: a
     /// recording the server disturbed (skipped cycles, xruns) is taken again, said
-    /// on stderr, up to [`MAX_TAKES`] times. With no action in it there is nothing
+    /// on stderr, at least [`MAX_TAKES`] times and for [`RETAKE_FOR`]. With no action in it there is nothing
     /// but the machine to blame (the graph left alone is what is recorded); an
     /// action's recording goes through [`Capture::retake_while_disturbed`].
     pub fn record_continuous(&self, frames: usize) -> Result<Recording, String> {
-        for _ in 1..MAX_TAKES {
+        let started = Instant::now();
+        let mut takes = 0;
+        loop {
             let rec = self.record(frames)?;
+            takes += 1;
             if rec.is_continuous() {
                 return Ok(rec);
+            }
+            if takes >= MAX_TAKES && started.elapsed() >= RETAKE_FOR {
+                return Err(format!(
+                    "{takes} steady recordings in {:.0?} were disturbed, the last ({}): \
+                     the machine is too loaded to measure",
+                    started.elapsed(),
+                    disturbance(&rec)
+                ));
             }
             eprintln!(
                 "RETAKEN: a steady recording was disturbed ({}): the machine",
                 disturbance(&rec)
             );
-        }
-        let rec = self.record(frames)?;
-        if rec.is_continuous() {
-            Ok(rec)
-        } else {
-            Err(format!(
-                "{MAX_TAKES} steady recordings were disturbed, the last ({}): the machine \
-                 is too loaded to measure",
-                disturbance(&rec)
-            ))
         }
     }
 
@@ -225,7 +230,8 @@ impl Capture {
     /// as long ([`BASELINE_FACTOR`]).
     ///
     /// - The baseline is disturbed too: the machine is, and the measurement is
-    ///   taken again (said on stderr with both counts), up to [`MAX_TAKES`] times.
+    ///   taken again (said on stderr with both counts), at least [`MAX_TAKES`]
+    ///   times and for [`RETAKE_FOR`].
     /// - The baseline is clean: a strike against the action. One strike may be a
     ///   passing glitch and is taken again; the second is an error with the
     ///   counts: the action disturbs the server, and no retake hides it.
@@ -236,7 +242,10 @@ impl Capture {
         mut take: impl FnMut() -> Result<(Recording, T), String>,
     ) -> Result<(Recording, T), String> {
         let mut strikes = Vec::new();
-        for _ in 0..MAX_TAKES {
+        let started = Instant::now();
+        let mut takes = 0;
+        while takes < MAX_TAKES || started.elapsed() < RETAKE_FOR {
+            takes += 1;
             let (rec, with) = take()?;
             if rec.is_continuous() {
                 return Ok((rec, with));
@@ -267,7 +276,9 @@ impl Capture {
             }
         }
         Err(format!(
-            "{MAX_TAKES} recordings were disturbed: the machine is too loaded to measure"
+            "{takes} recordings in {:.0?} were disturbed, and so was the graph left \
+             alone: the machine is too loaded to measure",
+            started.elapsed()
         ))
     }
 
