@@ -151,9 +151,9 @@ fn vcf_lowpass_at_1_khz_attenuates_4_khz_by_18_db_more_than_250_hz() {
     );
 }
 
-/// Finds rising edges (>= 0.5) in a gate signal.
-/// Plays `signal` on the player's first port 50 ms into a recording of `frames`,
-/// taking both again when the server skipped cycles in it (see
+/// Plays `signal` on the player's first port once a recording of `frames` runs (its
+/// first period has arrived: what is played lands inside it), taking both again
+/// when the machine disturbed the recording (see
 /// [`Capture::retake_while_disturbed`]).
 fn play_while_recording(
     player: &Player,
@@ -163,18 +163,18 @@ fn play_while_recording(
 ) -> Recording {
     capture
         .retake_while_disturbed(|| {
-            let rec = std::thread::scope(|s| {
-                let rec = s.spawn(|| capture.record(frames));
-                std::thread::sleep(Duration::from_millis(50));
-                player.play(vec![signal.clone()]).unwrap();
-                rec.join().unwrap()
-            });
-            Ok((rec?, ()))
+            let mut played = None;
+            let rec = capture.record_then(frames, Duration::from_secs(20), |_| {
+                played = Some(player.play(vec![signal.clone()]));
+            })?;
+            played.expect("the recording started")?;
+            Ok((rec, ()))
         })
         .unwrap()
         .0
 }
 
+/// Finds rising edges (>= 0.5) in a gate signal.
 fn rising_edges(gate: &[f32]) -> Vec<usize> {
     (1..gate.len())
         .filter(|&i| gate[i] >= 0.5 && gate[i - 1] < 0.5)
