@@ -18,13 +18,19 @@ use std::time::{Duration, Instant};
 pub use modsynth_control::record::RING_SECONDS;
 
 /// A measurement the machine disturbed is taken again at least this many times...
-pub const MAX_TAKES: u32 = 5;
+pub const MIN_TAKES: u32 = 5;
 /// ...and for this long: starvation on a 2-core machine comes in bursts (another
 /// test's processes going away, a build), and five takes back to back of a short
 /// recording do not outlast one.
 pub const RETAKE_FOR: Duration = Duration::from_secs(30);
 /// How much longer than the disturbed take the idle baseline records.
 pub const BASELINE_FACTOR: usize = 4;
+
+/// Whether retakes the machine forced have run out: at least [`MIN_TAKES`] of them,
+/// for at least [`RETAKE_FOR`].
+fn out_of_patience(takes: u32, started: Instant) -> bool {
+    takes >= MIN_TAKES && started.elapsed() >= RETAKE_FOR
+}
 
 /// What a disturbed take and its idle baseline measured, for the test's output.
 fn disturbance(rec: &Recording) -> String {
@@ -196,9 +202,10 @@ impl Capture {
 
     /// Records `frames` frames of steady-state signal, nothing else happening: a
     /// recording the server disturbed (skipped cycles, xruns) is taken again, said
-    /// on stderr, at least [`MAX_TAKES`] times and for [`RETAKE_FOR`]. With no action in it there is nothing
-    /// but the machine to blame (the graph left alone is what is recorded); an
-    /// action's recording goes through [`Capture::retake_while_disturbed`].
+    /// on stderr, at least [`MIN_TAKES`] times and for [`RETAKE_FOR`]. With no
+    /// action in it there is nothing but the machine to blame (the graph left alone
+    /// is what is recorded); an action's recording goes through
+    /// [`Capture::retake_while_disturbed`].
     pub fn record_continuous(&self, frames: usize) -> Result<Recording, String> {
         let started = Instant::now();
         let mut takes = 0;
@@ -208,7 +215,7 @@ impl Capture {
             if rec.is_continuous() {
                 return Ok(rec);
             }
-            if takes >= MAX_TAKES && started.elapsed() >= RETAKE_FOR {
+            if out_of_patience(takes, started) {
                 return Err(format!(
                     "{takes} steady recordings in {:.0?} were disturbed, the last ({}): \
                      the machine is too loaded to measure",
@@ -230,7 +237,7 @@ impl Capture {
     /// as long ([`BASELINE_FACTOR`]).
     ///
     /// - The baseline is disturbed too: the machine is, and the measurement is
-    ///   taken again (said on stderr with both counts), at least [`MAX_TAKES`]
+    ///   taken again (said on stderr with both counts), at least [`MIN_TAKES`]
     ///   times and for [`RETAKE_FOR`].
     /// - The baseline is clean: a strike against the action. One strike may be a
     ///   passing glitch and is taken again; the second is an error with the
@@ -244,7 +251,7 @@ impl Capture {
         let mut strikes = Vec::new();
         let started = Instant::now();
         let mut takes = 0;
-        while takes < MAX_TAKES || started.elapsed() < RETAKE_FOR {
+        while !out_of_patience(takes, started) {
             takes += 1;
             let (rec, with) = take()?;
             if rec.is_continuous() {
@@ -284,7 +291,7 @@ impl Capture {
 
     /// Like [`Capture::retake_while_disturbed`], for a measurement whose action is
     /// known to disturb the server now and then (`known`: what, and where that is
-    /// tracked): a disturbed take is taken again, up to [`MAX_TAKES`] times, and
+    /// tracked): a disturbed take is taken again, up to [`MIN_TAKES`] times, and
     /// each retake is said on stderr with `known`, never silently. Use it only
     /// where a test would otherwise measure a known defect instead of what it is
     /// about, and remove it with the defect.
@@ -293,7 +300,7 @@ impl Capture {
         known: &str,
         mut take: impl FnMut() -> Result<(Recording, T), String>,
     ) -> Result<(Recording, T), String> {
-        for _ in 1..MAX_TAKES {
+        for _ in 1..MIN_TAKES {
             let (rec, with) = take()?;
             if rec.is_continuous() {
                 return Ok((rec, with));

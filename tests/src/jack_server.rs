@@ -137,6 +137,10 @@ static CLIENT_OPEN_LOCK: Mutex<()> = Mutex::new(());
 /// `0`. Where the privilege is missing jackd says so in its log and runs its
 /// threads at normal priority: the tests still run, with more disturbed cycles.
 pub const REALTIME_VAR: &str = "MODSYNTH_JACK_REALTIME";
+/// With this variable set, private `jackd` servers log verbosely (`-v`) into their
+/// log ([`JackServer::log_path`]): client kills, graph switches, clients not
+/// finished, the trace of what a failover does to the graph.
+pub const VERBOSE_VAR: &str = "MODSYNTH_JACKD_VERBOSE";
 
 /// Makes server names unique within the process.
 static SERVER_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -207,7 +211,7 @@ impl JackServer {
             None => {
                 let mut cmd = Command::new("jackd");
                 let realtime = std::env::var(REALTIME_VAR).map_or(true, |v| v != "0");
-                if std::env::var_os("MODSYNTH_JACKD_VERBOSE").is_some() {
+                if std::env::var_os(VERBOSE_VAR).is_some() {
                     cmd.arg("-v");
                 }
                 cmd.args([

@@ -242,6 +242,13 @@ impl Supervisor {
             .map(|_| ())
     }
 
+    /// `/patch/disconnect src dst`, waiting for `/done`.
+    pub fn disconnect(&self, src: &str, dst: &str) -> Result<(), String> {
+        self.client()
+            .call(message("/patch/disconnect", vec![text(src), text(dst)]))
+            .map(|_| ())
+    }
+
     /// `/module/set id param value` followed by `/sync`: returns once applied.
     pub fn set(&self, id: &str, param: &str, value: f32) -> Result<(), String> {
         self.client().call_then_sync(message(

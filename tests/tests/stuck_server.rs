@@ -113,12 +113,7 @@ fn a_stopped_jack_server_fails_only_the_connect_and_status_answers_at_once() {
         RATE,
     );
     assert!(cents(f, 330.0).abs() < 1.0, "after the stop: {f} Hz");
-    let client = sup.client();
-    client
-        .call(message(
-            "/patch/disconnect",
-            vec![text("low:out"), text(&capture.port(0))],
-        ))
+    sup.disconnect("low:out", &capture.port(0))
         .expect("a disconnect once the server answers");
     sup.connect("high:out", &capture.port(0))
         .expect("a connect once the server answers");
