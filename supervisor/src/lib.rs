@@ -7,6 +7,9 @@
 //! - [`event_loop`]: the core's one poll loop: the OSC socket, every worker's pidfd
 //!   and channel, the inbox the other threads post to, and the timers.
 //! - [`jack_client`]: the supervisor's own JACK client and graph watcher.
+//! - [`metadata_deadlocks`]: keeps Berkeley DB's deadlock detector on jackd2's
+//!   metadata database, which would otherwise stop the server for good.
+//! - [`metadata_room`]: room in that database for the clients that die unclosed.
 //! - [`patchbay`]: the thread that makes JACK connections, so a stuck server
 //!   never holds the core.
 //! - [`placement`]: where a module's hot standby sits (a seat of a standby host,
@@ -31,6 +34,7 @@ pub mod core;
 pub mod event_loop;
 pub mod jack_client;
 pub mod metadata_deadlocks;
+pub mod metadata_room;
 pub mod osc_server;
 pub mod osc_tcp;
 pub mod patchbay;

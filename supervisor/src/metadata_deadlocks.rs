@@ -65,16 +65,26 @@ pub fn find_detector() -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
-fn is_executable(path: &Path) -> bool {
+/// Whether `path` is a file someone may execute.
+pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
 
-/// Starts the thread that keeps a detector running on [`environment`]. Without a
-/// detector installed, says once what to install and starts nothing.
+/// Gives the next server's environment room for dead clients
+/// ([`crate::metadata_room`]) and starts the thread that keeps a detector running on
+/// [`environment`]. Without a detector installed, says once what to install and
+/// starts nothing.
 pub fn start() -> Result<(), String> {
+    let env = environment();
+    if let Err(e) = crate::metadata_room::make_room(&env) {
+        tracing::warn!(
+            "cannot give jackd2's metadata database room for dead clients ({}): {e}",
+            env.join("DB_CONFIG").display()
+        );
+    }
     let Some(detector) = find_detector() else {
         tracing::warn!(
             "no Berkeley DB deadlock detector (install db5.3-util): jackd2 can deadlock in its \
@@ -135,6 +145,7 @@ fn keep_running(detector: &Path, env: &Path) {
                 // a new one, which a detector still attached to the old files would
                 // never see: follow the region file's identity.
                 let attached = region_identity(env);
+                crate::metadata_room::report(env);
                 loop {
                     std::thread::sleep(RETRY);
                     match child.try_wait() {

@@ -289,30 +289,6 @@ impl Capture {
         ))
     }
 
-    /// Like [`Capture::retake_while_disturbed`], for a measurement whose action is
-    /// known to disturb the server now and then (`known`: what, and where that is
-    /// tracked): a disturbed take is taken again, up to [`MIN_TAKES`] times, and
-    /// each retake is said on stderr with `known`, never silently. Use it only
-    /// where a test would otherwise measure a known defect instead of what it is
-    /// about, and remove it with the defect.
-    pub fn retake_known_disturbance<T>(
-        &self,
-        known: &str,
-        mut take: impl FnMut() -> Result<(Recording, T), String>,
-    ) -> Result<(Recording, T), String> {
-        for _ in 1..MIN_TAKES {
-            let (rec, with) = take()?;
-            if rec.is_continuous() {
-                return Ok((rec, with));
-            }
-            eprintln!(
-                "RETAKEN: recording disturbed ({}): {known}",
-                disturbance(&rec)
-            );
-        }
-        self.retake_while_disturbed(take)
-    }
-
     /// [`Capture::record`] with an explicit timeout.
     pub fn record_timeout(&self, frames: usize, timeout: Duration) -> Result<Recording, String> {
         self.record_then(frames, timeout, |_| {})

@@ -209,6 +209,11 @@ impl JackServer {
                 cmd
             }
             None => {
+                // As a user's server gets once modsynthd has run: room in the metadata
+                // database for the clients the tests SIGKILL (see metadata_room).
+                let env = modsynth_supervisor::metadata_deadlocks::environment();
+                modsynth_supervisor::metadata_room::make_room(&env)
+                    .map_err(|e| format!("making room in {}: {e}", env.display()))?;
                 let mut cmd = Command::new("jackd");
                 let realtime = std::env::var(REALTIME_VAR).map_or(true, |v| v != "0");
                 if std::env::var_os(VERBOSE_VAR).is_some() {

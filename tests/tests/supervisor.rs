@@ -1027,6 +1027,76 @@ fn every_pretty_name_names_what_its_worker_plays_after_create_failover_free_and_
     wait_for_pretty_names(&sup, &observer, "recycle");
 }
 
+/// jackd2 1.9.21 leaks 9 mutexes of its metadata database for every client that is
+/// SIGKILLed (measured), and by its default the database holds 1,561: after about
+/// 170 deaths no new client could name anything, and new pools did not fill. With
+/// the room `modsynthd` and the harness give it (`metadata_room`), 1,000 deaths of
+/// plain JACK clients (`jack_metro`, ten at a time, each killed once its port shows
+/// that it opened the database) leave a new pool, a set load, a failover and every
+/// pretty-name working.
+#[test]
+fn a_thousand_jack_clients_killed_in_one_servers_life_leave_names_and_new_pools_working() {
+    const DEATHS: usize = 1000;
+    const AT_ONCE: usize = 10;
+    let server = server();
+    let (observer, _lease) = server.open_client("observer").unwrap().into_parts();
+    for batch in 0..DEATHS / AT_ONCE {
+        let prefix = format!("doomed{batch}x");
+        let mut doomed: Vec<std::process::Child> = (0..AT_ONCE)
+            .map(|k| {
+                server
+                    .command("jack_metro")
+                    .args(["-n", &format!("{prefix}{k}"), "-b", "60"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("jack_metro (package jackd2)")
+            })
+            .collect();
+        let deadline = Instant::now() + PATIENCE;
+        while observer
+            .ports(Some(&format!("^{prefix}")), None, jack::PortFlags::empty())
+            .len()
+            < AT_ONCE
+        {
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch}: the clients did not open"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for child in &mut doomed {
+            child.kill().unwrap();
+        }
+        for mut child in doomed {
+            child.wait().unwrap();
+        }
+    }
+    // Every worker of this pool opens the database after the deaths.
+    let sup = Supervisor::start(&server, 3).unwrap();
+    wait_for_pretty_names(&sup, &observer, "1,000 deaths");
+    std::fs::write(
+        sup.sets_dir.join("after.toml"),
+        "[[module]]\nid = \"tone\"\ntype = \"vco\"\n\n[[module]]\nid = \"amp\"\ntype = \"vca\"\n\n\
+         [[connect]]\nfrom = \"tone:out\"\nto = \"amp:in\"\n",
+    )
+    .unwrap();
+    sup.client()
+        .with_timeout(Duration::from_secs(30))
+        .call(message("/set/load", vec![text("after.toml")]))
+        .unwrap();
+    sup.wait_for_module("tone", PATIENCE, |m| m.standby_worker.is_some());
+    sup.wait_for_module("amp", PATIENCE, |m| m.standby_worker.is_some());
+    wait_for_pretty_names(&sup, &observer, "set load");
+    let before = sup.module_status("tone").unwrap();
+    let pid = nix::unistd::Pid::from_raw(before.pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    sup.wait_for_module("tone", PATIENCE, |m| {
+        m.pid != before.pid && m.standby_worker.is_some() && m.role == ModuleRole::Primary
+    });
+    wait_for_pretty_names(&sup, &observer, "failover");
+}
+
 fn largest_step(x: &[f32]) -> f32 {
     x.windows(2)
         .map(|w| (w[1] - w[0]).abs())

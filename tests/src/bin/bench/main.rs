@@ -494,9 +494,11 @@ fn print_table(rows: &[Row], args: &Args) {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    if args.realtime {
-        std::env::set_var(modsynth_tests::jack_server::REALTIME_VAR, "1");
-    }
+    // The harness's servers are real-time unless told otherwise: say which.
+    std::env::set_var(
+        modsynth_tests::jack_server::REALTIME_VAR,
+        if args.realtime { "1" } else { "0" },
+    );
     let server = JackServer::start_with(args.sample_rate, args.period)?;
     eprintln!(
         "bench: private JACK server '{}' ({} Hz, {} frames, {}), {} run",
