@@ -12,9 +12,14 @@
 //! - the killed module never has a silent sample;
 //! - what listens to it misses about as much time as when a plain JACK client dies
 //!   the same way (at 256 frames; at 64 the server's own xruns swamp the counts);
-//! - a module that is not downstream of the killed worker should never skip: not
-//!   met yet, a failover's own graph changes now and then make jackd2 skip a cycle
-//!   for everything (issue 28), bounded here.
+//! - a module that is not downstream of the killed worker skips no more often than
+//!   when plain clients die: a failover's own graph changes cost nothing (the new
+//!   standby's client activation, port registrations, connections into a
+//!   listener and pretty-names: 0 jumps in 20 of each, measured on jackd2 1.9.21
+//!   `-R` at 256 frames), and the rare skip left comes with deaths of any kind.
+//!
+//! On PipeWire's JACK (`scripts/test --pipewire`), which takes a dead client out
+//! without holding up the rest of its graph, no module skips at all.
 
 use modsynth_tests::capture::{Capture, Recording};
 use modsynth_tests::continuity::phase_jumps;
@@ -39,11 +44,12 @@ fn sigkill(pid: u32) {
 }
 
 /// What one side of the comparison cost over its deaths: phase jumps per
-/// recorded module, xruns, frames the listener missed, and the killed module's
-/// longest silence.
+/// recorded module (the killed one, the one sharing its listener, the one on a
+/// listener of its own), xruns, frames the shared listener missed, and the killed
+/// module's longest silence.
 #[derive(Debug, Default)]
 struct Cost {
-    jumps: [usize; 2],
+    jumps: [usize; 3],
     xruns: u64,
     dropped_frames: u64,
     longest_silence: usize,
@@ -53,8 +59,10 @@ impl Cost {
     /// Adds one death's recording: `channels[1]` is the module sharing the listener;
     /// `channels[0]` is the killed module's tone when `killed_module`, else the
     /// plain client's input (no tone to judge).
-    fn add(&mut self, rec: &Recording, killed_module: bool) {
+    /// `alone` is the untouched module's own listener over the same death.
+    fn add(&mut self, rec: &Recording, alone: &Recording, killed_module: bool) {
         self.jumps[1] += phase_jumps(&rec.channels[1], UNTOUCHED_HZ, RATE).len();
+        self.jumps[2] += phase_jumps(&alone.channels[0], UNTOUCHED_HZ, RATE).len();
         if killed_module {
             let killed = &rec.channels[0];
             self.jumps[0] += phase_jumps(killed, KILLED_HZ, RATE).len();
@@ -113,49 +121,49 @@ fn killed_primaries_cost_the_listener_about_what_plain_clients_deaths_cost(perio
     let tail = 24_000;
     let max_frames = 30 * 48_000;
     let (mut modsynth, mut plain) = (Cost::default(), Cost::default());
-    let (alone_rec, ()) = alone
-        .record_across(2 * DEATHS * max_frames, 4_800, || {
-            for k in 0..DEATHS {
-                sup.connect("a:out", &shared.port(0)).unwrap();
-                let a = sup.wait_for_module("a", PATIENCE, |m| m.standby_worker.is_some());
-                sup.wait_until_settled(PATIENCE);
-                let (rec, ()) = shared
-                    .record_across(max_frames, tail, || {
-                        sigkill(a.pid);
-                        sup.wait_for_module("a", PATIENCE, |m| m.pid != a.pid);
-                        sup.wait_until_settled(PATIENCE);
-                    })
-                    .unwrap();
-                modsynth.add(&rec, true);
-                sup.disconnect("a:out", &shared.port(0)).unwrap();
-                let mut client = plain_client(&server, &format!("plain{k}"), &shared.port(0));
-                let (rec, ()) = shared
-                    .record_across(max_frames, tail, || {
-                        sigkill(client.id());
-                        let _ = client.wait();
-                    })
-                    .unwrap();
-                plain.add(&rec, false);
-            }
-        })
-        .unwrap();
-    let untouched_alone = phase_jumps(&alone_rec.channels[0], UNTOUCHED_HZ, RATE);
+    // Both listeners record each death: the shared one inside the other's take.
+    let record_both = |act: &mut dyn FnMut()| {
+        let (alone_rec, (rec, ())) = alone
+            .record_across(max_frames + tail, tail, || {
+                shared.record_across(max_frames, tail, &mut *act).unwrap()
+            })
+            .unwrap();
+        (rec, alone_rec)
+    };
+    for k in 0..DEATHS {
+        sup.connect("a:out", &shared.port(0)).unwrap();
+        let a = sup.wait_for_module("a", PATIENCE, |m| m.standby_worker.is_some());
+        sup.wait_until_settled(PATIENCE);
+        let (rec, alone_rec) = record_both(&mut || {
+            sigkill(a.pid);
+            sup.wait_for_module("a", PATIENCE, |m| m.pid != a.pid);
+            sup.wait_until_settled(PATIENCE);
+        });
+        modsynth.add(&rec, &alone_rec, true);
+        sup.disconnect("a:out", &shared.port(0)).unwrap();
+        let mut client = plain_client(&server, &format!("plain{k}"), &shared.port(0));
+        let (rec, alone_rec) = record_both(&mut || {
+            sigkill(client.id());
+            let _ = client.wait();
+        });
+        plain.add(&rec, &alone_rec, false);
+    }
     eprintln!(
         "measured at {period} frames, {DEATHS} deaths each, in turns: modsynth primaries: \
-         jumps in the killed module {}, in an untouched one sharing its listener {}, xruns \
-         {}, {} frames missed by the listener, longest silence {}; plain JACK clients: \
-         jumps in the module sharing the listener {}, xruns {}, {} frames missed; the \
-         untouched module on a listener of its own: {} jumps over all {} deaths",
+         jumps in the killed module {}, in an untouched one sharing its listener {}, on a \
+         listener of its own {}, xruns {}, {} frames missed by the shared listener, \
+         longest silence {}; plain JACK clients: jumps in the module sharing the listener \
+         {}, on a listener of its own {}, xruns {}, {} frames missed",
         modsynth.jumps[0],
         modsynth.jumps[1],
+        modsynth.jumps[2],
         modsynth.xruns,
         modsynth.dropped_frames,
         modsynth.longest_silence,
         plain.jumps[1],
+        plain.jumps[2],
         plain.xruns,
         plain.dropped_frames,
-        untouched_alone.len(),
-        2 * DEATHS
     );
     // The standby plays the killed module's next period: never a silent one.
     assert!(
@@ -163,7 +171,15 @@ fn killed_primaries_cost_the_listener_about_what_plain_clients_deaths_cost(perio
         "the killed module fell silent for {} samples",
         modsynth.longest_silence
     );
-    if period >= 256 {
+    if modsynth_tests::jack_server::pipewire_config().is_some() {
+        // PipeWire takes a dead client out of its graph without stalling the rest:
+        // there the issue's own targets hold (0 jumps anywhere in 20 of 20 kills and
+        // 0 xruns, measured in 3 runs on PipeWire 0.3.65; a margin of one).
+        assert!(
+            modsynth.jumps[0] <= 1 && modsynth.jumps[1] + modsynth.jumps[2] <= 1,
+            "on PipeWire a failover was heard: {modsynth:?}"
+        );
+    } else if period >= 256 {
         // What jackd2 charges any SIGKILLed client downstream of it, a failover
         // must not much exceed: the time the listener misses, its new standby and
         // spare included (measured 0.8-1.14x a plain client's deaths).
@@ -173,15 +189,15 @@ fn killed_primaries_cost_the_listener_about_what_plain_clients_deaths_cost(perio
             "modsynth's failovers cost the listener more time than plain clients' \
              deaths: {modsynth:?} against {plain:?}"
         );
-        // Nothing downstream of no dead worker should ever skip. Not met yet: a
-        // failover's own graph changes (the new standby's ports and connections, a
-        // spare's client opening) now and then make jackd2 skip a cycle for every
-        // client (0-2 jumps over 40 deaths measured, xruns 0.3-2.3x a plain
-        // client's deaths; issue 28). This bound keeps it from growing.
+        // A module downstream of no dead worker skips no more often than when the
+        // same number of plain clients die (measured: 0-2 jumps in 20 deaths of
+        // either kind; a margin of 2 for a machine that is not idle).
         assert!(
-            untouched_alone.len() <= 4,
-            "a module downstream of no killed worker skipped {} times: {untouched_alone:?}",
-            untouched_alone.len()
+            modsynth.jumps[2] <= plain.jumps[2] + 2,
+            "a module downstream of no killed worker skipped {} times in {DEATHS} \
+             failovers, {} times in as many plain clients' deaths",
+            modsynth.jumps[2],
+            plain.jumps[2]
         );
     }
 }
