@@ -307,7 +307,7 @@ impl Capture {
         timeout: Duration,
         started: impl FnOnce(u64),
     ) -> Result<Recording, String> {
-        self.record_while(frames, timeout, started, || true, 0)
+        self.record_while(frames, timeout, (0, started), || true, 0)
     }
 
     /// Records from before `act` runs until `tail` frames after it returned, at most
@@ -348,7 +348,7 @@ impl Capture {
                 let started = move |_: u64| {
                     let _ = started_tx.send(());
                 };
-                let rec = self.record_while(max_frames, timeout, started, going, tail);
+                let rec = self.record_while(max_frames, timeout, (0, started), going, tail);
                 (rec, ended)
             });
             // No first period (the recording failed): its error, and no act.
@@ -368,16 +368,45 @@ impl Capture {
         })
     }
 
-    /// The recording loop of [`Capture::record_then`] and [`Capture::record_across`]:
-    /// up to `frames`, or `tail` frames after `going()` first says no.
+    /// Records `frames` frames and runs `act` (on the calling thread) once the
+    /// first `lead` of them have arrived: the recording holds `lead` frames from
+    /// before the act however late the recording started, where a sleep before the
+    /// act could leave it with none, or act before the recording ran at all.
+    ///
+    /// ```no_run
+    /// # use modsynth_tests::{capture::Capture, jack_server::JackServer};
+    /// # let server = JackServer::start().unwrap();
+    /// # let capture = Capture::start(&server, 1).unwrap();
+    /// # let pid = 0;
+    /// // 400 ms of the module before its primary dies, 1.6 s after.
+    /// let rec = capture
+    ///     .record_with_lead(96_000, 19_200, || modsynth_tests::workers::sigkill(pid))
+    ///     .unwrap();
+    /// ```
+    pub fn record_with_lead(
+        &self,
+        frames: usize,
+        lead: usize,
+        act: impl FnOnce(),
+    ) -> Result<Recording, String> {
+        let timeout = Duration::from_secs_f64(frames as f64 / self.sample_rate() as f64)
+            + Duration::from_secs(10);
+        self.record_while(frames, timeout, (lead, |_| act()), || true, 0)
+    }
+
+    /// The recording loop of [`Capture::record_then`], [`Capture::record_with_lead`]
+    /// and [`Capture::record_across`]: up to `frames`, or `tail` frames after
+    /// `going()` first says no. `started.1` is called with the first frame's time
+    /// once `started.0` frames have arrived (0: as soon as the first period has).
     fn record_while(
         &self,
         frames: usize,
         timeout: Duration,
-        started: impl FnOnce(u64),
+        started: (usize, impl FnOnce(u64)),
         mut going: impl FnMut() -> bool,
         tail: usize,
     ) -> Result<Recording, String> {
+        let (act_after, started) = started;
         let mut frames = frames;
         let mut watching = true;
         let mut started = Some(started);
@@ -423,9 +452,6 @@ impl Capture {
                 None => {
                     start_frame = Some(period.frame as u64);
                     first_dropped = period.dropped_before;
-                    if let Some(f) = started.take() {
-                        f(period.frame as u64);
-                    }
                 }
                 Some(_) if period.frame != expected => {
                     frame_jumps += 1;
@@ -440,6 +466,11 @@ impl Capture {
             collected = channels
                 .first()
                 .map_or(collected + period.n_frames as usize, Vec::len);
+            if collected >= act_after {
+                if let (Some(f), Some(start)) = (started.take(), start_frame) {
+                    f(start);
+                }
+            }
         }
         let overflowed = last_dropped != first_dropped;
         Ok(Recording {

@@ -75,6 +75,23 @@ pub fn wait_for_port(
     }
 }
 
+/// SIGKILLs process `pid`, as a crash would: no handler runs, nothing is closed
+/// cleanly. Panics when there is no such process (a test that kills a process
+/// that is already gone has lost track of what it tests).
+///
+/// ```no_run
+/// let child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+/// modsynth_tests::workers::sigkill(child.id());
+/// ```
+pub fn sigkill(pid: u32) {
+    let pid = i32::try_from(pid).expect("a pid fits an i32");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap_or_else(|e| panic!("SIGKILL to {pid}: {e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

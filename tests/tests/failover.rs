@@ -10,6 +10,7 @@ use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::{segments_of, Supervisor};
+use modsynth_tests::workers::sigkill;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rosc::OscType;
@@ -20,10 +21,6 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 fn server() -> JackServer {
     JackServer::start().expect("a private JACK server")
-}
-
-fn sigkill(pid: u32) {
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the worker to kill exists");
 }
 
 fn is_connected(capture: &Capture, port: &str, other: &str) -> bool {
@@ -61,12 +58,9 @@ fn a_module_without_a_standby_is_taken_over_by_a_spare_with_its_connections() {
     let before = sup.module_status("solo").unwrap();
     assert!(before.standby_worker.is_none(), "standby none has none");
 
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(96_000).unwrap());
-        std::thread::sleep(Duration::from_millis(400));
-        sigkill(before.pid);
-        rec.join().unwrap()
-    });
+    let rec = capture
+        .record_with_lead(96_000, 19_200, || sigkill(before.pid))
+        .unwrap();
     let out = &rec.channels[0];
     let gap = longest_silent_run(out, 1e-6);
     let tail = &out[out.len() - 24_000..];
@@ -107,12 +101,9 @@ fn killing_the_standby_gets_a_new_one_while_the_primary_plays_on() {
     sup.connect("lead:out", &capture.port(0)).unwrap();
     let before = sup.wait_for_module("lead", PATIENCE, |m| m.standby_worker.is_some());
     let standby_pid = before.ready_standby().pid;
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(48_000).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-        sigkill(standby_pid);
-        rec.join().unwrap()
-    });
+    let rec = capture
+        .record_with_lead(48_000, 14_400, || sigkill(standby_pid))
+        .unwrap();
     let gap = longest_silent_run(&rec.channels[0], 1e-6);
     eprintln!("measured: {gap} silent samples while the standby died");
     assert_eq!(gap, 0, "the primary never stopped");

@@ -25,8 +25,7 @@ use modsynth_tests::capture::{Capture, Recording};
 use modsynth_tests::continuity::phase_jumps;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use modsynth_tests::workers::sigkill;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -38,10 +37,6 @@ const KILLED_HZ: f64 = 600.0;
 const UNTOUCHED_HZ: f64 = 700.0;
 /// How many deaths each side of the comparison sees.
 const DEATHS: usize = 20;
-
-fn sigkill(pid: u32) {
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the process to kill exists");
-}
 
 /// What one side of the comparison cost over its deaths: phase jumps per
 /// recorded module (the killed one, the one sharing its listener, the one on a

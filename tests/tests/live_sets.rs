@@ -9,6 +9,7 @@ use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::workers::sigkill;
 use modsynth_tests::workers::{bin_path, wait_for_port};
 use rosc::OscType;
 use std::path::{Path, PathBuf};
@@ -681,8 +682,7 @@ fn a_saved_set_holds_exactly_the_patch_and_loads_into_the_same_graph_before_and_
     // Fail every module over to its standby, one after the other: each time the
     // graph must come back to the same patch, with the standbys mirroring only it.
     for m in status(&sup).modules {
-        let pid = nix::unistd::Pid::from_raw(m.pid as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        sigkill(m.pid);
         sup.wait_for_module(&m.id, Duration::from_secs(10), |now| {
             now.pid != m.pid && now.standby_worker.is_some() && now.role == ModuleRole::Primary
         });
@@ -740,8 +740,7 @@ fn modsynth_record_follows_a_module_by_name_across_a_failover_and_never_leaves_a
         mirrored,
         "the recorder's connection was not mirrored onto the standby"
     );
-    let pid = nix::unistd::Pid::from_raw(before.pid as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    sigkill(before.pid);
     assert!(recorder.wait().unwrap().success());
     let mut reader = hound::WavReader::open(&wav).unwrap();
     let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();

@@ -10,6 +10,7 @@ use modsynth_tests::analysis::{band_energy_db, longest_silent_run, phase_error_f
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{unique_name, Supervisor};
+use modsynth_tests::workers::sigkill;
 use rosc::OscType;
 use std::time::Duration;
 
@@ -172,16 +173,9 @@ fn sigkill_of_an_lv2_delay_fails_over_to_its_lockstep_standby_without_a_silent_s
         sup.wait_until_settled(PATIENCE);
         // The standby has heard more than the delay's length of the same input.
         std::thread::sleep(Duration::from_millis(300));
-        let rec = std::thread::scope(|s| {
-            let rec = s.spawn(|| capture.record(48_000).unwrap());
-            std::thread::sleep(Duration::from_millis(400));
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(before.pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
+        let rec = capture
+            .record_with_lead(48_000, 19_200, || sigkill(before.pid))
             .unwrap();
-            rec.join().unwrap()
-        });
         let out = &rec.channels[0];
         let gap = longest_silent_run(out, 1e-6);
         let period = server.period();

@@ -47,14 +47,13 @@ fn a_segfaulting_lv2_plugin_fails_over_to_its_lockstep_standby_in_step_and_witho
     for run in 0..10 {
         let before = sup.wait_for_module("osc", PATIENCE, |m| m.standby_worker.is_some());
         sup.wait_until_settled(PATIENCE);
-        let rec = std::thread::scope(|s| {
-            let rec = s.spawn(|| capture.record(36_000).unwrap());
-            std::thread::sleep(Duration::from_millis(300));
-            // Only the primary's process crashes: its standby has the same
-            // control value and plays on.
-            set(&sup, "osc", "crash", before.pid as f32);
-            rec.join().unwrap()
-        });
+        // Only the primary's process crashes: its standby has the same control
+        // value and plays on.
+        let rec = capture
+            .record_with_lead(36_000, 14_400, || {
+                set(&sup, "osc", "crash", before.pid as f32)
+            })
+            .unwrap();
         let out = &rec.channels[0];
         // A 440 Hz sine at 0.5 moves 0.029 a sample: one sample within 1e-6 of 0
         // is a zero crossing; two in a row are silence.
@@ -246,20 +245,20 @@ fn a_hanging_lv2_plugin_is_taken_over_by_its_standby_and_killed_and_the_set_play
     let standby = before.ready_standby().pid;
     sup.wait_until_settled(PATIENCE);
     let period = server.period();
-    let (rec, took) = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(3 * RATE as usize).unwrap());
-        std::thread::sleep(Duration::from_millis(500));
-        // Only the primary's `run` spins (its standby has the same control value
-        // and another pid): the primary's process callback never returns.
-        let started = Instant::now();
-        set(&sup, "osc", "hang", before.pid as f32);
-        let after = sup.wait_for_module("osc", PATIENCE, |m| {
-            m.pid != before.pid && m.role == ModuleRole::Primary
-        });
-        let took = started.elapsed();
-        assert_eq!(after.pid, standby, "the lockstep standby took over");
-        (rec.join().unwrap(), took)
-    });
+    let mut took = Duration::ZERO;
+    let rec = capture
+        .record_with_lead(3 * RATE as usize, 24_000, || {
+            // Only the primary's `run` spins (its standby has the same control value
+            // and another pid): the primary's process callback never returns.
+            let started = Instant::now();
+            set(&sup, "osc", "hang", before.pid as f32);
+            let after = sup.wait_for_module("osc", PATIENCE, |m| {
+                m.pid != before.pid && m.role == ModuleRole::Primary
+            });
+            took = started.elapsed();
+            assert_eq!(after.pid, standby, "the lockstep standby took over");
+        })
+        .unwrap();
     // The hung process was killed, not left spinning on a core.
     let deadline = Instant::now() + PATIENCE;
     while std::path::Path::new(&format!("/proc/{}", before.pid)).exists() {

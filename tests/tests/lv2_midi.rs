@@ -9,6 +9,7 @@ use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
+use modsynth_tests::workers::sigkill;
 use std::time::Duration;
 
 const RATE: f64 = 48_000.0;
@@ -109,16 +110,9 @@ fn sigkill_of_an_lv2_synth_holding_a_midi_note_fails_over_to_its_standby_which_p
     let note = 57;
     player.play(vec![(0, vec![0x90, note, 100])]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(48_000).unwrap());
-        std::thread::sleep(Duration::from_millis(400));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(before.pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
+    let rec = capture
+        .record_with_lead(48_000, 19_200, || sigkill(before.pid))
         .unwrap();
-        rec.join().unwrap()
-    });
     let after = sup.wait_for_module("keys", PATIENCE, |m| m.pid != before.pid && m.pid != 0);
     assert_eq!(
         after.pid,

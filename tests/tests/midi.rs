@@ -8,8 +8,7 @@ use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::Supervisor;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use modsynth_tests::workers::sigkill;
 use std::time::Duration;
 
 const RATE: f64 = 48_000.0;
@@ -142,12 +141,9 @@ fn a_held_note_stays_held_when_the_midi2cv_primary_is_killed() {
         "the key is held"
     );
 
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(48_000).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-        kill(Pid::from_raw(before.pid as i32), Signal::SIGKILL).unwrap();
-        rec.join().unwrap()
-    });
+    let rec = capture
+        .record_with_lead(48_000, 14_400, || sigkill(before.pid))
+        .unwrap();
     let after = sup.wait_for_module("keys", PATIENCE, |m| m.pid != before.pid);
     assert_eq!(
         after.pid,

@@ -7,6 +7,7 @@ use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::midi_player::MidiPlayer;
 use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::workers::sigkill;
 use rosc::OscType;
 use std::time::{Duration, Instant};
 
@@ -360,11 +361,7 @@ fn cc_maps_survive_a_failover_and_a_sigkill_of_modsynthd_with_a_new_one_taking_o
     let standby_pid = before.standby_worker.as_ref().map(|w| w.pid);
 
     // Failover: the standby plays knob, and the CC reaches it.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(before.pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(before.pid);
     sup.wait_for_module("knob", PATIENCE, |m| {
         Some(m.pid) == standby_pid && m.standby_worker.is_some()
     });

@@ -5,6 +5,7 @@
 use modsynth_control::osc::{message, text};
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::workers::sigkill;
 use rosc::OscType;
 use std::time::{Duration, Instant};
 
@@ -100,8 +101,6 @@ const NOTICED_AT_ONCE: Duration = Duration::from_secs(1);
 
 #[test]
 fn a_worker_killed_during_its_start_is_retried_and_fails_no_create() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
     let server = JackServer::start().unwrap();
     let sup = Supervisor::start(&server, 1).unwrap();
     let known = modsynth_tests::supervisor::workers_of(&sup.name);
@@ -119,7 +118,7 @@ fn a_worker_killed_during_its_start_is_retried_and_fails_no_create() {
         assert!(Instant::now() < deadline, "no new worker appeared");
         for pid in modsynth_tests::supervisor::workers_of(&sup.name) {
             if !known.contains(&pid) {
-                kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+                sigkill(pid);
                 break 'watch Instant::now();
             }
         }

@@ -9,8 +9,7 @@ use modsynth_tests::analysis::{cents, longest_silent_run, phase_at, pitch_hz};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use modsynth_tests::workers::sigkill;
 use std::f64::consts::{PI, TAU};
 use std::time::Duration;
 
@@ -19,10 +18,6 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 fn server() -> JackServer {
     JackServer::start().expect("a private JACK server")
-}
-
-fn sigkill(pid: u32) {
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the process to kill exists");
 }
 
 /// `modsynthd` with standbys in hosts of `seats` seats.
@@ -50,12 +45,9 @@ fn a_seated_standby_takes_over_without_a_gap_then_hands_the_module_back_to_a_wor
     );
     assert_ne!(lead.pid, host, "a primary never plays in a host");
 
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(96_000).unwrap());
-        std::thread::sleep(Duration::from_millis(400));
-        sigkill(lead.pid);
-        rec.join().unwrap()
-    });
+    let rec = capture
+        .record_with_lead(96_000, 19_200, || sigkill(lead.pid))
+        .unwrap();
     // By the end of the recording the module is back in a worker of its own, so
     // the recording holds both the failover and the hand-back.
     let after = sup.module_status("lead").unwrap();
@@ -142,12 +134,9 @@ fn killing_a_standby_host_gives_each_of_its_modules_a_new_standby_while_they_pla
         before.iter().all(|m| m.ready_standby().pid == host),
         "all three standbys sit in one host"
     );
-    let rec = std::thread::scope(|s| {
-        let rec = s.spawn(|| capture.record(48_000).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-        sigkill(host);
-        rec.join().unwrap()
-    });
+    let rec = capture
+        .record_with_lead(48_000, 14_400, || sigkill(host))
+        .unwrap();
     let gap = longest_silent_run(&rec.channels[0], 1e-6);
     eprintln!("measured: {gap} silent samples while the standby host died");
     assert_eq!(gap, 0, "the primary never stopped");

@@ -8,6 +8,7 @@ use modsynth_tests::continuity::phase_jumps;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::Supervisor;
+use modsynth_tests::workers::sigkill;
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::UdpSocket;
@@ -259,7 +260,7 @@ fn bad_input_gets_a_fail_and_changes_nothing() {
             "/module/value",
         )
         .unwrap();
-    assert_eq!(value.args[2], f(440.0));
+    assert_eq!(value.args[2], f(modsynth_model::catalog::vco::MIDDLE_C_HZ));
     sup.new_module("lfo", "still-works", &[]).unwrap();
 }
 
@@ -601,7 +602,6 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
     let capture = Capture::start(&server, 1).unwrap();
     sup.connect("lead:out", &capture.port(0)).unwrap();
     let before = sup.wait_for_module("lead", PATIENCE, |m| m.standby_worker.is_some());
-    let primary = nix::unistd::Pid::from_raw(before.pid as i32);
     // Patched by hand, after the standby exists: it must survive the failover too.
     let by_hand = server
         .command("jack_connect")
@@ -644,7 +644,7 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         .record_across(20 * 48_000, 4_800, || {
             capture
                 .record_across(10 * 48_000, 48_000, || {
-                    nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGKILL).unwrap();
+                    sigkill(before.pid);
                 })
                 .unwrap()
                 .0
@@ -866,8 +866,7 @@ fn idle_workers_wake_only_their_audio_thread(flags: &[&str]) {
     }
     // The watcher still does its job once asleep: the standby takes over at once
     // (a seat then hands the module back to a worker of its own).
-    let primary = nix::unistd::Pid::from_raw(m.pid as i32);
-    nix::sys::signal::kill(primary, nix::sys::signal::Signal::SIGKILL).unwrap();
+    sigkill(m.pid);
     let after = sup.wait_for_module("idle", PATIENCE, |s| s.pid != m.pid && s.pid != 0);
     let status = sup.status().unwrap();
     assert_eq!(status.counters.failovers, 1, "the standby took over");
@@ -992,8 +991,7 @@ fn every_pretty_name_names_what_its_worker_plays_after_create_failover_free_and_
     wait_for_pretty_names(&sup, &observer, "create");
     for round in 0..2 {
         let before = sup.module_status("tone").unwrap();
-        let pid = nix::unistd::Pid::from_raw(before.pid as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        sigkill(before.pid);
         sup.wait_for_module("tone", PATIENCE, |m| {
             m.pid != before.pid && m.standby_worker.is_some() && m.role == ModuleRole::Primary
         });
@@ -1089,8 +1087,7 @@ fn a_thousand_jack_clients_killed_in_one_servers_life_leave_names_and_new_pools_
     sup.wait_for_module("amp", PATIENCE, |m| m.standby_worker.is_some());
     wait_for_pretty_names(&sup, &observer, "set load");
     let before = sup.module_status("tone").unwrap();
-    let pid = nix::unistd::Pid::from_raw(before.pid as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    sigkill(before.pid);
     sup.wait_for_module("tone", PATIENCE, |m| {
         m.pid != before.pid && m.standby_worker.is_some() && m.role == ModuleRole::Primary
     });

@@ -10,6 +10,7 @@ use modsynth_tests::supervisor::ReadyStandby;
 use modsynth_tests::supervisor::{
     descriptors_of, modsynthd_with, segments_of, unique_name, workers_of, Supervisor,
 };
+use modsynth_tests::workers::sigkill;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::Stdio;
@@ -151,10 +152,6 @@ fn record_across(capture: &Capture, frames: usize, act: impl FnOnce()) -> Vec<f3
         rec.dropped_frames, rec.xruns
     );
     rec.channels[0].clone()
-}
-
-fn sigkill(pid: u32) {
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the process to kill exists");
 }
 
 #[test]

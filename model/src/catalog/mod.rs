@@ -15,7 +15,8 @@
 //!
 //! let spec = catalog::module("vco").unwrap();
 //! assert_eq!(spec.output_ports().next().unwrap().name, "out");
-//! assert_eq!(spec.param("freq").unwrap().default, 440.0);
+//! // Pitch 0 is middle C: midi2cv's base_note 60 plays in tune by default.
+//! assert_eq!(spec.param("freq").unwrap().default, vco::MIDDLE_C_HZ);
 //! // The kernel reads the frequency at vco::FREQ: the catalog's entry there is freq.
 //! assert_eq!(spec.params[vco::FREQ].name, "freq");
 //! ```

@@ -41,10 +41,22 @@ const PORTS: [PortSpec; 3] = ports([
     ),
 ]);
 
+/// Middle C (MIDI note 60 with A4 = 440 Hz), the default base frequency: pitch CV
+/// 0 is C4, as in VCV Rack and as `midi2cv`'s default `base_note` says, so a
+/// keyboard patched through `midi2cv` into a VCO plays the key pressed.
+pub const MIDDLE_C_HZ: f32 = 261.625_58;
+
 const PARAMS: [ParamSpec; 5] = params([
     (
         FREQ,
-        octaves(float("freq", "Hz", 0.1, 20000.0, 440.0, "base frequency")),
+        octaves(float(
+            "freq",
+            "Hz",
+            0.1,
+            20000.0,
+            MIDDLE_C_HZ,
+            "base frequency: what pitch 0 plays (middle C, as `midi2cv`'s `base_note` 60)",
+        )),
     ),
     (WAVE, choice("wave", WAVEFORMS, 0, "waveform")),
     (

@@ -280,14 +280,19 @@ impl Run {
             Row::summary("failover.zero_gap_share_pct", "%", zero, n),
             owner_gap_row(hot),
             step_row(hot, self.rate),
-            per_kill("failover.phase_jumps", "jumps", |k| k.phase_jumps as f64).note(
+            per_kill("failover.phase_jumps", "jumps", |k| k.phase_jumps as f64).note(format!(
                 "skipped or repeated stretches of the killed module's tone, per kill \
-                 (what a listener hears as a click even without a silent sample)",
-            ),
+                 (what a listener hears as a click even without a silent sample): in {} \
+                 of {n} kills",
+                hot.iter().filter(|k| k.phase_jumps > 0).count()
+            )),
             per_kill("failover.untouched_phase_jumps", "jumps", |k| {
                 k.other_phase_jumps as f64
             })
-            .note("the other module, on the same listener, never touched"),
+            .note(format!(
+                "the other module, on the same listener, never touched: in {} of {n} kills",
+                hot.iter().filter(|k| k.other_phase_jumps > 0).count()
+            )),
             per_kill("failover.server_dropped_frames", "frames", |k| {
                 k.dropped_frames as f64
             }),
