@@ -364,6 +364,17 @@ pub fn strongest_non_harmonic_db(signal: &[f32], sample_rate: f64, f0: f64) -> (
     }
 }
 
+/// How long a run of near-silent samples ([`longest_silent_run`] at 1e-6) a steady
+/// tone shows with no dropout: one sample, where it crosses zero. A 220 Hz sine at
+/// 0.3 puts a sample within 1e-6 of zero about once in 10 seconds; two in a row
+/// never happen in a tone above a few hertz, so they are silence.
+///
+/// ```
+/// # use modsynth_tests::analysis::{longest_silent_run, ZERO_CROSSING_SAMPLES};
+/// assert_eq!(longest_silent_run(&[0.4, 0.0, -0.4], 1e-6), ZERO_CROSSING_SAMPLES);
+/// ```
+pub const ZERO_CROSSING_SAMPLES: usize = 1;
+
 /// The length of the longest run of consecutive samples with `|x| <= threshold`
 /// (a dropout detector: a gap of zeros in a tone).
 ///

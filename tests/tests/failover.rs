@@ -5,7 +5,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
-use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
+use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz, ZERO_CROSSING_SAMPLES};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
@@ -106,7 +106,10 @@ fn killing_the_standby_gets_a_new_one_while_the_primary_plays_on() {
         .unwrap();
     let gap = longest_silent_run(&rec.channels[0], 1e-6);
     eprintln!("measured: {gap} silent samples while the standby died");
-    assert_eq!(gap, 0, "the primary never stopped");
+    assert!(
+        gap <= ZERO_CROSSING_SAMPLES,
+        "the primary stopped: {gap} silent samples"
+    );
     let after = sup.wait_for_module("lead", PATIENCE, |m| {
         m.standby_worker.is_some() && m.ready_standby().client != before.ready_standby().client
     });

@@ -7,7 +7,7 @@
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
 use modsynth_tests::analysis::{
-    has_non_finite, longest_silent_run, phase_error_frames_in_windows, rms,
+    has_non_finite, longest_silent_run, phase_error_frames_in_windows, rms, ZERO_CROSSING_SAMPLES,
 };
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
@@ -180,7 +180,10 @@ fn nan_from_an_lv2_plugin_is_silenced_and_counted_and_a_plugin_that_keeps_crashi
         "measured: the rest of the set meanwhile: {gap} silent samples of 'other' ({} frames dropped by the server)",
         rec.dropped_frames
     );
-    assert_eq!(gap, 0, "the rest of the set stopped");
+    assert!(
+        gap <= ZERO_CROSSING_SAMPLES,
+        "the rest of the set stopped: {gap} silent samples"
+    );
     let status = sup.status().unwrap();
     assert!(status.counters.quarantined >= 1);
     assert!(status

@@ -5,7 +5,9 @@
 //! Everything on a private JACK server with recorded audio.
 
 use modsynth_control::status::ModuleRole;
-use modsynth_tests::analysis::{cents, longest_silent_run, phase_at, pitch_hz};
+use modsynth_tests::analysis::{
+    cents, longest_silent_run, phase_at, pitch_hz, ZERO_CROSSING_SAMPLES,
+};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::{ReadyStandby, Supervisor};
@@ -139,7 +141,10 @@ fn killing_a_standby_host_gives_each_of_its_modules_a_new_standby_while_they_pla
         .unwrap();
     let gap = longest_silent_run(&rec.channels[0], 1e-6);
     eprintln!("measured: {gap} silent samples while the standby host died");
-    assert_eq!(gap, 0, "the primary never stopped");
+    assert!(
+        gap <= ZERO_CROSSING_SAMPLES,
+        "the primary stopped: {gap} silent samples"
+    );
     for old in &before {
         let new = sup.wait_for_module(&old.id, PATIENCE, |m| {
             m.standby_worker.as_ref().is_some_and(|s| s.pid != host)

@@ -2,7 +2,7 @@
 
 use modsynth_control::osc::{message, text};
 use modsynth_control::status::ModuleRole;
-use modsynth_tests::analysis::{cents, pitch_hz};
+use modsynth_tests::analysis::{cents, pitch_hz, ZERO_CROSSING_SAMPLES};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::continuity::phase_jumps;
 use modsynth_tests::jack_server::JackServer;
@@ -682,7 +682,10 @@ fn sigkill_of_a_playing_vco_fails_over_to_its_standby_and_keeps_playing() {
         rec.xruns,
         calm_jumps.len()
     );
-    assert_eq!(gap, 0, "{gap} silent samples at the failover");
+    assert!(
+        gap <= ZERO_CROSSING_SAMPLES,
+        "{gap} silent samples at the failover"
+    );
     assert!(cents(f, 440.0).abs() < 5.0, "pitch after failover {f}");
     // What a listener hears: the standby continues from the last period its primary
     // published, so the tone goes on, or, when jackd2 started a cycle before it had

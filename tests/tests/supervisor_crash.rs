@@ -3,7 +3,7 @@
 //! Everything on a private JACK server with recorded audio.
 
 use modsynth_control::osc::{message, text};
-use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz};
+use modsynth_tests::analysis::{cents, longest_silent_run, pitch_hz, ZERO_CROSSING_SAMPLES};
 use modsynth_tests::capture::Capture;
 use modsynth_tests::jack_server::JackServer;
 use modsynth_tests::supervisor::ReadyStandby;
@@ -366,7 +366,10 @@ fn a_primary_killed_while_no_supervisor_runs_fails_over_and_the_next_supervisor_
     let out = record_across(&capture, 2 * 48_000, || sigkill(before.pid));
     let gap = longest_silent_run(&out, 1e-6);
     eprintln!("measured: {gap} silent samples across the primary's SIGKILL with no supervisor");
-    assert_eq!(gap, 0, "the standby took over without a silent sample");
+    assert!(
+        gap <= ZERO_CROSSING_SAMPLES,
+        "the standby took over after {gap} silent samples"
+    );
 
     let again = Supervisor::start_named(&server, &name, 2, &extra).unwrap();
     let after = again.wait_for_module("lead", PATIENCE, |m| {
@@ -397,7 +400,10 @@ fn a_primary_killed_while_no_supervisor_runs_fails_over_and_the_next_supervisor_
     let out = record_across(&capture, 2 * 48_000, || sigkill(after.pid));
     let gap = longest_silent_run(&out, 1e-6);
     eprintln!("measured: {gap} silent samples across a SIGKILL of the adopted primary");
-    assert_eq!(gap, 0, "the new standby took over without a silent sample");
+    assert!(
+        gap <= ZERO_CROSSING_SAMPLES,
+        "the new standby took over after {gap} silent samples"
+    );
     again.wait_for_module("lead", PATIENCE, |m| m.pid == after.ready_standby().pid);
 }
 
