@@ -145,7 +145,13 @@ fn keep_running(detector: &Path, env: &Path) {
                 // a new one, which a detector still attached to the old files would
                 // never see: follow the region file's identity.
                 let attached = region_identity(env);
-                crate::metadata_room::report(env);
+                // On a thread of its own: `db_stat` waits for the region's lock,
+                // which a dead client may hold, and this thread must go on
+                // watching the detector.
+                let watched = env.to_path_buf();
+                let _ = std::thread::Builder::new()
+                    .name("db-room".into())
+                    .spawn(move || crate::metadata_room::report(&watched));
                 loop {
                     std::thread::sleep(RETRY);
                     match child.try_wait() {

@@ -49,6 +49,9 @@ pub const MUTEX_MAX: u32 = 100_000;
 /// The setting Berkeley DB reads from `DB_CONFIG` when it creates an environment.
 const SETTING: &str = "mutex_set_max";
 
+/// The largest `DB_CONFIG` [`make_room`] reads.
+const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
 /// Berkeley DB's statistics tools, newest name first (package `db5.3-util`).
 const STAT_TOOLS: [&str; 2] = ["db5.3_stat", "db_stat"];
 
@@ -64,8 +67,19 @@ pub fn make_room(env: &Path) -> std::io::Result<bool> {
         .mode(0o770)
         .create(env)?;
     let config = env.join("DB_CONFIG");
-    let existing = match std::fs::read_to_string(&config) {
-        Ok(text) => text,
+    let existing = match std::fs::symlink_metadata(&config) {
+        // Read only a plain file of sane size: a FIFO would block, a huge file
+        // would fill memory, and Berkeley DB's own are a few lines.
+        Ok(meta) if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a plain file under {MAX_CONFIG_BYTES} bytes",
+                    config.display()
+                ),
+            ))
+        }
+        Ok(_) => std::fs::read_to_string(&config)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
@@ -192,6 +206,8 @@ mod tests {
             std::fs::read_to_string(users.join("DB_CONFIG")).unwrap(),
             "mutex_set_max 5000"
         );
+        std::fs::write(users.join("DB_CONFIG"), "x".repeat(100_000)).unwrap();
+        assert!(make_room(&users).is_err(), "a huge DB_CONFIG is not read");
         std::fs::write(users.join("DB_CONFIG"), "set_cachesize 0 1048576 1").unwrap();
         assert!(make_room(&users).unwrap());
         assert_eq!(
