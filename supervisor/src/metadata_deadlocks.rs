@@ -59,14 +59,19 @@ pub fn environment() -> PathBuf {
 
 /// The first of Berkeley DB's detectors (`db5.3_deadlock`, `db_deadlock`) found in `PATH`.
 pub fn find_detector() -> Option<PathBuf> {
+    first_in_path(&DETECTORS)
+}
+
+/// The first executable found in `PATH` by one of `names`, tried in order (all of
+/// one directory before the next).
+pub(crate) fn first_in_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .flat_map(|dir| DETECTORS.iter().map(move |name| dir.join(name)))
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
         .find(|candidate| is_executable(candidate))
 }
 
-/// Whether `path` is a file someone may execute.
-pub(crate) fn is_executable(path: &Path) -> bool {
+fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

@@ -38,7 +38,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The mutex limit [`make_room`] asks for: 9 per killed client (measured) leaves
@@ -122,7 +122,7 @@ impl Room {
 /// How much room the metadata environment in `env` has now, read with Berkeley
 /// DB's `db_stat -x`; `None` when there is no environment or no tool to read it.
 pub fn room(env: &Path) -> Option<Room> {
-    let tool = find_stat_tool()?;
+    let tool = crate::metadata_deadlocks::first_in_path(&STAT_TOOLS)?;
     let output = Command::new(tool)
         .arg("-x")
         .arg("-h")
@@ -151,13 +151,6 @@ fn parse_room(stat: &str) -> Option<Room> {
     })
 }
 
-fn find_stat_tool() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| STAT_TOOLS.iter().map(move |name| dir.join(name)))
-        .find(|candidate| crate::metadata_deadlocks::is_executable(candidate))
-}
-
 /// Says in the log what a newly made environment in `env` has room for: a warning
 /// when the server that made it had no `DB_CONFIG` (it started before `modsynthd`
 /// first wrote one), with what to do.
@@ -184,7 +177,7 @@ pub fn report(env: &Path) {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
+    fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("modsynth-room-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
